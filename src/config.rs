@@ -1,0 +1,122 @@
+//! How a realm is opened: path, schema, version, callbacks and modes.
+
+use crate::db::Realm;
+use crate::error::{Error, Result};
+use crate::schema::Schema;
+use std::fmt;
+use std::sync::Arc;
+
+/// Runs once, inside the transaction that creates the file, to fill a new realm.
+pub type InitialDataFn = dyn Fn(&Realm) -> Result<()> + Send + Sync;
+/// Migrates a file from `old_version` to `new_version` inside the opening transaction. The
+/// realm shows the union of the old and new schema: old properties can still be read, new ones
+/// written; properties absent from the new schema are dropped after the callback returns.
+pub type MigrationFn = dyn Fn(&Realm, u64, u64) -> Result<()> + Send + Sync;
+
+/// The configuration of a realm. Cheap to clone; every setter documents its default.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) path: String,
+    pub(crate) schema: Option<Schema>,
+    pub(crate) schema_version: u64,
+    pub(crate) in_memory: bool,
+    pub(crate) read_only: bool,
+    pub(crate) delete_if_migration_needed: bool,
+    pub(crate) initial_data: Option<Arc<InitialDataFn>>,
+    pub(crate) migration: Option<Arc<MigrationFn>>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("schema_version", &self.schema_version)
+            .field("in_memory", &self.in_memory)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A configuration for the realm file at `path` (or the in-memory realm named `path`).
+    /// Defaults: no schema (open with the file's), schema version 0, on disk, read-write.
+    pub fn new(path: impl Into<String>) -> Config {
+        Config {
+            path: path.into(),
+            schema: None,
+            schema_version: 0,
+            in_memory: false,
+            read_only: false,
+            delete_if_migration_needed: false,
+            initial_data: None,
+            migration: None,
+        }
+    }
+
+    /// The file path (or in-memory name).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The schema the realm must have. Default: none, which opens a file with whatever schema
+    /// it has. Fails with `InvalidArgument` if the schema is not valid.
+    pub fn set_schema(&mut self, schema: Schema) -> Result<&mut Config> {
+        schema.validate()?;
+        self.schema = Some(schema);
+        Ok(self)
+    }
+
+    /// The configured schema.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.schema.as_ref()
+    }
+
+    /// The schema version. Default 0.
+    pub fn set_schema_version(&mut self, version: u64) -> &mut Config {
+        self.schema_version = version;
+        self
+    }
+
+    /// The configured schema version.
+    pub fn schema_version(&self) -> u64 {
+        self.schema_version
+    }
+
+    /// Keep the realm in memory only: nothing is written to disk, and the data lives while any
+    /// handle of this name is open in the process. Default false.
+    pub fn set_in_memory(&mut self, in_memory: bool) -> &mut Config {
+        self.in_memory = in_memory;
+        self
+    }
+
+    /// Open read-only: writes are refused. Default false.
+    pub fn set_read_only(&mut self, read_only: bool) -> &mut Config {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Delete the file and start empty when its schema needs a migration. Default false.
+    pub fn set_delete_if_migration_needed(&mut self, delete: bool) -> &mut Config {
+        self.delete_if_migration_needed = delete;
+        self
+    }
+
+    /// The callback that fills a newly created file. Default none.
+    pub fn set_initial_data(&mut self, f: impl Fn(&Realm) -> Result<()> + Send + Sync + 'static) -> &mut Config {
+        self.initial_data = Some(Arc::new(f));
+        self
+    }
+
+    /// The migration callback. Default none (a needed migration is an error).
+    pub fn set_migration(&mut self, f: impl Fn(&Realm, u64, u64) -> Result<()> + Send + Sync + 'static) -> &mut Config {
+        self.migration = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.path.is_empty() {
+            return Err(Error::invalid("the realm path must not be empty"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,540 @@
+//! [`Realm`]: an open handle on a realm file, with its snapshot and write transaction.
+//!
+//! A handle reads from a snapshot that stays fixed until [`Realm::refresh`],
+//! [`Realm::begin_write`] or its own commit moves it to the latest version; readers are never
+//! blocked by writers. One write transaction per file runs at a time: `begin_write` on another
+//! thread waits for the current writer.
+
+use crate::config::Config;
+use crate::error::{Error, ErrorCode, Result};
+use crate::history::{decode_changeset, GlobalId};
+use crate::notify::ChangeToken;
+use crate::object::{Object, PropertyKey};
+use crate::results::Results;
+use crate::schema::Schema;
+use crate::store::catalog::{self, ClassInfo};
+use crate::store::file::{self, SharedFile};
+use crate::store::snapshot::Snapshot;
+use crate::store::tables;
+use crate::store::view::View;
+use crate::store::write::{self, WriteTxn};
+use crate::value::Value;
+use parking_lot::Mutex;
+use redb::ReadableTable;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An open realm. Cheap to clone (clones share the handle); usable from any thread.
+#[derive(Clone)]
+pub struct Realm {
+    pub(crate) inner: Arc<RealmInner>,
+}
+
+pub(crate) struct RealmInner {
+    config: Config,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// `None` once closed.
+    file: Option<Arc<SharedFile>>,
+    read: Option<Snapshot>,
+    write: Option<WriteTxn>,
+    /// Changes whenever what this handle sees may have changed; results compare it to know
+    /// when to re-run their query.
+    generation: u64,
+}
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Drop for RealmInner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        if state.write.take().is_some() {
+            if let Some(f) = &state.file {
+                f.end_write();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Realm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Realm").field("path", &self.inner.config.path).finish_non_exhaustive()
+    }
+}
+
+impl Realm {
+    /// Opens (creating if needed) the realm described by `config`, applying its schema rules:
+    ///
+    /// - a new file gets the schema and version, and the initial-data callback runs in the
+    ///   creating transaction;
+    /// - a file whose schema version is higher than the config's fails with
+    ///   `SchemaVersionLower`;
+    /// - a changed schema needs a higher version and a migration callback (else
+    ///   `MigrationNeeded`), unless delete-if-migration-needed is set, which starts over.
+    ///
+    /// Fails with `FileInUse` if another process has the file open, `FileNotFound` for a
+    /// read-only open of a missing file, `IncompatibleFile` for a file that is not a realm. A
+    /// failed open leaves the file as it was, except that a new empty file may remain.
+    pub fn open(config: &Config) -> Result<Realm> {
+        config.check()?;
+        if config.read_only && !config.in_memory && !std::path::Path::new(&config.path).exists() {
+            return Err(Error::new(ErrorCode::FileNotFound, format!("no realm file at '{}'", config.path))
+                .with_path(config.path.clone()));
+        }
+        let (file, needs_init) = SharedFile::open(&config.path, config.in_memory)?;
+        if needs_init {
+            if config.read_only {
+                return Err(Error::new(ErrorCode::IncompatibleFile, "a read-only realm must already exist"));
+            }
+            file.initialize()?;
+        }
+        let realm = Realm {
+            inner: Arc::new(RealmInner {
+                config: config.clone(),
+                state: Mutex::new(State { read: Some(file.snapshot()?), file: Some(file), write: None, generation: next_generation() }),
+            }),
+        };
+        match realm.prepare_schema() {
+            Ok(()) => Ok(realm),
+            Err(e) if e.code() == ErrorCode::MigrationNeeded && config.delete_if_migration_needed => {
+                drop(realm);
+                delete_realm_files(config)?;
+                let mut fresh = config.clone();
+                fresh.delete_if_migration_needed = false;
+                Realm::open(&fresh)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn prepare_schema(&self) -> Result<()> {
+        let config = &self.inner.config;
+        let (catalog, file_version, history_version) = self.with_snapshot(|s| {
+            Ok((s.catalog.clone(), s.meta_u64(tables::meta::SCHEMA_VERSION)?, s.version))
+        })?;
+        let Some(wanted) = &config.schema else { return Ok(()) };
+        let is_new = catalog.classes.is_empty() && history_version == 0;
+        let diff = catalog::diff(&catalog, wanted);
+        if is_new {
+            if config.read_only {
+                return Err(Error::new(ErrorCode::IncompatibleFile, "the read-only realm has no schema"));
+            }
+            self.begin_write()?;
+            let result = self.with_write(|w| {
+                for change in &diff.first {
+                    w.apply_schema_change(change)?;
+                }
+                w.set_schema_version(config.schema_version);
+                Ok(())
+            });
+            let result = result.and_then(|()| match &config.initial_data {
+                Some(f) => f(self),
+                None => Ok(()),
+            });
+            return self.finish_open_write(result);
+        }
+        if config.schema_version < file_version {
+            return Err(Error::new(
+                ErrorCode::SchemaVersionLower,
+                format!("the schema version {} is lower than the file's {file_version}", config.schema_version),
+            )
+            .with_path(config.path.clone()));
+        }
+        if diff.is_empty() && config.schema_version == file_version {
+            return Ok(());
+        }
+        if config.read_only {
+            return Err(Error::new(
+                ErrorCode::MigrationNeeded,
+                "the read-only realm's schema or version differs from the configuration",
+            )
+            .with_path(config.path.clone()));
+        }
+        if !diff.is_empty() && config.schema_version == file_version {
+            return Err(Error::new(
+                ErrorCode::MigrationNeeded,
+                format!("the schema changed but the schema version is still {file_version}: raise it and migrate"),
+            )
+            .with_path(config.path.clone()));
+        }
+        if !diff.is_empty() && config.migration.is_none() {
+            return Err(Error::new(
+                ErrorCode::MigrationNeeded,
+                format!(
+                    "migrating from schema version {file_version} to {} needs a migration callback",
+                    config.schema_version
+                ),
+            )
+            .with_path(config.path.clone()));
+        }
+        self.begin_write()?;
+        let result = self
+            .with_write(|w| {
+                for change in &diff.first {
+                    w.apply_schema_change(change)?;
+                }
+                w.set_schema_version(config.schema_version);
+                Ok(())
+            })
+            .and_then(|()| match &config.migration {
+                Some(f) => f(self, file_version, config.schema_version),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                self.with_write(|w| {
+                    for change in &diff.last {
+                        w.apply_schema_change(change)?;
+                    }
+                    Ok(())
+                })
+            });
+        self.finish_open_write(result)
+    }
+
+    fn finish_open_write(&self, result: Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                let _ = self.cancel_write();
+                Err(e)
+            }
+        }
+    }
+
+    /// The configuration this realm was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &str {
+        &self.inner.config.path
+    }
+
+    /// Closes the handle: an open write transaction is cancelled and every later call fails
+    /// with `RealmClosed`. Closing twice is harmless.
+    pub fn close(&self) {
+        let mut state = self.inner.state.lock();
+        if state.write.take().is_some() {
+            if let Some(f) = &state.file {
+                f.end_write();
+            }
+        }
+        state.read = None;
+        state.file = None;
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.state.lock().file.is_none()
+    }
+
+    fn closed() -> Error {
+        Error::new(ErrorCode::RealmClosed, "the realm was closed")
+    }
+
+    /// Runs `f` on what this handle sees: the write transaction if one is open, else the
+    /// snapshot.
+    pub(crate) fn with_view<R>(&self, f: impl FnOnce(View<'_>) -> Result<R>) -> Result<R> {
+        let state = self.inner.state.lock();
+        if state.file.is_none() {
+            return Err(Self::closed());
+        }
+        match (&state.write, &state.read) {
+            (Some(w), _) => f(w.view()),
+            (None, Some(snap)) => f(View { snap, overlay: None }),
+            (None, None) => Err(Self::closed()),
+        }
+    }
+
+    fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> Result<R>) -> Result<R> {
+        let state = self.inner.state.lock();
+        match (&state.write, &state.read) {
+            (Some(w), _) => f(&w.base),
+            (None, Some(snap)) => f(snap),
+            (None, None) => Err(Self::closed()),
+        }
+    }
+
+    /// Runs `f` inside the open write transaction.
+    pub(crate) fn with_write<R>(&self, f: impl FnOnce(&mut WriteTxn) -> Result<R>) -> Result<R> {
+        let mut state = self.inner.state.lock();
+        if state.file.is_none() {
+            return Err(Self::closed());
+        }
+        state.generation = next_generation();
+        match state.write.as_mut() {
+            Some(w) => f(w),
+            None if self.inner.config.read_only => {
+                Err(Error::new(ErrorCode::ReadOnly, "the realm was opened read-only"))
+            }
+            None => Err(Error::new(ErrorCode::NotInWriteTransaction, "this needs a write transaction: call begin_write first")),
+        }
+    }
+
+    /// A number that changes whenever what this handle sees may have changed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.state.lock().generation
+    }
+
+    /// Starts a write transaction, first moving to the latest version. Waits while another
+    /// thread writes to the same file.
+    ///
+    /// Fails with `AlreadyInWriteTransaction` if this handle (or, through another handle, this
+    /// thread) already writes, `ReadOnly` for read-only realms.
+    pub fn begin_write(&self) -> Result<()> {
+        let file = {
+            let state = self.inner.state.lock();
+            let file = state.file.clone().ok_or_else(Self::closed)?;
+            if state.write.is_some() {
+                return Err(Error::new(ErrorCode::AlreadyInWriteTransaction, "a write transaction is already open on this realm"));
+            }
+            file
+        };
+        if self.inner.config.read_only {
+            return Err(Error::new(ErrorCode::ReadOnly, "the realm was opened read-only"));
+        }
+        // Wait for the file's write lock without holding this handle's state lock, so other
+        // threads can keep reading through this handle meanwhile.
+        let txn = file.begin_write()?;
+        let mut state = self.inner.state.lock();
+        if state.file.is_none() || state.write.is_some() {
+            drop(txn);
+            file.end_write();
+            return Err(if state.file.is_none() {
+                Self::closed()
+            } else {
+                Error::new(ErrorCode::AlreadyInWriteTransaction, "a write transaction is already open on this realm")
+            });
+        }
+        state.write = Some(txn);
+        state.read = None;
+        state.generation = next_generation();
+        Ok(())
+    }
+
+    /// Commits the write transaction durably and moves to the new version; change callbacks
+    /// of every handle on the file then run (if anything changed).
+    ///
+    /// On failure the transaction is gone and nothing of it was written.
+    pub fn commit(&self) -> Result<()> {
+        let (file, result) = {
+            let mut state = self.inner.state.lock();
+            let file = state.file.clone().ok_or_else(Self::closed)?;
+            let write = state
+                .write
+                .take()
+                .ok_or_else(|| Error::new(ErrorCode::NotInWriteTransaction, "no write transaction to commit"))?;
+            let result = write.commit();
+            file.end_write();
+            state.read = Some(file.snapshot()?);
+            state.generation = next_generation();
+            (file, result)
+        };
+        if let Some(v) = result?.version {
+            file.notifier.notify(v);
+        }
+        Ok(())
+    }
+
+    /// Discards the write transaction.
+    pub fn cancel_write(&self) -> Result<()> {
+        let mut state = self.inner.state.lock();
+        let file = state.file.clone().ok_or_else(Self::closed)?;
+        if state.write.take().is_none() {
+            return Err(Error::new(ErrorCode::NotInWriteTransaction, "no write transaction to cancel"));
+        }
+        file.end_write();
+        state.read = Some(file.snapshot()?);
+        state.generation = next_generation();
+        Ok(())
+    }
+
+    /// Whether a write transaction is open on this handle.
+    pub fn is_in_transaction(&self) -> bool {
+        self.inner.state.lock().write.is_some()
+    }
+
+    /// Moves to the latest version. Returns whether the version changed. Inside a write
+    /// transaction this does nothing (the transaction already sees the latest).
+    pub fn refresh(&self) -> Result<bool> {
+        let mut state = self.inner.state.lock();
+        let file = state.file.clone().ok_or_else(Self::closed)?;
+        if state.write.is_some() {
+            return Ok(false);
+        }
+        let snap = file.snapshot()?;
+        let changed = state.read.as_ref().is_none_or(|old| old.version != snap.version || !Arc::ptr_eq(&old.catalog, &snap.catalog));
+        state.read = Some(snap);
+        if changed {
+            state.generation = next_generation();
+        }
+        Ok(changed)
+    }
+
+    /// The history version this handle sees.
+    pub fn version(&self) -> Result<u64> {
+        self.with_snapshot(|s| Ok(s.version))
+    }
+
+    /// Whether the realm holds no objects.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.with_view(|v| {
+            for c in &v.catalog().classes {
+                if v.class_state(c.id)?.1 > 0 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// The schema version of the file as this handle sees it.
+    pub fn schema_version(&self) -> Result<u64> {
+        let pending = {
+            let state = self.inner.state.lock();
+            state.write.as_ref().and_then(|w| w.overlay.schema_version)
+        };
+        match pending {
+            Some(v) => Ok(v),
+            None => self.with_snapshot(|s| s.meta_u64(tables::meta::SCHEMA_VERSION)),
+        }
+    }
+
+    /// The schema as this handle sees it.
+    pub fn schema(&self) -> Result<Schema> {
+        self.with_view(|v| Ok(v.catalog().to_schema()))
+    }
+
+    pub(crate) fn class_info(&self, class: &str) -> Result<ClassInfo> {
+        self.with_view(|v| Ok(v.catalog().require_class(class)?.clone()))
+    }
+
+    /// Creates an object. Classes with a primary key need `Some(key)`; others `None`.
+    /// Required properties start at their type's zero value, nullable ones at NULL.
+    ///
+    /// Fails with `NotInWriteTransaction`, `NoSuchClass`, `DuplicatePrimaryKey`, `WrongType`.
+    pub fn create_object(&self, class: &str, primary_key: Option<&Value>) -> Result<Object> {
+        let class_id = self.class_info(class)?.id;
+        let key = self.with_write(|w| w.create_object(class_id, primary_key))?;
+        Ok(Object::new(self.clone(), class_id, key))
+    }
+
+    /// The object of `class` with this primary key, if it exists.
+    pub fn find_object(&self, class: &str, primary_key: &Value) -> Result<Option<Object>> {
+        let key = self.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            let Some(pk) = info.pk_prop() else {
+                return Err(Error::invalid(format!("class '{class}' has no primary key")));
+            };
+            if primary_key.property_type() != Some(pk.ty) {
+                return Err(Error::wrong_type(format!(
+                    "primary key '{class}.{}' is {}, not {}",
+                    pk.name,
+                    pk.ty.name(),
+                    primary_key.type_name()
+                )));
+            }
+            write::find_by_value(v, info, pk, primary_key)
+        })?;
+        let class_id = self.class_info(class)?.id;
+        Ok(key.map(|k| Object::new(self.clone(), class_id, k)))
+    }
+
+    /// The object with this global id, if it exists.
+    pub fn find_by_global_id(&self, class: &str, id: &GlobalId) -> Result<Option<Object>> {
+        let (class_id, key) = self.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            Ok((info.id, write::find_by_gid(v, info, id)?))
+        })?;
+        Ok(key.map(|k| Object::new(self.clone(), class_id, k)))
+    }
+
+    /// A key for fast repeated access to one property.
+    pub fn property_key(&self, class: &str, property: &str) -> Result<PropertyKey> {
+        self.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            let prop = info.require_prop(property)?;
+            Ok(PropertyKey { class_id: info.id, prop_id: prop.id })
+        })
+    }
+
+    /// Every object of a class, as live results.
+    pub fn objects(&self, class: &str) -> Result<Results> {
+        self.query(class, "TRUEPREDICATE", &[])
+    }
+
+    /// The objects of `class` matching `predicate` (Realm's query language; `$0`.. refer to
+    /// `args`), as live results.
+    ///
+    /// Fails with `InvalidQuery` for a predicate that does not parse or does not fit the
+    /// schema, `NoSuchClass`.
+    pub fn query(&self, class: &str, predicate: &str, args: &[Value]) -> Result<Results> {
+        Results::new(self.clone(), class, predicate, args)
+    }
+
+    /// Registers `callback(version)` to run after every commit that changed this file, from
+    /// any handle or thread. It runs on a library thread; dropping the token unregisters it.
+    pub fn add_change_callback(&self, callback: impl Fn(u64) + Send + Sync + 'static) -> Result<ChangeToken> {
+        let state = self.inner.state.lock();
+        let file = state.file.as_ref().ok_or_else(Self::closed)?;
+        Ok(file.notifier.register(Arc::new(callback)))
+    }
+
+    /// The changesets recorded after version `after`, oldest first, as `(version, bytes)`.
+    pub fn history_since(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.with_snapshot(|s| {
+            let mut out = Vec::new();
+            for item in s.history.range(after.saturating_add(1)..)? {
+                let (k, v) = item?;
+                out.push((k.value(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Applies an encoded changeset inside the open write transaction, as if its writes had
+    /// been made here (they are recorded in this realm's history too).
+    ///
+    /// Fails with `InvalidArgument` for a malformed changeset; the instructions before the
+    /// failing one stay applied in the (still open) transaction, so cancel it to undo them.
+    pub fn apply_changeset(&self, changeset: &[u8]) -> Result<()> {
+        let instructions = decode_changeset(changeset)?;
+        self.with_write(|w| {
+            for ins in &instructions {
+                w.apply(ins)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The whole content as canonical JSON: classes by name, objects by global id, links as
+    /// the target's global id. Two realms with the same data give the same text.
+    pub fn dump_json(&self) -> Result<String> {
+        self.with_view(crate::dump::dump)
+    }
+}
+
+/// Deletes a realm file. Fails with `RealmInUse` while any handle of it is open in this
+/// process; a missing file is not an error.
+pub fn delete_realm_files(config: &Config) -> Result<()> {
+    let key = file::registry_key(&config.path, config.in_memory)?;
+    if file::is_open(&key) {
+        return Err(Error::new(ErrorCode::RealmInUse, format!("the realm '{}' is open; close every handle first", config.path))
+            .with_path(config.path.clone()));
+    }
+    if config.in_memory {
+        return Ok(());
+    }
+    match std::fs::remove_file(&key) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::from(e).with_path(config.path.clone())),
+    }
+}

@@ -1,0 +1,569 @@
+//! History: every write transaction appends one changeset, an ordered list of instructions that
+//! replays the transaction on another copy of the realm.
+//!
+//! Objects are named by their [`GlobalId`] (the primary key, or an id generated when the object
+//! was created), never by local row numbers, so a changeset means the same on every device.
+//! Links are recorded as the target's global id.
+//!
+//! ## Encoding (format 1)
+//! ```text
+//! changeset   := 0x53 ('S') 0x01 instruction*
+//! instruction := tag u8, fields:
+//!   1  AddClass        name:str
+//!   2  AddProperty     class:str name:str type:u8 flags:varint target:optstr
+//!   3  SetPrimaryKey   class:str prop:optstr
+//!   4  EraseClass      class:str
+//!   5  EraseProperty   class:str name:str
+//!   10 Select          class:str id:gid          -- the object of the following 20..26
+//!   11 CreateObject    class:str id:gid          -- also selects it
+//!   12 EraseObject     class:str id:gid
+//!   20 Set             prop:str value
+//!   21 AddInt          prop:str delta:zigzag
+//!   22 ListInsert      prop:str index:varint value
+//!   23 ListSet         prop:str index:varint value
+//!   24 ListErase       prop:str index:varint
+//!   25 ListMove        prop:str from:varint to:varint
+//!   26 ListClear       prop:str
+//! str    := varint n; n = 0: a new string (varint len, UTF-8 bytes) that gets the next number;
+//!           n > 0: the string numbered n-1 earlier in this changeset
+//! optstr := 0 | 1 str
+//! gid    := 0 zigzag (int key) | 1 varint len bytes (string key) | 2 u64 LE u64 LE (generated)
+//! value  := 0 null | 1 false | 2 true | 3 zigzag int | 4 f32 LE | 5 f64 LE
+//!         | 6 varint len UTF-8 | 7 varint len bytes | 8 zigzag seconds zigzag nanos | 9 gid (link)
+//! ```
+//! Decoding checks every length against the buffer: a hostile changeset is an error.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::schema::PropertyFlags;
+use crate::value::{PropertyType, Timestamp, Value};
+use std::collections::HashMap;
+
+const MAGIC: u8 = 0x53;
+const FORMAT: u8 = 1;
+
+/// The device-independent identity of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GlobalId {
+    /// The object's integer primary key.
+    Int(i64),
+    /// The object's string primary key.
+    String(String),
+    /// An id generated at creation for classes without a primary key: the creating file's
+    /// random salt and the object's key in that file.
+    Generated {
+        /// The creating file's salt.
+        file: u64,
+        /// The object key in the creating file.
+        seq: u64,
+    },
+}
+
+impl GlobalId {
+    /// The 16-byte form stored in the hidden global-id column of classes without a primary key.
+    pub(crate) fn generated_bytes(file: u64, seq: u64) -> Vec<u8> {
+        let mut b = file.to_le_bytes().to_vec();
+        b.extend_from_slice(&seq.to_le_bytes());
+        b
+    }
+
+    /// Parses the 16-byte stored form.
+    pub(crate) fn from_generated_bytes(b: &[u8]) -> Option<GlobalId> {
+        if b.len() != 16 {
+            return None;
+        }
+        Some(GlobalId::Generated {
+            file: u64::from_le_bytes(b[..8].try_into().ok()?),
+            seq: u64::from_le_bytes(b[8..].try_into().ok()?),
+        })
+    }
+}
+
+impl std::fmt::Display for GlobalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GlobalId::Int(i) => write!(f, "{i}"),
+            GlobalId::String(s) => write!(f, "{s:?}"),
+            GlobalId::Generated { file, seq } => write!(f, "{file:016x}-{seq}"),
+        }
+    }
+}
+
+/// A value as recorded in history: links name their target by global id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeValue {
+    /// Any non-link value (or NULL).
+    Value(Value),
+    /// A link to the object with this id (of the property's target class).
+    Link(GlobalId),
+}
+
+/// One step of a changeset.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum Instruction {
+    AddClass { name: String },
+    AddProperty { class: String, name: String, ty: PropertyType, flags: PropertyFlags, target: Option<String> },
+    SetPrimaryKey { class: String, prop: Option<String> },
+    EraseClass { class: String },
+    EraseProperty { class: String, name: String },
+    CreateObject { class: String, id: GlobalId },
+    EraseObject { class: String, id: GlobalId },
+    Set { class: String, id: GlobalId, prop: String, value: ChangeValue },
+    AddInt { class: String, id: GlobalId, prop: String, delta: i64 },
+    ListInsert { class: String, id: GlobalId, prop: String, index: u64, value: ChangeValue },
+    ListSet { class: String, id: GlobalId, prop: String, index: u64, value: ChangeValue },
+    ListErase { class: String, id: GlobalId, prop: String, index: u64 },
+    ListMove { class: String, id: GlobalId, prop: String, from: u64, to: u64 },
+    ListClear { class: String, id: GlobalId, prop: String },
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Records the instructions of one write transaction.
+pub(crate) struct ChangesetBuilder {
+    buf: Vec<u8>,
+    strings: HashMap<String, u64>,
+    selected: Option<(String, GlobalId)>,
+    instructions: usize,
+}
+
+impl Default for ChangesetBuilder {
+    fn default() -> Self {
+        ChangesetBuilder { buf: vec![MAGIC, FORMAT], strings: HashMap::new(), selected: None, instructions: 0 }
+    }
+}
+
+impl ChangesetBuilder {
+    /// Whether nothing was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.instructions == 0
+    }
+
+    /// The encoded changeset.
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn str(&mut self, s: &str) {
+        if let Some(&n) = self.strings.get(s) {
+            put_varint(&mut self.buf, n + 1);
+        } else {
+            put_varint(&mut self.buf, 0);
+            put_varint(&mut self.buf, s.len() as u64);
+            self.buf.extend_from_slice(s.as_bytes());
+            let n = self.strings.len() as u64;
+            self.strings.insert(s.to_owned(), n);
+        }
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.buf.push(0),
+            Some(s) => {
+                self.buf.push(1);
+                self.str(s);
+            }
+        }
+    }
+
+    fn gid(&mut self, id: &GlobalId) {
+        match id {
+            GlobalId::Int(i) => {
+                self.buf.push(0);
+                put_varint(&mut self.buf, zigzag(*i));
+            }
+            GlobalId::String(s) => {
+                self.buf.push(1);
+                put_varint(&mut self.buf, s.len() as u64);
+                self.buf.extend_from_slice(s.as_bytes());
+            }
+            GlobalId::Generated { file, seq } => {
+                self.buf.push(2);
+                self.buf.extend_from_slice(&file.to_le_bytes());
+                self.buf.extend_from_slice(&seq.to_le_bytes());
+            }
+        }
+    }
+
+    fn value(&mut self, v: &ChangeValue) {
+        let b = &mut self.buf;
+        match v {
+            ChangeValue::Link(id) => {
+                b.push(9);
+                self.gid(id);
+            }
+            ChangeValue::Value(v) => match v {
+                Value::Null | Value::Link(_) => b.push(0),
+                Value::Bool(false) => b.push(1),
+                Value::Bool(true) => b.push(2),
+                Value::Int(i) => {
+                    b.push(3);
+                    put_varint(b, zigzag(*i));
+                }
+                Value::Float(f) => {
+                    b.push(4);
+                    b.extend_from_slice(&f.to_le_bytes());
+                }
+                Value::Double(d) => {
+                    b.push(5);
+                    b.extend_from_slice(&d.to_le_bytes());
+                }
+                Value::String(s) => {
+                    b.push(6);
+                    put_varint(b, s.len() as u64);
+                    b.extend_from_slice(s.as_bytes());
+                }
+                Value::Binary(bytes) => {
+                    b.push(7);
+                    put_varint(b, bytes.len() as u64);
+                    b.extend_from_slice(bytes);
+                }
+                Value::Timestamp(t) => {
+                    b.push(8);
+                    put_varint(b, zigzag(t.seconds));
+                    put_varint(b, zigzag(i64::from(t.nanos)));
+                }
+            },
+        }
+    }
+
+    fn select(&mut self, class: &str, id: &GlobalId) {
+        if self.selected.as_ref().is_some_and(|(c, g)| c == class && g == id) {
+            return;
+        }
+        self.buf.push(10);
+        self.str(class);
+        self.gid(id);
+        self.selected = Some((class.to_owned(), id.clone()));
+    }
+
+    fn begin(&mut self, tag: u8) {
+        self.instructions += 1;
+        self.buf.push(tag);
+    }
+
+    /// Appends one instruction.
+    pub(crate) fn push(&mut self, ins: &Instruction) {
+        match ins {
+            Instruction::AddClass { name } => {
+                self.begin(1);
+                self.str(name);
+            }
+            Instruction::AddProperty { class, name, ty, flags, target } => {
+                self.begin(2);
+                self.str(class);
+                self.str(name);
+                self.buf.push(*ty as u8);
+                put_varint(&mut self.buf, u64::from(flags.bits()));
+                self.opt_str(target.as_deref());
+            }
+            Instruction::SetPrimaryKey { class, prop } => {
+                self.begin(3);
+                self.str(class);
+                self.opt_str(prop.as_deref());
+            }
+            Instruction::EraseClass { class } => {
+                self.selected = None;
+                self.begin(4);
+                self.str(class);
+            }
+            Instruction::EraseProperty { class, name } => {
+                self.begin(5);
+                self.str(class);
+                self.str(name);
+            }
+            Instruction::CreateObject { class, id } => {
+                self.begin(11);
+                self.str(class);
+                self.gid(id);
+                self.selected = Some((class.clone(), id.clone()));
+            }
+            Instruction::EraseObject { class, id } => {
+                self.begin(12);
+                self.str(class);
+                self.gid(id);
+                self.selected = None;
+            }
+            Instruction::Set { class, id, prop, value } => {
+                self.select(class, id);
+                self.begin(20);
+                self.str(prop);
+                self.value(value);
+            }
+            Instruction::AddInt { class, id, prop, delta } => {
+                self.select(class, id);
+                self.begin(21);
+                self.str(prop);
+                put_varint(&mut self.buf, zigzag(*delta));
+            }
+            Instruction::ListInsert { class, id, prop, index, value } | Instruction::ListSet { class, id, prop, index, value } => {
+                self.select(class, id);
+                self.begin(if matches!(ins, Instruction::ListInsert { .. }) { 22 } else { 23 });
+                self.str(prop);
+                put_varint(&mut self.buf, *index);
+                self.value(value);
+            }
+            Instruction::ListErase { class, id, prop, index } => {
+                self.select(class, id);
+                self.begin(24);
+                self.str(prop);
+                put_varint(&mut self.buf, *index);
+            }
+            Instruction::ListMove { class, id, prop, from, to } => {
+                self.select(class, id);
+                self.begin(25);
+                self.str(prop);
+                put_varint(&mut self.buf, *from);
+                put_varint(&mut self.buf, *to);
+            }
+            Instruction::ListClear { class, id, prop } => {
+                self.select(class, id);
+                self.begin(26);
+                self.str(prop);
+            }
+        }
+    }
+}
+
+fn bad(what: &str) -> Error {
+    Error::new(ErrorCode::InvalidArgument, format!("malformed changeset: {what}"))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    strings: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8> {
+        let b = *self.buf.get(self.pos).ok_or_else(|| bad("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad("varint too long"))
+    }
+
+    fn bytes(&mut self, n: u64) -> Result<&[u8]> {
+        let n = usize::try_from(n).map_err(|_| bad("length"))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| bad("length past the end"))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn fixed_u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let n = self.varint()?;
+        let b = self.bytes(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| bad("invalid UTF-8"))
+    }
+
+    fn str(&mut self) -> Result<String> {
+        match self.varint()? {
+            0 => {
+                let s = self.string()?;
+                self.strings.push(s.clone());
+                Ok(s)
+            }
+            n => self.strings.get((n - 1) as usize).cloned().ok_or_else(|| bad("unknown string reference")),
+        }
+    }
+
+    fn opt_str(&mut self) -> Result<Option<String>> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            _ => Err(bad("bad optional string")),
+        }
+    }
+
+    fn gid(&mut self) -> Result<GlobalId> {
+        Ok(match self.byte()? {
+            0 => GlobalId::Int(unzigzag(self.varint()?)),
+            1 => GlobalId::String(self.string()?),
+            2 => GlobalId::Generated { file: self.fixed_u64()?, seq: self.fixed_u64()? },
+            _ => return Err(bad("bad object id")),
+        })
+    }
+
+    fn value(&mut self) -> Result<ChangeValue> {
+        Ok(ChangeValue::Value(match self.byte()? {
+            0 => Value::Null,
+            1 => Value::Bool(false),
+            2 => Value::Bool(true),
+            3 => Value::Int(unzigzag(self.varint()?)),
+            4 => Value::Float(f32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes"))),
+            5 => Value::Double(f64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes"))),
+            6 => Value::String(self.string()?),
+            7 => {
+                let n = self.varint()?;
+                Value::Binary(self.bytes(n)?.to_vec())
+            }
+            8 => {
+                let seconds = unzigzag(self.varint()?);
+                let nanos = i32::try_from(unzigzag(self.varint()?)).map_err(|_| bad("nanoseconds"))?;
+                Value::Timestamp(Timestamp { seconds, nanos })
+            }
+            9 => return Ok(ChangeValue::Link(self.gid()?)),
+            _ => return Err(bad("bad value tag")),
+        }))
+    }
+}
+
+/// Decodes a changeset into its instructions.
+///
+/// Fails with `InvalidArgument` on any malformed input; never panics.
+pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
+    if bytes.len() < 2 || bytes[0] != MAGIC {
+        return Err(bad("not a changeset"));
+    }
+    if bytes[1] != FORMAT {
+        return Err(bad(&format!("unknown changeset format {}", bytes[1])));
+    }
+    let mut r = Reader { buf: bytes, pos: 2, strings: Vec::new() };
+    let mut out = Vec::new();
+    let mut selected: Option<(String, GlobalId)> = None;
+    while r.pos < bytes.len() {
+        let tag = r.byte()?;
+        let ins = match tag {
+            1 => Instruction::AddClass { name: r.str()? },
+            2 => Instruction::AddProperty {
+                class: r.str()?,
+                name: r.str()?,
+                ty: PropertyType::from_code(i32::from(r.byte()?)).ok_or_else(|| bad("property type"))?,
+                flags: PropertyFlags::from_bits(u32::try_from(r.varint()?).map_err(|_| bad("flags"))?)
+                    .map_err(|_| bad("flags"))?,
+                target: r.opt_str()?,
+            },
+            3 => Instruction::SetPrimaryKey { class: r.str()?, prop: r.opt_str()? },
+            4 => {
+                selected = None;
+                Instruction::EraseClass { class: r.str()? }
+            }
+            5 => Instruction::EraseProperty { class: r.str()?, name: r.str()? },
+            10 => {
+                selected = Some((r.str()?, r.gid()?));
+                continue;
+            }
+            11 => {
+                let (class, id) = (r.str()?, r.gid()?);
+                selected = Some((class.clone(), id.clone()));
+                Instruction::CreateObject { class, id }
+            }
+            12 => {
+                selected = None;
+                Instruction::EraseObject { class: r.str()?, id: r.gid()? }
+            }
+            20..=26 => {
+                let (class, id) = selected.clone().ok_or_else(|| bad("object instruction before any object"))?;
+                let prop = r.str()?;
+                match tag {
+                    20 => Instruction::Set { class, id, prop, value: r.value()? },
+                    21 => Instruction::AddInt { class, id, prop, delta: unzigzag(r.varint()?) },
+                    22 => Instruction::ListInsert { class, id, prop, index: r.varint()?, value: r.value()? },
+                    23 => Instruction::ListSet { class, id, prop, index: r.varint()?, value: r.value()? },
+                    24 => Instruction::ListErase { class, id, prop, index: r.varint()? },
+                    25 => Instruction::ListMove { class, id, prop, from: r.varint()?, to: r.varint()? },
+                    _ => Instruction::ListClear { class, id, prop },
+                }
+            }
+            _ => return Err(bad(&format!("unknown instruction {tag}"))),
+        };
+        out.push(ins);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Instruction> {
+        let id = GlobalId::Int(-42);
+        let gen = GlobalId::Generated { file: 7, seq: 9 };
+        vec![
+            Instruction::AddClass { name: "Person".into() },
+            Instruction::AddProperty {
+                class: "Person".into(),
+                name: "dog".into(),
+                ty: PropertyType::Link,
+                flags: PropertyFlags::NONE,
+                target: Some("Dog".into()),
+            },
+            Instruction::SetPrimaryKey { class: "Person".into(), prop: Some("id".into()) },
+            Instruction::CreateObject { class: "Person".into(), id: id.clone() },
+            Instruction::Set { class: "Person".into(), id: id.clone(), prop: "name".into(), value: ChangeValue::Value("Ann".into()) },
+            Instruction::Set { class: "Person".into(), id: id.clone(), prop: "dog".into(), value: ChangeValue::Link(gen.clone()) },
+            Instruction::AddInt { class: "Person".into(), id: id.clone(), prop: "n".into(), delta: -3 },
+            Instruction::ListInsert { class: "Person".into(), id: id.clone(), prop: "l".into(), index: 0, value: ChangeValue::Value(Value::Double(1.5)) },
+            Instruction::ListSet { class: "Person".into(), id: id.clone(), prop: "l".into(), index: 0, value: ChangeValue::Value(Value::Null) },
+            Instruction::ListMove { class: "Person".into(), id: id.clone(), prop: "l".into(), from: 0, to: 1 },
+            Instruction::ListErase { class: "Person".into(), id: id.clone(), prop: "l".into(), index: 1 },
+            Instruction::ListClear { class: "Person".into(), id: GlobalId::String("s".into()), prop: "l".into() },
+            Instruction::Set {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "t".into(),
+                value: ChangeValue::Value(Value::Timestamp(Timestamp::new(-5, -7))),
+            },
+            Instruction::EraseObject { class: "Person".into(), id },
+            Instruction::EraseProperty { class: "Person".into(), name: "l".into() },
+            Instruction::EraseClass { class: "Dog".into() },
+        ]
+    }
+
+    #[test]
+    fn changesets_round_trip() {
+        let mut b = ChangesetBuilder::default();
+        for i in sample() {
+            b.push(&i);
+        }
+        assert_eq!(decode_changeset(&b.finish()).unwrap(), sample());
+    }
+
+    #[test]
+    fn malformed_changesets_are_errors() {
+        let mut b = ChangesetBuilder::default();
+        for i in sample() {
+            b.push(&i);
+        }
+        let bytes = b.finish();
+        for cut in 2..bytes.len() {
+            // Every truncation either decodes a prefix or fails cleanly.
+            let _ = decode_changeset(&bytes[..cut]);
+        }
+        assert!(decode_changeset(&[]).is_err());
+        assert!(decode_changeset(&[MAGIC, 9]).is_err());
+        assert!(decode_changeset(&[MAGIC, FORMAT, 20, 0]).is_err(), "Set without a selected object");
+        assert!(decode_changeset(&[MAGIC, FORMAT, 1, 5]).is_err(), "reference to an unknown string");
+        assert!(decode_changeset(&[MAGIC, FORMAT, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! # Shoal
+//!
+//! An embedded object database with offline-first sync, re-creating Realm Java with the Realm
+//! Object Server in Rust. This crate is the core: local realms on redb, exposed both as this
+//! safe Rust API and, in [`ffi`], as a C ABI (`include/shoal.h`) that the Python, C++, Swift and
+//! Kotlin bindings wrap.
+//!
+//! ```
+//! use shoal::{Config, PropertyFlags, PropertyType, Realm, Schema, Value};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("people.realm").to_string_lossy().into_owned();
+//! let mut schema = Schema::new();
+//! schema.add_class("Person", Some("id"))?;
+//! schema.add_property("Person", "id", PropertyType::Int, PropertyFlags::NONE, None)?;
+//! schema.add_property("Person", "age", PropertyType::Int, PropertyFlags::NONE, None)?;
+//! let mut config = Config::new(path);
+//! config.set_schema(schema)?;
+//!
+//! let realm = Realm::open(&config)?;
+//! realm.begin_write()?;
+//! let ann = realm.create_object("Person", Some(&Value::Int(1)))?;
+//! ann.set("age", 42)?;
+//! realm.commit()?;
+//!
+//! let adults = realm.query("Person", "age >= $0", &[Value::Int(18)])?;
+//! assert_eq!(adults.count()?, 1);
+//! # Ok::<(), shoal::Error>(())
+//! ```
+//!
+//! Start with [`Realm`] and [`Config`]; `docs/DESIGN.md` describes the storage format, the
+//! history format and the C ABI conventions.
+
+#![warn(missing_docs)]
+
+mod config;
+mod db;
+mod dump;
+mod error;
+pub mod ffi;
+mod history;
+mod notify;
+mod object;
+mod query;
+mod results;
+mod schema;
+mod store;
+mod value;
+
+pub use config::{Config, InitialDataFn, MigrationFn};
+pub use db::{delete_realm_files, Realm};
+pub use error::{Error, ErrorCategory, ErrorCode, Result};
+pub use history::{decode_changeset, ChangeValue, GlobalId, Instruction};
+pub use notify::ChangeToken;
+pub use object::{List, Object, PropertyKey};
+pub use results::Results;
+pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
+pub use value::{ObjLink, PropertyType, Timestamp, Value};
+
+/// The library version, `"X.Y.Z"`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,252 @@
+//! [`Results`]: the live answer to a query.
+
+use crate::db::Realm;
+use crate::error::{Error, ErrorCode, Result};
+use crate::object::Object;
+use crate::query::bind::{self, Path, Pred};
+use crate::query::eval;
+use crate::query::parser::CollectionOp;
+use crate::store::catalog::ClassInfo;
+use crate::store::view::View;
+use crate::value::{sort_order, PropertyType, Value};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// The objects of a class that match a predicate, optionally sorted and made distinct.
+///
+/// Results are live: they run their query again on first access after the realm handle's
+/// snapshot or transaction changed, so they always agree with what the handle sees.
+#[derive(Clone)]
+pub struct Results {
+    realm: Realm,
+    class: String,
+    spec: Arc<Spec>,
+    cache: Arc<Mutex<Option<(u64, Arc<Vec<u64>>)>>>,
+}
+
+struct Spec {
+    pred: Pred,
+    sort: Vec<(Path, bool)>,
+    distinct: Vec<Path>,
+    limit: Option<usize>,
+}
+
+impl std::fmt::Debug for Results {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Results").field("class", &self.class).finish_non_exhaustive()
+    }
+}
+
+fn path(name: &str) -> Path {
+    Path { names: name.split('.').map(str::to_owned).collect(), op: None, aggregate_property: None }
+}
+
+impl Results {
+    pub(crate) fn new(realm: Realm, class: &str, predicate: &str, args: &[Value]) -> Result<Results> {
+        let (pred, sort, distinct, limit) = realm.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            bind::bind(v.catalog(), info, predicate, args)
+        })?;
+        Ok(Results {
+            realm,
+            class: class.to_owned(),
+            spec: Arc::new(Spec { pred, sort, distinct, limit }),
+            cache: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    fn derive(&self, f: impl FnOnce(&mut Spec)) -> Results {
+        let mut spec = Spec {
+            pred: self.spec.pred.clone(),
+            sort: self.spec.sort.clone(),
+            distinct: self.spec.distinct.clone(),
+            limit: self.spec.limit,
+        };
+        f(&mut spec);
+        Results { realm: self.realm.clone(), class: self.class.clone(), spec: Arc::new(spec), cache: Arc::new(Mutex::new(None)) }
+    }
+
+    /// The queried class.
+    pub fn class_name(&self) -> &str {
+        &self.class
+    }
+
+    /// The realm handle the results read through.
+    pub fn realm(&self) -> &Realm {
+        &self.realm
+    }
+
+    fn with_class<R>(&self, f: impl FnOnce(View<'_>, &ClassInfo) -> Result<R>) -> Result<R> {
+        self.realm.with_view(|v| f(v, v.catalog().require_class(&self.class)?))
+    }
+
+    fn check_path(&self, p: &Path) -> Result<()> {
+        self.with_class(|v, c| bind::resolve(v.catalog(), c, p).map(|_| ()))
+    }
+
+    /// New results sorted by one property (a dotted path through links is allowed), replacing
+    /// any earlier sort.
+    pub fn sort(&self, property: &str, ascending: bool) -> Result<Results> {
+        self.sort_by(&[(property, ascending)])
+    }
+
+    /// New results sorted by several keys, the first most significant.
+    pub fn sort_by(&self, keys: &[(&str, bool)]) -> Result<Results> {
+        let mut sort = Vec::new();
+        for (name, asc) in keys {
+            let p = path(name);
+            self.check_path(&p)?;
+            sort.push((p, *asc));
+        }
+        Ok(self.derive(|s| s.sort = sort))
+    }
+
+    /// New results keeping the first object of each distinct value of `property`.
+    pub fn distinct(&self, property: &str) -> Result<Results> {
+        let p = path(property);
+        self.check_path(&p)?;
+        Ok(self.derive(|s| s.distinct.push(p)))
+    }
+
+    /// The matching object keys in result order, from the cache when still current.
+    pub(crate) fn keys(&self) -> Result<Arc<Vec<u64>>> {
+        let generation = self.realm.generation();
+        if let Some((g, keys)) = &*self.cache.lock() {
+            if *g == generation {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = Arc::new(self.with_class(|v, c| self.evaluate(v, c))?);
+        *self.cache.lock() = Some((generation, keys.clone()));
+        Ok(keys)
+    }
+
+    fn evaluate(&self, v: View<'_>, class: &ClassInfo) -> Result<Vec<u64>> {
+        let mut keys = eval::matching_keys(v, class, &self.spec.pred)?;
+        if !self.spec.distinct.is_empty() {
+            let mut columns = Vec::new();
+            for p in &self.spec.distinct {
+                columns.push(eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?);
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut kept = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let tuple: String = columns.iter().map(|c| format!("{:?}|", c[i])).collect();
+                if seen.insert(tuple) {
+                    kept.push(*key);
+                }
+            }
+            keys = kept;
+        }
+        if !self.spec.sort.is_empty() {
+            let mut columns = Vec::new();
+            for (p, asc) in &self.spec.sort {
+                columns.push((eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?, *asc));
+            }
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            order.sort_by(|&a, &b| {
+                for (col, asc) in &columns {
+                    let o = sort_order(col[a].as_ref(), col[b].as_ref());
+                    let o = if *asc { o } else { o.reverse() };
+                    if o != std::cmp::Ordering::Equal {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+            keys = order.into_iter().map(|i| keys[i]).collect();
+        }
+        if let Some(limit) = self.spec.limit {
+            keys.truncate(limit);
+        }
+        Ok(keys)
+    }
+
+    /// The number of matching objects.
+    pub fn count(&self) -> Result<usize> {
+        if matches!(self.spec.pred, Pred::True) && self.spec.distinct.is_empty() && self.spec.limit.is_none() {
+            return self.with_class(|v, c| Ok(usize::try_from(v.class_state(c.id)?.1).unwrap_or(usize::MAX)));
+        }
+        Ok(self.keys()?.len())
+    }
+
+    /// Whether nothing matches.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.count()? == 0)
+    }
+
+    /// The object at `index` in result order.
+    pub fn get(&self, index: usize) -> Result<Object> {
+        let keys = self.keys()?;
+        let key = *keys.get(index).ok_or_else(|| {
+            Error::new(ErrorCode::IndexOutOfBounds, format!("index {index} is out of bounds for {} results", keys.len()))
+        })?;
+        let class_id = self.realm.class_info(&self.class)?.id;
+        Ok(Object::new(self.realm.clone(), class_id, key))
+    }
+
+    /// Every matching object.
+    pub fn to_vec(&self) -> Result<Vec<Object>> {
+        let class_id = self.realm.class_info(&self.class)?.id;
+        Ok(self.keys()?.iter().map(|k| Object::new(self.realm.clone(), class_id, *k)).collect())
+    }
+
+    fn aggregate(&self, property: &str, op: CollectionOp) -> Result<Value> {
+        let keys = self.keys_in_key_order()?;
+        self.with_class(|v, class| {
+            let prop = class.require_prop(property)?;
+            if prop.is_list() {
+                return Err(Error::wrong_type(format!("'{}.{property}' is a list", class.name)));
+            }
+            let numeric = prop.ty.is_numeric();
+            let ordered = numeric || prop.ty == PropertyType::Timestamp;
+            if (matches!(op, CollectionOp::Sum | CollectionOp::Avg) && !numeric) || !ordered {
+                return Err(Error::wrong_type(format!(
+                    "cannot compute {op:?} of '{}.{property}', a {} property",
+                    class.name,
+                    prop.ty.name()
+                )));
+            }
+            let result = eval::aggregate_keys(v, class, prop, &keys, op)?;
+            Ok(match (op, prop.ty, result) {
+                // The sum of floats and doubles is a double even when there is nothing to add.
+                (CollectionOp::Sum, PropertyType::Float | PropertyType::Double, Value::Int(i)) => Value::Double(i as f64),
+                (_, _, r) => r,
+            })
+        })
+    }
+
+    fn keys_in_key_order(&self) -> Result<Vec<u64>> {
+        let mut keys = self.keys()?.to_vec();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The smallest value of a numeric or timestamp property (NULL when empty).
+    pub fn min(&self, property: &str) -> Result<Value> {
+        self.aggregate(property, CollectionOp::Min)
+    }
+
+    /// The largest value (NULL when empty).
+    pub fn max(&self, property: &str) -> Result<Value> {
+        self.aggregate(property, CollectionOp::Max)
+    }
+
+    /// The sum of a numeric property: INT for int properties, DOUBLE otherwise; 0 when empty.
+    pub fn sum(&self, property: &str) -> Result<Value> {
+        self.aggregate(property, CollectionOp::Sum)
+    }
+
+    /// The mean of a numeric property as DOUBLE (NULL when empty).
+    pub fn average(&self, property: &str) -> Result<Value> {
+        self.aggregate(property, CollectionOp::Avg)
+    }
+
+    /// Deletes every matching object; returns how many. Needs a write transaction.
+    pub fn delete_all(&self) -> Result<usize> {
+        let keys = self.keys_in_key_order()?;
+        let class_id = self.realm.class_info(&self.class)?.id;
+        self.realm.with_write(|w| w.delete_objects(class_id, &keys))?;
+        Ok(keys.len())
+    }
+}
