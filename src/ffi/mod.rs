@@ -1,1 +1,53 @@
-//! The C ABI (see include/shoal.h).
+//! The C ABI: thin `extern "C"` functions that convert arguments, call the Rust API and map
+//! errors. **API Boundary:** everything here is published in `include/shoal.h` and follows the
+//! rules stated at the top of that header. Only this module knows about C strings, raw
+//! pointers and handles.
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+
+mod codes;
+mod config;
+mod convert;
+mod error;
+mod general;
+mod handle;
+mod object;
+mod realm;
+mod results;
+
+pub use codes::*;
+pub use config::*;
+pub use convert::*;
+pub use error::shoal_error_t;
+pub use general::*;
+pub use object::*;
+pub use realm::*;
+pub use results::*;
+
+/// An open realm (opaque). Method of: `shoal_realm_*`.
+pub struct shoal_realm_t {
+    _opaque: [u8; 0],
+}
+/// A realm configuration (opaque). Method of: `shoal_config_*`.
+pub struct shoal_config_t {
+    _opaque: [u8; 0],
+}
+/// A schema under construction (opaque). Method of: `shoal_schema_*`.
+pub struct shoal_schema_t {
+    _opaque: [u8; 0],
+}
+/// An object of a realm (opaque). Method of: `shoal_object_*`.
+pub struct shoal_object_t {
+    _opaque: [u8; 0],
+}
+/// A list property of an object (opaque). Method of: `shoal_list_*`.
+pub struct shoal_list_t {
+    _opaque: [u8; 0],
+}
+/// Live query results (opaque). Method of: `shoal_results_*`.
+pub struct shoal_results_t {
+    _opaque: [u8; 0],
+}
+/// A callback registration; release it to unregister (opaque).
+pub struct shoal_token_t {
+    _opaque: [u8; 0],
+}

@@ -1,0 +1,125 @@
+//! Error codes and categories as C constants; `ffi_codes_match_error_codes` keeps them equal to
+//! `ErrorCode`.
+
+/// An error without a more specific code.
+pub const SHOAL_ERR_UNKNOWN: i32 = -1;
+/// An I/O or network error; usually recoverable by retrying.
+pub const SHOAL_ERR_IO: i32 = 0;
+/// Malformed JSON handed to the library.
+pub const SHOAL_ERR_JSON: i32 = 1;
+/// The synced realm must be reset from the server.
+pub const SHOAL_ERR_CLIENT_RESET: i32 = 7;
+/// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
+pub const SHOAL_ERR_INVALID_ARGUMENT: i32 = 1000;
+/// A value of the wrong type for a property or operation.
+pub const SHOAL_ERR_WRONG_TYPE: i32 = 1001;
+/// The operation needs a write transaction and none is open.
+pub const SHOAL_ERR_NOT_IN_WRITE_TRANSACTION: i32 = 1002;
+/// A write transaction is already open on this realm handle.
+pub const SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION: i32 = 1003;
+/// The realm handle was closed.
+pub const SHOAL_ERR_REALM_CLOSED: i32 = 1004;
+/// The object was deleted (or belongs to a snapshot where it does not exist).
+pub const SHOAL_ERR_OBJECT_DELETED: i32 = 1005;
+/// No class of that name exists in the schema.
+pub const SHOAL_ERR_NO_SUCH_CLASS: i32 = 1006;
+/// No property of that name exists in the class.
+pub const SHOAL_ERR_NO_SUCH_PROPERTY: i32 = 1007;
+/// An object with that primary key already exists.
+pub const SHOAL_ERR_DUPLICATE_PRIMARY_KEY: i32 = 1008;
+/// The file's schema differs from the configuration's and no migration was provided.
+pub const SHOAL_ERR_MIGRATION_NEEDED: i32 = 1009;
+/// The configured schema version is lower than the file's.
+pub const SHOAL_ERR_SCHEMA_VERSION_LOWER: i32 = 1010;
+/// The schema changed but the schema version was not raised.
+pub const SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP: i32 = 1011;
+/// A write on a read-only realm.
+pub const SHOAL_ERR_READ_ONLY: i32 = 1012;
+/// The realm file does not exist.
+pub const SHOAL_ERR_FILE_NOT_FOUND: i32 = 1013;
+/// The file system refused access.
+pub const SHOAL_ERR_FILE_PERMISSION_DENIED: i32 = 1014;
+/// The file is not a Shoal realm or is corrupt.
+pub const SHOAL_ERR_INCOMPATIBLE_FILE: i32 = 1015;
+/// The encryption key is wrong, missing, or the file was tampered with.
+pub const SHOAL_ERR_DECRYPTION_FAILED: i32 = 1016;
+/// The file was written by an older format and must be upgraded.
+pub const SHOAL_ERR_FORMAT_UPGRADE_REQUIRED: i32 = 1017;
+/// Another process has the realm file open.
+pub const SHOAL_ERR_FILE_IN_USE: i32 = 1018;
+/// The query string could not be parsed or does not fit the schema.
+pub const SHOAL_ERR_INVALID_QUERY: i32 = 1019;
+/// A NULL or released handle, or another misuse of the API.
+pub const SHOAL_ERR_MISUSE: i32 = 1020;
+/// An internal error (a bug); reported instead of a crash.
+pub const SHOAL_ERR_INTERNAL: i32 = 1021;
+/// An index is past the end of a list or results.
+pub const SHOAL_ERR_INDEX_OUT_OF_BOUNDS: i32 = 1022;
+/// The operation is not supported for this kind of realm.
+pub const SHOAL_ERR_NOT_SUPPORTED: i32 = 1023;
+/// A user callback (migration, initial data) reported failure.
+pub const SHOAL_ERR_CALLBACK_FAILED: i32 = 1024;
+/// The realm is open and the operation needs it closed.
+pub const SHOAL_ERR_REALM_IN_USE: i32 = 1025;
+
+/// Error category: No error.
+pub const SHOAL_ERR_CATEGORY_NONE: i32 = 0;
+/// Error category: A mistake in how the API was called.
+pub const SHOAL_ERR_CATEGORY_LOGIC: i32 = 1;
+/// Error category: The file system or a file's contents.
+pub const SHOAL_ERR_CATEGORY_FILE: i32 = 2;
+/// Error category: Client-side I/O, JSON, client reset.
+pub const SHOAL_ERR_CATEGORY_CLIENT: i32 = 3;
+/// Error category: A bug inside Shoal.
+pub const SHOAL_ERR_CATEGORY_INTERNAL: i32 = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorCategory, ErrorCode};
+
+    #[test]
+    fn ffi_codes_match_error_codes() {
+        let table: &[(i32, ErrorCode)] = &[
+            (SHOAL_ERR_UNKNOWN, ErrorCode::Unknown),
+            (SHOAL_ERR_IO, ErrorCode::Io),
+            (SHOAL_ERR_JSON, ErrorCode::Json),
+            (SHOAL_ERR_CLIENT_RESET, ErrorCode::ClientReset),
+            (SHOAL_ERR_INVALID_ARGUMENT, ErrorCode::InvalidArgument),
+            (SHOAL_ERR_WRONG_TYPE, ErrorCode::WrongType),
+            (SHOAL_ERR_NOT_IN_WRITE_TRANSACTION, ErrorCode::NotInWriteTransaction),
+            (SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION, ErrorCode::AlreadyInWriteTransaction),
+            (SHOAL_ERR_REALM_CLOSED, ErrorCode::RealmClosed),
+            (SHOAL_ERR_OBJECT_DELETED, ErrorCode::ObjectDeleted),
+            (SHOAL_ERR_NO_SUCH_CLASS, ErrorCode::NoSuchClass),
+            (SHOAL_ERR_NO_SUCH_PROPERTY, ErrorCode::NoSuchProperty),
+            (SHOAL_ERR_DUPLICATE_PRIMARY_KEY, ErrorCode::DuplicatePrimaryKey),
+            (SHOAL_ERR_MIGRATION_NEEDED, ErrorCode::MigrationNeeded),
+            (SHOAL_ERR_SCHEMA_VERSION_LOWER, ErrorCode::SchemaVersionLower),
+            (SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP, ErrorCode::SchemaChangedWithoutVersionBump),
+            (SHOAL_ERR_READ_ONLY, ErrorCode::ReadOnly),
+            (SHOAL_ERR_FILE_NOT_FOUND, ErrorCode::FileNotFound),
+            (SHOAL_ERR_FILE_PERMISSION_DENIED, ErrorCode::FilePermissionDenied),
+            (SHOAL_ERR_INCOMPATIBLE_FILE, ErrorCode::IncompatibleFile),
+            (SHOAL_ERR_DECRYPTION_FAILED, ErrorCode::DecryptionFailed),
+            (SHOAL_ERR_FORMAT_UPGRADE_REQUIRED, ErrorCode::FormatUpgradeRequired),
+            (SHOAL_ERR_FILE_IN_USE, ErrorCode::FileInUse),
+            (SHOAL_ERR_INVALID_QUERY, ErrorCode::InvalidQuery),
+            (SHOAL_ERR_MISUSE, ErrorCode::Misuse),
+            (SHOAL_ERR_INTERNAL, ErrorCode::Internal),
+            (SHOAL_ERR_INDEX_OUT_OF_BOUNDS, ErrorCode::IndexOutOfBounds),
+            (SHOAL_ERR_NOT_SUPPORTED, ErrorCode::NotSupported),
+            (SHOAL_ERR_CALLBACK_FAILED, ErrorCode::CallbackFailed),
+            (SHOAL_ERR_REALM_IN_USE, ErrorCode::RealmInUse),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len(), "every error code has a C constant");
+        for (c, code) in table {
+            assert_eq!(*c, *code as i32, "{code:?}");
+        }
+        assert_eq!(SHOAL_ERR_CATEGORY_LOGIC, ErrorCategory::Logic as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_FILE, ErrorCategory::File as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_CLIENT, ErrorCategory::Client as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_INTERNAL, ErrorCategory::Internal as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_NONE, ErrorCategory::None as i32);
+    }
+}

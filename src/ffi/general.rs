@@ -1,0 +1,128 @@
+//! Handles, memory, errors and versions: the functions every binding uses first.
+
+use super::convert::{free_value, shoal_value_t};
+use super::error::{clear_last_error, fill_last_error, guard, shoal_error_t};
+use super::handle;
+use crate::error::{Error, ErrorCode};
+use std::ffi::{c_char, c_void};
+use std::sync::LazyLock;
+
+/// The library version as X*1000000 + Y*1000 + Z.
+pub const SHOAL_VERSION_NUMBER: i32 = 1000;
+
+/// Releases one handle of any kind (realm, config, object, results, token, ...).
+///
+/// Releasing NULL does nothing. Releasing a token unregisters its callback. The object behind
+/// the handle lives on while other handles (see `shoal_clone`) refer to it.
+///
+/// Returns false (error `SHOAL_ERR_MISUSE`) if `handle` is not a live handle, e.g. released
+/// twice.
+///
+/// # Safety
+/// `handle` is NULL or a pointer returned by Shoal; it must not be used after this call.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_release(handle: *mut c_void) -> bool {
+    guard(|| {
+        if handle::release(handle) {
+            Ok(true)
+        } else {
+            Err(Error::new(ErrorCode::Misuse, "shoal_release: the handle is invalid or was already released"))
+        }
+    })
+}
+
+/// Returns a new handle to the same object as `handle` (release each one separately).
+///
+/// Returns NULL (error `SHOAL_ERR_MISUSE`) for NULL or a released handle.
+///
+/// # Safety
+/// `handle` is NULL or a pointer returned by Shoal.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_clone(handle: *const c_void) -> *mut c_void {
+    guard(|| handle::clone(handle))
+}
+
+/// Frees a string or buffer returned by Shoal. NULL does nothing.
+///
+/// # Safety
+/// `ptr` is NULL or a buffer returned by a Shoal function documented as "free with
+/// shoal_free", not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_free(ptr: *mut c_void) {
+    // Safety: Shoal allocates every returned buffer with malloc.
+    unsafe { libc::free(ptr) }
+}
+
+/// Frees the strings and bytes a value filled in by Shoal owns, and sets it to NULL. NULL does
+/// nothing; a NULL or number value is left as it is.
+///
+/// # Safety
+/// `value` is NULL or points to a value filled in by Shoal (not one the caller built).
+#[no_mangle]
+pub unsafe extern "C" fn shoal_value_free(value: *mut shoal_value_t) {
+    if !value.is_null() {
+        // Safety: non-NULL and, by contract, a Shoal-filled value.
+        free_value(unsafe { &mut *value });
+    }
+}
+
+/// Fills `out` with the calling thread's last error and returns true, or returns false if the
+/// last Shoal call on this thread succeeded. Every Shoal call except this one,
+/// `shoal_clear_last_error` and `shoal_error_name` resets the last error when it starts. The
+/// message and path stay valid until the next Shoal call on this thread.
+///
+/// # Safety
+/// `out` is NULL (then only the return value is given) or points to writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_get_last_error(out: *mut shoal_error_t) -> bool {
+    let mut scratch = shoal_error_t { code: 0, category: 0, message: std::ptr::null(), path: std::ptr::null() };
+    // Safety: `out` is NULL or valid and writable per the contract.
+    let target = if out.is_null() { &mut scratch } else { unsafe { &mut *out } };
+    fill_last_error(target)
+}
+
+/// Forgets the calling thread's last error.
+#[no_mangle]
+pub extern "C" fn shoal_clear_last_error() {
+    clear_last_error();
+}
+
+/// The constant name of an error code without its prefix, e.g. "NO_SUCH_CLASS"; "UNKNOWN" for
+/// codes this library does not know. The string is static: do not free it.
+#[no_mangle]
+pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
+    // NUL-terminated copies of ErrorCode::name(), built once.
+    static NAMES: LazyLock<Vec<(i32, String)>> =
+        LazyLock::new(|| ErrorCode::ALL.iter().map(|c| (*c as i32, format!("{}\0", c.name()))).collect());
+    NAMES.iter().find(|(n, _)| *n == code).map_or("UNKNOWN\0", |(_, s)| s.as_str()).as_ptr().cast()
+}
+
+/// The library's version string "X.Y.Z" (static; do not free).
+#[no_mangle]
+pub extern "C" fn shoal_libversion() -> *const c_char {
+    static V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr().cast()
+}
+
+/// The library's version as X*1000000 + Y*1000 + Z.
+#[no_mangle]
+pub extern "C" fn shoal_libversion_number() -> i32 {
+    let parse = |s: &str| s.parse::<i32>().unwrap_or(0);
+    parse(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
+        + parse(env!("CARGO_PKG_VERSION_MINOR")) * 1000
+        + parse(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_version_matches_the_crate() {
+        // SHOAL_VERSION is written by cbindgen.toml's `after_includes`.
+        let toml = include_str!("../../cbindgen.toml");
+        let define = format!("#define SHOAL_VERSION \"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(toml.contains(&define), "cbindgen.toml must define {define}");
+        assert_eq!(SHOAL_VERSION_NUMBER, shoal_libversion_number());
+    }
+}

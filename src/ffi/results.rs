@@ -1,0 +1,186 @@
+//! Queries and results.
+
+use super::convert::{bytes_arg, str_arg, value_arg, write_value, shoal_value_t};
+use super::error::guard;
+use super::handle::{self, into_handle, Payload};
+use super::{shoal_object_t, shoal_realm_t, shoal_results_t};
+use crate::Results;
+use std::ffi::c_char;
+
+/// Runs `predicate` (Realm's query language: `== != < <= > >=`, `BEGINSWITH ENDSWITH CONTAINS
+/// LIKE` with `[c]`, `AND OR NOT`, parentheses, `$0`..`$n` bound to `args`, paths through
+/// links such as `owner.name`, `list.@count`, `TRUEPREDICATE`, trailing `SORT(a ASC, b DESC)`,
+/// `DISTINCT(a)`, `LIMIT(n)`) over `class_name`. The results are live: they re-run on access
+/// after the realm changed. Release with `shoal_release`.
+///
+/// Errors: `SHOAL_ERR_INVALID_QUERY` (syntax, unknown property, type mismatch, missing
+/// argument), `SHOAL_ERR_NO_SUCH_CLASS`.
+///
+/// # Safety
+/// `realm` is a realm handle; strings NUL-terminated; `args` points to `nargs` valid values
+/// (may be NULL when `nargs` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn shoal_query(
+    realm: *const shoal_realm_t,
+    class_name: *const c_char,
+    predicate: *const c_char,
+    args: *const shoal_value_t,
+    nargs: usize,
+) -> *mut shoal_results_t {
+    guard(|| {
+        let r = handle::realm(realm)?;
+        let class = str_arg(class_name, "the class name")?;
+        let predicate = str_arg(predicate, "the predicate")?;
+        // Checks NULL-with-count; the values themselves are converted one by one.
+        bytes_arg(args.cast(), nargs * std::mem::size_of::<shoal_value_t>(), "args")?;
+        let mut values = Vec::with_capacity(nargs);
+        for i in 0..nargs {
+            // Safety: `args` holds `nargs` values per the contract (checked non-NULL above).
+            values.push(value_arg(unsafe { args.add(i) }, Some(&r))?);
+        }
+        Ok(into_handle(Payload::Results(r.query(class, predicate, &values)?)))
+    })
+}
+
+/// All objects of `class_name` as live results. Release with `shoal_release`.
+///
+/// # Safety
+/// `realm` is a realm handle; `class_name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_realm_objects(realm: *const shoal_realm_t, class_name: *const c_char) -> *mut shoal_results_t {
+    guard(|| {
+        let r = handle::realm(realm)?;
+        Ok(into_handle(Payload::Results(r.objects(str_arg(class_name, "the class name")?)?)))
+    })
+}
+
+/// The number of results, or -1 on error.
+///
+/// # Safety
+/// `results` is a results handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_count(results: *const shoal_results_t) -> i64 {
+    guard(|| Ok(handle::results(results)?.count()? as i64))
+}
+
+/// The object at `index`. Release with `shoal_release`.
+///
+/// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`.
+///
+/// # Safety
+/// `results` is a results handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_get(results: *const shoal_results_t, index: usize) -> *mut shoal_object_t {
+    guard(|| Ok(into_handle(Payload::Object(handle::results(results)?.get(index)?))))
+}
+
+fn derive(results: *const shoal_results_t, f: impl FnOnce(&Results) -> crate::Result<Results>) -> *mut shoal_results_t {
+    guard(|| Ok(into_handle(Payload::Results(f(&handle::results(results)?)?))))
+}
+
+/// New results sorted by `property` (a dotted path through links is allowed), replacing any
+/// earlier sort. Release with `shoal_release`.
+///
+/// # Safety
+/// `results` is a results handle; `property` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_sort(results: *const shoal_results_t, property: *const c_char, ascending: bool) -> *mut shoal_results_t {
+    derive(results, |r| r.sort(str_arg(property, "the property name")?, ascending))
+}
+
+/// New results sorted by several keys (`properties[0]` most significant), each with its own
+/// direction. Release with `shoal_release`.
+///
+/// # Safety
+/// `results` is a results handle; `properties` and `ascending` hold `count` entries.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_sort_by(
+    results: *const shoal_results_t,
+    properties: *const *const c_char,
+    ascending: *const bool,
+    count: usize,
+) -> *mut shoal_results_t {
+    derive(results, |r| {
+        bytes_arg(properties.cast(), count * std::mem::size_of::<*const c_char>(), "properties")?;
+        bytes_arg(ascending.cast(), count, "ascending")?;
+        let mut keys = Vec::with_capacity(count);
+        for i in 0..count {
+            // Safety: both arrays hold `count` entries per the contract (checked non-NULL).
+            let (name, asc) = unsafe { (*properties.add(i), *ascending.add(i)) };
+            keys.push((str_arg(name, "a property name")?, asc));
+        }
+        r.sort_by(&keys)
+    })
+}
+
+/// New results keeping the first object of each distinct value of `property`. Release with
+/// `shoal_release`.
+///
+/// # Safety
+/// `results` is a results handle; `property` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_distinct(results: *const shoal_results_t, property: *const c_char) -> *mut shoal_results_t {
+    derive(results, |r| r.distinct(str_arg(property, "the property name")?))
+}
+
+fn aggregate(
+    results: *const shoal_results_t,
+    property: *const c_char,
+    out: *mut shoal_value_t,
+    f: impl FnOnce(&Results, &str) -> crate::Result<crate::Value>,
+) -> bool {
+    guard(|| {
+        let r = handle::results(results)?;
+        let v = f(&r, str_arg(property, "the property name")?)?;
+        write_value(out, &v, r.realm())?;
+        Ok(true)
+    })
+}
+
+/// The smallest value of a numeric or timestamp property into `*out` (NULL when empty).
+///
+/// Errors: `SHOAL_ERR_WRONG_TYPE`, `SHOAL_ERR_NO_SUCH_PROPERTY`.
+///
+/// # Safety
+/// `results` is a results handle; `property` NUL-terminated; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_min(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+    aggregate(results, property, out, Results::min)
+}
+
+/// The largest value (NULL when empty).
+///
+/// # Safety
+/// As `shoal_results_min`.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_max(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+    aggregate(results, property, out, Results::max)
+}
+
+/// The sum: INT for int properties, DOUBLE for float and double; 0 when empty.
+///
+/// # Safety
+/// As `shoal_results_min`.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_sum(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+    aggregate(results, property, out, Results::sum)
+}
+
+/// The mean as DOUBLE (NULL when empty).
+///
+/// # Safety
+/// As `shoal_results_min`.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_average(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+    aggregate(results, property, out, Results::average)
+}
+
+/// Deletes every object in the results; returns how many, or -1 on error. Needs a write
+/// transaction.
+///
+/// # Safety
+/// `results` is a results handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_results_delete_all(results: *mut shoal_results_t) -> i64 {
+    guard(|| Ok(handle::results(results)?.delete_all()? as i64))
+}
