@@ -253,6 +253,11 @@ typedef bool (*shoal_migration_fn)(void *userdata,
                                    uint64_t old_version,
                                    uint64_t new_version);
 
+// Decides at open whether to compact the file: gets the file size and the bytes in use and
+// returns true to compact. Called on the opening thread, only when the first handle of the
+// file in this process opens.
+typedef bool (*shoal_should_compact_fn)(void *userdata, uint64_t total_bytes, uint64_t used_bytes);
+
 // A string of `size` bytes.
 typedef struct {
   // UTF-8 bytes (NUL-terminated when returned by Shoal).
@@ -460,6 +465,25 @@ bool shoal_config_set_migration(shoal_config_t *config,
                                 shoal_migration_fn callback,
                                 void *userdata,
                                 shoal_free_userdata_fn free_userdata);
+
+// Encrypts the realm file with a 64-byte key (copied), or removes the key when `key` is NULL.
+// Every byte of an encrypted file is encrypted and authenticated (XChaCha20-Poly1305 per
+// 4 KiB page); opening it needs the same key. In-memory realms ignore the key.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` unless `len` is exactly 64.
+//
+// # Safety
+// `config` is a config handle; `key` NULL or `len` readable bytes.
+bool shoal_config_set_encryption_key(shoal_config_t *config, const uint8_t *key, size_t len);
+
+// Sets the compact-on-open rule (NULL `callback` removes it).
+//
+// # Safety
+// `config` is a config handle; `callback` and `free_userdata` are valid functions or NULL.
+bool shoal_config_set_should_compact(shoal_config_t *config,
+                                     shoal_should_compact_fn callback,
+                                     void *userdata,
+                                     shoal_free_userdata_fn free_userdata);
 
 // Releases one handle of any kind (realm, config, object, results, token, ...).
 //
@@ -756,6 +780,16 @@ bool shoal_realm_is_in_transaction(const shoal_realm_t *realm);
 // # Safety
 // `realm` is a realm handle; `did_change` NULL or writable.
 bool shoal_realm_refresh(shoal_realm_t *realm, bool *did_change);
+
+// Rewrites the file so that it takes only the space its data needs (after large deletions).
+// Encrypted files stay encrypted.
+//
+// Errors: `SHOAL_ERR_REALM_IN_USE` (another handle of the file is open in this process),
+// `SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION`, `SHOAL_ERR_READ_ONLY`.
+//
+// # Safety
+// `realm` is a realm handle.
+bool shoal_realm_compact(shoal_realm_t *realm);
 
 // Sets `*out` to whether the realm holds no objects.
 //

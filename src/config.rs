@@ -24,7 +24,12 @@ pub struct Config {
     pub(crate) delete_if_migration_needed: bool,
     pub(crate) initial_data: Option<Arc<InitialDataFn>>,
     pub(crate) migration: Option<Arc<MigrationFn>>,
+    pub(crate) encryption_key: Option<[u8; 64]>,
+    pub(crate) should_compact: Option<Arc<ShouldCompactFn>>,
 }
+
+/// Decides at open whether to compact: gets the file size and the bytes in use.
+pub type ShouldCompactFn = dyn Fn(u64, u64) -> bool + Send + Sync;
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,6 +38,7 @@ impl fmt::Debug for Config {
             .field("schema_version", &self.schema_version)
             .field("in_memory", &self.in_memory)
             .field("read_only", &self.read_only)
+            .field("encrypted", &self.encryption_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +56,8 @@ impl Config {
             delete_if_migration_needed: false,
             initial_data: None,
             migration: None,
+            encryption_key: None,
+            should_compact: None,
         }
     }
 
@@ -110,6 +118,34 @@ impl Config {
     /// The migration callback. Default none (a needed migration is an error).
     pub fn set_migration(&mut self, f: impl Fn(&Realm, u64, u64) -> Result<()> + Send + Sync + 'static) -> &mut Config {
         self.migration = Some(Arc::new(f));
+        self
+    }
+
+    /// Encrypts the file with this 64-byte key (`None`: plain, the default). Every byte of the
+    /// file is then encrypted and authenticated; opening needs the same key. In-memory realms
+    /// ignore the key.
+    ///
+    /// Fails with `InvalidArgument` unless the key is exactly 64 bytes.
+    pub fn set_encryption_key(&mut self, key: Option<&[u8]>) -> Result<&mut Config> {
+        self.encryption_key = match key {
+            None => None,
+            Some(k) => Some(k.try_into().map_err(|_| {
+                Error::invalid(format!("the encryption key must be exactly 64 bytes, not {}", k.len()))
+            })?),
+        };
+        Ok(self)
+    }
+
+    /// Whether an encryption key is set.
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption_key.is_some()
+    }
+
+    /// The compact-on-open rule: called with `(file bytes, bytes in use)` when the first
+    /// handle of the file in this process opens; returning true compacts the file. Default
+    /// none.
+    pub fn set_should_compact(&mut self, f: impl Fn(u64, u64) -> bool + Send + Sync + 'static) -> &mut Config {
+        self.should_compact = Some(Arc::new(f));
         self
     }
 

@@ -87,7 +87,16 @@ impl Realm {
             return Err(Error::new(ErrorCode::FileNotFound, format!("no realm file at '{}'", config.path))
                 .with_path(config.path.clone()));
         }
-        let (file, needs_init) = SharedFile::open(&config.path, config.in_memory)?;
+        let (file, needs_init) = SharedFile::open(&open_options(config))?;
+        if let (Some(rule), false) = (&config.should_compact, needs_init || config.read_only) {
+            if Arc::strong_count(&file) == 1 {
+                let (total, used) = file.space()?;
+                if rule(total, used) {
+                    tracing::info!(path = %config.path, total, used, "compacting on open");
+                    SharedFile::compact(&file, &open_options(config))?;
+                }
+            }
+        }
         if needs_init {
             if config.read_only {
                 return Err(Error::new(ErrorCode::IncompatibleFile, "a read-only realm must already exist"));
@@ -228,6 +237,37 @@ impl Realm {
         }
         state.read = None;
         state.file = None;
+    }
+
+    /// Rewrites the file so that it takes only the space its data needs (after large
+    /// deletions). Encrypted files stay encrypted.
+    ///
+    /// Fails with `RealmInUse` while another handle of the file is open in this process,
+    /// `AlreadyInWriteTransaction` inside a write transaction, `ReadOnly`. The data is unchanged
+    /// whether it succeeds or fails.
+    pub fn compact(&self) -> Result<()> {
+        let mut state = self.inner.state.lock();
+        if state.write.is_some() {
+            return Err(Error::new(ErrorCode::AlreadyInWriteTransaction, "cannot compact inside a write transaction"));
+        }
+        if self.inner.config.read_only {
+            return Err(Error::new(ErrorCode::ReadOnly, "a read-only realm cannot be compacted"));
+        }
+        let file = state.file.take().ok_or_else(Self::closed)?;
+        // The snapshot's read transaction would pin the pages compaction wants to move.
+        state.read = None;
+        let result = SharedFile::compact(&file, &open_options(&self.inner.config));
+        let snapshot = file.snapshot();
+        state.file = Some(file);
+        state.read = Some(snapshot?);
+        state.generation = next_generation();
+        result
+    }
+
+    /// The size of the file and the bytes its data uses, `(total, used)`.
+    pub fn file_space(&self) -> Result<(u64, u64)> {
+        let file = self.inner.state.lock().file.clone().ok_or_else(Self::closed)?;
+        file.space()
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -518,6 +558,15 @@ impl Realm {
     /// the target's global id. Two realms with the same data give the same text.
     pub fn dump_json(&self) -> Result<String> {
         self.with_view(crate::dump::dump)
+    }
+}
+
+fn open_options(config: &Config) -> file::OpenOptions<'_> {
+    file::OpenOptions {
+        path: &config.path,
+        in_memory: config.in_memory,
+        read_only: config.read_only,
+        key: config.encryption_key.as_ref(),
     }
 }
 

@@ -311,6 +311,7 @@ impl From<redb::DatabaseError> for Error {
                 "the realm file is open in another process; Shoal allows one process per file",
             ),
             redb::DatabaseError::Storage(s) => Error::from(s),
+            redb::DatabaseError::RepairAborted => Error::new(ErrorCode::IncompatibleFile, "the realm file needs repair"),
             redb::DatabaseError::UpgradeRequired(v) => Error::new(
                 ErrorCode::FormatUpgradeRequired,
                 format!("the file uses storage format {v}, which this version cannot open"),
@@ -326,6 +327,9 @@ impl From<redb::DatabaseError> for Error {
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Error {
         use std::io::ErrorKind;
+        if let Some(d) = err.get_ref().and_then(|e| e.downcast_ref::<crate::store::crypto::DecryptionError>()) {
+            return Error::new(ErrorCode::DecryptionFailed, format!("decryption failed: {d}"));
+        }
         let code = match err.kind() {
             ErrorKind::NotFound => ErrorCode::FileNotFound,
             ErrorKind::PermissionDenied => ErrorCode::FilePermissionDenied,

@@ -310,3 +310,52 @@ pub unsafe extern "C" fn shoal_config_set_migration(
         Ok(())
     })
 }
+
+/// Encrypts the realm file with a 64-byte key (copied), or removes the key when `key` is NULL.
+/// Every byte of an encrypted file is encrypted and authenticated (XChaCha20-Poly1305 per
+/// 4 KiB page); opening it needs the same key. In-memory realms ignore the key.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` unless `len` is exactly 64.
+///
+/// # Safety
+/// `config` is a config handle; `key` NULL or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_config_set_encryption_key(config: *mut shoal_config_t, key: *const u8, len: usize) -> bool {
+    let key = if key.is_null() { Ok(None) } else { super::convert::bytes_arg(key, len, "the key").map(Some) };
+    with_config(config, |c| {
+        c.set_encryption_key(key?)?;
+        Ok(())
+    })
+}
+
+/// Decides at open whether to compact the file: gets the file size and the bytes in use and
+/// returns true to compact. Called on the opening thread, only when the first handle of the
+/// file in this process opens.
+pub type shoal_should_compact_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, total_bytes: u64, used_bytes: u64) -> bool>;
+
+/// Sets the compact-on-open rule (NULL `callback` removes it).
+///
+/// # Safety
+/// `config` is a config handle; `callback` and `free_userdata` are valid functions or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_config_set_should_compact(
+    config: *mut shoal_config_t,
+    callback: shoal_should_compact_fn,
+    userdata: *mut c_void,
+    free_userdata: shoal_free_userdata_fn,
+) -> bool {
+    let data = UserData::new(userdata, free_userdata);
+    with_config(config, move |c| {
+        match callback {
+            None => c.should_compact = None,
+            Some(cb) => {
+                c.set_should_compact(move |total, used| {
+                    let data = &data;
+                    // Safety: the caller promised a valid callback for its userdata.
+                    unsafe { cb(data.ptr, total, used) }
+                });
+            }
+        }
+        Ok(())
+    })
+}

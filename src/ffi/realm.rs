@@ -136,6 +136,19 @@ pub unsafe extern "C" fn shoal_realm_refresh(realm: *mut shoal_realm_t, did_chan
     })
 }
 
+/// Rewrites the file so that it takes only the space its data needs (after large deletions).
+/// Encrypted files stay encrypted.
+///
+/// Errors: `SHOAL_ERR_REALM_IN_USE` (another handle of the file is open in this process),
+/// `SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION`, `SHOAL_ERR_READ_ONLY`.
+///
+/// # Safety
+/// `realm` is a realm handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_realm_compact(realm: *mut shoal_realm_t) -> bool {
+    with_realm(realm, Realm::compact)
+}
+
 /// Sets `*out` to whether the realm holds no objects.
 ///
 /// # Safety

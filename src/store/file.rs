@@ -10,8 +10,9 @@ use crate::notify::Notifier;
 use crate::store::catalog::Catalog;
 use crate::store::snapshot::Snapshot;
 use crate::store::write::WriteTxn;
-use parking_lot::Mutex;
-use redb::{Database, ReadableDatabase};
+use parking_lot::{Mutex, RwLock};
+use crate::store::crypto::{self, EncryptedBackend};
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Weak};
@@ -21,7 +22,11 @@ use std::thread::ThreadId;
 pub(crate) struct SharedFile {
     /// The registry key: the canonical path, or `mem:<path>` for in-memory realms.
     pub(crate) key: String,
-    db: Database,
+    /// Behind a lock only so that compaction can get exclusive access; everything else takes
+    /// the read side for the duration of one call (transactions do not borrow it).
+    db: RwLock<Db>,
+    /// A digest of the encryption key the file was opened with (every handle must use it).
+    key_digest: Option<[u8; 32]>,
     /// Delivers change notifications of this file to every handle's callbacks.
     pub(crate) notifier: Notifier,
     /// The last parsed catalog, reused by new snapshots while the schema is unchanged.
@@ -29,6 +34,34 @@ pub(crate) struct SharedFile {
     /// The thread that holds the write lock through some handle, to refuse a second write
     /// transaction on the same thread (which would wait for itself forever).
     writer: Mutex<Option<ThreadId>>,
+}
+
+/// The redb database, writable or opened read-only (which never writes to the file).
+enum Db {
+    ReadWrite(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::ReadWrite(d) => d.begin_read(),
+            Db::ReadOnly(d) => d.begin_read(),
+        }
+    }
+}
+
+/// How to open a file: the parts of a realm configuration that storage needs.
+pub(crate) struct OpenOptions<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) in_memory: bool,
+    pub(crate) read_only: bool,
+    pub(crate) key: Option<&'a [u8; 64]>,
+}
+
+fn key_digest(key: Option<&[u8; 64]>) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    key.map(|k| Sha256::digest([b"shoal-key-id".as_slice(), k].concat()).into())
 }
 
 static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<SharedFile>>>> = LazyLock::new(Default::default);
@@ -57,27 +90,35 @@ pub(crate) fn is_open(key: &str) -> bool {
 }
 
 impl SharedFile {
-    /// Opens (creating if needed) the file and returns it with whether it still needs its
-    /// first-time initialization.
-    pub(crate) fn open(path: &str, in_memory: bool) -> Result<(Arc<SharedFile>, bool)> {
-        let key = registry_key(path, in_memory)?;
+    /// Opens (creating if needed, unless read-only) the file and returns it with whether it
+    /// still needs its first-time initialization.
+    pub(crate) fn open(opts: &OpenOptions<'_>) -> Result<(Arc<SharedFile>, bool)> {
+        let key = registry_key(opts.path, opts.in_memory)?;
+        let digest = if opts.in_memory { None } else { key_digest(opts.key) };
         let mut registry = REGISTRY.lock();
         if let Some(existing) = registry.get(&key).and_then(Weak::upgrade) {
+            if existing.key_digest != digest {
+                return Err(Error::new(
+                    ErrorCode::DecryptionFailed,
+                    "the realm is already open in this process with a different encryption key",
+                )
+                .with_path(opts.path.to_owned()));
+            }
+            if !opts.read_only && matches!(*existing.db.read(), Db::ReadOnly(_)) {
+                return Err(Error::new(ErrorCode::ReadOnly, "the realm is already open read-only in this process")
+                    .with_path(opts.path.to_owned()));
+            }
             return Ok((existing, false));
         }
-        let db = if in_memory {
-            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())
-        } else {
-            Database::builder().create(&key)
-        }
-        .map_err(|e| Error::from(e).with_path(path.to_owned()))?;
+        let db = open_db(&key, opts).map_err(|e| e.with_path(opts.path.to_owned()))?;
         let needs_init = {
             let txn = db.begin_read()?;
             matches!(txn.open_table(crate::store::tables::META), Err(redb::TableError::TableDoesNotExist(_)))
         };
         let file = Arc::new(SharedFile {
             key: key.clone(),
-            db,
+            db: RwLock::new(db),
+            key_digest: digest,
             notifier: Notifier::default(),
             last_catalog: Mutex::new(None),
             writer: Mutex::new(None),
@@ -89,7 +130,7 @@ impl SharedFile {
 
     /// A snapshot of the latest commit.
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.read().begin_read()?;
         let previous = self.last_catalog.lock().clone();
         let snap = Snapshot::open(txn, previous.as_ref().map(|(b, c)| (b, c)))?;
         if previous.as_ref().is_none_or(|(b, _)| !Arc::ptr_eq(b, &snap.catalog_bytes)) {
@@ -100,7 +141,7 @@ impl SharedFile {
 
     /// Initializes a new file's tables in its own transaction.
     pub(crate) fn initialize(&self) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_raw_write()?;
         WriteTxn::init_file(&txn)?;
         txn.commit()?;
         Ok(())
@@ -119,7 +160,7 @@ impl SharedFile {
                  commit or cancel it first",
             ));
         }
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_raw_write()?;
         *self.writer.lock() = Some(me);
         let base = match self.snapshot() {
             Ok(s) => s,
@@ -136,13 +177,134 @@ impl SharedFile {
         *self.writer.lock() = None;
     }
 
-    /// Compacts the file (redb reclaims free pages). Needs exclusive use of the `Database`,
-    /// which the caller guarantees by holding the only handle.
-    pub(crate) fn compact(self: &mut Arc<SharedFile>) -> Result<bool> {
-        let file = Arc::get_mut(self).ok_or_else(|| {
-            Error::new(ErrorCode::RealmInUse, "compaction needs the realm to be open only once in this process")
-        })?;
-        file.db.compact().map_err(|e| Error::new(ErrorCode::Io, format!("compaction failed: {e}")))
+    fn begin_raw_write(&self) -> Result<redb::WriteTransaction> {
+        match &*self.db.read() {
+            Db::ReadWrite(d) => Ok(d.begin_write()?),
+            Db::ReadOnly(_) => Err(Error::new(ErrorCode::ReadOnly, "the realm file is open read-only")),
+        }
+    }
+
+    /// `(file bytes, bytes in use)`, for compaction decisions.
+    pub(crate) fn space(&self) -> Result<(u64, u64)> {
+        let txn = self.begin_raw_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        let total = if self.key.starts_with("mem:") { used } else { std::fs::metadata(&self.key).map(|m| m.len())? };
+        Ok((total, used))
+    }
+
+    /// Compacts the file so that it shrinks to what it uses, by writing a copy of every table
+    /// into a new file (encrypted with the same key) and renaming it over the original, as
+    /// Realm's compaction did. `file` must be the only strong reference (no other realm handle
+    /// of the file in this process) and no transaction may be open. On failure the original
+    /// file is kept as it was.
+    pub(crate) fn compact(file: &Arc<SharedFile>, opts: &OpenOptions<'_>) -> Result<()> {
+        // Holding the registry keeps another handle from opening the file meanwhile.
+        let _registry = REGISTRY.lock();
+        if Arc::strong_count(file) != 1 {
+            return Err(Error::new(ErrorCode::RealmInUse, "compaction needs the realm to be open only once in this process"));
+        }
+        if opts.in_memory {
+            return Ok(());
+        }
+        let mut db = file.db.write();
+        let Db::ReadWrite(current) = &*db else {
+            return Err(Error::new(ErrorCode::ReadOnly, "a read-only realm cannot be compacted"));
+        };
+        let tmp = format!("{}.compact", file.key);
+        let _ = std::fs::remove_file(&tmp);
+        let copied = open_db(&tmp, opts).and_then(|copy| match copy {
+            Db::ReadWrite(copy) => copy_tables(current, &copy),
+            Db::ReadOnly(_) => Err(Error::internal("compaction target opened read-only")),
+        });
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // Close the original (releasing its lock) by swapping in a placeholder, then move the
+        // copy into place and open it.
+        let placeholder = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        drop(std::mem::replace(&mut *db, Db::ReadWrite(placeholder)));
+        let renamed = std::fs::rename(&tmp, &file.key);
+        *db = open_db(&file.key, opts)?;
+        renamed?;
+        if let Some(dir) = Path::new(&file.key).parent() {
+            // Make the rename itself durable.
+            std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies every Shoal table from `from` into the empty database `to`, durably.
+fn copy_tables(from: &Database, to: &Database) -> Result<()> {
+    use crate::store::tables::{CLASSES, COLUMNS, HISTORY, INDEX, LISTS, META};
+    use redb::ReadableTable;
+    let read = from.begin_read()?;
+    let write = to.begin_write()?;
+    {
+        let (src, mut dst) = (read.open_table(META)?, write.open_table(META)?);
+        for item in src.range::<&str>(..)? {
+            let (k, v) = item?;
+            dst.insert(k.value(), v.value())?;
+        }
+        for def in [COLUMNS, LISTS] {
+            let (src, mut dst) = (read.open_table(def)?, write.open_table(def)?);
+            for item in src.range::<u128>(..)? {
+                let (k, v) = item?;
+                dst.insert(k.value(), v.value())?;
+            }
+        }
+        let (src, mut dst) = (read.open_table(INDEX)?, write.open_table(INDEX)?);
+        for item in src.range::<(u64, u64, u64)>(..)? {
+            let (k, v) = item?;
+            dst.insert(k.value(), v.value())?;
+        }
+        let (src, mut dst) = (read.open_table(CLASSES)?, write.open_table(CLASSES)?);
+        for item in src.range::<u32>(..)? {
+            let (k, v) = item?;
+            dst.insert(k.value(), v.value())?;
+        }
+        let (src, mut dst) = (read.open_table(HISTORY)?, write.open_table(HISTORY)?);
+        for item in src.range::<u64>(..)? {
+            let (k, v) = item?;
+            dst.insert(k.value(), v.value())?;
+        }
+    }
+    write.commit()?;
+    Ok(())
+}
+
+fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
+    if opts.in_memory {
+        return Ok(Db::ReadWrite(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(!opts.read_only)
+        .create(!opts.read_only)
+        .truncate(false)
+        .open(path)?;
+    let encrypted = crypto::is_encrypted_file(&file)?;
+    match opts.key {
+        Some(key) => {
+            let backend = EncryptedBackend::open(file, key, opts.read_only)?;
+            if opts.read_only {
+                Ok(Db::ReadOnly(redb::Builder::new().open_read_only_with_backend(backend)?))
+            } else {
+                Ok(Db::ReadWrite(Database::builder().create_with_backend(backend)?))
+            }
+        }
+        None if encrypted => Err(Error::new(
+            ErrorCode::DecryptionFailed,
+            "the realm file is encrypted: an encryption key is needed to open it",
+        )),
+        None if opts.read_only => {
+            drop(file);
+            Ok(Db::ReadOnly(redb::Builder::new().open_read_only(path)?))
+        }
+        None => Ok(Db::ReadWrite(Database::builder().create_file(file)?)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod chunk;
+pub(crate) mod crypto;
 pub(crate) mod file;
 pub(crate) mod index;
 pub(crate) mod snapshot;

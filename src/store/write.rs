@@ -339,6 +339,12 @@ impl WriteTxn {
         let (h, _) = index_hash(stored.as_ref());
         index_of(&self.base, class.id, index_prop.id).insert(&mut self.overlay.index, h, key)?;
         self.overlay.set_value(&self.base, class.id, &index_prop, key, stored)?;
+        // Other indexed properties start at their default value, which must be indexed too
+        // (as `rebuild_index` does): `store_scalar` only moves an entry when the value changes.
+        for prop in class.props.iter().filter(|p| p.is_indexed() && !p.is_list() && Some(p.id) != class.pk) {
+            let (h, _) = index_hash(or_default(ValueRef::Null, prop));
+            index_of(&self.base, class.id, prop.id).insert(&mut self.overlay.index, h, key)?;
+        }
         Ok(key)
     }
 
