@@ -267,7 +267,10 @@ impl Engine for SqliteEngine {
         for id in ids {
             let (name, age, score) = row(id);
             let tx = self.conn.transaction().expect("sqlite: begin");
-            tx.prepare_cached(SQL_INSERT).expect("sqlite: prepare").execute(params![id, name, age, score]).expect("sqlite: insert");
+            tx.prepare_cached(SQL_INSERT)
+                .expect("sqlite: prepare")
+                .execute(params![id, name, age, score])
+                .expect("sqlite: insert");
             tx.commit().expect("sqlite: commit");
         }
     }
@@ -375,11 +378,10 @@ impl Engine for RedbEngine {
     }
 
     fn aggregates(&mut self) -> Aggregates {
-        let (count, ages, scores) =
-            self.scan((0u64, 0i64, 0f64), |(c, a, s), v| {
-                let (_, age, score) = unpack(v);
-                (c + 1, a + age, s + score)
-            });
+        let (count, ages, scores) = self.scan((0u64, 0i64, 0f64), |(c, a, s), v| {
+            let (_, age, score) = unpack(v);
+            (c + 1, a + age, s + score)
+        });
         Aggregates { sum_score: scores, avg_age: ages as f64 / count as f64 }
     }
 
@@ -450,7 +452,12 @@ fn phase_aggregates(engines: &mut Engines, total: i64) -> Vec<Duration> {
             progress("sum(score) + avg(age)", e.as_ref());
             let (t, agg) = median("aggregates", || e.aggregates());
             assert_eq!(agg.sum_score, expected_sum, "{}: sum(score) is wrong", e.name());
-            assert!((agg.avg_age - expected_avg).abs() <= 1e-9 * expected_avg, "{}: avg(age) {} != {expected_avg}", e.name(), agg.avg_age);
+            assert!(
+                (agg.avg_age - expected_avg).abs() <= 1e-9 * expected_avg,
+                "{}: avg(age) {} != {expected_avg}",
+                e.name(),
+                agg.avg_age
+            );
             t
         })
         .collect()
@@ -535,13 +542,23 @@ fn main() {
     eprintln!("shoal_bench: {n} objects, then {SINGLE_COMMITS} single commits; scans median of {SCAN_RUNS}");
 
     // The order is the table's column order: shoal, sqlite, redb.
-    let mut engines: Engines = vec![Box::new(ShoalEngine::open()), Box::new(SqliteEngine::open()), Box::new(RedbEngine::open())];
+    let mut engines: Engines =
+        vec![Box::new(ShoalEngine::open()), Box::new(SqliteEngine::open()), Box::new(RedbEngine::open())];
 
     let lines = vec![
         Line { operation: format!("bulk insert {n} (1 txn)"), times: phase_bulk_insert(&mut engines, n) },
-        Line { operation: format!("{SINGLE_COMMITS} single durable commits"), times: phase_single_commits(&mut engines, n) },
-        Line { operation: format!("count(age > {AGE_FLOOR}), median of {SCAN_RUNS}"), times: phase_count(&mut engines, total) },
-        Line { operation: format!("sum(score) + avg(age), median of {SCAN_RUNS}"), times: phase_aggregates(&mut engines, total) },
+        Line {
+            operation: format!("{SINGLE_COMMITS} single durable commits"),
+            times: phase_single_commits(&mut engines, n),
+        },
+        Line {
+            operation: format!("count(age > {AGE_FLOOR}), median of {SCAN_RUNS}"),
+            times: phase_count(&mut engines, total),
+        },
+        Line {
+            operation: format!("sum(score) + avg(age), median of {SCAN_RUNS}"),
+            times: phase_aggregates(&mut engines, total),
+        },
         Line { operation: format!("{LOOKUPS} random pk lookups + name"), times: phase_lookups(&mut engines, total) },
     ];
     print_table(&lines);
