@@ -49,7 +49,9 @@ impl SplitMix {
 /// `count` random ids, all of existing objects (`1..=max_id`).
 fn random_ids(count: usize, max_id: i64) -> Vec<i64> {
     let mut rng = SplitMix(0x5EED_5EED);
-    (0..count).map(|_| 1 + (rng.next() % max_id as u64) as i64).collect()
+    (0..count)
+        .map(|_| 1 + (rng.next() % max_id as u64) as i64)
+        .collect()
 }
 
 /// What a batch of lookups found, folded so that engines can be compared without keeping the
@@ -139,30 +141,55 @@ impl ShoalEngine {
     fn open() -> ShoalEngine {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut schema = Schema::new();
-        schema.add_class("Person", Some("id")).expect("shoal: add_class");
+        schema
+            .add_class("Person", Some("id"))
+            .expect("shoal: add_class");
         for (prop, ty) in [
             ("id", PropertyType::Int),
             ("name", PropertyType::String),
             ("age", PropertyType::Int),
             ("score", PropertyType::Double),
         ] {
-            schema.add_property("Person", prop, ty, PropertyFlags::NONE, None).expect("shoal: add_property");
+            schema
+                .add_property("Person", prop, ty, PropertyFlags::NONE, None)
+                .expect("shoal: add_property");
         }
-        let mut config = Config::new(dir.path().join("bench.realm").to_string_lossy().into_owned());
+        let mut config = Config::new(
+            dir.path()
+                .join("bench.realm")
+                .to_string_lossy()
+                .into_owned(),
+        );
         config.set_schema(schema).expect("shoal: set_schema");
         let realm = Realm::open(&config).expect("shoal: Realm::open");
-        let key = |p| realm.property_key("Person", p).expect("shoal: property_key");
+        let key = |p| {
+            realm
+                .property_key("Person", p)
+                .expect("shoal: property_key")
+        };
         let (name, age, score) = (key("name"), key("age"), key("score"));
-        ShoalEngine { _dir: dir, realm, name, age, score }
+        ShoalEngine {
+            _dir: dir,
+            realm,
+            name,
+            age,
+            score,
+        }
     }
 
     /// Creates one object inside the open write transaction.
     fn create(&self, id: i64) {
         let (name, age, score) = row(id);
-        let obj = self.realm.create_object("Person", Some(&Value::Int(id))).expect("shoal: create_object");
-        obj.set_by_key(self.name, Value::String(name)).expect("shoal: set_by_key(name)");
-        obj.set_by_key(self.age, Value::Int(age)).expect("shoal: set_by_key(age)");
-        obj.set_by_key(self.score, Value::Double(score)).expect("shoal: set_by_key(score)");
+        let obj = self
+            .realm
+            .create_object("Person", Some(&Value::Int(id)))
+            .expect("shoal: create_object");
+        obj.set_by_key(self.name, Value::String(name))
+            .expect("shoal: set_by_key(name)");
+        obj.set_by_key(self.age, Value::Int(age))
+            .expect("shoal: set_by_key(age)");
+        obj.set_by_key(self.score, Value::Double(score))
+            .expect("shoal: set_by_key(score)");
     }
 }
 
@@ -189,7 +216,10 @@ impl Engine for ShoalEngine {
 
     fn count_age_over(&mut self, floor: i64) -> u64 {
         // A fresh Results each run: its cache must not turn later runs into lookups.
-        let results = self.realm.query("Person", "age > $0", &[Value::Int(floor)]).expect("shoal: query");
+        let results = self
+            .realm
+            .query("Person", "age > $0", &[Value::Int(floor)])
+            .expect("shoal: query");
         results.count().expect("shoal: Results::count") as u64
     }
 
@@ -210,7 +240,11 @@ impl Engine for ShoalEngine {
     fn names_of(&mut self, ids: &[i64]) -> NameDigest {
         let mut digest = NameDigest::default();
         for &id in ids {
-            if let Some(obj) = self.realm.find_object("Person", &Value::Int(id)).expect("shoal: find_object") {
+            if let Some(obj) = self
+                .realm
+                .find_object("Person", &Value::Int(id))
+                .expect("shoal: find_object")
+            {
                 match obj.get_by_key(self.name).expect("shoal: get_by_key(name)") {
                     Value::String(s) => digest.add(&s),
                     other => panic!("shoal: name of {id} is {other:?}"),
@@ -234,7 +268,9 @@ impl SqliteEngine {
     fn open() -> SqliteEngine {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = Connection::open(dir.path().join("bench.sqlite")).expect("sqlite: open");
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).expect("sqlite: WAL");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .expect("sqlite: WAL");
         assert_eq!(mode, "wal");
         conn.execute_batch(
             "PRAGMA synchronous=FULL;
@@ -257,7 +293,8 @@ impl Engine for SqliteEngine {
             let mut stmt = tx.prepare_cached(SQL_INSERT).expect("sqlite: prepare");
             for id in ids {
                 let (name, age, score) = row(id);
-                stmt.execute(params![id, name, age, score]).expect("sqlite: insert");
+                stmt.execute(params![id, name, age, score])
+                    .expect("sqlite: insert");
             }
         }
         tx.commit().expect("sqlite: commit");
@@ -276,20 +313,40 @@ impl Engine for SqliteEngine {
     }
 
     fn count_age_over(&mut self, floor: i64) -> u64 {
-        let mut stmt = self.conn.prepare_cached("SELECT count(*) FROM person WHERE age > ?1").expect("sqlite: prepare");
-        stmt.query_row([floor], |r| r.get::<_, i64>(0)).expect("sqlite: count") as u64
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM person WHERE age > ?1")
+            .expect("sqlite: prepare");
+        stmt.query_row([floor], |r| r.get::<_, i64>(0))
+            .expect("sqlite: count") as u64
     }
 
     fn aggregates(&mut self) -> Aggregates {
-        let mut stmt = self.conn.prepare_cached("SELECT sum(score), avg(age) FROM person").expect("sqlite: prepare");
-        stmt.query_row([], |r| Ok(Aggregates { sum_score: r.get(0)?, avg_age: r.get(1)? })).expect("sqlite: aggregates")
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT sum(score), avg(age) FROM person")
+            .expect("sqlite: prepare");
+        stmt.query_row([], |r| {
+            Ok(Aggregates {
+                sum_score: r.get(0)?,
+                avg_age: r.get(1)?,
+            })
+        })
+        .expect("sqlite: aggregates")
     }
 
     fn names_of(&mut self, ids: &[i64]) -> NameDigest {
-        let mut stmt = self.conn.prepare_cached("SELECT name FROM person WHERE id = ?1").expect("sqlite: prepare");
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM person WHERE id = ?1")
+            .expect("sqlite: prepare");
         let mut digest = NameDigest::default();
         for &id in ids {
-            if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional().expect("sqlite: lookup") {
+            if let Some(name) = stmt
+                .query_row([id], |r| r.get::<_, String>(0))
+                .optional()
+                .expect("sqlite: lookup")
+            {
                 digest.add(&name);
             }
         }
@@ -339,7 +396,9 @@ impl RedbEngine {
             let mut buf = Vec::with_capacity(64);
             for id in ids {
                 pack(&mut buf, id);
-                table.insert(id as u64, buf.as_slice()).expect("redb: insert");
+                table
+                    .insert(id as u64, buf.as_slice())
+                    .expect("redb: insert");
             }
         }
         txn.commit().expect("redb: commit");
@@ -382,7 +441,10 @@ impl Engine for RedbEngine {
             let (_, age, score) = unpack(v);
             (c + 1, a + age, s + score)
         });
-        Aggregates { sum_score: scores, avg_age: ages as f64 / count as f64 }
+        Aggregates {
+            sum_score: scores,
+            avg_age: ages as f64 / count as f64,
+        }
     }
 
     fn names_of(&mut self, ids: &[i64]) -> NameDigest {
@@ -436,7 +498,12 @@ fn phase_count(engines: &mut Engines, total: i64) -> Vec<Duration> {
         .map(|e| {
             progress("count(age > 50)", e.as_ref());
             let (t, count) = median("count", || e.count_age_over(AGE_FLOOR));
-            assert_eq!(count, expected, "{}: count(age > {AGE_FLOOR}) is wrong", e.name());
+            assert_eq!(
+                count,
+                expected,
+                "{}: count(age > {AGE_FLOOR}) is wrong",
+                e.name()
+            );
             t
         })
         .collect()
@@ -451,7 +518,12 @@ fn phase_aggregates(engines: &mut Engines, total: i64) -> Vec<Duration> {
         .map(|e| {
             progress("sum(score) + avg(age)", e.as_ref());
             let (t, agg) = median("aggregates", || e.aggregates());
-            assert_eq!(agg.sum_score, expected_sum, "{}: sum(score) is wrong", e.name());
+            assert_eq!(
+                agg.sum_score,
+                expected_sum,
+                "{}: sum(score) is wrong",
+                e.name()
+            );
             assert!(
                 (agg.avg_age - expected_avg).abs() <= 1e-9 * expected_avg,
                 "{}: avg(age) {} != {expected_avg}",
@@ -474,7 +546,12 @@ fn phase_lookups(engines: &mut Engines, total: i64) -> Vec<Duration> {
         .map(|e| {
             progress("pk lookups", e.as_ref());
             let (t, digest) = time(|| e.names_of(&ids));
-            assert_eq!(digest, expected, "{}: the looked-up names are wrong", e.name());
+            assert_eq!(
+                digest,
+                expected,
+                "{}: the looked-up names are wrong",
+                e.name()
+            );
             t
         })
         .collect()
@@ -518,17 +595,44 @@ const REDB: usize = 2;
 /// The goals of `PERFORMANCE.md`: (line index, peer, largest allowed ratio, inclusive, text).
 fn print_goals(lines: &[Line]) {
     let goals: [(usize, usize, f64, bool, &str); 5] = [
-        (0, SQLITE, 1.0, false, "bulk insert faster than SQLite (shoal/sqlite < 1.0)"),
-        (1, REDB, 1.25, true, "single durable commit <= 1.25x raw redb"),
+        (
+            0,
+            SQLITE,
+            1.0,
+            false,
+            "bulk insert faster than SQLite (shoal/sqlite < 1.0)",
+        ),
+        (
+            1,
+            REDB,
+            1.25,
+            true,
+            "single durable commit <= 1.25x raw redb",
+        ),
         (4, REDB, 1.5, true, "primary-key lookup <= 1.5x raw redb"),
-        (2, SQLITE, 0.2, true, "count(age > 50) >= 5x faster than SQLite (shoal/sqlite <= 0.20)"),
-        (3, SQLITE, 0.2, true, "sum(score) + avg(age) >= 5x faster than SQLite (shoal/sqlite <= 0.20)"),
+        (
+            2,
+            SQLITE,
+            0.2,
+            true,
+            "count(age > 50) >= 5x faster than SQLite (shoal/sqlite <= 0.20)",
+        ),
+        (
+            3,
+            SQLITE,
+            0.2,
+            true,
+            "sum(score) + avg(age) >= 5x faster than SQLite (shoal/sqlite <= 0.20)",
+        ),
     ];
     println!();
     for (line, peer, limit, inclusive, text) in goals {
         let r = lines[line].ratio(peer);
         let met = if inclusive { r <= limit } else { r < limit };
-        println!("{}: {text} — ratio {r:.2}", if met { "MET" } else { "MISSED" });
+        println!(
+            "{}: {text} — ratio {r:.2}",
+            if met { "MET" } else { "MISSED" }
+        );
     }
 }
 
@@ -542,11 +646,17 @@ fn main() {
     eprintln!("shoal_bench: {n} objects, then {SINGLE_COMMITS} single commits; scans median of {SCAN_RUNS}");
 
     // The order is the table's column order: shoal, sqlite, redb.
-    let mut engines: Engines =
-        vec![Box::new(ShoalEngine::open()), Box::new(SqliteEngine::open()), Box::new(RedbEngine::open())];
+    let mut engines: Engines = vec![
+        Box::new(ShoalEngine::open()),
+        Box::new(SqliteEngine::open()),
+        Box::new(RedbEngine::open()),
+    ];
 
     let lines = vec![
-        Line { operation: format!("bulk insert {n} (1 txn)"), times: phase_bulk_insert(&mut engines, n) },
+        Line {
+            operation: format!("bulk insert {n} (1 txn)"),
+            times: phase_bulk_insert(&mut engines, n),
+        },
         Line {
             operation: format!("{SINGLE_COMMITS} single durable commits"),
             times: phase_single_commits(&mut engines, n),
@@ -559,7 +669,10 @@ fn main() {
             operation: format!("sum(score) + avg(age), median of {SCAN_RUNS}"),
             times: phase_aggregates(&mut engines, total),
         },
-        Line { operation: format!("{LOOKUPS} random pk lookups + name"), times: phase_lookups(&mut engines, total) },
+        Line {
+            operation: format!("{LOOKUPS} random pk lookups + name"),
+            times: phase_lookups(&mut engines, total),
+        },
     ];
     print_table(&lines);
     print_goals(&lines);

@@ -46,7 +46,9 @@ fn main() -> shoal::Result<()> {
     });
 
     for _ in 0..3 {
-        let version = rx.recv_timeout(Duration::from_secs(10)).expect("a change notification");
+        let version = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a change notification");
         reader.refresh()?;
         let adults = reader.query("Person", "age >= 18", &[])?;
         println!(
@@ -57,8 +59,14 @@ fn main() -> shoal::Result<()> {
         );
     }
     handle.join().expect("writer thread")?;
-    let p = reader.query("Person", "name == $0", &[Value::from("person-2024")])?.get(0)?;
-    println!("found {} aged {} (indexed lookup)", p.get("name")?, p.get("age")?);
+    let p = reader
+        .query("Person", "name == $0", &[Value::from("person-2024")])?
+        .get(0)?;
+    println!(
+        "found {} aged {} (indexed lookup)",
+        p.get("name")?,
+        p.get("age")?
+    );
     println!("file: {path}");
     Ok(())
 }

@@ -110,13 +110,19 @@ impl Config {
     }
 
     /// The callback that fills a newly created file. Default none.
-    pub fn set_initial_data(&mut self, f: impl Fn(&Realm) -> Result<()> + Send + Sync + 'static) -> &mut Config {
+    pub fn set_initial_data(
+        &mut self,
+        f: impl Fn(&Realm) -> Result<()> + Send + Sync + 'static,
+    ) -> &mut Config {
         self.initial_data = Some(Arc::new(f));
         self
     }
 
     /// The migration callback. Default none (a needed migration is an error).
-    pub fn set_migration(&mut self, f: impl Fn(&Realm, u64, u64) -> Result<()> + Send + Sync + 'static) -> &mut Config {
+    pub fn set_migration(
+        &mut self,
+        f: impl Fn(&Realm, u64, u64) -> Result<()> + Send + Sync + 'static,
+    ) -> &mut Config {
         self.migration = Some(Arc::new(f));
         self
     }
@@ -130,7 +136,10 @@ impl Config {
         self.encryption_key = match key {
             None => None,
             Some(k) => Some(k.try_into().map_err(|_| {
-                Error::invalid(format!("the encryption key must be exactly 64 bytes, not {}", k.len()))
+                Error::invalid(format!(
+                    "the encryption key must be exactly 64 bytes, not {}",
+                    k.len()
+                ))
             })?),
         };
         Ok(self)
@@ -144,7 +153,10 @@ impl Config {
     /// The compact-on-open rule: called with `(file bytes, bytes in use)` when the first
     /// handle of the file in this process opens; returning true compacts the file. Default
     /// none.
-    pub fn set_should_compact(&mut self, f: impl Fn(u64, u64) -> bool + Send + Sync + 'static) -> &mut Config {
+    pub fn set_should_compact(
+        &mut self,
+        f: impl Fn(u64, u64) -> bool + Send + Sync + 'static,
+    ) -> &mut Config {
         self.should_compact = Some(Arc::new(f));
         self
     }

@@ -20,7 +20,6 @@ use crate::store::view::View;
 use crate::store::write::{self, WriteTxn};
 use crate::value::Value;
 use parking_lot::Mutex;
-use redb::ReadableTable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -54,17 +53,22 @@ fn next_generation() -> u64 {
 impl Drop for RealmInner {
     fn drop(&mut self) {
         let state = self.state.get_mut();
-        if state.write.take().is_some() {
+        if let Some(write) = state.write.take() {
+            // Clear the writer mark before the transaction (and the file's write lock) goes:
+            // afterwards the mark may already belong to the next writer.
             if let Some(f) = &state.file {
                 f.end_write();
             }
+            drop(write);
         }
     }
 }
 
 impl std::fmt::Debug for Realm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Realm").field("path", &self.inner.config.path).finish_non_exhaustive()
+        f.debug_struct("Realm")
+            .field("path", &self.inner.config.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,8 +88,11 @@ impl Realm {
     pub fn open(config: &Config) -> Result<Realm> {
         config.check()?;
         if config.read_only && !config.in_memory && !std::path::Path::new(&config.path).exists() {
-            return Err(Error::new(ErrorCode::FileNotFound, format!("no realm file at '{}'", config.path))
-                .with_path(config.path.clone()));
+            return Err(Error::new(
+                ErrorCode::FileNotFound,
+                format!("no realm file at '{}'", config.path),
+            )
+            .with_path(config.path.clone()));
         }
         let (file, needs_init) = SharedFile::open(&open_options(config))?;
         if let (Some(rule), false) = (&config.should_compact, needs_init || config.read_only) {
@@ -99,19 +106,29 @@ impl Realm {
         }
         if needs_init {
             if config.read_only {
-                return Err(Error::new(ErrorCode::IncompatibleFile, "a read-only realm must already exist"));
+                return Err(Error::new(
+                    ErrorCode::IncompatibleFile,
+                    "a read-only realm must already exist",
+                ));
             }
             file.initialize()?;
         }
         let realm = Realm {
             inner: Arc::new(RealmInner {
                 config: config.clone(),
-                state: Mutex::new(State { read: Some(file.snapshot()?), file: Some(file), write: None, generation: next_generation() }),
+                state: Mutex::new(State {
+                    read: Some(file.snapshot()?),
+                    file: Some(file),
+                    write: None,
+                    generation: next_generation(),
+                }),
             }),
         };
         match realm.prepare_schema() {
             Ok(()) => Ok(realm),
-            Err(e) if e.code() == ErrorCode::MigrationNeeded && config.delete_if_migration_needed => {
+            Err(e)
+                if e.code() == ErrorCode::MigrationNeeded && config.delete_if_migration_needed =>
+            {
                 drop(realm);
                 delete_realm_files(config)?;
                 let mut fresh = config.clone();
@@ -125,14 +142,23 @@ impl Realm {
     fn prepare_schema(&self) -> Result<()> {
         let config = &self.inner.config;
         let (catalog, file_version, history_version) = self.with_snapshot(|s| {
-            Ok((s.catalog.clone(), s.meta_u64(tables::meta::SCHEMA_VERSION)?, s.version))
+            Ok((
+                s.catalog.clone(),
+                s.meta_u64(tables::meta::SCHEMA_VERSION)?,
+                s.version,
+            ))
         })?;
-        let Some(wanted) = &config.schema else { return Ok(()) };
+        let Some(wanted) = &config.schema else {
+            return Ok(());
+        };
         let is_new = catalog.classes.is_empty() && history_version == 0;
         let diff = catalog::diff(&catalog, wanted);
         if is_new {
             if config.read_only {
-                return Err(Error::new(ErrorCode::IncompatibleFile, "the read-only realm has no schema"));
+                return Err(Error::new(
+                    ErrorCode::IncompatibleFile,
+                    "the read-only realm has no schema",
+                ));
             }
             self.begin_write()?;
             let result = self.with_write(|w| {
@@ -151,7 +177,10 @@ impl Realm {
         if config.schema_version < file_version {
             return Err(Error::new(
                 ErrorCode::SchemaVersionLower,
-                format!("the schema version {} is lower than the file's {file_version}", config.schema_version),
+                format!(
+                    "the schema version {} is lower than the file's {file_version}",
+                    config.schema_version
+                ),
             )
             .with_path(config.path.clone()));
         }
@@ -230,10 +259,11 @@ impl Realm {
     /// with `RealmClosed`. Closing twice is harmless.
     pub fn close(&self) {
         let mut state = self.inner.state.lock();
-        if state.write.take().is_some() {
+        if let Some(write) = state.write.take() {
             if let Some(f) = &state.file {
                 f.end_write();
             }
+            drop(write);
         }
         state.read = None;
         state.file = None;
@@ -248,10 +278,16 @@ impl Realm {
     pub fn compact(&self) -> Result<()> {
         let mut state = self.inner.state.lock();
         if state.write.is_some() {
-            return Err(Error::new(ErrorCode::AlreadyInWriteTransaction, "cannot compact inside a write transaction"));
+            return Err(Error::new(
+                ErrorCode::AlreadyInWriteTransaction,
+                "cannot compact inside a write transaction",
+            ));
         }
         if self.inner.config.read_only {
-            return Err(Error::new(ErrorCode::ReadOnly, "a read-only realm cannot be compacted"));
+            return Err(Error::new(
+                ErrorCode::ReadOnly,
+                "a read-only realm cannot be compacted",
+            ));
         }
         let file = state.file.take().ok_or_else(Self::closed)?;
         // The snapshot's read transaction would pin the pages compaction wants to move.
@@ -266,7 +302,13 @@ impl Realm {
 
     /// The size of the file and the bytes its data uses, `(total, used)`.
     pub fn file_space(&self) -> Result<(u64, u64)> {
-        let file = self.inner.state.lock().file.clone().ok_or_else(Self::closed)?;
+        let file = self
+            .inner
+            .state
+            .lock()
+            .file
+            .clone()
+            .ok_or_else(Self::closed)?;
         file.space()
     }
 
@@ -288,7 +330,10 @@ impl Realm {
         }
         match (&state.write, &state.read) {
             (Some(w), _) => f(w.view()),
-            (None, Some(snap)) => f(View { snap, overlay: None }),
+            (None, Some(snap)) => f(View {
+                snap,
+                overlay: None,
+            }),
             (None, None) => Err(Self::closed()),
         }
     }
@@ -311,10 +356,14 @@ impl Realm {
         state.generation = next_generation();
         match state.write.as_mut() {
             Some(w) => f(w),
-            None if self.inner.config.read_only => {
-                Err(Error::new(ErrorCode::ReadOnly, "the realm was opened read-only"))
-            }
-            None => Err(Error::new(ErrorCode::NotInWriteTransaction, "this needs a write transaction: call begin_write first")),
+            None if self.inner.config.read_only => Err(Error::new(
+                ErrorCode::ReadOnly,
+                "the realm was opened read-only",
+            )),
+            None => Err(Error::new(
+                ErrorCode::NotInWriteTransaction,
+                "this needs a write transaction: call begin_write first",
+            )),
         }
     }
 
@@ -333,24 +382,33 @@ impl Realm {
             let state = self.inner.state.lock();
             let file = state.file.clone().ok_or_else(Self::closed)?;
             if state.write.is_some() {
-                return Err(Error::new(ErrorCode::AlreadyInWriteTransaction, "a write transaction is already open on this realm"));
+                return Err(Error::new(
+                    ErrorCode::AlreadyInWriteTransaction,
+                    "a write transaction is already open on this realm",
+                ));
             }
             file
         };
         if self.inner.config.read_only {
-            return Err(Error::new(ErrorCode::ReadOnly, "the realm was opened read-only"));
+            return Err(Error::new(
+                ErrorCode::ReadOnly,
+                "the realm was opened read-only",
+            ));
         }
         // Wait for the file's write lock without holding this handle's state lock, so other
         // threads can keep reading through this handle meanwhile.
         let txn = file.begin_write()?;
         let mut state = self.inner.state.lock();
         if state.file.is_none() || state.write.is_some() {
-            drop(txn);
             file.end_write();
+            drop(txn);
             return Err(if state.file.is_none() {
                 Self::closed()
             } else {
-                Error::new(ErrorCode::AlreadyInWriteTransaction, "a write transaction is already open on this realm")
+                Error::new(
+                    ErrorCode::AlreadyInWriteTransaction,
+                    "a write transaction is already open on this realm",
+                )
             });
         }
         state.write = Some(txn);
@@ -367,12 +425,16 @@ impl Realm {
         let (file, result) = {
             let mut state = self.inner.state.lock();
             let file = state.file.clone().ok_or_else(Self::closed)?;
-            let write = state
-                .write
-                .take()
-                .ok_or_else(|| Error::new(ErrorCode::NotInWriteTransaction, "no write transaction to commit"))?;
-            let result = write.commit();
+            let write = state.write.take().ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NotInWriteTransaction,
+                    "no write transaction to commit",
+                )
+            })?;
+            // The commit releases the file's write lock, after which the writer mark may belong
+            // to the next writer: clear it first.
             file.end_write();
+            let result = write.commit();
             state.read = Some(file.snapshot()?);
             state.generation = next_generation();
             (file, result)
@@ -387,10 +449,14 @@ impl Realm {
     pub fn cancel_write(&self) -> Result<()> {
         let mut state = self.inner.state.lock();
         let file = state.file.clone().ok_or_else(Self::closed)?;
-        if state.write.take().is_none() {
-            return Err(Error::new(ErrorCode::NotInWriteTransaction, "no write transaction to cancel"));
-        }
+        let Some(write) = state.write.take() else {
+            return Err(Error::new(
+                ErrorCode::NotInWriteTransaction,
+                "no write transaction to cancel",
+            ));
+        };
         file.end_write();
+        drop(write);
         state.read = Some(file.snapshot()?);
         state.generation = next_generation();
         Ok(())
@@ -410,7 +476,9 @@ impl Realm {
             return Ok(false);
         }
         let snap = file.snapshot()?;
-        let changed = state.read.as_ref().is_none_or(|old| old.version != snap.version || !Arc::ptr_eq(&old.catalog, &snap.catalog));
+        let changed = state.read.as_ref().is_none_or(|old| {
+            old.version != snap.version || !Arc::ptr_eq(&old.catalog, &snap.catalog)
+        });
         state.read = Some(snap);
         if changed {
             state.generation = next_generation();
@@ -471,7 +539,9 @@ impl Realm {
         let key = self.with_view(|v| {
             let info = v.catalog().require_class(class)?;
             let Some(pk) = info.pk_prop() else {
-                return Err(Error::invalid(format!("class '{class}' has no primary key")));
+                return Err(Error::invalid(format!(
+                    "class '{class}' has no primary key"
+                )));
             };
             if primary_key.property_type() != Some(pk.ty) {
                 return Err(Error::wrong_type(format!(
@@ -501,7 +571,10 @@ impl Realm {
         self.with_view(|v| {
             let info = v.catalog().require_class(class)?;
             let prop = info.require_prop(property)?;
-            Ok(PropertyKey { class_id: info.id, prop_id: prop.id })
+            Ok(PropertyKey {
+                class_id: info.id,
+                prop_id: prop.id,
+            })
         })
     }
 
@@ -521,7 +594,10 @@ impl Realm {
 
     /// Registers `callback(version)` to run after every commit that changed this file, from
     /// any handle or thread. It runs on a library thread; dropping the token unregisters it.
-    pub fn add_change_callback(&self, callback: impl Fn(u64) + Send + Sync + 'static) -> Result<ChangeToken> {
+    pub fn add_change_callback(
+        &self,
+        callback: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<ChangeToken> {
         let state = self.inner.state.lock();
         let file = state.file.as_ref().ok_or_else(Self::closed)?;
         Ok(file.notifier.register(Arc::new(callback)))
@@ -575,8 +651,14 @@ fn open_options(config: &Config) -> file::OpenOptions<'_> {
 pub fn delete_realm_files(config: &Config) -> Result<()> {
     let key = file::registry_key(&config.path, config.in_memory)?;
     if file::is_open(&key) {
-        return Err(Error::new(ErrorCode::RealmInUse, format!("the realm '{}' is open; close every handle first", config.path))
-            .with_path(config.path.clone()));
+        return Err(Error::new(
+            ErrorCode::RealmInUse,
+            format!(
+                "the realm '{}' is open; close every handle first",
+                config.path
+            ),
+        )
+        .with_path(config.path.clone()));
     }
     if config.in_memory {
         return Ok(());

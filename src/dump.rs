@@ -45,7 +45,12 @@ pub(crate) fn dump(view: View<'_>) -> Result<String> {
             for prop in &class.props {
                 let value = if prop.is_list() {
                     let items = view.list(class.id, prop, key)?;
-                    Json::Array(items.iter().map(|v| value_json(view, v)).collect::<Result<_>>()?)
+                    Json::Array(
+                        items
+                            .iter()
+                            .map(|v| value_json(view, v))
+                            .collect::<Result<_>>()?,
+                    )
                 } else {
                     let v = or_default(view.get(class, prop, key)?.as_ref(), prop).to_owned();
                     value_json(view, &v)?
@@ -56,7 +61,8 @@ pub(crate) fn dump(view: View<'_>) -> Result<String> {
         }
         classes.insert(class.name.clone(), Json::Object(objects));
     }
-    let schema: Json = serde_json::from_str(&view.catalog().to_schema().to_json()).unwrap_or(Json::Null);
+    let schema: Json =
+        serde_json::from_str(&view.catalog().to_schema().to_json()).unwrap_or(Json::Null);
     Ok(json!({"schema": normalize_schema(schema), "objects": classes}).to_string())
 }
 

@@ -83,8 +83,12 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             Unknown | Io | Json | ClientReset => ErrorCategory::Client,
-            FileNotFound | FilePermissionDenied | IncompatibleFile | DecryptionFailed
-            | FormatUpgradeRequired | FileInUse => ErrorCategory::File,
+            FileNotFound
+            | FilePermissionDenied
+            | IncompatibleFile
+            | DecryptionFailed
+            | FormatUpgradeRequired
+            | FileInUse => ErrorCategory::File,
             Internal => ErrorCategory::Internal,
             _ => ErrorCategory::Logic,
         }
@@ -195,7 +199,11 @@ pub struct Error {
 impl Error {
     /// A new error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error { code, message: message.into(), path: None }
+        Error {
+            code,
+            message: message.into(),
+            path: None,
+        }
     }
 
     /// Attaches the file path the error is about.
@@ -238,7 +246,10 @@ impl Error {
     }
 
     pub(crate) fn no_such_class(name: &str) -> Error {
-        Error::new(ErrorCode::NoSuchClass, format!("no class named '{name}' in the schema"))
+        Error::new(
+            ErrorCode::NoSuchClass,
+            format!("no class named '{name}' in the schema"),
+        )
     }
 
     pub(crate) fn no_such_property(class: &str, name: &str) -> Error {
@@ -267,9 +278,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<redb::StorageError> for Error {
     fn from(err: redb::StorageError) -> Error {
         match err {
-            redb::StorageError::Corrupted(msg) => {
-                Error::new(ErrorCode::IncompatibleFile, format!("the realm file is corrupt: {msg}"))
-            }
+            redb::StorageError::Corrupted(msg) => Error::new(
+                ErrorCode::IncompatibleFile,
+                format!("the realm file is corrupt: {msg}"),
+            ),
             redb::StorageError::Io(io) => Error::from(io),
             other => Error::new(ErrorCode::Io, format!("storage error: {other}")),
         }
@@ -311,7 +323,9 @@ impl From<redb::DatabaseError> for Error {
                 "the realm file is open in another process; Shoal allows one process per file",
             ),
             redb::DatabaseError::Storage(s) => Error::from(s),
-            redb::DatabaseError::RepairAborted => Error::new(ErrorCode::IncompatibleFile, "the realm file needs repair"),
+            redb::DatabaseError::RepairAborted => {
+                Error::new(ErrorCode::IncompatibleFile, "the realm file needs repair")
+            }
             redb::DatabaseError::UpgradeRequired(v) => Error::new(
                 ErrorCode::FormatUpgradeRequired,
                 format!("the file uses storage format {v}, which this version cannot open"),
@@ -327,8 +341,14 @@ impl From<redb::DatabaseError> for Error {
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Error {
         use std::io::ErrorKind;
-        if let Some(d) = err.get_ref().and_then(|e| e.downcast_ref::<crate::store::crypto::DecryptionError>()) {
-            return Error::new(ErrorCode::DecryptionFailed, format!("decryption failed: {d}"));
+        if let Some(d) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::store::crypto::DecryptionError>())
+        {
+            return Error::new(
+                ErrorCode::DecryptionFailed,
+                format!("decryption failed: {d}"),
+            );
         }
         let code = match err.kind() {
             ErrorKind::NotFound => ErrorCode::FileNotFound,

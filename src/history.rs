@@ -101,20 +101,79 @@ pub enum ChangeValue {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum Instruction {
-    AddClass { name: String },
-    AddProperty { class: String, name: String, ty: PropertyType, flags: PropertyFlags, target: Option<String> },
-    SetPrimaryKey { class: String, prop: Option<String> },
-    EraseClass { class: String },
-    EraseProperty { class: String, name: String },
-    CreateObject { class: String, id: GlobalId },
-    EraseObject { class: String, id: GlobalId },
-    Set { class: String, id: GlobalId, prop: String, value: ChangeValue },
-    AddInt { class: String, id: GlobalId, prop: String, delta: i64 },
-    ListInsert { class: String, id: GlobalId, prop: String, index: u64, value: ChangeValue },
-    ListSet { class: String, id: GlobalId, prop: String, index: u64, value: ChangeValue },
-    ListErase { class: String, id: GlobalId, prop: String, index: u64 },
-    ListMove { class: String, id: GlobalId, prop: String, from: u64, to: u64 },
-    ListClear { class: String, id: GlobalId, prop: String },
+    AddClass {
+        name: String,
+    },
+    AddProperty {
+        class: String,
+        name: String,
+        ty: PropertyType,
+        flags: PropertyFlags,
+        target: Option<String>,
+    },
+    SetPrimaryKey {
+        class: String,
+        prop: Option<String>,
+    },
+    EraseClass {
+        class: String,
+    },
+    EraseProperty {
+        class: String,
+        name: String,
+    },
+    CreateObject {
+        class: String,
+        id: GlobalId,
+    },
+    EraseObject {
+        class: String,
+        id: GlobalId,
+    },
+    Set {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        value: ChangeValue,
+    },
+    AddInt {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        delta: i64,
+    },
+    ListInsert {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        index: u64,
+        value: ChangeValue,
+    },
+    ListSet {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        index: u64,
+        value: ChangeValue,
+    },
+    ListErase {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        index: u64,
+    },
+    ListMove {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        from: u64,
+        to: u64,
+    },
+    ListClear {
+        class: String,
+        id: GlobalId,
+        prop: String,
+    },
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -143,7 +202,12 @@ pub(crate) struct ChangesetBuilder {
 
 impl Default for ChangesetBuilder {
     fn default() -> Self {
-        ChangesetBuilder { buf: vec![MAGIC, FORMAT], strings: HashMap::new(), selected: None, instructions: 0 }
+        ChangesetBuilder {
+            buf: vec![MAGIC, FORMAT],
+            strings: HashMap::new(),
+            selected: None,
+            instructions: 0,
+        }
     }
 }
 
@@ -242,7 +306,11 @@ impl ChangesetBuilder {
     }
 
     fn select(&mut self, class: &str, id: &GlobalId) {
-        if self.selected.as_ref().is_some_and(|(c, g)| c == class && g == id) {
+        if self
+            .selected
+            .as_ref()
+            .is_some_and(|(c, g)| c == class && g == id)
+        {
             return;
         }
         self.buf.push(10);
@@ -263,7 +331,13 @@ impl ChangesetBuilder {
                 self.begin(1);
                 self.str(name);
             }
-            Instruction::AddProperty { class, name, ty, flags, target } => {
+            Instruction::AddProperty {
+                class,
+                name,
+                ty,
+                flags,
+                target,
+            } => {
                 self.begin(2);
                 self.str(class);
                 self.str(name);
@@ -298,32 +372,70 @@ impl ChangesetBuilder {
                 self.gid(id);
                 self.selected = None;
             }
-            Instruction::Set { class, id, prop, value } => {
+            Instruction::Set {
+                class,
+                id,
+                prop,
+                value,
+            } => {
                 self.select(class, id);
                 self.begin(20);
                 self.str(prop);
                 self.value(value);
             }
-            Instruction::AddInt { class, id, prop, delta } => {
+            Instruction::AddInt {
+                class,
+                id,
+                prop,
+                delta,
+            } => {
                 self.select(class, id);
                 self.begin(21);
                 self.str(prop);
                 put_varint(&mut self.buf, zigzag(*delta));
             }
-            Instruction::ListInsert { class, id, prop, index, value } | Instruction::ListSet { class, id, prop, index, value } => {
+            Instruction::ListInsert {
+                class,
+                id,
+                prop,
+                index,
+                value,
+            }
+            | Instruction::ListSet {
+                class,
+                id,
+                prop,
+                index,
+                value,
+            } => {
                 self.select(class, id);
-                self.begin(if matches!(ins, Instruction::ListInsert { .. }) { 22 } else { 23 });
+                self.begin(if matches!(ins, Instruction::ListInsert { .. }) {
+                    22
+                } else {
+                    23
+                });
                 self.str(prop);
                 put_varint(&mut self.buf, *index);
                 self.value(value);
             }
-            Instruction::ListErase { class, id, prop, index } => {
+            Instruction::ListErase {
+                class,
+                id,
+                prop,
+                index,
+            } => {
                 self.select(class, id);
                 self.begin(24);
                 self.str(prop);
                 put_varint(&mut self.buf, *index);
             }
-            Instruction::ListMove { class, id, prop, from, to } => {
+            Instruction::ListMove {
+                class,
+                id,
+                prop,
+                from,
+                to,
+            } => {
                 self.select(class, id);
                 self.begin(25);
                 self.str(prop);
@@ -340,7 +452,10 @@ impl ChangesetBuilder {
 }
 
 fn bad(what: &str) -> Error {
-    Error::new(ErrorCode::InvalidArgument, format!("malformed changeset: {what}"))
+    Error::new(
+        ErrorCode::InvalidArgument,
+        format!("malformed changeset: {what}"),
+    )
 }
 
 struct Reader<'a> {
@@ -370,14 +485,20 @@ impl Reader<'_> {
 
     fn bytes(&mut self, n: u64) -> Result<&[u8]> {
         let n = usize::try_from(n).map_err(|_| bad("length"))?;
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| bad("length past the end"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| bad("length past the end"))?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
     }
 
     fn fixed_u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.bytes(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn string(&mut self) -> Result<String> {
@@ -393,7 +514,11 @@ impl Reader<'_> {
                 self.strings.push(s.clone());
                 Ok(s)
             }
-            n => self.strings.get((n - 1) as usize).cloned().ok_or_else(|| bad("unknown string reference")),
+            n => self
+                .strings
+                .get((n - 1) as usize)
+                .cloned()
+                .ok_or_else(|| bad("unknown string reference")),
         }
     }
 
@@ -409,7 +534,10 @@ impl Reader<'_> {
         Ok(match self.byte()? {
             0 => GlobalId::Int(unzigzag(self.varint()?)),
             1 => GlobalId::String(self.string()?),
-            2 => GlobalId::Generated { file: self.fixed_u64()?, seq: self.fixed_u64()? },
+            2 => GlobalId::Generated {
+                file: self.fixed_u64()?,
+                seq: self.fixed_u64()?,
+            },
             _ => return Err(bad("bad object id")),
         })
     }
@@ -420,8 +548,12 @@ impl Reader<'_> {
             1 => Value::Bool(false),
             2 => Value::Bool(true),
             3 => Value::Int(unzigzag(self.varint()?)),
-            4 => Value::Float(f32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes"))),
-            5 => Value::Double(f64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes"))),
+            4 => Value::Float(f32::from_le_bytes(
+                self.bytes(4)?.try_into().expect("4 bytes"),
+            )),
+            5 => Value::Double(f64::from_le_bytes(
+                self.bytes(8)?.try_into().expect("8 bytes"),
+            )),
             6 => Value::String(self.string()?),
             7 => {
                 let n = self.varint()?;
@@ -429,7 +561,8 @@ impl Reader<'_> {
             }
             8 => {
                 let seconds = unzigzag(self.varint()?);
-                let nanos = i32::try_from(unzigzag(self.varint()?)).map_err(|_| bad("nanoseconds"))?;
+                let nanos =
+                    i32::try_from(unzigzag(self.varint()?)).map_err(|_| bad("nanoseconds"))?;
                 Value::Timestamp(Timestamp { seconds, nanos })
             }
             9 => return Ok(ChangeValue::Link(self.gid()?)),
@@ -448,7 +581,11 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
     if bytes[1] != FORMAT {
         return Err(bad(&format!("unknown changeset format {}", bytes[1])));
     }
-    let mut r = Reader { buf: bytes, pos: 2, strings: Vec::new() };
+    let mut r = Reader {
+        buf: bytes,
+        pos: 2,
+        strings: Vec::new(),
+    };
     let mut out = Vec::new();
     let mut selected: Option<(String, GlobalId)> = None;
     while r.pos < bytes.len() {
@@ -458,17 +595,26 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
             2 => Instruction::AddProperty {
                 class: r.str()?,
                 name: r.str()?,
-                ty: PropertyType::from_code(i32::from(r.byte()?)).ok_or_else(|| bad("property type"))?,
-                flags: PropertyFlags::from_bits(u32::try_from(r.varint()?).map_err(|_| bad("flags"))?)
-                    .map_err(|_| bad("flags"))?,
+                ty: PropertyType::from_code(i32::from(r.byte()?))
+                    .ok_or_else(|| bad("property type"))?,
+                flags: PropertyFlags::from_bits(
+                    u32::try_from(r.varint()?).map_err(|_| bad("flags"))?,
+                )
+                .map_err(|_| bad("flags"))?,
                 target: r.opt_str()?,
             },
-            3 => Instruction::SetPrimaryKey { class: r.str()?, prop: r.opt_str()? },
+            3 => Instruction::SetPrimaryKey {
+                class: r.str()?,
+                prop: r.opt_str()?,
+            },
             4 => {
                 selected = None;
                 Instruction::EraseClass { class: r.str()? }
             }
-            5 => Instruction::EraseProperty { class: r.str()?, name: r.str()? },
+            5 => Instruction::EraseProperty {
+                class: r.str()?,
+                name: r.str()?,
+            },
             10 => {
                 selected = Some((r.str()?, r.gid()?));
                 continue;
@@ -480,18 +626,56 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
             }
             12 => {
                 selected = None;
-                Instruction::EraseObject { class: r.str()?, id: r.gid()? }
+                Instruction::EraseObject {
+                    class: r.str()?,
+                    id: r.gid()?,
+                }
             }
             20..=26 => {
-                let (class, id) = selected.clone().ok_or_else(|| bad("object instruction before any object"))?;
+                let (class, id) = selected
+                    .clone()
+                    .ok_or_else(|| bad("object instruction before any object"))?;
                 let prop = r.str()?;
                 match tag {
-                    20 => Instruction::Set { class, id, prop, value: r.value()? },
-                    21 => Instruction::AddInt { class, id, prop, delta: unzigzag(r.varint()?) },
-                    22 => Instruction::ListInsert { class, id, prop, index: r.varint()?, value: r.value()? },
-                    23 => Instruction::ListSet { class, id, prop, index: r.varint()?, value: r.value()? },
-                    24 => Instruction::ListErase { class, id, prop, index: r.varint()? },
-                    25 => Instruction::ListMove { class, id, prop, from: r.varint()?, to: r.varint()? },
+                    20 => Instruction::Set {
+                        class,
+                        id,
+                        prop,
+                        value: r.value()?,
+                    },
+                    21 => Instruction::AddInt {
+                        class,
+                        id,
+                        prop,
+                        delta: unzigzag(r.varint()?),
+                    },
+                    22 => Instruction::ListInsert {
+                        class,
+                        id,
+                        prop,
+                        index: r.varint()?,
+                        value: r.value()?,
+                    },
+                    23 => Instruction::ListSet {
+                        class,
+                        id,
+                        prop,
+                        index: r.varint()?,
+                        value: r.value()?,
+                    },
+                    24 => Instruction::ListErase {
+                        class,
+                        id,
+                        prop,
+                        index: r.varint()?,
+                    },
+                    25 => Instruction::ListMove {
+                        class,
+                        id,
+                        prop,
+                        from: r.varint()?,
+                        to: r.varint()?,
+                    },
                     _ => Instruction::ListClear { class, id, prop },
                 }
             }
@@ -510,7 +694,9 @@ mod tests {
         let id = GlobalId::Int(-42);
         let gen = GlobalId::Generated { file: 7, seq: 9 };
         vec![
-            Instruction::AddClass { name: "Person".into() },
+            Instruction::AddClass {
+                name: "Person".into(),
+            },
             Instruction::AddProperty {
                 class: "Person".into(),
                 name: "dog".into(),
@@ -518,25 +704,81 @@ mod tests {
                 flags: PropertyFlags::NONE,
                 target: Some("Dog".into()),
             },
-            Instruction::SetPrimaryKey { class: "Person".into(), prop: Some("id".into()) },
-            Instruction::CreateObject { class: "Person".into(), id: id.clone() },
-            Instruction::Set { class: "Person".into(), id: id.clone(), prop: "name".into(), value: ChangeValue::Value("Ann".into()) },
-            Instruction::Set { class: "Person".into(), id: id.clone(), prop: "dog".into(), value: ChangeValue::Link(gen.clone()) },
-            Instruction::AddInt { class: "Person".into(), id: id.clone(), prop: "n".into(), delta: -3 },
-            Instruction::ListInsert { class: "Person".into(), id: id.clone(), prop: "l".into(), index: 0, value: ChangeValue::Value(Value::Double(1.5)) },
-            Instruction::ListSet { class: "Person".into(), id: id.clone(), prop: "l".into(), index: 0, value: ChangeValue::Value(Value::Null) },
-            Instruction::ListMove { class: "Person".into(), id: id.clone(), prop: "l".into(), from: 0, to: 1 },
-            Instruction::ListErase { class: "Person".into(), id: id.clone(), prop: "l".into(), index: 1 },
-            Instruction::ListClear { class: "Person".into(), id: GlobalId::String("s".into()), prop: "l".into() },
+            Instruction::SetPrimaryKey {
+                class: "Person".into(),
+                prop: Some("id".into()),
+            },
+            Instruction::CreateObject {
+                class: "Person".into(),
+                id: id.clone(),
+            },
+            Instruction::Set {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "name".into(),
+                value: ChangeValue::Value("Ann".into()),
+            },
+            Instruction::Set {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "dog".into(),
+                value: ChangeValue::Link(gen.clone()),
+            },
+            Instruction::AddInt {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "n".into(),
+                delta: -3,
+            },
+            Instruction::ListInsert {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "l".into(),
+                index: 0,
+                value: ChangeValue::Value(Value::Double(1.5)),
+            },
+            Instruction::ListSet {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "l".into(),
+                index: 0,
+                value: ChangeValue::Value(Value::Null),
+            },
+            Instruction::ListMove {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "l".into(),
+                from: 0,
+                to: 1,
+            },
+            Instruction::ListErase {
+                class: "Person".into(),
+                id: id.clone(),
+                prop: "l".into(),
+                index: 1,
+            },
+            Instruction::ListClear {
+                class: "Person".into(),
+                id: GlobalId::String("s".into()),
+                prop: "l".into(),
+            },
             Instruction::Set {
                 class: "Person".into(),
                 id: id.clone(),
                 prop: "t".into(),
                 value: ChangeValue::Value(Value::Timestamp(Timestamp::new(-5, -7))),
             },
-            Instruction::EraseObject { class: "Person".into(), id },
-            Instruction::EraseProperty { class: "Person".into(), name: "l".into() },
-            Instruction::EraseClass { class: "Dog".into() },
+            Instruction::EraseObject {
+                class: "Person".into(),
+                id,
+            },
+            Instruction::EraseProperty {
+                class: "Person".into(),
+                name: "l".into(),
+            },
+            Instruction::EraseClass {
+                class: "Dog".into(),
+            },
         ]
     }
 
@@ -562,8 +804,14 @@ mod tests {
         }
         assert!(decode_changeset(&[]).is_err());
         assert!(decode_changeset(&[MAGIC, 9]).is_err());
-        assert!(decode_changeset(&[MAGIC, FORMAT, 20, 0]).is_err(), "Set without a selected object");
-        assert!(decode_changeset(&[MAGIC, FORMAT, 1, 5]).is_err(), "reference to an unknown string");
+        assert!(
+            decode_changeset(&[MAGIC, FORMAT, 20, 0]).is_err(),
+            "Set without a selected object"
+        );
+        assert!(
+            decode_changeset(&[MAGIC, FORMAT, 1, 5]).is_err(),
+            "reference to an unknown string"
+        );
         assert!(decode_changeset(&[MAGIC, FORMAT, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
 }

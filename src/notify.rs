@@ -78,7 +78,10 @@ impl Notifier {
                 .expect("spawning the notifier thread");
             *sender = Some(tx);
         }
-        ChangeToken { registry: Arc::downgrade(&self.registry), id }
+        ChangeToken {
+            registry: Arc::downgrade(&self.registry),
+            id,
+        }
     }
 
     /// Announces a commit that produced `version`.
@@ -91,8 +94,15 @@ impl Notifier {
 
 fn deliver(registry: &Weak<Mutex<Registry>>, rx: &mpsc::Receiver<u64>) {
     while let Ok(version) = rx.recv() {
-        let Some(registry) = registry.upgrade() else { return };
-        let callbacks: Vec<Callback> = registry.lock().entries.iter().map(|e| e.callback.clone()).collect();
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let callbacks: Vec<Callback> = registry
+            .lock()
+            .entries
+            .iter()
+            .map(|e| e.callback.clone())
+            .collect();
         drop(registry);
         for cb in callbacks {
             // A panicking callback must not stop delivery to the others.

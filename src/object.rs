@@ -26,12 +26,19 @@ pub struct Object {
 }
 
 fn deleted(class: &ClassInfo) -> Error {
-    Error::new(ErrorCode::ObjectDeleted, format!("the {} object was deleted", class.name))
+    Error::new(
+        ErrorCode::ObjectDeleted,
+        format!("the {} object was deleted", class.name),
+    )
 }
 
 impl Object {
     pub(crate) fn new(realm: Realm, class_id: u32, key: u64) -> Object {
-        Object { realm, class_id, key }
+        Object {
+            realm,
+            class_id,
+            key,
+        }
     }
 
     /// The realm this object belongs to.
@@ -46,17 +53,27 @@ impl Object {
 
     /// A link value pointing at this object, for [`set`](Self::set) and list inserts.
     pub fn link(&self) -> Value {
-        Value::Link(ObjLink { class_id: self.class_id, key: self.key })
+        Value::Link(ObjLink {
+            class_id: self.class_id,
+            key: self.key,
+        })
     }
 
     /// The class name.
     pub fn class_name(&self) -> Result<String> {
-        self.realm.with_view(|v| Ok(v.catalog().class_by_id_required(self.class_id)?.name.clone()))
+        self.realm.with_view(|v| {
+            Ok(v.catalog()
+                .class_by_id_required(self.class_id)?
+                .name
+                .clone())
+        })
     }
 
     /// Whether the object still exists in what the realm handle sees.
     pub fn is_valid(&self) -> bool {
-        self.realm.with_view(|v| v.is_live(self.class_id, self.key)).unwrap_or(false)
+        self.realm
+            .with_view(|v| v.is_live(self.class_id, self.key))
+            .unwrap_or(false)
     }
 
     /// The object's device-independent id.
@@ -76,7 +93,10 @@ impl Object {
 
     fn read(&self, v: View<'_>, class: &ClassInfo, prop: &PropInfo) -> Result<Value> {
         if prop.is_list() {
-            return Err(Error::wrong_type(format!("'{}.{}' is a list; use list()", class.name, prop.name)));
+            return Err(Error::wrong_type(format!(
+                "'{}.{}' is a list; use list()",
+                class.name, prop.name
+            )));
         }
         let value = v.get(class, prop, self.key)?;
         Ok(write::or_default(value.as_ref(), prop).to_owned())
@@ -95,7 +115,9 @@ impl Object {
             if key.class_id != self.class_id {
                 return Err(Error::invalid("the property key belongs to another class"));
             }
-            let prop = class.prop_by_id(key.prop_id).ok_or_else(|| Error::new(ErrorCode::NoSuchProperty, "the property no longer exists"))?;
+            let prop = class.prop_by_id(key.prop_id).ok_or_else(|| {
+                Error::new(ErrorCode::NoSuchProperty, "the property no longer exists")
+            })?;
             self.read(v, class, prop)
         })
     }
@@ -105,12 +127,20 @@ impl Object {
         match self.get(property)? {
             Value::Link(l) => Ok(Some(Object::new(self.realm.clone(), l.class_id, l.key))),
             Value::Null => Ok(None),
-            other => Err(Error::wrong_type(format!("'{property}' is not a link but {}", other.type_name()))),
+            other => Err(Error::wrong_type(format!(
+                "'{property}' is not a link but {}",
+                other.type_name()
+            ))),
         }
     }
 
     fn prop_id(&self, property: &str) -> Result<u32> {
-        self.realm.with_view(|v| Ok(v.catalog().class_by_id_required(self.class_id)?.require_prop(property)?.id))
+        self.realm.with_view(|v| {
+            Ok(v.catalog()
+                .class_by_id_required(self.class_id)?
+                .require_prop(property)?
+                .id)
+        })
     }
 
     /// Sets a scalar property. Needs a write transaction.
@@ -119,7 +149,8 @@ impl Object {
     /// required property), `ObjectDeleted`, `InvalidArgument` for the primary key.
     pub fn set(&self, property: &str, value: impl Into<Value>) -> Result<()> {
         let prop = self.prop_id(property)?;
-        self.realm.with_write(|w| w.set(self.class_id, self.key, prop, value.into()))
+        self.realm
+            .with_write(|w| w.set(self.class_id, self.key, prop, value.into()))
     }
 
     /// Like [`set`](Self::set) with a [`PropertyKey`].
@@ -127,13 +158,15 @@ impl Object {
         if key.class_id != self.class_id {
             return Err(Error::invalid("the property key belongs to another class"));
         }
-        self.realm.with_write(|w| w.set(self.class_id, self.key, key.prop_id, value.into()))
+        self.realm
+            .with_write(|w| w.set(self.class_id, self.key, key.prop_id, value.into()))
     }
 
     /// Adds `delta` to an INT property; concurrent additions from other devices add up.
     pub fn add_int(&self, property: &str, delta: i64) -> Result<()> {
         let prop = self.prop_id(property)?;
-        self.realm.with_write(|w| w.add_int(self.class_id, self.key, prop, delta))
+        self.realm
+            .with_write(|w| w.add_int(self.class_id, self.key, prop, delta))
     }
 
     /// Deletes the object: links to it become NULL, list entries naming it vanish.
@@ -151,11 +184,17 @@ impl Object {
         let prop_id = self.with_class(|_, class| {
             let prop = class.require_prop(property)?;
             if !prop.is_list() {
-                return Err(Error::wrong_type(format!("'{}.{property}' is not a list", class.name)));
+                return Err(Error::wrong_type(format!(
+                    "'{}.{property}' is not a list",
+                    class.name
+                )));
             }
             Ok(prop.id)
         })?;
-        Ok(List { object: self.clone(), prop_id })
+        Ok(List {
+            object: self.clone(),
+            prop_id,
+        })
     }
 }
 
@@ -167,9 +206,17 @@ pub struct List {
 }
 
 impl List {
-    fn with_prop<R>(&self, f: impl FnOnce(View<'_>, &ClassInfo, &PropInfo) -> Result<R>) -> Result<R> {
+    fn with_prop<R>(
+        &self,
+        f: impl FnOnce(View<'_>, &ClassInfo, &PropInfo) -> Result<R>,
+    ) -> Result<R> {
         self.object.with_class(|v, class| {
-            let prop = class.prop_by_id(self.prop_id).ok_or_else(|| Error::new(ErrorCode::NoSuchProperty, "the list property no longer exists"))?;
+            let prop = class.prop_by_id(self.prop_id).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NoSuchProperty,
+                    "the list property no longer exists",
+                )
+            })?;
             f(v, class, prop)
         })
     }
@@ -194,7 +241,13 @@ impl List {
         self.with_prop(|v, class, prop| {
             let items = v.list(class.id, prop, self.object.key)?;
             items.get(index).cloned().ok_or_else(|| {
-                Error::new(ErrorCode::IndexOutOfBounds, format!("index {index} is out of bounds for a list of {}", items.len()))
+                Error::new(
+                    ErrorCode::IndexOutOfBounds,
+                    format!(
+                        "index {index} is out of bounds for a list of {}",
+                        items.len()
+                    ),
+                )
             })
         })
     }
@@ -205,7 +258,9 @@ impl List {
     }
 
     fn op(&self, op: ListOp) -> Result<()> {
-        self.object.realm.with_write(|w| w.list_op(self.object.class_id, self.object.key, self.prop_id, op))
+        self.object
+            .realm
+            .with_write(|w| w.list_op(self.object.class_id, self.object.key, self.prop_id, op))
     }
 
     /// Inserts before `index` (`index == len` appends).

@@ -21,8 +21,11 @@ pub struct Results {
     realm: Realm,
     class: String,
     spec: Arc<Spec>,
-    cache: Arc<Mutex<Option<(u64, Arc<Vec<u64>>)>>>,
+    cache: Arc<Mutex<Option<CachedKeys>>>,
 }
+
+/// Matching keys and the realm generation they were computed at.
+type CachedKeys = (u64, Arc<Vec<u64>>);
 
 struct Spec {
     pred: Pred,
@@ -33,24 +36,45 @@ struct Spec {
 
 impl std::fmt::Debug for Results {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Results").field("class", &self.class).finish_non_exhaustive()
+        f.debug_struct("Results")
+            .field("class", &self.class)
+            .finish_non_exhaustive()
     }
 }
 
 fn path(name: &str) -> Path {
-    Path { names: name.split('.').map(str::to_owned).collect(), op: None, aggregate_property: None }
+    Path {
+        names: name.split('.').map(str::to_owned).collect(),
+        op: None,
+        aggregate_property: None,
+    }
 }
 
 impl Results {
-    pub(crate) fn new(realm: Realm, class: &str, predicate: &str, args: &[Value]) -> Result<Results> {
-        let (pred, sort, distinct, limit) = realm.with_view(|v| {
+    pub(crate) fn new(
+        realm: Realm,
+        class: &str,
+        predicate: &str,
+        args: &[Value],
+    ) -> Result<Results> {
+        let bind::BoundQuery {
+            pred,
+            sort,
+            distinct,
+            limit,
+        } = realm.with_view(|v| {
             let info = v.catalog().require_class(class)?;
             bind::bind(v.catalog(), info, predicate, args)
         })?;
         Ok(Results {
             realm,
             class: class.to_owned(),
-            spec: Arc::new(Spec { pred, sort, distinct, limit }),
+            spec: Arc::new(Spec {
+                pred,
+                sort,
+                distinct,
+                limit,
+            }),
             cache: Arc::new(Mutex::new(None)),
         })
     }
@@ -63,7 +87,12 @@ impl Results {
             limit: self.spec.limit,
         };
         f(&mut spec);
-        Results { realm: self.realm.clone(), class: self.class.clone(), spec: Arc::new(spec), cache: Arc::new(Mutex::new(None)) }
+        Results {
+            realm: self.realm.clone(),
+            class: self.class.clone(),
+            spec: Arc::new(spec),
+            cache: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The queried class.
@@ -77,7 +106,8 @@ impl Results {
     }
 
     fn with_class<R>(&self, f: impl FnOnce(View<'_>, &ClassInfo) -> Result<R>) -> Result<R> {
-        self.realm.with_view(|v| f(v, v.catalog().require_class(&self.class)?))
+        self.realm
+            .with_view(|v| f(v, v.catalog().require_class(&self.class)?))
     }
 
     fn check_path(&self, p: &Path) -> Result<()> {
@@ -126,7 +156,12 @@ impl Results {
         if !self.spec.distinct.is_empty() {
             let mut columns = Vec::new();
             for p in &self.spec.distinct {
-                columns.push(eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?);
+                columns.push(eval::values_for(
+                    v,
+                    class,
+                    &bind::resolve(v.catalog(), class, p)?,
+                    &keys,
+                )?);
             }
             let mut seen = std::collections::HashSet::new();
             let mut kept = Vec::new();
@@ -141,7 +176,10 @@ impl Results {
         if !self.spec.sort.is_empty() {
             let mut columns = Vec::new();
             for (p, asc) in &self.spec.sort {
-                columns.push((eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?, *asc));
+                columns.push((
+                    eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?,
+                    *asc,
+                ));
             }
             let mut order: Vec<usize> = (0..keys.len()).collect();
             order.sort_by(|&a, &b| {
@@ -164,8 +202,13 @@ impl Results {
 
     /// The number of matching objects.
     pub fn count(&self) -> Result<usize> {
-        if matches!(self.spec.pred, Pred::True) && self.spec.distinct.is_empty() && self.spec.limit.is_none() {
-            return self.with_class(|v, c| Ok(usize::try_from(v.class_state(c.id)?.1).unwrap_or(usize::MAX)));
+        if matches!(self.spec.pred, Pred::True)
+            && self.spec.distinct.is_empty()
+            && self.spec.limit.is_none()
+        {
+            return self.with_class(|v, c| {
+                Ok(usize::try_from(v.class_state(c.id)?.1).unwrap_or(usize::MAX))
+            });
         }
         Ok(self.keys()?.len())
     }
@@ -179,7 +222,10 @@ impl Results {
     pub fn get(&self, index: usize) -> Result<Object> {
         let keys = self.keys()?;
         let key = *keys.get(index).ok_or_else(|| {
-            Error::new(ErrorCode::IndexOutOfBounds, format!("index {index} is out of bounds for {} results", keys.len()))
+            Error::new(
+                ErrorCode::IndexOutOfBounds,
+                format!("index {index} is out of bounds for {} results", keys.len()),
+            )
         })?;
         let class_id = self.realm.class_info(&self.class)?.id;
         Ok(Object::new(self.realm.clone(), class_id, key))
@@ -188,7 +234,11 @@ impl Results {
     /// Every matching object.
     pub fn to_vec(&self) -> Result<Vec<Object>> {
         let class_id = self.realm.class_info(&self.class)?.id;
-        Ok(self.keys()?.iter().map(|k| Object::new(self.realm.clone(), class_id, *k)).collect())
+        Ok(self
+            .keys()?
+            .iter()
+            .map(|k| Object::new(self.realm.clone(), class_id, *k))
+            .collect())
     }
 
     fn aggregate(&self, property: &str, op: CollectionOp) -> Result<Value> {
@@ -196,7 +246,10 @@ impl Results {
         self.with_class(|v, class| {
             let prop = class.require_prop(property)?;
             if prop.is_list() {
-                return Err(Error::wrong_type(format!("'{}.{property}' is a list", class.name)));
+                return Err(Error::wrong_type(format!(
+                    "'{}.{property}' is a list",
+                    class.name
+                )));
             }
             let numeric = prop.ty.is_numeric();
             let ordered = numeric || prop.ty == PropertyType::Timestamp;
@@ -210,7 +263,9 @@ impl Results {
             let result = eval::aggregate_keys(v, class, prop, &keys, op)?;
             Ok(match (op, prop.ty, result) {
                 // The sum of floats and doubles is a double even when there is nothing to add.
-                (CollectionOp::Sum, PropertyType::Float | PropertyType::Double, Value::Int(i)) => Value::Double(i as f64),
+                (CollectionOp::Sum, PropertyType::Float | PropertyType::Double, Value::Int(i)) => {
+                    Value::Double(i as f64)
+                }
                 (_, _, r) => r,
             })
         })
@@ -246,7 +301,8 @@ impl Results {
     pub fn delete_all(&self) -> Result<usize> {
         let keys = self.keys_in_key_order()?;
         let class_id = self.realm.class_info(&self.class)?.id;
-        self.realm.with_write(|w| w.delete_objects(class_id, &keys))?;
+        self.realm
+            .with_write(|w| w.delete_objects(class_id, &keys))?;
         Ok(keys.len())
     }
 }

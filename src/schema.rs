@@ -31,7 +31,9 @@ impl PropertyFlags {
     /// The flags from their bits; unknown bits are an error.
     pub fn from_bits(bits: u32) -> Result<PropertyFlags> {
         if bits & !Self::ALL != 0 {
-            return Err(Error::invalid(format!("unknown property flag bits {bits:#x}")));
+            return Err(Error::invalid(format!(
+                "unknown property flag bits {bits:#x}"
+            )));
         }
         Ok(PropertyFlags(bits))
     }
@@ -75,7 +77,8 @@ impl Property {
 
     /// Whether the property (or, for a list, each element) may be NULL. Single links always may.
     pub fn is_nullable(&self) -> bool {
-        self.flags.contains(PropertyFlags::NULLABLE) || (self.ty == PropertyType::Link && !self.is_list())
+        self.flags.contains(PropertyFlags::NULLABLE)
+            || (self.ty == PropertyType::Link && !self.is_list())
     }
 
     /// Whether equality lookups on the property use an index.
@@ -126,10 +129,14 @@ fn check_name(what: &str, name: &str) -> Result<()> {
         return Err(Error::invalid(format!("{what} name must not be empty")));
     }
     if name.starts_with("__") {
-        return Err(Error::invalid(format!("{what} name '{name}' is reserved: names starting with '__' belong to Shoal")));
+        return Err(Error::invalid(format!(
+            "{what} name '{name}' is reserved: names starting with '__' belong to Shoal"
+        )));
     }
     if name.len() > 63 {
-        return Err(Error::invalid(format!("{what} name '{name}' is longer than 63 bytes")));
+        return Err(Error::invalid(format!(
+            "{what} name '{name}' is longer than 63 bytes"
+        )));
     }
     Ok(())
 }
@@ -191,34 +198,53 @@ impl Schema {
             .find(|c| c.name == class)
             .ok_or_else(|| Error::no_such_class(class))?;
         if object.property(name).is_some() {
-            return Err(Error::invalid(format!("property '{class}.{name}' is declared twice")));
+            return Err(Error::invalid(format!(
+                "property '{class}.{name}' is declared twice"
+            )));
         }
         match (ty, target) {
-            (PropertyType::Link, None) => {
-                return Err(Error::invalid(format!("link property '{class}.{name}' needs a target class")))
-            }
-            (PropertyType::Link, Some(t)) if t.is_empty() => {
-                return Err(Error::invalid(format!("link property '{class}.{name}' needs a target class")))
+            (PropertyType::Link, None | Some("")) => {
+                return Err(Error::invalid(format!(
+                    "link property '{class}.{name}' needs a target class"
+                )))
             }
             (PropertyType::Link, Some(_)) => {}
             (_, Some(_)) => {
-                return Err(Error::invalid(format!("property '{class}.{name}' is not a link but names a target class")))
+                return Err(Error::invalid(format!(
+                    "property '{class}.{name}' is not a link but names a target class"
+                )))
             }
             (_, None) => {}
         }
         if flags.contains(PropertyFlags::INDEXED)
             && (flags.contains(PropertyFlags::LIST)
-                || !matches!(ty, PropertyType::Bool | PropertyType::Int | PropertyType::String | PropertyType::Timestamp))
+                || !matches!(
+                    ty,
+                    PropertyType::Bool
+                        | PropertyType::Int
+                        | PropertyType::String
+                        | PropertyType::Timestamp
+                ))
         {
             return Err(Error::invalid(format!(
                 "property '{class}.{name}' of type {} cannot be indexed (only bool, int, string and timestamp scalars can)",
                 ty.name()
             )));
         }
-        if ty == PropertyType::Link && flags.contains(PropertyFlags::LIST) && flags.contains(PropertyFlags::NULLABLE) {
-            return Err(Error::invalid(format!("list of links '{class}.{name}' cannot hold NULL")));
+        if ty == PropertyType::Link
+            && flags.contains(PropertyFlags::LIST)
+            && flags.contains(PropertyFlags::NULLABLE)
+        {
+            return Err(Error::invalid(format!(
+                "list of links '{class}.{name}' cannot hold NULL"
+            )));
         }
-        object.properties.push(Property { name: name.to_owned(), ty, flags, target: target.map(str::to_owned) });
+        object.properties.push(Property {
+            name: name.to_owned(),
+            ty,
+            flags,
+            target: target.map(str::to_owned),
+        });
         Ok(())
     }
 
@@ -228,7 +254,10 @@ impl Schema {
         for class in &self.classes {
             if let Some(pk) = &class.primary_key {
                 let prop = class.property(pk).ok_or_else(|| {
-                    Error::invalid(format!("primary key '{pk}' of class '{}' is not one of its properties", class.name))
+                    Error::invalid(format!(
+                        "primary key '{pk}' of class '{}' is not one of its properties",
+                        class.name
+                    ))
                 })?;
                 if prop.is_list() || !matches!(prop.ty, PropertyType::Int | PropertyType::String) {
                     return Err(Error::invalid(format!(
@@ -297,23 +326,37 @@ impl Schema {
         };
         let mut schema = Schema::new();
         for class in classes {
-            let class = class.as_object().ok_or_else(|| Error::invalid("each class must be a JSON object"))?;
-            let name = str_field(class, "name")?.ok_or_else(|| Error::invalid("a class has no \"name\""))?;
+            let class = class
+                .as_object()
+                .ok_or_else(|| Error::invalid("each class must be a JSON object"))?;
+            let name = str_field(class, "name")?
+                .ok_or_else(|| Error::invalid("a class has no \"name\""))?;
             let pk = str_field(class, "primary_key")?;
             schema.add_class(name, pk)?;
             let props = match class.get("properties") {
                 None | Some(Json::Null) => &[][..],
                 Some(Json::Array(p)) => p.as_slice(),
-                Some(_) => return Err(Error::invalid(format!("\"properties\" of class '{name}' must be an array"))),
+                Some(_) => {
+                    return Err(Error::invalid(format!(
+                        "\"properties\" of class '{name}' must be an array"
+                    )))
+                }
             };
             for prop in props {
-                let prop = prop.as_object().ok_or_else(|| Error::invalid("each property must be a JSON object"))?;
-                let pname = str_field(prop, "name")?
-                    .ok_or_else(|| Error::invalid(format!("a property of '{name}' has no \"name\"")))?;
-                let tname = str_field(prop, "type")?
-                    .ok_or_else(|| Error::invalid(format!("property '{name}.{pname}' has no \"type\"")))?;
-                let ty = PropertyType::from_name(tname)
-                    .ok_or_else(|| Error::invalid(format!("property '{name}.{pname}' has unknown type '{tname}'")))?;
+                let prop = prop
+                    .as_object()
+                    .ok_or_else(|| Error::invalid("each property must be a JSON object"))?;
+                let pname = str_field(prop, "name")?.ok_or_else(|| {
+                    Error::invalid(format!("a property of '{name}' has no \"name\""))
+                })?;
+                let tname = str_field(prop, "type")?.ok_or_else(|| {
+                    Error::invalid(format!("property '{name}.{pname}' has no \"type\""))
+                })?;
+                let ty = PropertyType::from_name(tname).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "property '{name}.{pname}' has unknown type '{tname}'"
+                    ))
+                })?;
                 let mut flags = PropertyFlags::NONE;
                 for (key, flag) in [
                     ("nullable", PropertyFlags::NULLABLE),
@@ -323,7 +366,11 @@ impl Schema {
                     match prop.get(key) {
                         None | Some(Json::Null) | Some(Json::Bool(false)) => {}
                         Some(Json::Bool(true)) => flags = flags | flag,
-                        Some(_) => return Err(Error::invalid(format!("\"{key}\" of '{name}.{pname}' must be a boolean"))),
+                        Some(_) => {
+                            return Err(Error::invalid(format!(
+                                "\"{key}\" of '{name}.{pname}' must be a boolean"
+                            )))
+                        }
                     }
                 }
                 schema.add_property(name, pname, ty, flags, str_field(prop, "target")?)?;
@@ -349,12 +396,27 @@ mod tests {
     fn person_dog() -> Schema {
         let mut s = Schema::new();
         s.add_class("Person", Some("id")).unwrap();
-        s.add_property("Person", "id", PropertyType::Int, PropertyFlags::NONE, None).unwrap();
-        s.add_property("Person", "name", PropertyType::String, PropertyFlags::INDEXED | PropertyFlags::NULLABLE, None)
+        s.add_property("Person", "id", PropertyType::Int, PropertyFlags::NONE, None)
             .unwrap();
-        s.add_property("Person", "dogs", PropertyType::Link, PropertyFlags::LIST, Some("Dog")).unwrap();
+        s.add_property(
+            "Person",
+            "name",
+            PropertyType::String,
+            PropertyFlags::INDEXED | PropertyFlags::NULLABLE,
+            None,
+        )
+        .unwrap();
+        s.add_property(
+            "Person",
+            "dogs",
+            PropertyType::Link,
+            PropertyFlags::LIST,
+            Some("Dog"),
+        )
+        .unwrap();
         s.add_class("Dog", None).unwrap();
-        s.add_property("Dog", "age", PropertyType::Int, PropertyFlags::NONE, None).unwrap();
+        s.add_property("Dog", "age", PropertyType::Int, PropertyFlags::NONE, None)
+            .unwrap();
         s
     }
 
@@ -364,25 +426,52 @@ mod tests {
         s.validate().unwrap();
         let back = Schema::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
-        assert_eq!(back.class("Person").unwrap().property("dogs").unwrap().target.as_deref(), Some("Dog"));
+        assert_eq!(
+            back.class("Person")
+                .unwrap()
+                .property("dogs")
+                .unwrap()
+                .target
+                .as_deref(),
+            Some("Dog")
+        );
     }
 
     #[test]
     fn bad_schemas_are_rejected() {
         let mut s = Schema::new();
-        assert_eq!(s.add_class("", None).unwrap_err().code(), ErrorCode::InvalidArgument);
-        s.add_class("A", Some("id")).unwrap();
-        assert_eq!(s.add_class("A", None).unwrap_err().code(), ErrorCode::InvalidArgument);
         assert_eq!(
-            s.add_property("B", "x", PropertyType::Int, PropertyFlags::NONE, None).unwrap_err().code(),
+            s.add_class("", None).unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        s.add_class("A", Some("id")).unwrap();
+        assert_eq!(
+            s.add_class("A", None).unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            s.add_property("B", "x", PropertyType::Int, PropertyFlags::NONE, None)
+                .unwrap_err()
+                .code(),
             ErrorCode::NoSuchClass
         );
-        assert!(s.add_property("A", "l", PropertyType::Link, PropertyFlags::NONE, None).is_err());
-        assert!(s.add_property("A", "d", PropertyType::Double, PropertyFlags::INDEXED, None).is_err());
-        s.add_property("A", "id", PropertyType::Double, PropertyFlags::NONE, None).unwrap();
+        assert!(s
+            .add_property("A", "l", PropertyType::Link, PropertyFlags::NONE, None)
+            .is_err());
+        assert!(s
+            .add_property("A", "d", PropertyType::Double, PropertyFlags::INDEXED, None)
+            .is_err());
+        s.add_property("A", "id", PropertyType::Double, PropertyFlags::NONE, None)
+            .unwrap();
         assert!(s.validate().is_err(), "double primary key must be refused");
         assert_eq!(Schema::from_json("{").unwrap_err().code(), ErrorCode::Json);
-        assert!(Schema::from_json(r#"[{"name":"A","properties":[{"name":"x","type":"nope"}]}]"#).is_err());
-        assert!(Schema::from_json(r#"[{"name":"A","properties":[{"name":"x","type":"link","target":"Z"}]}]"#).is_err());
+        assert!(
+            Schema::from_json(r#"[{"name":"A","properties":[{"name":"x","type":"nope"}]}]"#)
+                .is_err()
+        );
+        assert!(Schema::from_json(
+            r#"[{"name":"A","properties":[{"name":"x","type":"link","target":"Z"}]}]"#
+        )
+        .is_err());
     }
 }

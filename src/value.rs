@@ -72,7 +72,10 @@ impl PropertyType {
 
     /// Whether values of this type can be summed and averaged.
     pub fn is_numeric(self) -> bool {
-        matches!(self, PropertyType::Int | PropertyType::Float | PropertyType::Double)
+        matches!(
+            self,
+            PropertyType::Int | PropertyType::Float | PropertyType::Double
+        )
     }
 }
 
@@ -270,8 +273,8 @@ pub enum ValueRef<'a> {
 
 impl ValueRef<'_> {
     /// An owned copy.
-    pub fn to_owned(&self) -> Value {
-        match *self {
+    pub fn to_owned(self) -> Value {
+        match self {
             ValueRef::Null => Value::Null,
             ValueRef::Bool(b) => Value::Bool(b),
             ValueRef::Int(i) => Value::Int(i),
@@ -357,12 +360,18 @@ mod tests {
             compare_values(ValueRef::Float(3.0), ValueRef::Int(3)),
             Some(Ordering::Equal)
         );
-        assert_eq!(compare_values(ValueRef::String("a"), ValueRef::Int(1)), None);
+        assert_eq!(
+            compare_values(ValueRef::String("a"), ValueRef::Int(1)),
+            None
+        );
     }
 
     #[test]
     fn null_sorts_first() {
-        assert_eq!(sort_order(ValueRef::Null, ValueRef::Int(i64::MIN)), Ordering::Less);
+        assert_eq!(
+            sort_order(ValueRef::Null, ValueRef::Int(i64::MIN)),
+            Ordering::Less
+        );
     }
 
     #[test]

@@ -23,15 +23,24 @@ fn create_find_and_read_every_type() {
     p.set("ratio", 0.5f32).unwrap();
     realm.commit().unwrap();
 
-    let found = realm.find_object("Person", &Value::Int(7)).unwrap().expect("found by primary key");
+    let found = realm
+        .find_object("Person", &Value::Int(7))
+        .unwrap()
+        .expect("found by primary key");
     assert_eq!(found.get("name").unwrap(), Value::from("Ann"));
     assert_eq!(found.get("age").unwrap(), Value::Int(31));
     assert_eq!(found.get("score").unwrap(), Value::Double(2.5));
-    assert_eq!(found.get("born").unwrap(), Value::Timestamp(Timestamp::new(1_500_000_000, 5)));
+    assert_eq!(
+        found.get("born").unwrap(),
+        Value::Timestamp(Timestamp::new(1_500_000_000, 5))
+    );
     assert_eq!(found.get("photo").unwrap(), Value::Binary(vec![1, 2, 3]));
     assert_eq!(found.get("active").unwrap(), Value::Bool(true));
     assert_eq!(found.get("ratio").unwrap(), Value::Float(0.5));
-    assert!(realm.find_object("Person", &Value::Int(8)).unwrap().is_none());
+    assert!(realm
+        .find_object("Person", &Value::Int(8))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -49,7 +58,10 @@ fn values_survive_reopen() {
     }
     let realm = open_people(&t);
     assert_eq!(realm.objects("Person").unwrap().count().unwrap(), 1000);
-    let p = realm.find_object("Person", &Value::Int(777)).unwrap().unwrap();
+    let p = realm
+        .find_object("Person", &Value::Int(777))
+        .unwrap()
+        .unwrap();
     assert_eq!(p.get("name").unwrap(), Value::from("name-777"));
     assert_eq!(p.get("age").unwrap(), Value::Int(77));
 }
@@ -60,13 +72,21 @@ fn duplicate_primary_key_is_refused_and_transaction_stays_usable() {
     let realm = open_people(&t);
     realm.begin_write().unwrap();
     realm.create_object("Person", Some(&Value::Int(1))).unwrap();
-    let err = realm.create_object("Person", Some(&Value::Int(1))).unwrap_err();
+    let err = realm
+        .create_object("Person", Some(&Value::Int(1)))
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::DuplicatePrimaryKey);
     realm.create_object("Person", Some(&Value::Int(2))).unwrap();
     realm.commit().unwrap();
     assert_eq!(realm.objects("Person").unwrap().count().unwrap(), 2);
     realm.begin_write().unwrap();
-    assert_eq!(realm.create_object("Person", Some(&Value::Int(2))).unwrap_err().code(), ErrorCode::DuplicatePrimaryKey);
+    assert_eq!(
+        realm
+            .create_object("Person", Some(&Value::Int(2)))
+            .unwrap_err()
+            .code(),
+        ErrorCode::DuplicatePrimaryKey
+    );
     realm.cancel_write().unwrap();
 }
 
@@ -74,20 +94,58 @@ fn duplicate_primary_key_is_refused_and_transaction_stays_usable() {
 fn wrong_types_and_unknown_names_are_errors() {
     let t = TempRealm::new();
     let realm = open_people(&t);
-    assert_eq!(realm.create_object("Person", Some(&Value::Int(1))).unwrap_err().code(), ErrorCode::NotInWriteTransaction);
+    assert_eq!(
+        realm
+            .create_object("Person", Some(&Value::Int(1)))
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotInWriteTransaction
+    );
     realm.begin_write().unwrap();
-    assert_eq!(realm.create_object("Nope", None).unwrap_err().code(), ErrorCode::NoSuchClass);
-    assert_eq!(realm.create_object("Person", Some(&Value::from("x"))).unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(realm.create_object("Person", None).unwrap_err().code(), ErrorCode::InvalidArgument);
+    assert_eq!(
+        realm.create_object("Nope", None).unwrap_err().code(),
+        ErrorCode::NoSuchClass
+    );
+    assert_eq!(
+        realm
+            .create_object("Person", Some(&Value::from("x")))
+            .unwrap_err()
+            .code(),
+        ErrorCode::WrongType
+    );
+    assert_eq!(
+        realm.create_object("Person", None).unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
     let p = realm.create_object("Person", Some(&Value::Int(1))).unwrap();
-    assert_eq!(p.set("age", "old").unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(p.set("age", Value::Null).unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(p.set("nope", 1).unwrap_err().code(), ErrorCode::NoSuchProperty);
-    assert_eq!(p.set("id", 5).unwrap_err().code(), ErrorCode::InvalidArgument, "primary keys are immutable");
+    assert_eq!(
+        p.set("age", "old").unwrap_err().code(),
+        ErrorCode::WrongType
+    );
+    assert_eq!(
+        p.set("age", Value::Null).unwrap_err().code(),
+        ErrorCode::WrongType
+    );
+    assert_eq!(
+        p.set("nope", 1).unwrap_err().code(),
+        ErrorCode::NoSuchProperty
+    );
+    assert_eq!(
+        p.set("id", 5).unwrap_err().code(),
+        ErrorCode::InvalidArgument,
+        "primary keys are immutable"
+    );
     assert_eq!(p.get("dogs").unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(p.get("age").unwrap(), Value::Int(0), "failed sets change nothing");
+    assert_eq!(
+        p.get("age").unwrap(),
+        Value::Int(0),
+        "failed sets change nothing"
+    );
     realm.commit().unwrap();
-    assert_eq!(p.set("age", 3).unwrap_err().code(), ErrorCode::NotInWriteTransaction);
+    assert_eq!(
+        p.set("age", 3).unwrap_err().code(),
+        ErrorCode::NotInWriteTransaction
+    );
 }
 
 #[test]
@@ -107,14 +165,27 @@ fn links_and_lists() {
     dogs.insert(0, fido.link()).unwrap();
     assert_eq!(dogs.len().unwrap(), 3);
     dogs.move_item(0, 2).unwrap();
-    assert_eq!(dogs.to_vec().unwrap(), vec![rex.link(), fido.link(), fido.link()]);
+    assert_eq!(
+        dogs.to_vec().unwrap(),
+        vec![rex.link(), fido.link(), fido.link()]
+    );
     dogs.erase(1).unwrap();
     dogs.set(1, rex.link()).unwrap();
     assert_eq!(dogs.to_vec().unwrap(), vec![rex.link(), rex.link()]);
     assert_eq!(dogs.get(5).unwrap_err().code(), ErrorCode::IndexOutOfBounds);
-    assert_eq!(dogs.insert(9, rex.link()).unwrap_err().code(), ErrorCode::IndexOutOfBounds);
-    assert_eq!(dogs.push(Value::Int(3)).unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(p.set("dog", p.link()).unwrap_err().code(), ErrorCode::WrongType, "link to the wrong class");
+    assert_eq!(
+        dogs.insert(9, rex.link()).unwrap_err().code(),
+        ErrorCode::IndexOutOfBounds
+    );
+    assert_eq!(
+        dogs.push(Value::Int(3)).unwrap_err().code(),
+        ErrorCode::WrongType
+    );
+    assert_eq!(
+        p.set("dog", p.link()).unwrap_err().code(),
+        ErrorCode::WrongType,
+        "link to the wrong class"
+    );
     let tags = p.list("tags").unwrap();
     tags.push("a").unwrap();
     tags.push("b").unwrap();
@@ -122,8 +193,14 @@ fn links_and_lists() {
     assert!(tags.is_empty().unwrap());
     tags.push("c").unwrap();
     realm.commit().unwrap();
-    assert_eq!(p.get_link("dog").unwrap().unwrap().get("name").unwrap(), Value::from("Rex"));
-    assert_eq!(p.list("tags").unwrap().to_vec().unwrap(), vec![Value::from("c")]);
+    assert_eq!(
+        p.get_link("dog").unwrap().unwrap().get("name").unwrap(),
+        Value::from("Rex")
+    );
+    assert_eq!(
+        p.list("tags").unwrap().to_vec().unwrap(),
+        vec![Value::from("c")]
+    );
 }
 
 #[test]
@@ -144,7 +221,10 @@ fn deleting_nulls_links_and_removes_list_entries() {
     realm.begin_write().unwrap();
     rex.delete().unwrap();
     assert!(!rex.is_valid());
-    assert_eq!(rex.get("name").unwrap_err().code(), ErrorCode::ObjectDeleted);
+    assert_eq!(
+        rex.get("name").unwrap_err().code(),
+        ErrorCode::ObjectDeleted
+    );
     assert_eq!(rex.delete().unwrap_err().code(), ErrorCode::ObjectDeleted);
     realm.commit().unwrap();
     assert_eq!(p.get("dog").unwrap(), Value::Null);
@@ -157,7 +237,10 @@ fn deleting_nulls_links_and_removes_list_entries() {
     let again = realm.create_object("Person", Some(&Value::Int(1))).unwrap();
     assert_eq!(again.get("dog").unwrap(), Value::Null);
     realm.commit().unwrap();
-    assert!(realm.find_object("Person", &Value::Int(1)).unwrap().is_some());
+    assert!(realm
+        .find_object("Person", &Value::Int(1))
+        .unwrap()
+        .is_some());
 }
 
 #[test]
@@ -168,7 +251,10 @@ fn counters_add_up() {
     let p = realm.create_object("Person", Some(&Value::Int(1))).unwrap();
     p.add_int("age", 5).unwrap();
     p.add_int("age", -2).unwrap();
-    assert_eq!(p.add_int("score", 1).unwrap_err().code(), ErrorCode::WrongType);
+    assert_eq!(
+        p.add_int("score", 1).unwrap_err().code(),
+        ErrorCode::WrongType
+    );
     realm.commit().unwrap();
     assert_eq!(p.get("age").unwrap(), Value::Int(3));
 }
@@ -178,17 +264,50 @@ fn string_primary_keys_work() {
     let t = TempRealm::new();
     let mut s = shoal::Schema::new();
     s.add_class("Tag", Some("name")).unwrap();
-    s.add_property("Tag", "name", shoal::PropertyType::String, shoal::PropertyFlags::NONE, None).unwrap();
-    s.add_property("Tag", "uses", shoal::PropertyType::Int, shoal::PropertyFlags::NONE, None).unwrap();
+    s.add_property(
+        "Tag",
+        "name",
+        shoal::PropertyType::String,
+        shoal::PropertyFlags::NONE,
+        None,
+    )
+    .unwrap();
+    s.add_property(
+        "Tag",
+        "uses",
+        shoal::PropertyType::Int,
+        shoal::PropertyFlags::NONE,
+        None,
+    )
+    .unwrap();
     let realm = Realm::open(&t.config(s)).unwrap();
     realm.begin_write().unwrap();
     for i in 0..2000 {
-        realm.create_object("Tag", Some(&Value::from(format!("tag-{i}")))).unwrap().set("uses", i).unwrap();
+        realm
+            .create_object("Tag", Some(&Value::from(format!("tag-{i}"))))
+            .unwrap()
+            .set("uses", i)
+            .unwrap();
     }
-    assert_eq!(realm.create_object("Tag", Some(&Value::from("tag-5"))).unwrap_err().code(), ErrorCode::DuplicatePrimaryKey);
+    assert_eq!(
+        realm
+            .create_object("Tag", Some(&Value::from("tag-5")))
+            .unwrap_err()
+            .code(),
+        ErrorCode::DuplicatePrimaryKey
+    );
     realm.commit().unwrap();
-    let tag = realm.find_object("Tag", &Value::from("tag-1234")).unwrap().unwrap();
+    let tag = realm
+        .find_object("Tag", &Value::from("tag-1234"))
+        .unwrap()
+        .unwrap();
     assert_eq!(tag.get("uses").unwrap(), Value::Int(1234));
-    assert!(realm.find_object("Tag", &Value::from("tag-x")).unwrap().is_none());
-    assert_eq!(realm.find_object("Tag", &Value::Int(1)).unwrap_err().code(), ErrorCode::WrongType);
+    assert!(realm
+        .find_object("Tag", &Value::from("tag-x"))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        realm.find_object("Tag", &Value::Int(1)).unwrap_err().code(),
+        ErrorCode::WrongType
+    );
 }

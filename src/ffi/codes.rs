@@ -87,22 +87,43 @@ mod tests {
             (SHOAL_ERR_CLIENT_RESET, ErrorCode::ClientReset),
             (SHOAL_ERR_INVALID_ARGUMENT, ErrorCode::InvalidArgument),
             (SHOAL_ERR_WRONG_TYPE, ErrorCode::WrongType),
-            (SHOAL_ERR_NOT_IN_WRITE_TRANSACTION, ErrorCode::NotInWriteTransaction),
-            (SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION, ErrorCode::AlreadyInWriteTransaction),
+            (
+                SHOAL_ERR_NOT_IN_WRITE_TRANSACTION,
+                ErrorCode::NotInWriteTransaction,
+            ),
+            (
+                SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION,
+                ErrorCode::AlreadyInWriteTransaction,
+            ),
             (SHOAL_ERR_REALM_CLOSED, ErrorCode::RealmClosed),
             (SHOAL_ERR_OBJECT_DELETED, ErrorCode::ObjectDeleted),
             (SHOAL_ERR_NO_SUCH_CLASS, ErrorCode::NoSuchClass),
             (SHOAL_ERR_NO_SUCH_PROPERTY, ErrorCode::NoSuchProperty),
-            (SHOAL_ERR_DUPLICATE_PRIMARY_KEY, ErrorCode::DuplicatePrimaryKey),
+            (
+                SHOAL_ERR_DUPLICATE_PRIMARY_KEY,
+                ErrorCode::DuplicatePrimaryKey,
+            ),
             (SHOAL_ERR_MIGRATION_NEEDED, ErrorCode::MigrationNeeded),
-            (SHOAL_ERR_SCHEMA_VERSION_LOWER, ErrorCode::SchemaVersionLower),
-            (SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP, ErrorCode::SchemaChangedWithoutVersionBump),
+            (
+                SHOAL_ERR_SCHEMA_VERSION_LOWER,
+                ErrorCode::SchemaVersionLower,
+            ),
+            (
+                SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP,
+                ErrorCode::SchemaChangedWithoutVersionBump,
+            ),
             (SHOAL_ERR_READ_ONLY, ErrorCode::ReadOnly),
             (SHOAL_ERR_FILE_NOT_FOUND, ErrorCode::FileNotFound),
-            (SHOAL_ERR_FILE_PERMISSION_DENIED, ErrorCode::FilePermissionDenied),
+            (
+                SHOAL_ERR_FILE_PERMISSION_DENIED,
+                ErrorCode::FilePermissionDenied,
+            ),
             (SHOAL_ERR_INCOMPATIBLE_FILE, ErrorCode::IncompatibleFile),
             (SHOAL_ERR_DECRYPTION_FAILED, ErrorCode::DecryptionFailed),
-            (SHOAL_ERR_FORMAT_UPGRADE_REQUIRED, ErrorCode::FormatUpgradeRequired),
+            (
+                SHOAL_ERR_FORMAT_UPGRADE_REQUIRED,
+                ErrorCode::FormatUpgradeRequired,
+            ),
             (SHOAL_ERR_FILE_IN_USE, ErrorCode::FileInUse),
             (SHOAL_ERR_INVALID_QUERY, ErrorCode::InvalidQuery),
             (SHOAL_ERR_MISUSE, ErrorCode::Misuse),
@@ -112,7 +133,11 @@ mod tests {
             (SHOAL_ERR_CALLBACK_FAILED, ErrorCode::CallbackFailed),
             (SHOAL_ERR_REALM_IN_USE, ErrorCode::RealmInUse),
         ];
-        assert_eq!(table.len(), ErrorCode::ALL.len(), "every error code has a C constant");
+        assert_eq!(
+            table.len(),
+            ErrorCode::ALL.len(),
+            "every error code has a C constant"
+        );
         for (c, code) in table {
             assert_eq!(*c, *code as i32, "{code:?}");
         }

@@ -38,7 +38,11 @@ pub const SHOAL_PROPERTY_LIST: u32 = 4;
 /// Creates an empty schema. Release with `shoal_release`.
 #[no_mangle]
 pub extern "C" fn shoal_schema_new() -> *mut shoal_schema_t {
-    guard(|| Ok(into_handle(Payload::Schema(Arc::new(Mutex::new(Schema::new()))))))
+    guard(|| {
+        Ok(into_handle(Payload::Schema(Arc::new(Mutex::new(
+            Schema::new(),
+        )))))
+    })
 }
 
 /// Adds a class. `primary_key` names the primary-key property (added with
@@ -84,7 +88,8 @@ pub unsafe extern "C" fn shoal_schema_add_property(
         let s = handle::schema(schema)?;
         let class = str_arg(class_name, "the class name")?;
         let name = str_arg(name, "the property name")?;
-        let ty = PropertyType::from_code(kind).ok_or_else(|| Error::invalid(format!("unknown property type {kind}")))?;
+        let ty = PropertyType::from_code(kind)
+            .ok_or_else(|| Error::invalid(format!("unknown property type {kind}")))?;
         let flags = PropertyFlags::from_bits(flags)?;
         let target = opt_str_arg(link_target, "the link target")?;
         s.lock().add_property(class, name, ty, flags, target)?;
@@ -136,7 +141,10 @@ pub unsafe extern "C" fn shoal_config_new(path: *const c_char) -> *mut shoal_con
     })
 }
 
-fn with_config(config: *const shoal_config_t, f: impl FnOnce(&mut Config) -> crate::Result<()>) -> bool {
+fn with_config(
+    config: *const shoal_config_t,
+    f: impl FnOnce(&mut Config) -> crate::Result<()>,
+) -> bool {
     guard(|| {
         let c = handle::config(config)?;
         f(&mut c.lock())?;
@@ -161,8 +169,15 @@ pub unsafe extern "C" fn shoal_config_get_path(config: *const shoal_config_t) ->
 /// # Safety
 /// `config` is a config handle; `schema` a schema handle or NULL.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_set_schema(config: *mut shoal_config_t, schema: *const shoal_schema_t) -> bool {
-    let schema = if schema.is_null() { Ok(None) } else { handle::schema(schema).map(|s| Some(s.lock().clone())) };
+pub unsafe extern "C" fn shoal_config_set_schema(
+    config: *mut shoal_config_t,
+    schema: *const shoal_schema_t,
+) -> bool {
+    let schema = if schema.is_null() {
+        Ok(None)
+    } else {
+        handle::schema(schema).map(|s| Some(s.lock().clone()))
+    };
     with_config(config, |c| {
         match schema? {
             Some(s) => {
@@ -179,7 +194,10 @@ pub unsafe extern "C" fn shoal_config_set_schema(config: *mut shoal_config_t, sc
 /// # Safety
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_set_schema_version(config: *mut shoal_config_t, version: u64) -> bool {
+pub unsafe extern "C" fn shoal_config_set_schema_version(
+    config: *mut shoal_config_t,
+    version: u64,
+) -> bool {
     with_config(config, |c| {
         c.set_schema_version(version);
         Ok(())
@@ -192,7 +210,10 @@ pub unsafe extern "C" fn shoal_config_set_schema_version(config: *mut shoal_conf
 /// # Safety
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_set_in_memory(config: *mut shoal_config_t, in_memory: bool) -> bool {
+pub unsafe extern "C" fn shoal_config_set_in_memory(
+    config: *mut shoal_config_t,
+    in_memory: bool,
+) -> bool {
     with_config(config, |c| {
         c.set_in_memory(in_memory);
         Ok(())
@@ -204,7 +225,10 @@ pub unsafe extern "C" fn shoal_config_set_in_memory(config: *mut shoal_config_t,
 /// # Safety
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_set_read_only(config: *mut shoal_config_t, read_only: bool) -> bool {
+pub unsafe extern "C" fn shoal_config_set_read_only(
+    config: *mut shoal_config_t,
+    read_only: bool,
+) -> bool {
     with_config(config, |c| {
         c.set_read_only(read_only);
         Ok(())
@@ -216,7 +240,10 @@ pub unsafe extern "C" fn shoal_config_set_read_only(config: *mut shoal_config_t,
 /// # Safety
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_set_delete_if_migration_needed(config: *mut shoal_config_t, delete: bool) -> bool {
+pub unsafe extern "C" fn shoal_config_set_delete_if_migration_needed(
+    config: *mut shoal_config_t,
+    delete: bool,
+) -> bool {
     with_config(config, |c| {
         c.set_delete_if_migration_needed(delete);
         Ok(())
@@ -229,14 +256,21 @@ pub unsafe extern "C" fn shoal_config_set_delete_if_migration_needed(config: *mu
 /// `SHOAL_ERR_CALLBACK_FAILED`) is what `shoal_realm_open` reports. Runs on the thread that
 /// calls `shoal_realm_open`. `free_userdata` (may be NULL) runs when the configuration and
 /// every realm opened with it are released.
-pub type shoal_initial_data_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, realm: *mut shoal_realm_t) -> bool>;
+pub type shoal_initial_data_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, realm: *mut shoal_realm_t) -> bool>;
 
 /// Migrates a file from `old_version` to `new_version` inside the opening write transaction.
 /// The realm handle (valid during the call) shows the old and the new properties together:
 /// read the old ones, write the new ones; properties absent from the new schema are removed
 /// after the callback returns. Return false to abort the open.
-pub type shoal_migration_fn =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, realm: *mut shoal_realm_t, old_version: u64, new_version: u64) -> bool>;
+pub type shoal_migration_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        realm: *mut shoal_realm_t,
+        old_version: u64,
+        new_version: u64,
+    ) -> bool,
+>;
 
 /// Frees a callback's userdata.
 pub type shoal_free_userdata_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
@@ -320,8 +354,16 @@ pub unsafe extern "C" fn shoal_config_set_migration(
 /// # Safety
 /// `config` is a config handle; `key` NULL or `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_set_encryption_key(config: *mut shoal_config_t, key: *const u8, len: usize) -> bool {
-    let key = if key.is_null() { Ok(None) } else { super::convert::bytes_arg(key, len, "the key").map(Some) };
+pub unsafe extern "C" fn shoal_config_set_encryption_key(
+    config: *mut shoal_config_t,
+    key: *const u8,
+    len: usize,
+) -> bool {
+    let key = if key.is_null() {
+        Ok(None)
+    } else {
+        super::convert::bytes_arg(key, len, "the key").map(Some)
+    };
     with_config(config, |c| {
         c.set_encryption_key(key?)?;
         Ok(())
@@ -331,7 +373,8 @@ pub unsafe extern "C" fn shoal_config_set_encryption_key(config: *mut shoal_conf
 /// Decides at open whether to compact the file: gets the file size and the bytes in use and
 /// returns true to compact. Called on the opening thread, only when the first handle of the
 /// file in this process opens.
-pub type shoal_should_compact_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, total_bytes: u64, used_bytes: u64) -> bool>;
+pub type shoal_should_compact_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, total_bytes: u64, used_bytes: u64) -> bool>;
 
 /// Sets the compact-on-open rule (NULL `callback` removes it).
 ///

@@ -99,19 +99,30 @@ pub struct shoal_value_t {
 
 impl shoal_value_t {
     pub(crate) fn null() -> shoal_value_t {
-        shoal_value_t { kind: SHOAL_VALUE_NULL, data: shoal_value_data_t { integer: 0 } }
+        shoal_value_t {
+            kind: SHOAL_VALUE_NULL,
+            data: shoal_value_data_t { integer: 0 },
+        }
     }
 }
 
 /// A borrowed C string as `&str`; NULL and invalid UTF-8 are `InvalidArgument` errors.
 pub(crate) fn str_arg<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
     if ptr.is_null() {
-        return Err(Error::new(ErrorCode::InvalidArgument, format!("{what} must not be NULL")));
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} must not be NULL"),
+        ));
     }
     // Safety: the caller passes a NUL-terminated string that stays valid during the call
     // (the documented contract of every `const char*` argument).
     let c = unsafe { CStr::from_ptr(ptr) };
-    c.to_str().map_err(|_| Error::new(ErrorCode::InvalidArgument, format!("{what} is not valid UTF-8")))
+    c.to_str().map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} is not valid UTF-8"),
+        )
+    })
 }
 
 /// Like [`str_arg`], with NULL allowed (`None`).
@@ -129,7 +140,10 @@ pub(crate) fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Error::new(ErrorCode::InvalidArgument, format!("{what} is NULL but its length is {len}")));
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} is NULL but its length is {len}"),
+        ));
     }
     // Safety: the caller passes `len` readable bytes at `ptr`, valid during the call.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -138,7 +152,10 @@ pub(crate) fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'
 /// Converts a C value to a Rust value. LINK values name their class, resolved in `realm`.
 pub(crate) fn value_arg(v: *const shoal_value_t, realm: Option<&Realm>) -> Result<Value> {
     if v.is_null() {
-        return Err(Error::new(ErrorCode::InvalidArgument, "the value pointer must not be NULL"));
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            "the value pointer must not be NULL",
+        ));
     }
     // Safety: the caller passes a pointer to a valid `shoal_value_t`.
     let v = unsafe { &*v };
@@ -156,7 +173,12 @@ pub(crate) fn value_arg(v: *const shoal_value_t, realm: Option<&Realm>) -> Resul
             let bytes = bytes_arg(s.data.cast(), s.size, "the string value")?;
             Value::String(
                 std::str::from_utf8(bytes)
-                    .map_err(|_| Error::new(ErrorCode::InvalidArgument, "the string value is not valid UTF-8"))?
+                    .map_err(|_| {
+                        Error::new(
+                            ErrorCode::InvalidArgument,
+                            "the string value is not valid UTF-8",
+                        )
+                    })?
                     .to_owned(),
             )
         }
@@ -173,9 +195,17 @@ pub(crate) fn value_arg(v: *const shoal_value_t, realm: Option<&Realm>) -> Resul
             let class = str_arg(l.class_name, "the link's class name")?;
             let realm = realm.ok_or_else(|| Error::invalid("a link value cannot be used here"))?;
             let class_id = realm.class_info(class)?.id;
-            Value::Link(ObjLink { class_id, key: l.key })
+            Value::Link(ObjLink {
+                class_id,
+                key: l.key,
+            })
         }
-        other => return Err(Error::new(ErrorCode::InvalidArgument, format!("unknown value kind {other}"))),
+        other => {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("unknown value kind {other}"),
+            ))
+        }
     })
 }
 
@@ -209,18 +239,43 @@ pub(crate) fn value_out(v: &Value, realm: &Realm) -> Result<shoal_value_t> {
         Value::Double(d) => (SHOAL_VALUE_DOUBLE, shoal_value_data_t { dnum: *d }),
         Value::String(s) => (
             SHOAL_VALUE_STRING,
-            shoal_value_data_t { string: shoal_string_t { data: malloc_string(s), size: s.len() } },
+            shoal_value_data_t {
+                string: shoal_string_t {
+                    data: malloc_string(s),
+                    size: s.len(),
+                },
+            },
         ),
-        Value::Binary(b) => {
-            (SHOAL_VALUE_BINARY, shoal_value_data_t { binary: shoal_binary_t { data: malloc_bytes(b), size: b.len() } })
-        }
+        Value::Binary(b) => (
+            SHOAL_VALUE_BINARY,
+            shoal_value_data_t {
+                binary: shoal_binary_t {
+                    data: malloc_bytes(b),
+                    size: b.len(),
+                },
+            },
+        ),
         Value::Timestamp(t) => (
             SHOAL_VALUE_TIMESTAMP,
-            shoal_value_data_t { timestamp: shoal_timestamp_t { seconds: t.seconds, nanos: t.nanos } },
+            shoal_value_data_t {
+                timestamp: shoal_timestamp_t {
+                    seconds: t.seconds,
+                    nanos: t.nanos,
+                },
+            },
         ),
         Value::Link(l) => {
-            let name = realm.with_view(|v| Ok(v.catalog().class_by_id_required(l.class_id)?.name.clone()))?;
-            (SHOAL_VALUE_LINK, shoal_value_data_t { link: shoal_link_t { class_name: malloc_string(&name), key: l.key } })
+            let name = realm
+                .with_view(|v| Ok(v.catalog().class_by_id_required(l.class_id)?.name.clone()))?;
+            (
+                SHOAL_VALUE_LINK,
+                shoal_value_data_t {
+                    link: shoal_link_t {
+                        class_name: malloc_string(&name),
+                        key: l.key,
+                    },
+                },
+            )
         }
     };
     Ok(shoal_value_t { kind, data })
@@ -236,7 +291,10 @@ pub(crate) fn write_value(out: *mut shoal_value_t, v: &Value, realm: &Realm) -> 
 /// A required out-parameter as a mutable reference.
 pub(crate) fn out_arg<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T> {
     if ptr.is_null() {
-        return Err(Error::new(ErrorCode::InvalidArgument, format!("{what} pointer must not be NULL")));
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} pointer must not be NULL"),
+        ));
     }
     // Safety: the caller passes a valid, writable, exclusive pointer for the call's duration.
     Ok(unsafe { &mut *ptr })
@@ -269,7 +327,10 @@ unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
 impl UserData {
-    pub(crate) fn new(ptr: *mut c_void, free: Option<unsafe extern "C" fn(*mut c_void)>) -> UserData {
+    pub(crate) fn new(
+        ptr: *mut c_void,
+        free: Option<unsafe extern "C" fn(*mut c_void)>,
+    ) -> UserData {
         UserData { ptr, free }
     }
 }

@@ -51,7 +51,11 @@ pub(crate) fn clear_last_error() {
 pub(crate) fn take_last_error() -> Option<Error> {
     LAST.with(|l| {
         l.borrow_mut().take().map(|s| {
-            let code = ErrorCode::ALL.iter().copied().find(|c| *c as i32 == s.code).unwrap_or(ErrorCode::Unknown);
+            let code = ErrorCode::ALL
+                .iter()
+                .copied()
+                .find(|c| *c as i32 == s.code)
+                .unwrap_or(ErrorCode::Unknown);
             let mut e = Error::new(code, s.message.to_string_lossy().into_owned());
             if let Some(p) = s.path {
                 e = e.with_path(p.to_string_lossy().into_owned());
@@ -120,7 +124,10 @@ pub(crate) fn guard<T: Failure>(body: impl FnOnce() -> crate::Result<T>) -> T {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&Error::new(ErrorCode::Internal, format!("internal error (a bug in Shoal): {msg}")));
+            set_last_error(&Error::new(
+                ErrorCode::Internal,
+                format!("internal error (a bug in Shoal): {msg}"),
+            ));
             T::failure()
         }
     }

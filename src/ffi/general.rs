@@ -26,7 +26,10 @@ pub unsafe extern "C" fn shoal_release(handle: *mut c_void) -> bool {
         if handle::release(handle) {
             Ok(true)
         } else {
-            Err(Error::new(ErrorCode::Misuse, "shoal_release: the handle is invalid or was already released"))
+            Err(Error::new(
+                ErrorCode::Misuse,
+                "shoal_release: the handle is invalid or was already released",
+            ))
         }
     })
 }
@@ -53,8 +56,9 @@ pub unsafe extern "C" fn shoal_free(ptr: *mut c_void) {
     unsafe { libc::free(ptr) }
 }
 
-/// Frees the strings and bytes a value filled in by Shoal owns, and sets it to NULL. NULL does
-/// nothing; a NULL or number value is left as it is.
+/// Frees the strings and bytes a value filled in by Shoal owns, and sets the value to
+/// `SHOAL_VALUE_NULL` (whatever its kind: a number owns nothing and is just reset, so freeing
+/// twice is harmless). A NULL pointer does nothing.
 ///
 /// # Safety
 /// `value` is NULL or points to a value filled in by Shoal (not one the caller built).
@@ -67,17 +71,28 @@ pub unsafe extern "C" fn shoal_value_free(value: *mut shoal_value_t) {
 }
 
 /// Fills `out` with the calling thread's last error and returns true, or returns false if the
-/// last Shoal call on this thread succeeded. Every Shoal call except this one,
-/// `shoal_clear_last_error` and `shoal_error_name` resets the last error when it starts. The
-/// message and path stay valid until the next Shoal call on this thread.
+/// last Shoal call on this thread succeeded. Every Shoal call resets the last error when it
+/// starts, except this one, `shoal_clear_last_error`, `shoal_error_name`, `shoal_free`,
+/// `shoal_value_free`, `shoal_libversion` and `shoal_libversion_number` (which cannot fail), so
+/// freeing a result does not lose the error of an earlier call. The message and path stay
+/// valid until the next Shoal call on this thread that resets it.
 ///
 /// # Safety
 /// `out` is NULL (then only the return value is given) or points to writable memory.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_get_last_error(out: *mut shoal_error_t) -> bool {
-    let mut scratch = shoal_error_t { code: 0, category: 0, message: std::ptr::null(), path: std::ptr::null() };
+    let mut scratch = shoal_error_t {
+        code: 0,
+        category: 0,
+        message: std::ptr::null(),
+        path: std::ptr::null(),
+    };
     // Safety: `out` is NULL or valid and writable per the contract.
-    let target = if out.is_null() { &mut scratch } else { unsafe { &mut *out } };
+    let target = if out.is_null() {
+        &mut scratch
+    } else {
+        unsafe { &mut *out }
+    };
     fill_last_error(target)
 }
 
@@ -92,9 +107,18 @@ pub extern "C" fn shoal_clear_last_error() {
 #[no_mangle]
 pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
     // NUL-terminated copies of ErrorCode::name(), built once.
-    static NAMES: LazyLock<Vec<(i32, String)>> =
-        LazyLock::new(|| ErrorCode::ALL.iter().map(|c| (*c as i32, format!("{}\0", c.name()))).collect());
-    NAMES.iter().find(|(n, _)| *n == code).map_or("UNKNOWN\0", |(_, s)| s.as_str()).as_ptr().cast()
+    static NAMES: LazyLock<Vec<(i32, String)>> = LazyLock::new(|| {
+        ErrorCode::ALL
+            .iter()
+            .map(|c| (*c as i32, format!("{}\0", c.name())))
+            .collect()
+    });
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == code)
+        .map_or("UNKNOWN\0", |(_, s)| s.as_str())
+        .as_ptr()
+        .cast()
 }
 
 /// The library's version string "X.Y.Z" (static; do not free).

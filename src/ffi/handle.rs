@@ -24,7 +24,9 @@ pub(crate) enum Payload {
     Results(Results),
     /// A registration (change callback, later auth and progress callbacks): kept alive until
     /// the last handle is released, whatever its kind.
-    Token(Arc<dyn std::any::Any + Send + Sync>),
+    Token {
+        _registration: Arc<dyn std::any::Any + Send + Sync>,
+    },
 }
 
 impl Payload {
@@ -36,7 +38,7 @@ impl Payload {
             Payload::Object(_) => "object",
             Payload::List(_) => "list",
             Payload::Results(_) => "results",
-            Payload::Token(_) => "token",
+            Payload::Token { .. } => "token",
         }
     }
 }
@@ -61,11 +63,15 @@ fn misuse(msg: impl Into<String>) -> Error {
 /// A clone of the payload of a live handle.
 pub(crate) fn payload(ptr: *const c_void, what: &str) -> Result<Payload> {
     if ptr.is_null() {
-        return Err(misuse(format!("NULL passed where a {what} handle is required")));
+        return Err(misuse(format!(
+            "NULL passed where a {what} handle is required"
+        )));
     }
     let live = LIVE.read();
     if !live.contains(&(ptr as usize)) {
-        return Err(misuse(format!("the {what} handle is invalid or was already released")));
+        return Err(misuse(format!(
+            "the {what} handle is invalid or was already released"
+        )));
     }
     // Safety: the address is in LIVE, so it came from `into_handle` and has not been freed
     // (release removes it from LIVE before freeing); the read lock keeps a concurrent release
@@ -75,7 +81,10 @@ pub(crate) fn payload(ptr: *const c_void, what: &str) -> Result<Payload> {
 }
 
 fn wrong(p: &Payload, what: &str) -> Error {
-    misuse(format!("expected a {what} handle but got a {} handle", p.kind()))
+    misuse(format!(
+        "expected a {what} handle but got a {} handle",
+        p.kind()
+    ))
 }
 
 macro_rules! getter {

@@ -1,12 +1,13 @@
 //! Objects and lists.
 
-use super::convert::{malloc_string, out_arg, str_arg, value_arg, write_value, shoal_value_t};
+use super::convert::{malloc_string, out_arg, shoal_value_t, str_arg, value_arg, write_value};
 use super::error::guard;
 use super::handle::{self, into_handle, Payload};
 use super::realm::shoal_property_key_t;
 use super::{shoal_list_t, shoal_object_t, shoal_realm_t};
+use crate::error::{Error, ErrorCode};
 use crate::object::PropertyKey;
-use crate::{Object, Realm};
+use crate::{Object, Realm, Value};
 use std::ffi::c_char;
 
 fn optional_value(pk: *const shoal_value_t, realm: &Realm) -> crate::Result<Option<crate::Value>> {
@@ -36,7 +37,9 @@ pub unsafe extern "C" fn shoal_object_create(
         let r = handle::realm(realm)?;
         let class = str_arg(class_name, "the class name")?;
         let pk = optional_value(primary_key, &r)?;
-        Ok(into_handle(Payload::Object(r.create_object(class, pk.as_ref())?)))
+        Ok(into_handle(Payload::Object(
+            r.create_object(class, pk.as_ref())?,
+        )))
     })
 }
 
@@ -81,8 +84,18 @@ fn with_object(obj: *const shoal_object_t, f: impl FnOnce(&Object) -> crate::Res
 /// # Safety
 /// `obj` is an object handle; `property` NUL-terminated; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_get(obj: *const shoal_object_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
-    with_object(obj, |o| write_value(out, &o.get(str_arg(property, "the property name")?)?, o.realm()))
+pub unsafe extern "C" fn shoal_object_get(
+    obj: *const shoal_object_t,
+    property: *const c_char,
+    out: *mut shoal_value_t,
+) -> bool {
+    with_object(obj, |o| {
+        write_value(
+            out,
+            &o.get(str_arg(property, "the property name")?)?,
+            o.realm(),
+        )
+    })
 }
 
 /// Sets a scalar property. Needs a write transaction.
@@ -94,7 +107,11 @@ pub unsafe extern "C" fn shoal_object_get(obj: *const shoal_object_t, property: 
 /// # Safety
 /// `obj` is an object handle; `property` NUL-terminated; `value` a valid value.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_set(obj: *mut shoal_object_t, property: *const c_char, value: *const shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_object_set(
+    obj: *mut shoal_object_t,
+    property: *const c_char,
+    value: *const shoal_value_t,
+) -> bool {
     with_object(obj, |o| {
         let v = value_arg(value, Some(o.realm()))?;
         o.set(str_arg(property, "the property name")?, v)
@@ -102,7 +119,10 @@ pub unsafe extern "C" fn shoal_object_set(obj: *mut shoal_object_t, property: *c
 }
 
 fn property_key(key: shoal_property_key_t) -> PropertyKey {
-    PropertyKey { class_id: key.class_key, prop_id: key.property_key }
+    PropertyKey {
+        class_id: key.class_key,
+        prop_id: key.property_key,
+    }
 }
 
 /// Like `shoal_object_get` with a key from `shoal_property_key`.
@@ -110,8 +130,14 @@ fn property_key(key: shoal_property_key_t) -> PropertyKey {
 /// # Safety
 /// `obj` is an object handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_get_by_key(obj: *const shoal_object_t, key: shoal_property_key_t, out: *mut shoal_value_t) -> bool {
-    with_object(obj, |o| write_value(out, &o.get_by_key(property_key(key))?, o.realm()))
+pub unsafe extern "C" fn shoal_object_get_by_key(
+    obj: *const shoal_object_t,
+    key: shoal_property_key_t,
+    out: *mut shoal_value_t,
+) -> bool {
+    with_object(obj, |o| {
+        write_value(out, &o.get_by_key(property_key(key))?, o.realm())
+    })
 }
 
 /// Like `shoal_object_set` with a key from `shoal_property_key`.
@@ -119,8 +145,14 @@ pub unsafe extern "C" fn shoal_object_get_by_key(obj: *const shoal_object_t, key
 /// # Safety
 /// `obj` is an object handle; `value` a valid value.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_set_by_key(obj: *mut shoal_object_t, key: shoal_property_key_t, value: *const shoal_value_t) -> bool {
-    with_object(obj, |o| o.set_by_key(property_key(key), value_arg(value, Some(o.realm()))?))
+pub unsafe extern "C" fn shoal_object_set_by_key(
+    obj: *mut shoal_object_t,
+    key: shoal_property_key_t,
+    value: *const shoal_value_t,
+) -> bool {
+    with_object(obj, |o| {
+        o.set_by_key(property_key(key), value_arg(value, Some(o.realm()))?)
+    })
 }
 
 /// Adds `delta` to an INT property: a counter whose concurrent additions from several devices
@@ -129,8 +161,14 @@ pub unsafe extern "C" fn shoal_object_set_by_key(obj: *mut shoal_object_t, key: 
 /// # Safety
 /// `obj` is an object handle; `property` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_add_int(obj: *mut shoal_object_t, property: *const c_char, delta: i64) -> bool {
-    with_object(obj, |o| o.add_int(str_arg(property, "the property name")?, delta))
+pub unsafe extern "C" fn shoal_object_add_int(
+    obj: *mut shoal_object_t,
+    property: *const c_char,
+    delta: i64,
+) -> bool {
+    with_object(obj, |o| {
+        o.add_int(str_arg(property, "the property name")?, delta)
+    })
 }
 
 /// Deletes the object: links to it become NULL and list entries naming it vanish. The handle
@@ -180,7 +218,10 @@ pub unsafe extern "C" fn shoal_object_get_class_name(obj: *const shoal_object_t)
 /// # Safety
 /// `obj` is an object handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_as_link(obj: *const shoal_object_t, out: *mut shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_object_as_link(
+    obj: *const shoal_object_t,
+    out: *mut shoal_value_t,
+) -> bool {
     with_object(obj, |o| write_value(out, &o.link(), o.realm()))
 }
 
@@ -190,13 +231,55 @@ pub unsafe extern "C" fn shoal_object_as_link(obj: *const shoal_object_t, out: *
 /// # Safety
 /// `obj` is an object handle; `property` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_get_linked(obj: *const shoal_object_t, property: *const c_char) -> *mut shoal_object_t {
+pub unsafe extern "C" fn shoal_object_get_linked(
+    obj: *const shoal_object_t,
+    property: *const c_char,
+) -> *mut shoal_object_t {
     guard(|| {
         let o = handle::object(obj)?;
         Ok(match o.get_link(str_arg(property, "the property name")?)? {
             Some(target) => into_handle(Payload::Object(target)),
             None => std::ptr::null_mut(),
         })
+    })
+}
+
+/// The object a LINK value points to (a value read with `shoal_object_get` or `shoal_list_get`,
+/// or made by `shoal_object_as_link`), as a new handle reading through `realm`. Returns NULL
+/// with no error for a NULL value. Release the result with `shoal_release`.
+///
+/// Errors: `SHOAL_ERR_WRONG_TYPE` (neither a link nor NULL), `SHOAL_ERR_NO_SUCH_CLASS`,
+/// `SHOAL_ERR_OBJECT_DELETED` (no such object in what `realm` sees).
+///
+/// # Safety
+/// `realm` is a realm handle; `link` a valid value.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_object_from_link(
+    realm: *const shoal_realm_t,
+    link: *const shoal_value_t,
+) -> *mut shoal_object_t {
+    guard(|| {
+        let r = handle::realm(realm)?;
+        match value_arg(link, Some(&r))? {
+            Value::Null => Ok(std::ptr::null_mut()),
+            Value::Link(l) => {
+                if !r.with_view(|v| v.is_live(l.class_id, l.key))? {
+                    return Err(Error::new(
+                        ErrorCode::ObjectDeleted,
+                        "the linked object does not exist",
+                    ));
+                }
+                Ok(into_handle(Payload::Object(Object::new(
+                    r.clone(),
+                    l.class_id,
+                    l.key,
+                ))))
+            }
+            other => Err(Error::wrong_type(format!(
+                "expected a link value, not {}",
+                other.type_name()
+            ))),
+        }
     })
 }
 
@@ -208,10 +291,15 @@ pub unsafe extern "C" fn shoal_object_get_linked(obj: *const shoal_object_t, pro
 /// # Safety
 /// `obj` is an object handle; `property` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_get_list(obj: *const shoal_object_t, property: *const c_char) -> *mut shoal_list_t {
+pub unsafe extern "C" fn shoal_object_get_list(
+    obj: *const shoal_object_t,
+    property: *const c_char,
+) -> *mut shoal_list_t {
     guard(|| {
         let o = handle::object(obj)?;
-        Ok(into_handle(Payload::List(o.list(str_arg(property, "the property name")?)?)))
+        Ok(into_handle(Payload::List(
+            o.list(str_arg(property, "the property name")?)?,
+        )))
     })
 }
 
@@ -231,7 +319,11 @@ pub unsafe extern "C" fn shoal_list_size(list: *const shoal_list_t) -> i64 {
 /// # Safety
 /// `list` is a list handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_list_get(list: *const shoal_list_t, index: usize, out: *mut shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_list_get(
+    list: *const shoal_list_t,
+    index: usize,
+    out: *mut shoal_value_t,
+) -> bool {
     guard(|| {
         let l = handle::list(list)?;
         write_value(out, &l.get(index)?, l.object().realm())?;
@@ -254,8 +346,14 @@ fn with_list(list: *const shoal_list_t, f: impl FnOnce(&crate::List) -> crate::R
 /// # Safety
 /// `list` is a list handle; `value` a valid value.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_list_insert(list: *mut shoal_list_t, index: usize, value: *const shoal_value_t) -> bool {
-    with_list(list, |l| l.insert(index, value_arg(value, Some(l.object().realm()))?))
+pub unsafe extern "C" fn shoal_list_insert(
+    list: *mut shoal_list_t,
+    index: usize,
+    value: *const shoal_value_t,
+) -> bool {
+    with_list(list, |l| {
+        l.insert(index, value_arg(value, Some(l.object().realm()))?)
+    })
 }
 
 /// Replaces the element at `index`. Needs a write transaction.
@@ -263,8 +361,14 @@ pub unsafe extern "C" fn shoal_list_insert(list: *mut shoal_list_t, index: usize
 /// # Safety
 /// `list` is a list handle; `value` a valid value.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_list_set(list: *mut shoal_list_t, index: usize, value: *const shoal_value_t) -> bool {
-    with_list(list, |l| l.set(index, value_arg(value, Some(l.object().realm()))?))
+pub unsafe extern "C" fn shoal_list_set(
+    list: *mut shoal_list_t,
+    index: usize,
+    value: *const shoal_value_t,
+) -> bool {
+    with_list(list, |l| {
+        l.set(index, value_arg(value, Some(l.object().realm()))?)
+    })
 }
 
 /// Removes the element at `index`. Needs a write transaction.

@@ -125,7 +125,10 @@ pub unsafe extern "C" fn shoal_realm_is_in_transaction(realm: *const shoal_realm
 /// # Safety
 /// `realm` is a realm handle; `did_change` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_refresh(realm: *mut shoal_realm_t, did_change: *mut bool) -> bool {
+pub unsafe extern "C" fn shoal_realm_refresh(
+    realm: *mut shoal_realm_t,
+    did_change: *mut bool,
+) -> bool {
     with_realm(realm, |r| {
         let changed = r.refresh()?;
         if !did_change.is_null() {
@@ -166,7 +169,10 @@ pub unsafe extern "C" fn shoal_realm_is_empty(realm: *const shoal_realm_t, out: 
 /// # Safety
 /// `realm` is a realm handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_get_schema_version(realm: *const shoal_realm_t, out: *mut u64) -> bool {
+pub unsafe extern "C" fn shoal_realm_get_schema_version(
+    realm: *const shoal_realm_t,
+    out: *mut u64,
+) -> bool {
     with_realm(realm, |r| {
         *out_arg(out, "out")? = r.schema_version()?;
         Ok(())
@@ -178,7 +184,10 @@ pub unsafe extern "C" fn shoal_realm_get_schema_version(realm: *const shoal_real
 /// # Safety
 /// `realm` is a realm handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_get_version(realm: *const shoal_realm_t, out: *mut u64) -> bool {
+pub unsafe extern "C" fn shoal_realm_get_version(
+    realm: *const shoal_realm_t,
+    out: *mut u64,
+) -> bool {
     with_realm(realm, |r| {
         *out_arg(out, "out")? = r.version()?;
         Ok(())
@@ -230,7 +239,9 @@ pub unsafe extern "C" fn shoal_realm_add_change_callback(
             // Safety: the caller promised a valid callback for its userdata.
             unsafe { cb(data.ptr, version) }
         })?;
-        Ok(into_handle(Payload::Token(Arc::new(token))))
+        Ok(into_handle(Payload::Token {
+            _registration: Arc::new(token),
+        }))
     })
 }
 
@@ -248,8 +259,14 @@ pub unsafe extern "C" fn shoal_property_key(
     out: *mut shoal_property_key_t,
 ) -> bool {
     with_realm(realm, |r| {
-        let key = r.property_key(str_arg(class_name, "the class name")?, str_arg(property, "the property name")?)?;
-        *out_arg(out, "out")? = shoal_property_key_t { class_key: key.class_id, property_key: key.prop_id };
+        let key = r.property_key(
+            str_arg(class_name, "the class name")?,
+            str_arg(property, "the property name")?,
+        )?;
+        *out_arg(out, "out")? = shoal_property_key_t {
+            class_key: key.class_id,
+            property_key: key.prop_id,
+        };
         Ok(())
     })
 }

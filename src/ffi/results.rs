@@ -1,6 +1,6 @@
 //! Queries and results.
 
-use super::convert::{bytes_arg, str_arg, value_arg, write_value, shoal_value_t};
+use super::convert::{shoal_value_t, str_arg, value_arg, write_value};
 use super::error::guard;
 use super::handle::{self, into_handle, Payload};
 use super::{shoal_object_t, shoal_realm_t, shoal_results_t};
@@ -31,14 +31,21 @@ pub unsafe extern "C" fn shoal_query(
         let r = handle::realm(realm)?;
         let class = str_arg(class_name, "the class name")?;
         let predicate = str_arg(predicate, "the predicate")?;
-        // Checks NULL-with-count; the values themselves are converted one by one.
-        bytes_arg(args.cast(), nargs * std::mem::size_of::<shoal_value_t>(), "args")?;
+        // NULL is allowed only with no arguments (no size arithmetic: a huge `nargs` must not
+        // overflow into a panic); the values themselves are converted one by one.
+        if nargs > 0 && args.is_null() {
+            return Err(crate::Error::invalid(format!(
+                "args is NULL but nargs is {nargs}"
+            )));
+        }
         let mut values = Vec::with_capacity(nargs);
         for i in 0..nargs {
             // Safety: `args` holds `nargs` values per the contract (checked non-NULL above).
             values.push(value_arg(unsafe { args.add(i) }, Some(&r))?);
         }
-        Ok(into_handle(Payload::Results(r.query(class, predicate, &values)?)))
+        Ok(into_handle(Payload::Results(
+            r.query(class, predicate, &values)?,
+        )))
     })
 }
 
@@ -47,10 +54,15 @@ pub unsafe extern "C" fn shoal_query(
 /// # Safety
 /// `realm` is a realm handle; `class_name` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_objects(realm: *const shoal_realm_t, class_name: *const c_char) -> *mut shoal_results_t {
+pub unsafe extern "C" fn shoal_realm_objects(
+    realm: *const shoal_realm_t,
+    class_name: *const c_char,
+) -> *mut shoal_results_t {
     guard(|| {
         let r = handle::realm(realm)?;
-        Ok(into_handle(Payload::Results(r.objects(str_arg(class_name, "the class name")?)?)))
+        Ok(into_handle(Payload::Results(
+            r.objects(str_arg(class_name, "the class name")?)?,
+        )))
     })
 }
 
@@ -70,12 +82,26 @@ pub unsafe extern "C" fn shoal_results_count(results: *const shoal_results_t) ->
 /// # Safety
 /// `results` is a results handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_get(results: *const shoal_results_t, index: usize) -> *mut shoal_object_t {
-    guard(|| Ok(into_handle(Payload::Object(handle::results(results)?.get(index)?))))
+pub unsafe extern "C" fn shoal_results_get(
+    results: *const shoal_results_t,
+    index: usize,
+) -> *mut shoal_object_t {
+    guard(|| {
+        Ok(into_handle(Payload::Object(
+            handle::results(results)?.get(index)?,
+        )))
+    })
 }
 
-fn derive(results: *const shoal_results_t, f: impl FnOnce(&Results) -> crate::Result<Results>) -> *mut shoal_results_t {
-    guard(|| Ok(into_handle(Payload::Results(f(&handle::results(results)?)?))))
+fn derive(
+    results: *const shoal_results_t,
+    f: impl FnOnce(&Results) -> crate::Result<Results>,
+) -> *mut shoal_results_t {
+    guard(|| {
+        Ok(into_handle(Payload::Results(f(&handle::results(
+            results,
+        )?)?)))
+    })
 }
 
 /// New results sorted by `property` (a dotted path through links is allowed), replacing any
@@ -84,8 +110,14 @@ fn derive(results: *const shoal_results_t, f: impl FnOnce(&Results) -> crate::Re
 /// # Safety
 /// `results` is a results handle; `property` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_sort(results: *const shoal_results_t, property: *const c_char, ascending: bool) -> *mut shoal_results_t {
-    derive(results, |r| r.sort(str_arg(property, "the property name")?, ascending))
+pub unsafe extern "C" fn shoal_results_sort(
+    results: *const shoal_results_t,
+    property: *const c_char,
+    ascending: bool,
+) -> *mut shoal_results_t {
+    derive(results, |r| {
+        r.sort(str_arg(property, "the property name")?, ascending)
+    })
 }
 
 /// New results sorted by several keys (`properties[0]` most significant), each with its own
@@ -101,8 +133,11 @@ pub unsafe extern "C" fn shoal_results_sort_by(
     count: usize,
 ) -> *mut shoal_results_t {
     derive(results, |r| {
-        bytes_arg(properties.cast(), count * std::mem::size_of::<*const c_char>(), "properties")?;
-        bytes_arg(ascending.cast(), count, "ascending")?;
+        if count > 0 && (properties.is_null() || ascending.is_null()) {
+            return Err(crate::Error::invalid(format!(
+                "properties or ascending is NULL but count is {count}"
+            )));
+        }
         let mut keys = Vec::with_capacity(count);
         for i in 0..count {
             // Safety: both arrays hold `count` entries per the contract (checked non-NULL).
@@ -119,8 +154,13 @@ pub unsafe extern "C" fn shoal_results_sort_by(
 /// # Safety
 /// `results` is a results handle; `property` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_distinct(results: *const shoal_results_t, property: *const c_char) -> *mut shoal_results_t {
-    derive(results, |r| r.distinct(str_arg(property, "the property name")?))
+pub unsafe extern "C" fn shoal_results_distinct(
+    results: *const shoal_results_t,
+    property: *const c_char,
+) -> *mut shoal_results_t {
+    derive(results, |r| {
+        r.distinct(str_arg(property, "the property name")?)
+    })
 }
 
 fn aggregate(
@@ -144,7 +184,11 @@ fn aggregate(
 /// # Safety
 /// `results` is a results handle; `property` NUL-terminated; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_min(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_results_min(
+    results: *const shoal_results_t,
+    property: *const c_char,
+    out: *mut shoal_value_t,
+) -> bool {
     aggregate(results, property, out, Results::min)
 }
 
@@ -153,7 +197,11 @@ pub unsafe extern "C" fn shoal_results_min(results: *const shoal_results_t, prop
 /// # Safety
 /// As `shoal_results_min`.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_max(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_results_max(
+    results: *const shoal_results_t,
+    property: *const c_char,
+    out: *mut shoal_value_t,
+) -> bool {
     aggregate(results, property, out, Results::max)
 }
 
@@ -162,7 +210,11 @@ pub unsafe extern "C" fn shoal_results_max(results: *const shoal_results_t, prop
 /// # Safety
 /// As `shoal_results_min`.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_sum(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_results_sum(
+    results: *const shoal_results_t,
+    property: *const c_char,
+    out: *mut shoal_value_t,
+) -> bool {
     aggregate(results, property, out, Results::sum)
 }
 
@@ -171,7 +223,11 @@ pub unsafe extern "C" fn shoal_results_sum(results: *const shoal_results_t, prop
 /// # Safety
 /// As `shoal_results_min`.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_results_average(results: *const shoal_results_t, property: *const c_char, out: *mut shoal_value_t) -> bool {
+pub unsafe extern "C" fn shoal_results_average(
+    results: *const shoal_results_t,
+    property: *const c_char,
+    out: *mut shoal_value_t,
+) -> bool {
     aggregate(results, property, out, Results::average)
 }
 

@@ -53,11 +53,25 @@ pub(crate) enum Pred {
     And(Vec<Pred>),
     Or(Vec<Pred>),
     Not(Box<Pred>),
-    Cmp { left: Side, op: CompareOp, right: Side, ci: bool },
+    Cmp {
+        left: Side,
+        op: CompareOp,
+        right: Side,
+        ci: bool,
+    },
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidQuery, msg)
+}
+
+/// A parsed and bound query: the filter and its trailing clauses.
+pub(crate) struct BoundQuery {
+    pub(crate) pred: Pred,
+    /// `SORT(...)` keys: path and ascending.
+    pub(crate) sort: Vec<(Path, bool)>,
+    pub(crate) distinct: Vec<Path>,
+    pub(crate) limit: Option<usize>,
 }
 
 /// Parses `predicate` and binds `args`; checks the paths against `class` in `catalog`.
@@ -66,14 +80,18 @@ pub(crate) fn bind(
     class: &ClassInfo,
     predicate: &str,
     args: &[Value],
-) -> Result<(Pred, Vec<(Path, bool)>, Vec<Path>, Option<usize>)> {
+) -> Result<BoundQuery> {
     let parsed = parser::parse(predicate).map_err(|e| invalid(format!("{e}")))?;
     let pred = bind_expr(catalog, class, &parsed.filter, args)?;
     let sort = parsed
         .sort
         .iter()
         .map(|k| {
-            let p = Path { names: k.path.clone(), op: None, aggregate_property: None };
+            let p = Path {
+                names: k.path.clone(),
+                op: None,
+                aggregate_property: None,
+            };
             resolve(catalog, class, &p)?;
             Ok((p, k.ascending))
         })
@@ -82,20 +100,39 @@ pub(crate) fn bind(
         .distinct
         .iter()
         .map(|names| {
-            let p = Path { names: names.clone(), op: None, aggregate_property: None };
+            let p = Path {
+                names: names.clone(),
+                op: None,
+                aggregate_property: None,
+            };
             resolve(catalog, class, &p)?;
             Ok(p)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((pred, sort, distinct, parsed.limit))
+    Ok(BoundQuery {
+        pred,
+        sort,
+        distinct,
+        limit: parsed.limit,
+    })
 }
 
 fn bind_expr(catalog: &Catalog, class: &ClassInfo, expr: &Expr, args: &[Value]) -> Result<Pred> {
     Ok(match expr {
         Expr::True => Pred::True,
         Expr::False => Pred::False,
-        Expr::And(items) => Pred::And(items.iter().map(|e| bind_expr(catalog, class, e, args)).collect::<Result<_>>()?),
-        Expr::Or(items) => Pred::Or(items.iter().map(|e| bind_expr(catalog, class, e, args)).collect::<Result<_>>()?),
+        Expr::And(items) => Pred::And(
+            items
+                .iter()
+                .map(|e| bind_expr(catalog, class, e, args))
+                .collect::<Result<_>>()?,
+        ),
+        Expr::Or(items) => Pred::Or(
+            items
+                .iter()
+                .map(|e| bind_expr(catalog, class, e, args))
+                .collect::<Result<_>>()?,
+        ),
         Expr::Not(e) => Pred::Not(Box::new(bind_expr(catalog, class, e, args)?)),
         Expr::Compare(c) => {
             let left = bind_operand(&c.lhs, args)?;
@@ -112,28 +149,42 @@ fn bind_expr(catalog: &Catalog, class: &ClassInfo, expr: &Expr, args: &[Value]) 
                 return Err(invalid("a comparison needs at least one property"));
             }
             check_types(&left, &right, &types, c.op)?;
-            Pred::Cmp { left, op: c.op, right, ci: c.case_insensitive }
+            Pred::Cmp {
+                left,
+                op: c.op,
+                right,
+                ci: c.case_insensitive,
+            }
         }
     })
 }
 
 fn bind_operand(op: &Operand, args: &[Value]) -> Result<Side> {
     Ok(match op {
-        Operand::Property { path, collection_op, aggregate_property } => {
-            Side::Path(Path { names: path.clone(), op: *collection_op, aggregate_property: aggregate_property.clone() })
-        }
-        Operand::Argument(n) => Side::Const(
-            args.get(*n)
-                .cloned()
-                .ok_or_else(|| invalid(format!("the query uses ${n} but only {} argument(s) were given", args.len())))?,
-        ),
+        Operand::Property {
+            path,
+            collection_op,
+            aggregate_property,
+        } => Side::Path(Path {
+            names: path.clone(),
+            op: *collection_op,
+            aggregate_property: aggregate_property.clone(),
+        }),
+        Operand::Argument(n) => Side::Const(args.get(*n).cloned().ok_or_else(|| {
+            invalid(format!(
+                "the query uses ${n} but only {} argument(s) were given",
+                args.len()
+            ))
+        })?),
         Operand::Literal(l) => Side::Const(match l {
             Literal::Null => Value::Null,
             Literal::Bool(b) => Value::Bool(*b),
             Literal::Int(i) => Value::Int(*i),
             Literal::Double(d) => Value::Double(*d),
             Literal::String(s) => Value::String(s.clone()),
-            Literal::Timestamp { seconds, nanos } => Value::Timestamp(Timestamp::new(*seconds, *nanos)),
+            Literal::Timestamp { seconds, nanos } => {
+                Value::Timestamp(Timestamp::new(*seconds, *nanos))
+            }
             Literal::Binary(b) => Value::Binary(b.clone()),
         }),
     })
@@ -145,19 +196,33 @@ fn result_type(p: &ResolvedPath) -> PropertyType {
         (Some(CollectionOp::Count), _) => PropertyType::Int,
         (Some(CollectionOp::Avg), _) => PropertyType::Double,
         (Some(_), Some((_, prop))) => prop.ty,
-        _ => p.props.last().map_or(PropertyType::Int, |(_, prop)| prop.ty),
+        _ => p
+            .props
+            .last()
+            .map_or(PropertyType::Int, |(_, prop)| prop.ty),
     }
 }
 
-fn check_types(left: &Side, right: &Side, types: &[Option<PropertyType>], op: CompareOp) -> Result<()> {
+fn check_types(
+    left: &Side,
+    right: &Side,
+    types: &[Option<PropertyType>],
+    op: CompareOp,
+) -> Result<()> {
     let (ty, constant) = match (left, right) {
         (Side::Path(_), Side::Const(v)) => (types[0].expect("path"), v),
         (Side::Const(v), Side::Path(_)) => (types[1].expect("path"), v),
         _ => return Ok(()),
     };
-    let string_op = matches!(op, CompareOp::BeginsWith | CompareOp::EndsWith | CompareOp::Contains | CompareOp::Like);
+    let string_op = matches!(
+        op,
+        CompareOp::BeginsWith | CompareOp::EndsWith | CompareOp::Contains | CompareOp::Like
+    );
     if string_op && !matches!(ty, PropertyType::String | PropertyType::Binary) {
-        return Err(invalid(format!("string operators need a string or binary property, not {}", ty.name())));
+        return Err(invalid(format!(
+            "string operators need a string or binary property, not {}",
+            ty.name()
+        )));
     }
     let ok = match constant {
         Value::Null => true,
@@ -169,12 +234,23 @@ fn check_types(left: &Side, right: &Side, types: &[Option<PropertyType>], op: Co
         Value::Link(_) => ty == PropertyType::Link,
     };
     if !ok {
-        return Err(invalid(format!("cannot compare a {} property with a {} value", ty.name(), constant.type_name())));
+        return Err(invalid(format!(
+            "cannot compare a {} property with a {} value",
+            ty.name(),
+            constant.type_name()
+        )));
     }
-    if matches!(op, CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge)
-        && matches!(ty, PropertyType::Bool | PropertyType::Link | PropertyType::Binary)
-    {
-        return Err(invalid(format!("{} properties cannot be ordered with <, <=, > or >=", ty.name())));
+    if matches!(
+        op,
+        CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+    ) && matches!(
+        ty,
+        PropertyType::Bool | PropertyType::Link | PropertyType::Binary
+    ) {
+        return Err(invalid(format!(
+            "{} properties cannot be ordered with <, <=, > or >=",
+            ty.name()
+        )));
     }
     Ok(())
 }
@@ -192,7 +268,10 @@ pub(crate) fn resolve(catalog: &Catalog, class: &ClassInfo, path: &Path) -> Resu
         let class_id = current.id;
         if !last {
             if prop.ty != PropertyType::Link {
-                return Err(invalid(format!("'{}.{name}' is not a link, so the path cannot continue", current.name)));
+                return Err(invalid(format!(
+                    "'{}.{name}' is not a link, so the path cannot continue",
+                    current.name
+                )));
             }
             current = catalog.class_by_id_required(prop.link_class())?;
         }
@@ -205,7 +284,9 @@ pub(crate) fn resolve(catalog: &Catalog, class: &ClassInfo, path: &Path) -> Resu
                 return Err(invalid(format!("'@…{name}' needs a list of links")));
             }
             let target = catalog.class_by_id_required(list.link_class())?;
-            let p = target.prop(name).ok_or_else(|| invalid(format!("class '{}' has no property '{name}'", target.name)))?;
+            let p = target.prop(name).ok_or_else(|| {
+                invalid(format!("class '{}' has no property '{name}'", target.name))
+            })?;
             Some((target.id, p.clone()))
         }
         _ => None,
@@ -213,11 +294,26 @@ pub(crate) fn resolve(catalog: &Catalog, class: &ClassInfo, path: &Path) -> Resu
     if let Some(op) = path.op {
         let (_, last) = props.last().ok_or_else(|| invalid("empty path"))?;
         if !last.is_list() {
-            return Err(invalid(format!("collection operator {op:?} needs a list property, and '{}' is not one", last.name)));
+            return Err(invalid(format!(
+                "collection operator {op:?} needs a list property, and '{}' is not one",
+                last.name
+            )));
         }
-        if op != CollectionOp::Count && aggregate.is_none() && !last.ty.is_numeric() && last.ty != PropertyType::Timestamp {
-            return Err(invalid(format!("@min/@max/@sum/@avg need numbers, and '{}' holds {}", last.name, last.ty.name())));
+        if op != CollectionOp::Count
+            && aggregate.is_none()
+            && !last.ty.is_numeric()
+            && last.ty != PropertyType::Timestamp
+        {
+            return Err(invalid(format!(
+                "@min/@max/@sum/@avg need numbers, and '{}' holds {}",
+                last.name,
+                last.ty.name()
+            )));
         }
     }
-    Ok(ResolvedPath { props, op: path.op, aggregate })
+    Ok(ResolvedPath {
+        props,
+        op: path.op,
+        aggregate,
+    })
 }

@@ -15,6 +15,7 @@ use crate::store::view::{chunk_of, ChunkData, View};
 use crate::store::write::or_default;
 use crate::value::{compare_values, ObjLink, Value, ValueRef};
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// A predicate with every path resolved for one evaluation.
@@ -24,7 +25,12 @@ enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
     Not(Box<Node>),
-    Cmp { left: Operand, op: CompareOp, right: Operand, ci: bool },
+    Cmp {
+        left: Operand,
+        op: CompareOp,
+        right: Operand,
+        ci: bool,
+    },
 }
 
 enum Operand {
@@ -36,10 +42,23 @@ fn prepare(catalog: &Catalog, class: &ClassInfo, pred: &Pred) -> Result<Node> {
     Ok(match pred {
         Pred::True => Node::True,
         Pred::False => Node::False,
-        Pred::And(v) => Node::And(v.iter().map(|p| prepare(catalog, class, p)).collect::<Result<_>>()?),
-        Pred::Or(v) => Node::Or(v.iter().map(|p| prepare(catalog, class, p)).collect::<Result<_>>()?),
+        Pred::And(v) => Node::And(
+            v.iter()
+                .map(|p| prepare(catalog, class, p))
+                .collect::<Result<_>>()?,
+        ),
+        Pred::Or(v) => Node::Or(
+            v.iter()
+                .map(|p| prepare(catalog, class, p))
+                .collect::<Result<_>>()?,
+        ),
         Pred::Not(p) => Node::Not(Box::new(prepare(catalog, class, p)?)),
-        Pred::Cmp { left, op, right, ci } => Node::Cmp {
+        Pred::Cmp {
+            left,
+            op,
+            right,
+            ci,
+        } => Node::Cmp {
             left: prepare_side(catalog, class, left)?,
             op: *op,
             right: prepare_side(catalog, class, right)?,
@@ -68,23 +87,35 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn column_value<'c>(&self, cols: &'c mut ChunkColumns<'a>, prop: &PropInfo, key: u64) -> Result<Value> {
+    fn column_value<'c>(
+        &self,
+        cols: &'c mut ChunkColumns<'a>,
+        prop: &PropInfo,
+        key: u64,
+    ) -> Result<Value> {
         let (chunk, row) = chunk_of(key);
         if chunk != cols.chunk {
             return Ok(or_default(self.view.get(self.class, prop, key)?.as_ref(), prop).to_owned());
         }
-        if !cols.data.contains_key(&prop.id) {
-            let data = self.view.chunk(self.class.id, prop.id, chunk)?;
-            cols.data.insert(prop.id, data);
-        }
-        let data = &cols.data[&prop.id];
+        let data = match cols.data.entry(prop.id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.view.chunk(self.class.id, prop.id, chunk)?),
+        };
         let view = data.view(prop.link_class())?;
         Ok(or_default(view.get(row)?, prop).to_owned())
     }
 
     /// Every value a path yields for object `key` (several when it crosses a list: ANY).
-    fn path_values(&self, cols: &mut ChunkColumns<'a>, path: &ResolvedPath, key: u64) -> Result<Vec<Value>> {
-        let mut objects = vec![ObjLink { class_id: self.class.id, key }];
+    fn path_values(
+        &self,
+        cols: &mut ChunkColumns<'a>,
+        path: &ResolvedPath,
+        key: u64,
+    ) -> Result<Vec<Value>> {
+        let mut objects = vec![ObjLink {
+            class_id: self.class.id,
+            key,
+        }];
         let n = path.props.len();
         for (i, (class_id, prop)) in path.props.iter().enumerate() {
             let last = i + 1 == n;
@@ -101,7 +132,9 @@ impl<'a> Ctx<'a> {
                 } else if i == 0 {
                     values.push(self.column_value(cols, prop, obj.key)?);
                 } else {
-                    values.push(or_default(self.view.get(class, prop, obj.key)?.as_ref(), prop).to_owned());
+                    values.push(
+                        or_default(self.view.get(class, prop, obj.key)?.as_ref(), prop).to_owned(),
+                    );
                 }
             }
             if last {
@@ -134,7 +167,10 @@ impl<'a> Ctx<'a> {
                 let mut out = Vec::new();
                 for v in items {
                     if let Value::Link(l) = v {
-                        out.push(or_default(self.view.get(class, prop, l.key)?.as_ref(), prop).to_owned());
+                        out.push(
+                            or_default(self.view.get(class, prop, l.key)?.as_ref(), prop)
+                                .to_owned(),
+                        );
                     }
                 }
                 out
@@ -144,7 +180,12 @@ impl<'a> Ctx<'a> {
         Ok(aggregate(op, numbers.iter().map(Value::as_ref)))
     }
 
-    fn operand_values(&self, cols: &mut ChunkColumns<'a>, op: &Operand, key: u64) -> Result<Vec<Value>> {
+    fn operand_values(
+        &self,
+        cols: &mut ChunkColumns<'a>,
+        op: &Operand,
+        key: u64,
+    ) -> Result<Vec<Value>> {
         match op {
             Operand::Const(v) => Ok(vec![v.clone()]),
             Operand::Path(p) => self.path_values(cols, p, key),
@@ -172,9 +213,17 @@ impl<'a> Ctx<'a> {
                 false
             }
             Node::Not(n) => !self.test(cols, n, key)?,
-            Node::Cmp { left, op, right, ci } => {
+            Node::Cmp {
+                left,
+                op,
+                right,
+                ci,
+            } => {
                 if let (Operand::Path(p), Operand::Const(Value::Int(c))) = (left, right) {
-                    if let Some(prop) = p.direct_column().filter(|p| p.ty == crate::value::PropertyType::Int) {
+                    if let Some(prop) = p
+                        .direct_column()
+                        .filter(|p| p.ty == crate::value::PropertyType::Int)
+                    {
                         if let Some(v) = self.fast_int(cols, prop, key)? {
                             return Ok(matches_ord(*op, v.cmp(c)));
                         }
@@ -182,22 +231,28 @@ impl<'a> Ctx<'a> {
                 }
                 let lv = self.operand_values(cols, left, key)?;
                 let rv = self.operand_values(cols, right, key)?;
-                lv.iter().any(|l| rv.iter().any(|r| compare(l.as_ref(), *op, r.as_ref(), *ci)))
+                lv.iter()
+                    .any(|l| rv.iter().any(|r| compare(l.as_ref(), *op, r.as_ref(), *ci)))
             }
         })
     }
 
     /// Reads an INT column value straight from its encoded chunk (None: fall back).
-    fn fast_int(&self, cols: &mut ChunkColumns<'a>, prop: &PropInfo, key: u64) -> Result<Option<i64>> {
+    fn fast_int(
+        &self,
+        cols: &mut ChunkColumns<'a>,
+        prop: &PropInfo,
+        key: u64,
+    ) -> Result<Option<i64>> {
         let (chunk, row) = chunk_of(key);
         if chunk != cols.chunk {
             return Ok(None);
         }
-        if !cols.data.contains_key(&prop.id) {
-            let data = self.view.chunk(self.class.id, prop.id, chunk)?;
-            cols.data.insert(prop.id, data);
-        }
-        let view = cols.data[&prop.id].view(0)?;
+        let data = match cols.data.entry(prop.id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.view.chunk(self.class.id, prop.id, chunk)?),
+        };
+        let view = data.view(0)?;
         Ok(match view.int_at(row)? {
             Some(v) => Some(v),
             None if !prop.is_nullable() => Some(0),
@@ -223,7 +278,9 @@ pub(crate) fn compare(l: ValueRef<'_>, op: CompareOp, r: ValueRef<'_>, ci: bool)
     match op {
         CompareOp::Eq | CompareOp::Ne => {
             let equal = match (l, r) {
-                (ValueRef::String(a), ValueRef::String(b)) if ci => a.to_lowercase() == b.to_lowercase(),
+                (ValueRef::String(a), ValueRef::String(b)) if ci => {
+                    a.to_lowercase() == b.to_lowercase()
+                }
                 (ValueRef::Null, ValueRef::Null) => true,
                 (ValueRef::Null, _) | (_, ValueRef::Null) => false,
                 _ => compare_values(l, r) == Some(Ordering::Equal),
@@ -238,8 +295,12 @@ pub(crate) fn compare(l: ValueRef<'_>, op: CompareOp, r: ValueRef<'_>, ci: bool)
         }
         CompareOp::BeginsWith | CompareOp::EndsWith | CompareOp::Contains | CompareOp::Like => {
             let (hay, needle): (Vec<u8>, Vec<u8>) = match (l, r) {
-                (ValueRef::String(a), ValueRef::String(b)) if ci => (a.to_lowercase().into_bytes(), b.to_lowercase().into_bytes()),
-                (ValueRef::String(a), ValueRef::String(b)) => (a.as_bytes().to_vec(), b.as_bytes().to_vec()),
+                (ValueRef::String(a), ValueRef::String(b)) if ci => {
+                    (a.to_lowercase().into_bytes(), b.to_lowercase().into_bytes())
+                }
+                (ValueRef::String(a), ValueRef::String(b)) => {
+                    (a.as_bytes().to_vec(), b.as_bytes().to_vec())
+                }
                 (ValueRef::Binary(a), ValueRef::Binary(b)) => (a.to_vec(), b.to_vec()),
                 (ValueRef::String(a), ValueRef::Binary(b)) => (a.as_bytes().to_vec(), b.to_vec()),
                 _ => return false,
@@ -247,9 +308,14 @@ pub(crate) fn compare(l: ValueRef<'_>, op: CompareOp, r: ValueRef<'_>, ci: bool)
             match op {
                 CompareOp::BeginsWith => hay.starts_with(&needle),
                 CompareOp::EndsWith => hay.ends_with(&needle),
-                CompareOp::Contains => needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice()),
+                CompareOp::Contains => {
+                    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice())
+                }
                 _ => match (std::str::from_utf8(&hay), std::str::from_utf8(&needle)) {
-                    (Ok(h), Ok(n)) => like(&h.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>()),
+                    (Ok(h), Ok(n)) => like(
+                        &h.chars().collect::<Vec<_>>(),
+                        &n.chars().collect::<Vec<_>>(),
+                    ),
                     _ => false,
                 },
             }
@@ -296,7 +362,11 @@ pub(crate) fn aggregate<'v>(op: CollectionOp, values: impl Iterator<Item = Value
             CollectionOp::Min | CollectionOp::Max => {
                 let better = best.as_ref().is_none_or(|b| {
                     let o = compare_values(v, b.as_ref());
-                    if op == CollectionOp::Min { o == Some(Ordering::Less) } else { o == Some(Ordering::Greater) }
+                    if op == CollectionOp::Min {
+                        o == Some(Ordering::Less)
+                    } else {
+                        o == Some(Ordering::Greater)
+                    }
                 });
                 if better {
                     best = Some(v.to_owned());
@@ -342,14 +412,26 @@ fn index_candidates(ctx: &Ctx<'_>, node: &Node) -> Result<Option<Vec<u64>>> {
         },
         _ => return Ok(None),
     };
-    let Some((prop, value)) = indexable(ctx, cmp) else { return Ok(None) };
-    let (mut keys, _) = ctx.view.index_lookup(ctx.class.id, prop.id, value.as_ref())?;
+    let Some((prop, value)) = indexable(ctx, cmp) else {
+        return Ok(None);
+    };
+    let (mut keys, _) = ctx
+        .view
+        .index_lookup(ctx.class.id, prop.id, value.as_ref())?;
     keys.sort_unstable();
     Ok(Some(keys))
 }
 
 fn indexable<'n>(ctx: &Ctx<'_>, node: &'n Node) -> Option<(&'n PropInfo, &'n Value)> {
-    let Node::Cmp { left, op: CompareOp::Eq, right, ci: false } = node else { return None };
+    let Node::Cmp {
+        left,
+        op: CompareOp::Eq,
+        right,
+        ci: false,
+    } = node
+    else {
+        return None;
+    };
     let (path, value) = match (left, right) {
         (Operand::Path(p), Operand::Const(v)) | (Operand::Const(v), Operand::Path(p)) => (p, v),
         _ => return None,
@@ -364,7 +446,11 @@ fn indexable<'n>(ctx: &Ctx<'_>, node: &'n Node) -> Option<(&'n PropInfo, &'n Val
 pub(crate) fn matching_keys(view: View<'_>, class: &ClassInfo, pred: &Pred) -> Result<Vec<u64>> {
     let catalog = view.catalog();
     let node = prepare(catalog, class, pred)?;
-    let ctx = Ctx { view, catalog, class };
+    let ctx = Ctx {
+        view,
+        catalog,
+        class,
+    };
     if let Node::True = node {
         return view.live_keys(class.id);
     }
@@ -374,7 +460,10 @@ pub(crate) fn matching_keys(view: View<'_>, class: &ClassInfo, pred: &Pred) -> R
             if !view.is_live(class.id, key)? {
                 continue;
             }
-            let mut cols = ChunkColumns { chunk: chunk_of(key).0, data: HashMap::new() };
+            let mut cols = ChunkColumns {
+                chunk: chunk_of(key).0,
+                data: HashMap::new(),
+            };
             if ctx.test(&mut cols, &node, key)? {
                 out.push(key);
             }
@@ -387,7 +476,10 @@ pub(crate) fn matching_keys(view: View<'_>, class: &ClassInfo, pred: &Pred) -> R
         if bits.iter().all(|w| *w == 0) {
             continue;
         }
-        let mut cols = ChunkColumns { chunk, data: HashMap::new() };
+        let mut cols = ChunkColumns {
+            chunk,
+            data: HashMap::new(),
+        };
         for (w, word) in bits.iter().enumerate() {
             let mut word = *word;
             while word != 0 {
@@ -404,28 +496,55 @@ pub(crate) fn matching_keys(view: View<'_>, class: &ClassInfo, pred: &Pred) -> R
 
 /// The value of `path` for each key, for sorting and distinct (the first value when a path
 /// crosses a list).
-pub(crate) fn values_for(view: View<'_>, class: &ClassInfo, path: &ResolvedPath, keys: &[u64]) -> Result<Vec<Value>> {
+pub(crate) fn values_for(
+    view: View<'_>,
+    class: &ClassInfo,
+    path: &ResolvedPath,
+    keys: &[u64],
+) -> Result<Vec<Value>> {
     let catalog = view.catalog();
-    let ctx = Ctx { view, catalog, class };
+    let ctx = Ctx {
+        view,
+        catalog,
+        class,
+    };
     let mut out = Vec::with_capacity(keys.len());
-    let mut cols = ChunkColumns { chunk: u64::MAX, data: HashMap::new() };
+    let mut cols = ChunkColumns {
+        chunk: u64::MAX,
+        data: HashMap::new(),
+    };
     for &key in keys {
         let chunk = chunk_of(key).0;
         if chunk != cols.chunk {
-            cols = ChunkColumns { chunk, data: HashMap::new() };
+            cols = ChunkColumns {
+                chunk,
+                data: HashMap::new(),
+            };
         }
-        out.push(ctx.path_values(&mut cols, path, key)?.into_iter().next().unwrap_or(Value::Null));
+        out.push(
+            ctx.path_values(&mut cols, path, key)?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null),
+        );
     }
     Ok(out)
 }
 
 /// Min/max/sum/average of a direct numeric or timestamp property over `keys` (in key order),
 /// reading each chunk once.
-pub(crate) fn aggregate_keys(view: View<'_>, class: &ClassInfo, prop: &PropInfo, keys: &[u64], op: CollectionOp) -> Result<Value> {
+pub(crate) fn aggregate_keys(
+    view: View<'_>,
+    class: &ClassInfo,
+    prop: &PropInfo,
+    keys: &[u64],
+    op: CollectionOp,
+) -> Result<Value> {
     let mut values: Vec<Value> = Vec::new();
     let mut i = 0;
     let mut ints: Vec<i64> = Vec::new();
-    let int_fast = prop.ty == crate::value::PropertyType::Int && matches!(op, CollectionOp::Sum | CollectionOp::Avg);
+    let int_fast = prop.ty == crate::value::PropertyType::Int
+        && matches!(op, CollectionOp::Sum | CollectionOp::Avg);
     while i < keys.len() {
         let chunk = chunk_of(keys[i]).0;
         let data = view.chunk(class.id, prop.id, chunk)?;
@@ -464,7 +583,12 @@ mod tests {
 
     #[test]
     fn like_matches_wildcards() {
-        let m = |t: &str, p: &str| like(&t.chars().collect::<Vec<_>>(), &p.chars().collect::<Vec<_>>());
+        let m = |t: &str, p: &str| {
+            like(
+                &t.chars().collect::<Vec<_>>(),
+                &p.chars().collect::<Vec<_>>(),
+            )
+        };
         assert!(m("hello", "h*o"));
         assert!(m("hello", "h?llo"));
         assert!(m("hello", "*"));
@@ -476,10 +600,35 @@ mod tests {
 
     #[test]
     fn string_operators_honour_case_flag() {
-        assert!(compare(ValueRef::String("Hello"), CompareOp::BeginsWith, ValueRef::String("he"), true));
-        assert!(!compare(ValueRef::String("Hello"), CompareOp::BeginsWith, ValueRef::String("he"), false));
-        assert!(compare(ValueRef::String("Hello"), CompareOp::Eq, ValueRef::String("HELLO"), true));
-        assert!(!compare(ValueRef::Null, CompareOp::Lt, ValueRef::Int(3), false));
-        assert!(compare(ValueRef::Null, CompareOp::Eq, ValueRef::Null, false));
+        assert!(compare(
+            ValueRef::String("Hello"),
+            CompareOp::BeginsWith,
+            ValueRef::String("he"),
+            true
+        ));
+        assert!(!compare(
+            ValueRef::String("Hello"),
+            CompareOp::BeginsWith,
+            ValueRef::String("he"),
+            false
+        ));
+        assert!(compare(
+            ValueRef::String("Hello"),
+            CompareOp::Eq,
+            ValueRef::String("HELLO"),
+            true
+        ));
+        assert!(!compare(
+            ValueRef::Null,
+            CompareOp::Lt,
+            ValueRef::Int(3),
+            false
+        ));
+        assert!(compare(
+            ValueRef::Null,
+            CompareOp::Eq,
+            ValueRef::Null,
+            false
+        ));
     }
 }

@@ -34,7 +34,8 @@ impl PropInfo {
         self.flags.contains(PropertyFlags::LIST)
     }
     pub(crate) fn is_nullable(&self) -> bool {
-        self.flags.contains(PropertyFlags::NULLABLE) || (self.ty == PropertyType::Link && !self.is_list())
+        self.flags.contains(PropertyFlags::NULLABLE)
+            || (self.ty == PropertyType::Link && !self.is_list())
     }
     pub(crate) fn is_indexed(&self) -> bool {
         self.flags.contains(PropertyFlags::INDEXED)
@@ -66,7 +67,8 @@ impl ClassInfo {
         self.pk.and_then(|id| self.prop_by_id(id))
     }
     pub(crate) fn require_prop(&self, name: &str) -> Result<&PropInfo> {
-        self.prop(name).ok_or_else(|| Error::no_such_property(&self.name, name))
+        self.prop(name)
+            .ok_or_else(|| Error::no_such_property(&self.name, name))
     }
 }
 
@@ -80,11 +82,20 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     pub(crate) fn new() -> Catalog {
-        Catalog { classes: Vec::new(), next_class_id: 1, by_name: HashMap::new() }
+        Catalog {
+            classes: Vec::new(),
+            next_class_id: 1,
+            by_name: HashMap::new(),
+        }
     }
 
     fn reindex(&mut self) {
-        self.by_name = self.classes.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        self.by_name = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
     }
 
     pub(crate) fn class(&self, name: &str) -> Option<&ClassInfo> {
@@ -100,8 +111,12 @@ impl Catalog {
     }
 
     pub(crate) fn class_by_id_required(&self, id: u32) -> Result<&ClassInfo> {
-        self.class_by_id(id)
-            .ok_or_else(|| Error::new(ErrorCode::NoSuchClass, format!("class id {id} is not in the schema")))
+        self.class_by_id(id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::NoSuchClass,
+                format!("class id {id} is not in the schema"),
+            )
+        })
     }
 
     /// The user-facing schema.
@@ -109,10 +124,17 @@ impl Catalog {
         let mut schema = Schema::new();
         for c in &self.classes {
             let pk = c.pk_prop().map(|p| p.name.as_str());
-            schema.add_class(&c.name, pk).expect("catalog names are valid");
+            schema
+                .add_class(&c.name, pk)
+                .expect("catalog names are valid");
             for p in &c.props {
-                let target = p.target.and_then(|t| self.class_by_id(t)).map(|t| t.name.as_str());
-                schema.add_property(&c.name, &p.name, p.ty, p.flags, target).expect("catalog properties are valid");
+                let target = p
+                    .target
+                    .and_then(|t| self.class_by_id(t))
+                    .map(|t| t.name.as_str());
+                schema
+                    .add_property(&c.name, &p.name, p.ty, p.flags, target)
+                    .expect("catalog properties are valid");
             }
         }
         schema
@@ -122,7 +144,13 @@ impl Catalog {
     pub(crate) fn add_class(&mut self, name: &str) -> u32 {
         let id = self.next_class_id;
         self.next_class_id += 1;
-        self.classes.push(ClassInfo { id, name: name.to_owned(), pk: None, props: Vec::new(), next_prop_id: 1 });
+        self.classes.push(ClassInfo {
+            id,
+            name: name.to_owned(),
+            pk: None,
+            props: Vec::new(),
+            next_prop_id: 1,
+        });
         self.reindex();
         id
     }
@@ -140,16 +168,28 @@ impl Catalog {
             Some(t) => Some(self.require_class(t)?.id),
             None => None,
         };
-        let idx = *self.by_name.get(class).ok_or_else(|| Error::no_such_class(class))?;
+        let idx = *self
+            .by_name
+            .get(class)
+            .ok_or_else(|| Error::no_such_class(class))?;
         let c = &mut self.classes[idx];
         let id = c.next_prop_id;
         c.next_prop_id += 1;
-        c.props.push(PropInfo { id, name: name.to_owned(), ty, flags, target });
+        c.props.push(PropInfo {
+            id,
+            name: name.to_owned(),
+            ty,
+            flags,
+            target,
+        });
         Ok(id)
     }
 
     pub(crate) fn set_primary_key(&mut self, class: &str, prop: Option<&str>) -> Result<()> {
-        let idx = *self.by_name.get(class).ok_or_else(|| Error::no_such_class(class))?;
+        let idx = *self
+            .by_name
+            .get(class)
+            .ok_or_else(|| Error::no_such_class(class))?;
         let id = match prop {
             Some(p) => Some(self.classes[idx].require_prop(p)?.id),
             None => None,
@@ -190,9 +230,18 @@ impl Catalog {
     }
 
     pub(crate) fn from_json(text: &[u8]) -> Result<Catalog> {
-        let bad = || Error::new(ErrorCode::IncompatibleFile, "the realm file's catalog is corrupt");
+        let bad = || {
+            Error::new(
+                ErrorCode::IncompatibleFile,
+                "the realm file's catalog is corrupt",
+            )
+        };
         let doc: Json = serde_json::from_slice(text).map_err(|_| bad())?;
-        let u32_of = |v: &Json| v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad);
+        let u32_of = |v: &Json| {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(bad)
+        };
         let mut cat = Catalog::new();
         cat.next_class_id = u32_of(&doc["next_class_id"])?;
         for c in doc["classes"].as_array().ok_or_else(bad)? {
@@ -201,15 +250,26 @@ impl Catalog {
                 props.push(PropInfo {
                     id: u32_of(&p["id"])?,
                     name: p["name"].as_str().ok_or_else(bad)?.to_owned(),
-                    ty: p["type"].as_str().and_then(PropertyType::from_name).ok_or_else(bad)?,
+                    ty: p["type"]
+                        .as_str()
+                        .and_then(PropertyType::from_name)
+                        .ok_or_else(bad)?,
                     flags: PropertyFlags::from_bits(u32_of(&p["flags"])?).map_err(|_| bad())?,
-                    target: if p["target"].is_null() { None } else { Some(u32_of(&p["target"])?) },
+                    target: if p["target"].is_null() {
+                        None
+                    } else {
+                        Some(u32_of(&p["target"])?)
+                    },
                 });
             }
             cat.classes.push(ClassInfo {
                 id: u32_of(&c["id"])?,
                 name: c["name"].as_str().ok_or_else(bad)?.to_owned(),
-                pk: if c["pk"].is_null() { None } else { Some(u32_of(&c["pk"])?) },
+                pk: if c["pk"].is_null() {
+                    None
+                } else {
+                    Some(u32_of(&c["pk"])?)
+                },
                 next_prop_id: u32_of(&c["next_prop_id"])?,
                 props,
             });
@@ -222,24 +282,28 @@ impl Catalog {
 /// One difference between a file's schema and a wanted schema.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SchemaChange {
-    AddClass { name: String },
-    AddProperty { class: String, name: String, ty: PropertyType, flags: PropertyFlags, target: Option<String> },
+    AddClass {
+        name: String,
+    },
+    AddProperty {
+        class: String,
+        name: String,
+        ty: PropertyType,
+        flags: PropertyFlags,
+        target: Option<String>,
+    },
     /// A new class's key, or a changed key of an existing class (`None`: no key any more).
-    SetPrimaryKey { class: String, prop: Option<String> },
-    RemoveProperty { class: String, name: String },
-    RemoveClass { name: String },
-}
-
-impl SchemaChange {
-    /// Whether the change only adds (allowed without data loss, and the only kind synced realms
-    /// accept).
-    pub(crate) fn is_additive(&self) -> bool {
-        match self {
-            SchemaChange::AddClass { .. } | SchemaChange::AddProperty { .. } => true,
-            // Giving a brand-new class its key is part of adding it; changing a key is not.
-            SchemaChange::SetPrimaryKey { .. } | SchemaChange::RemoveProperty { .. } | SchemaChange::RemoveClass { .. } => false,
-        }
-    }
+    SetPrimaryKey {
+        class: String,
+        prop: Option<String>,
+    },
+    RemoveProperty {
+        class: String,
+        name: String,
+    },
+    RemoveClass {
+        name: String,
+    },
 }
 
 /// The changes that turn a file's schema into a wanted one, split so that a migration can run
@@ -256,18 +320,6 @@ impl SchemaDiff {
     pub(crate) fn is_empty(&self) -> bool {
         self.first.is_empty() && self.last.is_empty()
     }
-
-    /// Whether the diff only adds classes and properties (what synced realms accept).
-    pub(crate) fn is_additive(&self) -> bool {
-        self.last.is_empty()
-            && self.first.iter().all(|c| match c {
-                SchemaChange::SetPrimaryKey { class, .. } => self
-                    .first
-                    .iter()
-                    .any(|a| matches!(a, SchemaChange::AddClass { name } if name == class)),
-                other => other.is_additive(),
-            })
-    }
 }
 
 /// The changes that turn the file's schema into `wanted`. A property whose type or flags
@@ -280,17 +332,26 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
         let existing = current.class(&class.name);
         if existing.is_none() {
             // Classes come before every property so that links can name any of them.
-            new_classes.push(SchemaChange::AddClass { name: class.name.clone() });
+            new_classes.push(SchemaChange::AddClass {
+                name: class.name.clone(),
+            });
         }
         for p in &class.properties {
             let same = existing.and_then(|c| c.prop(&p.name)).is_some_and(|old| {
                 old.ty == p.ty
                     && old.flags == p.flags
-                    && old.target.and_then(|t| current.class_by_id(t)).map(|t| &t.name) == p.target.as_ref()
+                    && old
+                        .target
+                        .and_then(|t| current.class_by_id(t))
+                        .map(|t| &t.name)
+                        == p.target.as_ref()
             });
             if !same {
                 if existing.and_then(|c| c.prop(&p.name)).is_some() {
-                    removes.push(SchemaChange::RemoveProperty { class: class.name.clone(), name: p.name.clone() });
+                    removes.push(SchemaChange::RemoveProperty {
+                        class: class.name.clone(),
+                        name: p.name.clone(),
+                    });
                 }
                 adds.push(SchemaChange::AddProperty {
                     class: class.name.clone(),
@@ -303,19 +364,27 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
         }
         let old_pk = existing.and_then(|c| c.pk_prop()).map(|p| p.name.clone());
         if old_pk != class.primary_key {
-            adds.push(SchemaChange::SetPrimaryKey { class: class.name.clone(), prop: class.primary_key.clone() });
+            adds.push(SchemaChange::SetPrimaryKey {
+                class: class.name.clone(),
+                prop: class.primary_key.clone(),
+            });
         }
         if let Some(c) = existing {
             for old in &c.props {
                 if class.property(&old.name).is_none() {
-                    removes.push(SchemaChange::RemoveProperty { class: class.name.clone(), name: old.name.clone() });
+                    removes.push(SchemaChange::RemoveProperty {
+                        class: class.name.clone(),
+                        name: old.name.clone(),
+                    });
                 }
             }
         }
     }
     for c in &current.classes {
         if wanted.class(&c.name).is_none() {
-            removes.push(SchemaChange::RemoveClass { name: c.name.clone() });
+            removes.push(SchemaChange::RemoveClass {
+                name: c.name.clone(),
+            });
         }
     }
     // A re-added property must be removed before it is added again.
@@ -325,5 +394,8 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
         ),
         _ => false,
     });
-    SchemaDiff { first: retyped.into_iter().chain(new_classes).chain(adds).collect(), last: pure_removes }
+    SchemaDiff {
+        first: retyped.into_iter().chain(new_classes).chain(adds).collect(),
+        last: pure_removes,
+    }
 }

@@ -34,7 +34,10 @@ pub(crate) const CHUNK_ROWS: u64 = 256;
 const HEADER: usize = 5;
 
 fn corrupt(what: &str) -> Error {
-    Error::new(ErrorCode::IncompatibleFile, format!("corrupt column chunk: {what}"))
+    Error::new(
+        ErrorCode::IncompatibleFile,
+        format!("corrupt column chunk: {what}"),
+    )
 }
 
 fn fixed_width(ty: PropertyType) -> Option<usize> {
@@ -54,7 +57,11 @@ pub(crate) fn encode(ty: PropertyType, values: &[Value]) -> Result<Vec<u8>> {
     let n = values.len();
     let mut out = Vec::with_capacity(HEADER + n.div_ceil(8) + n * fixed_width(ty).unwrap_or(12));
     out.push(ty as u8);
-    out.extend_from_slice(&u32::try_from(n).map_err(|_| Error::invalid("list too long"))?.to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(n)
+            .map_err(|_| Error::invalid("list too long"))?
+            .to_le_bytes(),
+    );
     let bitmap_at = out.len();
     out.resize(bitmap_at + n.div_ceil(8), 0);
     for (i, v) in values.iter().enumerate() {
@@ -62,7 +69,8 @@ pub(crate) fn encode(ty: PropertyType, values: &[Value]) -> Result<Vec<u8>> {
             out[bitmap_at + i / 8] |= 1 << (i % 8);
         }
     }
-    let mismatch = |v: &Value| Error::wrong_type(format!("expected {} but got {}", ty.name(), v.type_name()));
+    let mismatch =
+        |v: &Value| Error::wrong_type(format!("expected {} but got {}", ty.name(), v.type_name()));
     match ty {
         PropertyType::String | PropertyType::Binary => {
             let offsets_at = out.len();
@@ -90,17 +98,27 @@ pub(crate) fn encode(ty: PropertyType, values: &[Value]) -> Result<Vec<u8>> {
                     (PropertyType::Bool, Value::Bool(b)) => out.push(u8::from(*b)),
                     (PropertyType::Int, Value::Null) => out.extend_from_slice(&0i64.to_le_bytes()),
                     (PropertyType::Int, Value::Int(i)) => out.extend_from_slice(&i.to_le_bytes()),
-                    (PropertyType::Float, Value::Null) => out.extend_from_slice(&0f32.to_le_bytes()),
-                    (PropertyType::Float, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
-                    (PropertyType::Double, Value::Null) => out.extend_from_slice(&0f64.to_le_bytes()),
-                    (PropertyType::Double, Value::Double(d)) => out.extend_from_slice(&d.to_le_bytes()),
+                    (PropertyType::Float, Value::Null) => {
+                        out.extend_from_slice(&0f32.to_le_bytes())
+                    }
+                    (PropertyType::Float, Value::Float(f)) => {
+                        out.extend_from_slice(&f.to_le_bytes())
+                    }
+                    (PropertyType::Double, Value::Null) => {
+                        out.extend_from_slice(&0f64.to_le_bytes())
+                    }
+                    (PropertyType::Double, Value::Double(d)) => {
+                        out.extend_from_slice(&d.to_le_bytes())
+                    }
                     (PropertyType::Timestamp, Value::Null) => out.extend_from_slice(&[0; 12]),
                     (PropertyType::Timestamp, Value::Timestamp(t)) => {
                         out.extend_from_slice(&t.seconds.to_le_bytes());
                         out.extend_from_slice(&t.nanos.to_le_bytes());
                     }
                     (PropertyType::Link, Value::Null) => out.extend_from_slice(&0u64.to_le_bytes()),
-                    (PropertyType::Link, Value::Link(l)) => out.extend_from_slice(&l.key.to_le_bytes()),
+                    (PropertyType::Link, Value::Link(l)) => {
+                        out.extend_from_slice(&l.key.to_le_bytes())
+                    }
                     _ => return Err(mismatch(v)),
                 }
             }
@@ -128,28 +146,47 @@ impl<'a> ChunkView<'a> {
         if bytes.len() < HEADER {
             return Err(corrupt("shorter than its header"));
         }
-        let ty = PropertyType::from_code(i32::from(bytes[0])).ok_or_else(|| corrupt("unknown type"))?;
+        let ty =
+            PropertyType::from_code(i32::from(bytes[0])).ok_or_else(|| corrupt("unknown type"))?;
         let len = u32::from_le_bytes(bytes[1..5].try_into().expect("4 bytes")) as usize;
-        let bitmap_end = HEADER.checked_add(len.div_ceil(8)).ok_or_else(|| corrupt("length"))?;
-        let bitmap = bytes.get(HEADER..bitmap_end).ok_or_else(|| corrupt("truncated bitmap"))?;
+        let bitmap_end = HEADER
+            .checked_add(len.div_ceil(8))
+            .ok_or_else(|| corrupt("length"))?;
+        let bitmap = bytes
+            .get(HEADER..bitmap_end)
+            .ok_or_else(|| corrupt("truncated bitmap"))?;
         let rest = &bytes[bitmap_end..];
         let (offsets, payload) = match fixed_width(ty) {
             Some(w) => {
                 let need = len.checked_mul(w).ok_or_else(|| corrupt("length"))?;
-                (&rest[..0], rest.get(..need).ok_or_else(|| corrupt("truncated payload"))?)
+                (
+                    &rest[..0],
+                    rest.get(..need)
+                        .ok_or_else(|| corrupt("truncated payload"))?,
+                )
             }
             None => {
                 let table = (len + 1) * 4;
-                let offsets = rest.get(..table).ok_or_else(|| corrupt("truncated offsets"))?;
+                let offsets = rest
+                    .get(..table)
+                    .ok_or_else(|| corrupt("truncated offsets"))?;
                 let data = &rest[table..];
-                let last = u32::from_le_bytes(offsets[len * 4..].try_into().expect("4 bytes")) as usize;
+                let last =
+                    u32::from_le_bytes(offsets[len * 4..].try_into().expect("4 bytes")) as usize;
                 if last > data.len() {
                     return Err(corrupt("offset past the end"));
                 }
                 (offsets, data)
             }
         };
-        Ok(ChunkView { ty, len, bitmap, payload, offsets, link_class })
+        Ok(ChunkView {
+            ty,
+            len,
+            bitmap,
+            payload,
+            offsets,
+            link_class,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -177,7 +214,9 @@ impl<'a> ChunkView<'a> {
         if i >= self.len || self.is_null(i) {
             return None;
         }
-        Some(i64::from_le_bytes(self.fixed(i, 8).try_into().expect("8 bytes")))
+        Some(i64::from_le_bytes(
+            self.fixed(i, 8).try_into().expect("8 bytes"),
+        ))
     }
 
     /// The value at `i`; past the end reads as NULL (rows never written).
@@ -187,9 +226,15 @@ impl<'a> ChunkView<'a> {
         }
         Ok(match self.ty {
             PropertyType::Bool => ValueRef::Bool(self.payload[i] != 0),
-            PropertyType::Int => ValueRef::Int(i64::from_le_bytes(self.fixed(i, 8).try_into().expect("8"))),
-            PropertyType::Float => ValueRef::Float(f32::from_le_bytes(self.fixed(i, 4).try_into().expect("4"))),
-            PropertyType::Double => ValueRef::Double(f64::from_le_bytes(self.fixed(i, 8).try_into().expect("8"))),
+            PropertyType::Int => {
+                ValueRef::Int(i64::from_le_bytes(self.fixed(i, 8).try_into().expect("8")))
+            }
+            PropertyType::Float => {
+                ValueRef::Float(f32::from_le_bytes(self.fixed(i, 4).try_into().expect("4")))
+            }
+            PropertyType::Double => {
+                ValueRef::Double(f64::from_le_bytes(self.fixed(i, 8).try_into().expect("8")))
+            }
             PropertyType::Timestamp => {
                 let b = self.fixed(i, 12);
                 ValueRef::Timestamp(Timestamp {
@@ -203,9 +248,14 @@ impl<'a> ChunkView<'a> {
             }),
             PropertyType::String | PropertyType::Binary => {
                 let (start, end) = (self.offset(i), self.offset(i + 1));
-                let bytes = self.payload.get(start..end).ok_or_else(|| corrupt("bad string offsets"))?;
+                let bytes = self
+                    .payload
+                    .get(start..end)
+                    .ok_or_else(|| corrupt("bad string offsets"))?;
                 if self.ty == PropertyType::String {
-                    ValueRef::String(std::str::from_utf8(bytes).map_err(|_| corrupt("invalid UTF-8"))?)
+                    ValueRef::String(
+                        std::str::from_utf8(bytes).map_err(|_| corrupt("invalid UTF-8"))?,
+                    )
                 } else {
                     ValueRef::Binary(bytes)
                 }
@@ -214,8 +264,10 @@ impl<'a> ChunkView<'a> {
     }
 
     /// Decodes every value.
-    pub(crate) fn to_values(&self) -> Result<Vec<Value>> {
-        (0..self.len).map(|i| self.get(i).map(|v| v.to_owned())).collect()
+    pub(crate) fn to_values(self) -> Result<Vec<Value>> {
+        (0..self.len)
+            .map(|i| self.get(i).map(|v| v.to_owned()))
+            .collect()
     }
 }
 
@@ -231,14 +283,41 @@ mod tests {
     #[test]
     fn every_type_round_trips_with_nulls() {
         let cases: Vec<(PropertyType, Vec<Value>)> = vec![
-            (PropertyType::Bool, vec![Value::Bool(true), Value::Null, Value::Bool(false)]),
-            (PropertyType::Int, vec![Value::Int(-5), Value::Null, Value::Int(i64::MAX)]),
+            (
+                PropertyType::Bool,
+                vec![Value::Bool(true), Value::Null, Value::Bool(false)],
+            ),
+            (
+                PropertyType::Int,
+                vec![Value::Int(-5), Value::Null, Value::Int(i64::MAX)],
+            ),
             (PropertyType::Float, vec![Value::Float(1.5), Value::Null]),
-            (PropertyType::Double, vec![Value::Null, Value::Double(-2.25)]),
-            (PropertyType::String, vec![Value::from("héllo"), Value::Null, Value::from("")]),
-            (PropertyType::Binary, vec![Value::Binary(vec![0, 1, 2]), Value::Null]),
-            (PropertyType::Timestamp, vec![Value::Timestamp(Timestamp::new(-3, -5)), Value::Null]),
-            (PropertyType::Link, vec![Value::Link(ObjLink { class_id: 9, key: 42 }), Value::Null]),
+            (
+                PropertyType::Double,
+                vec![Value::Null, Value::Double(-2.25)],
+            ),
+            (
+                PropertyType::String,
+                vec![Value::from("héllo"), Value::Null, Value::from("")],
+            ),
+            (
+                PropertyType::Binary,
+                vec![Value::Binary(vec![0, 1, 2]), Value::Null],
+            ),
+            (
+                PropertyType::Timestamp,
+                vec![Value::Timestamp(Timestamp::new(-3, -5)), Value::Null],
+            ),
+            (
+                PropertyType::Link,
+                vec![
+                    Value::Link(ObjLink {
+                        class_id: 9,
+                        key: 42,
+                    }),
+                    Value::Null,
+                ],
+            ),
         ];
         for (ty, values) in cases {
             let bytes = encode(ty, &values).unwrap();
@@ -248,12 +327,21 @@ mod tests {
 
     #[test]
     fn wrong_type_is_refused() {
-        assert_eq!(encode(PropertyType::Int, &[Value::from("x")]).unwrap_err().code(), ErrorCode::WrongType);
+        assert_eq!(
+            encode(PropertyType::Int, &[Value::from("x")])
+                .unwrap_err()
+                .code(),
+            ErrorCode::WrongType
+        );
     }
 
     #[test]
     fn truncated_or_garbage_chunks_are_errors_not_panics() {
-        let bytes = encode(PropertyType::String, &[Value::from("abc"), Value::from("defg")]).unwrap();
+        let bytes = encode(
+            PropertyType::String,
+            &[Value::from("abc"), Value::from("defg")],
+        )
+        .unwrap();
         for cut in 0..bytes.len() {
             let _ = decode(&bytes[..cut], 0); // must not panic
         }

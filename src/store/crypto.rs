@@ -112,7 +112,8 @@ fn cipher_for(key: &[u8; 64], salt: &[u8; 32]) -> XChaCha20Poly1305 {
 
 fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| io::Error::other(format!("no randomness available: {e}")))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| io::Error::other(format!("no randomness available: {e}")))?;
     Ok(b)
 }
 
@@ -121,18 +122,29 @@ impl EncryptedBackend {
     ///
     /// Fails with a [`DecryptionError`] if the key is wrong or the file is not an encrypted
     /// realm.
-    pub(crate) fn open(file: File, key: &[u8; 64], read_only: bool) -> io::Result<EncryptedBackend> {
+    pub(crate) fn open(
+        file: File,
+        key: &[u8; 64],
+        read_only: bool,
+    ) -> io::Result<EncryptedBackend> {
         let len = file.metadata()?.len();
         if len == 0 {
             if read_only {
-                return Err(io::Error::new(io::ErrorKind::NotFound, "the encrypted realm file is empty"));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the encrypted realm file is empty",
+                ));
             }
             let salt = random_bytes::<32>()?;
             let backend = EncryptedBackend {
                 cipher: cipher_for(key, &salt),
                 file,
                 salt,
-                state: Mutex::new(HeaderState { logical_len: 0, written: 0, dirty: true }),
+                state: Mutex::new(HeaderState {
+                    logical_len: 0,
+                    written: 0,
+                    dirty: true,
+                }),
                 whole_file_locked: AtomicBool::new(false),
                 read_only,
             };
@@ -143,12 +155,16 @@ impl EncryptedBackend {
         file.read_exact_at(&mut header, 0)
             .map_err(|_| decryption_error("the file is too short to be an encrypted realm"))?;
         if &header[..8] != MAGIC {
-            return Err(decryption_error("the file is not encrypted, but an encryption key was given"));
+            return Err(decryption_error(
+                "the file is not encrypted, but an encryption key was given",
+            ));
         }
         let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
         let block = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
         if format != FORMAT || u64::from(block) != BLOCK {
-            return Err(decryption_error(format!("unsupported encrypted format {format} (block size {block})")));
+            return Err(decryption_error(format!(
+                "unsupported encrypted format {format} (block size {block})"
+            )));
         }
         let salt: [u8; 32] = header[16..48].try_into().expect("32 bytes");
         let cipher = cipher_for(key, &salt);
@@ -157,7 +173,9 @@ impl EncryptedBackend {
         let tag = Tag::from_slice(&header[88..104]);
         cipher
             .decrypt_in_place_detached(nonce, &header[..48], &mut body, tag)
-            .map_err(|_| decryption_error("wrong encryption key (or the file header was tampered with)"))?;
+            .map_err(|_| {
+                decryption_error("wrong encryption key (or the file header was tampered with)")
+            })?;
         let logical_len = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
         let written = u64::from_le_bytes(body[8..].try_into().expect("8 bytes"));
         if len < HEADER + written * SEALED_BLOCK {
@@ -167,7 +185,11 @@ impl EncryptedBackend {
             file,
             cipher,
             salt,
-            state: Mutex::new(HeaderState { logical_len, written, dirty: false }),
+            state: Mutex::new(HeaderState {
+                logical_len,
+                written,
+                dirty: false,
+            }),
             whole_file_locked: AtomicBool::new(false),
             read_only,
         })
@@ -208,13 +230,19 @@ impl EncryptedBackend {
     }
 
     /// The plaintext of block `index` (zeros if never written).
-    fn read_block(&self, index: u64, written: u64, out: &mut [u8; BLOCK as usize]) -> io::Result<()> {
+    fn read_block(
+        &self,
+        index: u64,
+        written: u64,
+        out: &mut [u8; BLOCK as usize],
+    ) -> io::Result<()> {
         if index >= written {
             out.fill(0);
             return Ok(());
         }
         let mut sealed = [0u8; SEALED_BLOCK as usize];
-        self.file.read_exact_at(&mut sealed, HEADER + index * SEALED_BLOCK)?;
+        self.file
+            .read_exact_at(&mut sealed, HEADER + index * SEALED_BLOCK)?;
         let (nonce, rest) = sealed.split_at(NONCE as usize);
         let (body, tag) = rest.split_at(BLOCK as usize);
         out.copy_from_slice(body);
@@ -230,10 +258,15 @@ impl EncryptedBackend {
         sealed.extend_from_slice(plain);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &self.aad(index), &mut sealed[NONCE as usize..])
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &self.aad(index),
+                &mut sealed[NONCE as usize..],
+            )
             .map_err(|_| io::Error::other("encryption failed"))?;
         sealed.extend_from_slice(&tag);
-        self.file.write_all_at(&sealed, HEADER + index * SEALED_BLOCK)
+        self.file
+            .write_all_at(&sealed, HEADER + index * SEALED_BLOCK)
     }
 
     fn whole(start: Bound<u64>, end: Bound<u64>) -> bool {
@@ -241,7 +274,11 @@ impl EncryptedBackend {
     }
 
     fn lock_whole_file(&self, shared: bool) -> Result<bool, BackendError> {
-        let result = if shared { self.file.try_lock_shared() } else { self.file.try_lock() };
+        let result = if shared {
+            self.file.try_lock_shared()
+        } else {
+            self.file.try_lock()
+        };
         match result {
             Ok(()) => {
                 self.whole_file_locked.store(true, Ordering::Release);
@@ -263,9 +300,14 @@ impl StorageBackend for EncryptedBackend {
             let s = self.state.lock();
             (s.logical_len, s.written)
         };
-        let end = offset.checked_add(out.len() as u64).ok_or_else(|| io::Error::other("read past the end"))?;
+        let end = offset
+            .checked_add(out.len() as u64)
+            .ok_or_else(|| io::Error::other("read past the end"))?;
         if end > logical_len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the encrypted file"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the encrypted file",
+            ));
         }
         let mut block = [0u8; BLOCK as usize];
         let mut pos = offset;
@@ -283,7 +325,10 @@ impl StorageBackend for EncryptedBackend {
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         if self.read_only {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the realm is read-only"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the realm is read-only",
+            ));
         }
         let mut s = self.state.lock();
         let blocks = len.div_ceil(BLOCK);
@@ -291,7 +336,7 @@ impl StorageBackend for EncryptedBackend {
             s.written = blocks;
             self.file.set_len(HEADER + blocks * SEALED_BLOCK)?;
         }
-        if len < s.logical_len && len % BLOCK != 0 && s.written > len / BLOCK {
+        if len < s.logical_len && !len.is_multiple_of(BLOCK) && s.written > len / BLOCK {
             // The tail of the last block must read as zeros if the file grows again.
             let index = len / BLOCK;
             drop(s);
@@ -317,9 +362,14 @@ impl StorageBackend for EncryptedBackend {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
         if self.read_only {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the realm is read-only"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the realm is read-only",
+            ));
         }
-        let end = offset.checked_add(data.len() as u64).ok_or_else(|| io::Error::other("write past the end"))?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| io::Error::other("write past the end"))?;
         let mut block = [0u8; BLOCK as usize];
         let mut pos = offset;
         while pos < end {
@@ -370,7 +420,11 @@ impl StorageBackend for EncryptedBackend {
         }
     }
 
-    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
         if Self::whole(start, end) {
             self.lock_whole_file(true)
         } else {
@@ -394,7 +448,12 @@ mod tests {
     use super::*;
 
     fn backend(file: &std::path::Path, key: &[u8; 64]) -> io::Result<EncryptedBackend> {
-        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(file)?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(file)?;
         EncryptedBackend::open(f, key, false)
     }
 
@@ -418,9 +477,15 @@ mod tests {
         assert_eq!(out, data);
         let mut zeros = vec![1u8; 100];
         b.read(19_000, &mut zeros).unwrap();
-        assert!(zeros.iter().all(|&z| z == 0), "unwritten space reads as zeros");
+        assert!(
+            zeros.iter().all(|&z| z == 0),
+            "unwritten space reads as zeros"
+        );
         let raw = std::fs::read(&path).unwrap();
-        assert!(!raw.windows(16).any(|w| w == &data[100..116]), "no plaintext on disk");
+        assert!(
+            !raw.windows(16).any(|w| w == &data[100..116]),
+            "no plaintext on disk"
+        );
     }
 
     #[test]

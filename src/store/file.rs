@@ -8,10 +8,10 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::notify::Notifier;
 use crate::store::catalog::Catalog;
+use crate::store::crypto::{self, EncryptedBackend};
 use crate::store::snapshot::Snapshot;
 use crate::store::write::WriteTxn;
 use parking_lot::{Mutex, RwLock};
-use crate::store::crypto::{self, EncryptedBackend};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,11 +30,14 @@ pub(crate) struct SharedFile {
     /// Delivers change notifications of this file to every handle's callbacks.
     pub(crate) notifier: Notifier,
     /// The last parsed catalog, reused by new snapshots while the schema is unchanged.
-    last_catalog: Mutex<Option<(Arc<Vec<u8>>, Arc<Catalog>)>>,
+    last_catalog: Mutex<Option<CachedCatalog>>,
     /// The thread that holds the write lock through some handle, to refuse a second write
     /// transaction on the same thread (which would wait for itself forever).
     writer: Mutex<Option<ThreadId>>,
 }
+
+/// A parsed catalog and the bytes it was parsed from.
+type CachedCatalog = (Arc<Vec<u8>>, Arc<Catalog>);
 
 /// The redb database, writable or opened read-only (which never writes to the file).
 enum Db {
@@ -64,7 +67,8 @@ fn key_digest(key: Option<&[u8; 64]>) -> Option<[u8; 32]> {
     key.map(|k| Sha256::digest([b"shoal-key-id".as_slice(), k].concat()).into())
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<SharedFile>>>> = LazyLock::new(Default::default);
+static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<SharedFile>>>> =
+    LazyLock::new(Default::default);
 
 /// The registry key of a path: absolute and with symlinks of its folder resolved, so two
 /// spellings of one file share one entry.
@@ -73,20 +77,25 @@ pub(crate) fn registry_key(path: &str, in_memory: bool) -> Result<String> {
         return Ok(format!("mem:{path}"));
     }
     let p = Path::new(path);
-    let file_name = p.file_name().ok_or_else(|| Error::invalid(format!("'{path}' does not name a file")))?;
+    let file_name = p
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("'{path}' does not name a file")))?;
     let parent = match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let dir = parent.canonicalize().map_err(|e| {
-        Error::from(e).with_path(path.to_owned())
-    })?;
+    let dir = parent
+        .canonicalize()
+        .map_err(|e| Error::from(e).with_path(path.to_owned()))?;
     Ok(dir.join(file_name).to_string_lossy().into_owned())
 }
 
 /// Whether a realm file is open anywhere in this process.
 pub(crate) fn is_open(key: &str) -> bool {
-    REGISTRY.lock().get(key).is_some_and(|w| w.strong_count() > 0)
+    REGISTRY
+        .lock()
+        .get(key)
+        .is_some_and(|w| w.strong_count() > 0)
 }
 
 impl SharedFile {
@@ -94,7 +103,11 @@ impl SharedFile {
     /// still needs its first-time initialization.
     pub(crate) fn open(opts: &OpenOptions<'_>) -> Result<(Arc<SharedFile>, bool)> {
         let key = registry_key(opts.path, opts.in_memory)?;
-        let digest = if opts.in_memory { None } else { key_digest(opts.key) };
+        let digest = if opts.in_memory {
+            None
+        } else {
+            key_digest(opts.key)
+        };
         let mut registry = REGISTRY.lock();
         if let Some(existing) = registry.get(&key).and_then(Weak::upgrade) {
             if existing.key_digest != digest {
@@ -105,15 +118,21 @@ impl SharedFile {
                 .with_path(opts.path.to_owned()));
             }
             if !opts.read_only && matches!(*existing.db.read(), Db::ReadOnly(_)) {
-                return Err(Error::new(ErrorCode::ReadOnly, "the realm is already open read-only in this process")
-                    .with_path(opts.path.to_owned()));
+                return Err(Error::new(
+                    ErrorCode::ReadOnly,
+                    "the realm is already open read-only in this process",
+                )
+                .with_path(opts.path.to_owned()));
             }
             return Ok((existing, false));
         }
         let db = open_db(&key, opts).map_err(|e| e.with_path(opts.path.to_owned()))?;
         let needs_init = {
             let txn = db.begin_read()?;
-            matches!(txn.open_table(crate::store::tables::META), Err(redb::TableError::TableDoesNotExist(_)))
+            matches!(
+                txn.open_table(crate::store::tables::META),
+                Err(redb::TableError::TableDoesNotExist(_))
+            )
         };
         let file = Arc::new(SharedFile {
             key: key.clone(),
@@ -133,7 +152,10 @@ impl SharedFile {
         let txn = self.db.read().begin_read()?;
         let previous = self.last_catalog.lock().clone();
         let snap = Snapshot::open(txn, previous.as_ref().map(|(b, c)| (b, c)))?;
-        if previous.as_ref().is_none_or(|(b, _)| !Arc::ptr_eq(b, &snap.catalog_bytes)) {
+        if previous
+            .as_ref()
+            .is_none_or(|(b, _)| !Arc::ptr_eq(b, &snap.catalog_bytes))
+        {
             *self.last_catalog.lock() = Some((snap.catalog_bytes.clone(), snap.catalog.clone()));
         }
         Ok(snap)
@@ -180,7 +202,10 @@ impl SharedFile {
     fn begin_raw_write(&self) -> Result<redb::WriteTransaction> {
         match &*self.db.read() {
             Db::ReadWrite(d) => Ok(d.begin_write()?),
-            Db::ReadOnly(_) => Err(Error::new(ErrorCode::ReadOnly, "the realm file is open read-only")),
+            Db::ReadOnly(_) => Err(Error::new(
+                ErrorCode::ReadOnly,
+                "the realm file is open read-only",
+            )),
         }
     }
 
@@ -190,7 +215,11 @@ impl SharedFile {
         let stats = txn.stats()?;
         txn.abort()?;
         let used = stats.allocated_pages() * stats.page_size() as u64;
-        let total = if self.key.starts_with("mem:") { used } else { std::fs::metadata(&self.key).map(|m| m.len())? };
+        let total = if self.key.starts_with("mem:") {
+            used
+        } else {
+            std::fs::metadata(&self.key).map(|m| m.len())?
+        };
         Ok((total, used))
     }
 
@@ -203,14 +232,20 @@ impl SharedFile {
         // Holding the registry keeps another handle from opening the file meanwhile.
         let _registry = REGISTRY.lock();
         if Arc::strong_count(file) != 1 {
-            return Err(Error::new(ErrorCode::RealmInUse, "compaction needs the realm to be open only once in this process"));
+            return Err(Error::new(
+                ErrorCode::RealmInUse,
+                "compaction needs the realm to be open only once in this process",
+            ));
         }
         if opts.in_memory {
             return Ok(());
         }
         let mut db = file.db.write();
         let Db::ReadWrite(current) = &*db else {
-            return Err(Error::new(ErrorCode::ReadOnly, "a read-only realm cannot be compacted"));
+            return Err(Error::new(
+                ErrorCode::ReadOnly,
+                "a read-only realm cannot be compacted",
+            ));
         };
         let tmp = format!("{}.compact", file.key);
         let _ = std::fs::remove_file(&tmp);
@@ -224,7 +259,8 @@ impl SharedFile {
         }
         // Close the original (releasing its lock) by swapping in a placeholder, then move the
         // copy into place and open it.
-        let placeholder = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let placeholder =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
         drop(std::mem::replace(&mut *db, Db::ReadWrite(placeholder)));
         let renamed = std::fs::rename(&tmp, &file.key);
         *db = open_db(&file.key, opts)?;
@@ -240,7 +276,6 @@ impl SharedFile {
 /// Copies every Shoal table from `from` into the empty database `to`, durably.
 fn copy_tables(from: &Database, to: &Database) -> Result<()> {
     use crate::store::tables::{CLASSES, COLUMNS, HISTORY, INDEX, LISTS, META};
-    use redb::ReadableTable;
     let read = from.begin_read()?;
     let write = to.begin_write()?;
     {
@@ -278,7 +313,9 @@ fn copy_tables(from: &Database, to: &Database) -> Result<()> {
 
 fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
     if opts.in_memory {
-        return Ok(Db::ReadWrite(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?));
+        return Ok(Db::ReadWrite(
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?,
+        ));
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -291,9 +328,13 @@ fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
         Some(key) => {
             let backend = EncryptedBackend::open(file, key, opts.read_only)?;
             if opts.read_only {
-                Ok(Db::ReadOnly(redb::Builder::new().open_read_only_with_backend(backend)?))
+                Ok(Db::ReadOnly(
+                    redb::Builder::new().open_read_only_with_backend(backend)?,
+                ))
             } else {
-                Ok(Db::ReadWrite(Database::builder().create_with_backend(backend)?))
+                Ok(Db::ReadWrite(
+                    Database::builder().create_with_backend(backend)?,
+                ))
             }
         }
         None if encrypted => Err(Error::new(
@@ -304,14 +345,19 @@ fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
             drop(file);
             Ok(Db::ReadOnly(redb::Builder::new().open_read_only(path)?))
         }
-        None => Ok(Db::ReadWrite(Database::builder().create_file(file)?)),
+        None => Ok(Db::ReadWrite(
+            Database::builder().create_with_backend(redb::backends::FileBackend::new(file)?)?,
+        )),
     }
 }
 
 impl Drop for SharedFile {
     fn drop(&mut self) {
         let mut registry = REGISTRY.lock();
-        if registry.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+        if registry
+            .get(&self.key)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
             registry.remove(&self.key);
         }
     }

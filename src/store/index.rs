@@ -21,7 +21,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::store::tables;
 use crate::value::ValueRef;
-use redb::{ReadOnlyTable, ReadableTable};
+use redb::ReadOnlyTable;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -42,7 +42,10 @@ pub(crate) fn index_hash(v: ValueRef<'_>) -> (u64, bool) {
         ValueRef::Bool(b) => (u64::from(b) + 1, true),
         ValueRef::String(s) => (mix(fnv1a(s.as_bytes())), false),
         ValueRef::Binary(b) => (mix(fnv1a(b)), false),
-        ValueRef::Timestamp(t) => (mix((t.seconds as u64).rotate_left(32) ^ u64::from(t.nanos as u32)), false),
+        ValueRef::Timestamp(t) => (
+            mix((t.seconds as u64).rotate_left(32) ^ u64::from(t.nanos as u32)),
+            false,
+        ),
         ValueRef::Float(f) => (mix(u64::from(f.to_bits())), false),
         ValueRef::Double(d) => (mix(d.to_bits()), false),
         ValueRef::Link(l) => (mix(l.key ^ (u64::from(l.class_id) << 40)), false),
@@ -66,8 +69,11 @@ fn mix(mut z: u64) -> u64 {
 }
 
 fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>> {
-    if bytes.len() % 16 != 0 {
-        return Err(Error::new(ErrorCode::IncompatibleFile, "corrupt index chunk"));
+    if !bytes.len().is_multiple_of(16) {
+        return Err(Error::new(
+            ErrorCode::IncompatibleFile,
+            "corrupt index chunk",
+        ));
     }
     Ok(bytes
         .chunks_exact(16)
@@ -111,7 +117,9 @@ pub(crate) struct IndexAccess<'a> {
 
 impl IndexAccess<'_> {
     fn disk_floor(&self, at: ChunkKey) -> Result<Option<ChunkKey>> {
-        let mut range = self.table.range((self.prefix, 0, 0)..=(self.prefix, at.0, at.1))?;
+        let mut range = self
+            .table
+            .range((self.prefix, 0, 0)..=(self.prefix, at.0, at.1))?;
         Ok(match range.next_back() {
             Some(item) => {
                 let (k, _) = item?;
@@ -143,12 +151,17 @@ impl IndexAccess<'_> {
         }
     }
 
-    fn dirty_of<'o>(&self, overlay: Option<&'o IndexOverlay>) -> Option<&'o BTreeMap<ChunkKey, Vec<Entry>>> {
+    fn dirty_of<'o>(
+        &self,
+        overlay: Option<&'o IndexOverlay>,
+    ) -> Option<&'o BTreeMap<ChunkKey, Vec<Entry>>> {
         overlay.and_then(|o| o.dirty.get(&self.prefix))
     }
 
     fn floor(&self, overlay: Option<&IndexOverlay>, at: ChunkKey) -> Result<Option<ChunkKey>> {
-        let o = self.dirty_of(overlay).and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
+        let o = self
+            .dirty_of(overlay)
+            .and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
         let d = match overlay.and_then(|o| o.disk_keys.get(&self.prefix)) {
             Some(memo) => memo.range(..=at).next_back().copied(),
             None => self.disk_floor(at)?,
@@ -158,7 +171,9 @@ impl IndexAccess<'_> {
 
     fn next(&self, overlay: Option<&IndexOverlay>, after: ChunkKey) -> Result<Option<ChunkKey>> {
         let after_bound = (Bound::Excluded(after), Bound::Unbounded);
-        let o = self.dirty_of(overlay).and_then(|d| d.range(after_bound).next().map(|(k, _)| *k));
+        let o = self
+            .dirty_of(overlay)
+            .and_then(|d| d.range(after_bound).next().map(|(k, _)| *k));
         let d = match overlay.and_then(|o| o.disk_keys.get(&self.prefix)) {
             Some(memo) => memo.range(after_bound).next().copied(),
             None => self.disk_next(after)?,
@@ -186,7 +201,12 @@ impl IndexAccess<'_> {
                 }
             };
             let start = entries.partition_point(|e| e.0 < hash);
-            out.extend(entries[start..].iter().take_while(|e| e.0 == hash).map(|e| e.1));
+            out.extend(
+                entries[start..]
+                    .iter()
+                    .take_while(|e| e.0 == hash)
+                    .map(|e| e.1),
+            );
             if entries.last().is_some_and(|e| e.0 > hash) {
                 return Ok(out);
             }
@@ -206,7 +226,10 @@ impl IndexAccess<'_> {
                 return self.floor(Some(overlay), at);
             }
             let mut keys = BTreeSet::new();
-            for item in self.table.range((self.prefix, 0, 0)..=(self.prefix, u64::MAX, u64::MAX))? {
+            for item in self
+                .table
+                .range((self.prefix, 0, 0)..=(self.prefix, u64::MAX, u64::MAX))?
+            {
                 let (k, _) = item?;
                 let (_, h, o) = k.value();
                 keys.insert((h, o));
@@ -217,12 +240,15 @@ impl IndexAccess<'_> {
     }
 
     /// Loads the chunk that holds (or would hold) `entry` into the overlay and returns its key.
-    fn dirty_chunk<'o>(&self, overlay: &'o mut IndexOverlay, entry: Entry) -> Result<(&'o mut BTreeMap<ChunkKey, Vec<Entry>>, ChunkKey)> {
+    fn dirty_chunk<'o>(
+        &self,
+        overlay: &'o mut IndexOverlay,
+        entry: Entry,
+    ) -> Result<(&'o mut BTreeMap<ChunkKey, Vec<Entry>>, ChunkKey)> {
         let key = self.write_floor(overlay, entry)?.unwrap_or((0, 0));
         let dirty = overlay.dirty.entry(self.prefix).or_default();
-        if !dirty.contains_key(&key) {
-            let loaded = self.disk_load(key)?;
-            dirty.insert(key, loaded);
+        if let std::collections::btree_map::Entry::Vacant(e) = dirty.entry(key) {
+            e.insert(self.disk_load(key)?);
         }
         Ok((dirty, key))
     }
@@ -240,7 +266,11 @@ impl IndexAccess<'_> {
         if chunk.len() > MAX_ENTRIES {
             // Appending at the end (sequential keys) splits off just the new entry so chunks
             // stay full; otherwise split in the middle.
-            let at = if pos == chunk.len() - 1 { pos } else { chunk.len() / 2 };
+            let at = if pos == chunk.len() - 1 {
+                pos
+            } else {
+                chunk.len() / 2
+            };
             let tail = chunk.split_off(at);
             dirty.insert(tail[0], tail);
         }
@@ -257,25 +287,13 @@ impl IndexAccess<'_> {
         }
         Ok(())
     }
-
-    /// Every entry of the index, in order (for rebuilding and checks).
-    pub(crate) fn all(&self, overlay: Option<&IndexOverlay>) -> Result<Vec<Entry>> {
-        let dirty = self.dirty_of(overlay);
-        let mut out = Vec::new();
-        let mut next = self.floor(overlay, (0, 0))?;
-        while let Some(k) = next {
-            match dirty.and_then(|d| d.get(&k)) {
-                Some(e) => out.extend_from_slice(e),
-                None => out.extend(self.disk_load(k)?),
-            }
-            next = self.next(overlay, k)?;
-        }
-        Ok(out)
-    }
 }
 
 /// Writes the overlay's chunks into the index table.
-pub(crate) fn flush(overlay: IndexOverlay, table: &mut redb::Table<(u64, u64, u64), &[u8]>) -> Result<()> {
+pub(crate) fn flush(
+    overlay: IndexOverlay,
+    table: &mut redb::Table<(u64, u64, u64), &[u8]>,
+) -> Result<()> {
     for (prefix, chunks) in overlay.dirty {
         for ((h, k), entries) in chunks {
             if entries.is_empty() && (h, k) != (0, 0) {
@@ -289,7 +307,11 @@ pub(crate) fn flush(overlay: IndexOverlay, table: &mut redb::Table<(u64, u64, u6
 }
 
 /// Removes every chunk of one index.
-pub(crate) fn drop_index(table: &mut redb::Table<(u64, u64, u64), &[u8]>, class: u32, prop: u32) -> Result<()> {
+pub(crate) fn drop_index(
+    table: &mut redb::Table<(u64, u64, u64), &[u8]>,
+    class: u32,
+    prop: u32,
+) -> Result<()> {
     let prefix = tables::index_prefix(class, prop);
     table.retain_in((prefix, 0, 0)..=(prefix, u64::MAX, u64::MAX), |_, _| false)?;
     Ok(())

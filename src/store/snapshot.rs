@@ -3,7 +3,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::store::catalog::Catalog;
 use crate::store::tables::{self, meta};
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
+use redb::{ReadOnlyTable, ReadTransaction};
 use std::sync::Arc;
 
 /// Every table of one read transaction, opened once. Reading through a snapshot never blocks
@@ -32,33 +32,51 @@ pub(crate) fn read_u64(bytes: &[u8]) -> Result<u64> {
 
 impl Snapshot {
     /// Opens every table of `txn`. `previous` lends its parsed catalog when unchanged.
-    pub(crate) fn open(txn: ReadTransaction, previous: Option<(&Arc<Vec<u8>>, &Arc<Catalog>)>) -> Result<Snapshot> {
+    pub(crate) fn open(
+        txn: ReadTransaction,
+        previous: Option<(&Arc<Vec<u8>>, &Arc<Catalog>)>,
+    ) -> Result<Snapshot> {
         let meta_table = txn.open_table(tables::META).map_err(|e| match e {
-            redb::TableError::TableDoesNotExist(_) => {
-                Error::new(ErrorCode::IncompatibleFile, "the file is not a Shoal realm (no meta table)")
-            }
+            redb::TableError::TableDoesNotExist(_) => Error::new(
+                ErrorCode::IncompatibleFile,
+                "the file is not a Shoal realm (no meta table)",
+            ),
             other => other.into(),
         })?;
         let format = meta_table
             .get(meta::FORMAT)?
             .map(|v| v.value().try_into().map(u32::from_le_bytes))
-            .ok_or_else(|| Error::new(ErrorCode::IncompatibleFile, "the file is not a Shoal realm"))?
+            .ok_or_else(|| {
+                Error::new(ErrorCode::IncompatibleFile, "the file is not a Shoal realm")
+            })?
             .map_err(|_| Error::new(ErrorCode::IncompatibleFile, "corrupt format entry"))?;
         if format > tables::FORMAT_VERSION {
             return Err(Error::new(
                 ErrorCode::IncompatibleFile,
-                format!("the file uses Shoal format {format}, newer than this library's {}", tables::FORMAT_VERSION),
+                format!(
+                    "the file uses Shoal format {format}, newer than this library's {}",
+                    tables::FORMAT_VERSION
+                ),
             ));
         }
         if format < tables::FORMAT_VERSION {
-            return Err(Error::new(ErrorCode::FormatUpgradeRequired, format!("the file uses old Shoal format {format}")));
+            return Err(Error::new(
+                ErrorCode::FormatUpgradeRequired,
+                format!("the file uses old Shoal format {format}"),
+            ));
         }
-        let catalog_bytes: Vec<u8> =
-            meta_table.get(meta::CATALOG)?.map(|v| v.value().to_vec()).unwrap_or_default();
+        let catalog_bytes: Vec<u8> = meta_table
+            .get(meta::CATALOG)?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
         let (catalog_bytes, catalog) = match previous {
             Some((bytes, cat)) if **bytes == catalog_bytes => (bytes.clone(), cat.clone()),
             _ => {
-                let cat = if catalog_bytes.is_empty() { Catalog::new() } else { Catalog::from_json(&catalog_bytes)? };
+                let cat = if catalog_bytes.is_empty() {
+                    Catalog::new()
+                } else {
+                    Catalog::from_json(&catalog_bytes)?
+                };
                 (Arc::new(catalog_bytes), Arc::new(cat))
             }
         };

@@ -17,7 +17,8 @@ use redb::TableDefinition;
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("shoal_meta");
 pub(crate) const COLUMNS: TableDefinition<u128, &[u8]> = TableDefinition::new("shoal_columns");
 pub(crate) const LISTS: TableDefinition<u128, &[u8]> = TableDefinition::new("shoal_lists");
-pub(crate) const INDEX: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("shoal_index");
+pub(crate) const INDEX: TableDefinition<(u64, u64, u64), &[u8]> =
+    TableDefinition::new("shoal_index");
 pub(crate) const CLASSES: TableDefinition<u32, (u64, u64)> = TableDefinition::new("shoal_classes");
 pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("shoal_history");
 

@@ -13,7 +13,7 @@ use crate::store::index::{self, IndexAccess, IndexOverlay};
 use crate::store::snapshot::Snapshot;
 use crate::store::tables::{self, column_key, meta};
 use crate::value::{Value, ValueRef};
-use redb::{AccessGuard, ReadableTable, WriteTransaction};
+use redb::{AccessGuard, WriteTransaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -97,7 +97,9 @@ impl ChunkRef<'_> {
     /// The integer at `row`, reading stored INT chunks without building a value.
     pub(crate) fn int_at(&self, row: usize) -> Result<Option<i64>> {
         match self {
-            ChunkRef::Stored(view) if view.property_type() == crate::value::PropertyType::Int => Ok(view.int_at(row)),
+            ChunkRef::Stored(view) if view.property_type() == crate::value::PropertyType::Int => {
+                Ok(view.int_at(row))
+            }
             other => Ok(match other.get(row)? {
                 ValueRef::Int(i) => Some(i),
                 _ => None,
@@ -133,10 +135,12 @@ impl<'a> View<'a> {
         if let Some(bits) = self.overlay.and_then(|o| o.live.get(&(class, chunk))) {
             return Ok(*bits);
         }
-        Ok(match self.snap.columns.get(column_key(class, LIVE_PROP, chunk))? {
-            Some(g) => decode_live(g.value()),
-            None => [0; LIVE_WORDS],
-        })
+        Ok(
+            match self.snap.columns.get(column_key(class, LIVE_PROP, chunk))? {
+                Some(g) => decode_live(g.value()),
+                None => [0; LIVE_WORDS],
+            },
+        )
     }
 
     pub(crate) fn is_live(&self, class: u32, key: u64) -> Result<bool> {
@@ -189,13 +193,25 @@ impl<'a> View<'a> {
     }
 
     pub(crate) fn index(&self, class: u32, prop: u32) -> IndexAccess<'a> {
-        IndexAccess { table: &self.snap.index, prefix: tables::index_prefix(class, prop) }
+        IndexAccess {
+            table: &self.snap.index,
+            prefix: tables::index_prefix(class, prop),
+        }
     }
 
     /// Candidate object keys whose indexed `prop` hashes like `value`.
-    pub(crate) fn index_lookup(&self, class: u32, prop: u32, value: ValueRef<'_>) -> Result<(Vec<u64>, bool)> {
+    pub(crate) fn index_lookup(
+        &self,
+        class: u32,
+        prop: u32,
+        value: ValueRef<'_>,
+    ) -> Result<(Vec<u64>, bool)> {
         let (hash, exact) = index::index_hash(value);
-        Ok((self.index(class, prop).lookup(self.overlay.map(|o| &o.index), hash)?, exact))
+        Ok((
+            self.index(class, prop)
+                .lookup(self.overlay.map(|o| &o.index), hash)?,
+            exact,
+        ))
     }
 
     /// Every live object key of a class, in key order.
@@ -219,20 +235,36 @@ impl<'a> View<'a> {
 
 impl Overlay {
     /// The chunk holding `key` of a column, loaded into the overlay for writing.
-    pub(crate) fn column_mut(&mut self, snap: &Snapshot, class: u32, prop: &PropInfo, chunk: u64) -> Result<&mut Vec<Value>> {
-        let key = column_key(class, prop.id, chunk);
-        if !self.columns.contains_key(&key) {
-            let loaded = match snap.columns.get(key)? {
-                Some(g) => chunk::decode(g.value(), prop.link_class())?,
-                None => Vec::new(),
-            };
-            self.columns.insert(key, loaded);
-        }
-        Ok(self.columns.get_mut(&key).expect("inserted above"))
+    pub(crate) fn column_mut(
+        &mut self,
+        snap: &Snapshot,
+        class: u32,
+        prop: &PropInfo,
+        chunk: u64,
+    ) -> Result<&mut Vec<Value>> {
+        Ok(
+            match self.columns.entry(column_key(class, prop.id, chunk)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let loaded = match snap.columns.get(*e.key())? {
+                        Some(g) => chunk::decode(g.value(), prop.link_class())?,
+                        None => Vec::new(),
+                    };
+                    e.insert(loaded)
+                }
+            },
+        )
     }
 
     /// Writes one scalar value (already checked against the property's type).
-    pub(crate) fn set_value(&mut self, snap: &Snapshot, class: u32, prop: &PropInfo, key: u64, value: Value) -> Result<()> {
+    pub(crate) fn set_value(
+        &mut self,
+        snap: &Snapshot,
+        class: u32,
+        prop: &PropInfo,
+        key: u64,
+        value: Value,
+    ) -> Result<()> {
         let (chunk, row) = chunk_of(key);
         let column = self.column_mut(snap, class, prop, chunk)?;
         if column.len() <= row {
@@ -245,12 +277,22 @@ impl Overlay {
         Ok(())
     }
 
-    pub(crate) fn set_live(&mut self, snap: &Snapshot, class: u32, key: u64, live: bool) -> Result<()> {
+    pub(crate) fn set_live(
+        &mut self,
+        snap: &Snapshot,
+        class: u32,
+        key: u64,
+        live: bool,
+    ) -> Result<()> {
         let (chunk, row) = chunk_of(key);
         let bits = match self.live.get_mut(&(class, chunk)) {
             Some(b) => b,
             None => {
-                let loaded = View { snap, overlay: None }.live_bits(class, chunk)?;
+                let loaded = View {
+                    snap,
+                    overlay: None,
+                }
+                .live_bits(class, chunk)?;
                 self.live.entry((class, chunk)).or_insert(loaded)
             }
         };
@@ -272,7 +314,11 @@ impl Overlay {
     /// transaction are erased first and their stale overlay entries skipped.
     pub(crate) fn flush(self, txn: &WriteTransaction, catalog: &Catalog) -> Result<()> {
         let exists = |class: u32, prop: u32| {
-            catalog.class_by_id(class).is_some_and(|c| prop == LIVE_PROP || prop == crate::store::catalog::GID_PROP || c.prop_by_id(prop).is_some())
+            catalog.class_by_id(class).is_some_and(|c| {
+                prop == LIVE_PROP
+                    || prop == crate::store::catalog::GID_PROP
+                    || c.prop_by_id(prop).is_some()
+            })
         };
         {
             let mut columns = txn.open_table(tables::COLUMNS)?;
@@ -333,7 +379,8 @@ impl Overlay {
                 }
             }
             let mut idx = self.index;
-            idx.dirty.retain(|prefix, _| exists((prefix >> 32) as u32, *prefix as u32));
+            idx.dirty
+                .retain(|prefix, _| exists((prefix >> 32) as u32, *prefix as u32));
             index::flush(idx, &mut index_table)?;
             for (class, state) in self.classes {
                 if catalog.class_by_id(class).is_some() {

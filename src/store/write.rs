@@ -18,20 +18,6 @@ use crate::value::{ObjLink, PropertyType, Value, ValueRef};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// The value a required (non-nullable) property reads as before anything was written to it.
-pub(crate) fn default_value(ty: PropertyType) -> Value {
-    match ty {
-        PropertyType::Bool => Value::Bool(false),
-        PropertyType::Int => Value::Int(0),
-        PropertyType::Float => Value::Float(0.0),
-        PropertyType::Double => Value::Double(0.0),
-        PropertyType::String => Value::String(String::new()),
-        PropertyType::Binary => Value::Binary(Vec::new()),
-        PropertyType::Timestamp => Value::Timestamp(crate::value::Timestamp::new(0, 0)),
-        PropertyType::Link => Value::Null,
-    }
-}
-
 /// Reads a stored value, giving required properties their default where nothing was written.
 pub(crate) fn or_default<'v>(v: ValueRef<'v>, prop: &PropInfo) -> ValueRef<'v> {
     if v.is_null() && !prop.is_nullable() {
@@ -59,8 +45,6 @@ pub(crate) struct WriteTxn {
     changes: ChangesetBuilder,
     /// The file's salt: the high half of generated global ids.
     file_salt: u64,
-    /// Whether anything that changes the file was done (history or not).
-    touched: bool,
 }
 
 /// What a commit produced.
@@ -72,13 +56,22 @@ pub(crate) struct CommitOutcome {
 impl WriteTxn {
     pub(crate) fn new(txn: redb::WriteTransaction, base: Snapshot) -> Result<WriteTxn> {
         let file_salt = base.meta_u64(meta::FILE_SALT)?;
-        Ok(WriteTxn { txn, base, overlay: Overlay::default(), changes: ChangesetBuilder::default(), file_salt, touched: false })
+        Ok(WriteTxn {
+            txn,
+            base,
+            overlay: Overlay::default(),
+            changes: ChangesetBuilder::default(),
+            file_salt,
+        })
     }
 
     /// Initializes a brand-new file: format, salt, empty tables.
     pub(crate) fn init_file(txn: &redb::WriteTransaction) -> Result<()> {
         let mut m = txn.open_table(tables::META)?;
-        m.insert(meta::FORMAT, tables::FORMAT_VERSION.to_le_bytes().as_slice())?;
+        m.insert(
+            meta::FORMAT,
+            tables::FORMAT_VERSION.to_le_bytes().as_slice(),
+        )?;
         let salt = random_u64();
         m.insert(meta::FILE_SALT, salt.to_le_bytes().as_slice())?;
         m.insert(meta::VERSION, 0u64.to_le_bytes().as_slice())?;
@@ -93,7 +86,10 @@ impl WriteTxn {
     }
 
     pub(crate) fn view(&self) -> View<'_> {
-        View { snap: &self.base, overlay: Some(&self.overlay) }
+        View {
+            snap: &self.base,
+            overlay: Some(&self.overlay),
+        }
     }
 
     pub(crate) fn catalog(&self) -> &Catalog {
@@ -106,13 +102,7 @@ impl WriteTxn {
     }
 
     fn record(&mut self, ins: &Instruction) {
-        self.touched = true;
         self.changes.push(ins);
-    }
-
-    /// Whether the transaction changed anything.
-    pub(crate) fn has_changes(&self) -> bool {
-        self.touched || self.overlay.schema_version.is_some()
     }
 
     pub(crate) fn set_schema_version(&mut self, v: u64) {
@@ -122,14 +112,25 @@ impl WriteTxn {
     /// Writes everything and commits durably. After an error nothing of the transaction is
     /// visible (redb discards an uncommitted transaction).
     pub(crate) fn commit(self) -> Result<CommitOutcome> {
-        let WriteTxn { txn, base, overlay, changes, .. } = self;
-        let catalog = overlay.catalog.clone().unwrap_or_else(|| base.catalog.clone());
+        let WriteTxn {
+            txn,
+            base,
+            overlay,
+            changes,
+            ..
+        } = self;
+        let catalog = overlay
+            .catalog
+            .clone()
+            .unwrap_or_else(|| base.catalog.clone());
         overlay.flush(&txn, &catalog)?;
         let mut version = None;
         if !changes.is_empty() {
             let v = base.version + 1;
-            txn.open_table(tables::HISTORY)?.insert(v, changes.finish().as_slice())?;
-            txn.open_table(tables::META)?.insert(meta::VERSION, v.to_le_bytes().as_slice())?;
+            txn.open_table(tables::HISTORY)?
+                .insert(v, changes.finish().as_slice())?;
+            txn.open_table(tables::META)?
+                .insert(meta::VERSION, v.to_le_bytes().as_slice())?;
             version = Some(v);
         }
         txn.commit()?;
@@ -149,20 +150,31 @@ impl WriteTxn {
                     self.record(&Instruction::AddClass { name: name.clone() });
                 }
             }
-            SchemaChange::AddProperty { class, name, ty, flags, target } => {
+            SchemaChange::AddProperty {
+                class,
+                name,
+                ty,
+                flags,
+                target,
+            } => {
                 if let Some(existing) = self.catalog().require_class(class)?.prop(name) {
                     let target_id = match target {
                         Some(t) => Some(self.catalog().require_class(t)?.id),
                         None => None,
                     };
-                    if existing.ty != *ty || existing.flags != *flags || existing.target != target_id {
+                    if existing.ty != *ty
+                        || existing.flags != *flags
+                        || existing.target != target_id
+                    {
                         return Err(Error::invalid(format!(
                             "property '{class}.{name}' already exists with another type"
                         )));
                     }
                     return Ok(());
                 }
-                let id = self.catalog_mut().add_property(class, name, *ty, *flags, target.as_deref())?;
+                let id =
+                    self.catalog_mut()
+                        .add_property(class, name, *ty, *flags, target.as_deref())?;
                 self.record(&Instruction::AddProperty {
                     class: class.clone(),
                     name: name.clone(),
@@ -192,7 +204,10 @@ impl WriteTxn {
                     self.clear_index_overlay(class_id, GID_PROP);
                 }
                 self.catalog_mut().set_primary_key(class, prop.as_deref())?;
-                self.record(&Instruction::SetPrimaryKey { class: class.clone(), prop: prop.clone() });
+                self.record(&Instruction::SetPrimaryKey {
+                    class: class.clone(),
+                    prop: prop.clone(),
+                });
                 if let Some(p) = prop {
                     let prop_id = self.catalog().require_class(class)?.require_prop(p)?.id;
                     self.rebuild_index(class, prop_id)?;
@@ -201,32 +216,49 @@ impl WriteTxn {
             }
             SchemaChange::RemoveProperty { class, name } => {
                 let info = self.catalog().require_class(class)?;
-                let Some(prop) = info.prop(name) else { return Ok(()) };
+                let Some(prop) = info.prop(name) else {
+                    return Ok(());
+                };
                 let (class_id, prop_id) = (info.id, prop.id);
                 self.overlay.dropped.push((class_id, Some(prop_id)));
                 self.overlay.dropped_indexes.push((class_id, prop_id));
                 self.clear_index_overlay(class_id, prop_id);
                 self.catalog_mut().remove_property(class, name);
-                self.record(&Instruction::EraseProperty { class: class.clone(), name: name.clone() });
+                self.record(&Instruction::EraseProperty {
+                    class: class.clone(),
+                    name: name.clone(),
+                });
             }
             SchemaChange::RemoveClass { name } => {
-                let Some(info) = self.catalog().class(name) else { return Ok(()) };
+                let Some(info) = self.catalog().class(name) else {
+                    return Ok(());
+                };
                 let class_id = info.id;
-                let indexed: Vec<u32> = info.props.iter().filter(|p| p.is_indexed() || Some(p.id) == info.pk).map(|p| p.id).collect();
+                let indexed: Vec<u32> = info
+                    .props
+                    .iter()
+                    .filter(|p| p.is_indexed() || Some(p.id) == info.pk)
+                    .map(|p| p.id)
+                    .collect();
                 for p in indexed.into_iter().chain([GID_PROP]) {
                     self.overlay.dropped_indexes.push((class_id, p));
                     self.clear_index_overlay(class_id, p);
                 }
                 self.overlay.dropped.push((class_id, None));
                 self.catalog_mut().remove_class(name);
-                self.record(&Instruction::EraseClass { class: name.clone() });
+                self.record(&Instruction::EraseClass {
+                    class: name.clone(),
+                });
             }
         }
         Ok(())
     }
 
     fn clear_index_overlay(&mut self, class: u32, prop: u32) {
-        self.overlay.index.dirty.remove(&tables::index_prefix(class, prop));
+        self.overlay
+            .index
+            .dirty
+            .remove(&tables::index_prefix(class, prop));
     }
 
     /// Indexes every existing object's value of a newly indexed property.
@@ -250,7 +282,10 @@ impl WriteTxn {
             if !seen.insert(format!("{v:?}")) {
                 return Err(Error::new(
                     ErrorCode::DuplicatePrimaryKey,
-                    format!("'{}.{}' cannot become the primary key: the value {v} appears twice", info.name, prop.name),
+                    format!(
+                        "'{}.{}' cannot become the primary key: the value {v} appears twice",
+                        info.name, prop.name
+                    ),
                 ));
             }
         }
@@ -283,21 +318,33 @@ impl WriteTxn {
                 )))
             }
             (None, Some(_)) => {
-                return Err(Error::invalid(format!("class '{}' has no primary key, so none can be given", class.name)))
+                return Err(Error::invalid(format!(
+                    "class '{}' has no primary key, so none can be given",
+                    class.name
+                )))
             }
             (None, None) => {
                 let (next, _) = self.view().class_state(class_id)?;
-                GlobalId::Generated { file: self.file_salt, seq: next }
+                GlobalId::Generated {
+                    file: self.file_salt,
+                    seq: next,
+                }
             }
         };
         if self.find_by_gid(&class, &gid)?.is_some() {
             return Err(Error::new(
                 ErrorCode::DuplicatePrimaryKey,
-                format!("an object of class '{}' with primary key {gid} already exists", class.name),
+                format!(
+                    "an object of class '{}' with primary key {gid} already exists",
+                    class.name
+                ),
             ));
         }
         let key = self.insert_object(&class, &gid)?;
-        self.record(&Instruction::CreateObject { class: class.name.clone(), id: gid });
+        self.record(&Instruction::CreateObject {
+            class: class.name.clone(),
+            id: gid,
+        });
         Ok(key)
     }
 
@@ -312,14 +359,24 @@ impl WriteTxn {
             let v = match id {
                 GlobalId::Int(i) => Value::Int(*i),
                 GlobalId::String(s) => Value::String(s.clone()),
-                GlobalId::Generated { .. } => return Err(Error::invalid("generated id for a class with a primary key")),
+                GlobalId::Generated { .. } => {
+                    return Err(Error::invalid(
+                        "generated id for a class with a primary key",
+                    ))
+                }
             };
             pk_to_gid(&class, p, &v)?;
         } else if !matches!(id, GlobalId::Generated { .. }) {
-            return Err(Error::invalid(format!("class '{}' has no primary key; its objects need generated ids", class.name)));
+            return Err(Error::invalid(format!(
+                "class '{}' has no primary key; its objects need generated ids",
+                class.name
+            )));
         }
         let key = self.insert_object(&class, id)?;
-        self.record(&Instruction::CreateObject { class: class.name.clone(), id: id.clone() });
+        self.record(&Instruction::CreateObject {
+            class: class.name.clone(),
+            id: id.clone(),
+        });
         Ok(key)
     }
 
@@ -331,17 +388,23 @@ impl WriteTxn {
         let (stored, index_prop) = match (class.pk_prop(), gid) {
             (Some(p), GlobalId::Int(i)) => (Value::Int(*i), p.clone()),
             (Some(p), GlobalId::String(s)) => (Value::String(s.clone()), p.clone()),
-            (_, GlobalId::Generated { file, seq }) => {
-                (Value::Binary(GlobalId::generated_bytes(*file, *seq)), gid_prop())
-            }
+            (_, GlobalId::Generated { file, seq }) => (
+                Value::Binary(GlobalId::generated_bytes(*file, *seq)),
+                gid_prop(),
+            ),
             _ => return Err(Error::internal("global id does not match the class")),
         };
         let (h, _) = index_hash(stored.as_ref());
         index_of(&self.base, class.id, index_prop.id).insert(&mut self.overlay.index, h, key)?;
-        self.overlay.set_value(&self.base, class.id, &index_prop, key, stored)?;
+        self.overlay
+            .set_value(&self.base, class.id, &index_prop, key, stored)?;
         // Other indexed properties start at their default value, which must be indexed too
         // (as `rebuild_index` does): `store_scalar` only moves an entry when the value changes.
-        for prop in class.props.iter().filter(|p| p.is_indexed() && !p.is_list() && Some(p.id) != class.pk) {
+        for prop in class
+            .props
+            .iter()
+            .filter(|p| p.is_indexed() && !p.is_list() && Some(p.id) != class.pk)
+        {
             let (h, _) = index_hash(or_default(ValueRef::Null, prop));
             index_of(&self.base, class.id, prop.id).insert(&mut self.overlay.index, h, key)?;
         }
@@ -357,30 +420,52 @@ impl WriteTxn {
         if self.view().is_live(class.id, key)? {
             Ok(())
         } else {
-            Err(Error::new(ErrorCode::ObjectDeleted, format!("the {} object was deleted", class.name)))
+            Err(Error::new(
+                ErrorCode::ObjectDeleted,
+                format!("the {} object was deleted", class.name),
+            ))
         }
     }
 
     /// Checks `value` against a scalar or element of `prop` and returns it in stored form.
-    fn check_value(&self, class: &ClassInfo, prop: &PropInfo, value: Value, element: bool) -> Result<Value> {
+    fn check_value(
+        &self,
+        class: &ClassInfo,
+        prop: &PropInfo,
+        value: Value,
+        element: bool,
+    ) -> Result<Value> {
         if value.is_null() {
-            let nullable = if element { prop.flags.contains(PropertyFlags::NULLABLE) && prop.ty != PropertyType::Link } else { prop.is_nullable() };
+            let nullable = if element {
+                prop.flags.contains(PropertyFlags::NULLABLE) && prop.ty != PropertyType::Link
+            } else {
+                prop.is_nullable()
+            };
             if !nullable {
-                return Err(Error::wrong_type(format!("'{}.{}' is required and cannot be set to NULL", class.name, prop.name)));
+                return Err(Error::wrong_type(format!(
+                    "'{}.{}' is required and cannot be set to NULL",
+                    class.name, prop.name
+                )));
             }
             return Ok(Value::Null);
         }
         match (&value, prop.ty) {
             (Value::Link(link), PropertyType::Link) => {
                 if Some(link.class_id) != prop.target {
-                    let want = prop.target.and_then(|t| self.catalog().class_by_id(t)).map_or("?", |c| c.name.as_str());
+                    let want = prop
+                        .target
+                        .and_then(|t| self.catalog().class_by_id(t))
+                        .map_or("?", |c| c.name.as_str());
                     return Err(Error::wrong_type(format!(
                         "'{}.{}' links to {want} objects, not to this one",
                         class.name, prop.name
                     )));
                 }
                 if !self.view().is_live(link.class_id, link.key)? {
-                    return Err(Error::new(ErrorCode::ObjectDeleted, "cannot link to a deleted object"));
+                    return Err(Error::new(
+                        ErrorCode::ObjectDeleted,
+                        "cannot link to a deleted object",
+                    ));
                 }
             }
             (v, ty) if v.property_type() != Some(ty) => {
@@ -414,29 +499,55 @@ impl WriteTxn {
     ///
     /// Fails with `ObjectDeleted`, `WrongType`, `InvalidArgument` (a list, or the primary key)
     /// and changes nothing then.
-    pub(crate) fn set(&mut self, class_id: u32, key: u64, prop_id: u32, value: Value) -> Result<()> {
+    pub(crate) fn set(
+        &mut self,
+        class_id: u32,
+        key: u64,
+        prop_id: u32,
+        value: Value,
+    ) -> Result<()> {
         let class = self.class(class_id)?;
-        let prop = class.prop_by_id(prop_id).ok_or_else(|| Error::internal("stale property id"))?.clone();
+        let prop = class
+            .prop_by_id(prop_id)
+            .ok_or_else(|| Error::internal("stale property id"))?
+            .clone();
         self.check_live(&class, key)?;
         if prop.is_list() {
-            return Err(Error::wrong_type(format!("'{}.{}' is a list; use the list functions", class.name, prop.name)));
+            return Err(Error::wrong_type(format!(
+                "'{}.{}' is a list; use the list functions",
+                class.name, prop.name
+            )));
         }
         if class.pk == Some(prop.id) {
             let current = self.view().get(&class, &prop, key)?;
             if current == value {
                 return Ok(());
             }
-            return Err(Error::invalid(format!("the primary key '{}.{}' cannot be changed", class.name, prop.name)));
+            return Err(Error::invalid(format!(
+                "the primary key '{}.{}' cannot be changed",
+                class.name, prop.name
+            )));
         }
         let value = self.check_value(&class, &prop, value, false)?;
         let recorded = self.change_value(&prop, &value)?;
         self.store_scalar(&class, &prop, key, value)?;
         let id = self.gid_of(&class, key)?;
-        self.record(&Instruction::Set { class: class.name, id, prop: prop.name, value: recorded });
+        self.record(&Instruction::Set {
+            class: class.name,
+            id,
+            prop: prop.name,
+            value: recorded,
+        });
         Ok(())
     }
 
-    fn store_scalar(&mut self, class: &ClassInfo, prop: &PropInfo, key: u64, value: Value) -> Result<()> {
+    fn store_scalar(
+        &mut self,
+        class: &ClassInfo,
+        prop: &PropInfo,
+        key: u64,
+        value: Value,
+    ) -> Result<()> {
         if prop.is_indexed() {
             let old = self.view().get(class, prop, key)?;
             let (old_h, _) = index_hash(or_default(old.as_ref(), prop));
@@ -447,16 +558,29 @@ impl WriteTxn {
                 index.insert(&mut self.overlay.index, new_h, key)?;
             }
         }
-        self.overlay.set_value(&self.base, class.id, prop, key, value)
+        self.overlay
+            .set_value(&self.base, class.id, prop, key, value)
     }
 
     /// Adds `delta` to an INT property (a counter: merges by addition under sync).
-    pub(crate) fn add_int(&mut self, class_id: u32, key: u64, prop_id: u32, delta: i64) -> Result<()> {
+    pub(crate) fn add_int(
+        &mut self,
+        class_id: u32,
+        key: u64,
+        prop_id: u32,
+        delta: i64,
+    ) -> Result<()> {
         let class = self.class(class_id)?;
-        let prop = class.prop_by_id(prop_id).ok_or_else(|| Error::internal("stale property id"))?.clone();
+        let prop = class
+            .prop_by_id(prop_id)
+            .ok_or_else(|| Error::internal("stale property id"))?
+            .clone();
         self.check_live(&class, key)?;
         if prop.ty != PropertyType::Int || prop.is_list() {
-            return Err(Error::wrong_type(format!("'{}.{}' is not an int property", class.name, prop.name)));
+            return Err(Error::wrong_type(format!(
+                "'{}.{}' is not an int property",
+                class.name, prop.name
+            )));
         }
         if class.pk == Some(prop.id) {
             return Err(Error::invalid("the primary key cannot be changed"));
@@ -464,11 +588,21 @@ impl WriteTxn {
         let current = self.view().get(&class, &prop, key)?;
         let base = match or_default(current.as_ref(), &prop) {
             ValueRef::Int(i) => i,
-            _ => return Err(Error::invalid(format!("cannot add to '{}.{}' while it is NULL", class.name, prop.name))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "cannot add to '{}.{}' while it is NULL",
+                    class.name, prop.name
+                )))
+            }
         };
         self.store_scalar(&class, &prop, key, Value::Int(base.wrapping_add(delta)))?;
         let id = self.gid_of(&class, key)?;
-        self.record(&Instruction::AddInt { class: class.name, id, prop: prop.name, delta });
+        self.record(&Instruction::AddInt {
+            class: class.name,
+            id,
+            prop: prop.name,
+            delta,
+        });
         Ok(())
     }
 
@@ -476,21 +610,39 @@ impl WriteTxn {
 
     fn list_prop(&self, class_id: u32, key: u64, prop_id: u32) -> Result<(ClassInfo, PropInfo)> {
         let class = self.class(class_id)?;
-        let prop = class.prop_by_id(prop_id).ok_or_else(|| Error::internal("stale property id"))?.clone();
+        let prop = class
+            .prop_by_id(prop_id)
+            .ok_or_else(|| Error::internal("stale property id"))?
+            .clone();
         self.check_live(&class, key)?;
         if !prop.is_list() {
-            return Err(Error::wrong_type(format!("'{}.{}' is not a list", class.name, prop.name)));
+            return Err(Error::wrong_type(format!(
+                "'{}.{}' is not a list",
+                class.name, prop.name
+            )));
         }
         Ok((class, prop))
     }
 
     /// Applies one list operation; `op` validates indexes against the current items.
-    pub(crate) fn list_op(&mut self, class_id: u32, key: u64, prop_id: u32, op: ListOp) -> Result<()> {
+    pub(crate) fn list_op(
+        &mut self,
+        class_id: u32,
+        key: u64,
+        prop_id: u32,
+        op: ListOp,
+    ) -> Result<()> {
         let (class, prop) = self.list_prop(class_id, key, prop_id)?;
         let mut items = self.view().list(class.id, &prop, key)?;
         let len = items.len() as u64;
         let oob = |i: u64, _len: u64| {
-            Error::new(ErrorCode::IndexOutOfBounds, format!("index {i} is out of bounds for '{}.{}' of size {len}", class.name, prop.name))
+            Error::new(
+                ErrorCode::IndexOutOfBounds,
+                format!(
+                    "index {i} is out of bounds for '{}.{}' of size {len}",
+                    class.name, prop.name
+                ),
+            )
         };
         let id = self.gid_of(&class, key)?;
         let (cn, pn) = (class.name.clone(), prop.name.clone());
@@ -502,7 +654,13 @@ impl WriteTxn {
                 let value = self.check_value(&class, &prop, value, true)?;
                 let recorded = self.change_value(&prop, &value)?;
                 items.insert(index as usize, value);
-                Instruction::ListInsert { class: cn, id, prop: pn, index, value: recorded }
+                Instruction::ListInsert {
+                    class: cn,
+                    id,
+                    prop: pn,
+                    index,
+                    value: recorded,
+                }
             }
             ListOp::Set(index, value) => {
                 if index >= len {
@@ -511,14 +669,25 @@ impl WriteTxn {
                 let value = self.check_value(&class, &prop, value, true)?;
                 let recorded = self.change_value(&prop, &value)?;
                 items[index as usize] = value;
-                Instruction::ListSet { class: cn, id, prop: pn, index, value: recorded }
+                Instruction::ListSet {
+                    class: cn,
+                    id,
+                    prop: pn,
+                    index,
+                    value: recorded,
+                }
             }
             ListOp::Erase(index) => {
                 if index >= len {
                     return Err(oob(index, len));
                 }
                 items.remove(index as usize);
-                Instruction::ListErase { class: cn, id, prop: pn, index }
+                Instruction::ListErase {
+                    class: cn,
+                    id,
+                    prop: pn,
+                    index,
+                }
             }
             ListOp::Move(from, to) => {
                 if from >= len || to >= len {
@@ -526,11 +695,21 @@ impl WriteTxn {
                 }
                 let v = items.remove(from as usize);
                 items.insert(to as usize, v);
-                Instruction::ListMove { class: cn, id, prop: pn, from, to }
+                Instruction::ListMove {
+                    class: cn,
+                    id,
+                    prop: pn,
+                    from,
+                    to,
+                }
             }
             ListOp::Clear => {
                 items.clear();
-                Instruction::ListClear { class: cn, id, prop: pn }
+                Instruction::ListClear {
+                    class: cn,
+                    id,
+                    prop: pn,
+                }
             }
         };
         self.overlay.set_list(class.id, prop.id, key, items);
@@ -551,7 +730,10 @@ impl WriteTxn {
             }
             let id = self.gid_of(&class, key)?;
             self.erase_row(&class, key)?;
-            self.record(&Instruction::EraseObject { class: class.name.clone(), id });
+            self.record(&Instruction::EraseObject {
+                class: class.name.clone(),
+                id,
+            });
         }
         if !deleted.is_empty() {
             self.unlink(class_id, &deleted)?;
@@ -561,7 +743,9 @@ impl WriteTxn {
 
     fn erase_row(&mut self, class: &ClassInfo, key: u64) -> Result<()> {
         let (next, live) = self.view().class_state(class.id)?;
-        self.overlay.classes.insert(class.id, (next, live.saturating_sub(1)));
+        self.overlay
+            .classes
+            .insert(class.id, (next, live.saturating_sub(1)));
         self.overlay.set_live(&self.base, class.id, key, false)?;
         let mut props: Vec<PropInfo> = class.props.clone();
         if class.pk.is_none() {
@@ -577,7 +761,8 @@ impl WriteTxn {
                 let (h, _) = index_hash(or_default(old.as_ref(), prop));
                 index_of(&self.base, class.id, prop.id).remove(&mut self.overlay.index, h, key)?;
             }
-            self.overlay.set_value(&self.base, class.id, prop, key, Value::Null)?;
+            self.overlay
+                .set_value(&self.base, class.id, prop, key, Value::Null)?;
         }
         Ok(())
     }
@@ -588,7 +773,12 @@ impl WriteTxn {
             .catalog()
             .classes
             .iter()
-            .flat_map(|c| c.props.iter().filter(|p| p.target == Some(target)).map(move |p| (c.clone(), p.clone())))
+            .flat_map(|c| {
+                c.props
+                    .iter()
+                    .filter(|p| p.target == Some(target))
+                    .map(move |p| (c.clone(), p.clone()))
+            })
             .collect();
         for (class, prop) in sources {
             for key in self.view().live_keys(class.id)? {
@@ -604,19 +794,13 @@ impl WriteTxn {
                     }
                 } else if let Value::Link(l) = self.view().get(&class, &prop, key)? {
                     if deleted.contains(&l.key) {
-                        self.overlay.set_value(&self.base, class.id, &prop, key, Value::Null)?;
+                        self.overlay
+                            .set_value(&self.base, class.id, &prop, key, Value::Null)?;
                     }
                 }
             }
         }
         Ok(())
-    }
-
-    /// Deletes every object of every class (used by delete-if-migration-needed paths and
-    /// tests); records one erase per object.
-    pub(crate) fn delete_all(&mut self, class_id: u32) -> Result<()> {
-        let keys = self.view().live_keys(class_id)?;
-        self.delete_objects(class_id, &keys)
     }
 
     // ----- replay -----
@@ -628,19 +812,30 @@ impl WriteTxn {
     fn resolve(&mut self, class: &str, id: &GlobalId) -> Result<(ClassInfo, u64)> {
         let info = self.class_named(class)?;
         let key = self.find_by_gid(&info, id)?.ok_or_else(|| {
-            Error::new(ErrorCode::ObjectDeleted, format!("changeset names {class} object {id}, which does not exist"))
+            Error::new(
+                ErrorCode::ObjectDeleted,
+                format!("changeset names {class} object {id}, which does not exist"),
+            )
         })?;
         Ok((info, key))
     }
 
-    fn value_from_change(&self, class: &ClassInfo, prop: &str, value: &ChangeValue) -> Result<(u32, Value)> {
+    fn value_from_change(
+        &self,
+        class: &ClassInfo,
+        prop: &str,
+        value: &ChangeValue,
+    ) -> Result<(u32, Value)> {
         let prop = class.require_prop(prop)?;
         let v = match value {
             ChangeValue::Value(v) => v.clone(),
             ChangeValue::Link(id) => {
                 let target = self.catalog().class_by_id_required(prop.link_class())?;
                 match self.find_by_gid(target, id)? {
-                    Some(key) => Value::Link(ObjLink { class_id: target.id, key }),
+                    Some(key) => Value::Link(ObjLink {
+                        class_id: target.id,
+                        key,
+                    }),
                     None => Value::Null,
                 }
             }
@@ -651,8 +846,16 @@ impl WriteTxn {
     /// Applies one instruction of a changeset (recording it again in this transaction).
     pub(crate) fn apply(&mut self, ins: &Instruction) -> Result<()> {
         match ins {
-            Instruction::AddClass { name } => self.apply_schema_change(&SchemaChange::AddClass { name: name.clone() }),
-            Instruction::AddProperty { class, name, ty, flags, target } => self.apply_schema_change(&SchemaChange::AddProperty {
+            Instruction::AddClass { name } => {
+                self.apply_schema_change(&SchemaChange::AddClass { name: name.clone() })
+            }
+            Instruction::AddProperty {
+                class,
+                name,
+                ty,
+                flags,
+                target,
+            } => self.apply_schema_change(&SchemaChange::AddProperty {
                 class: class.clone(),
                 name: name.clone(),
                 ty: *ty,
@@ -660,11 +863,21 @@ impl WriteTxn {
                 target: target.clone(),
             }),
             Instruction::SetPrimaryKey { class, prop } => {
-                self.apply_schema_change(&SchemaChange::SetPrimaryKey { class: class.clone(), prop: prop.clone() })
+                self.apply_schema_change(&SchemaChange::SetPrimaryKey {
+                    class: class.clone(),
+                    prop: prop.clone(),
+                })
             }
-            Instruction::EraseClass { class } => self.apply_schema_change(&SchemaChange::RemoveClass { name: class.clone() }),
+            Instruction::EraseClass { class } => {
+                self.apply_schema_change(&SchemaChange::RemoveClass {
+                    name: class.clone(),
+                })
+            }
             Instruction::EraseProperty { class, name } => {
-                self.apply_schema_change(&SchemaChange::RemoveProperty { class: class.clone(), name: name.clone() })
+                self.apply_schema_change(&SchemaChange::RemoveProperty {
+                    class: class.clone(),
+                    name: name.clone(),
+                })
             }
             Instruction::CreateObject { class, id } => {
                 let info = self.class_named(class)?;
@@ -677,7 +890,12 @@ impl WriteTxn {
                     None => Ok(()),
                 }
             }
-            Instruction::Set { class, id, prop, value } => {
+            Instruction::Set {
+                class,
+                id,
+                prop,
+                value,
+            } => {
                 let (info, key) = self.resolve(class, id)?;
                 let (prop_id, v) = self.value_from_change(&info, prop, value)?;
                 if info.pk == Some(prop_id) {
@@ -685,23 +903,56 @@ impl WriteTxn {
                 }
                 self.set(info.id, key, prop_id, v)
             }
-            Instruction::AddInt { class, id, prop, delta } => {
+            Instruction::AddInt {
+                class,
+                id,
+                prop,
+                delta,
+            } => {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
                 self.add_int(info.id, key, prop_id, *delta)
             }
-            Instruction::ListInsert { class, id, prop, index, value } | Instruction::ListSet { class, id, prop, index, value } => {
+            Instruction::ListInsert {
+                class,
+                id,
+                prop,
+                index,
+                value,
+            }
+            | Instruction::ListSet {
+                class,
+                id,
+                prop,
+                index,
+                value,
+            } => {
                 let (info, key) = self.resolve(class, id)?;
                 let (prop_id, v) = self.value_from_change(&info, prop, value)?;
-                let op = if matches!(ins, Instruction::ListInsert { .. }) { ListOp::Insert(*index, v) } else { ListOp::Set(*index, v) };
+                let op = if matches!(ins, Instruction::ListInsert { .. }) {
+                    ListOp::Insert(*index, v)
+                } else {
+                    ListOp::Set(*index, v)
+                };
                 self.list_op(info.id, key, prop_id, op)
             }
-            Instruction::ListErase { class, id, prop, index } => {
+            Instruction::ListErase {
+                class,
+                id,
+                prop,
+                index,
+            } => {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
                 self.list_op(info.id, key, prop_id, ListOp::Erase(*index))
             }
-            Instruction::ListMove { class, id, prop, from, to } => {
+            Instruction::ListMove {
+                class,
+                id,
+                prop,
+                from,
+                to,
+            } => {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
                 self.list_op(info.id, key, prop_id, ListOp::Move(*from, *to))
@@ -726,12 +977,21 @@ pub(crate) enum ListOp {
 
 /// An index of the snapshot, borrowed apart from the overlay so both can be used at once.
 fn index_of(base: &Snapshot, class: u32, prop: u32) -> crate::store::index::IndexAccess<'_> {
-    crate::store::index::IndexAccess { table: &base.index, prefix: tables::index_prefix(class, prop) }
+    crate::store::index::IndexAccess {
+        table: &base.index,
+        prefix: tables::index_prefix(class, prop),
+    }
 }
 
 /// The hidden global-id property of classes without a primary key.
 pub(crate) fn gid_prop() -> PropInfo {
-    PropInfo { id: GID_PROP, name: "__gid".into(), ty: PropertyType::Binary, flags: PropertyFlags::NONE, target: None }
+    PropInfo {
+        id: GID_PROP,
+        name: "__gid".into(),
+        ty: PropertyType::Binary,
+        flags: PropertyFlags::NONE,
+        target: None,
+    }
 }
 
 fn pk_to_gid(class: &ClassInfo, pk: &PropInfo, value: &Value) -> Result<GlobalId> {
@@ -754,11 +1014,19 @@ pub(crate) fn gid_of(view: View<'_>, class: &ClassInfo, key: u64) -> Result<Glob
         Some(p) => match view.get(class, p, key)? {
             Value::Int(i) => Ok(GlobalId::Int(i)),
             Value::String(s) => Ok(GlobalId::String(s)),
-            _ => Err(Error::new(ErrorCode::ObjectDeleted, format!("the {} object was deleted", class.name))),
+            _ => Err(Error::new(
+                ErrorCode::ObjectDeleted,
+                format!("the {} object was deleted", class.name),
+            )),
         },
         None => match view.get(class, &gid_prop(), key)? {
-            Value::Binary(b) => GlobalId::from_generated_bytes(&b).ok_or_else(|| Error::internal("bad stored id")),
-            _ => Err(Error::new(ErrorCode::ObjectDeleted, format!("the {} object was deleted", class.name))),
+            Value::Binary(b) => {
+                GlobalId::from_generated_bytes(&b).ok_or_else(|| Error::internal("bad stored id"))
+            }
+            _ => Err(Error::new(
+                ErrorCode::ObjectDeleted,
+                format!("the {} object was deleted", class.name),
+            )),
         },
     }
 }
@@ -768,14 +1036,22 @@ pub(crate) fn find_by_gid(view: View<'_>, class: &ClassInfo, id: &GlobalId) -> R
     let (prop, value) = match (class.pk_prop(), id) {
         (Some(p), GlobalId::Int(i)) => (p.clone(), Value::Int(*i)),
         (Some(p), GlobalId::String(s)) => (p.clone(), Value::String(s.clone())),
-        (None, GlobalId::Generated { file, seq }) => (gid_prop(), Value::Binary(GlobalId::generated_bytes(*file, *seq))),
+        (None, GlobalId::Generated { file, seq }) => (
+            gid_prop(),
+            Value::Binary(GlobalId::generated_bytes(*file, *seq)),
+        ),
         _ => return Ok(None),
     };
     find_by_value(view, class, &prop, &value)
 }
 
 /// The first live object whose indexed `prop` equals `value`.
-pub(crate) fn find_by_value(view: View<'_>, class: &ClassInfo, prop: &PropInfo, value: &Value) -> Result<Option<u64>> {
+pub(crate) fn find_by_value(
+    view: View<'_>,
+    class: &ClassInfo,
+    prop: &PropInfo,
+    value: &Value,
+) -> Result<Option<u64>> {
     let (candidates, exact) = view.index_lookup(class.id, prop.id, value.as_ref())?;
     for key in candidates {
         if exact || view.get(class, prop, key)? == *value {
@@ -790,6 +1066,10 @@ fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the OS; mixing the time keeps two salts of one process apart.
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }

@@ -29,19 +29,31 @@ impl TempRealm {
 pub fn people_schema() -> Schema {
     let mut s = Schema::new();
     s.add_class("Person", Some("id")).unwrap();
-    s.add_property("Person", "id", T::Int, F::NONE, None).unwrap();
-    s.add_property("Person", "name", T::String, F::NULLABLE | F::INDEXED, None).unwrap();
-    s.add_property("Person", "age", T::Int, F::NONE, None).unwrap();
-    s.add_property("Person", "score", T::Double, F::NONE, None).unwrap();
-    s.add_property("Person", "dog", T::Link, F::NONE, Some("Dog")).unwrap();
-    s.add_property("Person", "dogs", T::Link, F::LIST, Some("Dog")).unwrap();
-    s.add_property("Person", "tags", T::String, F::LIST, None).unwrap();
-    s.add_property("Person", "born", T::Timestamp, F::NULLABLE, None).unwrap();
-    s.add_property("Person", "photo", T::Binary, F::NULLABLE, None).unwrap();
-    s.add_property("Person", "active", T::Bool, F::NONE, None).unwrap();
-    s.add_property("Person", "ratio", T::Float, F::NONE, None).unwrap();
+    s.add_property("Person", "id", T::Int, F::NONE, None)
+        .unwrap();
+    s.add_property("Person", "name", T::String, F::NULLABLE | F::INDEXED, None)
+        .unwrap();
+    s.add_property("Person", "age", T::Int, F::NONE, None)
+        .unwrap();
+    s.add_property("Person", "score", T::Double, F::NONE, None)
+        .unwrap();
+    s.add_property("Person", "dog", T::Link, F::NONE, Some("Dog"))
+        .unwrap();
+    s.add_property("Person", "dogs", T::Link, F::LIST, Some("Dog"))
+        .unwrap();
+    s.add_property("Person", "tags", T::String, F::LIST, None)
+        .unwrap();
+    s.add_property("Person", "born", T::Timestamp, F::NULLABLE, None)
+        .unwrap();
+    s.add_property("Person", "photo", T::Binary, F::NULLABLE, None)
+        .unwrap();
+    s.add_property("Person", "active", T::Bool, F::NONE, None)
+        .unwrap();
+    s.add_property("Person", "ratio", T::Float, F::NONE, None)
+        .unwrap();
     s.add_class("Dog", None).unwrap();
-    s.add_property("Dog", "name", T::String, F::NONE, None).unwrap();
+    s.add_property("Dog", "name", T::String, F::NONE, None)
+        .unwrap();
     s.add_property("Dog", "age", T::Int, F::NONE, None).unwrap();
     s
 }
