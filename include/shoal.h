@@ -512,17 +512,20 @@ void *shoal_clone(const void *handle);
 // shoal_free", not freed before.
 void shoal_free(void *ptr);
 
-// Frees the strings and bytes a value filled in by Shoal owns, and sets it to NULL. NULL does
-// nothing; a NULL or number value is left as it is.
+// Frees the strings and bytes a value filled in by Shoal owns, and sets the value to
+// `SHOAL_VALUE_NULL` (whatever its kind: a number owns nothing and is just reset, so freeing
+// twice is harmless). A NULL pointer does nothing.
 //
 // # Safety
 // `value` is NULL or points to a value filled in by Shoal (not one the caller built).
 void shoal_value_free(shoal_value_t *value);
 
 // Fills `out` with the calling thread's last error and returns true, or returns false if the
-// last Shoal call on this thread succeeded. Every Shoal call except this one,
-// `shoal_clear_last_error` and `shoal_error_name` resets the last error when it starts. The
-// message and path stay valid until the next Shoal call on this thread.
+// last Shoal call on this thread succeeded. Every Shoal call resets the last error when it
+// starts, except this one, `shoal_clear_last_error`, `shoal_error_name`, `shoal_free`,
+// `shoal_value_free`, `shoal_libversion` and `shoal_libversion_number` (which cannot fail), so
+// freeing a result does not lose the error of an earlier call. The message and path stay
+// valid until the next Shoal call on this thread that resets it.
 //
 // # Safety
 // `out` is NULL (then only the return value is given) or points to writable memory.
@@ -648,6 +651,17 @@ bool shoal_object_as_link(const shoal_object_t *obj, shoal_value_t *out);
 // # Safety
 // `obj` is an object handle; `property` NUL-terminated.
 shoal_object_t *shoal_object_get_linked(const shoal_object_t *obj, const char *property);
+
+// The object a LINK value points to (a value read with `shoal_object_get` or `shoal_list_get`,
+// or made by `shoal_object_as_link`), as a new handle reading through `realm`. Returns NULL
+// with no error for a NULL value. Release the result with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_WRONG_TYPE` (neither a link nor NULL), `SHOAL_ERR_NO_SUCH_CLASS`,
+// `SHOAL_ERR_OBJECT_DELETED` (no such object in what `realm` sees).
+//
+// # Safety
+// `realm` is a realm handle; `link` a valid value.
+shoal_object_t *shoal_object_from_link(const shoal_realm_t *realm, const shoal_value_t *link);
 
 // A list property of the object. Release with `shoal_release`.
 //

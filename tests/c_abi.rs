@@ -1,0 +1,202 @@
+//! The C ABI as C sees it: compiles `tests/c/test_shoal.c` against `include/shoal.h` and the
+//! static library that `cargo test` just built (`target/<profile>/deps/libshoal.a`, or
+//! `target/<profile>/libshoal.a` if newer), runs it, and requires it to exit 0 with a summary
+//! line `N passed, 0 failed`.
+//!
+//! Needs a C compiler (`$CC`, else `cc`). Run with `cargo test --test c_abi -- --nocapture` to
+//! see the C program's output.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the C program may run before it is killed (it waits on threads and callbacks; a
+/// deadlock must fail the test, not hang it).
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `target/<profile>` (or `target/<triple>/<profile>`) of this build: the test executable is
+/// `<that>/deps/c_abi-<hash>`.
+fn profile_dir_of_this_exe() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    Some(deps.parent()?.to_path_buf())
+}
+
+/// Finds `libshoal.a` of this build. `cargo test` compiles the library with every crate type
+/// of Cargo.toml (staticlib, cdylib, rlib) into `target/<profile>/deps/`; only `cargo build`
+/// also copies them up to `target/<profile>/`, where a copy can be older than the code under
+/// test. So both places are looked at, for the profile directory of this test executable and
+/// for `$CARGO_TARGET_DIR` (else `<manifest>/target`), and the newest file wins.
+fn find_static_lib() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib_name = if cfg!(windows) {
+        "shoal.lib"
+    } else {
+        "libshoal.a"
+    };
+    let mut dirs = Vec::new();
+    let profile_dir = profile_dir_of_this_exe();
+    if let Some(dir) = &profile_dir {
+        dirs.push(dir.clone());
+    }
+    let profile = profile_dir
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "debug".to_owned());
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| if d.is_absolute() { d } else { manifest.join(d) })
+        .unwrap_or_else(|| manifest.join("target"));
+    dirs.push(target_dir.join(&profile));
+    dirs.push(manifest.join("target").join(&profile));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        for p in [dir.join("deps").join(lib_name), dir.join(lib_name)] {
+            if !candidates.contains(&p) {
+                candidates.push(p);
+            }
+        }
+    }
+    let newest = candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, p)| p.clone());
+    match newest {
+        Some(p) => p,
+        None => panic!(
+            "the static library {lib_name} was not found; looked at:\n  {}\n\
+             `cargo test` builds it with the library (crate-type staticlib in Cargo.toml); \
+             try `cargo build --lib` (with the same profile and target) first",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        ),
+    }
+}
+
+/// Runs `cmd` to completion with a timeout, returning (status, stdout, stderr).
+fn run_with_timeout(
+    mut cmd: Command,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the C test program");
+    // Drain both pipes on threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the C test program") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let status = child.wait().expect("wait for the killed C test program");
+            let stdout = out_thread.join().unwrap_or_default();
+            let stderr = err_thread.join().unwrap_or_default();
+            panic!(
+                "the C test program did not finish within {timeout:?} (deadlock?); killed ({status})\n\
+                 --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status,
+        out_thread.join().unwrap_or_default(),
+        err_thread.join().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn c_program_passes_against_the_header_and_static_library() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = find_static_lib();
+    println!("linking {}", lib.display());
+    let source = manifest.join("tests/c/test_shoal.c");
+    let include = manifest.join("include");
+    assert!(source.is_file(), "missing {}", source.display());
+    assert!(include.join("shoal.h").is_file(), "missing include/shoal.h");
+
+    let work = tempfile::tempdir().expect("temp dir");
+    let exe = work.path().join("test_shoal");
+    let files = work.path().join("files");
+    std::fs::create_dir(&files).expect("files dir");
+
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let mut compile = Command::new(&cc);
+    compile
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g"])
+        .arg("-I")
+        .arg(&include)
+        .arg(&source)
+        .arg(&lib)
+        // A Rust staticlib bundles the Rust standard library but not the C system libraries
+        // it calls into: threads, mutexes, condition variables and thread-local destructors
+        // (-lpthread), dynamic symbol lookup used by std for optional libc functions and
+        // backtraces (-ldl), and floating-point math such as pow/fmod (-lm). They must follow
+        // the archive on the link line (`rustc --print native-static-libs` lists them). On
+        // glibc >= 2.34 pthread and dl live in libc itself, but naming them keeps older
+        // systems linking.
+        .args(["-lpthread", "-ldl", "-lm"])
+        .arg("-o")
+        .arg(&exe);
+    let output = compile
+        .output()
+        .unwrap_or_else(|e| panic!("could not run the C compiler `{cc}`: {e}"));
+    assert!(
+        output.status.success(),
+        "compiling tests/c/test_shoal.c failed ({}):\n{:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        compile,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut run = Command::new(&exe);
+    run.env("SHOAL_TEST_TMPDIR", &files)
+        .current_dir(work.path());
+    let (status, stdout, stderr) = run_with_timeout(run, RUN_TIMEOUT);
+    println!("--- C test program stdout ---\n{stdout}");
+    if !stderr.is_empty() {
+        println!("--- C test program stderr ---\n{stderr}");
+    }
+    assert!(
+        status.success(),
+        "the C test program failed ({status}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+
+    // The last line is the summary, and every test function ran and passed.
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let passed: usize = summary
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("unexpected summary line {summary:?} (want \"N passed, 0 failed\")")
+        });
+    let ran = stdout.lines().filter(|l| l.starts_with("test ")).count();
+    assert!(passed > 0, "no C tests ran");
+    assert_eq!(passed, ran, "the summary does not match the tests that ran");
+}
