@@ -12,7 +12,7 @@ use crate::notify::ChangeToken;
 use crate::object::{Object, PropertyKey};
 use crate::results::Results;
 use crate::schema::Schema;
-use crate::store::catalog::{self, ClassInfo};
+use crate::store::catalog;
 use crate::store::file::{self, SharedFile};
 use crate::store::snapshot::Snapshot;
 use crate::store::tables;
@@ -520,8 +520,9 @@ impl Realm {
         self.with_view(|v| Ok(v.catalog().to_schema()))
     }
 
-    pub(crate) fn class_info(&self, class: &str) -> Result<ClassInfo> {
-        self.with_view(|v| Ok(v.catalog().require_class(class)?.clone()))
+    /// The id of a class in the schema this handle sees.
+    pub(crate) fn class_id(&self, class: &str) -> Result<u32> {
+        self.with_view(|v| Ok(v.catalog().require_class(class)?.id))
     }
 
     /// Creates an object. Classes with a primary key need `Some(key)`; others `None`.
@@ -529,14 +530,14 @@ impl Realm {
     ///
     /// Fails with `NotInWriteTransaction`, `NoSuchClass`, `DuplicatePrimaryKey`, `WrongType`.
     pub fn create_object(&self, class: &str, primary_key: Option<&Value>) -> Result<Object> {
-        let class_id = self.class_info(class)?.id;
+        let class_id = self.class_id(class)?;
         let key = self.with_write(|w| w.create_object(class_id, primary_key))?;
         Ok(Object::new(self.clone(), class_id, key))
     }
 
     /// The object of `class` with this primary key, if it exists.
     pub fn find_object(&self, class: &str, primary_key: &Value) -> Result<Option<Object>> {
-        let key = self.with_view(|v| {
+        let found = self.with_view(|v| {
             let info = v.catalog().require_class(class)?;
             let Some(pk) = info.pk_prop() else {
                 return Err(Error::invalid(format!(
@@ -551,10 +552,9 @@ impl Realm {
                     primary_key.type_name()
                 )));
             }
-            write::find_by_value(v, info, pk, primary_key)
+            Ok(write::find_by_value(v, info, pk, primary_key)?.map(|k| (info.id, k)))
         })?;
-        let class_id = self.class_info(class)?.id;
-        Ok(key.map(|k| Object::new(self.clone(), class_id, k)))
+        Ok(found.map(|(class_id, k)| Object::new(self.clone(), class_id, k)))
     }
 
     /// The object with this global id, if it exists.

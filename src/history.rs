@@ -36,7 +36,6 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::schema::PropertyFlags;
 use crate::value::{PropertyType, Timestamp, Value};
-use std::collections::HashMap;
 
 const MAGIC: u8 = 0x53;
 const FORMAT: u8 = 1;
@@ -95,6 +94,15 @@ pub enum ChangeValue {
     Value(Value),
     /// A link to the object with this id (of the property's target class).
     Link(GlobalId),
+}
+
+impl ChangeValue {
+    pub(crate) fn as_change_ref(&self) -> ChangeRef<'_> {
+        match self {
+            ChangeValue::Value(v) => ChangeRef::Value(v),
+            ChangeValue::Link(id) => ChangeRef::Link(id),
+        }
+    }
 }
 
 /// One step of a changeset.
@@ -192,22 +200,27 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// A value to record, borrowed (the hot path records without cloning values).
+#[derive(Clone, Copy)]
+pub(crate) enum ChangeRef<'a> {
+    Value(&'a Value),
+    Link(&'a GlobalId),
+}
+
 /// Records the instructions of one write transaction.
 pub(crate) struct ChangesetBuilder {
     buf: Vec<u8>,
-    strings: HashMap<String, u64>,
-    selected: Option<(String, GlobalId)>,
+    /// Class and property names in order of first use; a schema has few, so a linear search
+    /// beats hashing.
+    strings: Vec<String>,
+    /// The selected object: class name number and id.
+    selected: Option<(u64, GlobalId)>,
     instructions: usize,
 }
 
 impl Default for ChangesetBuilder {
     fn default() -> Self {
-        ChangesetBuilder {
-            buf: vec![MAGIC, FORMAT],
-            strings: HashMap::new(),
-            selected: None,
-            instructions: 0,
-        }
+        ChangesetBuilder { buf: vec![MAGIC, FORMAT], strings: Vec::new(), selected: None, instructions: 0 }
     }
 }
 
@@ -222,16 +235,22 @@ impl ChangesetBuilder {
         self.buf
     }
 
-    fn str(&mut self, s: &str) {
-        if let Some(&n) = self.strings.get(s) {
+    /// Writes a string reference and returns its number.
+    fn str(&mut self, s: &str) -> u64 {
+        if let Some(n) = self.string_number(s) {
             put_varint(&mut self.buf, n + 1);
+            n
         } else {
             put_varint(&mut self.buf, 0);
             put_varint(&mut self.buf, s.len() as u64);
             self.buf.extend_from_slice(s.as_bytes());
-            let n = self.strings.len() as u64;
-            self.strings.insert(s.to_owned(), n);
+            self.strings.push(s.to_owned());
+            self.strings.len() as u64 - 1
         }
+    }
+
+    fn string_number(&self, s: &str) -> Option<u64> {
+        self.strings.iter().position(|x| x == s).map(|n| n as u64)
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
@@ -263,14 +282,14 @@ impl ChangesetBuilder {
         }
     }
 
-    fn value(&mut self, v: &ChangeValue) {
+    fn value(&mut self, v: ChangeRef<'_>) {
         let b = &mut self.buf;
         match v {
-            ChangeValue::Link(id) => {
+            ChangeRef::Link(id) => {
                 b.push(9);
                 self.gid(id);
             }
-            ChangeValue::Value(v) => match v {
+            ChangeRef::Value(v) => match v {
                 Value::Null | Value::Link(_) => b.push(0),
                 Value::Bool(false) => b.push(1),
                 Value::Bool(true) => b.push(2),
@@ -306,22 +325,58 @@ impl ChangesetBuilder {
     }
 
     fn select(&mut self, class: &str, id: &GlobalId) {
-        if self
-            .selected
-            .as_ref()
-            .is_some_and(|(c, g)| c == class && g == id)
-        {
-            return;
+        if let (Some((c, g)), Some(n)) = (&self.selected, self.string_number(class)) {
+            if *c == n && g == id {
+                return;
+            }
         }
         self.buf.push(10);
-        self.str(class);
+        let n = self.str(class);
         self.gid(id);
-        self.selected = Some((class.to_owned(), id.clone()));
+        self.selected = Some((n, id.clone()));
     }
 
     fn begin(&mut self, tag: u8) {
         self.instructions += 1;
         self.buf.push(tag);
+    }
+
+    /// Records the creation of an object (and selects it).
+    pub(crate) fn create(&mut self, class: &str, id: &GlobalId) {
+        self.begin(11);
+        let n = self.str(class);
+        self.gid(id);
+        self.selected = Some((n, id.clone()));
+    }
+
+    /// Records setting a property of an object.
+    pub(crate) fn set(&mut self, class: &str, id: &GlobalId, prop: &str, value: ChangeRef<'_>) {
+        self.select(class, id);
+        self.begin(20);
+        self.str(prop);
+        self.value(value);
+    }
+
+    /// Records an addition to a counter.
+    pub(crate) fn add_int(&mut self, class: &str, id: &GlobalId, prop: &str, delta: i64) {
+        self.select(class, id);
+        self.begin(21);
+        self.str(prop);
+        put_varint(&mut self.buf, zigzag(delta));
+    }
+
+    /// Records the deletion of an object.
+    pub(crate) fn erase(&mut self, class: &str, id: &GlobalId) {
+        self.begin(12);
+        self.str(class);
+        self.gid(id);
+        self.selected = None;
+    }
+
+    fn object_op(&mut self, tag: u8, class: &str, id: &GlobalId, prop: &str) {
+        self.select(class, id);
+        self.begin(tag);
+        self.str(prop);
     }
 
     /// Appends one instruction.
@@ -331,13 +386,7 @@ impl ChangesetBuilder {
                 self.begin(1);
                 self.str(name);
             }
-            Instruction::AddProperty {
-                class,
-                name,
-                ty,
-                flags,
-                target,
-            } => {
+            Instruction::AddProperty { class, name, ty, flags, target } => {
                 self.begin(2);
                 self.str(class);
                 self.str(name);
@@ -360,93 +409,30 @@ impl ChangesetBuilder {
                 self.str(class);
                 self.str(name);
             }
-            Instruction::CreateObject { class, id } => {
-                self.begin(11);
-                self.str(class);
-                self.gid(id);
-                self.selected = Some((class.clone(), id.clone()));
-            }
-            Instruction::EraseObject { class, id } => {
-                self.begin(12);
-                self.str(class);
-                self.gid(id);
-                self.selected = None;
-            }
-            Instruction::Set {
-                class,
-                id,
-                prop,
-                value,
-            } => {
-                self.select(class, id);
-                self.begin(20);
-                self.str(prop);
-                self.value(value);
-            }
-            Instruction::AddInt {
-                class,
-                id,
-                prop,
-                delta,
-            } => {
-                self.select(class, id);
-                self.begin(21);
-                self.str(prop);
-                put_varint(&mut self.buf, zigzag(*delta));
-            }
-            Instruction::ListInsert {
-                class,
-                id,
-                prop,
-                index,
-                value,
-            }
-            | Instruction::ListSet {
-                class,
-                id,
-                prop,
-                index,
-                value,
-            } => {
-                self.select(class, id);
-                self.begin(if matches!(ins, Instruction::ListInsert { .. }) {
-                    22
-                } else {
-                    23
-                });
-                self.str(prop);
+            Instruction::CreateObject { class, id } => self.create(class, id),
+            Instruction::EraseObject { class, id } => self.erase(class, id),
+            Instruction::Set { class, id, prop, value } => self.set(class, id, prop, value.as_change_ref()),
+            Instruction::AddInt { class, id, prop, delta } => self.add_int(class, id, prop, *delta),
+            Instruction::ListInsert { class, id, prop, index, value } => {
+                self.object_op(22, class, id, prop);
                 put_varint(&mut self.buf, *index);
-                self.value(value);
+                self.value(value.as_change_ref());
             }
-            Instruction::ListErase {
-                class,
-                id,
-                prop,
-                index,
-            } => {
-                self.select(class, id);
-                self.begin(24);
-                self.str(prop);
+            Instruction::ListSet { class, id, prop, index, value } => {
+                self.object_op(23, class, id, prop);
+                put_varint(&mut self.buf, *index);
+                self.value(value.as_change_ref());
+            }
+            Instruction::ListErase { class, id, prop, index } => {
+                self.object_op(24, class, id, prop);
                 put_varint(&mut self.buf, *index);
             }
-            Instruction::ListMove {
-                class,
-                id,
-                prop,
-                from,
-                to,
-            } => {
-                self.select(class, id);
-                self.begin(25);
-                self.str(prop);
+            Instruction::ListMove { class, id, prop, from, to } => {
+                self.object_op(25, class, id, prop);
                 put_varint(&mut self.buf, *from);
                 put_varint(&mut self.buf, *to);
             }
-            Instruction::ListClear { class, id, prop } => {
-                self.select(class, id);
-                self.begin(26);
-                self.str(prop);
-            }
+            Instruction::ListClear { class, id, prop } => self.object_op(26, class, id, prop),
         }
     }
 }

@@ -111,14 +111,24 @@ impl Object {
 
     /// Like [`get`](Self::get) with a [`PropertyKey`].
     pub fn get_by_key(&self, key: PropertyKey) -> Result<Value> {
-        self.with_class(|v, class| {
-            if key.class_id != self.class_id {
-                return Err(Error::invalid("the property key belongs to another class"));
-            }
+        if key.class_id != self.class_id {
+            return Err(Error::invalid("the property key belongs to another class"));
+        }
+        self.realm.with_view(|v| {
+            let class = v.catalog().class_by_id_required(self.class_id)?;
             let prop = class.prop_by_id(key.prop_id).ok_or_else(|| {
                 Error::new(ErrorCode::NoSuchProperty, "the property no longer exists")
             })?;
-            self.read(v, class, prop)
+            if prop.is_list() {
+                return self.read(v, class, prop);
+            }
+            // Deleting an object clears every slot of its row, so a stored non-NULL value
+            // proves the object is live; only a NULL needs the liveness bitmap.
+            let value = v.get(class, prop, self.key)?;
+            if value.is_null() && !v.is_live(self.class_id, self.key)? {
+                return Err(deleted(class));
+            }
+            Ok(write::or_default(value.as_ref(), prop).to_owned())
         })
     }
 

@@ -200,15 +200,29 @@ impl Results {
         Ok(keys)
     }
 
+    /// Whether the results are exactly the matches of the filter (order aside): then counts
+    /// and aggregates scan the columns without listing the objects.
+    fn is_plain_filter(&self) -> bool {
+        self.spec.distinct.is_empty() && self.spec.limit.is_none()
+    }
+
+    fn cached_keys(&self) -> Option<Arc<Vec<u64>>> {
+        let generation = self.realm.generation();
+        self.cache.lock().as_ref().filter(|(g, _)| *g == generation).map(|(_, k)| k.clone())
+    }
+
     /// The number of matching objects.
     pub fn count(&self) -> Result<usize> {
-        if matches!(self.spec.pred, Pred::True)
-            && self.spec.distinct.is_empty()
-            && self.spec.limit.is_none()
-        {
-            return self.with_class(|v, c| {
-                Ok(usize::try_from(v.class_state(c.id)?.1).unwrap_or(usize::MAX))
-            });
+        if let Some(keys) = self.cached_keys() {
+            return Ok(keys.len());
+        }
+        if self.is_plain_filter() {
+            if matches!(self.spec.pred, Pred::True) {
+                return self.with_class(|v, c| {
+                    Ok(usize::try_from(v.class_state(c.id)?.1).unwrap_or(usize::MAX))
+                });
+            }
+            return self.with_class(|v, c| eval::count_matching(v, c, &self.spec.pred));
         }
         Ok(self.keys()?.len())
     }
@@ -227,13 +241,13 @@ impl Results {
                 format!("index {index} is out of bounds for {} results", keys.len()),
             )
         })?;
-        let class_id = self.realm.class_info(&self.class)?.id;
+        let class_id = self.realm.class_id(&self.class)?;
         Ok(Object::new(self.realm.clone(), class_id, key))
     }
 
     /// Every matching object.
     pub fn to_vec(&self) -> Result<Vec<Object>> {
-        let class_id = self.realm.class_info(&self.class)?.id;
+        let class_id = self.realm.class_id(&self.class)?;
         Ok(self
             .keys()?
             .iter()
@@ -242,7 +256,7 @@ impl Results {
     }
 
     fn aggregate(&self, property: &str, op: CollectionOp) -> Result<Value> {
-        let keys = self.keys_in_key_order()?;
+        let keys = if self.is_plain_filter() { None } else { Some(self.keys_in_key_order()?) };
         self.with_class(|v, class| {
             let prop = class.require_prop(property)?;
             if prop.is_list() {
@@ -260,7 +274,10 @@ impl Results {
                     prop.ty.name()
                 )));
             }
-            let result = eval::aggregate_keys(v, class, prop, &keys, op)?;
+            let result = match &keys {
+                Some(keys) => eval::aggregate_keys(v, class, prop, keys, op)?,
+                None => eval::aggregate_matching(v, class, &self.spec.pred, prop, op)?,
+            };
             Ok(match (op, prop.ty, result) {
                 // The sum of floats and doubles is a double even when there is nothing to add.
                 (CollectionOp::Sum, PropertyType::Float | PropertyType::Double, Value::Int(i)) => {
@@ -300,7 +317,7 @@ impl Results {
     /// Deletes every matching object; returns how many. Needs a write transaction.
     pub fn delete_all(&self) -> Result<usize> {
         let keys = self.keys_in_key_order()?;
-        let class_id = self.realm.class_info(&self.class)?.id;
+        let class_id = self.realm.class_id(&self.class)?;
         self.realm
             .with_write(|w| w.delete_objects(class_id, &keys))?;
         Ok(keys.len())

@@ -194,7 +194,7 @@ pub(crate) fn value_arg(v: *const shoal_value_t, realm: Option<&Realm>) -> Resul
             let l = unsafe { v.data.link };
             let class = str_arg(l.class_name, "the link's class name")?;
             let realm = realm.ok_or_else(|| Error::invalid("a link value cannot be used here"))?;
-            let class_id = realm.class_info(class)?.id;
+            let class_id = realm.class_id(class)?;
             Value::Link(ObjLink {
                 class_id,
                 key: l.key,

@@ -11,12 +11,16 @@ use crate::query::bind::{resolve, Pred, ResolvedPath, Side};
 use crate::query::parser::{CollectionOp, CompareOp};
 use crate::store::catalog::{Catalog, ClassInfo, PropInfo};
 use crate::store::chunk::CHUNK_ROWS;
-use crate::store::view::{chunk_of, ChunkData, View};
+use crate::store::catalog::LIVE_PROP;
+use crate::store::chunk::ChunkView;
+use crate::store::tables;
+use crate::store::view::{chunk_of, decode_live, ChunkData, ChunkRef, LiveBits, View};
+use redb::{AccessGuard, Range};
 use crate::store::write::or_default;
 use crate::value::{compare_values, ObjLink, Value, ValueRef};
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// A predicate with every path resolved for one evaluation.
 enum Node {
@@ -346,60 +350,71 @@ fn like(text: &[char], pattern: &[char]) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// Min/max/sum/average of values (NULLs skipped). Sum of no values is 0; the others NULL.
-pub(crate) fn aggregate<'v>(op: CollectionOp, values: impl Iterator<Item = ValueRef<'v>>) -> Value {
-    let mut best: Option<Value> = None;
-    let mut int_sum: i64 = 0;
-    let mut float_sum = 0.0f64;
-    let mut all_int = true;
-    let mut n = 0u64;
-    for v in values {
+/// A running min/max/sum/average (NULLs skipped). Sum of no values is 0; the others NULL.
+pub(crate) struct Accumulator {
+    op: CollectionOp,
+    n: u64,
+    int_sum: i64,
+    float_sum: f64,
+    all_int: bool,
+    best: Option<Value>,
+}
+
+impl Accumulator {
+    pub(crate) fn new(op: CollectionOp) -> Accumulator {
+        Accumulator { op, n: 0, int_sum: 0, float_sum: 0.0, all_int: true, best: None }
+    }
+
+    pub(crate) fn add(&mut self, v: ValueRef<'_>) {
         if v.is_null() {
-            continue;
+            return;
         }
-        n += 1;
-        match op {
+        self.n += 1;
+        match self.op {
             CollectionOp::Min | CollectionOp::Max => {
-                let better = best.as_ref().is_none_or(|b| {
+                let better = self.best.as_ref().is_none_or(|b| {
                     let o = compare_values(v, b.as_ref());
-                    if op == CollectionOp::Min {
+                    if self.op == CollectionOp::Min {
                         o == Some(Ordering::Less)
                     } else {
                         o == Some(Ordering::Greater)
                     }
                 });
                 if better {
-                    best = Some(v.to_owned());
+                    self.best = Some(v.to_owned());
                 }
             }
-            _ => {
-                if let ValueRef::Int(i) = v {
-                    int_sum = int_sum.wrapping_add(i);
-                } else {
-                    all_int = false;
+            CollectionOp::Count => {}
+            CollectionOp::Sum | CollectionOp::Avg => match v {
+                ValueRef::Int(i) => {
+                    self.int_sum = self.int_sum.wrapping_add(i);
+                    self.float_sum += i as f64;
                 }
-                float_sum += v.as_f64().unwrap_or(0.0);
-            }
+                other => {
+                    self.all_int = false;
+                    self.float_sum += other.as_f64().unwrap_or(0.0);
+                }
+            },
         }
     }
-    match op {
-        CollectionOp::Count => Value::Int(n as i64),
-        CollectionOp::Min | CollectionOp::Max => best.unwrap_or(Value::Null),
-        CollectionOp::Sum => {
-            if all_int {
-                Value::Int(int_sum)
-            } else {
-                Value::Double(float_sum)
-            }
-        }
-        CollectionOp::Avg => {
-            if n == 0 {
-                Value::Null
-            } else {
-                Value::Double(float_sum / n as f64)
-            }
+
+    pub(crate) fn finish(self) -> Value {
+        match self.op {
+            CollectionOp::Count => Value::Int(self.n as i64),
+            CollectionOp::Min | CollectionOp::Max => self.best.unwrap_or(Value::Null),
+            CollectionOp::Sum if self.all_int => Value::Int(self.int_sum),
+            CollectionOp::Sum => Value::Double(self.float_sum),
+            CollectionOp::Avg if self.n == 0 => Value::Null,
+            CollectionOp::Avg => Value::Double(self.float_sum / self.n as f64),
         }
     }
+}
+
+/// Min/max/sum/average of values (NULLs skipped).
+pub(crate) fn aggregate<'v>(op: CollectionOp, values: impl Iterator<Item = ValueRef<'v>>) -> Value {
+    let mut acc = Accumulator::new(op);
+    values.for_each(|v| acc.add(v));
+    acc.finish()
 }
 
 /// An equality on an indexed property (or the primary key) that every match must satisfy.
@@ -442,56 +457,349 @@ fn indexable<'n>(ctx: &Ctx<'_>, node: &'n Node) -> Option<(&'n PropInfo, &'n Val
     (indexed && !value.is_null() && value.property_type() == Some(prop.ty)).then_some((prop, value))
 }
 
+/// A chunk's row mask: bit `i` set = row `i` of the chunk is selected.
+type Mask = LiveBits;
+
+fn rows(mask: &Mask) -> impl Iterator<Item = usize> + '_ {
+    mask.iter().enumerate().flat_map(|(w, word)| {
+        let mut word = *word;
+        std::iter::from_fn(move || {
+            if word == 0 {
+                return None;
+            }
+            let bit = word.trailing_zeros() as usize;
+            word &= word - 1;
+            Some(w * 64 + bit)
+        })
+    })
+}
+
+fn is_empty(mask: &Mask) -> bool {
+    mask.iter().all(|w| *w == 0)
+}
+
+/// Walks the chunks of one column in order with a single redb range read.
+struct ColumnCursor {
+    range: Range<'static, u128, &'static [u8]>,
+    next: Option<(u64, AccessGuard<'static, &'static [u8]>)>,
+    done: bool,
+}
+
+impl ColumnCursor {
+    fn new(view: View<'_>, class: u32, prop: u32) -> Result<ColumnCursor> {
+        Ok(ColumnCursor { range: view.snap.columns.range(tables::column_range(class, prop))?, next: None, done: false })
+    }
+
+    /// The stored chunk `n` (chunks are requested in increasing order).
+    fn seek(&mut self, n: u64) -> Result<Option<&AccessGuard<'static, &'static [u8]>>> {
+        loop {
+            if self.next.is_none() && !self.done {
+                match self.range.next() {
+                    Some(item) => {
+                        let (k, v) = item?;
+                        self.next = Some((k.value() as u64, v));
+                    }
+                    None => self.done = true,
+                }
+            }
+            match &self.next {
+                Some((c, _)) if *c < n => self.next = None,
+                Some((c, _)) if *c == n => return Ok(self.next.as_ref().map(|(_, g)| g)),
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Chunk-at-a-time evaluation over one class.
+struct Scan<'a> {
+    ctx: Ctx<'a>,
+    cursors: HashMap<u32, ColumnCursor>,
+}
+
+/// A comparison of one direct column with a constant, oriented as `column op constant`.
+struct Leaf<'n> {
+    prop: &'n PropInfo,
+    op: CompareOp,
+    constant: &'n Value,
+    ci: bool,
+}
+
+fn flip(op: CompareOp) -> CompareOp {
+    match op {
+        CompareOp::Lt => CompareOp::Gt,
+        CompareOp::Le => CompareOp::Ge,
+        CompareOp::Gt => CompareOp::Lt,
+        CompareOp::Ge => CompareOp::Le,
+        other => other,
+    }
+}
+
+fn direct_leaf(node: &Node) -> Option<Leaf<'_>> {
+    let Node::Cmp { left, op, right, ci } = node else { return None };
+    match (left, right) {
+        (Operand::Path(p), Operand::Const(c)) => Some(Leaf { prop: p.direct_column()?, op: *op, constant: c, ci: *ci }),
+        (Operand::Const(c), Operand::Path(p)) if !matches!(op, CompareOp::BeginsWith | CompareOp::EndsWith | CompareOp::Contains | CompareOp::Like) => {
+            Some(Leaf { prop: p.direct_column()?, op: flip(*op), constant: c, ci: *ci })
+        }
+        _ => None,
+    }
+}
+
+impl<'a> Scan<'a> {
+    fn new(view: View<'a>, class: &'a ClassInfo) -> Scan<'a> {
+        Scan { ctx: Ctx { view, catalog: view.catalog(), class }, cursors: HashMap::default() }
+    }
+
+    /// The chunk of a column: the overlay's version, else the stored one.
+    fn with_chunk<R>(&mut self, prop: &PropInfo, chunk: u64, f: impl FnOnce(ChunkRef<'_>) -> Result<R>) -> Result<R> {
+        let view = self.ctx.view;
+        if let Some(values) = view.overlay.and_then(|o| o.columns.get(&tables::column_key(self.ctx.class.id, prop.id, chunk))) {
+            return f(ChunkRef::Dirty(values));
+        }
+        let cursor = match self.cursors.entry(prop.id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(ColumnCursor::new(view, self.ctx.class.id, prop.id)?),
+        };
+        match cursor.seek(chunk)? {
+            Some(guard) => f(ChunkRef::Stored(ChunkView::new(guard.value(), prop.link_class())?)),
+            None => f(ChunkRef::Missing),
+        }
+    }
+
+    fn live(&mut self, chunk: u64) -> Result<Mask> {
+        if let Some(bits) = self.ctx.view.overlay.and_then(|o| o.live.get(&(self.ctx.class.id, chunk))) {
+            return Ok(*bits);
+        }
+        let live_prop = PropInfo {
+            id: LIVE_PROP,
+            name: String::new(),
+            ty: crate::value::PropertyType::Binary,
+            flags: crate::schema::PropertyFlags::NONE,
+            target: None,
+        };
+        let view = self.ctx.view;
+        let cursor = match self.cursors.entry(LIVE_PROP) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(ColumnCursor::new(view, self.ctx.class.id, live_prop.id)?),
+        };
+        Ok(cursor.seek(chunk)?.map_or([0; 4], |g| decode_live(g.value())))
+    }
+
+    /// The rows of `candidates` in `chunk` that satisfy `node`.
+    fn eval(&mut self, node: &Node, chunk: u64, candidates: Mask) -> Result<Mask> {
+        if is_empty(&candidates) {
+            return Ok(candidates);
+        }
+        Ok(match node {
+            Node::True => candidates,
+            Node::False => [0; 4],
+            Node::And(items) => {
+                let mut m = candidates;
+                for item in items {
+                    m = self.eval(item, chunk, m)?;
+                    if is_empty(&m) {
+                        break;
+                    }
+                }
+                m
+            }
+            Node::Or(items) => {
+                let mut selected = [0u64; 4];
+                let mut rest = candidates;
+                for item in items {
+                    let r = self.eval(item, chunk, rest)?;
+                    for w in 0..4 {
+                        selected[w] |= r[w];
+                        rest[w] &= !r[w];
+                    }
+                }
+                selected
+            }
+            Node::Not(inner) => {
+                let r = self.eval(inner, chunk, candidates)?;
+                std::array::from_fn(|w| candidates[w] & !r[w])
+            }
+            Node::Cmp { .. } => match direct_leaf(node) {
+                Some(leaf) => self.eval_leaf(&leaf, chunk, candidates)?,
+                None => {
+                    let mut out = [0u64; 4];
+                    let mut cols = ChunkColumns { chunk, data: HashMap::default() };
+                    for row in rows(&candidates) {
+                        if self.ctx.test(&mut cols, node, chunk * CHUNK_ROWS + row as u64)? {
+                            out[row / 64] |= 1 << (row % 64);
+                        }
+                    }
+                    out
+                }
+            },
+        })
+    }
+
+    fn eval_leaf(&mut self, leaf: &Leaf<'_>, chunk: u64, candidates: Mask) -> Result<Mask> {
+        let prop = leaf.prop;
+        self.with_chunk(prop, chunk, |data| {
+            let mut out = [0u64; 4];
+            let mut set = |row: usize| out[row / 64] |= 1 << (row % 64);
+            match (&data, leaf.constant) {
+                // Integers straight from the encoded bytes: the common scan.
+                (ChunkRef::Stored(view), Value::Int(c)) if prop.ty == crate::value::PropertyType::Int => {
+                    for row in rows(&candidates) {
+                        let v = match view.int_at(row) {
+                            Some(v) => Some(v),
+                            None if !prop.is_nullable() => Some(0),
+                            None => None,
+                        };
+                        let hit = match v {
+                            Some(v) => matches_ord(leaf.op, v.cmp(c)),
+                            None => compare(ValueRef::Null, leaf.op, ValueRef::Int(*c), leaf.ci),
+                        };
+                        if hit {
+                            set(row);
+                        }
+                    }
+                }
+                _ => {
+                    let constant = leaf.constant.as_ref();
+                    for row in rows(&candidates) {
+                        let v = or_default(data.get(row)?, prop);
+                        if compare(v, leaf.op, constant, leaf.ci) {
+                            set(row);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Calls `f(chunk, mask)` for every chunk with matching rows, in key order.
+    fn for_each(&mut self, node: &Node, mut f: impl FnMut(&mut Scan<'a>, u64, Mask) -> Result<()>) -> Result<()> {
+        if let Some(candidates) = index_candidates(&self.ctx, node)? {
+            let mut i = 0;
+            while i < candidates.len() {
+                let chunk = candidates[i] / CHUNK_ROWS;
+                let mut mask = [0u64; 4];
+                while i < candidates.len() && candidates[i] / CHUNK_ROWS == chunk {
+                    let row = (candidates[i] % CHUNK_ROWS) as usize;
+                    mask[row / 64] |= 1 << (row % 64);
+                    i += 1;
+                }
+                let live = self.ctx.view.live_bits(self.ctx.class.id, chunk)?;
+                let m = self.eval(node, chunk, std::array::from_fn(|w| mask[w] & live[w]))?;
+                if !is_empty(&m) {
+                    f(self, chunk, m)?;
+                }
+            }
+            return Ok(());
+        }
+        let (next, _) = self.ctx.view.class_state(self.ctx.class.id)?;
+        for chunk in 0..next.div_ceil(CHUNK_ROWS) {
+            let live = self.live(chunk)?;
+            let m = self.eval(node, chunk, live)?;
+            if !is_empty(&m) {
+                f(self, chunk, m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The keys of the live objects of `class` that match `pred`, in key order.
 pub(crate) fn matching_keys(view: View<'_>, class: &ClassInfo, pred: &Pred) -> Result<Vec<u64>> {
-    let catalog = view.catalog();
-    let node = prepare(catalog, class, pred)?;
-    let ctx = Ctx {
-        view,
-        catalog,
-        class,
-    };
+    let node = prepare(view.catalog(), class, pred)?;
     if let Node::True = node {
         return view.live_keys(class.id);
     }
     let mut out = Vec::new();
-    if let Some(candidates) = index_candidates(&ctx, &node)? {
-        for key in candidates {
-            if !view.is_live(class.id, key)? {
-                continue;
-            }
-            let mut cols = ChunkColumns {
-                chunk: chunk_of(key).0,
-                data: HashMap::new(),
-            };
-            if ctx.test(&mut cols, &node, key)? {
-                out.push(key);
-            }
-        }
-        return Ok(out);
-    }
-    let (next, _) = view.class_state(class.id)?;
-    for chunk in 0..next.div_ceil(CHUNK_ROWS) {
-        let bits = view.live_bits(class.id, chunk)?;
-        if bits.iter().all(|w| *w == 0) {
-            continue;
-        }
-        let mut cols = ChunkColumns {
-            chunk,
-            data: HashMap::new(),
-        };
-        for (w, word) in bits.iter().enumerate() {
-            let mut word = *word;
-            while word != 0 {
-                let key = chunk * CHUNK_ROWS + w as u64 * 64 + u64::from(word.trailing_zeros());
-                word &= word - 1;
-                if ctx.test(&mut cols, &node, key)? {
-                    out.push(key);
+    Scan::new(view, class).for_each(&node, |_, chunk, mask| {
+        out.extend(rows(&mask).map(|r| chunk * CHUNK_ROWS + r as u64));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// How many live objects of `class` match `pred`, without listing them.
+pub(crate) fn count_matching(view: View<'_>, class: &ClassInfo, pred: &Pred) -> Result<usize> {
+    let node = prepare(view.catalog(), class, pred)?;
+    let mut n = 0usize;
+    Scan::new(view, class).for_each(&node, |_, _, mask| {
+        n += mask.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// Min/max/sum/average of a direct property over the objects matching `pred`, reading each
+/// chunk of the property once.
+pub(crate) fn aggregate_matching(view: View<'_>, class: &ClassInfo, pred: &Pred, prop: &PropInfo, op: CollectionOp) -> Result<Value> {
+    let node = prepare(view.catalog(), class, pred)?;
+    let mut acc = Accumulator::new(op);
+    // Sums and averages of doubles and floats add raw numbers; integers keep the exact
+    // integer path of the accumulator.
+    let float_sum = matches!(op, CollectionOp::Sum | CollectionOp::Avg)
+        && matches!(prop.ty, crate::value::PropertyType::Double | crate::value::PropertyType::Float);
+    let (mut sum, mut n) = (0.0f64, 0u64);
+    Scan::new(view, class).for_each(&node, |scan, chunk, mask| {
+        scan.with_chunk(prop, chunk, |data| {
+            match (&data, prop.ty) {
+                (ChunkRef::Stored(v), _) if float_sum => {
+                    for row in rows(&mask) {
+                        match v.f64_at(row) {
+                            Some(x) => {
+                                sum += x;
+                                n += 1;
+                            }
+                            None if !prop.is_nullable() => n += 1,
+                            None => {}
+                        }
+                    }
+                }
+                (ChunkRef::Stored(v), crate::value::PropertyType::Int)
+                    if matches!(op, CollectionOp::Sum | CollectionOp::Avg) =>
+                {
+                    for row in rows(&mask) {
+                        acc.add(match v.int_at(row) {
+                            Some(i) => ValueRef::Int(i),
+                            None => or_default(ValueRef::Null, prop),
+                        });
+                    }
+                }
+                _ => {
+                    for row in rows(&mask) {
+                        let v = or_default(data.get(row)?, prop);
+                        if float_sum {
+                            if let Some(x) = v.as_f64() {
+                                sum += x;
+                                n += 1;
+                            }
+                        } else {
+                            acc.add(v);
+                        }
+                    }
                 }
             }
-        }
+            Ok(())
+        })
+    })?;
+    if float_sum {
+        return Ok(match op {
+            CollectionOp::Avg if n == 0 => Value::Null,
+            CollectionOp::Avg => Value::Double(sum / n as f64),
+            _ => Value::Double(sum),
+        });
     }
-    Ok(out)
+    Ok(acc.finish())
+}
+
+/// Min/max/sum/average of a direct property over explicit `keys` (results with a limit or
+/// distinct).
+pub(crate) fn aggregate_keys(view: View<'_>, class: &ClassInfo, prop: &PropInfo, keys: &[u64], op: CollectionOp) -> Result<Value> {
+    let mut acc = Accumulator::new(op);
+    for &key in keys {
+        acc.add(or_default(view.get(class, prop, key)?.as_ref(), prop));
+    }
+    Ok(acc.finish())
 }
 
 /// The value of `path` for each key, for sorting and distinct (the first value when a path
@@ -511,14 +819,14 @@ pub(crate) fn values_for(
     let mut out = Vec::with_capacity(keys.len());
     let mut cols = ChunkColumns {
         chunk: u64::MAX,
-        data: HashMap::new(),
+        data: HashMap::default(),
     };
     for &key in keys {
         let chunk = chunk_of(key).0;
         if chunk != cols.chunk {
             cols = ChunkColumns {
                 chunk,
-                data: HashMap::new(),
+                data: HashMap::default(),
             };
         }
         out.push(
@@ -529,52 +837,6 @@ pub(crate) fn values_for(
         );
     }
     Ok(out)
-}
-
-/// Min/max/sum/average of a direct numeric or timestamp property over `keys` (in key order),
-/// reading each chunk once.
-pub(crate) fn aggregate_keys(
-    view: View<'_>,
-    class: &ClassInfo,
-    prop: &PropInfo,
-    keys: &[u64],
-    op: CollectionOp,
-) -> Result<Value> {
-    let mut values: Vec<Value> = Vec::new();
-    let mut i = 0;
-    let mut ints: Vec<i64> = Vec::new();
-    let int_fast = prop.ty == crate::value::PropertyType::Int
-        && matches!(op, CollectionOp::Sum | CollectionOp::Avg);
-    while i < keys.len() {
-        let chunk = chunk_of(keys[i]).0;
-        let data = view.chunk(class.id, prop.id, chunk)?;
-        let cv = data.view(prop.link_class())?;
-        while i < keys.len() && chunk_of(keys[i]).0 == chunk {
-            let row = chunk_of(keys[i]).1;
-            if int_fast {
-                match cv.int_at(row)? {
-                    Some(v) => ints.push(v),
-                    None if !prop.is_nullable() => ints.push(0),
-                    None => {}
-                }
-            } else {
-                let v = or_default(cv.get(row)?, prop);
-                if !v.is_null() {
-                    values.push(v.to_owned());
-                }
-            }
-            i += 1;
-        }
-    }
-    if int_fast {
-        let sum = ints.iter().fold(0i64, |a, b| a.wrapping_add(*b));
-        return Ok(match op {
-            CollectionOp::Sum => Value::Int(sum),
-            _ if ints.is_empty() => Value::Null,
-            _ => Value::Double(ints.iter().map(|&v| v as f64).sum::<f64>() / ints.len() as f64),
-        });
-    }
-    Ok(aggregate(op, values.iter().map(Value::as_ref)))
 }
 
 #[cfg(test)]

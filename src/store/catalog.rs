@@ -11,12 +11,15 @@ use crate::schema::{PropertyFlags, Schema};
 use crate::value::PropertyType;
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Reserved property id of the per-chunk liveness bitmap of a class.
 pub(crate) const LIVE_PROP: u32 = u32::MAX;
 /// Reserved property id of the hidden global-id column (classes without a primary key) and of
 /// the global-id index.
 pub(crate) const GID_PROP: u32 = u32::MAX - 1;
+/// Reserved property id under which chunk 0 holds a class's `(next object key, live count)`.
+pub(crate) const STATE_PROP: u32 = u32::MAX - 2;
 
 /// One property as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +72,39 @@ impl ClassInfo {
     pub(crate) fn require_prop(&self, name: &str) -> Result<&PropInfo> {
         self.prop(name)
             .ok_or_else(|| Error::no_such_property(&self.name, name))
+    }
+}
+
+/// A class of a shared catalog, held without copying it (the hot write paths look classes up
+/// on every call).
+#[derive(Clone)]
+pub(crate) struct ClassRef {
+    catalog: Arc<Catalog>,
+    index: usize,
+}
+
+impl ClassRef {
+    /// The class with id `id` of `catalog`.
+    pub(crate) fn by_id(catalog: Arc<Catalog>, id: u32) -> Result<ClassRef> {
+        let index = catalog
+            .classes
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or_else(|| Error::new(ErrorCode::NoSuchClass, format!("class id {id} is not in the schema")))?;
+        Ok(ClassRef { catalog, index })
+    }
+
+    /// The class named `name` of `catalog`.
+    pub(crate) fn by_name(catalog: Arc<Catalog>, name: &str) -> Result<ClassRef> {
+        let index = *catalog.by_name.get(name).ok_or_else(|| Error::no_such_class(name))?;
+        Ok(ClassRef { catalog, index })
+    }
+}
+
+impl std::ops::Deref for ClassRef {
+    type Target = ClassInfo;
+    fn deref(&self) -> &ClassInfo {
+        &self.catalog.classes[self.index]
     }
 }
 

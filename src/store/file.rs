@@ -250,7 +250,12 @@ impl SharedFile {
         let tmp = format!("{}.compact", file.key);
         let _ = std::fs::remove_file(&tmp);
         let copied = open_db(&tmp, opts).and_then(|copy| match copy {
-            Db::ReadWrite(copy) => copy_tables(current, &copy),
+            Db::ReadWrite(mut copy) => {
+                copy_tables(current, &copy)?;
+                // redb grows files in steps; trimming the fresh copy returns the slack.
+                while copy.compact().map_err(|e| Error::new(ErrorCode::Io, format!("compaction failed: {e}")))? {}
+                Ok(())
+            }
             Db::ReadOnly(_) => Err(Error::internal("compaction target opened read-only")),
         });
         if let Err(e) = copied {
@@ -275,7 +280,7 @@ impl SharedFile {
 
 /// Copies every Shoal table from `from` into the empty database `to`, durably.
 fn copy_tables(from: &Database, to: &Database) -> Result<()> {
-    use crate::store::tables::{CLASSES, COLUMNS, HISTORY, INDEX, LISTS, META};
+    use crate::store::tables::{COLUMNS, HISTORY, INDEX, LISTS, META};
     let read = from.begin_read()?;
     let write = to.begin_write()?;
     {
@@ -293,11 +298,6 @@ fn copy_tables(from: &Database, to: &Database) -> Result<()> {
         }
         let (src, mut dst) = (read.open_table(INDEX)?, write.open_table(INDEX)?);
         for item in src.range::<(u64, u64, u64)>(..)? {
-            let (k, v) = item?;
-            dst.insert(k.value(), v.value())?;
-        }
-        let (src, mut dst) = (read.open_table(CLASSES)?, write.open_table(CLASSES)?);
-        for item in src.range::<u32>(..)? {
             let (k, v) = item?;
             dst.insert(k.value(), v.value())?;
         }

@@ -21,8 +21,9 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::store::tables;
 use crate::value::ValueRef;
-use redb::ReadOnlyTable;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::store::snapshot::Snapshot;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// Largest number of entries in one index chunk (16 bytes each).
@@ -99,85 +100,66 @@ pub(crate) fn encode_chunk(entries: &[Entry]) -> Vec<u8> {
 #[derive(Default)]
 pub(crate) struct IndexOverlay {
     pub(crate) dirty: HashMap<u64, BTreeMap<ChunkKey, Vec<Entry>>>,
-    /// Chunk keys of the snapshot's index, loaded once an index is used often in one
-    /// transaction (a bulk load), so floor searches stop costing a B-tree descent each.
-    disk_keys: HashMap<u64, BTreeSet<ChunkKey>>,
-    /// Floor searches per index in this transaction, to decide when to load `disk_keys`.
-    searches: HashMap<u64, u32>,
 }
 
-/// Floor searches on one index after which its chunk keys are loaded into memory.
-const MEMO_AFTER: u32 = 64;
+/// The entries of a stored chunk, searched in place without decoding.
+struct StoredEntries<'b>(&'b [u8]);
+
+impl StoredEntries<'_> {
+    fn len(&self) -> usize {
+        self.0.len() / 16
+    }
+
+    fn get(&self, i: usize) -> Entry {
+        let e = &self.0[i * 16..i * 16 + 16];
+        (
+            u64::from_le_bytes(e[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(e[8..].try_into().expect("8 bytes")),
+        )
+    }
+
+    /// The first position whose hash is not below `hash`.
+    fn lower_bound(&self, hash: u64) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.get(mid).0 < hash {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
 
 /// Reads (and, through [`IndexOverlay`], writes) one index over a snapshot plus the overlay.
 pub(crate) struct IndexAccess<'a> {
-    pub(crate) table: &'a ReadOnlyTable<(u64, u64, u64), &'static [u8]>,
+    pub(crate) snap: &'a Snapshot,
     pub(crate) prefix: u64,
 }
 
 impl IndexAccess<'_> {
-    fn disk_floor(&self, at: ChunkKey) -> Result<Option<ChunkKey>> {
-        let mut range = self
-            .table
-            .range((self.prefix, 0, 0)..=(self.prefix, at.0, at.1))?;
-        Ok(match range.next_back() {
-            Some(item) => {
-                let (k, _) = item?;
-                let (_, h, o) = k.value();
-                Some((h, o))
-            }
-            None => None,
-        })
-    }
-
-    fn disk_next(&self, after: ChunkKey) -> Result<Option<ChunkKey>> {
-        let lower = Bound::Excluded((self.prefix, after.0, after.1));
-        let upper = Bound::Included((self.prefix, u64::MAX, u64::MAX));
-        let mut range = self.table.range::<(u64, u64, u64)>((lower, upper))?;
-        Ok(match range.next() {
-            Some(item) => {
-                let (k, _) = item?;
-                let (_, h, o) = k.value();
-                Some((h, o))
-            }
-            None => None,
-        })
-    }
-
     fn disk_load(&self, key: ChunkKey) -> Result<Vec<Entry>> {
-        match self.table.get((self.prefix, key.0, key.1))? {
-            Some(v) => decode_chunk(v.value()),
+        match self.snap.index_chunk(self.prefix, key)? {
+            Some(bytes) => decode_chunk(&bytes),
             None => Ok(Vec::new()),
         }
     }
 
-    fn dirty_of<'o>(
-        &self,
-        overlay: Option<&'o IndexOverlay>,
-    ) -> Option<&'o BTreeMap<ChunkKey, Vec<Entry>>> {
+    fn dirty_of<'o>(&self, overlay: Option<&'o IndexOverlay>) -> Option<&'o BTreeMap<ChunkKey, Vec<Entry>>> {
         overlay.and_then(|o| o.dirty.get(&self.prefix))
     }
 
     fn floor(&self, overlay: Option<&IndexOverlay>, at: ChunkKey) -> Result<Option<ChunkKey>> {
-        let o = self
-            .dirty_of(overlay)
-            .and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
-        let d = match overlay.and_then(|o| o.disk_keys.get(&self.prefix)) {
-            Some(memo) => memo.range(..=at).next_back().copied(),
-            None => self.disk_floor(at)?,
-        };
-        Ok(o.max(d))
+        let o = self.dirty_of(overlay).and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
+        Ok(o.max(self.snap.index_floor(self.prefix, at)?))
     }
 
     fn next(&self, overlay: Option<&IndexOverlay>, after: ChunkKey) -> Result<Option<ChunkKey>> {
         let after_bound = (Bound::Excluded(after), Bound::Unbounded);
-        let o = self
-            .dirty_of(overlay)
-            .and_then(|d| d.range(after_bound).next().map(|(k, _)| *k));
-        let d = match overlay.and_then(|o| o.disk_keys.get(&self.prefix)) {
-            Some(memo) => memo.range(after_bound).next().copied(),
-            None => self.disk_next(after)?,
-        };
+        let o = self.dirty_of(overlay).and_then(|d| d.range(after_bound).next().map(|(k, _)| *k));
+        let d = self.snap.index_next(self.prefix, after)?;
         Ok(match (o, d) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -192,22 +174,29 @@ impl IndexAccess<'_> {
             return Ok(out);
         };
         loop {
-            let owned;
-            let entries: &[Entry] = match dirty.and_then(|d| d.get(&chunk_key)) {
-                Some(e) => e,
-                None => {
-                    owned = self.disk_load(chunk_key)?;
-                    &owned
+            let past = match dirty.and_then(|d| d.get(&chunk_key)) {
+                Some(entries) => {
+                    let start = entries.partition_point(|e| e.0 < hash);
+                    out.extend(entries[start..].iter().take_while(|e| e.0 == hash).map(|e| e.1));
+                    entries.last().is_some_and(|e| e.0 > hash)
                 }
+                None => match self.snap.index_chunk(self.prefix, chunk_key)? {
+                    Some(bytes) => {
+                        if bytes.len() % 16 != 0 {
+                            return Err(Error::new(ErrorCode::IncompatibleFile, "corrupt index chunk"));
+                        }
+                        let entries = StoredEntries(&bytes);
+                        let mut i = entries.lower_bound(hash);
+                        while i < entries.len() && entries.get(i).0 == hash {
+                            out.push(entries.get(i).1);
+                            i += 1;
+                        }
+                        entries.len() > 0 && entries.get(entries.len() - 1).0 > hash
+                    }
+                    None => false,
+                },
             };
-            let start = entries.partition_point(|e| e.0 < hash);
-            out.extend(
-                entries[start..]
-                    .iter()
-                    .take_while(|e| e.0 == hash)
-                    .map(|e| e.1),
-            );
-            if entries.last().is_some_and(|e| e.0 > hash) {
+            if past {
                 return Ok(out);
             }
             match self.next(overlay, chunk_key)? {
@@ -217,35 +206,13 @@ impl IndexAccess<'_> {
         }
     }
 
-    /// The floor chunk for a write, using (and maybe loading) the memo of snapshot chunk keys.
-    fn write_floor(&self, overlay: &mut IndexOverlay, at: ChunkKey) -> Result<Option<ChunkKey>> {
-        if !overlay.disk_keys.contains_key(&self.prefix) {
-            let n = overlay.searches.entry(self.prefix).or_insert(0);
-            *n += 1;
-            if *n < MEMO_AFTER {
-                return self.floor(Some(overlay), at);
-            }
-            let mut keys = BTreeSet::new();
-            for item in self
-                .table
-                .range((self.prefix, 0, 0)..=(self.prefix, u64::MAX, u64::MAX))?
-            {
-                let (k, _) = item?;
-                let (_, h, o) = k.value();
-                keys.insert((h, o));
-            }
-            overlay.disk_keys.insert(self.prefix, keys);
-        }
-        self.floor(Some(overlay), at)
-    }
-
     /// Loads the chunk that holds (or would hold) `entry` into the overlay and returns its key.
     fn dirty_chunk<'o>(
         &self,
         overlay: &'o mut IndexOverlay,
         entry: Entry,
     ) -> Result<(&'o mut BTreeMap<ChunkKey, Vec<Entry>>, ChunkKey)> {
-        let key = self.write_floor(overlay, entry)?.unwrap_or((0, 0));
+        let key = self.floor(Some(overlay), entry)?.unwrap_or((0, 0));
         let dirty = overlay.dirty.entry(self.prefix).or_default();
         if let std::collections::btree_map::Entry::Vacant(e) = dirty.entry(key) {
             e.insert(self.disk_load(key)?);

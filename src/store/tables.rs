@@ -3,10 +3,9 @@
 //! | table            | key                                   | value                         |
 //! |------------------|---------------------------------------|-------------------------------|
 //! | `shoal_meta`     | name (`&str`)                         | bytes (see [`meta`] keys)     |
-//! | `shoal_columns`  | `class << 96 | prop << 64 | chunk`    | encoded column chunk          |
+//! | `shoal_columns`  | `class << 96 | prop << 64 | chunk`    | encoded column chunk; reserved props: liveness bitmaps, class state |
 //! | `shoal_lists`    | `class << 96 | prop << 64 | object`   | encoded chunk of list items   |
 //! | `shoal_index`    | `(class << 32 | prop, hash, object)`  | index chunk (see `index.rs`)  |
-//! | `shoal_classes`  | class id                              | `(next object key, live count)` |
 //! | `shoal_history`  | version (1, 2, ...)                   | encoded changeset             |
 //!
 //! Packing class, property and chunk into one `u128` keeps all chunks of one column adjacent
@@ -19,7 +18,6 @@ pub(crate) const COLUMNS: TableDefinition<u128, &[u8]> = TableDefinition::new("s
 pub(crate) const LISTS: TableDefinition<u128, &[u8]> = TableDefinition::new("shoal_lists");
 pub(crate) const INDEX: TableDefinition<(u64, u64, u64), &[u8]> =
     TableDefinition::new("shoal_index");
-pub(crate) const CLASSES: TableDefinition<u32, (u64, u64)> = TableDefinition::new("shoal_classes");
 pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("shoal_history");
 
 /// Names of the entries of the meta table.
@@ -30,8 +28,6 @@ pub(crate) mod meta {
     pub(crate) const CATALOG: &str = "catalog";
     /// The user's schema version (u64 LE).
     pub(crate) const SCHEMA_VERSION: &str = "schema_version";
-    /// The latest history version (u64 LE); 0 before the first changeset.
-    pub(crate) const VERSION: &str = "version";
     /// 8 random bytes identifying this file; the high half of generated global ids.
     pub(crate) const FILE_SALT: &str = "file_salt";
 }

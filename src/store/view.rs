@@ -7,14 +7,14 @@
 //! latest commit, since the transaction holds the file's write lock).
 
 use crate::error::Result;
-use crate::store::catalog::{Catalog, ClassInfo, PropInfo, LIVE_PROP};
+use crate::store::catalog::{Catalog, ClassInfo, PropInfo, GID_PROP, LIVE_PROP, STATE_PROP};
 use crate::store::chunk::{self, ChunkView, CHUNK_ROWS};
 use crate::store::index::{self, IndexAccess, IndexOverlay};
 use crate::store::snapshot::Snapshot;
 use crate::store::tables::{self, column_key, meta};
 use crate::value::{Value, ValueRef};
-use redb::{AccessGuard, WriteTransaction};
-use std::collections::HashMap;
+use redb::WriteTransaction;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Words in a chunk's liveness bitmap (`CHUNK_ROWS` bits).
@@ -22,12 +22,30 @@ const LIVE_WORDS: usize = (CHUNK_ROWS / 64) as usize;
 /// A chunk's liveness bitmap: bit `i` set = row `i` of the chunk holds a live object.
 pub(crate) type LiveBits = [u64; LIVE_WORDS];
 
-fn decode_live(bytes: &[u8]) -> LiveBits {
+pub(crate) fn decode_live(bytes: &[u8]) -> LiveBits {
     let mut bits = [0u64; LIVE_WORDS];
     for (w, chunk) in bits.iter_mut().zip(bytes.chunks_exact(8)) {
         *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
     }
     bits
+}
+
+/// `(next object key, live count)` of a class, stored under its reserved property.
+pub(crate) fn encode_state((next, live): (u64, u64)) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&next.to_le_bytes());
+    b[8..].copy_from_slice(&live.to_le_bytes());
+    b
+}
+
+pub(crate) fn decode_state(bytes: &[u8]) -> (u64, u64) {
+    match (bytes.get(..8), bytes.get(8..16)) {
+        (Some(a), Some(b)) => (
+            u64::from_le_bytes(a.try_into().expect("8 bytes")),
+            u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        ),
+        _ => (0, 0),
+    }
 }
 
 fn encode_live(bits: &LiveBits) -> Vec<u8> {
@@ -64,7 +82,7 @@ pub(crate) struct Overlay {
 /// A chunk as read: from the overlay, from storage, or absent (all NULL).
 pub(crate) enum ChunkData<'a> {
     Dirty(&'a [Value]),
-    Stored(AccessGuard<'static, &'static [u8]>),
+    Stored(Arc<[u8]>),
     Missing,
 }
 
@@ -79,7 +97,7 @@ impl<'a> ChunkData<'a> {
     pub(crate) fn view(&self, link_class: u32) -> Result<ChunkRef<'_>> {
         Ok(match self {
             ChunkData::Dirty(v) => ChunkRef::Dirty(v),
-            ChunkData::Stored(g) => ChunkRef::Stored(ChunkView::new(g.value(), link_class)?),
+            ChunkData::Stored(g) => ChunkRef::Stored(ChunkView::new(g, link_class)?),
             ChunkData::Missing => ChunkRef::Missing,
         })
     }
@@ -135,12 +153,10 @@ impl<'a> View<'a> {
         if let Some(bits) = self.overlay.and_then(|o| o.live.get(&(class, chunk))) {
             return Ok(*bits);
         }
-        Ok(
-            match self.snap.columns.get(column_key(class, LIVE_PROP, chunk))? {
-                Some(g) => decode_live(g.value()),
-                None => [0; LIVE_WORDS],
-            },
-        )
+        Ok(match self.snap.column_bytes(column_key(class, LIVE_PROP, chunk))? {
+            Some(bytes) => decode_live(&bytes),
+            None => [0; LIVE_WORDS],
+        })
     }
 
     pub(crate) fn is_live(&self, class: u32, key: u64) -> Result<bool> {
@@ -154,8 +170,8 @@ impl<'a> View<'a> {
         if let Some(v) = self.overlay.and_then(|o| o.columns.get(&key)) {
             return Ok(ChunkData::Dirty(v));
         }
-        Ok(match self.snap.columns.get(key)? {
-            Some(g) => ChunkData::Stored(g),
+        Ok(match self.snap.column_bytes(key)? {
+            Some(bytes) => ChunkData::Stored(bytes),
             None => ChunkData::Missing,
         })
     }
@@ -194,7 +210,7 @@ impl<'a> View<'a> {
 
     pub(crate) fn index(&self, class: u32, prop: u32) -> IndexAccess<'a> {
         IndexAccess {
-            table: &self.snap.index,
+            snap: self.snap,
             prefix: tables::index_prefix(class, prop),
         }
     }
@@ -315,31 +331,23 @@ impl Overlay {
     pub(crate) fn flush(self, txn: &WriteTransaction, catalog: &Catalog) -> Result<()> {
         let exists = |class: u32, prop: u32| {
             catalog.class_by_id(class).is_some_and(|c| {
-                prop == LIVE_PROP
-                    || prop == crate::store::catalog::GID_PROP
-                    || c.prop_by_id(prop).is_some()
+                prop == LIVE_PROP || prop == GID_PROP || prop == STATE_PROP || c.prop_by_id(prop).is_some()
             })
         };
-        {
+        // Only the tables that change are opened: every table written costs its own B-tree
+        // pages in the commit, which dominates a small durable commit.
+        let touches_columns = !self.dropped.is_empty()
+            || !self.columns.is_empty()
+            || !self.live.is_empty()
+            || !self.classes.is_empty();
+        if touches_columns {
             let mut columns = txn.open_table(tables::COLUMNS)?;
-            let mut lists = txn.open_table(tables::LISTS)?;
-            let mut index_table = txn.open_table(tables::INDEX)?;
-            let mut classes = txn.open_table(tables::CLASSES)?;
             for (class, prop) in &self.dropped {
-                match prop {
-                    Some(p) => {
-                        columns.retain_in(tables::column_range(*class, *p), |_, _| false)?;
-                        lists.retain_in(tables::column_range(*class, *p), |_, _| false)?;
-                    }
-                    None => {
-                        columns.retain_in(tables::class_range(*class), |_, _| false)?;
-                        lists.retain_in(tables::class_range(*class), |_, _| false)?;
-                        classes.remove(*class)?;
-                    }
-                }
-            }
-            for (class, prop) in &self.dropped_indexes {
-                index::drop_index(&mut index_table, *class, *prop)?;
+                let range = match prop {
+                    Some(p) => tables::column_range(*class, *p),
+                    None => tables::class_range(*class),
+                };
+                columns.retain_in(range, |_, _| false)?;
             }
             let mut ordered: Vec<_> = self.columns.into_iter().collect();
             ordered.sort_unstable_by_key(|(k, _)| *k);
@@ -367,6 +375,21 @@ impl Overlay {
                     columns.insert(key, encode_live(&bits).as_slice())?;
                 }
             }
+            for (class, state) in self.classes {
+                if catalog.class_by_id(class).is_some() {
+                    columns.insert(column_key(class, STATE_PROP, 0), encode_state(state).as_slice())?;
+                }
+            }
+        }
+        if !self.dropped.is_empty() || !self.lists.is_empty() {
+            let mut lists = txn.open_table(tables::LISTS)?;
+            for (class, prop) in &self.dropped {
+                let range = match prop {
+                    Some(p) => tables::column_range(*class, *p),
+                    None => tables::class_range(*class),
+                };
+                lists.retain_in(range, |_, _| false)?;
+            }
             for (key, items) in self.lists {
                 let (class, prop) = ((key >> 96) as u32, (key >> 64) as u32);
                 let Some(info) = catalog.class_by_id(class).and_then(|c| c.prop_by_id(prop)) else {
@@ -378,22 +401,24 @@ impl Overlay {
                     lists.insert(key, chunk::encode(info.ty, &items)?.as_slice())?;
                 }
             }
-            let mut idx = self.index;
-            idx.dirty
-                .retain(|prefix, _| exists((prefix >> 32) as u32, *prefix as u32));
-            index::flush(idx, &mut index_table)?;
-            for (class, state) in self.classes {
-                if catalog.class_by_id(class).is_some() {
-                    classes.insert(class, state)?;
-                }
+        }
+        if !self.dropped_indexes.is_empty() || !self.index.dirty.is_empty() {
+            let mut index_table = txn.open_table(tables::INDEX)?;
+            for (class, prop) in &self.dropped_indexes {
+                index::drop_index(&mut index_table, *class, *prop)?;
             }
+            let mut idx = self.index;
+            idx.dirty.retain(|prefix, _| exists((prefix >> 32) as u32, *prefix as u32));
+            index::flush(idx, &mut index_table)?;
         }
-        let mut meta_table = txn.open_table(tables::META)?;
-        if let Some(cat) = &self.catalog {
-            meta_table.insert(meta::CATALOG, cat.to_json().as_bytes())?;
-        }
-        if let Some(v) = self.schema_version {
-            meta_table.insert(meta::SCHEMA_VERSION, v.to_le_bytes().as_slice())?;
+        if self.catalog.is_some() || self.schema_version.is_some() {
+            let mut meta_table = txn.open_table(tables::META)?;
+            if let Some(cat) = &self.catalog {
+                meta_table.insert(meta::CATALOG, cat.to_json().as_bytes())?;
+            }
+            if let Some(v) = self.schema_version {
+                meta_table.insert(meta::SCHEMA_VERSION, v.to_le_bytes().as_slice())?;
+            }
         }
         Ok(())
     }

@@ -7,9 +7,9 @@
 //! recorded: replaying the instruction that caused them produces them again.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::history::{ChangeValue, ChangesetBuilder, GlobalId, Instruction};
+use crate::history::{ChangeRef, ChangeValue, ChangesetBuilder, GlobalId, Instruction};
 use crate::schema::PropertyFlags;
-use crate::store::catalog::{Catalog, ClassInfo, PropInfo, SchemaChange, GID_PROP};
+use crate::store::catalog::{Catalog, ClassInfo, ClassRef, PropInfo, SchemaChange, GID_PROP};
 use crate::store::index::index_hash;
 use crate::store::snapshot::Snapshot;
 use crate::store::tables::{self, meta};
@@ -45,6 +45,8 @@ pub(crate) struct WriteTxn {
     changes: ChangesetBuilder,
     /// The file's salt: the high half of generated global ids.
     file_salt: u64,
+    /// An error after which history and data may disagree: the commit is refused.
+    poisoned: Option<Error>,
 }
 
 /// What a commit produced.
@@ -62,6 +64,7 @@ impl WriteTxn {
             overlay: Overlay::default(),
             changes: ChangesetBuilder::default(),
             file_salt,
+            poisoned: None,
         })
     }
 
@@ -74,13 +77,11 @@ impl WriteTxn {
         )?;
         let salt = random_u64();
         m.insert(meta::FILE_SALT, salt.to_le_bytes().as_slice())?;
-        m.insert(meta::VERSION, 0u64.to_le_bytes().as_slice())?;
         m.insert(meta::SCHEMA_VERSION, 0u64.to_le_bytes().as_slice())?;
         drop(m);
         txn.open_table(tables::COLUMNS)?;
         txn.open_table(tables::LISTS)?;
         txn.open_table(tables::INDEX)?;
-        txn.open_table(tables::CLASSES)?;
         txn.open_table(tables::HISTORY)?;
         Ok(())
     }
@@ -117,8 +118,15 @@ impl WriteTxn {
             base,
             overlay,
             changes,
+            poisoned,
             ..
         } = self;
+        if let Some(e) = poisoned {
+            return Err(Error::new(
+                e.code(),
+                format!("the transaction cannot commit after a failed write: {}", e.message()),
+            ));
+        }
         let catalog = overlay
             .catalog
             .clone()
@@ -129,8 +137,6 @@ impl WriteTxn {
             let v = base.version + 1;
             txn.open_table(tables::HISTORY)?
                 .insert(v, changes.finish().as_slice())?;
-            txn.open_table(tables::META)?
-                .insert(meta::VERSION, v.to_le_bytes().as_slice())?;
             version = Some(v);
         }
         txn.commit()?;
@@ -294,8 +300,12 @@ impl WriteTxn {
 
     // ----- objects -----
 
-    fn class(&self, class_id: u32) -> Result<ClassInfo> {
-        Ok(self.catalog().class_by_id_required(class_id)?.clone())
+    fn catalog_arc(&self) -> Arc<Catalog> {
+        self.overlay.catalog.clone().unwrap_or_else(|| self.base.catalog.clone())
+    }
+
+    fn class(&self, class_id: u32) -> Result<ClassRef> {
+        ClassRef::by_id(self.catalog_arc(), class_id)
     }
 
     /// The object of `class` whose global id is `id`, if it exists.
@@ -341,10 +351,7 @@ impl WriteTxn {
             ));
         }
         let key = self.insert_object(&class, &gid)?;
-        self.record(&Instruction::CreateObject {
-            class: class.name.clone(),
-            id: gid,
-        });
+        self.changes.create(&class.name, &gid);
         Ok(key)
     }
 
@@ -373,10 +380,7 @@ impl WriteTxn {
             )));
         }
         let key = self.insert_object(&class, id)?;
-        self.record(&Instruction::CreateObject {
-            class: class.name.clone(),
-            id: id.clone(),
-        });
+        self.changes.create(&class.name, id);
         Ok(key)
     }
 
@@ -386,8 +390,8 @@ impl WriteTxn {
         self.overlay.classes.insert(class.id, (next + 1, live + 1));
         self.overlay.set_live(&self.base, class.id, key, true)?;
         let (stored, index_prop) = match (class.pk_prop(), gid) {
-            (Some(p), GlobalId::Int(i)) => (Value::Int(*i), p.clone()),
-            (Some(p), GlobalId::String(s)) => (Value::String(s.clone()), p.clone()),
+            (Some(p), GlobalId::Int(i)) => (Value::Int(*i), p),
+            (Some(p), GlobalId::String(s)) => (Value::String(s.clone()), p),
             (_, GlobalId::Generated { file, seq }) => (
                 Value::Binary(GlobalId::generated_bytes(*file, *seq)),
                 gid_prop(),
@@ -397,7 +401,7 @@ impl WriteTxn {
         let (h, _) = index_hash(stored.as_ref());
         index_of(&self.base, class.id, index_prop.id).insert(&mut self.overlay.index, h, key)?;
         self.overlay
-            .set_value(&self.base, class.id, &index_prop, key, stored)?;
+            .set_value(&self.base, class.id, index_prop, key, stored)?;
         // Other indexed properties start at their default value, which must be indexed too
         // (as `rebuild_index` does): `store_scalar` only moves an entry when the value changes.
         for prop in class
@@ -509,8 +513,7 @@ impl WriteTxn {
         let class = self.class(class_id)?;
         let prop = class
             .prop_by_id(prop_id)
-            .ok_or_else(|| Error::internal("stale property id"))?
-            .clone();
+            .ok_or_else(|| Error::internal("stale property id"))?;
         self.check_live(&class, key)?;
         if prop.is_list() {
             return Err(Error::wrong_type(format!(
@@ -519,7 +522,7 @@ impl WriteTxn {
             )));
         }
         if class.pk == Some(prop.id) {
-            let current = self.view().get(&class, &prop, key)?;
+            let current = self.view().get(&class, prop, key)?;
             if current == value {
                 return Ok(());
             }
@@ -528,17 +531,19 @@ impl WriteTxn {
                 class.name, prop.name
             )));
         }
-        let value = self.check_value(&class, &prop, value, false)?;
-        let recorded = self.change_value(&prop, &value)?;
-        self.store_scalar(&class, &prop, key, value)?;
+        let value = self.check_value(&class, prop, value, false)?;
         let id = self.gid_of(&class, key)?;
-        self.record(&Instruction::Set {
-            class: class.name,
-            id,
-            prop: prop.name,
-            value: recorded,
-        });
-        Ok(())
+        match &value {
+            Value::Link(link) => {
+                let target = self.class(link.class_id)?;
+                let target_id = self.gid_of(&target, link.key)?;
+                self.changes.set(&class.name, &id, &prop.name, ChangeRef::Link(&target_id));
+            }
+            v => self.changes.set(&class.name, &id, &prop.name, ChangeRef::Value(v)),
+        }
+        // Recorded first so that the value need not be copied; a failure past this point
+        // poisons the transaction rather than leave history and data apart.
+        self.store_scalar(&class, prop, key, value).inspect_err(|e| self.poisoned = Some(e.clone()))
     }
 
     fn store_scalar(
@@ -597,18 +602,13 @@ impl WriteTxn {
         };
         self.store_scalar(&class, &prop, key, Value::Int(base.wrapping_add(delta)))?;
         let id = self.gid_of(&class, key)?;
-        self.record(&Instruction::AddInt {
-            class: class.name,
-            id,
-            prop: prop.name,
-            delta,
-        });
+        self.changes.add_int(&class.name, &id, &prop.name, delta);
         Ok(())
     }
 
     // ----- lists -----
 
-    fn list_prop(&self, class_id: u32, key: u64, prop_id: u32) -> Result<(ClassInfo, PropInfo)> {
+    fn list_prop(&self, class_id: u32, key: u64, prop_id: u32) -> Result<(ClassRef, PropInfo)> {
         let class = self.class(class_id)?;
         let prop = class
             .prop_by_id(prop_id)
@@ -749,7 +749,7 @@ impl WriteTxn {
         self.overlay.set_live(&self.base, class.id, key, false)?;
         let mut props: Vec<PropInfo> = class.props.clone();
         if class.pk.is_none() {
-            props.push(gid_prop());
+            props.push(gid_prop().clone());
         }
         for prop in &props {
             if prop.is_list() {
@@ -805,11 +805,11 @@ impl WriteTxn {
 
     // ----- replay -----
 
-    fn class_named(&self, name: &str) -> Result<ClassInfo> {
-        Ok(self.catalog().require_class(name)?.clone())
+    fn class_named(&self, name: &str) -> Result<ClassRef> {
+        ClassRef::by_name(self.catalog_arc(), name)
     }
 
-    fn resolve(&mut self, class: &str, id: &GlobalId) -> Result<(ClassInfo, u64)> {
+    fn resolve(&mut self, class: &str, id: &GlobalId) -> Result<(ClassRef, u64)> {
         let info = self.class_named(class)?;
         let key = self.find_by_gid(&info, id)?.ok_or_else(|| {
             Error::new(
@@ -978,20 +978,21 @@ pub(crate) enum ListOp {
 /// An index of the snapshot, borrowed apart from the overlay so both can be used at once.
 fn index_of(base: &Snapshot, class: u32, prop: u32) -> crate::store::index::IndexAccess<'_> {
     crate::store::index::IndexAccess {
-        table: &base.index,
+        snap: base,
         prefix: tables::index_prefix(class, prop),
     }
 }
 
 /// The hidden global-id property of classes without a primary key.
-pub(crate) fn gid_prop() -> PropInfo {
-    PropInfo {
+pub(crate) fn gid_prop() -> &'static PropInfo {
+    static GID: std::sync::LazyLock<PropInfo> = std::sync::LazyLock::new(|| PropInfo {
         id: GID_PROP,
         name: "__gid".into(),
         ty: PropertyType::Binary,
         flags: PropertyFlags::NONE,
         target: None,
-    }
+    });
+    &GID
 }
 
 fn pk_to_gid(class: &ClassInfo, pk: &PropInfo, value: &Value) -> Result<GlobalId> {
@@ -1034,15 +1035,15 @@ pub(crate) fn gid_of(view: View<'_>, class: &ClassInfo, key: u64) -> Result<Glob
 /// The live object of `class` with global id `id`.
 pub(crate) fn find_by_gid(view: View<'_>, class: &ClassInfo, id: &GlobalId) -> Result<Option<u64>> {
     let (prop, value) = match (class.pk_prop(), id) {
-        (Some(p), GlobalId::Int(i)) => (p.clone(), Value::Int(*i)),
-        (Some(p), GlobalId::String(s)) => (p.clone(), Value::String(s.clone())),
+        (Some(p), GlobalId::Int(i)) => (p, Value::Int(*i)),
+        (Some(p), GlobalId::String(s)) => (p, Value::String(s.clone())),
         (None, GlobalId::Generated { file, seq }) => (
             gid_prop(),
             Value::Binary(GlobalId::generated_bytes(*file, *seq)),
         ),
         _ => return Ok(None),
     };
-    find_by_value(view, class, &prop, &value)
+    find_by_value(view, class, prop, &value)
 }
 
 /// The first live object whose indexed `prop` equals `value`.
