@@ -1,0 +1,54 @@
+"""Shoal for Python: an embedded object database (a re-creation of Realm), through its C ABI.
+
+Pure Python (ctypes). The shared library is found through ``SHOAL_LIBRARY`` or the Cargo
+target directory of this repository; build it with ``cargo build``.
+
+>>> import shoal, tempfile, os
+>>> schema = (shoal.Schema()
+...           .add_class("Person", primary_key="id")
+...           .add_property("Person", "id", "int")
+...           .add_property("Person", "name", "string"))
+>>> path = os.path.join(tempfile.mkdtemp(), "people.realm")
+>>> with shoal.Realm.open(shoal.Config(path, schema=schema)) as realm:
+...     with realm.write():
+...         _ = realm.create("Person", 1, name="Ann")
+...     realm.find("Person", 1)["name"]
+'Ann'
+"""
+
+from __future__ import annotations
+
+from . import _ffi
+from ._core import Float32, Timestamp
+from .config import Config, delete_realm_files
+from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
+from .errors import __all__ as _errors_all
+from .realm import List, Object, Realm, Results, Token
+from .schema import ClassInfo, PropertyFlag, PropertyInfo, PropertyType, Schema
+
+__version__ = "0.1.0"
+
+#: The version string of the loaded library.
+LIBRARY_VERSION: str = _ffi.lib.shoal_libversion().decode()
+#: The path of the loaded library.
+LIBRARY_PATH = _ffi.LIBRARY_PATH
+
+__all__ = [
+    "Config",
+    "Realm",
+    "Schema",
+    "Object",
+    "List",
+    "Results",
+    "Token",
+    "PropertyType",
+    "PropertyFlag",
+    "PropertyInfo",
+    "ClassInfo",
+    "Float32",
+    "Timestamp",
+    "delete_realm_files",
+    "LIBRARY_VERSION",
+    "LIBRARY_PATH",
+    *_errors_all,
+]

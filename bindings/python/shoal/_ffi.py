@@ -1,0 +1,384 @@
+"""Raw ctypes declarations of the Shoal C ABI (``include/shoal.h``).
+
+Everything here mirrors the header one to one: the constants, the structs (``shoal_value_t``
+with its union, ``shoal_error_t``, ``shoal_property_key_t``, ...), the callback types and the
+argument / return types of every function. The Pythonic API in the rest of the package is
+built on ``lib``; tests use it directly to check misuse is reported and never crashes.
+
+Opaque handles (``shoal_realm_t*`` and friends) are declared as ``c_void_p``. Functions that
+return a string the caller must free return ``c_void_p`` (not ``c_char_p``, which would copy
+the text and lose the pointer that ``shoal_free`` needs); use :func:`take_string`.
+
+The library is found through, in order: the ``SHOAL_LIBRARY`` environment variable (a full
+path), ``$CARGO_TARGET_DIR/{release,debug}`` and ``<repo>/target/{release,debug}``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    Union,
+    c_bool,
+    c_char,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+
+# ---------------------------------------------------------------------------------------------
+# Finding and loading the library
+# ---------------------------------------------------------------------------------------------
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+#: The repository root: three levels above the package directory (bindings/python/shoal).
+REPO_ROOT = _PACKAGE_DIR.parents[2]
+
+if sys.platform == "darwin":
+    _LIB_NAME = "libshoal.dylib"
+elif sys.platform == "win32":
+    _LIB_NAME = "shoal.dll"
+else:
+    _LIB_NAME = "libshoal.so"
+
+
+def candidate_paths() -> list[Path]:
+    """Where the library is looked for, in order (``SHOAL_LIBRARY`` aside)."""
+    dirs: list[Path] = []
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        t = Path(target)
+        if not t.is_absolute():
+            t = REPO_ROOT / t
+        dirs += [t / "release", t / "debug"]
+    dirs += [REPO_ROOT / "target" / "release", REPO_ROOT / "target" / "debug"]
+    return [d / _LIB_NAME for d in dirs]
+
+
+def find_library() -> Path:
+    """The path of the Shoal cdylib, or ImportError telling how to build it."""
+    explicit = os.environ.get("SHOAL_LIBRARY")
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ImportError(f"SHOAL_LIBRARY={explicit!r} does not name an existing file")
+        return p
+    for p in candidate_paths():
+        if p.is_file():
+            return p
+    searched = "\n  ".join(str(p) for p in candidate_paths())
+    raise ImportError(
+        "the Shoal library was not found; build it with `cargo build` (or `cargo build --release`) "
+        f"in {REPO_ROOT}, or set SHOAL_LIBRARY to the full path of {_LIB_NAME}. Searched:\n  {searched}"
+    )
+
+
+LIBRARY_PATH = find_library()
+try:
+    lib = ctypes.CDLL(str(LIBRARY_PATH))
+except OSError as e:  # pragma: no cover - depends on the machine
+    raise ImportError(f"could not load the Shoal library {LIBRARY_PATH}: {e}") from e
+
+# ---------------------------------------------------------------------------------------------
+# Constants (same names and numbers as the header)
+# ---------------------------------------------------------------------------------------------
+
+SHOAL_ERR_UNKNOWN = -1
+SHOAL_ERR_IO = 0
+SHOAL_ERR_JSON = 1
+SHOAL_ERR_CLIENT_RESET = 7
+SHOAL_ERR_INVALID_ARGUMENT = 1000
+SHOAL_ERR_WRONG_TYPE = 1001
+SHOAL_ERR_NOT_IN_WRITE_TRANSACTION = 1002
+SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION = 1003
+SHOAL_ERR_REALM_CLOSED = 1004
+SHOAL_ERR_OBJECT_DELETED = 1005
+SHOAL_ERR_NO_SUCH_CLASS = 1006
+SHOAL_ERR_NO_SUCH_PROPERTY = 1007
+SHOAL_ERR_DUPLICATE_PRIMARY_KEY = 1008
+SHOAL_ERR_MIGRATION_NEEDED = 1009
+SHOAL_ERR_SCHEMA_VERSION_LOWER = 1010
+SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP = 1011
+SHOAL_ERR_READ_ONLY = 1012
+SHOAL_ERR_FILE_NOT_FOUND = 1013
+SHOAL_ERR_FILE_PERMISSION_DENIED = 1014
+SHOAL_ERR_INCOMPATIBLE_FILE = 1015
+SHOAL_ERR_DECRYPTION_FAILED = 1016
+SHOAL_ERR_FORMAT_UPGRADE_REQUIRED = 1017
+SHOAL_ERR_FILE_IN_USE = 1018
+SHOAL_ERR_INVALID_QUERY = 1019
+SHOAL_ERR_MISUSE = 1020
+SHOAL_ERR_INTERNAL = 1021
+SHOAL_ERR_INDEX_OUT_OF_BOUNDS = 1022
+SHOAL_ERR_NOT_SUPPORTED = 1023
+SHOAL_ERR_CALLBACK_FAILED = 1024
+SHOAL_ERR_REALM_IN_USE = 1025
+
+SHOAL_ERR_CATEGORY_NONE = 0
+SHOAL_ERR_CATEGORY_LOGIC = 1
+SHOAL_ERR_CATEGORY_FILE = 2
+SHOAL_ERR_CATEGORY_CLIENT = 3
+SHOAL_ERR_CATEGORY_INTERNAL = 4
+
+SHOAL_PROPERTY_TYPE_BOOL = 0
+SHOAL_PROPERTY_TYPE_INT = 1
+SHOAL_PROPERTY_TYPE_FLOAT = 2
+SHOAL_PROPERTY_TYPE_DOUBLE = 3
+SHOAL_PROPERTY_TYPE_STRING = 4
+SHOAL_PROPERTY_TYPE_BINARY = 5
+SHOAL_PROPERTY_TYPE_TIMESTAMP = 6
+SHOAL_PROPERTY_TYPE_LINK = 7
+
+SHOAL_PROPERTY_NULLABLE = 1
+SHOAL_PROPERTY_INDEXED = 2
+SHOAL_PROPERTY_LIST = 4
+
+SHOAL_VALUE_NULL = 0
+SHOAL_VALUE_BOOL = 1
+SHOAL_VALUE_INT = 2
+SHOAL_VALUE_FLOAT = 3
+SHOAL_VALUE_DOUBLE = 4
+SHOAL_VALUE_STRING = 5
+SHOAL_VALUE_BINARY = 6
+SHOAL_VALUE_TIMESTAMP = 7
+SHOAL_VALUE_LINK = 8
+
+SHOAL_VERSION = "0.1.0"
+SHOAL_VERSION_NUMBER = 1000
+
+# ---------------------------------------------------------------------------------------------
+# Structs
+# ---------------------------------------------------------------------------------------------
+
+
+class shoal_string_t(Structure):
+    """A string of ``size`` bytes (NUL-terminated when returned by Shoal)."""
+
+    _fields_ = [("data", POINTER(c_char)), ("size", c_size_t)]
+
+
+class shoal_binary_t(Structure):
+    """Bytes (``data`` may be NULL when ``size`` is 0)."""
+
+    _fields_ = [("data", POINTER(c_uint8)), ("size", c_size_t)]
+
+
+class shoal_timestamp_t(Structure):
+    """Seconds since the Unix epoch plus nanoseconds."""
+
+    _fields_ = [("seconds", c_int64), ("nanos", c_int32)]
+
+
+class shoal_link_t(Structure):
+    """A link to an object: its class name and its object key."""
+
+    _fields_ = [("class_name", c_char_p), ("key", c_uint64)]
+
+
+class shoal_value_data_t(Union):
+    """The payload of a ``shoal_value_t``; which member is valid depends on ``kind``."""
+
+    _fields_ = [
+        ("boolean", c_bool),
+        ("integer", c_int64),
+        ("fnum", c_float),
+        ("dnum", c_double),
+        ("string", shoal_string_t),
+        ("binary", shoal_binary_t),
+        ("timestamp", shoal_timestamp_t),
+        ("link", shoal_link_t),
+    ]
+
+
+class shoal_value_t(Structure):
+    """A tagged value: ``kind`` is one of ``SHOAL_VALUE_*``."""
+
+    _fields_ = [("kind", c_int32), ("data", shoal_value_data_t)]
+
+
+class shoal_error_t(Structure):
+    """The calling thread's last error, as filled by ``shoal_get_last_error``."""
+
+    _fields_ = [
+        ("code", c_int32),
+        ("category", c_int32),
+        ("message", c_char_p),
+        ("path", c_char_p),
+    ]
+
+
+class shoal_property_key_t(Structure):
+    """A property resolved once, for the ``_by_key`` functions."""
+
+    _fields_ = [("class_key", c_uint32), ("property_key", c_uint32)]
+
+    def __repr__(self) -> str:
+        return f"shoal_property_key_t(class_key={self.class_key}, property_key={self.property_key})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Callback types
+# ---------------------------------------------------------------------------------------------
+
+#: ``bool (*)(void* userdata, shoal_realm_t* realm)``
+shoal_initial_data_fn = CFUNCTYPE(c_bool, c_void_p, c_void_p)
+#: ``void (*)(void* userdata)``
+shoal_free_userdata_fn = CFUNCTYPE(None, c_void_p)
+#: ``bool (*)(void* userdata, shoal_realm_t* realm, uint64_t old_version, uint64_t new_version)``
+shoal_migration_fn = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_uint64, c_uint64)
+#: ``void (*)(void* userdata, uint64_t version)``
+shoal_change_fn = CFUNCTYPE(None, c_void_p, c_uint64)
+#: ``bool (*)(void* userdata, uint64_t total_bytes, uint64_t used_bytes)``
+shoal_should_compact_fn = CFUNCTYPE(c_bool, c_void_p, c_uint64, c_uint64)
+
+# ---------------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------------
+
+_handle = c_void_p  # every opaque shoal_*_t*
+_value_p = POINTER(shoal_value_t)
+
+#: name -> (restype, argtypes), one entry per function of the header.
+FUNCTIONS: dict[str, tuple[object, list[object]]] = {
+    # schema
+    "shoal_schema_new": (_handle, []),
+    "shoal_schema_add_class": (c_bool, [_handle, c_char_p, c_char_p]),
+    "shoal_schema_add_property": (c_bool, [_handle, c_char_p, c_char_p, c_int32, c_uint32, c_char_p]),
+    "shoal_schema_from_json": (_handle, [c_char_p]),
+    "shoal_schema_to_json": (c_void_p, [_handle]),
+    # config
+    "shoal_config_new": (_handle, [c_char_p]),
+    "shoal_config_get_path": (c_void_p, [_handle]),
+    "shoal_config_set_schema": (c_bool, [_handle, _handle]),
+    "shoal_config_set_schema_version": (c_bool, [_handle, c_uint64]),
+    "shoal_config_set_in_memory": (c_bool, [_handle, c_bool]),
+    "shoal_config_set_read_only": (c_bool, [_handle, c_bool]),
+    "shoal_config_set_delete_if_migration_needed": (c_bool, [_handle, c_bool]),
+    "shoal_config_set_initial_data": (
+        c_bool,
+        [_handle, shoal_initial_data_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_config_set_migration": (
+        c_bool,
+        [_handle, shoal_migration_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_config_set_encryption_key": (c_bool, [_handle, POINTER(c_uint8), c_size_t]),
+    "shoal_config_set_should_compact": (
+        c_bool,
+        [_handle, shoal_should_compact_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    # general
+    "shoal_release": (c_bool, [c_void_p]),
+    "shoal_clone": (c_void_p, [c_void_p]),
+    "shoal_free": (None, [c_void_p]),
+    "shoal_value_free": (None, [_value_p]),
+    "shoal_get_last_error": (c_bool, [POINTER(shoal_error_t)]),
+    "shoal_clear_last_error": (None, []),
+    "shoal_error_name": (c_char_p, [c_int32]),
+    "shoal_libversion": (c_char_p, []),
+    "shoal_libversion_number": (c_int32, []),
+    # objects
+    "shoal_object_create": (_handle, [_handle, c_char_p, _value_p]),
+    "shoal_object_find": (_handle, [_handle, c_char_p, _value_p]),
+    "shoal_object_get": (c_bool, [_handle, c_char_p, _value_p]),
+    "shoal_object_set": (c_bool, [_handle, c_char_p, _value_p]),
+    "shoal_object_get_by_key": (c_bool, [_handle, shoal_property_key_t, _value_p]),
+    "shoal_object_set_by_key": (c_bool, [_handle, shoal_property_key_t, _value_p]),
+    "shoal_object_add_int": (c_bool, [_handle, c_char_p, c_int64]),
+    "shoal_object_delete": (c_bool, [_handle]),
+    "shoal_object_is_valid": (c_bool, [_handle]),
+    "shoal_object_get_key": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_object_get_class_name": (c_void_p, [_handle]),
+    "shoal_object_as_link": (c_bool, [_handle, _value_p]),
+    "shoal_object_get_linked": (_handle, [_handle, c_char_p]),
+    "shoal_object_from_link": (_handle, [_handle, _value_p]),
+    "shoal_object_get_list": (_handle, [_handle, c_char_p]),
+    # lists
+    "shoal_list_size": (c_int64, [_handle]),
+    "shoal_list_get": (c_bool, [_handle, c_size_t, _value_p]),
+    "shoal_list_insert": (c_bool, [_handle, c_size_t, _value_p]),
+    "shoal_list_set": (c_bool, [_handle, c_size_t, _value_p]),
+    "shoal_list_erase": (c_bool, [_handle, c_size_t]),
+    "shoal_list_move": (c_bool, [_handle, c_size_t, c_size_t]),
+    "shoal_list_clear": (c_bool, [_handle]),
+    # realms
+    "shoal_realm_open": (_handle, [_handle]),
+    "shoal_delete_realm_files": (c_bool, [_handle]),
+    "shoal_realm_close": (c_bool, [_handle]),
+    "shoal_realm_is_closed": (c_bool, [_handle]),
+    "shoal_realm_begin_write": (c_bool, [_handle]),
+    "shoal_realm_commit": (c_bool, [_handle]),
+    "shoal_realm_cancel_write": (c_bool, [_handle]),
+    "shoal_realm_is_in_transaction": (c_bool, [_handle]),
+    "shoal_realm_refresh": (c_bool, [_handle, POINTER(c_bool)]),
+    "shoal_realm_compact": (c_bool, [_handle]),
+    "shoal_realm_is_empty": (c_bool, [_handle, POINTER(c_bool)]),
+    "shoal_realm_get_schema_version": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_realm_get_version": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_realm_get_schema_json": (c_void_p, [_handle]),
+    "shoal_realm_dump_json": (c_void_p, [_handle]),
+    "shoal_realm_add_change_callback": (
+        _handle,
+        [_handle, shoal_change_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_property_key": (c_bool, [_handle, c_char_p, c_char_p, POINTER(shoal_property_key_t)]),
+    # queries and results
+    "shoal_query": (_handle, [_handle, c_char_p, c_char_p, _value_p, c_size_t]),
+    "shoal_realm_objects": (_handle, [_handle, c_char_p]),
+    "shoal_results_count": (c_int64, [_handle]),
+    "shoal_results_get": (_handle, [_handle, c_size_t]),
+    "shoal_results_sort": (_handle, [_handle, c_char_p, c_bool]),
+    "shoal_results_sort_by": (_handle, [_handle, POINTER(c_char_p), POINTER(c_bool), c_size_t]),
+    "shoal_results_distinct": (_handle, [_handle, c_char_p]),
+    "shoal_results_min": (c_bool, [_handle, c_char_p, _value_p]),
+    "shoal_results_max": (c_bool, [_handle, c_char_p, _value_p]),
+    "shoal_results_sum": (c_bool, [_handle, c_char_p, _value_p]),
+    "shoal_results_average": (c_bool, [_handle, c_char_p, _value_p]),
+    "shoal_results_delete_all": (c_int64, [_handle]),
+}
+
+#: Functions that newer libraries have and older ones may lack; declared when present.
+OPTIONAL_FUNCTIONS: dict[str, tuple[object, list[object]]] = {}
+
+
+def _declare(table: dict[str, tuple[object, list[object]]], required: bool) -> None:
+    for name, (restype, argtypes) in table.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            if required:
+                raise ImportError(f"{LIBRARY_PATH} lacks {name}: rebuild it with `cargo build`") from None
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+_declare(FUNCTIONS, required=True)
+_declare(OPTIONAL_FUNCTIONS, required=False)
+
+
+def has_function(name: str) -> bool:
+    """Whether the loaded library exports ``name``."""
+    return hasattr(lib, name)
+
+
+def take_string(ptr: int | None) -> str | None:
+    """Copies a string returned by Shoal (documented "free with shoal_free") and frees it."""
+    if not ptr:
+        return None
+    try:
+        return ctypes.string_at(ptr).decode("utf-8", errors="replace")
+    finally:
+        lib.shoal_free(ptr)

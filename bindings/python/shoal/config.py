@@ -1,0 +1,294 @@
+"""Realm configurations (``shoal_config_*``) and the initial-data and migration callbacks."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import _ffi
+from ._core import (
+    FREE_USERDATA,
+    Handle,
+    call_bool,
+    call_ptr,
+    call_string,
+    file_id,
+    log,
+    note_callback_exception,
+    register,
+    registered,
+)
+from ._ffi import lib
+from .schema import Schema
+
+if TYPE_CHECKING:
+    from .realm import Realm
+
+InitialDataFn = Callable[["Realm"], Any]
+MigrationFn = Callable[["Realm", int, int], Any]
+
+
+def _callback_realm(realm_ptr: int, file: tuple[bool, str] | None):
+    """A Realm wrapper for the temporary handle a callback receives: a clone, so objects and
+    the realm itself may be kept after the call."""
+    from .realm import Realm
+
+    return Realm(call_ptr(lib.shoal_clone, realm_ptr), _file_id=file)
+
+
+@_ffi.shoal_initial_data_fn
+def INITIAL_DATA(userdata, realm_ptr):  # noqa: N802 - a C function pointer
+    try:
+        entry = registered(userdata)
+        if entry is None:
+            return False
+        fn, config = entry
+        return fn(_callback_realm(realm_ptr, config._file_id())) is not False
+    except BaseException as e:  # never unwind into Rust
+        log.exception("the initial-data callback raised")
+        note_callback_exception(e)
+        return False
+
+
+@_ffi.shoal_migration_fn
+def MIGRATION(userdata, realm_ptr, old_version, new_version):  # noqa: N802
+    try:
+        entry = registered(userdata)
+        if entry is None:
+            return False
+        fn, config = entry
+        return fn(_callback_realm(realm_ptr, config._file_id()), old_version, new_version) is not False
+    except BaseException as e:
+        log.exception("the migration callback raised")
+        note_callback_exception(e)
+        return False
+
+
+@_ffi.shoal_should_compact_fn
+def SHOULD_COMPACT(userdata, total_bytes, used_bytes):  # noqa: N802
+    try:
+        fn = registered(userdata)
+        return bool(fn(total_bytes, used_bytes)) if fn is not None else False
+    except BaseException:
+        log.exception("the should-compact callback raised")
+        return False
+
+
+def _path_bytes(path: "str | os.PathLike[str]") -> bytes:
+    p = os.fspath(path)
+    if isinstance(p, bytes):
+        return p
+    return p.encode("utf-8")
+
+
+class _ConfigRef:
+    """What a callback registration keeps of its config: a weak reference (the library holds
+    the registration and the config holds the library's handle, so a strong one would be a
+    cycle that is never collected)."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, config: "Config"):
+        self._ref = weakref.ref(config)
+
+    def _file_id(self) -> tuple[bool, str] | None:
+        config = self._ref()
+        return config._file_id() if config is not None else None
+
+
+class Config(Handle):
+    """How to open a realm.
+
+    ``schema`` is a :class:`Schema`, its JSON text or the same as a dict (None: use the
+    file's). ``initial_data(realm)`` runs once, in the transaction that creates the file;
+    ``migration(realm, old_version, new_version)`` runs when the file's schema version is lower.
+    Either may return False (or raise) to make the open fail. ``encryption_key`` is 64 bytes;
+    ``should_compact(total_bytes, used_bytes)`` decides at open whether to compact the file
+    (an exception counts as False).
+    """
+
+    _kind = "config"
+
+    def __init__(
+        self,
+        path: "str | os.PathLike[str]",
+        schema: "Schema | str | dict[str, Any] | None" = None,
+        schema_version: int = 0,
+        in_memory: bool = False,
+        read_only: bool = False,
+        delete_if_migration_needed: bool = False,
+        initial_data: InitialDataFn | None = None,
+        migration: MigrationFn | None = None,
+        *,
+        encryption_key: bytes | None = None,
+        should_compact: Callable[[int, int], bool] | None = None,
+    ):
+        super().__init__(call_ptr(lib.shoal_config_new, _path_bytes(path)))
+        self._path = os.fsdecode(os.fspath(path))
+        self._schema: Schema | None = None
+        self._schema_version = 0
+        self._in_memory = False
+        self._read_only = False
+        self._delete = False
+        self._initial_data: InitialDataFn | None = None
+        self._migration: MigrationFn | None = None
+        self._encryption_key: bytes | None = None
+        self._should_compact: Callable[[int, int], bool] | None = None
+        if schema is not None:
+            self.schema = schema  # type: ignore[assignment]
+        if schema_version:
+            self.schema_version = schema_version
+        if in_memory:
+            self.in_memory = in_memory
+        if read_only:
+            self.read_only = read_only
+        if delete_if_migration_needed:
+            self.delete_if_migration_needed = delete_if_migration_needed
+        if initial_data is not None:
+            self.initial_data = initial_data
+        if migration is not None:
+            self.migration = migration
+        if encryption_key is not None:
+            self.encryption_key = encryption_key
+        if should_compact is not None:
+            self.should_compact = should_compact
+
+    @property
+    def path(self) -> str:
+        """The realm path, as the library holds it."""
+        return call_string(lib.shoal_config_get_path, self._h)
+
+    @property
+    def schema(self) -> Schema | None:
+        return self._schema
+
+    @schema.setter
+    def schema(self, schema: "Schema | str | dict[str, Any] | None") -> None:
+        if schema is None:
+            call_bool(lib.shoal_config_set_schema, self._h, None)
+            self._schema = None
+            return
+        if not isinstance(schema, Schema):
+            schema = Schema.from_json(schema if isinstance(schema, str) else json.dumps(schema))
+        call_bool(lib.shoal_config_set_schema, self._h, schema._h)
+        self._schema = schema
+
+    @property
+    def schema_version(self) -> int:
+        return self._schema_version
+
+    @schema_version.setter
+    def schema_version(self, version: int) -> None:
+        if not 0 <= version < 2**64:
+            raise ValueError("the schema version is an unsigned 64-bit number")
+        call_bool(lib.shoal_config_set_schema_version, self._h, version)
+        self._schema_version = version
+
+    @property
+    def in_memory(self) -> bool:
+        return self._in_memory
+
+    @in_memory.setter
+    def in_memory(self, value: bool) -> None:
+        call_bool(lib.shoal_config_set_in_memory, self._h, bool(value))
+        self._in_memory = bool(value)
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        call_bool(lib.shoal_config_set_read_only, self._h, bool(value))
+        self._read_only = bool(value)
+
+    @property
+    def delete_if_migration_needed(self) -> bool:
+        return self._delete
+
+    @delete_if_migration_needed.setter
+    def delete_if_migration_needed(self, value: bool) -> None:
+        call_bool(lib.shoal_config_set_delete_if_migration_needed, self._h, bool(value))
+        self._delete = bool(value)
+
+    @property
+    def initial_data(self) -> InitialDataFn | None:
+        return self._initial_data
+
+    @initial_data.setter
+    def initial_data(self, fn: InitialDataFn | None) -> None:
+        if fn is None:
+            call_bool(lib.shoal_config_set_initial_data, self._h, _ffi.shoal_initial_data_fn(), None, _ffi.shoal_free_userdata_fn())
+        else:
+            if not callable(fn):
+                raise TypeError("initial_data must be callable")
+            # On failure the library runs FREE_USERDATA, which drops the registration.
+            call_bool(lib.shoal_config_set_initial_data, self._h, INITIAL_DATA, register((fn, _ConfigRef(self))), FREE_USERDATA)
+        self._initial_data = fn
+
+    @property
+    def migration(self) -> MigrationFn | None:
+        return self._migration
+
+    @migration.setter
+    def migration(self, fn: MigrationFn | None) -> None:
+        if fn is None:
+            call_bool(lib.shoal_config_set_migration, self._h, _ffi.shoal_migration_fn(), None, _ffi.shoal_free_userdata_fn())
+        else:
+            if not callable(fn):
+                raise TypeError("migration must be callable")
+            call_bool(lib.shoal_config_set_migration, self._h, MIGRATION, register((fn, _ConfigRef(self))), FREE_USERDATA)
+        self._migration = fn
+
+    @property
+    def encryption_key(self) -> bytes | None:
+        return self._encryption_key
+
+    @encryption_key.setter
+    def encryption_key(self, key: bytes | None) -> None:
+        if key is None:
+            call_bool(lib.shoal_config_set_encryption_key, self._h, None, 0)
+        else:
+            key = bytes(key)
+            buf = (ctypes.c_uint8 * max(len(key), 1)).from_buffer_copy(key or b"\0")
+            call_bool(lib.shoal_config_set_encryption_key, self._h, buf, len(key))
+        self._encryption_key = key
+
+    @property
+    def should_compact(self) -> Callable[[int, int], bool] | None:
+        return self._should_compact
+
+    @should_compact.setter
+    def should_compact(self, fn: Callable[[int, int], bool] | None) -> None:
+        if fn is None:
+            call_bool(lib.shoal_config_set_should_compact, self._h, _ffi.shoal_should_compact_fn(), None, _ffi.shoal_free_userdata_fn())
+        else:
+            if not callable(fn):
+                raise TypeError("should_compact must be callable")
+            call_bool(lib.shoal_config_set_should_compact, self._h, SHOULD_COMPACT, register(fn), FREE_USERDATA)
+        self._should_compact = fn
+
+    def _file_id(self) -> tuple[bool, str]:
+        return file_id(self._path, self._in_memory)
+
+    def delete_realm_files(self) -> None:
+        """Deletes the realm file (:class:`~shoal.RealmInUse` while it is open in this
+        process; a missing file is not an error)."""
+        call_bool(lib.shoal_delete_realm_files, self._h)
+
+    def __repr__(self) -> str:
+        if self.released:
+            return "<shoal.Config (released)>"
+        return f"<shoal.Config path={self.path!r} schema_version={self._schema_version}>"
+
+
+def delete_realm_files(config: "Config | str | os.PathLike[str]") -> None:
+    """Deletes the realm file of ``config`` (or of a path)."""
+    if isinstance(config, Config):
+        config.delete_realm_files()
+    else:
+        with Config(config) as c:
+            c.delete_realm_files()

@@ -1,0 +1,286 @@
+"""Exceptions raised from the calling thread's last Shoal error.
+
+Every failing Shoal call raises a subclass of :class:`ShoalError` chosen by the error code (the
+``SHOAL_ERR_*`` constants of ``shoal.h``). Some subclasses also derive from the matching
+built-in exception, so ``except IndexError`` / ``except TypeError`` work as a Python user
+expects: :class:`IndexOutOfBounds` is an ``IndexError``, :class:`WrongType` a ``TypeError``,
+:class:`InvalidArgument` a ``ValueError``, :class:`NoSuchProperty` a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from . import _ffi
+
+__all__ = [
+    "ShoalError",
+    "UnknownError",
+    "IOError_",
+    "JsonError",
+    "ClientReset",
+    "InvalidArgument",
+    "WrongType",
+    "NotInWriteTransaction",
+    "AlreadyInWriteTransaction",
+    "RealmClosed",
+    "ObjectDeleted",
+    "NoSuchClass",
+    "NoSuchProperty",
+    "DuplicatePrimaryKey",
+    "MigrationNeeded",
+    "SchemaVersionLower",
+    "SchemaChangedWithoutVersionBump",
+    "ReadOnly",
+    "FileNotFound",
+    "FilePermissionDenied",
+    "IncompatibleFile",
+    "DecryptionFailed",
+    "FormatUpgradeRequired",
+    "FileInUse",
+    "InvalidQuery",
+    "Misuse",
+    "Internal",
+    "IndexOutOfBounds",
+    "NotSupported",
+    "CallbackFailed",
+    "RealmInUse",
+    "ERROR_CLASSES",
+    "error_for",
+    "last_error",
+    "raise_last_error",
+]
+
+
+class ShoalError(Exception):
+    """A Shoal error: ``code`` (a ``SHOAL_ERR_*`` number), ``category`` (a
+    ``SHOAL_ERR_CATEGORY_*`` number), ``message`` and the ``path`` of the file concerned (or
+    None)."""
+
+    #: The ``SHOAL_ERR_*`` code this class stands for (None for the base class).
+    code_constant: int | None = None
+
+    def __init__(self, code: int, category: int, message: str, path: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.category = category
+        self.message = message
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        """The code's constant name without its prefix, e.g. ``"NO_SUCH_CLASS"``."""
+        return _NAMES.get(self.code, "UNKNOWN")
+
+    def __str__(self) -> str:
+        s = f"{self.message} [{self.name}]"
+        if self.path:
+            s += f" (path: {self.path})"
+        return s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code}, category={self.category}, message={self.message!r}, path={self.path!r})"
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.category, self.message, self.path))
+
+
+class UnknownError(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_UNKNOWN
+
+
+class IOError_(ShoalError):
+    """An I/O or network error (``SHOAL_ERR_IO``); usually recoverable by retrying."""
+
+    code_constant = _ffi.SHOAL_ERR_IO
+
+
+class JsonError(ShoalError, ValueError):
+    code_constant = _ffi.SHOAL_ERR_JSON
+
+
+class ClientReset(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_CLIENT_RESET
+
+
+class InvalidArgument(ShoalError, ValueError):
+    code_constant = _ffi.SHOAL_ERR_INVALID_ARGUMENT
+
+
+class WrongType(ShoalError, TypeError):
+    code_constant = _ffi.SHOAL_ERR_WRONG_TYPE
+
+
+class NotInWriteTransaction(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_NOT_IN_WRITE_TRANSACTION
+
+
+class AlreadyInWriteTransaction(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION
+
+
+class RealmClosed(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_REALM_CLOSED
+
+
+class ObjectDeleted(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_OBJECT_DELETED
+
+
+class NoSuchClass(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_NO_SUCH_CLASS
+
+
+class NoSuchProperty(ShoalError, KeyError):
+    code_constant = _ffi.SHOAL_ERR_NO_SUCH_PROPERTY
+
+    # KeyError.__str__ would print the repr of the message.
+    __str__ = ShoalError.__str__
+
+
+class DuplicatePrimaryKey(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_DUPLICATE_PRIMARY_KEY
+
+
+class MigrationNeeded(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_MIGRATION_NEEDED
+
+
+class SchemaVersionLower(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_SCHEMA_VERSION_LOWER
+
+
+class SchemaChangedWithoutVersionBump(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP
+
+
+class ReadOnly(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_READ_ONLY
+
+
+class FileNotFound(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_FILE_NOT_FOUND
+
+
+class FilePermissionDenied(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_FILE_PERMISSION_DENIED
+
+
+class IncompatibleFile(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_INCOMPATIBLE_FILE
+
+
+class DecryptionFailed(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_DECRYPTION_FAILED
+
+
+class FormatUpgradeRequired(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_FORMAT_UPGRADE_REQUIRED
+
+
+class FileInUse(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_FILE_IN_USE
+
+
+class InvalidQuery(ShoalError, ValueError):
+    code_constant = _ffi.SHOAL_ERR_INVALID_QUERY
+
+
+class Misuse(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_MISUSE
+
+
+class Internal(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_INTERNAL
+
+
+class IndexOutOfBounds(ShoalError, IndexError):
+    code_constant = _ffi.SHOAL_ERR_INDEX_OUT_OF_BOUNDS
+
+
+class NotSupported(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_NOT_SUPPORTED
+
+
+class CallbackFailed(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_CALLBACK_FAILED
+
+
+class RealmInUse(ShoalError):
+    code_constant = _ffi.SHOAL_ERR_REALM_IN_USE
+
+
+#: code -> exception class, mirroring the ``SHOAL_ERR_*`` constants of the header.
+ERROR_CLASSES: dict[int, type[ShoalError]] = {
+    cls.code_constant: cls  # type: ignore[misc]
+    for cls in (
+        UnknownError,
+        IOError_,
+        JsonError,
+        ClientReset,
+        InvalidArgument,
+        WrongType,
+        NotInWriteTransaction,
+        AlreadyInWriteTransaction,
+        RealmClosed,
+        ObjectDeleted,
+        NoSuchClass,
+        NoSuchProperty,
+        DuplicatePrimaryKey,
+        MigrationNeeded,
+        SchemaVersionLower,
+        SchemaChangedWithoutVersionBump,
+        ReadOnly,
+        FileNotFound,
+        FilePermissionDenied,
+        IncompatibleFile,
+        DecryptionFailed,
+        FormatUpgradeRequired,
+        FileInUse,
+        InvalidQuery,
+        Misuse,
+        Internal,
+        IndexOutOfBounds,
+        NotSupported,
+        CallbackFailed,
+        RealmInUse,
+    )
+}
+
+#: code -> constant name without the ``SHOAL_ERR_`` prefix.
+_NAMES: dict[int, str] = {
+    value: name[len("SHOAL_ERR_") :]
+    for name, value in vars(_ffi).items()
+    if name.startswith("SHOAL_ERR_") and not name.startswith("SHOAL_ERR_CATEGORY_")
+}
+
+
+def error_for(code: int, category: int, message: str, path: str | None = None) -> ShoalError:
+    """The exception for an error code (the base class for codes without a subclass, such as
+    the sync, auth and HTTP codes)."""
+    cls = ERROR_CLASSES.get(code, ShoalError)
+    return cls(code, category, message, path)
+
+
+def last_error() -> ShoalError | None:
+    """The calling thread's last Shoal error as an exception, or None if the last call
+    succeeded. Must be read right after the failing call, before any other Shoal call."""
+    err = _ffi.shoal_error_t()
+    if not _ffi.lib.shoal_get_last_error(ctypes.byref(err)):
+        return None
+    message = err.message.decode("utf-8", errors="replace") if err.message else ""
+    path = err.path.decode("utf-8", errors="replace") if err.path else None
+    return error_for(err.code, err.category, message, path)
+
+
+def raise_last_error(what: str = "the call") -> None:
+    """Raises the calling thread's last error (``Internal`` if, against the contract, the
+    failing call left none)."""
+    e = last_error()
+    if e is None:
+        e = Internal(
+            _ffi.SHOAL_ERR_INTERNAL,
+            _ffi.SHOAL_ERR_CATEGORY_INTERNAL,
+            f"{what} failed without reporting an error",
+        )
+    raise e
