@@ -32,6 +32,8 @@ pub struct Realm {
 pub(crate) struct RealmInner {
     config: Config,
     state: Mutex<State>,
+    /// Set by `close`; read by this handle's change callbacks on the notifier thread.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct State {
@@ -116,6 +118,7 @@ impl Realm {
         let realm = Realm {
             inner: Arc::new(RealmInner {
                 config: config.clone(),
+                closed: Arc::default(),
                 state: Mutex::new(State {
                     read: Some(file.snapshot()?),
                     file: Some(file),
@@ -258,6 +261,7 @@ impl Realm {
     /// Closes the handle: an open write transaction is cancelled and every later call fails
     /// with `RealmClosed`. Closing twice is harmless.
     pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
         let mut state = self.inner.state.lock();
         if let Some(write) = state.write.take() {
             if let Some(f) = &state.file {
@@ -431,18 +435,21 @@ impl Realm {
                     "no write transaction to commit",
                 )
             })?;
+            let order = file.commit_order.lock();
             // The commit releases the file's write lock, after which the writer mark may belong
             // to the next writer: clear it first.
             file.end_write();
             let result = write.commit();
+            if let Ok(Some(v)) = result.as_ref().map(|o| o.version) {
+                file.notifier.notify(v);
+            }
+            drop(order);
             state.read = Some(file.snapshot()?);
             state.generation = next_generation();
             (file, result)
         };
-        if let Some(v) = result?.version {
-            file.notifier.notify(v);
-        }
-        Ok(())
+        drop(file);
+        result.map(|_| ())
     }
 
     /// Discards the write transaction.
@@ -600,7 +607,13 @@ impl Realm {
     ) -> Result<ChangeToken> {
         let state = self.inner.state.lock();
         let file = state.file.as_ref().ok_or_else(Self::closed)?;
-        Ok(file.notifier.register(Arc::new(callback)))
+        // A closed handle's callbacks stop even while their tokens are alive.
+        let closed = self.inner.closed.clone();
+        Ok(file.notifier.register(Arc::new(move |version| {
+            if !closed.load(Ordering::Acquire) {
+                callback(version);
+            }
+        })))
     }
 
     /// The changesets recorded after version `after`, oldest first, as `(version, bytes)`.

@@ -14,6 +14,7 @@
 //!   3  SetPrimaryKey   class:str prop:optstr
 //!   4  EraseClass      class:str
 //!   5  EraseProperty   class:str name:str
+//!   6  SetPropertyFlags class:str name:str flags:varint   -- NULLABLE/INDEXED only; values kept
 //!   10 Select          class:str id:gid          -- the object of the following 20..26
 //!   11 CreateObject    class:str id:gid          -- also selects it
 //!   12 EraseObject     class:str id:gid
@@ -129,6 +130,11 @@ pub enum Instruction {
     EraseProperty {
         class: String,
         name: String,
+    },
+    SetPropertyFlags {
+        class: String,
+        name: String,
+        flags: PropertyFlags,
     },
     CreateObject {
         class: String,
@@ -409,6 +415,12 @@ impl ChangesetBuilder {
                 self.str(class);
                 self.str(name);
             }
+            Instruction::SetPropertyFlags { class, name, flags } => {
+                self.begin(6);
+                self.str(class);
+                self.str(name);
+                put_varint(&mut self.buf, u64::from(flags.bits()));
+            }
             Instruction::CreateObject { class, id } => self.create(class, id),
             Instruction::EraseObject { class, id } => self.erase(class, id),
             Instruction::Set { class, id, prop, value } => self.set(class, id, prop, value.as_change_ref()),
@@ -601,6 +613,12 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
                 class: r.str()?,
                 name: r.str()?,
             },
+            6 => Instruction::SetPropertyFlags {
+                class: r.str()?,
+                name: r.str()?,
+                flags: PropertyFlags::from_bits(u32::try_from(r.varint()?).map_err(|_| bad("flags"))?)
+                    .map_err(|_| bad("flags"))?,
+            },
             10 => {
                 selected = Some((r.str()?, r.gid()?));
                 continue;
@@ -761,6 +779,11 @@ mod tests {
             Instruction::EraseProperty {
                 class: "Person".into(),
                 name: "l".into(),
+            },
+            Instruction::SetPropertyFlags {
+                class: "Person".into(),
+                name: "n".into(),
+                flags: PropertyFlags::INDEXED,
             },
             Instruction::EraseClass {
                 class: "Dog".into(),

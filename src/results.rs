@@ -29,9 +29,16 @@ type CachedKeys = (u64, Arc<Vec<u64>>);
 
 struct Spec {
     pred: Pred,
-    sort: Vec<(Path, bool)>,
-    distinct: Vec<Path>,
-    limit: Option<usize>,
+    /// Sorts, distincts and limits, applied in the order they were asked for (as Realm does):
+    /// a distinct after a sort keeps the first object in sorted order.
+    steps: Vec<Step>,
+}
+
+#[derive(Clone)]
+enum Step {
+    Sort(Vec<(Path, bool)>),
+    Distinct(Vec<Path>),
+    Limit(usize),
 }
 
 impl std::fmt::Debug for Results {
@@ -66,27 +73,28 @@ impl Results {
             let info = v.catalog().require_class(class)?;
             bind::bind(v.catalog(), info, predicate, args)
         })?;
+        // Clauses of the query string apply as SORT, then DISTINCT, then LIMIT.
+        let mut steps = Vec::new();
+        if !sort.is_empty() {
+            steps.push(Step::Sort(sort));
+        }
+        if !distinct.is_empty() {
+            steps.push(Step::Distinct(distinct));
+        }
+        if let Some(n) = limit {
+            steps.push(Step::Limit(n));
+        }
         Ok(Results {
             realm,
             class: class.to_owned(),
-            spec: Arc::new(Spec {
-                pred,
-                sort,
-                distinct,
-                limit,
-            }),
+            spec: Arc::new(Spec { pred, steps }),
             cache: Arc::new(Mutex::new(None)),
         })
     }
 
-    fn derive(&self, f: impl FnOnce(&mut Spec)) -> Results {
-        let mut spec = Spec {
-            pred: self.spec.pred.clone(),
-            sort: self.spec.sort.clone(),
-            distinct: self.spec.distinct.clone(),
-            limit: self.spec.limit,
-        };
-        f(&mut spec);
+    fn derive(&self, step: Step) -> Results {
+        let mut spec = Spec { pred: self.spec.pred.clone(), steps: self.spec.steps.clone() };
+        spec.steps.push(step);
         Results {
             realm: self.realm.clone(),
             class: self.class.clone(),
@@ -110,12 +118,22 @@ impl Results {
             .with_view(|v| f(v, v.catalog().require_class(&self.class)?))
     }
 
+    /// Checks a property path given to `sort`/`distinct`: an unknown property is
+    /// `NoSuchProperty`, as for every other API call that names one.
     fn check_path(&self, p: &Path) -> Result<()> {
-        self.with_class(|v, c| bind::resolve(v.catalog(), c, p).map(|_| ()))
+        self.with_class(|v, c| {
+            bind::resolve(v.catalog(), c, p).map(|_| ()).map_err(|e| {
+                if e.code() == ErrorCode::InvalidQuery && e.message().contains("has no property") {
+                    Error::new(ErrorCode::NoSuchProperty, e.message())
+                } else {
+                    e
+                }
+            })
+        })
     }
 
-    /// New results sorted by one property (a dotted path through links is allowed), replacing
-    /// any earlier sort.
+    /// New results sorted by one property (a dotted path through links is allowed); the new
+    /// sort applies after the earlier steps (a stable sort, so earlier order breaks ties).
     pub fn sort(&self, property: &str, ascending: bool) -> Result<Results> {
         self.sort_by(&[(property, ascending)])
     }
@@ -128,14 +146,14 @@ impl Results {
             self.check_path(&p)?;
             sort.push((p, *asc));
         }
-        Ok(self.derive(|s| s.sort = sort))
+        Ok(self.derive(Step::Sort(sort)))
     }
 
     /// New results keeping the first object of each distinct value of `property`.
     pub fn distinct(&self, property: &str) -> Result<Results> {
         let p = path(property);
         self.check_path(&p)?;
-        Ok(self.derive(|s| s.distinct.push(p)))
+        Ok(self.derive(Step::Distinct(vec![p])))
     }
 
     /// The matching object keys in result order, from the cache when still current.
@@ -153,49 +171,15 @@ impl Results {
 
     fn evaluate(&self, v: View<'_>, class: &ClassInfo) -> Result<Vec<u64>> {
         let mut keys = eval::matching_keys(v, class, &self.spec.pred)?;
-        if !self.spec.distinct.is_empty() {
-            let mut columns = Vec::new();
-            for p in &self.spec.distinct {
-                columns.push(eval::values_for(
-                    v,
-                    class,
-                    &bind::resolve(v.catalog(), class, p)?,
-                    &keys,
-                )?);
-            }
-            let mut seen = std::collections::HashSet::new();
-            let mut kept = Vec::new();
-            for (i, key) in keys.iter().enumerate() {
-                let tuple: String = columns.iter().map(|c| format!("{:?}|", c[i])).collect();
-                if seen.insert(tuple) {
-                    kept.push(*key);
+        for step in &self.spec.steps {
+            keys = match step {
+                Step::Sort(by) => sort_keys(v, class, keys, by)?,
+                Step::Distinct(by) => distinct_keys(v, class, keys, by)?,
+                Step::Limit(n) => {
+                    keys.truncate(*n);
+                    keys
                 }
-            }
-            keys = kept;
-        }
-        if !self.spec.sort.is_empty() {
-            let mut columns = Vec::new();
-            for (p, asc) in &self.spec.sort {
-                columns.push((
-                    eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?,
-                    *asc,
-                ));
-            }
-            let mut order: Vec<usize> = (0..keys.len()).collect();
-            order.sort_by(|&a, &b| {
-                for (col, asc) in &columns {
-                    let o = sort_order(col[a].as_ref(), col[b].as_ref());
-                    let o = if *asc { o } else { o.reverse() };
-                    if o != std::cmp::Ordering::Equal {
-                        return o;
-                    }
-                }
-                std::cmp::Ordering::Equal
-            });
-            keys = order.into_iter().map(|i| keys[i]).collect();
-        }
-        if let Some(limit) = self.spec.limit {
-            keys.truncate(limit);
+            };
         }
         Ok(keys)
     }
@@ -203,7 +187,7 @@ impl Results {
     /// Whether the results are exactly the matches of the filter (order aside): then counts
     /// and aggregates scan the columns without listing the objects.
     fn is_plain_filter(&self) -> bool {
-        self.spec.distinct.is_empty() && self.spec.limit.is_none()
+        self.spec.steps.iter().all(|s| matches!(s, Step::Sort(_)))
     }
 
     fn cached_keys(&self) -> Option<Arc<Vec<u64>>> {
@@ -322,4 +306,37 @@ impl Results {
             .with_write(|w| w.delete_objects(class_id, &keys))?;
         Ok(keys.len())
     }
+}
+
+fn sort_keys(v: View<'_>, class: &ClassInfo, keys: Vec<u64>, by: &[(Path, bool)]) -> Result<Vec<u64>> {
+    let mut columns = Vec::new();
+    for (p, asc) in by {
+        columns.push((eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?, *asc));
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| {
+        for (col, asc) in &columns {
+            let o = sort_order(col[a].as_ref(), col[b].as_ref());
+            let o = if *asc { o } else { o.reverse() };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    Ok(order.into_iter().map(|i| keys[i]).collect())
+}
+
+fn distinct_keys(v: View<'_>, class: &ClassInfo, keys: Vec<u64>, by: &[Path]) -> Result<Vec<u64>> {
+    let mut columns = Vec::new();
+    for p in by {
+        columns.push(eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| seen.insert(columns.iter().map(|c| format!("{:?}|", c[*i])).collect::<String>()))
+        .map(|(_, k)| *k)
+        .collect())
 }

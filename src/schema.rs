@@ -39,7 +39,7 @@ impl PropertyFlags {
     }
 
     /// The raw bits.
-    pub fn bits(self) -> u32 {
+    pub const fn bits(self) -> u32 {
         self.0
     }
 

@@ -473,7 +473,6 @@ fn a_version_bump_without_schema_changes_runs_the_migration() {
 }
 
 #[test]
-#[ignore = "BUG: catalog::diff treats a changed INDEXED flag as a retype (remove + re-add), so the property's values are lost"]
 fn making_a_property_indexed_keeps_its_values() {
     let t = TempRealm::new();
     v1_file(&t);
@@ -508,7 +507,6 @@ fn making_a_property_indexed_keeps_its_values() {
 }
 
 #[test]
-#[ignore = "BUG: catalog::diff treats a changed NULLABLE flag as a retype (remove + re-add), so the property's values are lost"]
 fn making_a_required_property_nullable_keeps_its_values() {
     let t = TempRealm::new();
     v1_file(&t);
@@ -855,7 +853,6 @@ fn moving_the_primary_key_to_a_property_with_duplicates_fails_the_open() {
 }
 
 #[test]
-#[ignore = "BUG: a new primary key is checked for uniqueness before the migration runs, so a migration cannot remove duplicates first"]
 fn a_migration_can_make_values_unique_before_they_become_the_primary_key() {
     let t = TempRealm::new();
     v1_file(&t);
@@ -899,7 +896,6 @@ fn a_migration_can_make_values_unique_before_they_become_the_primary_key() {
 }
 
 #[test]
-#[ignore = "BUG: removing a primary key in a migration leaves the existing objects without a global id: global_id(), set() and dump_json() fail with ObjectDeleted"]
 fn a_migration_can_drop_the_primary_key_and_objects_keep_working() {
     let t = TempRealm::new();
     v1_file(&t);

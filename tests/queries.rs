@@ -711,10 +711,15 @@ fn results_distinct_keeps_one_object_per_value() {
         3,
         "rex, fido and no dog"
     );
-    // Distinct over two properties keeps one object per combination.
+    // Distinct over two properties keeps one object per combination; chained distincts
+    // apply one after the other, as Realm does.
+    assert_eq!(
+        ids(&f.realm.query("Person", "TRUEPREDICATE DISTINCT(active, age)", &[]).unwrap()),
+        vec![1, 2, 3, 4]
+    );
     assert_eq!(
         ids(&all.distinct("active").unwrap().distinct("age").unwrap()),
-        vec![1, 2, 3, 4]
+        vec![1, 2]
     );
     let active = f.realm.query("Person", "active == true", &[]).unwrap();
     assert_eq!(
@@ -1441,20 +1446,22 @@ fn bad_queries_are_invalid_query_errors() {
         r.query("Nope", "TRUEPREDICATE", &[]).unwrap_err().code(),
         ErrorCode::NoSuchClass
     );
+    // Unknown properties named through the API (not a query string) are NoSuchProperty,
+    // as for Object::get and the aggregates.
     let all = r.objects("Person").unwrap();
     assert_eq!(
         all.sort("nope", true).unwrap_err().code(),
-        ErrorCode::InvalidQuery
+        ErrorCode::NoSuchProperty
     );
     assert_eq!(
         all.sort_by(&[("age", true), ("dog.nope", true)])
             .unwrap_err()
             .code(),
-        ErrorCode::InvalidQuery
+        ErrorCode::NoSuchProperty
     );
     assert_eq!(
         all.distinct("nope").unwrap_err().code(),
-        ErrorCode::InvalidQuery
+        ErrorCode::NoSuchProperty
     );
     // An error does not disturb later queries.
     assert_eq!(q(r, "age == 40", &[]), vec![3]);

@@ -234,6 +234,14 @@ impl Catalog {
         Ok(())
     }
 
+    pub(crate) fn set_flags(&mut self, class: &str, prop: &str, flags: PropertyFlags) -> Result<()> {
+        let idx = *self.by_name.get(class).ok_or_else(|| Error::no_such_class(class))?;
+        let c = &mut self.classes[idx];
+        let p = c.props.iter_mut().find(|p| p.name == prop).ok_or_else(|| Error::no_such_property(class, prop))?;
+        p.flags = flags;
+        Ok(())
+    }
+
     pub(crate) fn remove_class(&mut self, name: &str) {
         self.classes.retain(|c| c.name != name);
         self.reindex();
@@ -328,6 +336,8 @@ pub(crate) enum SchemaChange {
         flags: PropertyFlags,
         target: Option<String>,
     },
+    /// Only the NULLABLE/INDEXED flags of a property change; its values stay.
+    SetFlags { class: String, name: String, flags: PropertyFlags },
     /// A new class's key, or a changed key of an existing class (`None`: no key any more).
     SetPrimaryKey {
         class: String,
@@ -363,6 +373,7 @@ impl SchemaDiff {
 pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
     let mut new_classes = Vec::new();
     let mut adds = Vec::new();
+    let mut key_changes = Vec::new();
     let mut removes = Vec::new();
     for class in wanted.classes() {
         let existing = current.class(&class.name);
@@ -382,7 +393,16 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
                         .map(|t| &t.name)
                         == p.target.as_ref()
             });
-            if !same {
+            let flags_only = existing.and_then(|c| c.prop(&p.name)).is_some_and(|old| {
+                const VALUE_FLAGS: u32 = PropertyFlags::NULLABLE.bits() | PropertyFlags::INDEXED.bits();
+                old.ty == p.ty
+                    && (old.flags.bits() & !VALUE_FLAGS) == (p.flags.bits() & !VALUE_FLAGS)
+                    && old.target.and_then(|t| current.class_by_id(t)).map(|t| &t.name) == p.target.as_ref()
+                    && (old.ty != PropertyType::Link || old.is_list())
+            });
+            if !same && flags_only {
+                adds.push(SchemaChange::SetFlags { class: class.name.clone(), name: p.name.clone(), flags: p.flags });
+            } else if !same {
                 if existing.and_then(|c| c.prop(&p.name)).is_some() {
                     removes.push(SchemaChange::RemoveProperty {
                         class: class.name.clone(),
@@ -400,10 +420,14 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
         }
         let old_pk = existing.and_then(|c| c.pk_prop()).map(|p| p.name.clone());
         if old_pk != class.primary_key {
-            adds.push(SchemaChange::SetPrimaryKey {
-                class: class.name.clone(),
-                prop: class.primary_key.clone(),
-            });
+            let change = SchemaChange::SetPrimaryKey { class: class.name.clone(), prop: class.primary_key.clone() };
+            // A new class gets its key with its properties; an existing class's key changes
+            // after the migration, which may first have to make the new key's values unique.
+            if existing.is_some() {
+                key_changes.push(change);
+            } else {
+                adds.push(change);
+            }
         }
         if let Some(c) = existing {
             for old in &c.props {
@@ -432,6 +456,6 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
     });
     SchemaDiff {
         first: retyped.into_iter().chain(new_classes).chain(adds).collect(),
-        last: pure_removes,
+        last: key_changes.into_iter().chain(pure_removes).collect(),
     }
 }

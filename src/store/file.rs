@@ -29,6 +29,13 @@ pub(crate) struct SharedFile {
     key_digest: Option<[u8; 32]>,
     /// Delivers change notifications of this file to every handle's callbacks.
     pub(crate) notifier: Notifier,
+    /// Held from a commit until its notification is queued, so that notifications arrive in
+    /// commit order even when the next writer commits at once.
+    pub(crate) commit_order: Mutex<()>,
+    /// Per class, the next object key this process may hand out: a cancelled transaction
+    /// gives its keys back to the file but not to this counter, so an `Object` kept from a
+    /// cancelled transaction can never come to name a different object.
+    key_floor: Arc<Mutex<rustc_hash::FxHashMap<u32, u64>>>,
     /// The last parsed catalog, reused by new snapshots while the schema is unchanged.
     last_catalog: Mutex<Option<CachedCatalog>>,
     /// The thread that holds the write lock through some handle, to refuse a second write
@@ -139,6 +146,8 @@ impl SharedFile {
             db: RwLock::new(db),
             key_digest: digest,
             notifier: Notifier::default(),
+            commit_order: Mutex::new(()),
+            key_floor: Arc::default(),
             last_catalog: Mutex::new(None),
             writer: Mutex::new(None),
         });
@@ -191,7 +200,7 @@ impl SharedFile {
                 return Err(e);
             }
         };
-        WriteTxn::new(txn, base).inspect_err(|_| self.end_write())
+        WriteTxn::new(txn, base, self.key_floor.clone()).inspect_err(|_| self.end_write())
     }
 
     /// Marks the write lock released (after commit or cancel).

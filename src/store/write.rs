@@ -47,6 +47,8 @@ pub(crate) struct WriteTxn {
     file_salt: u64,
     /// An error after which history and data may disagree: the commit is refused.
     poisoned: Option<Error>,
+    /// The file's per-class floor of new object keys (see `SharedFile`).
+    key_floor: Arc<parking_lot::Mutex<rustc_hash::FxHashMap<u32, u64>>>,
 }
 
 /// What a commit produced.
@@ -56,7 +58,11 @@ pub(crate) struct CommitOutcome {
 }
 
 impl WriteTxn {
-    pub(crate) fn new(txn: redb::WriteTransaction, base: Snapshot) -> Result<WriteTxn> {
+    pub(crate) fn new(
+        txn: redb::WriteTransaction,
+        base: Snapshot,
+        key_floor: Arc<parking_lot::Mutex<rustc_hash::FxHashMap<u32, u64>>>,
+    ) -> Result<WriteTxn> {
         let file_salt = base.meta_u64(meta::FILE_SALT)?;
         Ok(WriteTxn {
             txn,
@@ -65,6 +71,7 @@ impl WriteTxn {
             changes: ChangesetBuilder::default(),
             file_salt,
             poisoned: None,
+            key_floor,
         })
     }
 
@@ -199,14 +206,16 @@ impl WriteTxn {
                     return Ok(());
                 }
                 let class_id = info.id;
-                if let Some(old) = info.pk {
-                    if !info.prop_by_id(old).is_some_and(|p| p.is_indexed()) {
-                        self.overlay.dropped_indexes.push((class_id, old));
-                        self.clear_index_overlay(class_id, old);
+                let old_pk = info.pk_prop().cloned();
+                if let Some(old) = &old_pk {
+                    if !old.is_indexed() {
+                        self.overlay.dropped_indexes.push((class_id, old.id));
+                        self.clear_index_overlay(class_id, old.id);
                     }
                 } else {
-                    // The generated-id index gives way to the key's index.
+                    // The generated ids give way to the key.
                     self.overlay.dropped_indexes.push((class_id, GID_PROP));
+                    self.overlay.dropped.push((class_id, Some(GID_PROP)));
                     self.clear_index_overlay(class_id, GID_PROP);
                 }
                 self.catalog_mut().set_primary_key(class, prop.as_deref())?;
@@ -214,12 +223,17 @@ impl WriteTxn {
                     class: class.clone(),
                     prop: prop.clone(),
                 });
-                if let Some(p) = prop {
-                    let prop_id = self.catalog().require_class(class)?.require_prop(p)?.id;
-                    self.rebuild_index(class, prop_id)?;
-                    self.check_unique(class_id, prop_id)?;
+                match (prop, old_pk) {
+                    (Some(p), _) => {
+                        let prop_id = self.catalog().require_class(class)?.require_prop(p)?.id;
+                        self.rebuild_index(class, prop_id)?;
+                        self.check_unique(class_id, prop_id)?;
+                    }
+                    (None, Some(old)) => self.ids_from_former_key(class_id, &old)?,
+                    (None, None) => {}
                 }
             }
+            SchemaChange::SetFlags { class, name, flags } => self.set_flags(class, name, *flags)?,
             SchemaChange::RemoveProperty { class, name } => {
                 let info = self.catalog().require_class(class)?;
                 let Some(prop) = info.prop(name) else {
@@ -256,6 +270,58 @@ impl WriteTxn {
                     class: name.clone(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Gives every object of a class that lost its primary key a generated id derived from
+    /// the former key, so that every copy of the realm derives the same ids.
+    fn ids_from_former_key(&mut self, class_id: u32, former: &PropInfo) -> Result<()> {
+        let class = self.class(class_id)?;
+        for key in self.view().live_keys(class_id)? {
+            let id = match self.view().get(&class, former, key)? {
+                Value::Int(i) => GlobalId::Generated { file: 0, seq: i as u64 },
+                Value::String(s) => GlobalId::Generated { file: 1, seq: index_hash(ValueRef::String(&s)).0 },
+                _ => continue,
+            };
+            let GlobalId::Generated { file, seq } = id else { continue };
+            let stored = Value::Binary(GlobalId::generated_bytes(file, seq));
+            let (h, _) = index_hash(stored.as_ref());
+            index_of(&self.base, class_id, GID_PROP).insert(&mut self.overlay.index, h, key)?;
+            self.overlay.set_value(&self.base, class_id, gid_prop(), key, stored)?;
+        }
+        Ok(())
+    }
+
+    /// Changes only the NULLABLE/INDEXED flags of a property, keeping its values.
+    fn set_flags(&mut self, class: &str, name: &str, flags: PropertyFlags) -> Result<()> {
+        let info = self.class(self.catalog().require_class(class)?.id)?;
+        let prop = info.require_prop(name)?.clone();
+        if prop.flags == flags {
+            return Ok(());
+        }
+        let now_nullable = flags.contains(PropertyFlags::NULLABLE);
+        if now_nullable && !prop.is_nullable() {
+            // An unwritten slot of a required property reads as its default; once the
+            // property is nullable it would read as NULL, so the defaults are written out.
+            for key in self.view().live_keys(info.id)? {
+                let v = self.view().get(&info, &prop, key)?;
+                if v.is_null() {
+                    let d = or_default(ValueRef::Null, &prop).to_owned();
+                    self.overlay.set_value(&self.base, info.id, &prop, key, d)?;
+                }
+            }
+        }
+        self.catalog_mut().set_flags(class, name, flags)?;
+        self.record(&Instruction::SetPropertyFlags { class: class.to_owned(), name: name.to_owned(), flags });
+        let is_pk = info.pk == Some(prop.id);
+        match (prop.is_indexed(), flags.contains(PropertyFlags::INDEXED)) {
+            (false, true) if !is_pk => self.rebuild_index(class, prop.id)?,
+            (true, false) if !is_pk => {
+                self.overlay.dropped_indexes.push((info.id, prop.id));
+                self.clear_index_overlay(info.id, prop.id);
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -334,10 +400,12 @@ impl WriteTxn {
                 )))
             }
             (None, None) => {
+                // The key `insert_object` is about to hand out: ids name the creating key.
                 let (next, _) = self.view().class_state(class_id)?;
+                let floor = self.key_floor.lock().get(&class_id).copied().unwrap_or(0);
                 GlobalId::Generated {
                     file: self.file_salt,
-                    seq: next,
+                    seq: next.max(floor),
                 }
             }
         };
@@ -386,8 +454,14 @@ impl WriteTxn {
 
     fn insert_object(&mut self, class: &ClassInfo, gid: &GlobalId) -> Result<u64> {
         let (next, live) = self.view().class_state(class.id)?;
-        let key = next;
-        self.overlay.classes.insert(class.id, (next + 1, live + 1));
+        let key = {
+            let mut floor = self.key_floor.lock();
+            let slot = floor.entry(class.id).or_insert(0);
+            let key = next.max(*slot);
+            *slot = key + 1;
+            key
+        };
+        self.overlay.classes.insert(class.id, (key + 1, live + 1));
         self.overlay.set_live(&self.base, class.id, key, true)?;
         let (stored, index_prop) = match (class.pk_prop(), gid) {
             (Some(p), GlobalId::Int(i)) => (Value::Int(*i), p),
@@ -471,6 +545,16 @@ impl WriteTxn {
                         "cannot link to a deleted object",
                     ));
                 }
+            }
+            (Value::Timestamp(t), PropertyType::Timestamp)
+                if t.nanos.unsigned_abs() >= 1_000_000_000
+                    || (t.seconds > 0 && t.nanos < 0)
+                    || (t.seconds < 0 && t.nanos > 0) =>
+            {
+                return Err(Error::invalid(format!(
+                    "timestamp ({}, {}) is invalid: nanoseconds must be within ±999999999 and have the sign of the seconds",
+                    t.seconds, t.nanos
+                )))
             }
             (v, ty) if v.property_type() != Some(ty) => {
                 return Err(Error::wrong_type(format!(
@@ -868,6 +952,11 @@ impl WriteTxn {
                     prop: prop.clone(),
                 })
             }
+            Instruction::SetPropertyFlags { class, name, flags } => self.apply_schema_change(&SchemaChange::SetFlags {
+                class: class.clone(),
+                name: name.clone(),
+                flags: *flags,
+            }),
             Instruction::EraseClass { class } => {
                 self.apply_schema_change(&SchemaChange::RemoveClass {
                     name: class.clone(),
