@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Any, Callable, NamedTuple
 
@@ -159,6 +160,8 @@ class Handle:
 # ---------------------------------------------------------------------------------------------
 
 _registry: dict[int, Any] = {}
+#: Ids of the registrations whose callback runs on a library thread (change callbacks).
+_async_ids: set[int] = set()
 _ids = itertools.count(1)
 _tls = threading.local()
 
@@ -168,10 +171,13 @@ def file_id(path: str, in_memory: bool) -> tuple[bool, str]:
     return (in_memory, path if in_memory else os.path.realpath(path))
 
 
-def register(entry: Any) -> int:
-    """Stores a callback entry; the id is the userdata handed to the library."""
+def register(entry: Any, on_library_thread: bool = False) -> int:
+    """Stores a callback entry; the id is the userdata handed to the library.
+    ``on_library_thread`` marks callbacks that library threads call (waited for at exit)."""
     i = next(_ids)
     _registry[i] = entry
+    if on_library_thread:
+        _async_ids.add(i)
     return i
 
 
@@ -188,6 +194,7 @@ def registry_size() -> int:
 def FREE_USERDATA(userdata):  # noqa: N802 - a C function pointer
     try:
         _registry.pop(userdata or 0, None)
+        _async_ids.discard(userdata or 0)
     except Exception:  # pragma: no cover - interpreter shutdown
         pass
 
@@ -207,9 +214,16 @@ def take_callback_exception() -> BaseException | None:
 # Live tokens, released at exit so that no library thread calls into a finalizing interpreter.
 live_tokens: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
+#: How long the exit handler waits for library threads to finish their last callbacks.
+EXIT_WAIT_SECONDS = 5.0
+
 
 @atexit.register
-def _at_exit() -> None:  # pragma: no cover - runs at exit
+def _at_exit() -> None:
+    """Unregisters every change callback and waits until the library has freed them all:
+    ``free_userdata`` runs after a callback's last call, so once every registration is gone
+    no library thread will call into Python again. (A library thread that called into the
+    interpreter while it finalizes would be killed by it, and the process would abort.)"""
     for t in list(live_tokens):
         try:
             t.release()
@@ -219,6 +233,9 @@ def _at_exit() -> None:  # pragma: no cover - runs at exit
         drain_pending()
     except Exception:
         pass
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    while _async_ids and time.monotonic() < deadline:
+        time.sleep(0.005)  # lets the library's threads take the GIL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,14 +260,18 @@ class Timestamp(NamedTuple):
     nanos: int = 0
 
     def to_datetime(self) -> _dt.datetime:
-        return EPOCH + _dt.timedelta(seconds=self.seconds, microseconds=self.nanos // 1000)
+        # int() truncates toward zero: nanos carry the sign of seconds (Realm's convention).
+        return EPOCH + _dt.timedelta(seconds=self.seconds, microseconds=int(self.nanos / 1000))
 
     @classmethod
     def from_datetime(cls, dt: _dt.datetime) -> "Timestamp":
         if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
             raise ValueError("a naive datetime is ambiguous: give it a timezone (e.g. timezone.utc)")
         delta = dt - EPOCH
-        return cls(delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
+        micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        # Realm's convention: the nanoseconds have the sign of the seconds (-0.5 s is (0, -5e8)).
+        seconds = abs(micros) // 1_000_000 * (1 if micros >= 0 else -1)
+        return cls(seconds, (micros - seconds * 1_000_000) * 1000)
 
 
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)

@@ -16,7 +16,7 @@ from . import _ffi
 __all__ = [
     "ShoalError",
     "UnknownError",
-    "IOError_",
+    "IoError",
     "JsonError",
     "ClientReset",
     "InvalidArgument",
@@ -89,7 +89,7 @@ class UnknownError(ShoalError):
     code_constant = _ffi.SHOAL_ERR_UNKNOWN
 
 
-class IOError_(ShoalError):
+class IoError(ShoalError):
     """An I/O or network error (``SHOAL_ERR_IO``); usually recoverable by retrying."""
 
     code_constant = _ffi.SHOAL_ERR_IO
@@ -215,7 +215,7 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
     cls.code_constant: cls  # type: ignore[misc]
     for cls in (
         UnknownError,
-        IOError_,
+        IoError,
         JsonError,
         ClientReset,
         InvalidArgument,

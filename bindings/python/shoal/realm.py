@@ -243,12 +243,12 @@ class Realm(Handle):
 
     # -- objects and queries ---------------------------------------------------------------------
 
-    def create(self, cls: str, pk: Any = None, /, **values: Any) -> "Object":
+    def create(self, cls: str, /, pk: Any = None, **values: Any) -> "Object":
         """Creates an object of class ``cls`` (in a write transaction) and sets ``values``.
 
-        A class with a primary key takes it as ``pk`` or by its property name among
-        ``values`` (``realm.create("Person", id=1, name="Ann")``). List properties take any
-        iterable of elements."""
+        A class with a primary key takes it as ``pk`` (positional or keyword) or by its
+        property name among ``values`` (``realm.create("Person", id=1, name="Ann")``). List
+        properties take any iterable of elements."""
         info = self._class_info(cls) if isinstance(cls, str) else None
         if pk is None and info is not None and info.primary_key in values:
             pk = values.pop(info.primary_key)
@@ -309,7 +309,9 @@ class Realm(Handle):
         if not callable(fn):
             raise TypeError("the change callback must be callable")
         # On failure the library runs FREE_USERDATA at once, which drops the registration.
-        p = call_ptr(lib.shoal_realm_add_change_callback, self._h, CHANGE, register(fn), FREE_USERDATA)
+        p = call_ptr(
+            lib.shoal_realm_add_change_callback, self._h, CHANGE, register(fn, on_library_thread=True), FREE_USERDATA
+        )
         return Token(p)
 
     def __repr__(self) -> str:

@@ -17,11 +17,13 @@ def test_create_and_find_by_primary_key(realm):
         ann = realm.create("Person", 1, name="Ann", age=31)
         bob = realm.create("Person", id=2, name="Bob")  # primary key by name
         item = realm.create("Item", "sku-1", price=2.5)  # string primary key
+        realm.create("Person", pk=3, name="Carla")  # as the keyword pk
     assert ann.class_name == "Person"
     assert realm.find("Person", 1) == ann
     assert realm.find("Person", 2)["name"] == "Bob"
     assert realm.find("Item", "sku-1")["price"] == 2.5
-    assert realm.find("Person", 3) is None
+    assert realm.find("Person", 3)["name"] == "Carla"
+    assert realm.find("Person", 4) is None
     assert item != ann and bob != ann
 
 
