@@ -106,14 +106,8 @@ impl Realm {
                 }
             }
         }
-        if needs_init {
-            if config.read_only {
-                return Err(Error::new(
-                    ErrorCode::IncompatibleFile,
-                    "a read-only realm must already exist",
-                ));
-            }
-            file.initialize()?;
+        if needs_init && config.read_only {
+            return Err(Error::new(ErrorCode::IncompatibleFile, "a read-only realm must already exist"));
         }
         let realm = Realm {
             inner: Arc::new(RealmInner {
@@ -164,6 +158,11 @@ impl Realm {
                 ));
             }
             self.begin_write()?;
+            if self.file_changed_since(&catalog, file_version, history_version)? {
+                // Another handle set the file up meanwhile: decide again on what it wrote.
+                self.cancel_write()?;
+                return self.prepare_schema();
+            }
             let result = self.with_write(|w| {
                 for change in &diff.first {
                     w.apply_schema_change(change)?;
@@ -215,6 +214,10 @@ impl Realm {
             .with_path(config.path.clone()));
         }
         self.begin_write()?;
+        if self.file_changed_since(&catalog, file_version, history_version)? {
+            self.cancel_write()?;
+            return self.prepare_schema();
+        }
         let result = self
             .with_write(|w| {
                 for change in &diff.first {
@@ -236,6 +239,16 @@ impl Realm {
                 })
             });
         self.finish_open_write(result)
+    }
+
+    /// Whether the file, as the open write transaction sees it, differs from what the
+    /// open-time decisions were based on.
+    fn file_changed_since(&self, catalog: &Arc<catalog::Catalog>, file_version: u64, history_version: u64) -> Result<bool> {
+        self.with_snapshot(|s| {
+            Ok(!Arc::ptr_eq(&s.catalog, catalog) && *s.catalog != **catalog
+                || s.meta_u64(tables::meta::SCHEMA_VERSION)? != file_version
+                || s.version != history_version)
+        })
     }
 
     fn finish_open_write(&self, result: Result<()>) -> Result<()> {

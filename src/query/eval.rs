@@ -369,6 +369,11 @@ impl Accumulator {
         if v.is_null() {
             return;
         }
+        // NaN has no order: min and max skip it, so the answer does not depend on which
+        // object comes first.
+        if matches!(self.op, CollectionOp::Min | CollectionOp::Max) && v.as_f64().is_some_and(f64::is_nan) {
+            return;
+        }
         self.n += 1;
         match self.op {
             CollectionOp::Min | CollectionOp::Max => {

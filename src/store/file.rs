@@ -141,6 +141,15 @@ impl SharedFile {
                 Err(redb::TableError::TableDoesNotExist(_))
             )
         };
+        // Initialize before the file is registered, so a second thread opening the same path
+        // never sees a file without its tables.
+        if needs_init && !opts.read_only {
+            if let Db::ReadWrite(d) = &db {
+                let txn = d.begin_write()?;
+                WriteTxn::init_file(&txn)?;
+                txn.commit()?;
+            }
+        }
         let file = Arc::new(SharedFile {
             key: key.clone(),
             db: RwLock::new(db),
@@ -168,14 +177,6 @@ impl SharedFile {
             *self.last_catalog.lock() = Some((snap.catalog_bytes.clone(), snap.catalog.clone()));
         }
         Ok(snap)
-    }
-
-    /// Initializes a new file's tables in its own transaction.
-    pub(crate) fn initialize(&self) -> Result<()> {
-        let txn = self.begin_raw_write()?;
-        WriteTxn::init_file(&txn)?;
-        txn.commit()?;
-        Ok(())
     }
 
     /// Starts a write transaction, waiting while another thread holds the write lock.

@@ -1,5 +1,5 @@
 """Core bugs found through the binding (outside src/ffi): each test asserts the correct
-behaviour and is marked xfail(strict=True) until the core is fixed."""
+behaviour; all were fixed in the core and stay as regression tests."""
 
 from __future__ import annotations
 
@@ -12,11 +12,6 @@ import shoal
 from conftest import SCHEMA
 
 
-@pytest.mark.xfail(
-    reason="BUG: Results.max/min keep a NaN met first: the aggregate depends on object order "
-    "(src/query/eval.rs Accumulator::add compares with partial_cmp, and NaN never compares)",
-    strict=True,
-)
 def test_max_ignores_order_of_nan(realm):
     with realm.write():
         realm.create("Person", 1, score=float("nan"))
@@ -54,12 +49,6 @@ def _open_concurrently(path, n, **config):
     return realms, errors
 
 
-@pytest.mark.xfail(
-    reason="BUG: threads opening a new file at once: the second gets IncompatibleFile "
-    "('no meta table') because SharedFile::open hands it the shared file before the first "
-    "thread's initialize() ran (src/db.rs Realm::open / src/store/file.rs)",
-    strict=True,
-)
 def test_concurrent_first_open_of_a_new_file(tmp_path):
     failures = []
     for attempt in range(5):
@@ -70,12 +59,6 @@ def test_concurrent_first_open_of_a_new_file(tmp_path):
     assert failures == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: initial data runs twice when two threads open a file that has no schema yet: "
-    "Realm::prepare_schema decides 'is_new' from the snapshot taken before begin_write and does "
-    "not check again under the write lock (src/db.rs)",
-    strict=True,
-)
 def test_initial_data_runs_once_under_concurrent_opens(tmp_path):
     runs = []
     lock = threading.Lock()
@@ -99,24 +82,12 @@ def test_initial_data_runs_once_under_concurrent_opens(tmp_path):
     assert len(runs) == 5
 
 
-@pytest.mark.xfail(
-    reason="BUG: distinct() after sort() keeps the first object of each value in *key* order, "
-    "not in the sorted order (src/results.rs Results::evaluate applies distinct before sort; "
-    "realm-core applies sort and distinct in the order they were added)",
-    strict=True,
-)
 def test_distinct_after_sort_keeps_the_first_in_sorted_order(people):
     # ages by id: 1:31, 2:25, 3:40, 4:25, 5:58; by id descending, age 25 is first met at id 4
     r = people.objects("Person").sort("id", ascending=False).distinct("age")
     assert [o["id"] for o in r] == [5, 4, 3, 1]
 
 
-@pytest.mark.xfail(
-    reason="BUG: sort() on LIMIT-ed results changes which objects they hold (the new sort "
-    "replaces the query's and LIMIT is applied after it; src/results.rs Results::evaluate): "
-    "sorting must only reorder",
-    strict=True,
-)
 def test_sort_after_limit_only_reorders(people):
     top2 = people.query("Person", "TRUEPREDICATE SORT(age DESC) LIMIT(2)")
     assert sorted(o["id"] for o in top2) == [3, 5]
