@@ -131,6 +131,7 @@ trait Engine {
 
 struct ShoalEngine {
     _dir: TempDir,
+    encrypted: bool,
     realm: Realm,
     name: PropertyKey,
     age: PropertyKey,
@@ -138,7 +139,8 @@ struct ShoalEngine {
 }
 
 impl ShoalEngine {
-    fn open() -> ShoalEngine {
+    /// A plain realm, or (`encrypted`) one encrypted at rest with a 64-byte key.
+    fn open(encrypted: bool) -> ShoalEngine {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut schema = Schema::new();
         schema
@@ -161,6 +163,12 @@ impl ShoalEngine {
                 .into_owned(),
         );
         config.set_schema(schema).expect("shoal: set_schema");
+        if encrypted {
+            let key: Vec<u8> = (0..64u8).collect();
+            config
+                .set_encryption_key(Some(&key))
+                .expect("shoal: set_encryption_key");
+        }
         let realm = Realm::open(&config).expect("shoal: Realm::open");
         let key = |p| {
             realm
@@ -170,6 +178,7 @@ impl ShoalEngine {
         let (name, age, score) = (key("name"), key("age"), key("score"));
         ShoalEngine {
             _dir: dir,
+            encrypted,
             realm,
             name,
             age,
@@ -195,7 +204,11 @@ impl ShoalEngine {
 
 impl Engine for ShoalEngine {
     fn name(&self) -> &'static str {
-        "shoal"
+        if self.encrypted {
+            "shoal (encrypted)"
+        } else {
+            "shoal"
+        }
     }
 
     fn bulk_insert(&mut self, ids: RangeInclusive<i64>) {
@@ -562,7 +575,7 @@ fn phase_lookups(engines: &mut Engines, total: i64) -> Vec<Duration> {
 
 struct Line {
     operation: String,
-    /// shoal, sqlite, redb.
+    /// shoal, sqlite, redb, encrypted shoal.
     times: Vec<Duration>,
 }
 
@@ -574,23 +587,26 @@ impl Line {
 
 fn print_table(lines: &[Line]) {
     println!();
-    println!("| operation | shoal ms | sqlite ms | redb ms | shoal/sqlite | shoal/redb |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| operation | shoal ms | sqlite ms | redb ms | shoal/sqlite | shoal/redb | encrypted ms | encrypted/plain |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for l in lines {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.2} |",
             l.operation,
             ms(l.times[0]),
             ms(l.times[1]),
             ms(l.times[2]),
             l.ratio(1),
-            l.ratio(2)
+            l.ratio(2),
+            ms(l.times[ENCRYPTED]),
+            l.times[ENCRYPTED].as_secs_f64() / l.times[0].as_secs_f64()
         );
     }
 }
 
 const SQLITE: usize = 1;
 const REDB: usize = 2;
+const ENCRYPTED: usize = 3;
 
 /// The goals of `PERFORMANCE.md`: (line index, peer, largest allowed ratio, inclusive, text).
 fn print_goals(lines: &[Line]) {
@@ -626,6 +642,15 @@ fn print_goals(lines: &[Line]) {
         ),
     ];
     println!();
+    // Encryption at rest: within 1.5x of the plain realm on bulk insert and on reads.
+    for (line, text) in [
+        (0, "encrypted bulk insert <= 1.5x plain"),
+        (2, "encrypted count scan <= 1.5x plain"),
+        (4, "encrypted pk lookups <= 1.5x plain"),
+    ] {
+        let r = lines[line].times[ENCRYPTED].as_secs_f64() / lines[line].times[0].as_secs_f64();
+        println!("{}: {text} — ratio {r:.2}", if r <= 1.5 { "MET" } else { "MISSED" });
+    }
     for (line, peer, limit, inclusive, text) in goals {
         let r = lines[line].ratio(peer);
         let met = if inclusive { r <= limit } else { r < limit };
@@ -645,11 +670,12 @@ fn main() {
     let total = n + SINGLE_COMMITS;
     eprintln!("shoal_bench: {n} objects, then {SINGLE_COMMITS} single commits; scans median of {SCAN_RUNS}");
 
-    // The order is the table's column order: shoal, sqlite, redb.
+    // The order is the table's column order: shoal, sqlite, redb, encrypted shoal.
     let mut engines: Engines = vec![
-        Box::new(ShoalEngine::open()),
+        Box::new(ShoalEngine::open(false)),
         Box::new(SqliteEngine::open()),
         Box::new(RedbEngine::open()),
+        Box::new(ShoalEngine::open(true)),
     ];
 
     let lines = vec![

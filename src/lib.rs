@@ -40,6 +40,7 @@ pub mod ffi;
 mod history;
 mod notify;
 mod object;
+pub mod protocol;
 mod query;
 mod results;
 mod schema;

@@ -2,10 +2,10 @@
 //! and authenticated on disk.
 //!
 //! The database's byte space is cut into blocks of [`BLOCK`] bytes (redb's page size). Each
-//! block is sealed on its own with XChaCha20-Poly1305 under a fresh random 192-bit nonce, so a
-//! nonce never repeats for a key (random 192-bit nonces make a collision negligible even after
-//! 2^64 writes), and with the block's index and the file's salt as associated data, so a block
-//! cannot be moved to another position or another file unnoticed.
+//! block is sealed on its own with XChaCha20-Poly1305 under a fresh 192-bit nonce (a random
+//! 128-bit prefix drawn when the file is opened, then a 64-bit counter), so a nonce never
+//! repeats for a key, and with the block's index and the file's salt as associated data, so a
+//! block cannot be moved to another position or another file unnoticed.
 //!
 //! ```text
 //! offset  size  field
@@ -94,6 +94,11 @@ pub(crate) struct EncryptedBackend {
     state: Mutex<HeaderState>,
     whole_file_locked: AtomicBool,
     read_only: bool,
+    /// Nonces are this random 128-bit prefix (drawn at open) followed by a 64-bit counter:
+    /// unique within an open, and across opens unless two random prefixes collide
+    /// (negligible), without a system call per block.
+    nonce_prefix: [u8; 16],
+    nonce_counter: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for EncryptedBackend {
@@ -147,6 +152,8 @@ impl EncryptedBackend {
                 }),
                 whole_file_locked: AtomicBool::new(false),
                 read_only,
+                nonce_prefix: random_bytes::<16>()?,
+                nonce_counter: std::sync::atomic::AtomicU64::new(0),
             };
             backend.write_header()?;
             return Ok(backend);
@@ -192,7 +199,17 @@ impl EncryptedBackend {
             }),
             whole_file_locked: AtomicBool::new(false),
             read_only,
+            nonce_prefix: random_bytes::<16>()?,
+            nonce_counter: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    fn next_nonce(&self) -> [u8; 24] {
+        let mut nonce = [0u8; 24];
+        nonce[..16].copy_from_slice(&self.nonce_prefix);
+        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
+        nonce[16..].copy_from_slice(&n.to_le_bytes());
+        nonce
     }
 
     fn write_header(&self) -> io::Result<()> {
@@ -205,7 +222,7 @@ impl EncryptedBackend {
         header[8..12].copy_from_slice(&FORMAT.to_le_bytes());
         header[12..16].copy_from_slice(&(BLOCK as u32).to_le_bytes());
         header[16..48].copy_from_slice(&self.salt);
-        let nonce = random_bytes::<24>()?;
+        let nonce = self.next_nonce();
         header[48..72].copy_from_slice(&nonce);
         let mut body = [0u8; 16];
         body[..8].copy_from_slice(&state.logical_len.to_le_bytes());
@@ -251,22 +268,27 @@ impl EncryptedBackend {
             .map_err(|_| decryption_error(format!("block {index} of the encrypted file failed authentication: it was modified or the key is wrong")))
     }
 
-    fn write_block(&self, index: u64, plain: &[u8; BLOCK as usize]) -> io::Result<()> {
-        let nonce = random_bytes::<24>()?;
-        let mut sealed = Vec::with_capacity(SEALED_BLOCK as usize);
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(plain);
+    /// Seals one block under a fresh nonce: `nonce ‖ ciphertext ‖ tag`.
+    fn seal(&self, index: u64, plain: &[u8; BLOCK as usize]) -> io::Result<[u8; SEALED_BLOCK as usize]> {
+        let nonce = self.next_nonce();
+        let mut sealed = [0u8; SEALED_BLOCK as usize];
+        sealed[..NONCE as usize].copy_from_slice(&nonce);
+        let body_end = (NONCE + BLOCK) as usize;
+        sealed[NONCE as usize..body_end].copy_from_slice(plain);
         let tag = self
             .cipher
             .encrypt_in_place_detached(
                 XNonce::from_slice(&nonce),
                 &self.aad(index),
-                &mut sealed[NONCE as usize..],
+                &mut sealed[NONCE as usize..body_end],
             )
             .map_err(|_| io::Error::other("encryption failed"))?;
-        sealed.extend_from_slice(&tag);
-        self.file
-            .write_all_at(&sealed, HEADER + index * SEALED_BLOCK)
+        sealed[body_end..].copy_from_slice(&tag);
+        Ok(sealed)
+    }
+
+    fn write_block(&self, index: u64, plain: &[u8; BLOCK as usize]) -> io::Result<()> {
+        self.file.write_all_at(&self.seal(index, plain)?, HEADER + index * SEALED_BLOCK)
     }
 
     fn whole(start: Bound<u64>, end: Bound<u64>) -> bool {
@@ -370,34 +392,38 @@ impl StorageBackend for EncryptedBackend {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| io::Error::other("write past the end"))?;
-        let mut block = [0u8; BLOCK as usize];
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / BLOCK;
-            let within = (pos % BLOCK) as usize;
-            let n = ((BLOCK as usize) - within).min((end - pos) as usize);
-            let written = self.state.lock().written;
-            if n < BLOCK as usize {
-                self.read_block(index, written, &mut block)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        let written = self.state.lock().written;
+        // Blocks between the old end and this write were never written: they are sealed as
+        // zeros too, so that every block below `written` authenticates. The whole run goes to
+        // disk in one write.
+        let start = first.min(written);
+        let mut out = Vec::with_capacity(((last + 1 - start) * SEALED_BLOCK) as usize);
+        for index in start..=last {
+            let mut block = [0u8; BLOCK as usize];
+            if index >= first {
+                let block_start = index * BLOCK;
+                let (lo, hi) = (offset.max(block_start), end.min(block_start + BLOCK));
+                if hi - lo < BLOCK {
+                    self.read_block(index, written, &mut block)?;
+                }
+                block[(lo - block_start) as usize..(hi - block_start) as usize]
+                    .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
             }
-            let at = (pos - offset) as usize;
-            block[within..within + n].copy_from_slice(&data[at..at + n]);
-            // Blocks between the old end and this one were never written: seal them as zeros
-            // so that every block below `written` authenticates.
-            for gap in written..index {
-                self.write_block(gap, &[0u8; BLOCK as usize])?;
-            }
-            self.write_block(index, &block)?;
-            let mut s = self.state.lock();
-            if index + 1 > s.written {
-                s.written = index + 1;
-                s.dirty = true;
-            }
-            if end > s.logical_len {
-                s.logical_len = end;
-                s.dirty = true;
-            }
-            pos += n as u64;
+            out.extend_from_slice(&self.seal(index, &block)?);
+        }
+        self.file.write_all_at(&out, HEADER + start * SEALED_BLOCK)?;
+        let mut s = self.state.lock();
+        if last + 1 > s.written {
+            s.written = last + 1;
+            s.dirty = true;
+        }
+        if end > s.logical_len {
+            s.logical_len = end;
+            s.dirty = true;
         }
         Ok(())
     }

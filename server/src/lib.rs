@@ -1,0 +1,48 @@
+//! # shoal-server
+//!
+//! The Shoal server: the auth service of the Realm Object Server (ROS) 1.x/2.x re-created on
+//! embedded storage (redb under `--data DIR`), speaking the JSON documented in
+//! [`shoal::protocol::auth`]. The sync service (a WebSocket endpoint) joins it later.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), shoal_server::ServerError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = shoal_server::ServerConfig::new("./shoal-data");
+//! shoal_server::run(listener, config, tokio::signal::ctrl_c()).await
+//! # }
+//! ```
+//!
+//! Layout: [`run`] (`server.rs`, the accept loop) → `http.rs` (router, extractors) →
+//! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
+//! `problem.rs` turns every failure into an RFC 7807 answer.
+
+mod auth;
+pub mod config;
+mod http;
+mod problem;
+mod server;
+mod store;
+pub mod tokens;
+
+pub use config::{Cli, PasswordHashing, ServerConfig};
+pub use server::run;
+pub use store::StoreError;
+pub use tokens::{TokenError, TokenVerifier};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The data directory, the key file or the socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The auth storage could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The password hasher could not be set up.
+    #[error("password hashing: {0}")]
+    Hash(String),
+    /// The startup task panicked.
+    #[error("startup failed: {0}")]
+    Join(String),
+}

@@ -1,0 +1,284 @@
+//! A real `shoal-server` in this process on an ephemeral 127.0.0.1 port, and a blocking HTTP
+//! client for it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shoal::protocol::auth::{decode_token_unverified, TokenData};
+use shoal_server::{PasswordHashing, ServerConfig, TokenVerifier};
+
+pub const APP_ID: &str = "io.shoal.tests";
+
+/// A server running on its own tokio runtime in a background thread.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Keeps the temporary data directory alive (None when the caller owns the directory).
+    _tmp: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    agent: ureq::Agent,
+}
+
+/// A test configuration: cheap argon2 (a debug build would take seconds per hash otherwise).
+pub fn config(data_dir: &Path) -> ServerConfig {
+    let mut config = ServerConfig::new(data_dir);
+    config.password_hashing = PasswordHashing::InsecureFastForTests;
+    config
+}
+
+impl TestServer {
+    /// A server with the test defaults in a fresh temporary directory.
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    /// A server in a fresh temporary directory, with `edit` applied to the test config.
+    pub fn start_with(edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut config = config(tmp.path());
+        edit(&mut config);
+        TestServer::start_config(config, Some(tmp))
+    }
+
+    /// A server with exactly `config`; waits until `GET /health` answers.
+    pub fn start_config(config: ServerConfig, tmp: Option<tempfile::TempDir>) -> TestServer {
+        let data_dir = config.data_dir.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                shoal_server::run(listener, config, shutdown)
+                    .await
+                    .expect("server runs");
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server bound");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let server = TestServer {
+            addr,
+            data_dir,
+            _tmp: tmp,
+            stop: Some(stop),
+            thread: Some(thread),
+            agent,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    /// Polls `GET /health` until it answers 200 (at most 30 s).
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.get("/health", None).0 == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server never became healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server and waits until its storage is closed.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The server's token verifier, from the public key file it wrote.
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::from_data_dir(&self.data_dir).expect("public key file")
+    }
+
+    /// Sends a request; returns the status and the body as JSON (`Value::Null` if empty or
+    /// not JSON).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let url = self.url(path);
+        let response = match method {
+            "GET" => {
+                let mut request = self.agent.get(&url);
+                if let Some(auth) = auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.call()
+            }
+            "POST" | "PUT" => {
+                let mut request = if method == "POST" {
+                    self.agent.post(&url)
+                } else {
+                    self.agent.put(&url)
+                };
+                if let Some(auth) = auth {
+                    request = request.header("Authorization", auth);
+                }
+                if let Some(content_type) = content_type {
+                    request = request.content_type(content_type);
+                }
+                request.send(body.unwrap_or_default())
+            }
+            "DELETE" => self.agent.delete(&url).call(),
+            other => panic!("method {other}"),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("body");
+        if status >= 400 {
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .expect("content type");
+            assert_eq!(content_type, "application/problem+json", "{text}");
+        }
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str, auth: Option<&str>) -> (u16, Value) {
+        self.request("GET", path, auth, None, None)
+    }
+
+    pub fn post_json(&self, path: &str, auth: Option<&str>, body: &Value) -> (u16, Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.request("POST", path, auth, Some("application/json"), Some(bytes))
+    }
+
+    pub fn put_json(&self, path: &str, auth: Option<&str>, body: &Value) -> (u16, Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.request("PUT", path, auth, Some("application/json"), Some(bytes))
+    }
+
+    /// `POST /auth` with the password provider.
+    pub fn password(&self, user: &str, password: &str, register: bool) -> (u16, Value) {
+        self.post_json(
+            "/auth",
+            None,
+            &json!({"provider": "password", "data": user, "app_id": APP_ID,
+                "user_info": {"register": register, "password": password}}),
+        )
+    }
+
+    /// Registers `user` and returns its refresh token string.
+    pub fn register(&self, user: &str, password: &str) -> String {
+        let (status, body) = self.password(user, password, true);
+        assert_eq!(status, 200, "{body}");
+        refresh_token(&body)
+    }
+
+    /// Logs `user` in and returns its refresh token string.
+    pub fn login(&self, user: &str, password: &str) -> String {
+        let (status, body) = self.password(user, password, false);
+        assert_eq!(status, 200, "{body}");
+        refresh_token(&body)
+    }
+
+    /// `POST /auth` with the debug provider.
+    pub fn debug_login(&self, identity: &str) -> (u16, Value) {
+        self.post_json(
+            "/auth",
+            None,
+            &json!({"provider": "debug", "data": identity, "app_id": APP_ID, "user_info": {}}),
+        )
+    }
+
+    /// `POST /auth` with the realm provider: an access token request.
+    pub fn access(&self, refresh: &str, path: &str) -> (u16, Value) {
+        self.post_json(
+            "/auth",
+            None,
+            &json!({"provider": "realm", "data": refresh, "app_id": APP_ID, "path": path,
+                "user_info": {}}),
+        )
+    }
+
+    pub fn revoke(&self, auth: &str, token: &str) -> (u16, Value) {
+        self.post_json("/auth/revoke", Some(auth), &json!({ "token": token }))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The `refresh_token.token` string of a login answer.
+pub fn refresh_token(body: &Value) -> String {
+    body["refresh_token"]["token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned()
+}
+
+/// The identity inside a token string (read without verification).
+pub fn identity(token: &str) -> String {
+    decode_token_unverified(token).expect("token").identity
+}
+
+pub fn token_data(token: &str) -> TokenData {
+    decode_token_unverified(token).expect("token")
+}
+
+/// Asserts a problem answer: status, code, and the documented `type`.
+#[track_caller]
+pub fn assert_problem(answer: &(u16, Value), status: u16, code: i64) {
+    let (got, body) = answer;
+    assert_eq!(
+        (*got, body["code"].as_i64()),
+        (status, Some(code)),
+        "{body}"
+    );
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    let kind = body["type"].as_str().expect("type");
+    if (600..700).contains(&code) {
+        assert!(
+            kind.starts_with("https://realm.io/docs/object-server/problems/"),
+            "{body}"
+        );
+    } else {
+        assert_eq!(kind, "about:blank");
+    }
+}

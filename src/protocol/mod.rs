@@ -1,0 +1,7 @@
+//! The wire protocol between Shoal clients and `shoal-server` (**API Boundary**).
+//!
+//! Only this module and the server's HTTP layer derive `Serialize`/`Deserialize`; the rest of
+//! the core keeps serde out of its types. [`auth`] holds the auth service's JSON shapes and the
+//! token string codec; the sync protocol will get its own file here.
+
+pub mod auth;
