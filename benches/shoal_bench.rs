@@ -649,7 +649,10 @@ fn print_goals(lines: &[Line]) {
         (4, "encrypted pk lookups <= 1.5x plain"),
     ] {
         let r = lines[line].times[ENCRYPTED].as_secs_f64() / lines[line].times[0].as_secs_f64();
-        println!("{}: {text} — ratio {r:.2}", if r <= 1.5 { "MET" } else { "MISSED" });
+        println!(
+            "{}: {text} — ratio {r:.2}",
+            if r <= 1.5 { "MET" } else { "MISSED" }
+        );
     }
     for (line, peer, limit, inclusive, text) in goals {
         let r = lines[line].ratio(peer);

@@ -107,7 +107,10 @@ impl Realm {
             }
         }
         if needs_init && config.read_only {
-            return Err(Error::new(ErrorCode::IncompatibleFile, "a read-only realm must already exist"));
+            return Err(Error::new(
+                ErrorCode::IncompatibleFile,
+                "a read-only realm must already exist",
+            ));
         }
         let realm = Realm {
             inner: Arc::new(RealmInner {
@@ -243,7 +246,12 @@ impl Realm {
 
     /// Whether the file, as the open write transaction sees it, differs from what the
     /// open-time decisions were based on.
-    fn file_changed_since(&self, catalog: &Arc<catalog::Catalog>, file_version: u64, history_version: u64) -> Result<bool> {
+    fn file_changed_since(
+        &self,
+        catalog: &Arc<catalog::Catalog>,
+        file_version: u64,
+        history_version: u64,
+    ) -> Result<bool> {
         self.with_snapshot(|s| {
             Ok(!Arc::ptr_eq(&s.catalog, catalog) && *s.catalog != **catalog
                 || s.meta_u64(tables::meta::SCHEMA_VERSION)? != file_version

@@ -226,7 +226,12 @@ pub(crate) struct ChangesetBuilder {
 
 impl Default for ChangesetBuilder {
     fn default() -> Self {
-        ChangesetBuilder { buf: vec![MAGIC, FORMAT], strings: Vec::new(), selected: None, instructions: 0 }
+        ChangesetBuilder {
+            buf: vec![MAGIC, FORMAT],
+            strings: Vec::new(),
+            selected: None,
+            instructions: 0,
+        }
     }
 }
 
@@ -392,7 +397,13 @@ impl ChangesetBuilder {
                 self.begin(1);
                 self.str(name);
             }
-            Instruction::AddProperty { class, name, ty, flags, target } => {
+            Instruction::AddProperty {
+                class,
+                name,
+                ty,
+                flags,
+                target,
+            } => {
                 self.begin(2);
                 self.str(class);
                 self.str(name);
@@ -423,23 +434,56 @@ impl ChangesetBuilder {
             }
             Instruction::CreateObject { class, id } => self.create(class, id),
             Instruction::EraseObject { class, id } => self.erase(class, id),
-            Instruction::Set { class, id, prop, value } => self.set(class, id, prop, value.as_change_ref()),
-            Instruction::AddInt { class, id, prop, delta } => self.add_int(class, id, prop, *delta),
-            Instruction::ListInsert { class, id, prop, index, value } => {
+            Instruction::Set {
+                class,
+                id,
+                prop,
+                value,
+            } => self.set(class, id, prop, value.as_change_ref()),
+            Instruction::AddInt {
+                class,
+                id,
+                prop,
+                delta,
+            } => self.add_int(class, id, prop, *delta),
+            Instruction::ListInsert {
+                class,
+                id,
+                prop,
+                index,
+                value,
+            } => {
                 self.object_op(22, class, id, prop);
                 put_varint(&mut self.buf, *index);
                 self.value(value.as_change_ref());
             }
-            Instruction::ListSet { class, id, prop, index, value } => {
+            Instruction::ListSet {
+                class,
+                id,
+                prop,
+                index,
+                value,
+            } => {
                 self.object_op(23, class, id, prop);
                 put_varint(&mut self.buf, *index);
                 self.value(value.as_change_ref());
             }
-            Instruction::ListErase { class, id, prop, index } => {
+            Instruction::ListErase {
+                class,
+                id,
+                prop,
+                index,
+            } => {
                 self.object_op(24, class, id, prop);
                 put_varint(&mut self.buf, *index);
             }
-            Instruction::ListMove { class, id, prop, from, to } => {
+            Instruction::ListMove {
+                class,
+                id,
+                prop,
+                from,
+                to,
+            } => {
                 self.object_op(25, class, id, prop);
                 put_varint(&mut self.buf, *from);
                 put_varint(&mut self.buf, *to);
@@ -616,8 +660,10 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
             6 => Instruction::SetPropertyFlags {
                 class: r.str()?,
                 name: r.str()?,
-                flags: PropertyFlags::from_bits(u32::try_from(r.varint()?).map_err(|_| bad("flags"))?)
-                    .map_err(|_| bad("flags"))?,
+                flags: PropertyFlags::from_bits(
+                    u32::try_from(r.varint()?).map_err(|_| bad("flags"))?,
+                )
+                .map_err(|_| bad("flags"))?,
             },
             10 => {
                 selected = Some((r.str()?, r.gid()?));

@@ -93,7 +93,10 @@ impl Results {
     }
 
     fn derive(&self, step: Step) -> Results {
-        let mut spec = Spec { pred: self.spec.pred.clone(), steps: self.spec.steps.clone() };
+        let mut spec = Spec {
+            pred: self.spec.pred.clone(),
+            steps: self.spec.steps.clone(),
+        };
         spec.steps.push(step);
         Results {
             realm: self.realm.clone(),
@@ -122,7 +125,16 @@ impl Results {
     /// `NoSuchProperty`, as for every other API call that names one.
     fn check_path(&self, p: &Path) -> Result<()> {
         self.with_class(|v, c| {
-            bind::resolve(v.catalog(), c, p).map(|_| ()).map_err(|e| {
+            let resolved = bind::resolve(v.catalog(), c, p);
+            if let Ok(r) = &resolved {
+                if r.props.last().is_some_and(|(_, prop)| prop.is_list()) {
+                    return Err(Error::wrong_type(format!(
+                        "'{}' is a list: results can only be sorted or made distinct by a single value",
+                        p.names.join(".")
+                    )));
+                }
+            }
+            resolved.map(|_| ()).map_err(|e| {
                 if e.code() == ErrorCode::InvalidQuery && e.message().contains("has no property") {
                     Error::new(ErrorCode::NoSuchProperty, e.message())
                 } else {
@@ -192,7 +204,11 @@ impl Results {
 
     fn cached_keys(&self) -> Option<Arc<Vec<u64>>> {
         let generation = self.realm.generation();
-        self.cache.lock().as_ref().filter(|(g, _)| *g == generation).map(|(_, k)| k.clone())
+        self.cache
+            .lock()
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, k)| k.clone())
     }
 
     /// The number of matching objects.
@@ -240,7 +256,11 @@ impl Results {
     }
 
     fn aggregate(&self, property: &str, op: CollectionOp) -> Result<Value> {
-        let keys = if self.is_plain_filter() { None } else { Some(self.keys_in_key_order()?) };
+        let keys = if self.is_plain_filter() {
+            None
+        } else {
+            Some(self.keys_in_key_order()?)
+        };
         self.with_class(|v, class| {
             let prop = class.require_prop(property)?;
             if prop.is_list() {
@@ -308,10 +328,18 @@ impl Results {
     }
 }
 
-fn sort_keys(v: View<'_>, class: &ClassInfo, keys: Vec<u64>, by: &[(Path, bool)]) -> Result<Vec<u64>> {
+fn sort_keys(
+    v: View<'_>,
+    class: &ClassInfo,
+    keys: Vec<u64>,
+    by: &[(Path, bool)],
+) -> Result<Vec<u64>> {
     let mut columns = Vec::new();
     for (p, asc) in by {
-        columns.push((eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?, *asc));
+        columns.push((
+            eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?,
+            *asc,
+        ));
     }
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by(|&a, &b| {
@@ -330,13 +358,25 @@ fn sort_keys(v: View<'_>, class: &ClassInfo, keys: Vec<u64>, by: &[(Path, bool)]
 fn distinct_keys(v: View<'_>, class: &ClassInfo, keys: Vec<u64>, by: &[Path]) -> Result<Vec<u64>> {
     let mut columns = Vec::new();
     for p in by {
-        columns.push(eval::values_for(v, class, &bind::resolve(v.catalog(), class, p)?, &keys)?);
+        columns.push(eval::values_for(
+            v,
+            class,
+            &bind::resolve(v.catalog(), class, p)?,
+            &keys,
+        )?);
     }
     let mut seen = std::collections::HashSet::new();
     Ok(keys
         .iter()
         .enumerate()
-        .filter(|(i, _)| seen.insert(columns.iter().map(|c| format!("{:?}|", c[*i])).collect::<String>()))
+        .filter(|(i, _)| {
+            seen.insert(
+                columns
+                    .iter()
+                    .map(|c| format!("{:?}|", c[*i]))
+                    .collect::<String>(),
+            )
+        })
         .map(|(_, k)| *k)
         .collect())
 }

@@ -9,18 +9,18 @@
 use crate::error::Result;
 use crate::query::bind::{resolve, Pred, ResolvedPath, Side};
 use crate::query::parser::{CollectionOp, CompareOp};
-use crate::store::catalog::{Catalog, ClassInfo, PropInfo};
-use crate::store::chunk::CHUNK_ROWS;
 use crate::store::catalog::LIVE_PROP;
+use crate::store::catalog::{Catalog, ClassInfo, PropInfo};
 use crate::store::chunk::ChunkView;
+use crate::store::chunk::CHUNK_ROWS;
 use crate::store::tables;
 use crate::store::view::{chunk_of, decode_live, ChunkData, ChunkRef, LiveBits, View};
-use redb::{AccessGuard, Range};
 use crate::store::write::or_default;
 use crate::value::{compare_values, ObjLink, Value, ValueRef};
+use redb::{AccessGuard, Range};
+use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use rustc_hash::FxHashMap as HashMap;
 
 /// A predicate with every path resolved for one evaluation.
 enum Node {
@@ -362,7 +362,14 @@ pub(crate) struct Accumulator {
 
 impl Accumulator {
     pub(crate) fn new(op: CollectionOp) -> Accumulator {
-        Accumulator { op, n: 0, int_sum: 0, float_sum: 0.0, all_int: true, best: None }
+        Accumulator {
+            op,
+            n: 0,
+            int_sum: 0,
+            float_sum: 0.0,
+            all_int: true,
+            best: None,
+        }
     }
 
     pub(crate) fn add(&mut self, v: ValueRef<'_>) {
@@ -371,7 +378,9 @@ impl Accumulator {
         }
         // NaN has no order: min and max skip it, so the answer does not depend on which
         // object comes first.
-        if matches!(self.op, CollectionOp::Min | CollectionOp::Max) && v.as_f64().is_some_and(f64::is_nan) {
+        if matches!(self.op, CollectionOp::Min | CollectionOp::Max)
+            && v.as_f64().is_some_and(f64::is_nan)
+        {
             return;
         }
         self.n += 1;
@@ -492,7 +501,11 @@ struct ColumnCursor {
 
 impl ColumnCursor {
     fn new(view: View<'_>, class: u32, prop: u32) -> Result<ColumnCursor> {
-        Ok(ColumnCursor { range: view.snap.columns.range(tables::column_range(class, prop))?, next: None, done: false })
+        Ok(ColumnCursor {
+            range: view.snap.columns.range(tables::column_range(class, prop))?,
+            next: None,
+            done: false,
+        })
     }
 
     /// The stored chunk `n` (chunks are requested in increasing order).
@@ -541,11 +554,34 @@ fn flip(op: CompareOp) -> CompareOp {
 }
 
 fn direct_leaf(node: &Node) -> Option<Leaf<'_>> {
-    let Node::Cmp { left, op, right, ci } = node else { return None };
+    let Node::Cmp {
+        left,
+        op,
+        right,
+        ci,
+    } = node
+    else {
+        return None;
+    };
     match (left, right) {
-        (Operand::Path(p), Operand::Const(c)) => Some(Leaf { prop: p.direct_column()?, op: *op, constant: c, ci: *ci }),
-        (Operand::Const(c), Operand::Path(p)) if !matches!(op, CompareOp::BeginsWith | CompareOp::EndsWith | CompareOp::Contains | CompareOp::Like) => {
-            Some(Leaf { prop: p.direct_column()?, op: flip(*op), constant: c, ci: *ci })
+        (Operand::Path(p), Operand::Const(c)) => Some(Leaf {
+            prop: p.direct_column()?,
+            op: *op,
+            constant: c,
+            ci: *ci,
+        }),
+        (Operand::Const(c), Operand::Path(p))
+            if !matches!(
+                op,
+                CompareOp::BeginsWith | CompareOp::EndsWith | CompareOp::Contains | CompareOp::Like
+            ) =>
+        {
+            Some(Leaf {
+                prop: p.direct_column()?,
+                op: flip(*op),
+                constant: c,
+                ci: *ci,
+            })
         }
         _ => None,
     }
@@ -553,13 +589,28 @@ fn direct_leaf(node: &Node) -> Option<Leaf<'_>> {
 
 impl<'a> Scan<'a> {
     fn new(view: View<'a>, class: &'a ClassInfo) -> Scan<'a> {
-        Scan { ctx: Ctx { view, catalog: view.catalog(), class }, cursors: HashMap::default() }
+        Scan {
+            ctx: Ctx {
+                view,
+                catalog: view.catalog(),
+                class,
+            },
+            cursors: HashMap::default(),
+        }
     }
 
     /// The chunk of a column: the overlay's version, else the stored one.
-    fn with_chunk<R>(&mut self, prop: &PropInfo, chunk: u64, f: impl FnOnce(ChunkRef<'_>) -> Result<R>) -> Result<R> {
+    fn with_chunk<R>(
+        &mut self,
+        prop: &PropInfo,
+        chunk: u64,
+        f: impl FnOnce(ChunkRef<'_>) -> Result<R>,
+    ) -> Result<R> {
         let view = self.ctx.view;
-        if let Some(values) = view.overlay.and_then(|o| o.columns.get(&tables::column_key(self.ctx.class.id, prop.id, chunk))) {
+        if let Some(values) = view.overlay.and_then(|o| {
+            o.columns
+                .get(&tables::column_key(self.ctx.class.id, prop.id, chunk))
+        }) {
             return f(ChunkRef::Dirty(values));
         }
         let cursor = match self.cursors.entry(prop.id) {
@@ -567,13 +618,21 @@ impl<'a> Scan<'a> {
             Entry::Vacant(e) => e.insert(ColumnCursor::new(view, self.ctx.class.id, prop.id)?),
         };
         match cursor.seek(chunk)? {
-            Some(guard) => f(ChunkRef::Stored(ChunkView::new(guard.value(), prop.link_class())?)),
+            Some(guard) => f(ChunkRef::Stored(ChunkView::new(
+                guard.value(),
+                prop.link_class(),
+            )?)),
             None => f(ChunkRef::Missing),
         }
     }
 
     fn live(&mut self, chunk: u64) -> Result<Mask> {
-        if let Some(bits) = self.ctx.view.overlay.and_then(|o| o.live.get(&(self.ctx.class.id, chunk))) {
+        if let Some(bits) = self
+            .ctx
+            .view
+            .overlay
+            .and_then(|o| o.live.get(&(self.ctx.class.id, chunk)))
+        {
             return Ok(*bits);
         }
         let live_prop = PropInfo {
@@ -588,7 +647,9 @@ impl<'a> Scan<'a> {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(ColumnCursor::new(view, self.ctx.class.id, live_prop.id)?),
         };
-        Ok(cursor.seek(chunk)?.map_or([0; 4], |g| decode_live(g.value())))
+        Ok(cursor
+            .seek(chunk)?
+            .map_or([0; 4], |g| decode_live(g.value())))
     }
 
     /// The rows of `candidates` in `chunk` that satisfy `node`.
@@ -629,9 +690,15 @@ impl<'a> Scan<'a> {
                 Some(leaf) => self.eval_leaf(&leaf, chunk, candidates)?,
                 None => {
                     let mut out = [0u64; 4];
-                    let mut cols = ChunkColumns { chunk, data: HashMap::default() };
+                    let mut cols = ChunkColumns {
+                        chunk,
+                        data: HashMap::default(),
+                    };
                     for row in rows(&candidates) {
-                        if self.ctx.test(&mut cols, node, chunk * CHUNK_ROWS + row as u64)? {
+                        if self
+                            .ctx
+                            .test(&mut cols, node, chunk * CHUNK_ROWS + row as u64)?
+                        {
                             out[row / 64] |= 1 << (row % 64);
                         }
                     }
@@ -648,7 +715,9 @@ impl<'a> Scan<'a> {
             let mut set = |row: usize| out[row / 64] |= 1 << (row % 64);
             match (&data, leaf.constant) {
                 // Integers straight from the encoded bytes: the common scan.
-                (ChunkRef::Stored(view), Value::Int(c)) if prop.ty == crate::value::PropertyType::Int => {
+                (ChunkRef::Stored(view), Value::Int(c))
+                    if prop.ty == crate::value::PropertyType::Int =>
+                {
                     for row in rows(&candidates) {
                         let v = match view.int_at(row) {
                             Some(v) => Some(v),
@@ -679,7 +748,11 @@ impl<'a> Scan<'a> {
     }
 
     /// Calls `f(chunk, mask)` for every chunk with matching rows, in key order.
-    fn for_each(&mut self, node: &Node, mut f: impl FnMut(&mut Scan<'a>, u64, Mask) -> Result<()>) -> Result<()> {
+    fn for_each(
+        &mut self,
+        node: &Node,
+        mut f: impl FnMut(&mut Scan<'a>, u64, Mask) -> Result<()>,
+    ) -> Result<()> {
         if let Some(candidates) = index_candidates(&self.ctx, node)? {
             let mut i = 0;
             while i < candidates.len() {
@@ -737,13 +810,22 @@ pub(crate) fn count_matching(view: View<'_>, class: &ClassInfo, pred: &Pred) -> 
 
 /// Min/max/sum/average of a direct property over the objects matching `pred`, reading each
 /// chunk of the property once.
-pub(crate) fn aggregate_matching(view: View<'_>, class: &ClassInfo, pred: &Pred, prop: &PropInfo, op: CollectionOp) -> Result<Value> {
+pub(crate) fn aggregate_matching(
+    view: View<'_>,
+    class: &ClassInfo,
+    pred: &Pred,
+    prop: &PropInfo,
+    op: CollectionOp,
+) -> Result<Value> {
     let node = prepare(view.catalog(), class, pred)?;
     let mut acc = Accumulator::new(op);
     // Sums and averages of doubles and floats add raw numbers; integers keep the exact
     // integer path of the accumulator.
     let float_sum = matches!(op, CollectionOp::Sum | CollectionOp::Avg)
-        && matches!(prop.ty, crate::value::PropertyType::Double | crate::value::PropertyType::Float);
+        && matches!(
+            prop.ty,
+            crate::value::PropertyType::Double | crate::value::PropertyType::Float
+        );
     let (mut sum, mut n) = (0.0f64, 0u64);
     Scan::new(view, class).for_each(&node, |scan, chunk, mask| {
         scan.with_chunk(prop, chunk, |data| {
@@ -799,7 +881,13 @@ pub(crate) fn aggregate_matching(view: View<'_>, class: &ClassInfo, pred: &Pred,
 
 /// Min/max/sum/average of a direct property over explicit `keys` (results with a limit or
 /// distinct).
-pub(crate) fn aggregate_keys(view: View<'_>, class: &ClassInfo, prop: &PropInfo, keys: &[u64], op: CollectionOp) -> Result<Value> {
+pub(crate) fn aggregate_keys(
+    view: View<'_>,
+    class: &ClassInfo,
+    prop: &PropInfo,
+    keys: &[u64],
+    op: CollectionOp,
+) -> Result<Value> {
     let mut acc = Accumulator::new(op);
     for &key in keys {
         acc.add(or_default(view.get(class, prop, key)?.as_ref(), prop));

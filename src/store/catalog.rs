@@ -90,13 +90,21 @@ impl ClassRef {
             .classes
             .iter()
             .position(|c| c.id == id)
-            .ok_or_else(|| Error::new(ErrorCode::NoSuchClass, format!("class id {id} is not in the schema")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NoSuchClass,
+                    format!("class id {id} is not in the schema"),
+                )
+            })?;
         Ok(ClassRef { catalog, index })
     }
 
     /// The class named `name` of `catalog`.
     pub(crate) fn by_name(catalog: Arc<Catalog>, name: &str) -> Result<ClassRef> {
-        let index = *catalog.by_name.get(name).ok_or_else(|| Error::no_such_class(name))?;
+        let index = *catalog
+            .by_name
+            .get(name)
+            .ok_or_else(|| Error::no_such_class(name))?;
         Ok(ClassRef { catalog, index })
     }
 }
@@ -234,10 +242,22 @@ impl Catalog {
         Ok(())
     }
 
-    pub(crate) fn set_flags(&mut self, class: &str, prop: &str, flags: PropertyFlags) -> Result<()> {
-        let idx = *self.by_name.get(class).ok_or_else(|| Error::no_such_class(class))?;
+    pub(crate) fn set_flags(
+        &mut self,
+        class: &str,
+        prop: &str,
+        flags: PropertyFlags,
+    ) -> Result<()> {
+        let idx = *self
+            .by_name
+            .get(class)
+            .ok_or_else(|| Error::no_such_class(class))?;
         let c = &mut self.classes[idx];
-        let p = c.props.iter_mut().find(|p| p.name == prop).ok_or_else(|| Error::no_such_property(class, prop))?;
+        let p = c
+            .props
+            .iter_mut()
+            .find(|p| p.name == prop)
+            .ok_or_else(|| Error::no_such_property(class, prop))?;
         p.flags = flags;
         Ok(())
     }
@@ -337,7 +357,11 @@ pub(crate) enum SchemaChange {
         target: Option<String>,
     },
     /// Only the NULLABLE/INDEXED flags of a property change; its values stay.
-    SetFlags { class: String, name: String, flags: PropertyFlags },
+    SetFlags {
+        class: String,
+        name: String,
+        flags: PropertyFlags,
+    },
     /// A new class's key, or a changed key of an existing class (`None`: no key any more).
     SetPrimaryKey {
         class: String,
@@ -394,14 +418,23 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
                         == p.target.as_ref()
             });
             let flags_only = existing.and_then(|c| c.prop(&p.name)).is_some_and(|old| {
-                const VALUE_FLAGS: u32 = PropertyFlags::NULLABLE.bits() | PropertyFlags::INDEXED.bits();
+                const VALUE_FLAGS: u32 =
+                    PropertyFlags::NULLABLE.bits() | PropertyFlags::INDEXED.bits();
                 old.ty == p.ty
                     && (old.flags.bits() & !VALUE_FLAGS) == (p.flags.bits() & !VALUE_FLAGS)
-                    && old.target.and_then(|t| current.class_by_id(t)).map(|t| &t.name) == p.target.as_ref()
+                    && old
+                        .target
+                        .and_then(|t| current.class_by_id(t))
+                        .map(|t| &t.name)
+                        == p.target.as_ref()
                     && (old.ty != PropertyType::Link || old.is_list())
             });
             if !same && flags_only {
-                adds.push(SchemaChange::SetFlags { class: class.name.clone(), name: p.name.clone(), flags: p.flags });
+                adds.push(SchemaChange::SetFlags {
+                    class: class.name.clone(),
+                    name: p.name.clone(),
+                    flags: p.flags,
+                });
             } else if !same {
                 if existing.and_then(|c| c.prop(&p.name)).is_some() {
                     removes.push(SchemaChange::RemoveProperty {
@@ -420,7 +453,10 @@ pub(crate) fn diff(current: &Catalog, wanted: &Schema) -> SchemaDiff {
         }
         let old_pk = existing.and_then(|c| c.pk_prop()).map(|p| p.name.clone());
         if old_pk != class.primary_key {
-            let change = SchemaChange::SetPrimaryKey { class: class.name.clone(), prop: class.primary_key.clone() };
+            let change = SchemaChange::SetPrimaryKey {
+                class: class.name.clone(),
+                prop: class.primary_key.clone(),
+            };
             // A new class gets its key with its properties; an existing class's key changes
             // after the migration, which may first have to make the new key's values unique.
             if existing.is_some() {

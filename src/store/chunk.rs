@@ -226,9 +226,15 @@ impl<'a> ChunkView<'a> {
             return None;
         }
         match self.ty {
-            PropertyType::Int => Some(i64::from_le_bytes(self.fixed(i, 8).try_into().expect("8")) as f64),
-            PropertyType::Double => Some(f64::from_le_bytes(self.fixed(i, 8).try_into().expect("8"))),
-            PropertyType::Float => Some(f64::from(f32::from_le_bytes(self.fixed(i, 4).try_into().expect("4")))),
+            PropertyType::Int => {
+                Some(i64::from_le_bytes(self.fixed(i, 8).try_into().expect("8")) as f64)
+            }
+            PropertyType::Double => {
+                Some(f64::from_le_bytes(self.fixed(i, 8).try_into().expect("8")))
+            }
+            PropertyType::Float => Some(f64::from(f32::from_le_bytes(
+                self.fixed(i, 4).try_into().expect("4"),
+            ))),
             _ => None,
         }
     }

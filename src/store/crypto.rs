@@ -269,7 +269,11 @@ impl EncryptedBackend {
     }
 
     /// Seals one block under a fresh nonce: `nonce ‖ ciphertext ‖ tag`.
-    fn seal(&self, index: u64, plain: &[u8; BLOCK as usize]) -> io::Result<[u8; SEALED_BLOCK as usize]> {
+    fn seal(
+        &self,
+        index: u64,
+        plain: &[u8; BLOCK as usize],
+    ) -> io::Result<[u8; SEALED_BLOCK as usize]> {
         let nonce = self.next_nonce();
         let mut sealed = [0u8; SEALED_BLOCK as usize];
         sealed[..NONCE as usize].copy_from_slice(&nonce);
@@ -288,7 +292,8 @@ impl EncryptedBackend {
     }
 
     fn write_block(&self, index: u64, plain: &[u8; BLOCK as usize]) -> io::Result<()> {
-        self.file.write_all_at(&self.seal(index, plain)?, HEADER + index * SEALED_BLOCK)
+        self.file
+            .write_all_at(&self.seal(index, plain)?, HEADER + index * SEALED_BLOCK)
     }
 
     fn whole(start: Bound<u64>, end: Bound<u64>) -> bool {
@@ -415,7 +420,8 @@ impl StorageBackend for EncryptedBackend {
             }
             out.extend_from_slice(&self.seal(index, &block)?);
         }
-        self.file.write_all_at(&out, HEADER + start * SEALED_BLOCK)?;
+        self.file
+            .write_all_at(&out, HEADER + start * SEALED_BLOCK)?;
         let mut s = self.state.lock();
         if last + 1 > s.written {
             s.written = last + 1;

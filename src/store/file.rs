@@ -263,7 +263,11 @@ impl SharedFile {
             Db::ReadWrite(mut copy) => {
                 copy_tables(current, &copy)?;
                 // redb grows files in steps; trimming the fresh copy returns the slack.
-                while copy.compact().map_err(|e| Error::new(ErrorCode::Io, format!("compaction failed: {e}")))? {}
+                while copy
+                    .compact()
+                    .map_err(|e| Error::new(ErrorCode::Io, format!("compaction failed: {e}")))?
+                {
+                }
                 Ok(())
             }
             Db::ReadOnly(_) => Err(Error::internal("compaction target opened read-only")),

@@ -19,9 +19,9 @@
 //! floor lookup over "overlay ∪ snapshot" correct; empty chunks are dropped when flushed.
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::store::snapshot::Snapshot;
 use crate::store::tables;
 use crate::value::ValueRef;
-use crate::store::snapshot::Snapshot;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -147,18 +147,25 @@ impl IndexAccess<'_> {
         }
     }
 
-    fn dirty_of<'o>(&self, overlay: Option<&'o IndexOverlay>) -> Option<&'o BTreeMap<ChunkKey, Vec<Entry>>> {
+    fn dirty_of<'o>(
+        &self,
+        overlay: Option<&'o IndexOverlay>,
+    ) -> Option<&'o BTreeMap<ChunkKey, Vec<Entry>>> {
         overlay.and_then(|o| o.dirty.get(&self.prefix))
     }
 
     fn floor(&self, overlay: Option<&IndexOverlay>, at: ChunkKey) -> Result<Option<ChunkKey>> {
-        let o = self.dirty_of(overlay).and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
+        let o = self
+            .dirty_of(overlay)
+            .and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
         Ok(o.max(self.snap.index_floor(self.prefix, at)?))
     }
 
     fn next(&self, overlay: Option<&IndexOverlay>, after: ChunkKey) -> Result<Option<ChunkKey>> {
         let after_bound = (Bound::Excluded(after), Bound::Unbounded);
-        let o = self.dirty_of(overlay).and_then(|d| d.range(after_bound).next().map(|(k, _)| *k));
+        let o = self
+            .dirty_of(overlay)
+            .and_then(|d| d.range(after_bound).next().map(|(k, _)| *k));
         let d = self.snap.index_next(self.prefix, after)?;
         Ok(match (o, d) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -177,13 +184,21 @@ impl IndexAccess<'_> {
             let past = match dirty.and_then(|d| d.get(&chunk_key)) {
                 Some(entries) => {
                     let start = entries.partition_point(|e| e.0 < hash);
-                    out.extend(entries[start..].iter().take_while(|e| e.0 == hash).map(|e| e.1));
+                    out.extend(
+                        entries[start..]
+                            .iter()
+                            .take_while(|e| e.0 == hash)
+                            .map(|e| e.1),
+                    );
                     entries.last().is_some_and(|e| e.0 > hash)
                 }
                 None => match self.snap.index_chunk(self.prefix, chunk_key)? {
                     Some(bytes) => {
                         if bytes.len() % 16 != 0 {
-                            return Err(Error::new(ErrorCode::IncompatibleFile, "corrupt index chunk"));
+                            return Err(Error::new(
+                                ErrorCode::IncompatibleFile,
+                                "corrupt index chunk",
+                            ));
                         }
                         let entries = StoredEntries(&bytes);
                         let mut i = entries.lower_bound(hash);

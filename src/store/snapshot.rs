@@ -3,8 +3,8 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::store::catalog::Catalog;
 use crate::store::tables::{self, meta};
-use redb::{ReadOnlyTable, ReadTransaction};
 use parking_lot::Mutex;
+use redb::{ReadOnlyTable, ReadTransaction};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
@@ -29,10 +29,15 @@ pub(crate) struct Snapshot {
 
 /// Point-read cache of one snapshot: column chunks and index chunks by key, and each index's
 /// chunk directory once an index is searched often.
+/// A stored value as cached: `None` records that the key is absent.
+type Cached = Option<Arc<[u8]>>;
+/// An index's chunk keys in order.
+type IndexDirectory = Arc<Vec<(u64, u64)>>;
+
 #[derive(Default)]
 struct ReadCache {
-    columns: HashMap<u128, Option<Arc<[u8]>>>,
-    index_chunks: HashMap<(u64, u64, u64), Option<Arc<[u8]>>>,
+    columns: HashMap<u128, Cached>,
+    index_chunks: HashMap<(u64, u64, u64), Cached>,
     index_dirs: HashMap<u64, IndexDir>,
     /// Bytes held by `columns` and `index_chunks`.
     bytes: usize,
@@ -41,7 +46,7 @@ struct ReadCache {
 enum IndexDir {
     /// Searches so far; the directory is loaded after [`DIR_AFTER`] of them.
     Counting(u32),
-    Loaded(Arc<Vec<(u64, u64)>>),
+    Loaded(IndexDirectory),
 }
 
 /// Largest amount of chunk data a snapshot keeps cached.
@@ -163,10 +168,14 @@ impl Snapshot {
     }
 
     /// The chunk directory of an index if it is (now) worth having in memory.
-    fn index_dir(&self, prefix: u64) -> Result<Option<Arc<Vec<(u64, u64)>>>> {
+    fn index_dir(&self, prefix: u64) -> Result<Option<IndexDirectory>> {
         {
             let mut cache = self.cache.lock();
-            match cache.index_dirs.entry(prefix).or_insert(IndexDir::Counting(0)) {
+            match cache
+                .index_dirs
+                .entry(prefix)
+                .or_insert(IndexDir::Counting(0))
+            {
                 IndexDir::Loaded(dir) => return Ok(Some(dir.clone())),
                 IndexDir::Counting(n) if *n < DIR_AFTER => {
                     *n += 1;
@@ -176,13 +185,19 @@ impl Snapshot {
             }
         }
         let mut dir = Vec::new();
-        for item in self.index.range((prefix, 0, 0)..=(prefix, u64::MAX, u64::MAX))? {
+        for item in self
+            .index
+            .range((prefix, 0, 0)..=(prefix, u64::MAX, u64::MAX))?
+        {
             let (k, _) = item?;
             let (_, h, o) = k.value();
             dir.push((h, o));
         }
         let dir = Arc::new(dir);
-        self.cache.lock().index_dirs.insert(prefix, IndexDir::Loaded(dir.clone()));
+        self.cache
+            .lock()
+            .index_dirs
+            .insert(prefix, IndexDir::Loaded(dir.clone()));
         Ok(Some(dir))
     }
 
@@ -233,6 +248,8 @@ impl Snapshot {
     /// `(next object key, live objects)` of a class.
     pub(crate) fn class_state(&self, class: u32) -> Result<(u64, u64)> {
         let key = tables::column_key(class, crate::store::catalog::STATE_PROP, 0);
-        Ok(self.column_bytes(key)?.map_or((0, 0), |b| crate::store::view::decode_state(&b)))
+        Ok(self
+            .column_bytes(key)?
+            .map_or((0, 0), |b| crate::store::view::decode_state(&b)))
     }
 }

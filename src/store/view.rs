@@ -153,10 +153,15 @@ impl<'a> View<'a> {
         if let Some(bits) = self.overlay.and_then(|o| o.live.get(&(class, chunk))) {
             return Ok(*bits);
         }
-        Ok(match self.snap.column_bytes(column_key(class, LIVE_PROP, chunk))? {
-            Some(bytes) => decode_live(&bytes),
-            None => [0; LIVE_WORDS],
-        })
+        Ok(
+            match self
+                .snap
+                .column_bytes(column_key(class, LIVE_PROP, chunk))?
+            {
+                Some(bytes) => decode_live(&bytes),
+                None => [0; LIVE_WORDS],
+            },
+        )
     }
 
     pub(crate) fn is_live(&self, class: u32, key: u64) -> Result<bool> {
@@ -331,7 +336,10 @@ impl Overlay {
     pub(crate) fn flush(self, txn: &WriteTransaction, catalog: &Catalog) -> Result<()> {
         let exists = |class: u32, prop: u32| {
             catalog.class_by_id(class).is_some_and(|c| {
-                prop == LIVE_PROP || prop == GID_PROP || prop == STATE_PROP || c.prop_by_id(prop).is_some()
+                prop == LIVE_PROP
+                    || prop == GID_PROP
+                    || prop == STATE_PROP
+                    || c.prop_by_id(prop).is_some()
             })
         };
         // Only the tables that change are opened: every table written costs its own B-tree
@@ -377,7 +385,10 @@ impl Overlay {
             }
             for (class, state) in self.classes {
                 if catalog.class_by_id(class).is_some() {
-                    columns.insert(column_key(class, STATE_PROP, 0), encode_state(state).as_slice())?;
+                    columns.insert(
+                        column_key(class, STATE_PROP, 0),
+                        encode_state(state).as_slice(),
+                    )?;
                 }
             }
         }
@@ -408,7 +419,8 @@ impl Overlay {
                 index::drop_index(&mut index_table, *class, *prop)?;
             }
             let mut idx = self.index;
-            idx.dirty.retain(|prefix, _| exists((prefix >> 32) as u32, *prefix as u32));
+            idx.dirty
+                .retain(|prefix, _| exists((prefix >> 32) as u32, *prefix as u32));
             index::flush(idx, &mut index_table)?;
         }
         if self.catalog.is_some() || self.schema_version.is_some() {

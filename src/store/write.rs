@@ -131,7 +131,10 @@ impl WriteTxn {
         if let Some(e) = poisoned {
             return Err(Error::new(
                 e.code(),
-                format!("the transaction cannot commit after a failed write: {}", e.message()),
+                format!(
+                    "the transaction cannot commit after a failed write: {}",
+                    e.message()
+                ),
             ));
         }
         let catalog = overlay
@@ -280,15 +283,24 @@ impl WriteTxn {
         let class = self.class(class_id)?;
         for key in self.view().live_keys(class_id)? {
             let id = match self.view().get(&class, former, key)? {
-                Value::Int(i) => GlobalId::Generated { file: 0, seq: i as u64 },
-                Value::String(s) => GlobalId::Generated { file: 1, seq: index_hash(ValueRef::String(&s)).0 },
+                Value::Int(i) => GlobalId::Generated {
+                    file: 0,
+                    seq: i as u64,
+                },
+                Value::String(s) => GlobalId::Generated {
+                    file: 1,
+                    seq: index_hash(ValueRef::String(&s)).0,
+                },
                 _ => continue,
             };
-            let GlobalId::Generated { file, seq } = id else { continue };
+            let GlobalId::Generated { file, seq } = id else {
+                continue;
+            };
             let stored = Value::Binary(GlobalId::generated_bytes(file, seq));
             let (h, _) = index_hash(stored.as_ref());
             index_of(&self.base, class_id, GID_PROP).insert(&mut self.overlay.index, h, key)?;
-            self.overlay.set_value(&self.base, class_id, gid_prop(), key, stored)?;
+            self.overlay
+                .set_value(&self.base, class_id, gid_prop(), key, stored)?;
         }
         Ok(())
     }
@@ -313,7 +325,11 @@ impl WriteTxn {
             }
         }
         self.catalog_mut().set_flags(class, name, flags)?;
-        self.record(&Instruction::SetPropertyFlags { class: class.to_owned(), name: name.to_owned(), flags });
+        self.record(&Instruction::SetPropertyFlags {
+            class: class.to_owned(),
+            name: name.to_owned(),
+            flags,
+        });
         let is_pk = info.pk == Some(prop.id);
         match (prop.is_indexed(), flags.contains(PropertyFlags::INDEXED)) {
             (false, true) if !is_pk => self.rebuild_index(class, prop.id)?,
@@ -367,7 +383,10 @@ impl WriteTxn {
     // ----- objects -----
 
     fn catalog_arc(&self) -> Arc<Catalog> {
-        self.overlay.catalog.clone().unwrap_or_else(|| self.base.catalog.clone())
+        self.overlay
+            .catalog
+            .clone()
+            .unwrap_or_else(|| self.base.catalog.clone())
     }
 
     fn class(&self, class_id: u32) -> Result<ClassRef> {
@@ -621,13 +640,17 @@ impl WriteTxn {
             Value::Link(link) => {
                 let target = self.class(link.class_id)?;
                 let target_id = self.gid_of(&target, link.key)?;
-                self.changes.set(&class.name, &id, &prop.name, ChangeRef::Link(&target_id));
+                self.changes
+                    .set(&class.name, &id, &prop.name, ChangeRef::Link(&target_id));
             }
-            v => self.changes.set(&class.name, &id, &prop.name, ChangeRef::Value(v)),
+            v => self
+                .changes
+                .set(&class.name, &id, &prop.name, ChangeRef::Value(v)),
         }
         // Recorded first so that the value need not be copied; a failure past this point
         // poisons the transaction rather than leave history and data apart.
-        self.store_scalar(&class, prop, key, value).inspect_err(|e| self.poisoned = Some(e.clone()))
+        self.store_scalar(&class, prop, key, value)
+            .inspect_err(|e| self.poisoned = Some(e.clone()))
     }
 
     fn store_scalar(
@@ -952,11 +975,13 @@ impl WriteTxn {
                     prop: prop.clone(),
                 })
             }
-            Instruction::SetPropertyFlags { class, name, flags } => self.apply_schema_change(&SchemaChange::SetFlags {
-                class: class.clone(),
-                name: name.clone(),
-                flags: *flags,
-            }),
+            Instruction::SetPropertyFlags { class, name, flags } => {
+                self.apply_schema_change(&SchemaChange::SetFlags {
+                    class: class.clone(),
+                    name: name.clone(),
+                    flags: *flags,
+                })
+            }
             Instruction::EraseClass { class } => {
                 self.apply_schema_change(&SchemaChange::RemoveClass {
                     name: class.clone(),
@@ -1109,7 +1134,7 @@ pub(crate) fn gid_of(view: View<'_>, class: &ClassInfo, key: u64) -> Result<Glob
                 format!("the {} object was deleted", class.name),
             )),
         },
-        None => match view.get(class, &gid_prop(), key)? {
+        None => match view.get(class, gid_prop(), key)? {
             Value::Binary(b) => {
                 GlobalId::from_generated_bytes(&b).ok_or_else(|| Error::internal("bad stored id"))
             }
