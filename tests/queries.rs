@@ -714,7 +714,10 @@ fn results_distinct_keeps_one_object_per_value() {
     // Distinct over two properties keeps one object per combination; chained distincts
     // apply one after the other, as Realm does.
     assert_eq!(
-        ids(&f.realm.query("Person", "TRUEPREDICATE DISTINCT(active, age)", &[]).unwrap()),
+        ids(&f
+            .realm
+            .query("Person", "TRUEPREDICATE DISTINCT(active, age)", &[])
+            .unwrap()),
         vec![1, 2, 3, 4]
     );
     assert_eq!(
