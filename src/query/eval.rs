@@ -488,6 +488,9 @@ fn rows(mask: &Mask) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// Every row of a chunk selected.
+const FULL: Mask = [u64::MAX; 4];
+
 fn is_empty(mask: &Mask) -> bool {
     mask.iter().all(|w| *w == 0)
 }
@@ -819,45 +822,49 @@ pub(crate) fn aggregate_matching(
 ) -> Result<Value> {
     let node = prepare(view.catalog(), class, pred)?;
     let mut acc = Accumulator::new(op);
-    // Sums and averages of doubles and floats add raw numbers; integers keep the exact
-    // integer path of the accumulator.
-    let float_sum = matches!(op, CollectionOp::Sum | CollectionOp::Avg)
-        && matches!(
-            prop.ty,
-            crate::value::PropertyType::Double | crate::value::PropertyType::Float
-        );
-    let (mut sum, mut n) = (0.0f64, 0u64);
+    // Sums and averages add raw numbers straight from the encoded chunks: floats into an
+    // f64, integers into an exact (wrapping) i64 plus an f64 for the mean.
+    let numeric_sum = matches!(op, CollectionOp::Sum | CollectionOp::Avg) && prop.ty.is_numeric();
+    let is_int = prop.ty == crate::value::PropertyType::Int;
+    let (mut fsum, mut isum, mut n) = (0.0f64, 0i64, 0u64);
     Scan::new(view, class).for_each(&node, |scan, chunk, mask| {
         scan.with_chunk(prop, chunk, |data| {
-            match (&data, prop.ty) {
-                (ChunkRef::Stored(v), _) if float_sum => {
-                    for row in rows(&mask) {
-                        match v.f64_at(row) {
+            match &data {
+                ChunkRef::Stored(v) if numeric_sum => {
+                    let mut add = |row: usize| {
+                        let found = if is_int {
+                            v.int_at(row).map(|i| {
+                                isum = isum.wrapping_add(i);
+                                i as f64
+                            })
+                        } else {
+                            v.f64_at(row)
+                        };
+                        match found {
                             Some(x) => {
-                                sum += x;
+                                fsum += x;
                                 n += 1;
                             }
+                            // An unwritten required slot reads as 0.
                             None if !prop.is_nullable() => n += 1,
                             None => {}
                         }
-                    }
-                }
-                (ChunkRef::Stored(v), crate::value::PropertyType::Int)
-                    if matches!(op, CollectionOp::Sum | CollectionOp::Avg) =>
-                {
-                    for row in rows(&mask) {
-                        acc.add(match v.int_at(row) {
-                            Some(i) => ValueRef::Int(i),
-                            None => or_default(ValueRef::Null, prop),
-                        });
+                    };
+                    if mask == FULL && v.len() == CHUNK_ROWS as usize {
+                        (0..CHUNK_ROWS as usize).for_each(&mut add);
+                    } else {
+                        rows(&mask).for_each(&mut add);
                     }
                 }
                 _ => {
                     for row in rows(&mask) {
                         let v = or_default(data.get(row)?, prop);
-                        if float_sum {
+                        if numeric_sum {
                             if let Some(x) = v.as_f64() {
-                                sum += x;
+                                if let ValueRef::Int(i) = v {
+                                    isum = isum.wrapping_add(i);
+                                }
+                                fsum += x;
                                 n += 1;
                             }
                         } else {
@@ -869,11 +876,12 @@ pub(crate) fn aggregate_matching(
             Ok(())
         })
     })?;
-    if float_sum {
+    if numeric_sum {
         return Ok(match op {
             CollectionOp::Avg if n == 0 => Value::Null,
-            CollectionOp::Avg => Value::Double(sum / n as f64),
-            _ => Value::Double(sum),
+            CollectionOp::Avg => Value::Double(fsum / n as f64),
+            _ if is_int => Value::Int(isum),
+            _ => Value::Double(fsum),
         });
     }
     Ok(acc.finish())

@@ -211,7 +211,7 @@ impl<'a> ChunkView<'a> {
 
     /// The integer at `i` for INT chunks (NULL → `None`); a fast path for scans.
     pub(crate) fn int_at(&self, i: usize) -> Option<i64> {
-        if i >= self.len || self.is_null(i) {
+        if self.ty != PropertyType::Int || i >= self.len || self.is_null(i) {
             return None;
         }
         Some(i64::from_le_bytes(

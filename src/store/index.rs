@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// Largest number of entries in one index chunk (16 bytes each).
-pub(crate) const MAX_ENTRIES: usize = 512;
+pub(crate) const MAX_ENTRIES: usize = 128;
 
 type Entry = (u64, u64);
 type ChunkKey = (u64, u64);
