@@ -717,6 +717,19 @@ impl<'a> Scan<'a> {
             let mut out = [0u64; 4];
             let mut set = |row: usize| out[row / 64] |= 1 << (row % 64);
             match (&data, leaf.constant) {
+                // A full chunk of integers without NULLs: one tight loop per operator.
+                (ChunkRef::Stored(view), Value::Int(c))
+                    if prop.ty == crate::value::PropertyType::Int
+                        && candidates == FULL
+                        && view.len() == CHUNK_ROWS as usize
+                        && view.all_present()
+                        && matches!(
+                            leaf.op,
+                            CompareOp::Eq | CompareOp::Ne | CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+                        ) =>
+                {
+                    out = view.int_mask(|v| matches_ord(leaf.op, v.cmp(c)));
+                }
                 // Integers straight from the encoded bytes: the common scan.
                 (ChunkRef::Stored(view), Value::Int(c))
                     if prop.ty == crate::value::PropertyType::Int =>
@@ -850,7 +863,12 @@ pub(crate) fn aggregate_matching(
                             None => {}
                         }
                     };
-                    if mask == FULL && v.len() == CHUNK_ROWS as usize {
+                    if mask == FULL && v.len() == CHUNK_ROWS as usize && v.all_present() {
+                        let (i, f) = v.sum_all();
+                        isum = isum.wrapping_add(i);
+                        fsum += f;
+                        n += CHUNK_ROWS;
+                    } else if mask == FULL && v.len() == CHUNK_ROWS as usize {
                         (0..CHUNK_ROWS as usize).for_each(&mut add);
                     } else {
                         rows(&mask).for_each(&mut add);
