@@ -234,7 +234,7 @@ impl<'a> ChunkView<'a> {
     pub(crate) fn all_present(&self) -> bool {
         let full = self.len / 8;
         self.bitmap[..full].iter().all(|b| *b == 0xff)
-            && (self.len % 8 == 0 || self.bitmap[full] == (1u8 << (self.len % 8)) - 1)
+            && (self.len.is_multiple_of(8) || self.bitmap[full] == (1u8 << (self.len % 8)) - 1)
     }
 
     /// `(exact integer sum, float sum)` of a chunk without NULLs, for INT, FLOAT or DOUBLE
@@ -242,15 +242,27 @@ impl<'a> ChunkView<'a> {
     pub(crate) fn sum_all(&self) -> (i64, f64) {
         match self.ty {
             PropertyType::Int => {
-                let ints = self.payload.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8")));
-                ints.fold((0i64, 0.0f64), |(i, f), v| (i.wrapping_add(v), f + v as f64))
+                let ints = self
+                    .payload
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().expect("8")));
+                ints.fold((0i64, 0.0f64), |(i, f), v| {
+                    (i.wrapping_add(v), f + v as f64)
+                })
             }
-            PropertyType::Double => {
-                (0, self.payload.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8"))).sum())
-            }
+            PropertyType::Double => (
+                0,
+                self.payload
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().expect("8")))
+                    .sum(),
+            ),
             PropertyType::Float => (
                 0,
-                self.payload.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4")))).sum(),
+                self.payload
+                    .chunks_exact(4)
+                    .map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4"))))
+                    .sum(),
             ),
             _ => (0, 0.0),
         }
