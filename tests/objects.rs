@@ -317,7 +317,16 @@ fn results_cannot_be_sorted_or_made_distinct_by_a_list() {
     let t = TempRealm::new();
     let realm = open_people(&t);
     let all = realm.objects("Person").unwrap();
-    assert_eq!(all.sort("tags", true).unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(all.distinct("dogs").unwrap_err().code(), ErrorCode::WrongType);
-    assert_eq!(all.sort("nope", true).unwrap_err().code(), ErrorCode::NoSuchProperty);
+    assert_eq!(
+        all.sort("tags", true).unwrap_err().code(),
+        ErrorCode::WrongType
+    );
+    assert_eq!(
+        all.distinct("dogs").unwrap_err().code(),
+        ErrorCode::WrongType
+    );
+    assert_eq!(
+        all.sort("nope", true).unwrap_err().code(),
+        ErrorCode::NoSuchProperty
+    );
 }

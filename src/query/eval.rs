@@ -725,7 +725,12 @@ impl<'a> Scan<'a> {
                         && view.all_present()
                         && matches!(
                             leaf.op,
-                            CompareOp::Eq | CompareOp::Ne | CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+                            CompareOp::Eq
+                                | CompareOp::Ne
+                                | CompareOp::Lt
+                                | CompareOp::Le
+                                | CompareOp::Gt
+                                | CompareOp::Ge
                         ) =>
                 {
                     out = view.int_mask(|v| matches_ord(leaf.op, v.cmp(c)));
