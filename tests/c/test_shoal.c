@@ -2133,6 +2133,151 @@ static void test_delete_realm_files(void) {
     CHECK(shoal_release(c));
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encryption at rest, read-only realms and compaction                                         */
+
+static long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Whether `needle` occurs in the file's bytes. */
+static bool file_contains(const char *path, const char *needle) {
+    long n = file_size(path);
+    if (n <= 0) return false;
+    char *buf = malloc((size_t)n);
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(buf, 1, (size_t)n, f) : 0;
+    if (f) fclose(f);
+    bool found = false;
+    size_t len = strlen(needle);
+    for (size_t i = 0; i + len <= got && !found; i++) found = memcmp(buf + i, needle, len) == 0;
+    free(buf);
+    return found;
+}
+
+static void fill_people(shoal_realm_t *r, int64_t from, int64_t to, const char *marker) {
+    CHECK(shoal_realm_begin_write(r));
+    char name[128];
+    for (int64_t i = from; i < to; i++) {
+        shoal_object_t *o = create_person(r, i);
+        snprintf(name, sizeof name, "%s-%lld-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", marker, (long long)i);
+        shoal_value_t v = v_str(name);
+        CHECK(shoal_object_set(o, "name", &v));
+        CHECK(shoal_release(o));
+    }
+    CHECK(shoal_realm_commit(r));
+}
+
+static void test_encryption_read_only_and_compaction(void) {
+    char path[4096];
+    path_in(path, "secret.realm");
+    uint8_t key[64], other[64];
+    for (int i = 0; i < 64; i++) {
+        key[i] = (uint8_t)i;
+        other[i] = (uint8_t)(i + 1);
+    }
+
+    /* Key length must be exactly 64 bytes. */
+    shoal_config_t *c = people_config("secret.realm");
+    CHECK_ERR(!shoal_config_set_encryption_key(c, key, 32), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_config_set_encryption_key(c, key, 65), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_config_set_encryption_key(c, key, 64));
+
+    /* No plaintext on disk. */
+    shoal_realm_t *r = shoal_realm_open(c);
+    CHECK(r != NULL);
+    fill_people(r, 0, 20000, "zebra-marker");
+    CHECK(shoal_release(r));
+    CHECK(!file_contains(path, "zebra-marker"));
+    CHECK(!file_contains(path, "Person"));
+
+    /* A wrong key, or none, is a decryption error. */
+    shoal_config_t *wrong = people_config("secret.realm");
+    CHECK(shoal_config_set_encryption_key(wrong, other, 64));
+    CHECK_ERR(shoal_realm_open(wrong) == NULL, SHOAL_ERR_DECRYPTION_FAILED);
+    CHECK(shoal_release(wrong));
+    shoal_config_t *none = people_config("secret.realm");
+    CHECK_ERR(shoal_realm_open(none) == NULL, SHOAL_ERR_DECRYPTION_FAILED);
+    CHECK(shoal_release(none));
+
+    /* Compaction shrinks the file, keeps the data and keeps it encrypted. */
+    r = shoal_realm_open(c);
+    CHECK(r != NULL);
+    CHECK(shoal_realm_begin_write(r));
+    shoal_value_t limit = v_int(100);
+    shoal_results_t *old = shoal_query(r, "Person", "id >= $0", &limit, 1);
+    CHECK(old != NULL);
+    CHECK_INT_EQ(shoal_results_delete_all(old), 19900);
+    CHECK(shoal_release(old));
+    CHECK(shoal_realm_commit(r));
+    long big = file_size(path);
+    CHECK(shoal_realm_compact(r));
+    long small = file_size(path);
+    CHECK(small > 0 && small < big / 2);
+    CHECK_INT_EQ(count_objects(r, "Person"), 100);
+    /* Compaction needs the only handle. */
+    shoal_realm_t *second = shoal_realm_open(c);
+    CHECK(second != NULL);
+    CHECK_ERR(!shoal_realm_compact(r), SHOAL_ERR_REALM_IN_USE);
+    CHECK(shoal_release(second));
+    CHECK(shoal_release(r));
+    CHECK(!file_contains(path, "zebra-marker"));
+
+    /* A tampered byte is a decryption error, never garbage. */
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    for (long at = 128 + 24 + 100; at < small; at += 4136) {
+        fseek(f, at, SEEK_SET);
+        int b = fgetc(f);
+        fseek(f, at, SEEK_SET);
+        fputc(b ^ 0x40, f);
+    }
+    fclose(f);
+    r = shoal_realm_open(c);
+    if (r != NULL) {
+        /* The open may succeed; the first read that meets a tampered page fails. */
+        shoal_results_t *all = shoal_realm_objects(r, "Person");
+        if (all == NULL) {
+            shoal_error_t e;
+            CHECK(shoal_get_last_error(&e));
+            CHECK_INT_EQ(e.code, SHOAL_ERR_DECRYPTION_FAILED);
+        } else {
+            CHECK_ERR(shoal_results_count(all) < 0, SHOAL_ERR_DECRYPTION_FAILED);
+            CHECK(shoal_release(all));
+        }
+        CHECK(shoal_release(r));
+    } else {
+        shoal_error_t e;
+        CHECK(shoal_get_last_error(&e));
+        CHECK_INT_EQ(e.code, SHOAL_ERR_DECRYPTION_FAILED);
+    }
+    CHECK(shoal_release(c));
+
+    /* Read-only: writes refused, the file untouched. */
+    char ro_path[4096];
+    path_in(ro_path, "ro.realm");
+    r = open_people("ro.realm");
+    fill_people(r, 0, 10, "ro");
+    CHECK(shoal_release(r));
+    long before = file_size(ro_path);
+    shoal_config_t *ro = people_config("ro.realm");
+    CHECK(shoal_config_set_read_only(ro, true));
+    r = shoal_realm_open(ro);
+    CHECK(r != NULL);
+    CHECK_INT_EQ(count_objects(r, "Person"), 10);
+    CHECK_ERR(!shoal_realm_begin_write(r), SHOAL_ERR_READ_ONLY);
+    CHECK_ERR(!shoal_realm_compact(r), SHOAL_ERR_READ_ONLY);
+    CHECK(shoal_release(r));
+    CHECK(shoal_release(ro));
+    CHECK_INT_EQ(file_size(ro_path), before);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(void) {
@@ -2159,6 +2304,7 @@ int main(void) {
     RUN_TEST(test_null_released_and_wrong_handles);
     RUN_TEST(test_bad_input);
     RUN_TEST(test_delete_realm_files);
+    RUN_TEST(test_encryption_read_only_and_compaction);
 
     remove_temp_dir();
     printf("%d passed, %d failed\n", check_passed, check_failed);
