@@ -53,6 +53,31 @@
 // The synced realm must be reset from the server.
 #define SHOAL_ERR_CLIENT_RESET 7
 
+// An HTTP status without a Realm code from the auth server; the error's code is the status
+// itself (300–599), this constant stands for the family.
+#define SHOAL_ERR_HTTP 300
+
+// Auth: a parameter of the request is malformed.
+#define SHOAL_ERR_INVALID_PARAMETERS 601
+
+// Auth: a required parameter is missing.
+#define SHOAL_ERR_MISSING_PARAMETERS 602
+
+// Auth: unknown user, wrong password, or a token the server did not issue.
+#define SHOAL_ERR_INVALID_CREDENTIALS 611
+
+// Auth: the account or user does not exist.
+#define SHOAL_ERR_UNKNOWN_ACCOUNT 612
+
+// Auth: the account to register exists already.
+#define SHOAL_ERR_EXISTING_ACCOUNT 613
+
+// Auth: the user may not do this.
+#define SHOAL_ERR_ACCESS_DENIED 614
+
+// Auth: the refresh token is expired or revoked, or the user is logged out.
+#define SHOAL_ERR_EXPIRED_REFRESH_TOKEN 615
+
 // An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 #define SHOAL_ERR_INVALID_ARGUMENT 1000
 
@@ -131,6 +156,9 @@
 // The realm is open and the operation needs it closed.
 #define SHOAL_ERR_REALM_IN_USE 1025
 
+// The current user was asked for while more than one user is logged in.
+#define SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN 1026
+
 // Error category: No error.
 #define SHOAL_ERR_CATEGORY_NONE 0
 
@@ -145,6 +173,12 @@
 
 // Error category: A bug inside Shoal.
 #define SHOAL_ERR_CATEGORY_INTERNAL 4
+
+// Error category: The auth server refused a request (601–615).
+#define SHOAL_ERR_CATEGORY_AUTH 5
+
+// Error category: The auth server answered with a plain HTTP error status.
+#define SHOAL_ERR_CATEGORY_HTTP 6
 
 // Property type: boolean.
 #define SHOAL_PROPERTY_TYPE_BOOL 0

@@ -23,6 +23,24 @@ pub enum ErrorCode {
     Json = 1,
     /// The synced realm must be reset from the server.
     ClientReset = 7,
+    /// The auth server answered with an HTTP status (300–599) that carries no Realm code of its
+    /// own (an unknown route, a server error, a redirect). The status itself is
+    /// [`Error::raw_code`] and [`Error::http_status`]; 300 stands for the whole family.
+    Http = 300,
+    /// Auth: a parameter of the request is malformed (the server's `601`).
+    InvalidParameters = 601,
+    /// Auth: a required parameter is missing (the server's `602`).
+    MissingParameters = 602,
+    /// Auth: unknown user, wrong password, or a token the server did not issue (`611`).
+    InvalidCredentials = 611,
+    /// Auth: the account or user does not exist (`612`).
+    UnknownAccount = 612,
+    /// Auth: the account to register exists already (`613`).
+    ExistingAccount = 613,
+    /// Auth: the user may not do this, e.g. a non-admin looking up users (`614`).
+    AccessDenied = 614,
+    /// Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
+    ExpiredRefreshToken = 615,
     /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
     InvalidArgument = 1000,
     /// A value of the wrong type for a property or operation.
@@ -75,6 +93,8 @@ pub enum ErrorCode {
     CallbackFailed = 1024,
     /// The realm is open and the operation needs it closed.
     RealmInUse = 1025,
+    /// The current user was asked for while more than one user is logged in.
+    MultipleUsersLoggedIn = 1026,
 }
 
 impl ErrorCode {
@@ -83,6 +103,9 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             Unknown | Io | Json | ClientReset => ErrorCategory::Client,
+            Http => ErrorCategory::Http,
+            InvalidParameters | MissingParameters | InvalidCredentials | UnknownAccount
+            | ExistingAccount | AccessDenied | ExpiredRefreshToken => ErrorCategory::Auth,
             FileNotFound
             | FilePermissionDenied
             | IncompatibleFile
@@ -102,6 +125,14 @@ impl ErrorCode {
             Io => "IO",
             Json => "JSON",
             ClientReset => "CLIENT_RESET",
+            Http => "HTTP",
+            InvalidParameters => "INVALID_PARAMETERS",
+            MissingParameters => "MISSING_PARAMETERS",
+            InvalidCredentials => "INVALID_CREDENTIALS",
+            UnknownAccount => "UNKNOWN_ACCOUNT",
+            ExistingAccount => "EXISTING_ACCOUNT",
+            AccessDenied => "ACCESS_DENIED",
+            ExpiredRefreshToken => "EXPIRED_REFRESH_TOKEN",
             InvalidArgument => "INVALID_ARGUMENT",
             WrongType => "WRONG_TYPE",
             NotInWriteTransaction => "NOT_IN_WRITE_TRANSACTION",
@@ -128,6 +159,7 @@ impl ErrorCode {
             NotSupported => "NOT_SUPPORTED",
             CallbackFailed => "CALLBACK_FAILED",
             RealmInUse => "REALM_IN_USE",
+            MultipleUsersLoggedIn => "MULTIPLE_USERS_LOGGED_IN",
         }
     }
 
@@ -137,6 +169,14 @@ impl ErrorCode {
         ErrorCode::Io,
         ErrorCode::Json,
         ErrorCode::ClientReset,
+        ErrorCode::Http,
+        ErrorCode::InvalidParameters,
+        ErrorCode::MissingParameters,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::UnknownAccount,
+        ErrorCode::ExistingAccount,
+        ErrorCode::AccessDenied,
+        ErrorCode::ExpiredRefreshToken,
         ErrorCode::InvalidArgument,
         ErrorCode::WrongType,
         ErrorCode::NotInWriteTransaction,
@@ -163,7 +203,24 @@ impl ErrorCode {
         ErrorCode::NotSupported,
         ErrorCode::CallbackFailed,
         ErrorCode::RealmInUse,
+        ErrorCode::MultipleUsersLoggedIn,
     ];
+
+    /// The code for one of the auth server's Realm codes (601–615), if it is one.
+    pub fn from_auth_code(code: i32) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        [
+            InvalidParameters,
+            MissingParameters,
+            InvalidCredentials,
+            UnknownAccount,
+            ExistingAccount,
+            AccessDenied,
+            ExpiredRefreshToken,
+        ]
+        .into_iter()
+        .find(|c| *c as i32 == code)
+    }
 }
 
 /// The broad family of an error (`shoal_error_t.category`).
@@ -181,6 +238,10 @@ pub enum ErrorCategory {
     Client = 3,
     /// A bug inside the library.
     Internal = 4,
+    /// The auth server refused a request (codes 601–615).
+    Auth = 5,
+    /// The auth server answered with a plain HTTP error status ([`ErrorCode::Http`]).
+    Http = 6,
 }
 
 /// An error of the Shoal Rust API: a stable [`ErrorCode`], a message for people, and the file
@@ -194,6 +255,8 @@ pub struct Error {
     code: ErrorCode,
     message: String,
     path: Option<String>,
+    /// The HTTP status of an [`ErrorCode::Http`] error.
+    http_status: Option<u16>,
 }
 
 impl Error {
@@ -203,6 +266,16 @@ impl Error {
             code,
             message: message.into(),
             path: None,
+            http_status: None,
+        }
+    }
+
+    /// An [`ErrorCode::Http`] error for an HTTP `status` that has no Realm code. A status
+    /// outside 300–599 is kept as the message's detail only, and the raw code is then 300.
+    pub fn http(status: u16, message: impl Into<String>) -> Error {
+        Error {
+            http_status: (300..=599).contains(&status).then_some(status),
+            ..Error::new(ErrorCode::Http, message)
         }
     }
 
@@ -216,6 +289,20 @@ impl Error {
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The number to report through the C ABI: the HTTP status for an [`ErrorCode::Http`]
+    /// error ("HTTP statuses 300–599 pass through as themselves"), else `code() as i32`.
+    pub fn raw_code(&self) -> i32 {
+        match (self.code, self.http_status) {
+            (ErrorCode::Http, Some(status)) => i32::from(status),
+            (code, _) => code as i32,
+        }
+    }
+
+    /// The HTTP status of an [`ErrorCode::Http`] error.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
     }
 
     /// The category of the code.
@@ -262,7 +349,10 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code.name())?;
+        match self.http_status {
+            Some(status) => write!(f, "{} (HTTP {status})", self.message)?,
+            None => write!(f, "{} ({})", self.message, self.code.name())?,
+        }
         if let Some(path) = &self.path {
             write!(f, " [{path}]")?;
         }
@@ -380,6 +470,44 @@ mod tests {
         assert_eq!(ErrorCode::DuplicatePrimaryKey as i32, 1008);
         assert_eq!(ErrorCode::DecryptionFailed as i32, 1016);
         assert_eq!(ErrorCode::RealmInUse as i32, 1025);
+        assert_eq!(ErrorCode::Http as i32, 300);
+        let auth: Vec<i32> = [
+            ErrorCode::InvalidParameters,
+            ErrorCode::MissingParameters,
+            ErrorCode::InvalidCredentials,
+            ErrorCode::UnknownAccount,
+            ErrorCode::ExistingAccount,
+            ErrorCode::AccessDenied,
+            ErrorCode::ExpiredRefreshToken,
+        ]
+        .iter()
+        .map(|c| *c as i32)
+        .collect();
+        assert_eq!(auth, [601, 602, 611, 612, 613, 614, 615]);
+        assert_eq!(ErrorCode::MultipleUsersLoggedIn as i32, 1026);
+        assert_eq!(ErrorCategory::Auth as i32, 5);
+        assert_eq!(ErrorCategory::Http as i32, 6);
+    }
+
+    #[test]
+    fn auth_codes_match_the_protocol_and_http_statuses_pass_through() {
+        for code in crate::protocol::auth::AuthErrorCode::ALL {
+            let ours = ErrorCode::from_auth_code(code as i32).expect("mapped");
+            assert_eq!(ours as i32, code as i32);
+            assert_eq!(ours.category(), ErrorCategory::Auth);
+        }
+        assert_eq!(ErrorCode::from_auth_code(404), None);
+        let e = Error::http(404, "not found");
+        assert_eq!(
+            (e.code(), e.raw_code(), e.http_status()),
+            (ErrorCode::Http, 404, Some(404))
+        );
+        assert_eq!(e.category(), ErrorCategory::Http);
+        assert_eq!(e.to_string(), "not found (HTTP 404)");
+        let e = Error::http(200, "odd");
+        assert_eq!((e.raw_code(), e.http_status()), (300, None));
+        let e = Error::new(ErrorCode::AccessDenied, "no");
+        assert_eq!(e.raw_code(), 614);
     }
 
     #[test]

@@ -32,7 +32,10 @@
 
 #![warn(missing_docs)]
 
+mod app;
+mod auth_client;
 mod config;
+mod credentials;
 mod db;
 mod dump;
 mod error;
@@ -45,9 +48,13 @@ mod query;
 mod results;
 mod schema;
 mod store;
+mod user;
+mod user_store;
 mod value;
 
+pub use app::{App, AuthCallbackToken, AuthEvent, METADATA_DIR, SYNC_ROOT_DIR, USER_STORE_FILE};
 pub use config::{Config, InitialDataFn, MigrationFn};
+pub use credentials::{Credentials, PROVIDER_ACCESS_TOKEN};
 pub use db::{delete_realm_files, Realm};
 pub use error::{Error, ErrorCategory, ErrorCode, Result};
 pub use history::{decode_changeset, ChangeValue, GlobalId, Instruction};
@@ -55,6 +62,7 @@ pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
 pub use results::Results;
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
+pub use user::{User, UserInfo};
 pub use value::{ObjLink, PropertyType, Timestamp, Value};
 
 /// The library version, `"X.Y.Z"`.

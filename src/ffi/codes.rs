@@ -9,6 +9,23 @@ pub const SHOAL_ERR_IO: i32 = 0;
 pub const SHOAL_ERR_JSON: i32 = 1;
 /// The synced realm must be reset from the server.
 pub const SHOAL_ERR_CLIENT_RESET: i32 = 7;
+/// An HTTP status without a Realm code from the auth server; the error's code is the status
+/// itself (300–599), this constant stands for the family.
+pub const SHOAL_ERR_HTTP: i32 = 300;
+/// Auth: a parameter of the request is malformed.
+pub const SHOAL_ERR_INVALID_PARAMETERS: i32 = 601;
+/// Auth: a required parameter is missing.
+pub const SHOAL_ERR_MISSING_PARAMETERS: i32 = 602;
+/// Auth: unknown user, wrong password, or a token the server did not issue.
+pub const SHOAL_ERR_INVALID_CREDENTIALS: i32 = 611;
+/// Auth: the account or user does not exist.
+pub const SHOAL_ERR_UNKNOWN_ACCOUNT: i32 = 612;
+/// Auth: the account to register exists already.
+pub const SHOAL_ERR_EXISTING_ACCOUNT: i32 = 613;
+/// Auth: the user may not do this.
+pub const SHOAL_ERR_ACCESS_DENIED: i32 = 614;
+/// Auth: the refresh token is expired or revoked, or the user is logged out.
+pub const SHOAL_ERR_EXPIRED_REFRESH_TOKEN: i32 = 615;
 /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 pub const SHOAL_ERR_INVALID_ARGUMENT: i32 = 1000;
 /// A value of the wrong type for a property or operation.
@@ -61,6 +78,8 @@ pub const SHOAL_ERR_NOT_SUPPORTED: i32 = 1023;
 pub const SHOAL_ERR_CALLBACK_FAILED: i32 = 1024;
 /// The realm is open and the operation needs it closed.
 pub const SHOAL_ERR_REALM_IN_USE: i32 = 1025;
+/// The current user was asked for while more than one user is logged in.
+pub const SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN: i32 = 1026;
 
 /// Error category: No error.
 pub const SHOAL_ERR_CATEGORY_NONE: i32 = 0;
@@ -72,6 +91,10 @@ pub const SHOAL_ERR_CATEGORY_FILE: i32 = 2;
 pub const SHOAL_ERR_CATEGORY_CLIENT: i32 = 3;
 /// Error category: A bug inside Shoal.
 pub const SHOAL_ERR_CATEGORY_INTERNAL: i32 = 4;
+/// Error category: The auth server refused a request (601–615).
+pub const SHOAL_ERR_CATEGORY_AUTH: i32 = 5;
+/// Error category: The auth server answered with a plain HTTP error status.
+pub const SHOAL_ERR_CATEGORY_HTTP: i32 = 6;
 
 #[cfg(test)]
 mod tests {
@@ -85,6 +108,17 @@ mod tests {
             (SHOAL_ERR_IO, ErrorCode::Io),
             (SHOAL_ERR_JSON, ErrorCode::Json),
             (SHOAL_ERR_CLIENT_RESET, ErrorCode::ClientReset),
+            (SHOAL_ERR_HTTP, ErrorCode::Http),
+            (SHOAL_ERR_INVALID_PARAMETERS, ErrorCode::InvalidParameters),
+            (SHOAL_ERR_MISSING_PARAMETERS, ErrorCode::MissingParameters),
+            (SHOAL_ERR_INVALID_CREDENTIALS, ErrorCode::InvalidCredentials),
+            (SHOAL_ERR_UNKNOWN_ACCOUNT, ErrorCode::UnknownAccount),
+            (SHOAL_ERR_EXISTING_ACCOUNT, ErrorCode::ExistingAccount),
+            (SHOAL_ERR_ACCESS_DENIED, ErrorCode::AccessDenied),
+            (
+                SHOAL_ERR_EXPIRED_REFRESH_TOKEN,
+                ErrorCode::ExpiredRefreshToken,
+            ),
             (SHOAL_ERR_INVALID_ARGUMENT, ErrorCode::InvalidArgument),
             (SHOAL_ERR_WRONG_TYPE, ErrorCode::WrongType),
             (
@@ -132,6 +166,10 @@ mod tests {
             (SHOAL_ERR_NOT_SUPPORTED, ErrorCode::NotSupported),
             (SHOAL_ERR_CALLBACK_FAILED, ErrorCode::CallbackFailed),
             (SHOAL_ERR_REALM_IN_USE, ErrorCode::RealmInUse),
+            (
+                SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN,
+                ErrorCode::MultipleUsersLoggedIn,
+            ),
         ];
         assert_eq!(
             table.len(),
@@ -146,5 +184,7 @@ mod tests {
         assert_eq!(SHOAL_ERR_CATEGORY_CLIENT, ErrorCategory::Client as i32);
         assert_eq!(SHOAL_ERR_CATEGORY_INTERNAL, ErrorCategory::Internal as i32);
         assert_eq!(SHOAL_ERR_CATEGORY_NONE, ErrorCategory::None as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_AUTH, ErrorCategory::Auth as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_HTTP, ErrorCategory::Http as i32);
     }
 }
