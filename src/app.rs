@@ -224,6 +224,10 @@ impl App {
     /// logged in when the process last ran are logged in again; revocations still owed are
     /// resumed in the background. `app_id` is sent with every login and copied into tokens.
     ///
+    /// If an app of `base_dir` is alive in this process, this returns it (its handles are
+    /// shared). If the last handle of one was just dropped, this waits until it has closed
+    /// its user store.
+    ///
     /// # Errors
     /// `InvalidArgument` for an empty `app_id` or `base_dir`, or when an app of the same
     /// `base_dir` is alive in this process with another `app_id`; file errors (`Io`,
