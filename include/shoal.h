@@ -41,6 +41,12 @@
 #define SHOAL_VERSION "0.1.0"
 
 
+// Auth event: a login succeeded.
+#define SHOAL_AUTH_LOGGED_IN 1
+
+// Auth event: the server confirmed a logout.
+#define SHOAL_AUTH_LOGGED_OUT 2
+
 // An error without a more specific code.
 #define SHOAL_ERR_UNKNOWN -1
 
@@ -281,8 +287,14 @@ typedef int32_t AuthErrorCode;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// The app of a process: users, credentials, sessions (opaque). Method of: `shoal_app_*`.
+typedef struct shoal_app_t shoal_app_t;
+
 // A realm configuration (opaque). Method of: `shoal_config_*`.
 typedef struct shoal_config_t shoal_config_t;
+
+// Login credentials (opaque). Made by `shoal_credentials_*`.
+typedef struct shoal_credentials_t shoal_credentials_t;
 
 // A list property of an object (opaque). Method of: `shoal_list_*`.
 typedef struct shoal_list_t shoal_list_t;
@@ -302,6 +314,34 @@ typedef struct shoal_schema_t shoal_schema_t;
 // A callback registration; release it to unregister (opaque).
 typedef struct shoal_token_t shoal_token_t;
 
+// A user of the app (opaque). Method of: `shoal_user_*`.
+typedef struct shoal_user_t shoal_user_t;
+
+// The last error of the calling thread, as filled by `shoal_get_last_error`.
+typedef struct {
+  // One of the `SHOAL_ERR_*` codes.
+  int32_t code;
+  // One of the `SHOAL_ERR_CATEGORY_*` values.
+  int32_t category;
+  // A UTF-8 message for people; valid until the next Shoal call on this thread.
+  const char *message;
+  // The file the error is about, or NULL; valid as long as `message`.
+  const char *path;
+} shoal_error_t;
+
+// Called with the logged-in user (a new handle the callback must release) or NULL and the
+// error (valid during the call).
+typedef void (*shoal_login_fn)(void *userdata, shoal_user_t *user, const shoal_error_t *error);
+
+// Frees a callback's userdata.
+typedef void (*shoal_free_userdata_fn)(void *userdata);
+
+// Called once with NULL on success or the error (valid during the call).
+typedef void (*shoal_completion_fn)(void *userdata, const shoal_error_t *error);
+
+// Called with the user (valid during the call; clone it to keep it) and `SHOAL_AUTH_*`.
+typedef void (*shoal_auth_fn)(void *userdata, shoal_user_t *user, int32_t event);
+
 // Fills a new realm: called once, inside the write transaction that creates the file, with a
 // realm handle that is valid only during the call (clone it to keep it). Return false to
 // abort the open; the error set by the failing Shoal call inside (or
@@ -309,9 +349,6 @@ typedef struct shoal_token_t shoal_token_t;
 // calls `shoal_realm_open`. `free_userdata` (may be NULL) runs when the configuration and
 // every realm opened with it are released.
 typedef bool (*shoal_initial_data_fn)(void *userdata, shoal_realm_t *realm);
-
-// Frees a callback's userdata.
-typedef void (*shoal_free_userdata_fn)(void *userdata);
 
 // Migrates a file from `old_version` to `new_version` inside the opening write transaction.
 // The realm handle (valid during the call) shows the old and the new properties together:
@@ -388,18 +425,6 @@ typedef struct {
   shoal_value_data_t data;
 } shoal_value_t;
 
-// The last error of the calling thread, as filled by `shoal_get_last_error`.
-typedef struct {
-  // One of the `SHOAL_ERR_*` codes.
-  int32_t code;
-  // One of the `SHOAL_ERR_CATEGORY_*` values.
-  int32_t category;
-  // A UTF-8 message for people; valid until the next Shoal call on this thread.
-  const char *message;
-  // The file the error is about, or NULL; valid as long as `message`.
-  const char *path;
-} shoal_error_t;
-
 // A property resolved once, for `shoal_object_get_by_key` / `shoal_object_set_by_key`.
 typedef struct {
   // The class's id in the file.
@@ -425,6 +450,208 @@ typedef void (*shoal_change_fn)(void *userdata, uint64_t version);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Creates the app of this process for `base_dir`: the user store (a metadata realm under
+// `base_dir`) and the default root of synced realm files (`base_dir/shoal-object-server/`).
+// Create one per process; a second call for the same `base_dir` while the first app is alive
+// returns the same app. Release with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT`, `SHOAL_ERR_FILE_IN_USE` (another process uses
+// `base_dir`), file errors.
+//
+// # Safety
+// Strings are NUL-terminated.
+shoal_app_t *shoal_app_new(const char *base_dir, const char *app_id);
+
+// Username/password credentials (`register` creates the account). Release with
+// `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for an empty or NULL username.
+//
+// # Safety
+// Strings are NUL-terminated (`password` may be NULL: no password).
+shoal_credentials_t *shoal_credentials_password(const char *username,
+                                                const char *password,
+                                                bool register_);
+
+// Credentials of a custom provider: a token the server's `provider` understands, and optional
+// user info as a JSON object (NULL: none). Release with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (empty token or provider), `SHOAL_ERR_JSON`.
+//
+// # Safety
+// Strings are NUL-terminated; `user_info_json` may be NULL.
+shoal_credentials_t *shoal_credentials_custom(const char *token,
+                                              const char *provider,
+                                              const char *user_info_json);
+
+// Credentials of the server's `debug` provider (only when the server enables it): log in as
+// `identity`. Release with `shoal_release`.
+//
+// # Safety
+// `identity` is NUL-terminated.
+shoal_credentials_t *shoal_credentials_debug(const char *identity);
+
+// Credentials that log in on the device alone, with no network call: `token` becomes the
+// user's refresh token. Release with `shoal_release`.
+//
+// # Safety
+// Strings are NUL-terminated.
+shoal_credentials_t *shoal_credentials_access_token(const char *token, const char *identity);
+
+// Logs in at the auth server `auth_url` (`http://` or `https://`, e.g.
+// `http://127.0.0.1:9080/auth`), blocking. Release the user with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_CREDENTIALS` (611), `SHOAL_ERR_EXISTING_ACCOUNT` (613), the other
+// auth codes, `SHOAL_ERR_INVALID_ARGUMENT` (malformed URL, wrong scheme), `SHOAL_ERR_IO` (the
+// server cannot be reached; recoverable).
+//
+// # Safety
+// `app` and `creds` are handles; `auth_url` is NUL-terminated.
+shoal_user_t *shoal_app_login(const shoal_app_t *app,
+                              const shoal_credentials_t *creds,
+                              const char *auth_url);
+
+// Logs in like `shoal_app_login` without blocking: `callback` runs once, on a library thread.
+// `free_userdata` (may be NULL) runs after it. Returns false (and runs `free_userdata`) only
+// for invalid arguments.
+//
+// # Safety
+// `app` and `creds` are handles; `auth_url` NUL-terminated; `callback` a valid function.
+bool shoal_app_login_async(const shoal_app_t *app,
+                           const shoal_credentials_t *creds,
+                           const char *auth_url,
+                           shoal_login_fn callback,
+                           void *userdata,
+                           shoal_free_userdata_fn free_userdata);
+
+// The only logged-in user, or NULL with no error when nobody is logged in. Release with
+// `shoal_release`.
+//
+// Errors: `SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN` when more than one user is logged in.
+//
+// # Safety
+// `app` is an app handle.
+shoal_user_t *shoal_app_current_user(const shoal_app_t *app);
+
+// The valid (logged-in) users, ordered by identity: writes up to `capacity` new handles to
+// `out` (release each) and returns how many users there are (call with `out` NULL and
+// `capacity` 0 to size the array), or -1 on error.
+//
+// # Safety
+// `app` is an app handle; `out` holds `capacity` writable pointers (or is NULL with 0).
+int64_t shoal_app_all_users(const shoal_app_t *app, shoal_user_t **out, size_t capacity);
+
+// The known user with this identity (logged in or not), or NULL with no error. Release with
+// `shoal_release`.
+//
+// # Safety
+// `app` is an app handle; `identity` NUL-terminated.
+shoal_user_t *shoal_app_get_user(const shoal_app_t *app, const char *identity);
+
+// Restores a user from `shoal_user_to_json` output (older forms load too) and adds it to the
+// user store. Release with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_JSON`, `SHOAL_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `app` is an app handle; `json` NUL-terminated.
+shoal_user_t *shoal_app_user_from_json(const shoal_app_t *app, const char *json);
+
+// The user's identity. Free with `shoal_free`.
+//
+// # Safety
+// `user` is a user handle.
+char *shoal_user_identity(const shoal_user_t *user);
+
+// Whether the user is logged in with an unexpired refresh token. False for an invalid handle
+// (with an error).
+//
+// # Safety
+// `user` is a user handle.
+bool shoal_user_is_valid(const shoal_user_t *user);
+
+// Whether the user is an admin of the server.
+//
+// # Safety
+// `user` is a user handle.
+bool shoal_user_is_admin(const shoal_user_t *user);
+
+// The auth URL the user logged in at. Free with `shoal_free`.
+//
+// # Safety
+// `user` is a user handle.
+char *shoal_user_auth_url(const shoal_user_t *user);
+
+// The user's refresh token, or NULL with no error after logout. Free with `shoal_free`.
+//
+// # Safety
+// `user` is a user handle.
+char *shoal_user_refresh_token(const shoal_user_t *user);
+
+// The user as JSON, for `shoal_app_user_from_json`. Free with `shoal_free`.
+//
+// # Safety
+// `user` is a user handle.
+char *shoal_user_to_json(const shoal_user_t *user);
+
+// Logs the user out: at once (every handle of the user becomes invalid; never blocks, never
+// fails because realms are open), then revokes the refresh token on the server in the
+// background, retrying network errors with backoff. `SHOAL_AUTH_LOGGED_OUT` callbacks run
+// only after the server confirmed.
+//
+// # Safety
+// `user` is a user handle.
+bool shoal_user_logout(shoal_user_t *user);
+
+// Changes the password of the user (`identity` NULL) or, for an admin, of the user
+// `identity`. Blocks.
+//
+// Errors: `SHOAL_ERR_ACCESS_DENIED` (614), `SHOAL_ERR_UNKNOWN_ACCOUNT` (612),
+// `SHOAL_ERR_INVALID_PARAMETERS` (601), `SHOAL_ERR_IO`.
+//
+// # Safety
+// `user` is a user handle; strings NUL-terminated (`identity` may be NULL).
+bool shoal_user_change_password(shoal_user_t *user, const char *new_password, const char *identity);
+
+// Like `shoal_user_change_password` without blocking: `callback` runs once on a library
+// thread, then `free_userdata`.
+//
+// # Safety
+// As `shoal_user_change_password`; `callback` a valid function.
+bool shoal_user_change_password_async(shoal_user_t *user,
+                                      const char *new_password,
+                                      const char *identity,
+                                      shoal_completion_fn callback,
+                                      void *userdata,
+                                      shoal_free_userdata_fn free_userdata);
+
+// Asks the server, as the admin `admin`, about the user of `provider`/`provider_id`: returns
+// `{"identity":..,"provider":..,"provider_id":..,"is_admin":..}` (free with `shoal_free`) or
+// NULL with no error when there is no such user.
+//
+// Errors: `SHOAL_ERR_ACCESS_DENIED` (614) when `admin` is not an admin, `SHOAL_ERR_IO`.
+//
+// # Safety
+// `admin` is a user handle; strings NUL-terminated.
+char *shoal_user_lookup(const shoal_user_t *admin, const char *provider, const char *provider_id);
+
+// Registers `callback` for logins (`SHOAL_AUTH_LOGGED_IN`) and server-confirmed logouts
+// (`SHOAL_AUTH_LOGGED_OUT`) of any user of the app. Runs on a library thread. Release the
+// token to unregister; `free_userdata` runs after the last call.
+//
+// # Safety
+// `app` is an app handle; `callback` a valid function; `userdata` usable from any thread.
+shoal_token_t *shoal_app_add_auth_callback(shoal_app_t *app,
+                                           shoal_auth_fn callback,
+                                           void *userdata,
+                                           shoal_free_userdata_fn free_userdata);
+
+// Sets `*out` to the number of refresh tokens still waiting to be revoked on a server.
+//
+// # Safety
+// `app` is an app handle; `out` writable.
+bool shoal_app_pending_revocations(const shoal_app_t *app, uint64_t *out);
 
 // Creates an empty schema. Release with `shoal_release`.
 shoal_schema_t *shoal_schema_new(void);

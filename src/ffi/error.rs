@@ -35,7 +35,7 @@ fn c_string(s: &str) -> CString {
 
 pub(crate) fn set_last_error(e: &Error) {
     let stored = Stored {
-        code: e.code() as i32,
+        code: e.raw_code(),
         category: e.category() as i32,
         message: c_string(e.message()),
         path: e.path().map(c_string),
@@ -51,12 +51,13 @@ pub(crate) fn clear_last_error() {
 pub(crate) fn take_last_error() -> Option<Error> {
     LAST.with(|l| {
         l.borrow_mut().take().map(|s| {
-            let code = ErrorCode::ALL
-                .iter()
-                .copied()
-                .find(|c| *c as i32 == s.code)
-                .unwrap_or(ErrorCode::Unknown);
-            let mut e = Error::new(code, s.message.to_string_lossy().into_owned());
+            let message = s.message.to_string_lossy().into_owned();
+            let code = ErrorCode::ALL.iter().copied().find(|c| *c as i32 == s.code);
+            let mut e = match code {
+                Some(code) => Error::new(code, message),
+                None if (300..=599).contains(&s.code) => Error::http(s.code as u16, message),
+                None => Error::new(ErrorCode::Unknown, message),
+            };
             if let Some(p) = s.path {
                 e = e.with_path(p.to_string_lossy().into_owned());
             }

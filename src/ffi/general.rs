@@ -113,12 +113,13 @@ pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
             .map(|c| (*c as i32, format!("{}\0", c.name())))
             .collect()
     });
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == code)
-        .map_or("UNKNOWN\0", |(_, s)| s.as_str())
-        .as_ptr()
-        .cast()
+    let name = match NAMES.iter().find(|(n, _)| *n == code) {
+        Some((_, s)) => s.as_str(),
+        // An HTTP status without a Realm code passes through as itself.
+        None if (300..=599).contains(&code) => "HTTP\0",
+        None => "UNKNOWN\0",
+    };
+    name.as_ptr().cast()
 }
 
 /// The library's version string "X.Y.Z" (static; do not free).

@@ -22,6 +22,9 @@ pub(crate) enum Payload {
     Object(Object),
     List(List),
     Results(Results),
+    App(crate::App),
+    User(crate::User),
+    Credentials(Arc<crate::Credentials>),
     /// A registration (change callback, later auth and progress callbacks): kept alive until
     /// the last handle is released, whatever its kind.
     Token {
@@ -38,6 +41,9 @@ impl Payload {
             Payload::Object(_) => "object",
             Payload::List(_) => "list",
             Payload::Results(_) => "results",
+            Payload::App(_) => "app",
+            Payload::User(_) => "user",
+            Payload::Credentials(_) => "credentials",
             Payload::Token { .. } => "token",
         }
     }
@@ -104,6 +110,9 @@ getter!(realm, Realm, Realm, "realm");
 getter!(object, Object, Object, "object");
 getter!(list, List, List, "list");
 getter!(results, Results, Results, "results");
+getter!(app, App, crate::App, "app");
+getter!(user, User, crate::User, "user");
+getter!(credentials, Credentials, Arc<crate::Credentials>, "credentials");
 
 /// Frees one handle. Returns false if the pointer is not a live handle.
 pub(crate) fn release(ptr: *mut c_void) -> bool {

@@ -4,6 +4,7 @@
 //! pointers and handles.
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
+mod app;
 mod codes;
 mod config;
 mod convert;
@@ -14,6 +15,7 @@ mod object;
 mod realm;
 mod results;
 
+pub use app::*;
 pub use codes::*;
 pub use config::*;
 pub use convert::*;
@@ -49,5 +51,17 @@ pub struct shoal_results_t {
 }
 /// A callback registration; release it to unregister (opaque).
 pub struct shoal_token_t {
+    _opaque: [u8; 0],
+}
+/// The app of a process: users, credentials, sessions (opaque). Method of: `shoal_app_*`.
+pub struct shoal_app_t {
+    _opaque: [u8; 0],
+}
+/// A user of the app (opaque). Method of: `shoal_user_*`.
+pub struct shoal_user_t {
+    _opaque: [u8; 0],
+}
+/// Login credentials (opaque). Made by `shoal_credentials_*`.
+pub struct shoal_credentials_t {
     _opaque: [u8; 0],
 }

@@ -116,6 +116,13 @@ impl SharedFile {
             key_digest(opts.key)
         };
         let mut registry = REGISTRY.lock();
+        // A file whose last handle is being dropped right now still has an entry that no
+        // longer upgrades: wait for its `Drop` to close it rather than race its file lock.
+        while registry.get(&key).is_some_and(|w| w.strong_count() == 0) {
+            drop(registry);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            registry = REGISTRY.lock();
+        }
         if let Some(existing) = registry.get(&key).and_then(Weak::upgrade) {
             if existing.key_digest != digest {
                 return Err(Error::new(
@@ -160,7 +167,6 @@ impl SharedFile {
             last_catalog: Mutex::new(None),
             writer: Mutex::new(None),
         });
-        registry.retain(|_, w| w.strong_count() > 0);
         registry.insert(key, Arc::downgrade(&file));
         Ok((file, needs_init))
     }
@@ -368,10 +374,13 @@ fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
 impl Drop for SharedFile {
     fn drop(&mut self) {
         let mut registry = REGISTRY.lock();
-        if registry
-            .get(&self.key)
-            .is_some_and(|w| w.strong_count() == 0)
-        {
+        // Close the database (releasing its file lock) before the registry forgets the file,
+        // and under the registry lock: an open of the same path in between would otherwise
+        // find no entry, try to open the still-locked file and fail with `FileInUse`.
+        if let Ok(placeholder) = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()) {
+            drop(std::mem::replace(self.db.get_mut(), Db::ReadWrite(placeholder)));
+        }
+        if registry.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
             registry.remove(&self.key);
         }
     }
