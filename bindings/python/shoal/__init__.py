@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from . import _ffi
 from ._core import Float32, Timestamp
+from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files
 from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
 from .errors import __all__ as _errors_all
@@ -48,6 +49,10 @@ __all__ = [
     "Float32",
     "Timestamp",
     "delete_realm_files",
+    "App",
+    "AuthEvent",
+    "Credentials",
+    "User",
     "LIBRARY_VERSION",
     "LIBRARY_PATH",
     *_errors_all,

@@ -99,6 +99,14 @@ SHOAL_ERR_UNKNOWN = -1
 SHOAL_ERR_IO = 0
 SHOAL_ERR_JSON = 1
 SHOAL_ERR_CLIENT_RESET = 7
+SHOAL_ERR_HTTP = 300
+SHOAL_ERR_INVALID_PARAMETERS = 601
+SHOAL_ERR_MISSING_PARAMETERS = 602
+SHOAL_ERR_INVALID_CREDENTIALS = 611
+SHOAL_ERR_UNKNOWN_ACCOUNT = 612
+SHOAL_ERR_EXISTING_ACCOUNT = 613
+SHOAL_ERR_ACCESS_DENIED = 614
+SHOAL_ERR_EXPIRED_REFRESH_TOKEN = 615
 SHOAL_ERR_INVALID_ARGUMENT = 1000
 SHOAL_ERR_WRONG_TYPE = 1001
 SHOAL_ERR_NOT_IN_WRITE_TRANSACTION = 1002
@@ -125,12 +133,18 @@ SHOAL_ERR_INDEX_OUT_OF_BOUNDS = 1022
 SHOAL_ERR_NOT_SUPPORTED = 1023
 SHOAL_ERR_CALLBACK_FAILED = 1024
 SHOAL_ERR_REALM_IN_USE = 1025
+SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN = 1026
 
 SHOAL_ERR_CATEGORY_NONE = 0
 SHOAL_ERR_CATEGORY_LOGIC = 1
 SHOAL_ERR_CATEGORY_FILE = 2
 SHOAL_ERR_CATEGORY_CLIENT = 3
 SHOAL_ERR_CATEGORY_INTERNAL = 4
+SHOAL_ERR_CATEGORY_AUTH = 5
+SHOAL_ERR_CATEGORY_HTTP = 6
+
+SHOAL_AUTH_LOGGED_IN = 1
+SHOAL_AUTH_LOGGED_OUT = 2
 
 SHOAL_PROPERTY_TYPE_BOOL = 0
 SHOAL_PROPERTY_TYPE_INT = 1
@@ -242,6 +256,14 @@ shoal_migration_fn = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_uint64, c_uint64)
 shoal_change_fn = CFUNCTYPE(None, c_void_p, c_uint64)
 #: ``bool (*)(void* userdata, uint64_t total_bytes, uint64_t used_bytes)``
 shoal_should_compact_fn = CFUNCTYPE(c_bool, c_void_p, c_uint64, c_uint64)
+#: ``void (*)(void* userdata, shoal_user_t* user, const shoal_error_t* error)``: the user is a
+#: new handle (or NULL), the error is valid during the call only (or NULL).
+shoal_login_fn = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_error_t))
+#: ``void (*)(void* userdata, const shoal_error_t* error)``: NULL on success.
+shoal_completion_fn = CFUNCTYPE(None, c_void_p, POINTER(shoal_error_t))
+#: ``void (*)(void* userdata, shoal_user_t* user, int32_t event)``: the user is valid during the
+#: call only; the event is a ``SHOAL_AUTH_*``.
+shoal_auth_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_int32)
 
 # ---------------------------------------------------------------------------------------------
 # Functions
@@ -347,6 +369,39 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_results_sum": (c_bool, [_handle, c_char_p, _value_p]),
     "shoal_results_average": (c_bool, [_handle, c_char_p, _value_p]),
     "shoal_results_delete_all": (c_int64, [_handle]),
+    # app, credentials and users
+    "shoal_app_new": (_handle, [c_char_p, c_char_p]),
+    "shoal_credentials_password": (_handle, [c_char_p, c_char_p, c_bool]),
+    "shoal_credentials_custom": (_handle, [c_char_p, c_char_p, c_char_p]),
+    "shoal_credentials_debug": (_handle, [c_char_p]),
+    "shoal_credentials_access_token": (_handle, [c_char_p, c_char_p]),
+    "shoal_app_login": (_handle, [_handle, _handle, c_char_p]),
+    "shoal_app_login_async": (
+        c_bool,
+        [_handle, _handle, c_char_p, shoal_login_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_app_current_user": (_handle, [_handle]),
+    "shoal_app_all_users": (c_int64, [_handle, POINTER(c_void_p), c_size_t]),
+    "shoal_app_get_user": (_handle, [_handle, c_char_p]),
+    "shoal_app_user_from_json": (_handle, [_handle, c_char_p]),
+    "shoal_user_identity": (c_void_p, [_handle]),
+    "shoal_user_is_valid": (c_bool, [_handle]),
+    "shoal_user_is_admin": (c_bool, [_handle]),
+    "shoal_user_auth_url": (c_void_p, [_handle]),
+    "shoal_user_refresh_token": (c_void_p, [_handle]),
+    "shoal_user_to_json": (c_void_p, [_handle]),
+    "shoal_user_logout": (c_bool, [_handle]),
+    "shoal_user_change_password": (c_bool, [_handle, c_char_p, c_char_p]),
+    "shoal_user_change_password_async": (
+        c_bool,
+        [_handle, c_char_p, c_char_p, shoal_completion_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_user_lookup": (c_void_p, [_handle, c_char_p, c_char_p]),
+    "shoal_app_add_auth_callback": (
+        _handle,
+        [_handle, shoal_auth_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_app_pending_revocations": (c_bool, [_handle, POINTER(c_uint64)]),
 }
 
 #: Functions that newer libraries have and older ones may lack; declared when present.

@@ -5,6 +5,10 @@ Every failing Shoal call raises a subclass of :class:`ShoalError` chosen by the 
 built-in exception, so ``except IndexError`` / ``except TypeError`` work as a Python user
 expects: :class:`IndexOutOfBounds` is an ``IndexError``, :class:`WrongType` a ``TypeError``,
 :class:`InvalidArgument` a ``ValueError``, :class:`NoSuchProperty` a ``KeyError``.
+
+The auth server's refusals (codes 601–615) derive from :class:`AuthError`; an HTTP status the
+server answered without a Realm code is an :class:`HttpError` whose ``code`` is the status
+itself (300–599; 300 alone when the status was not in that range).
 """
 
 from __future__ import annotations
@@ -45,8 +49,19 @@ __all__ = [
     "NotSupported",
     "CallbackFailed",
     "RealmInUse",
+    "MultipleUsersLoggedIn",
+    "AuthError",
+    "InvalidParameters",
+    "MissingParameters",
+    "InvalidCredentials",
+    "UnknownAccount",
+    "ExistingAccount",
+    "AccessDenied",
+    "ExpiredRefreshToken",
+    "HttpError",
     "ERROR_CLASSES",
     "error_for",
+    "error_from_c",
     "last_error",
     "raise_last_error",
 ]
@@ -210,6 +225,67 @@ class RealmInUse(ShoalError):
     code_constant = _ffi.SHOAL_ERR_REALM_IN_USE
 
 
+class MultipleUsersLoggedIn(ShoalError):
+    """The current user was asked for while more than one user is logged in."""
+
+    code_constant = _ffi.SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN
+
+
+class AuthError(ShoalError):
+    """The auth server refused a request (codes 601–615, category ``AUTH``)."""
+
+
+class InvalidParameters(AuthError):
+    code_constant = _ffi.SHOAL_ERR_INVALID_PARAMETERS
+
+
+class MissingParameters(AuthError):
+    code_constant = _ffi.SHOAL_ERR_MISSING_PARAMETERS
+
+
+class InvalidCredentials(AuthError):
+    """Unknown user, wrong password, or a token the server did not issue."""
+
+    code_constant = _ffi.SHOAL_ERR_INVALID_CREDENTIALS
+
+
+class UnknownAccount(AuthError):
+    code_constant = _ffi.SHOAL_ERR_UNKNOWN_ACCOUNT
+
+
+class ExistingAccount(AuthError):
+    """The account to register exists already."""
+
+    code_constant = _ffi.SHOAL_ERR_EXISTING_ACCOUNT
+
+
+class AccessDenied(AuthError):
+    code_constant = _ffi.SHOAL_ERR_ACCESS_DENIED
+
+
+class ExpiredRefreshToken(AuthError):
+    """The refresh token is expired or revoked, or the user is logged out."""
+
+    code_constant = _ffi.SHOAL_ERR_EXPIRED_REFRESH_TOKEN
+
+
+class HttpError(ShoalError):
+    """The auth server answered with an HTTP error status that has no Realm code. ``code`` is
+    the status itself (e.g. 404, 502); 300 stands for the family when the status was outside
+    300–599."""
+
+    code_constant = _ffi.SHOAL_ERR_HTTP
+
+    @property
+    def name(self) -> str:
+        return "HTTP"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (the raw ``code``)."""
+        return self.code
+
+
 #: code -> exception class, mirroring the ``SHOAL_ERR_*`` constants of the header.
 ERROR_CLASSES: dict[int, type[ShoalError]] = {
     cls.code_constant: cls  # type: ignore[misc]
@@ -244,8 +320,20 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
         NotSupported,
         CallbackFailed,
         RealmInUse,
+        MultipleUsersLoggedIn,
+        InvalidParameters,
+        MissingParameters,
+        InvalidCredentials,
+        UnknownAccount,
+        ExistingAccount,
+        AccessDenied,
+        ExpiredRefreshToken,
+        HttpError,
     )
 }
+
+#: The raw codes of :class:`HttpError`: HTTP statuses pass through as themselves.
+HTTP_STATUSES = range(300, 600)
 
 #: code -> constant name without the ``SHOAL_ERR_`` prefix.
 _NAMES: dict[int, str] = {
@@ -256,9 +344,11 @@ _NAMES: dict[int, str] = {
 
 
 def error_for(code: int, category: int, message: str, path: str | None = None) -> ShoalError:
-    """The exception for an error code (the base class for codes without a subclass, such as
-    the sync, auth and HTTP codes)."""
-    cls = ERROR_CLASSES.get(code, ShoalError)
+    """The exception for an error code: its class in :data:`ERROR_CLASSES`, :class:`HttpError`
+    for any other HTTP status (300–599), else the base class (codes of newer libraries)."""
+    cls = ERROR_CLASSES.get(code)
+    if cls is None:
+        cls = HttpError if code in HTTP_STATUSES else ShoalError
     return cls(code, category, message, path)
 
 
@@ -268,6 +358,12 @@ def last_error() -> ShoalError | None:
     err = _ffi.shoal_error_t()
     if not _ffi.lib.shoal_get_last_error(ctypes.byref(err)):
         return None
+    return error_from_c(err)
+
+
+def error_from_c(err: "_ffi.shoal_error_t") -> ShoalError:
+    """The exception for a ``shoal_error_t`` (the last error, or one a callback received),
+    copied out of the struct so it outlives the struct's strings."""
     message = err.message.decode("utf-8", errors="replace") if err.message else ""
     path = err.path.decode("utf-8", errors="replace") if err.path else None
     return error_for(err.code, err.category, message, path)

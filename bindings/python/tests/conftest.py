@@ -113,3 +113,48 @@ def _collect_between_tests():
     yield
     gc.collect()
     shoal._core.drain_pending()
+
+
+# ---- a real auth server (tests/shoal_server.py) ---------------------------------------------
+
+APP_ID = "io.shoal.tests.python"
+
+
+@pytest.fixture(scope="session")
+def shoal_server(tmp_path_factory):
+    """One `shoal-server` for the session (debug provider, admin password, fast hashing)."""
+    from shoal_server import ShoalServer
+
+    try:
+        server = ShoalServer(tmp_path_factory.mktemp("server") / "data").start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Starts private servers (for tests that stop and restart them); all stopped at the end."""
+    from shoal_server import ShoalServer
+
+    servers = []
+
+    def start(*extra_args):
+        try:
+            server = ShoalServer(tmp_path / f"server{len(servers)}", *extra_args)
+        except RuntimeError as e:
+            pytest.fail(str(e), pytrace=False)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app in a fresh base directory, closed at the end."""
+    with shoal.App(tmp_path / "app", APP_ID) as a:
+        yield a
