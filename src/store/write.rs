@@ -602,6 +602,19 @@ impl WriteTxn {
         })
     }
 
+    /// The class of a write to object `key` and the position of property `prop_id` in it;
+    /// the object must be live.
+    fn write_target(&self, class_id: u32, key: u64, prop_id: u32) -> Result<(ClassRef, usize)> {
+        let class = self.class(class_id)?;
+        let at = class
+            .props
+            .iter()
+            .position(|p| p.id == prop_id)
+            .ok_or_else(|| Error::internal("stale property id"))?;
+        self.check_live(&class, key)?;
+        Ok((class, at))
+    }
+
     /// Sets a scalar property.
     ///
     /// Fails with `ObjectDeleted`, `WrongType`, `InvalidArgument` (a list, or the primary key)
@@ -613,11 +626,8 @@ impl WriteTxn {
         prop_id: u32,
         value: Value,
     ) -> Result<()> {
-        let class = self.class(class_id)?;
-        let prop = class
-            .prop_by_id(prop_id)
-            .ok_or_else(|| Error::internal("stale property id"))?;
-        self.check_live(&class, key)?;
+        let (class, at) = self.write_target(class_id, key, prop_id)?;
+        let prop = &class.props[at];
         if prop.is_list() {
             return Err(Error::wrong_type(format!(
                 "'{}.{}' is a list; use the list functions",
@@ -682,12 +692,8 @@ impl WriteTxn {
         prop_id: u32,
         delta: i64,
     ) -> Result<()> {
-        let class = self.class(class_id)?;
-        let prop = class
-            .prop_by_id(prop_id)
-            .ok_or_else(|| Error::internal("stale property id"))?
-            .clone();
-        self.check_live(&class, key)?;
+        let (class, at) = self.write_target(class_id, key, prop_id)?;
+        let prop = &class.props[at];
         if prop.ty != PropertyType::Int || prop.is_list() {
             return Err(Error::wrong_type(format!(
                 "'{}.{}' is not an int property",
@@ -697,8 +703,8 @@ impl WriteTxn {
         if class.pk == Some(prop.id) {
             return Err(Error::invalid("the primary key cannot be changed"));
         }
-        let current = self.view().get(&class, &prop, key)?;
-        let base = match or_default(current.as_ref(), &prop) {
+        let current = self.view().get(&class, prop, key)?;
+        let base = match or_default(current.as_ref(), prop) {
             ValueRef::Int(i) => i,
             _ => {
                 return Err(Error::invalid(format!(
@@ -707,7 +713,7 @@ impl WriteTxn {
                 )))
             }
         };
-        self.store_scalar(&class, &prop, key, Value::Int(base.wrapping_add(delta)))?;
+        self.store_scalar(&class, prop, key, Value::Int(base.wrapping_add(delta)))?;
         let id = self.gid_of(&class, key)?;
         self.changes.add_int(&class.name, &id, &prop.name, delta);
         Ok(())
@@ -716,12 +722,8 @@ impl WriteTxn {
     // ----- lists -----
 
     fn list_prop(&self, class_id: u32, key: u64, prop_id: u32) -> Result<(ClassRef, PropInfo)> {
-        let class = self.class(class_id)?;
-        let prop = class
-            .prop_by_id(prop_id)
-            .ok_or_else(|| Error::internal("stale property id"))?
-            .clone();
-        self.check_live(&class, key)?;
+        let (class, at) = self.write_target(class_id, key, prop_id)?;
+        let prop = class.props[at].clone();
         if !prop.is_list() {
             return Err(Error::wrong_type(format!(
                 "'{}.{}' is not a list",
