@@ -47,6 +47,9 @@ pub(crate) struct WriteTxn {
     file_salt: u64,
     /// An error after which history and data may disagree: the commit is refused.
     poisoned: Option<Error>,
+    /// The object the last write named, with its global id: a run of writes to one object
+    /// (create, then set each property) skips the liveness check and the id lookup.
+    recent: Option<(u32, u64, GlobalId)>,
     /// The file's per-class floor of new object keys (see `SharedFile`).
     key_floor: Arc<parking_lot::Mutex<rustc_hash::FxHashMap<u32, u64>>>,
 }
@@ -71,6 +74,7 @@ impl WriteTxn {
             changes: ChangesetBuilder::default(),
             file_salt,
             poisoned: None,
+            recent: None,
             key_floor,
         })
     }
@@ -159,6 +163,7 @@ impl WriteTxn {
     /// recording each. Changes that are already true are skipped, so the same addition from
     /// two sources is one.
     pub(crate) fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<()> {
+        self.recent = None;
         match change {
             SchemaChange::AddClass { name } => {
                 if self.catalog().class(name).is_none() {
@@ -439,6 +444,7 @@ impl WriteTxn {
         }
         let key = self.insert_object(&class, &gid)?;
         self.changes.create(&class.name, &gid);
+        self.recent = Some((class_id, key, gid));
         Ok(key)
     }
 
@@ -510,10 +516,22 @@ impl WriteTxn {
 
     /// The global id of a live object.
     pub(crate) fn gid_of(&self, class: &ClassInfo, key: u64) -> Result<GlobalId> {
+        if let Some((c, k, id)) = &self.recent {
+            if *c == class.id && *k == key {
+                return Ok(id.clone());
+            }
+        }
         gid_of(self.view(), class, key)
     }
 
     fn check_live(&self, class: &ClassInfo, key: u64) -> Result<()> {
+        if self
+            .recent
+            .as_ref()
+            .is_some_and(|(c, k, _)| *c == class.id && *k == key)
+        {
+            return Ok(());
+        }
         if self.view().is_live(class.id, key)? {
             Ok(())
         } else {
@@ -831,6 +849,7 @@ impl WriteTxn {
     /// Deletes objects of one class: links to them become NULL and list entries naming them
     /// vanish. Already-deleted keys are skipped.
     pub(crate) fn delete_objects(&mut self, class_id: u32, keys: &[u64]) -> Result<()> {
+        self.recent = None;
         let class = self.class(class_id)?;
         let mut deleted = HashSet::new();
         for &key in keys {
