@@ -2,6 +2,7 @@
 //!
 //! Only this module and the server's HTTP layer derive `Serialize`/`Deserialize`; the rest of
 //! the core keeps serde out of its types. [`auth`] holds the auth service's JSON shapes and the
-//! token string codec; the sync protocol will get its own file here.
+//! token string codec; [`sync`] holds the sync protocol's binary message codec.
 
 pub mod auth;
+pub mod sync;
