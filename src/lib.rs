@@ -63,7 +63,7 @@ pub use object::{List, Object, PropertyKey};
 pub use results::Results;
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
 pub use user::{User, UserInfo};
-pub use value::{ObjLink, PropertyType, Timestamp, Value};
+pub use value::{compare_values, ObjLink, PropertyType, Timestamp, Value, ValueRef};
 
 /// The library version, `"X.Y.Z"`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
