@@ -1,5 +1,7 @@
-//! Shoal's demo: a local realm shared by two handles on two threads. One writes people, the
-//! other is told about each commit by a change callback and queries what it sees.
+//! Shoal's demo: `shoal-server` on its embedded storage with two users logging in to it, then
+//! a local realm shared by two handles on two threads: one writes people, the other is told
+//! about each commit by a change callback and queries what it sees. (Syncing the realm between
+//! the two users' devices comes with the sync work.)
 //!
 //! Run with `cargo run --release --example demo [PATH]`.
 
@@ -16,8 +18,46 @@ fn schema() -> shoal::Result<Schema> {
     Ok(s)
 }
 
+/// Runs `shoal-server` on a free loopback port in a background thread; returns its auth URL.
+fn start_server(data: &std::path::Path) -> String {
+    let config = shoal_server::ServerConfig::new(data);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("address"))
+                .expect("main thread waits");
+            shoal_server::run(listener, config, std::future::pending::<()>())
+                .await
+                .expect("server runs");
+        });
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server started");
+    format!("http://{addr}/auth")
+}
+
 fn main() -> shoal::Result<()> {
     let dir = tempfile::tempdir().map_err(shoal::Error::from)?;
+    let auth_url = start_server(&dir.path().join("server-data"));
+    println!("shoal-server listening: {auth_url}");
+    for (device, name) in [("device-a", "alice"), ("device-b", "bob")] {
+        let app = shoal::App::new(dir.path().join(device), "io.shoal.demo")?;
+        let user = app.login(
+            &shoal::Credentials::password(name, "s3cret-password", true)?,
+            &auth_url,
+        )?;
+        println!(
+            "{device}: {name} logged in as {} (valid: {})",
+            user.identity(),
+            user.is_valid()
+        );
+    }
+
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| dir.path().join("demo.realm").to_string_lossy().into_owned());
