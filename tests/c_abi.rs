@@ -5,11 +5,18 @@
 //!
 //! Needs a C compiler (`$CC`, else `cc`). Run with `cargo test --test c_abi -- --nocapture` to
 //! see the C program's output.
+//!
+//! The users test of the C program talks to a real `shoal-server`: this test starts the binary
+//! of the same build (`target/<profile>/shoal-server`, built by `cargo build`, since the server
+//! is a default member of the workspace; `cargo test --test c_abi` alone does not build it) on a
+//! free loopback port with the `debug` provider and cheap password hashing, hands its auth URL
+//! to the C program in `SHOAL_TEST_AUTH_URL`, and kills it afterwards.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long the C program may run before it is killed (it waits on threads and callbacks; a
 /// deadlock must fail the test, not hang it).
@@ -76,6 +83,140 @@ fn find_static_lib() -> PathBuf {
                 .collect::<Vec<_>>()
                 .join("\n  ")
         ),
+    }
+}
+
+/// `dir` and what lies below it, newest modification time first.
+fn newest_file_under(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let modified = if path.is_dir() {
+            newest_file_under(&path)
+        } else {
+            entry.metadata().ok().and_then(|m| m.modified().ok())
+        };
+        newest = newest.max(modified);
+    }
+    newest
+}
+
+/// The `shoal-server` binary of this build: `$SHOAL_SERVER`, else `shoal-server` in the profile
+/// directory of this test executable, `$CARGO_TARGET_DIR/<profile>` or `<manifest>/target/<profile>`.
+/// Panics saying how to build it when it is missing; warns when it is older than its sources.
+fn find_server_binary() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe_name = format!("shoal-server{}", std::env::consts::EXE_SUFFIX);
+    if let Some(explicit) = std::env::var_os("SHOAL_SERVER") {
+        let p = PathBuf::from(explicit);
+        assert!(p.is_file(), "SHOAL_SERVER={} is not a file", p.display());
+        return p;
+    }
+    let profile_dir = profile_dir_of_this_exe();
+    let profile = profile_dir
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "debug".to_owned());
+    let mut candidates: Vec<PathBuf> = profile_dir.iter().map(|d| d.join(&exe_name)).collect();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        let t = if t.is_absolute() { t } else { manifest.join(t) };
+        candidates.push(t.join(&profile).join(&exe_name));
+    }
+    candidates.push(manifest.join("target").join(&profile).join(&exe_name));
+    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+        panic!(
+            "the shoal-server binary was not found (the C users test needs it); build it with \
+             `cargo build -p shoal-server` (same profile) or `cargo build`, or set SHOAL_SERVER. \
+             Looked at:\n  {}",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
+    };
+    let built = std::fs::metadata(found).and_then(|m| m.modified()).ok();
+    let sources = [manifest.join("server/src"), manifest.join("src")]
+        .iter()
+        .filter_map(|d| newest_file_under(d))
+        .max();
+    if let (Some(built), Some(sources)) = (built, sources) {
+        if sources > built {
+            eprintln!(
+                "warning: {} is older than its sources; run `cargo build -p shoal-server`",
+                found.display()
+            );
+        }
+    }
+    found.clone()
+}
+
+/// A `shoal-server` child process on a free loopback port; killed on drop.
+struct AuthServer {
+    child: Child,
+    auth_url: String,
+    log: PathBuf,
+}
+
+impl AuthServer {
+    /// Starts the server with its state in `dir` and waits for its `listening on ADDR` line.
+    fn start(dir: &Path) -> AuthServer {
+        let exe = find_server_binary();
+        println!("starting {}", exe.display());
+        let data = dir.join("server-data");
+        let log = dir.join("server.log");
+        let log_file = std::fs::File::create(&log).expect("server log file");
+        let mut child = Command::new(&exe)
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--debug-provider"])
+            // Hidden flag: the cheapest argon2 parameters (insecure; tests only).
+            .arg("--insecure-fast-password-hashing")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // A file, not a pipe: nobody reads the server's log while it runs.
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", exe.display()));
+        let stdout = child.stdout.take().expect("server stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            // Drain anything else until the server exits.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30));
+        let addr = match line {
+            Ok(Some(Ok(l))) if l.starts_with("listening on ") => {
+                l["listening on ".len()..].trim().to_owned()
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "shoal-server did not announce its address ({other:?}); its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        AuthServer {
+            child,
+            auth_url: format!("http://{addr}/auth"),
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -171,17 +312,23 @@ fn c_program_passes_against_the_header_and_static_library() {
         String::from_utf8_lossy(&output.stderr)
     );
 
+    let server = AuthServer::start(work.path());
+    println!("auth server at {}", server.auth_url);
     let mut run = Command::new(&exe);
     run.env("SHOAL_TEST_TMPDIR", &files)
+        .env("SHOAL_TEST_AUTH_URL", &server.auth_url)
         .current_dir(work.path());
     let (status, stdout, stderr) = run_with_timeout(run, RUN_TIMEOUT);
+    let server_log = server.log_text();
+    drop(server);
     println!("--- C test program stdout ---\n{stdout}");
     if !stderr.is_empty() {
         println!("--- C test program stderr ---\n{stderr}");
     }
     assert!(
         status.success(),
-        "the C test program failed ({status}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        "the C test program failed ({status}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
+         --- shoal-server log ---\n{server_log}"
     );
 
     // The last line is the summary, and every test function ran and passed.

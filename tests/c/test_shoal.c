@@ -1,9 +1,12 @@
 /*
  * test_shoal.c: exercises Shoal through its C ABI only (include/shoal.h + libshoal.a).
  *
- * Built and run by tests/c_abi.rs (`cargo test --test c_abi`). By hand:
+ * Built and run by tests/c_abi.rs (`cargo test --test c_abi`), which also starts a
+ * `shoal-server` for the users test and passes its auth URL in $SHOAL_TEST_AUTH_URL. By hand:
  *   cargo build && cc -std=c11 -Wall -Wextra -Werror -I include tests/c/test_shoal.c \
- *       target/debug/libshoal.a -lpthread -ldl -lm -o /tmp/test_shoal && /tmp/test_shoal
+ *       target/debug/libshoal.a -lpthread -ldl -lm -o /tmp/test_shoal
+ *   target/debug/shoal-server --data /tmp/srv --listen 127.0.0.1:0 --debug-provider &  # prints the address
+ *   SHOAL_TEST_AUTH_URL=http://ADDR/auth /tmp/test_shoal
  *
  * Every test makes its files in a fresh directory (mkdtemp under $SHOAL_TEST_TMPDIR, $TMPDIR
  * or /tmp) and frees every string, value and handle it gets, so that the program is clean
@@ -11,9 +14,12 @@
  */
 #define _XOPEN_SOURCE 700
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -323,6 +329,15 @@ static void test_error_names_and_last_error(void) {
         {SHOAL_ERR_NOT_SUPPORTED, "NOT_SUPPORTED"},
         {SHOAL_ERR_CALLBACK_FAILED, "CALLBACK_FAILED"},
         {SHOAL_ERR_REALM_IN_USE, "REALM_IN_USE"},
+        {SHOAL_ERR_HTTP, "HTTP"},
+        {SHOAL_ERR_INVALID_PARAMETERS, "INVALID_PARAMETERS"},
+        {SHOAL_ERR_MISSING_PARAMETERS, "MISSING_PARAMETERS"},
+        {SHOAL_ERR_INVALID_CREDENTIALS, "INVALID_CREDENTIALS"},
+        {SHOAL_ERR_UNKNOWN_ACCOUNT, "UNKNOWN_ACCOUNT"},
+        {SHOAL_ERR_EXISTING_ACCOUNT, "EXISTING_ACCOUNT"},
+        {SHOAL_ERR_ACCESS_DENIED, "ACCESS_DENIED"},
+        {SHOAL_ERR_EXPIRED_REFRESH_TOKEN, "EXPIRED_REFRESH_TOKEN"},
+        {SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN, "MULTIPLE_USERS_LOGGED_IN"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) CHECK_STR_EQ(shoal_error_name(table[i].code), table[i].name);
     CHECK_STR_EQ(shoal_error_name(123456), "UNKNOWN");
@@ -2279,6 +2294,374 @@ static void test_encryption_read_only_and_compaction(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* App, credentials and users (against the shoal-server at $SHOAL_TEST_AUTH_URL)               */
+
+/* The auth URL of a running `shoal-server --debug-provider` (tests/c_abi.rs starts one). */
+static const char *test_auth_url(void) {
+    const char *url = getenv("SHOAL_TEST_AUTH_URL");
+    if (!url || !*url)
+        check_failf(__FILE__, __LINE__,
+                    "SHOAL_TEST_AUTH_URL is not set: start `shoal-server --data DIR --listen 127.0.0.1:0 "
+                    "--debug-provider` and set it to http://ADDR/auth (tests/c_abi.rs does)");
+    return url;
+}
+
+/* An auth URL on a loopback port nothing listens on; the buffer must hold 64 bytes. */
+static const char *closed_port_url(char *buf) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    bool ok = bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 && getsockname(fd, (struct sockaddr *)&addr, &len) == 0;
+    close(fd);
+    CHECK(ok);
+    snprintf(buf, 64, "http://127.0.0.1:%d/auth", (int)ntohs(addr.sin_port));
+    return buf;
+}
+
+/* A deadline WAIT_SECONDS from now, for pthread_cond_timedwait. */
+static struct timespec deadline_from_now(void) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += WAIT_SECONDS;
+    return deadline;
+}
+
+/* What the auth callback saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int logged_in;
+    int logged_out;
+    int other_events;
+    char last_in[128];  /* identity of the last LOGGED_IN */
+    char last_out[128]; /* identity of the last LOGGED_OUT */
+    bool valid_at_login;
+    int freed;
+} auth_state_t;
+
+static void on_auth(void *userdata, shoal_user_t *user, int32_t event) {
+    auth_state_t *s = userdata;
+    /* The user is valid during the call: callbacks may call Shoal with it. */
+    char *identity = shoal_user_identity(user);
+    bool valid = shoal_user_is_valid(user);
+    pthread_mutex_lock(&s->mu);
+    if (event == SHOAL_AUTH_LOGGED_IN) {
+        s->logged_in++;
+        s->valid_at_login = valid;
+        snprintf(s->last_in, sizeof s->last_in, "%s", identity ? identity : "(null)");
+    } else if (event == SHOAL_AUTH_LOGGED_OUT) {
+        s->logged_out++;
+        snprintf(s->last_out, sizeof s->last_out, "%s", identity ? identity : "(null)");
+    } else {
+        s->other_events++;
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    shoal_free(identity);
+}
+
+static void free_auth_state(void *userdata) {
+    auth_state_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->freed++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits until `*counter` reaches `n`; false on timeout. */
+static bool wait_for_count(pthread_mutex_t *mu, pthread_cond_t *cv, const int *counter, int n) {
+    struct timespec deadline = deadline_from_now();
+    pthread_mutex_lock(mu);
+    int rc = 0;
+    while (*counter < n && rc != ETIMEDOUT) rc = pthread_cond_timedwait(cv, mu, &deadline);
+    bool ok = *counter >= n;
+    pthread_mutex_unlock(mu);
+    return ok;
+}
+
+/* What an asynchronous login handed back. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    shoal_user_t *user;
+    int32_t error_code;
+    int32_t error_category;
+    bool on_main_thread;
+    int freed;
+} login_state_t;
+
+static pthread_t g_main_thread;
+
+static void on_login(void *userdata, shoal_user_t *user, const shoal_error_t *error) {
+    login_state_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    s->user = user; /* a new handle: the test releases it */
+    s->error_code = error ? error->code : -100;
+    s->error_category = error ? error->category : -100;
+    s->on_main_thread = pthread_equal(pthread_self(), g_main_thread);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void free_login_state(void *userdata) {
+    login_state_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->freed++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void login_state_init(login_state_t *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+}
+
+static void login_state_destroy(login_state_t *s) {
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* CHECK_USER_ID(user, expected): the user's identity is `expected`. */
+#define CHECK_USER_ID(user, expected)                          \
+    do {                                                       \
+        char *check_id_ = shoal_user_identity(user);           \
+        CHECK(check_id_ != NULL);                              \
+        bool check_same_ = strcmp(check_id_, (expected)) == 0; \
+        shoal_free(check_id_);                                 \
+        CHECK(check_same_);                                    \
+    } while (0)
+
+static void test_users_against_a_server(void) {
+    const char *url = test_auth_url();
+    char name[64], dir[4096], dir2[4096], closed[64];
+    snprintf(name, sizeof name, "c-user-%ld-%ld", (long)getpid(), (long)time(NULL));
+    g_main_thread = pthread_self();
+
+    shoal_app_t *app = shoal_app_new(path_in(dir, "app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    /* Static: a failed CHECK leaves this function while library threads may still call back. */
+    static auth_state_t events;
+    memset(&events, 0, sizeof events);
+    pthread_mutex_init(&events.mu, NULL);
+    pthread_cond_init(&events.cv, NULL);
+    shoal_token_t *token = shoal_app_add_auth_callback(app, on_auth, &events, free_auth_state);
+    CHECK(token != NULL);
+
+    /* Nobody is logged in: NULL without an error. */
+    CHECK(shoal_app_current_user(app) == NULL);
+    CHECK_NO_ERROR();
+    CHECK_INT_EQ(shoal_app_all_users(app, NULL, 0), 0);
+
+    /* Register, which logs in. */
+    shoal_credentials_t *reg = shoal_credentials_password(name, "myPassw0rd", true);
+    CHECK(reg != NULL);
+    shoal_user_t *user = shoal_app_login(app, reg, url);
+    CHECK(user != NULL);
+    char *identity = shoal_user_identity(user);
+    CHECK(identity != NULL && strlen(identity) == 32);
+    CHECK(shoal_user_is_valid(user));
+    CHECK(!shoal_user_is_admin(user));
+    CHECK_NO_ERROR();
+    char *s = shoal_user_auth_url(user);
+    CHECK_STR_EQ(s, url);
+    shoal_free(s);
+    char *refresh = shoal_user_refresh_token(user);
+    CHECK(refresh != NULL && refresh[0]);
+    /* LOGGED_IN ran on a library thread with the logged-in user. */
+    CHECK(wait_for_count(&events.mu, &events.cv, &events.logged_in, 1));
+    pthread_mutex_lock(&events.mu);
+    bool same = strcmp(events.last_in, identity) == 0 && events.valid_at_login;
+    pthread_mutex_unlock(&events.mu);
+    CHECK(same);
+    /* Registering the name again is 613; a wrong password 611. */
+    CHECK_ERR(shoal_app_login(app, reg, url) == NULL, SHOAL_ERR_EXISTING_ACCOUNT);
+    shoal_credentials_t *wrong = shoal_credentials_password(name, "not-the-password", false);
+    CHECK(wrong != NULL);
+    CHECK_ERR(shoal_app_login(app, wrong, url) == NULL, SHOAL_ERR_INVALID_CREDENTIALS);
+    shoal_error_t e;
+    CHECK(shoal_get_last_error(&e));
+    CHECK_INT_EQ(e.category, SHOAL_ERR_CATEGORY_AUTH);
+    CHECK_STR_EQ(shoal_error_name(e.code), "INVALID_CREDENTIALS");
+
+    /* The current user is this user; one user in all. */
+    shoal_user_t *current = shoal_app_current_user(app);
+    CHECK(current != NULL);
+    CHECK_USER_ID(current, identity);
+    CHECK_INT_EQ(shoal_app_all_users(app, NULL, 0), 1);
+
+    /* A second user (the debug provider's admin): two in all, no current user. */
+    shoal_credentials_t *dbg = shoal_credentials_debug("admin");
+    CHECK(dbg != NULL);
+    shoal_user_t *admin = shoal_app_login(app, dbg, url);
+    CHECK(admin != NULL);
+    CHECK(shoal_user_is_admin(admin));
+    CHECK_INT_EQ(shoal_app_all_users(app, NULL, 0), 2);
+    CHECK_ERR(shoal_app_current_user(app) == NULL, SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN);
+    shoal_user_t *all[3] = {NULL, NULL, NULL};
+    CHECK_INT_EQ(shoal_app_all_users(app, all, 1), 2); /* only as many as fit are written */
+    CHECK(all[0] != NULL && all[1] == NULL);
+    CHECK(shoal_release(all[0]));
+    CHECK_INT_EQ(shoal_app_all_users(app, all, 3), 2);
+    CHECK(all[0] != NULL && all[1] != NULL && all[2] == NULL);
+    char *id0 = shoal_user_identity(all[0]);
+    char *id1 = shoal_user_identity(all[1]);
+    CHECK(id0 && id1);
+    bool ordered = strcmp(id0, id1) < 0;
+    shoal_free(id0);
+    shoal_free(id1);
+    CHECK(ordered); /* by identity */
+    CHECK(shoal_release(all[0]));
+    CHECK(shoal_release(all[1]));
+    CHECK_ERR(shoal_app_all_users(app, NULL, 2) == -1, SHOAL_ERR_INVALID_ARGUMENT);
+    shoal_user_t *byid = shoal_app_get_user(app, identity);
+    CHECK(byid != NULL);
+    CHECK(shoal_app_get_user(app, "no-such-identity") == NULL);
+    CHECK_NO_ERROR();
+
+    /* Lookup (admins only): found, unknown -> NULL with no error, non-admin -> 614. */
+    char *found = shoal_user_lookup(admin, "password", name);
+    CHECK(found != NULL && strstr(found, identity) != NULL && strstr(found, "\"is_admin\":false") != NULL);
+    shoal_free(found);
+    CHECK(shoal_user_lookup(admin, "password", "no-such-user-anywhere") == NULL);
+    CHECK_NO_ERROR();
+    CHECK_ERR(shoal_user_lookup(user, "password", name) == NULL, SHOAL_ERR_ACCESS_DENIED);
+
+    /* JSON round trip, into another app. */
+    char *json = shoal_user_to_json(user);
+    CHECK(json != NULL && strstr(json, "\"authUrl\"") != NULL);
+    shoal_app_t *app2 = shoal_app_new(path_in(dir2, "app2"), "io.shoal.tests.c");
+    CHECK(app2 != NULL);
+    shoal_user_t *copy = shoal_app_user_from_json(app2, json);
+    CHECK(copy != NULL);
+    CHECK_USER_ID(copy, identity);
+    CHECK(shoal_user_is_valid(copy));
+    s = shoal_user_refresh_token(copy);
+    CHECK_STR_EQ(s, refresh);
+    shoal_free(s);
+    s = shoal_user_to_json(copy);
+    CHECK_STR_EQ(s, json);
+    shoal_free(s);
+    CHECK_ERR(shoal_app_user_from_json(app2, "{") == NULL, SHOAL_ERR_JSON);
+    CHECK(shoal_release(copy));
+    shoal_free(json);
+
+    /* Logout: every handle of the user is invalid at once; LOGGED_OUT once the server confirmed. */
+    CHECK(shoal_user_logout(current));
+    CHECK(!shoal_user_is_valid(user));
+    CHECK_NO_ERROR();
+    CHECK(!shoal_user_is_valid(byid));
+    CHECK(shoal_user_refresh_token(user) == NULL);
+    CHECK_NO_ERROR();
+    CHECK_INT_EQ(shoal_app_all_users(app, NULL, 0), 1);
+    CHECK(wait_for_count(&events.mu, &events.cv, &events.logged_out, 1));
+    pthread_mutex_lock(&events.mu);
+    same = strcmp(events.last_out, identity) == 0;
+    pthread_mutex_unlock(&events.mu);
+    CHECK(same);
+    uint64_t pending = 99;
+    CHECK(shoal_app_pending_revocations(app, &pending));
+    CHECK_INT_EQ(pending, 0);
+    /* A logged-out user cannot change its password. */
+    CHECK_ERR(!shoal_user_change_password(user, "new", NULL), SHOAL_ERR_EXPIRED_REFRESH_TOKEN);
+
+    /* An access-token login makes no network call: nothing listens at this URL. */
+    shoal_credentials_t *offline = shoal_credentials_access_token("some-token", "offline-user");
+    CHECK(offline != NULL);
+    shoal_user_t *off = shoal_app_login(app2, offline, closed_port_url(closed));
+    CHECK(off != NULL);
+    CHECK_USER_ID(off, "offline-user");
+    CHECK(shoal_user_is_valid(off));
+    s = shoal_user_refresh_token(off);
+    CHECK_STR_EQ(s, "some-token");
+    shoal_free(s);
+    /* A password login there is an I/O error (recoverable). */
+    CHECK_ERR(shoal_app_login(app2, wrong, closed) == NULL, SHOAL_ERR_IO);
+    CHECK_ERR(shoal_app_login(app2, wrong, "ftp://127.0.0.1/auth") == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_credentials_password("", "pw", false) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+
+    /* Asynchronous login: the callback runs once on a library thread, then free_userdata. */
+    static login_state_t ls;
+    login_state_init(&ls);
+    shoal_credentials_t *again = shoal_credentials_password(name, "myPassw0rd", false);
+    CHECK(again != NULL);
+    CHECK(shoal_app_login_async(app, again, url, on_login, &ls, free_login_state));
+    CHECK(wait_for_count(&ls.mu, &ls.cv, &ls.freed, 1));
+    pthread_mutex_lock(&ls.mu);
+    int calls = ls.calls;
+    shoal_user_t *async_user = ls.user;
+    bool main_thread = ls.on_main_thread;
+    int32_t code = ls.error_code;
+    pthread_mutex_unlock(&ls.mu);
+    CHECK_INT_EQ(calls, 1);
+    CHECK(!main_thread);
+    CHECK_INT_EQ(code, -100); /* no error */
+    CHECK(async_user != NULL);
+    CHECK_USER_ID(async_user, identity);
+    CHECK(shoal_user_is_valid(user)); /* the old handle is valid again */
+    CHECK(shoal_release(async_user));
+    login_state_destroy(&ls);
+    /* ... and a failing one hands over the error. */
+    login_state_init(&ls);
+    CHECK(shoal_app_login_async(app, wrong, url, on_login, &ls, free_login_state));
+    CHECK(wait_for_count(&ls.mu, &ls.cv, &ls.freed, 1));
+    pthread_mutex_lock(&ls.mu);
+    calls = ls.calls;
+    async_user = ls.user;
+    code = ls.error_code;
+    int32_t category = ls.error_category;
+    pthread_mutex_unlock(&ls.mu);
+    CHECK_INT_EQ(calls, 1);
+    CHECK(async_user == NULL);
+    CHECK_INT_EQ(code, SHOAL_ERR_INVALID_CREDENTIALS);
+    CHECK_INT_EQ(category, SHOAL_ERR_CATEGORY_AUTH);
+    login_state_destroy(&ls);
+    /* Invalid arguments: false at once, and free_userdata has run. */
+    login_state_init(&ls);
+    CHECK_ERR(!shoal_app_login_async(app, NULL, url, on_login, &ls, free_login_state), SHOAL_ERR_MISUSE);
+    CHECK_INT_EQ(ls.freed, 1);
+    CHECK_INT_EQ(ls.calls, 0);
+    login_state_destroy(&ls);
+
+    /* The LOGGED_IN events: register, debug admin, async login (not the JSON copy, another app). */
+    CHECK(wait_for_count(&events.mu, &events.cv, &events.logged_in, 3));
+    /* Releasing the token unregisters the callback; free_userdata runs after its last call. */
+    CHECK(shoal_release(token));
+    CHECK(wait_for_count(&events.mu, &events.cv, &events.freed, 1));
+    CHECK_INT_EQ(events.logged_in, 3);
+    CHECK_INT_EQ(events.other_events, 0);
+
+    CHECK(shoal_release(off));
+    CHECK(shoal_release(offline));
+    CHECK(shoal_release(again));
+    CHECK(shoal_release(byid));
+    CHECK(shoal_release(admin));
+    CHECK(shoal_release(dbg));
+    CHECK(shoal_release(current));
+    CHECK(shoal_release(wrong));
+    CHECK(shoal_release(user));
+    CHECK(shoal_release(reg));
+    CHECK(shoal_release(app2));
+    CHECK(shoal_release(app));
+    shoal_free(refresh);
+    shoal_free(identity);
+    /* Nothing holds the apps any more: a new app of the directory may have another id. */
+    shoal_app_t *reopened = shoal_app_new(dir, "io.shoal.tests.c.other");
+    CHECK(reopened != NULL);
+    CHECK_INT_EQ(shoal_app_all_users(reopened, NULL, 0), 2); /* the store kept both logins */
+    CHECK(shoal_release(reopened));
+    pthread_cond_destroy(&events.cv);
+    pthread_mutex_destroy(&events.mu);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 int main(void) {
     make_temp_dir();
@@ -2305,6 +2688,7 @@ int main(void) {
     RUN_TEST(test_bad_input);
     RUN_TEST(test_delete_realm_files);
     RUN_TEST(test_encryption_read_only_and_compaction);
+    RUN_TEST(test_users_against_a_server);
 
     remove_temp_dir();
     printf("%d passed, %d failed\n", check_passed, check_failed);
