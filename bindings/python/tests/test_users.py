@@ -278,6 +278,27 @@ def test_logged_in_fires_on_login_on_a_library_thread(app, shoal_server):
     assert seen.empty()
 
 
+def test_an_auth_callback_may_log_in_again(app, shoal_server):
+    name = unique("comeback")
+    user = register(app, shoal_server, name)
+    old_token = user.refresh_token
+    results: queue.Queue = queue.Queue()
+
+    def on_auth(u, event):
+        if event == shoal.AuthEvent.LOGGED_OUT:
+            try:
+                results.put(login(app, shoal_server, name))
+            except BaseException as e:  # handed to the test thread
+                results.put(e)
+
+    with app.add_auth_callback(on_auth):
+        user.logout()
+        again = results.get(timeout=WAIT)
+    assert isinstance(again, shoal.User), again
+    assert again == user and user.is_valid and again.refresh_token != old_token
+    assert shoal_server.access(old_token, app_id=APP_ID) == (401, 615)
+
+
 def test_a_raising_auth_callback_is_logged_and_others_still_run(app, shoal_server, caplog):
     got: queue.Queue = queue.Queue()
 
