@@ -249,44 +249,6 @@
 // The library version as X*1000000 + Y*1000 + Z.
 #define SHOAL_VERSION_NUMBER 1000
 
-// The largest request body the server reads, in bytes (64 KiB); more is `413`/`601`.
-#define MAX_BODY_BYTES (64 * 1024)
-
-// The largest token string accepted anywhere, in bytes.
-#define MAX_TOKEN_LEN (8 * 1024)
-
-// The length of an ed25519 signature in bytes.
-#define SIGNATURE_LEN 64
-
-// The auth server's error codes (the numbers of the reference system).
-enum AuthErrorCode
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  // A parameter is malformed, or the request is (bad JSON, too large, wrong content type).
-  InvalidParameters = 601,
-  // A required parameter or header is missing.
-  MissingParameters = 602,
-  // Unknown user, wrong password, or a token not signed by this server.
-  InvalidCredentials = 611,
-  // The account or user does not exist.
-  UnknownAccount = 612,
-  // The account to register exists already.
-  ExistingAccount = 613,
-  // The caller may not do this.
-  AccessDenied = 614,
-  // The refresh token is expired or revoked.
-  ExpiredRefreshToken = 615,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum AuthErrorCode AuthErrorCode;
-#else
-typedef int32_t AuthErrorCode;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
 // The app of a process: users, credentials, sessions (opaque). Method of: `shoal_app_*`.
 typedef struct shoal_app_t shoal_app_t;
 
@@ -436,8 +398,11 @@ typedef struct {
 // Called after a commit that changed the file, with the new history version.
 typedef void (*shoal_change_fn)(void *userdata, uint64_t version);
 
-// Every code, in numeric order.
-#define AuthErrorCode_ALL { InvalidParameters, MissingParameters, InvalidCredentials, UnknownAccount, ExistingAccount, AccessDenied, ExpiredRefreshToken, }
+
+
+
+
+
 
 
 

@@ -26,3 +26,32 @@ fn checked_in_header_matches_the_generated_one() {
         "include/shoal.h is stale: run `SHOAL_BLESS=1 cargo test --test header` and commit it"
     );
 }
+
+/// Everything the header declares is Shoal's: a stray Rust item (a protocol constant, an enum
+/// with bare variant names) would clash with names in C programs.
+#[test]
+fn header_declares_only_prefixed_names() {
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/shoal.h"))
+            .unwrap();
+    for line in header.lines() {
+        let declared = if let Some(rest) = line.strip_prefix("#define ") {
+            rest.split_whitespace().next()
+        } else if let Some(rest) = line
+            .strip_prefix("typedef struct ")
+            .or_else(|| line.strip_prefix("typedef enum "))
+        {
+            rest.split_whitespace().next()
+        } else if let Some(rest) = line.strip_prefix("enum ") {
+            rest.split_whitespace().next()
+        } else {
+            None
+        };
+        if let Some(name) = declared.filter(|n| *n != "{") {
+            assert!(
+                name.starts_with("shoal_") || name.starts_with("SHOAL_"),
+                "include/shoal.h declares `{name}`, which is not prefixed: exclude it in cbindgen.toml"
+            );
+        }
+    }
+}

@@ -26,9 +26,15 @@ pub const SHOAL_AUTH_LOGGED_OUT: i32 = 2;
 /// # Safety
 /// Strings are NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_app_new(base_dir: *const c_char, app_id: *const c_char) -> *mut shoal_app_t {
+pub unsafe extern "C" fn shoal_app_new(
+    base_dir: *const c_char,
+    app_id: *const c_char,
+) -> *mut shoal_app_t {
     guard(|| {
-        let app = App::new(str_arg(base_dir, "the base directory")?, str_arg(app_id, "the app id")?)?;
+        let app = App::new(
+            str_arg(base_dir, "the base directory")?,
+            str_arg(app_id, "the app id")?,
+        )?;
         Ok(into_handle(Payload::App(app)))
     })
 }
@@ -85,7 +91,9 @@ pub unsafe extern "C" fn shoal_credentials_custom(
 /// # Safety
 /// `identity` is NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_credentials_debug(identity: *const c_char) -> *mut shoal_credentials_t {
+pub unsafe extern "C" fn shoal_credentials_debug(
+    identity: *const c_char,
+) -> *mut shoal_credentials_t {
     guard(|| credentials(Ok(Credentials::debug(str_arg(identity, "the identity")?))))
 }
 
@@ -99,7 +107,12 @@ pub unsafe extern "C" fn shoal_credentials_access_token(
     token: *const c_char,
     identity: *const c_char,
 ) -> *mut shoal_credentials_t {
-    guard(|| credentials(Ok(Credentials::access_token(str_arg(token, "the token")?, str_arg(identity, "the identity")?))))
+    guard(|| {
+        credentials(Ok(Credentials::access_token(
+            str_arg(token, "the token")?,
+            str_arg(identity, "the identity")?,
+        )))
+    })
 }
 
 /// Logs in at the auth server `auth_url` (`http://` or `https://`, e.g.
@@ -120,19 +133,28 @@ pub unsafe extern "C" fn shoal_app_login(
     guard(|| {
         let app = handle::app(app)?;
         let creds = handle::credentials(creds)?;
-        Ok(into_handle(Payload::User(app.login(&creds, str_arg(auth_url, "the auth URL")?)?)))
+        Ok(into_handle(Payload::User(
+            app.login(&creds, str_arg(auth_url, "the auth URL")?)?,
+        )))
     })
 }
 
 /// Called with the logged-in user (a new handle the callback must release) or NULL and the
 /// error (valid during the call).
-pub type shoal_login_fn =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, user: *mut shoal_user_t, error: *const shoal_error_t)>;
+pub type shoal_login_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        user: *mut shoal_user_t,
+        error: *const shoal_error_t,
+    ),
+>;
 
 /// Runs `error` through the C error struct for a callback.
 fn with_c_error<R>(e: &Error, f: impl FnOnce(*const shoal_error_t) -> R) -> R {
     let message = CString::new(e.message().replace('\0', "\\0")).unwrap_or_default();
-    let path = e.path().map(|p| CString::new(p.replace('\0', "\\0")).unwrap_or_default());
+    let path = e
+        .path()
+        .map(|p| CString::new(p.replace('\0', "\\0")).unwrap_or_default());
     let c = shoal_error_t {
         code: e.raw_code(),
         category: e.category() as i32,
@@ -162,13 +184,19 @@ pub unsafe extern "C" fn shoal_app_login_async(
         let app = handle::app(app)?;
         let creds = handle::credentials(creds)?;
         let url = str_arg(auth_url, "the auth URL")?;
+        // A malformed URL is an invalid argument of this call, not a failed login.
+        crate::auth_client::AuthUrl::parse(url)?;
         let cb = callback.ok_or_else(|| Error::invalid("the callback must not be NULL"))?;
         app.login_async((*creds).clone(), url, move |result| {
             let data = data;
             match result {
                 // Safety: the caller promised a valid callback for its userdata.
-                Ok(user) => unsafe { cb(data.ptr, into_handle(Payload::User(user)), std::ptr::null()) },
-                Err(e) => with_c_error(&e, |err| unsafe { cb(data.ptr, std::ptr::null_mut(), err) }),
+                Ok(user) => unsafe {
+                    cb(data.ptr, into_handle(Payload::User(user)), std::ptr::null())
+                },
+                Err(e) => {
+                    with_c_error(&e, |err| unsafe { cb(data.ptr, std::ptr::null_mut(), err) })
+                }
             }
         });
         Ok(true)
@@ -199,7 +227,11 @@ pub unsafe extern "C" fn shoal_app_current_user(app: *const shoal_app_t) -> *mut
 /// # Safety
 /// `app` is an app handle; `out` holds `capacity` writable pointers (or is NULL with 0).
 #[no_mangle]
-pub unsafe extern "C" fn shoal_app_all_users(app: *const shoal_app_t, out: *mut *mut shoal_user_t, capacity: usize) -> i64 {
+pub unsafe extern "C" fn shoal_app_all_users(
+    app: *const shoal_app_t,
+    out: *mut *mut shoal_user_t,
+    capacity: usize,
+) -> i64 {
     guard(|| {
         let users = handle::app(app)?.all_users();
         if capacity > 0 && out.is_null() {
@@ -219,12 +251,17 @@ pub unsafe extern "C" fn shoal_app_all_users(app: *const shoal_app_t, out: *mut 
 /// # Safety
 /// `app` is an app handle; `identity` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_app_get_user(app: *const shoal_app_t, identity: *const c_char) -> *mut shoal_user_t {
+pub unsafe extern "C" fn shoal_app_get_user(
+    app: *const shoal_app_t,
+    identity: *const c_char,
+) -> *mut shoal_user_t {
     guard(|| {
-        Ok(match handle::app(app)?.user(str_arg(identity, "the identity")?) {
-            Some(u) => into_handle(Payload::User(u)),
-            None => std::ptr::null_mut(),
-        })
+        Ok(
+            match handle::app(app)?.user(str_arg(identity, "the identity")?) {
+                Some(u) => into_handle(Payload::User(u)),
+                None => std::ptr::null_mut(),
+            },
+        )
     })
 }
 
@@ -236,8 +273,15 @@ pub unsafe extern "C" fn shoal_app_get_user(app: *const shoal_app_t, identity: *
 /// # Safety
 /// `app` is an app handle; `json` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_app_user_from_json(app: *const shoal_app_t, json: *const c_char) -> *mut shoal_user_t {
-    guard(|| Ok(into_handle(Payload::User(handle::app(app)?.user_from_json(str_arg(json, "the JSON")?)?))))
+pub unsafe extern "C" fn shoal_app_user_from_json(
+    app: *const shoal_app_t,
+    json: *const c_char,
+) -> *mut shoal_user_t {
+    guard(|| {
+        Ok(into_handle(Payload::User(
+            handle::app(app)?.user_from_json(str_arg(json, "the JSON")?)?,
+        )))
+    })
 }
 
 fn user_string(user: *const shoal_user_t, f: impl FnOnce(&User) -> Option<String>) -> *mut c_char {
@@ -330,13 +374,17 @@ pub unsafe extern "C" fn shoal_user_change_password(
 ) -> bool {
     guard(|| {
         let u = handle::user(user)?;
-        u.change_password(str_arg(new_password, "the new password")?, opt_str_arg(identity, "the identity")?)?;
+        u.change_password(
+            str_arg(new_password, "the new password")?,
+            opt_str_arg(identity, "the identity")?,
+        )?;
         Ok(true)
     })
 }
 
 /// Called once with NULL on success or the error (valid during the call).
-pub type shoal_completion_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, error: *const shoal_error_t)>;
+pub type shoal_completion_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, error: *const shoal_error_t)>;
 
 /// Like `shoal_user_change_password` without blocking: `callback` runs once on a library
 /// thread, then `free_userdata`.
@@ -386,13 +434,17 @@ pub unsafe extern "C" fn shoal_user_lookup(
 ) -> *mut c_char {
     guard(|| {
         let u = handle::user(admin)?;
-        let info = u.lookup(str_arg(provider, "the provider")?, str_arg(provider_id, "the provider id")?)?;
+        let info = u.lookup(
+            str_arg(provider, "the provider")?,
+            str_arg(provider_id, "the provider id")?,
+        )?;
         Ok(info.map_or(std::ptr::null_mut(), |i| malloc_string(&i.to_json())))
     })
 }
 
 /// Called with the user (valid during the call; clone it to keep it) and `SHOAL_AUTH_*`.
-pub type shoal_auth_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, user: *mut shoal_user_t, event: i32)>;
+pub type shoal_auth_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, user: *mut shoal_user_t, event: i32)>;
 
 /// Registers `callback` for logins (`SHOAL_AUTH_LOGGED_IN`) and server-confirmed logouts
 /// (`SHOAL_AUTH_LOGGED_OUT`) of any user of the app. Runs on a library thread. Release the
@@ -422,7 +474,9 @@ pub unsafe extern "C" fn shoal_app_add_auth_callback(
             unsafe { cb(data.ptr, h, code) };
             handle::release(h.cast());
         });
-        Ok(into_handle(Payload::Token { _registration: Arc::new(token) }))
+        Ok(into_handle(Payload::Token {
+            _registration: Arc::new(token),
+        }))
     })
 }
 
@@ -431,7 +485,10 @@ pub unsafe extern "C" fn shoal_app_add_auth_callback(
 /// # Safety
 /// `app` is an app handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_app_pending_revocations(app: *const shoal_app_t, out: *mut u64) -> bool {
+pub unsafe extern "C" fn shoal_app_pending_revocations(
+    app: *const shoal_app_t,
+    out: *mut u64,
+) -> bool {
     guard(|| {
         *out_arg(out, "out")? = handle::app(app)?.pending_revocations()? as u64;
         Ok(true)

@@ -112,7 +112,12 @@ getter!(list, List, List, "list");
 getter!(results, Results, Results, "results");
 getter!(app, App, crate::App, "app");
 getter!(user, User, crate::User, "user");
-getter!(credentials, Credentials, Arc<crate::Credentials>, "credentials");
+getter!(
+    credentials,
+    Credentials,
+    Arc<crate::Credentials>,
+    "credentials"
+);
 
 /// Frees one handle. Returns false if the pointer is not a live handle.
 pub(crate) fn release(ptr: *mut c_void) -> bool {

@@ -377,10 +377,18 @@ impl Drop for SharedFile {
         // Close the database (releasing its file lock) before the registry forgets the file,
         // and under the registry lock: an open of the same path in between would otherwise
         // find no entry, try to open the still-locked file and fail with `FileInUse`.
-        if let Ok(placeholder) = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()) {
-            drop(std::mem::replace(self.db.get_mut(), Db::ReadWrite(placeholder)));
+        if let Ok(placeholder) =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())
+        {
+            drop(std::mem::replace(
+                self.db.get_mut(),
+                Db::ReadWrite(placeholder),
+            ));
         }
-        if registry.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+        if registry
+            .get(&self.key)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
             registry.remove(&self.key);
         }
     }
