@@ -16,5 +16,7 @@ echo "== python binding"
 if ! python3 -c "import pytest" 2>/dev/null; then
     python3 -m pip install --quiet "pytest>=7"
 fi
-SHOAL_LIBRARY="${SHOAL_LIBRARY:-$PWD/target/debug/libshoal.so}" \
+TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+SHOAL_LIBRARY="${SHOAL_LIBRARY:-$TARGET_DIR/debug/libshoal.so}" \
+SHOAL_SERVER="${SHOAL_SERVER:-$TARGET_DIR/debug/shoal-server}" \
     python3 -m pytest bindings/python/tests -q
