@@ -266,5 +266,11 @@ def test_library_search_order(monkeypatch, tmp_path):
     assert paths[3] == REPO_ROOT / "target" / "debug" / "libshoal.so"
     monkeypatch.delenv("SHOAL_LIBRARY", raising=False)
     monkeypatch.setenv("CARGO_TARGET_DIR", str(tmp_path / "empty"))
-    found = _ffi.find_library()
-    assert found.name == "libshoal.so" and found.parent.parent == REPO_ROOT / "target"
+    # The repository's own target folder is searched next (it may be empty when the build
+    # went to another CARGO_TARGET_DIR; then the error lists every place searched).
+    in_repo = [p for p in paths[2:4] if p.exists()]
+    if in_repo:
+        assert _ffi.find_library() == in_repo[0]
+    else:
+        with pytest.raises(ImportError, match="libshoal.so"):
+            _ffi.find_library()
