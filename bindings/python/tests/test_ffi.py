@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import re
 
+import pytest
+
 import shoal
 from shoal import _ffi, errors
 from shoal._ffi import lib
