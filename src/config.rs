@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) migration: Option<Arc<MigrationFn>>,
     pub(crate) encryption_key: Option<[u8; 64]>,
     pub(crate) should_compact: Option<Arc<ShouldCompactFn>>,
+    pub(crate) merge_metadata: bool,
 }
 
 /// Decides at open whether to compact: gets the file size and the bytes in use.
@@ -58,6 +59,7 @@ impl Config {
             migration: None,
             encryption_key: None,
             should_compact: None,
+            merge_metadata: false,
         }
     }
 
@@ -158,6 +160,16 @@ impl Config {
         f: impl Fn(u64, u64) -> bool + Send + Sync + 'static,
     ) -> &mut Config {
         self.should_compact = Some(Arc::new(f));
+        self
+    }
+
+    /// Keep the metadata the merge rules need (registers, tombstones) in every write, so that
+    /// changesets of other replicas can be integrated with [`Realm::integrate_changeset`]. Sync
+    /// configurations set it; plain local realms leave it off (it costs write speed). Default
+    /// false. Lists of such realms are recorded as whole-list replacements.
+    #[doc(hidden)]
+    pub fn set_merge_metadata(&mut self, on: bool) -> &mut Config {
+        self.merge_metadata = on;
         self
     }
 

@@ -436,6 +436,13 @@ impl Realm {
                 )
             });
         }
+        let mut txn = txn;
+        if self.inner.config.merge_metadata {
+            if let Err(e) = txn.enable_merge() {
+                file.end_write();
+                return Err(e);
+            }
+        }
         state.write = Some(txn);
         state.read = None;
         state.generation = next_generation();
@@ -647,6 +654,46 @@ impl Realm {
             }
             Ok(out)
         })
+    }
+
+    /// This file's replica id: the `origin` of the changesets it writes.
+    pub fn replica_id(&self) -> Result<u64> {
+        self.with_snapshot(|s| s.meta_u64(tables::meta::FILE_SALT))
+    }
+
+    /// The changesets this file made itself after version `after` (what a sync session
+    /// uploads): integrated remote changesets, whose origin is another replica, are left out.
+    pub fn local_changesets_since(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let me = self.replica_id()?;
+        let mut all = self.history_since(after)?;
+        all.retain(|(_, bytes)| {
+            crate::history::changeset_header(bytes).is_ok_and(|(_, o)| o == me || o == 0)
+        });
+        Ok(all)
+    }
+
+    /// Integrates a changeset made by another replica with the merge rules (see DESIGN.md,
+    /// "Sync"), in a write transaction of its own, and records it in this file's history as
+    /// it came. A changeset already integrated (same origin, stamp not newer) changes nothing.
+    ///
+    /// Fails with `InvalidArgument` for a malformed changeset, one without a stamp (format 1),
+    /// one from this very realm, or when the realm was not opened with merge metadata;
+    /// `AlreadyInWriteTransaction` inside a write transaction. On failure nothing changes.
+    pub fn integrate_changeset(&self, changeset: &[u8]) -> Result<()> {
+        if !self.inner.config.merge_metadata {
+            return Err(Error::invalid(
+                "integrating changesets needs a realm opened with merge metadata",
+            ));
+        }
+        decode_changeset(changeset)?;
+        self.begin_write()?;
+        match self.with_write(|w| w.integrate(changeset)) {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                let _ = self.cancel_write();
+                Err(e)
+            }
+        }
     }
 
     /// Applies an encoded changeset inside the open write transaction, as if its writes had

@@ -5,9 +5,12 @@
 //! was created), never by local row numbers, so a changeset means the same on every device.
 //! Links are recorded as the target's global id.
 //!
-//! ## Encoding (format 1)
+//! ## Encoding (format 2; format 1 still decodes)
 //! ```text
-//! changeset   := 0x53 ('S') 0x01 instruction*
+//! changeset   := 0x53 ('S') 0x02 stamp:u64 LE origin:u64 LE instruction*
+//!                (format 1: 0x53 0x01 instruction*, read as stamp 0, origin 0)
+//! stamp       := hybrid logical clock of the writing transaction (physical ms << 16 | counter)
+//! origin      := the replica id (file salt) of the realm that made the changeset
 //! instruction := tag u8, fields:
 //!   1  AddClass        name:str
 //!   2  AddProperty     class:str name:str type:u8 flags:varint target:optstr
@@ -25,6 +28,7 @@
 //!   24 ListErase       prop:str index:varint
 //!   25 ListMove        prop:str from:varint to:varint
 //!   26 ListClear       prop:str
+//!   27 ListReplace     prop:str n:varint value*n -- merge realms: the whole list after a change
 //! str    := varint n; n = 0: a new string (varint len, UTF-8 bytes) that gets the next number;
 //!           n > 0: the string numbered n-1 earlier in this changeset
 //! optstr := 0 | 1 str
@@ -39,7 +43,9 @@ use crate::schema::PropertyFlags;
 use crate::value::{PropertyType, Timestamp, Value};
 
 const MAGIC: u8 = 0x53;
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// Bytes of a format-2 header: magic, format, stamp, origin.
+pub(crate) const HEADER_LEN: usize = 18;
 
 /// The device-independent identity of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,6 +194,38 @@ pub enum Instruction {
         id: GlobalId,
         prop: String,
     },
+    /// The whole content of a list (recorded by realms with merge metadata, whose lists are
+    /// last-writer-wins registers).
+    ListReplace {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        values: Vec<ChangeValue>,
+    },
+}
+
+/// A decoded changeset: its header and instructions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changeset {
+    /// The hybrid-logical-clock stamp of the transaction (0 for format 1).
+    pub stamp: u64,
+    /// The replica id of the realm that wrote it (0 for format 1).
+    pub origin: u64,
+    /// The instructions, in order; instruction `i` is ordered by `(stamp, origin, i)`.
+    pub instructions: Vec<Instruction>,
+}
+
+/// The `(stamp, origin)` header of an encoded changeset without decoding the rest
+/// (`(0, 0)` for format 1).
+pub fn changeset_header(bytes: &[u8]) -> Result<(u64, u64)> {
+    match bytes {
+        [MAGIC, 1, ..] => Ok((0, 0)),
+        [MAGIC, 2, rest @ ..] if rest.len() >= 16 => Ok((
+            u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes")),
+        )),
+        _ => Err(bad("not a changeset")),
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -227,7 +265,12 @@ pub(crate) struct ChangesetBuilder {
 impl Default for ChangesetBuilder {
     fn default() -> Self {
         ChangesetBuilder {
-            buf: vec![MAGIC, FORMAT],
+            buf: {
+                let mut b = Vec::with_capacity(64);
+                b.extend_from_slice(&[MAGIC, FORMAT]);
+                b.extend_from_slice(&[0; 16]);
+                b
+            },
             strings: Vec::new(),
             selected: None,
             instructions: 0,
@@ -241,9 +284,31 @@ impl ChangesetBuilder {
         self.instructions == 0
     }
 
-    /// The encoded changeset.
-    pub(crate) fn finish(self) -> Vec<u8> {
+    /// The encoded changeset, stamped.
+    pub(crate) fn finish(mut self, stamp: u64, origin: u64) -> Vec<u8> {
+        self.buf[2..10].copy_from_slice(&stamp.to_le_bytes());
+        self.buf[10..18].copy_from_slice(&origin.to_le_bytes());
         self.buf
+    }
+
+    /// How many instructions were recorded (the index the next one gets).
+    pub(crate) fn len(&self) -> usize {
+        self.instructions
+    }
+
+    /// Records the whole content of a list.
+    pub(crate) fn list_replace(
+        &mut self,
+        class: &str,
+        id: &GlobalId,
+        prop: &str,
+        values: &[ChangeValue],
+    ) {
+        self.object_op(27, class, id, prop);
+        put_varint(&mut self.buf, values.len() as u64);
+        for v in values {
+            self.value(v.as_change_ref());
+        }
     }
 
     /// Writes a string reference and returns its number.
@@ -489,6 +554,12 @@ impl ChangesetBuilder {
                 put_varint(&mut self.buf, *to);
             }
             Instruction::ListClear { class, id, prop } => self.object_op(26, class, id, prop),
+            Instruction::ListReplace {
+                class,
+                id,
+                prop,
+                values,
+            } => self.list_replace(class, id, prop, values),
         }
     }
 }
@@ -617,15 +688,23 @@ impl Reader<'_> {
 ///
 /// Fails with `InvalidArgument` on any malformed input; never panics.
 pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
+    decode_changeset_full(bytes).map(|c| c.instructions)
+}
+
+/// Decodes a changeset with its header (format 1 gives stamp and origin 0).
+///
+/// Fails with `InvalidArgument` on any malformed input; never panics.
+pub fn decode_changeset_full(bytes: &[u8]) -> Result<Changeset> {
     if bytes.len() < 2 || bytes[0] != MAGIC {
         return Err(bad("not a changeset"));
     }
-    if bytes[1] != FORMAT {
+    if bytes[1] != 1 && bytes[1] != FORMAT {
         return Err(bad(&format!("unknown changeset format {}", bytes[1])));
     }
+    let (stamp, origin) = changeset_header(bytes)?;
     let mut r = Reader {
         buf: bytes,
-        pos: 2,
+        pos: if bytes[1] == 1 { 2 } else { HEADER_LEN },
         strings: Vec::new(),
     };
     let mut out = Vec::new();
@@ -681,7 +760,7 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
                     id: r.gid()?,
                 }
             }
-            20..=26 => {
+            20..=27 => {
                 let (class, id) = selected
                     .clone()
                     .ok_or_else(|| bad("object instruction before any object"))?;
@@ -726,14 +805,31 @@ pub fn decode_changeset(bytes: &[u8]) -> Result<Vec<Instruction>> {
                         from: r.varint()?,
                         to: r.varint()?,
                     },
-                    _ => Instruction::ListClear { class, id, prop },
+                    26 => Instruction::ListClear { class, id, prop },
+                    _ => {
+                        let n = r.varint()?;
+                        let mut values = Vec::new();
+                        for _ in 0..n {
+                            values.push(r.value()?);
+                        }
+                        Instruction::ListReplace {
+                            class,
+                            id,
+                            prop,
+                            values,
+                        }
+                    }
                 }
             }
             _ => return Err(bad(&format!("unknown instruction {tag}"))),
         };
         out.push(ins);
     }
-    Ok(out)
+    Ok(Changeset {
+        stamp,
+        origin,
+        instructions: out,
+    })
 }
 
 #[cfg(test)]
@@ -831,6 +927,15 @@ mod tests {
                 name: "n".into(),
                 flags: PropertyFlags::INDEXED,
             },
+            Instruction::ListReplace {
+                class: "Person".into(),
+                id: GlobalId::Int(3),
+                prop: "l".into(),
+                values: vec![
+                    ChangeValue::Value(Value::Int(1)),
+                    ChangeValue::Link(GlobalId::String("x".into())),
+                ],
+            },
             Instruction::EraseClass {
                 class: "Dog".into(),
             },
@@ -843,7 +948,23 @@ mod tests {
         for i in sample() {
             b.push(&i);
         }
-        assert_eq!(decode_changeset(&b.finish()).unwrap(), sample());
+        let bytes = b.finish(0x1234_0005, 77);
+        assert_eq!(decode_changeset(&bytes).unwrap(), sample());
+        let full = decode_changeset_full(&bytes).unwrap();
+        assert_eq!((full.stamp, full.origin), (0x1234_0005, 77));
+        assert_eq!(changeset_header(&bytes).unwrap(), (0x1234_0005, 77));
+    }
+
+    #[test]
+    fn format_1_still_decodes() {
+        // AddClass "A" in format 1.
+        let c = decode_changeset_full(&[MAGIC, 1, 1, 0, 1, b'A']).unwrap();
+        assert_eq!((c.stamp, c.origin), (0, 0));
+        assert_eq!(
+            c.instructions,
+            vec![Instruction::AddClass { name: "A".into() }]
+        );
+        assert!(decode_changeset(&[MAGIC, 2, 0, 0]).is_err(), "short header");
     }
 
     #[test]
@@ -852,7 +973,7 @@ mod tests {
         for i in sample() {
             b.push(&i);
         }
-        let bytes = b.finish();
+        let bytes = b.finish(1, 2);
         for cut in 2..bytes.len() {
             // Every truncation either decodes a prefix or fails cleanly.
             let _ = decode_changeset(&bytes[..cut]);
@@ -860,13 +981,13 @@ mod tests {
         assert!(decode_changeset(&[]).is_err());
         assert!(decode_changeset(&[MAGIC, 9]).is_err());
         assert!(
-            decode_changeset(&[MAGIC, FORMAT, 20, 0]).is_err(),
+            decode_changeset(&[MAGIC, 1, 20, 0]).is_err(),
             "Set without a selected object"
         );
         assert!(
-            decode_changeset(&[MAGIC, FORMAT, 1, 5]).is_err(),
+            decode_changeset(&[MAGIC, 1, 1, 5]).is_err(),
             "reference to an unknown string"
         );
-        assert!(decode_changeset(&[MAGIC, FORMAT, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(decode_changeset(&[MAGIC, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
 }

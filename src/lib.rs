@@ -48,6 +48,7 @@ mod query;
 mod results;
 mod schema;
 mod store;
+mod sync;
 mod user;
 mod user_store;
 mod value;
@@ -57,7 +58,10 @@ pub use config::{Config, InitialDataFn, MigrationFn};
 pub use credentials::{Credentials, PROVIDER_ACCESS_TOKEN};
 pub use db::{delete_realm_files, Realm};
 pub use error::{Error, ErrorCategory, ErrorCode, Result};
-pub use history::{decode_changeset, ChangeValue, GlobalId, Instruction};
+pub use history::{
+    changeset_header, decode_changeset, decode_changeset_full, ChangeValue, Changeset, GlobalId,
+    Instruction,
+};
 pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
 pub use results::Results;

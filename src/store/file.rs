@@ -326,6 +326,17 @@ fn copy_tables(from: &Database, to: &Database) -> Result<()> {
             let (k, v) = item?;
             dst.insert(k.value(), v.value())?;
         }
+        match read.open_table(crate::store::tables::MERGE) {
+            Ok(src) => {
+                let mut dst = write.open_table(crate::store::tables::MERGE)?;
+                for item in src.range::<&[u8]>(..)? {
+                    let (k, v) = item?;
+                    dst.insert(k.value(), v.value())?;
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     write.commit()?;
     Ok(())

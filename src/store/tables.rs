@@ -7,6 +7,7 @@
 //! | `shoal_lists`    | `class << 96 | prop << 64 | object`   | encoded chunk of list items   |
 //! | `shoal_index`    | `(class << 32 | prop, hash, object)`  | index chunk (see `index.rs`)  |
 //! | `shoal_history`  | version (1, 2, ...)                   | encoded changeset             |
+//! | `shoal_merge`    | bytes (see `sync/merge.rs`)           | merge metadata; only in realms with merge metadata on |
 //!
 //! Packing class, property and chunk into one `u128` keeps all chunks of one column adjacent
 //! and in chunk order, so a scan is one range read.
@@ -19,6 +20,8 @@ pub(crate) const LISTS: TableDefinition<u128, &[u8]> = TableDefinition::new("sho
 pub(crate) const INDEX: TableDefinition<(u64, u64, u64), &[u8]> =
     TableDefinition::new("shoal_index");
 pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("shoal_history");
+/// Merge metadata (registers, tombstones, integrated origins); layout in `sync/merge.rs`.
+pub(crate) const MERGE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("shoal_merge");
 
 /// Names of the entries of the meta table.
 pub(crate) mod meta {
@@ -30,6 +33,8 @@ pub(crate) mod meta {
     pub(crate) const SCHEMA_VERSION: &str = "schema_version";
     /// 8 random bytes identifying this file; the high half of generated global ids.
     pub(crate) const FILE_SALT: &str = "file_salt";
+    /// The highest changeset stamp integrated from other replicas (u64 LE; absent: 0).
+    pub(crate) const HLC: &str = "hlc";
 }
 
 /// The storage format this build writes and reads.

@@ -38,13 +38,18 @@ pub(crate) fn or_default<'v>(v: ValueRef<'v>, prop: &PropInfo) -> ValueRef<'v> {
 
 /// An open write transaction of one realm file.
 pub(crate) struct WriteTxn {
-    txn: redb::WriteTransaction,
+    pub(crate) txn: redb::WriteTransaction,
     /// The latest commit, which this transaction builds on.
     pub(crate) base: Snapshot,
     pub(crate) overlay: Overlay,
     changes: ChangesetBuilder,
-    /// The file's salt: the high half of generated global ids.
-    file_salt: u64,
+    /// The file's salt: the high half of generated global ids, and the replica id that
+    /// stamps this file's changesets.
+    pub(crate) file_salt: u64,
+    /// With merge metadata on: this transaction's stamp (fixed when it began).
+    pub(crate) merge: Option<u64>,
+    /// An integrated remote changeset, recorded in history as it came instead of `changes`.
+    pub(crate) raw: Option<Vec<u8>>,
     /// An error after which history and data may disagree: the commit is refused.
     poisoned: Option<Error>,
     /// The object the last write named, with its global id: a run of writes to one object
@@ -73,6 +78,8 @@ impl WriteTxn {
             overlay: Overlay::default(),
             changes: ChangesetBuilder::default(),
             file_salt,
+            merge: None,
+            raw: None,
             poisoned: None,
             recent: None,
             key_floor,
@@ -121,14 +128,47 @@ impl WriteTxn {
         self.overlay.schema_version = Some(v);
     }
 
+    /// Turns merge metadata on for this transaction and fixes its stamp.
+    pub(crate) fn enable_merge(&mut self) -> Result<()> {
+        let stamp = crate::sync::clock::next_stamp(self.clock()?, crate::sync::clock::now_ms());
+        self.merge = Some(stamp);
+        Ok(())
+    }
+
+    /// The order key the next recorded instruction of this transaction gets (merge realms).
+    pub(crate) fn next_order_key(&self) -> Option<crate::sync::clock::OrderKey> {
+        self.merge.map(|stamp| crate::sync::clock::OrderKey {
+            stamp,
+            origin: self.file_salt,
+            index: self.changes.len() as u32,
+        })
+    }
+
     /// Writes everything and commits durably. After an error nothing of the transaction is
     /// visible (redb discards an uncommitted transaction).
-    pub(crate) fn commit(self) -> Result<CommitOutcome> {
+    pub(crate) fn commit(mut self) -> Result<CommitOutcome> {
+        let record = match self.raw.take() {
+            Some(raw) => Some(raw),
+            None if self.changes.is_empty() || self.poisoned.is_some() => None,
+            None => {
+                let stamp = match self.merge {
+                    Some(s) => s,
+                    None => {
+                        crate::sync::clock::next_stamp(self.clock()?, crate::sync::clock::now_ms())
+                    }
+                };
+                let changes = std::mem::take(&mut self.changes);
+                let bytes = changes.finish(stamp, self.file_salt);
+                if self.merge.is_some() {
+                    self.record_local_metadata(&bytes)?;
+                }
+                Some(bytes)
+            }
+        };
         let WriteTxn {
             txn,
             base,
             overlay,
-            changes,
             poisoned,
             ..
         } = self;
@@ -147,10 +187,10 @@ impl WriteTxn {
             .unwrap_or_else(|| base.catalog.clone());
         overlay.flush(&txn, &catalog)?;
         let mut version = None;
-        if !changes.is_empty() {
+        if let Some(bytes) = record {
             let v = base.version + 1;
             txn.open_table(tables::HISTORY)?
-                .insert(v, changes.finish().as_slice())?;
+                .insert(v, bytes.as_slice())?;
             version = Some(v);
         }
         txn.commit()?;
@@ -433,6 +473,15 @@ impl WriteTxn {
                 }
             }
         };
+        if self.merge.is_some() && self.is_tombstoned(class_id, &gid)? {
+            return Err(Error::new(
+                ErrorCode::DuplicatePrimaryKey,
+                format!(
+                    "the {} object with primary key {gid} was deleted; a realm with merge metadata cannot create it again",
+                    class.name
+                ),
+            ));
+        }
         if self.find_by_gid(&class, &gid)?.is_some() {
             return Err(Error::new(
                 ErrorCode::DuplicatePrimaryKey,
@@ -839,9 +888,61 @@ impl WriteTxn {
                 }
             }
         };
+        if self.merge.is_some() {
+            // Lists of merge realms are last-writer-wins registers of their whole content.
+            let values = items
+                .iter()
+                .map(|v| self.change_value(&prop, v))
+                .collect::<Result<Vec<_>>>()?;
+            let id = self.gid_of(&class, key)?;
+            self.changes
+                .list_replace(&class.name, &id, &prop.name, &values);
+        } else {
+            self.record(&ins);
+        }
         self.overlay.set_list(class.id, prop.id, key, items);
-        self.record(&ins);
         Ok(())
+    }
+
+    /// Replaces the whole content of a list (merge: a remote list register won).
+    pub(crate) fn replace_list(
+        &mut self,
+        class_id: u32,
+        key: u64,
+        prop_id: u32,
+        items: Vec<Value>,
+    ) -> Result<()> {
+        let (class, prop) = self.list_prop(class_id, key, prop_id)?;
+        let mut checked = Vec::with_capacity(items.len());
+        for v in items {
+            checked.push(self.check_value(&class, &prop, v, true)?);
+        }
+        let values = checked
+            .iter()
+            .map(|v| self.change_value(&prop, v))
+            .collect::<Result<Vec<_>>>()?;
+        let id = self.gid_of(&class, key)?;
+        self.changes
+            .list_replace(&class.name, &id, &prop.name, &values);
+        self.overlay.set_list(class.id, prop.id, key, checked);
+        Ok(())
+    }
+
+    /// A recorded value in stored form for `prop` (links to missing objects are NULL).
+    pub(crate) fn change_to_value(&self, prop: &PropInfo, value: &ChangeValue) -> Result<Value> {
+        Ok(match value {
+            ChangeValue::Value(v) => v.clone(),
+            ChangeValue::Link(id) => {
+                let target = self.catalog().class_by_id_required(prop.link_class())?;
+                match self.find_by_gid(target, id)? {
+                    Some(key) => Value::Link(ObjLink {
+                        class_id: target.id,
+                        key,
+                    }),
+                    None => Value::Null,
+                }
+            }
+        })
     }
 
     // ----- deletion -----
@@ -857,6 +958,9 @@ impl WriteTxn {
                 continue;
             }
             let id = self.gid_of(&class, key)?;
+            if let Some(k) = self.next_order_key() {
+                self.tombstone(class_id, &id, k)?;
+            }
             self.erase_row(&class, key)?;
             self.record(&Instruction::EraseObject {
                 class: class.name.clone(),
@@ -1096,6 +1200,23 @@ impl WriteTxn {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
                 self.list_op(info.id, key, prop_id, ListOp::Clear)
+            }
+            Instruction::ListReplace {
+                class,
+                id,
+                prop,
+                values,
+            } => {
+                let (info, key) = self.resolve(class, id)?;
+                let p = info.require_prop(prop)?.clone();
+                let mut items = Vec::with_capacity(values.len());
+                for v in values {
+                    match self.change_to_value(&p, v)? {
+                        Value::Null if matches!(v, ChangeValue::Link(_)) => {}
+                        v => items.push(v),
+                    }
+                }
+                self.replace_list(info.id, key, p.id, items)
             }
         }
     }
