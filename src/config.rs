@@ -166,7 +166,7 @@ impl Config {
     /// Keep the metadata the merge rules need (registers, tombstones) in every write, so that
     /// changesets of other replicas can be integrated with [`Realm::integrate_changeset`]. Sync
     /// configurations set it; plain local realms leave it off (it costs write speed). Default
-    /// false. Lists of such realms are recorded as whole-list replacements.
+    /// false. List changes of such realms are recorded by element id (RGA).
     #[doc(hidden)]
     pub fn set_merge_metadata(&mut self, on: bool) -> &mut Config {
         self.merge_metadata = on;

@@ -28,7 +28,11 @@
 //!   24 ListErase       prop:str index:varint
 //!   25 ListMove        prop:str from:varint to:varint
 //!   26 ListClear       prop:str
-//!   27 ListReplace     prop:str n:varint value*n -- merge realms: the whole list after a change
+//!   27 ListInsertAfter prop:str after:elem value  -- merge realms (RGA): the new element's id
+//!                                                      is this instruction's order key
+//!   28 ListEraseElement prop:str elem:elem
+//!   29 ListSetElement  prop:str elem:elem value
+//! elem   := 0 (the head: only for `after`) | 1 stamp:u64 LE origin:u64 LE index:varint
 //! str    := varint n; n = 0: a new string (varint len, UTF-8 bytes) that gets the next number;
 //!           n > 0: the string numbered n-1 earlier in this changeset
 //! optstr := 0 | 1 str
@@ -194,14 +198,62 @@ pub enum Instruction {
         id: GlobalId,
         prop: String,
     },
-    /// The whole content of a list (recorded by realms with merge metadata, whose lists are
-    /// last-writer-wins registers).
-    ListReplace {
+    /// Inserts an element after element `after` (`None`: at the head); the new element's id is
+    /// this instruction's order key. Recorded by realms with merge metadata (RGA lists).
+    ListInsertAfter {
         class: String,
         id: GlobalId,
         prop: String,
-        values: Vec<ChangeValue>,
+        after: Option<OrderKey>,
+        value: ChangeValue,
     },
+    /// Erases the list element with this id (merge realms).
+    ListEraseElement {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        element: OrderKey,
+    },
+    /// Sets the value of the list element with this id (merge realms).
+    ListSetElement {
+        class: String,
+        id: GlobalId,
+        prop: String,
+        element: OrderKey,
+        value: ChangeValue,
+    },
+}
+
+/// The order key of instruction `index` of the changeset with this stamp and origin: a total
+/// order every copy agrees on. List elements of realms with merge metadata are named by the
+/// order key of the instruction that inserted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct OrderKey {
+    /// The changeset's stamp.
+    pub stamp: u64,
+    /// The changeset's origin replica.
+    pub origin: u64,
+    /// The instruction's position in the changeset.
+    pub index: u32,
+}
+
+impl OrderKey {
+    /// Encoded size in merge metadata.
+    pub(crate) const LEN: usize = 20;
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.stamp.to_le_bytes());
+        out.extend_from_slice(&self.origin.to_le_bytes());
+        out.extend_from_slice(&self.index.to_le_bytes());
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<OrderKey> {
+        Some(OrderKey {
+            stamp: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            origin: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
+            index: u32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
+        })
+    }
 }
 
 /// A decoded changeset: its header and instructions.
@@ -291,24 +343,21 @@ impl ChangesetBuilder {
         self.buf
     }
 
+    fn elem(&mut self, e: Option<&OrderKey>) {
+        match e {
+            None => self.buf.push(0),
+            Some(k) => {
+                self.buf.push(1);
+                self.buf.extend_from_slice(&k.stamp.to_le_bytes());
+                self.buf.extend_from_slice(&k.origin.to_le_bytes());
+                put_varint(&mut self.buf, u64::from(k.index));
+            }
+        }
+    }
+
     /// How many instructions were recorded (the index the next one gets).
     pub(crate) fn len(&self) -> usize {
         self.instructions
-    }
-
-    /// Records the whole content of a list.
-    pub(crate) fn list_replace(
-        &mut self,
-        class: &str,
-        id: &GlobalId,
-        prop: &str,
-        values: &[ChangeValue],
-    ) {
-        self.object_op(27, class, id, prop);
-        put_varint(&mut self.buf, values.len() as u64);
-        for v in values {
-            self.value(v.as_change_ref());
-        }
     }
 
     /// Writes a string reference and returns its number.
@@ -554,12 +603,37 @@ impl ChangesetBuilder {
                 put_varint(&mut self.buf, *to);
             }
             Instruction::ListClear { class, id, prop } => self.object_op(26, class, id, prop),
-            Instruction::ListReplace {
+            Instruction::ListInsertAfter {
                 class,
                 id,
                 prop,
-                values,
-            } => self.list_replace(class, id, prop, values),
+                after,
+                value,
+            } => {
+                self.object_op(27, class, id, prop);
+                self.elem(after.as_ref());
+                self.value(value.as_change_ref());
+            }
+            Instruction::ListEraseElement {
+                class,
+                id,
+                prop,
+                element,
+            } => {
+                self.object_op(28, class, id, prop);
+                self.elem(Some(element));
+            }
+            Instruction::ListSetElement {
+                class,
+                id,
+                prop,
+                element,
+                value,
+            } => {
+                self.object_op(29, class, id, prop);
+                self.elem(Some(element));
+                self.value(value.as_change_ref());
+            }
         }
     }
 }
@@ -641,6 +715,22 @@ impl Reader<'_> {
             1 => self.str().map(Some),
             _ => Err(bad("bad optional string")),
         }
+    }
+
+    fn elem(&mut self) -> Result<Option<OrderKey>> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => Ok(Some(OrderKey {
+                stamp: self.fixed_u64()?,
+                origin: self.fixed_u64()?,
+                index: u32::try_from(self.varint()?).map_err(|_| bad("element index"))?,
+            })),
+            _ => Err(bad("bad element id")),
+        }
+    }
+
+    fn some_elem(&mut self) -> Result<OrderKey> {
+        self.elem()?.ok_or_else(|| bad("missing element id"))
     }
 
     fn gid(&mut self) -> Result<GlobalId> {
@@ -760,7 +850,7 @@ pub fn decode_changeset_full(bytes: &[u8]) -> Result<Changeset> {
                     id: r.gid()?,
                 }
             }
-            20..=27 => {
+            20..=29 => {
                 let (class, id) = selected
                     .clone()
                     .ok_or_else(|| bad("object instruction before any object"))?;
@@ -806,19 +896,26 @@ pub fn decode_changeset_full(bytes: &[u8]) -> Result<Changeset> {
                         to: r.varint()?,
                     },
                     26 => Instruction::ListClear { class, id, prop },
-                    _ => {
-                        let n = r.varint()?;
-                        let mut values = Vec::new();
-                        for _ in 0..n {
-                            values.push(r.value()?);
-                        }
-                        Instruction::ListReplace {
-                            class,
-                            id,
-                            prop,
-                            values,
-                        }
-                    }
+                    27 => Instruction::ListInsertAfter {
+                        class,
+                        id,
+                        prop,
+                        after: r.elem()?,
+                        value: r.value()?,
+                    },
+                    28 => Instruction::ListEraseElement {
+                        class,
+                        id,
+                        prop,
+                        element: r.some_elem()?,
+                    },
+                    _ => Instruction::ListSetElement {
+                        class,
+                        id,
+                        prop,
+                        element: r.some_elem()?,
+                        value: r.value()?,
+                    },
                 }
             }
             _ => return Err(bad(&format!("unknown instruction {tag}"))),
@@ -927,14 +1024,44 @@ mod tests {
                 name: "n".into(),
                 flags: PropertyFlags::INDEXED,
             },
-            Instruction::ListReplace {
+            Instruction::ListInsertAfter {
                 class: "Person".into(),
                 id: GlobalId::Int(3),
                 prop: "l".into(),
-                values: vec![
-                    ChangeValue::Value(Value::Int(1)),
-                    ChangeValue::Link(GlobalId::String("x".into())),
-                ],
+                after: None,
+                value: ChangeValue::Value(Value::Int(1)),
+            },
+            Instruction::ListInsertAfter {
+                class: "Person".into(),
+                id: GlobalId::Int(3),
+                prop: "l".into(),
+                after: Some(OrderKey {
+                    stamp: 9,
+                    origin: 8,
+                    index: 300,
+                }),
+                value: ChangeValue::Link(GlobalId::String("x".into())),
+            },
+            Instruction::ListSetElement {
+                class: "Person".into(),
+                id: GlobalId::Int(3),
+                prop: "l".into(),
+                element: OrderKey {
+                    stamp: 1,
+                    origin: 2,
+                    index: 3,
+                },
+                value: ChangeValue::Value(Value::Null),
+            },
+            Instruction::ListEraseElement {
+                class: "Person".into(),
+                id: GlobalId::Int(3),
+                prop: "l".into(),
+                element: OrderKey {
+                    stamp: 1,
+                    origin: 2,
+                    index: 3,
+                },
             },
             Instruction::EraseClass {
                 class: "Dog".into(),

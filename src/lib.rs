@@ -60,7 +60,7 @@ pub use db::{delete_realm_files, Realm};
 pub use error::{Error, ErrorCategory, ErrorCode, Result};
 pub use history::{
     changeset_header, decode_changeset, decode_changeset_full, ChangeValue, Changeset, GlobalId,
-    Instruction,
+    Instruction, OrderKey,
 };
 pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};

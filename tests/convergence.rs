@@ -348,27 +348,134 @@ fn schema_additions_from_two_replicas_merge() {
     );
 }
 
+fn tags(realm: &Realm) -> Vec<String> {
+    let list = person(realm, 1).unwrap().list("tags").unwrap();
+    (0..list.len().unwrap())
+        .map(|i| match list.get(i).unwrap() {
+            Value::String(s) => s,
+            v => panic!("{v:?}"),
+        })
+        .collect()
+}
+
+fn push_tags(realm: &Realm, items: &[&str]) -> Vec<u8> {
+    write(realm, |r| {
+        let list = person(r, 1).unwrap().list("tags").unwrap();
+        for i in items {
+            list.push(*i).unwrap();
+        }
+    })
+}
+
 #[test]
-fn concurrent_list_changes_converge() {
+fn concurrent_list_inserts_all_survive_in_the_same_order() {
     let w = world();
+    let base = push_tags(&w.a, &["m"]);
+    for r in [&w.b, &w.c, &w.d] {
+        r.integrate_changeset(&base).unwrap();
+    }
+    // Both insert at the head and after "m", concurrently.
     let x = write(&w.a, |r| {
-        person(r, 1)
-            .unwrap()
-            .list("tags")
-            .unwrap()
-            .push("x")
-            .unwrap()
+        let l = person(r, 1).unwrap().list("tags").unwrap();
+        l.insert(0, "a0").unwrap();
+        l.push("a1").unwrap();
+        l.push("a2").unwrap();
     });
     let y = write(&w.b, |r| {
+        let l = person(r, 1).unwrap().list("tags").unwrap();
+        l.insert(0, "b0").unwrap();
+        l.push("b1").unwrap();
+    });
+    both_orders(&w, &x, &y);
+    let t = tags(&w.c);
+    assert_eq!(t.len(), 6, "{t:?}");
+    // Each replica's run stays together and in its own order.
+    let pos = |s: &str| t.iter().position(|x| x == s).unwrap();
+    assert!(pos("a0") < pos("m") && pos("b0") < pos("m"));
+    assert!(pos("m") < pos("a1") && pos("a1") < pos("a2") && pos("m") < pos("b1"));
+    assert_eq!(pos("a2"), pos("a1") + 1, "{t:?}");
+}
+
+#[test]
+fn list_erase_and_move_apply_once_and_set_loses_to_erase() {
+    let w = world();
+    let base = push_tags(&w.a, &["p", "q", "r", "s"]);
+    for r in [&w.b, &w.c, &w.d] {
+        r.integrate_changeset(&base).unwrap();
+    }
+    // Both erase "q"; a moves "s" to the front; b sets "r" and "p".
+    let x = write(&w.a, |r| {
+        let l = person(r, 1).unwrap().list("tags").unwrap();
+        l.erase(1).unwrap();
+        l.move_item(2, 0).unwrap();
+        l.erase(1).unwrap(); // "p"
+    });
+    let y = write(&w.b, |r| {
+        let l = person(r, 1).unwrap().list("tags").unwrap();
+        l.erase(1).unwrap();
+        l.set(1, "R").unwrap();
+        l.set(0, "P").unwrap();
+    });
+    both_orders(&w, &x, &y);
+    assert_eq!(tags(&w.d), vec!["s", "R"]);
+    // A concurrent clear erases only the elements its replica saw.
+    let x = write(&w.a, |r| {
+        person(r, 1).unwrap().list("tags").unwrap().clear().unwrap()
+    });
+    let y = push_tags(&w.b, &["new"]);
+    both_orders(&w, &x, &y);
+    assert_eq!(tags(&w.c), vec!["new"]);
+}
+
+#[test]
+fn a_list_entry_naming_a_deleted_object_comes_back_when_set() {
+    let w = world();
+    let dogs = write(&w.a, |r| {
+        for n in ["x", "y"] {
+            r.create_object("Dog", None)
+                .unwrap()
+                .set("name", n)
+                .unwrap();
+        }
+    });
+    for r in [&w.b, &w.c, &w.d] {
+        r.integrate_changeset(&dogs).unwrap();
+    }
+    let dog = |r: &Realm, n: &str| {
+        r.query("Dog", "name == $0", &[Value::from(n)])
+            .unwrap()
+            .to_vec()
+            .unwrap()[0]
+            .clone()
+    };
+    let add = write(&w.a, |r| {
+        let d = dog(r, "x").link();
+        person(r, 1).unwrap().list("dogs").unwrap().push(d).unwrap();
+    });
+    for r in [&w.b, &w.c, &w.d] {
+        r.integrate_changeset(&add).unwrap();
+    }
+    // b deletes dog x; a re-points the entry at y (a later set).
+    let x = write(&w.b, |r| dog(r, "x").delete().unwrap());
+    let y = write(&w.a, |r| {
+        let d = dog(r, "y").link();
         person(r, 1)
             .unwrap()
-            .list("tags")
+            .list("dogs")
             .unwrap()
-            .push("y")
-            .unwrap()
+            .set(0, d)
+            .unwrap();
     });
-    let dump = both_orders(&w, &x, &y);
-    assert!(dump.contains("\"x\"") ^ dump.contains("\"y\""), "{dump}");
+    both_orders(&w, &y, &x);
+    assert_eq!(
+        person(&w.c, 1)
+            .unwrap()
+            .list("dogs")
+            .unwrap()
+            .len()
+            .unwrap(),
+        1
+    );
 }
 
 // ----- randomized: several replicas, a server, delays and disconnects -----
@@ -390,6 +497,9 @@ enum Op {
     SetDog(usize, Option<usize>),
     DogsInsert(usize, usize, usize),
     DogsErase(usize, usize),
+    DogsSet(usize, usize, usize),
+    DogsMove(usize, usize, usize),
+    TagsErase(usize, usize),
     TagsInsert(usize, usize, String),
     TagsSet(usize, usize, String),
     TagsMove(usize, usize, usize),
@@ -416,6 +526,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (ix(), proptest::option::of(ix())).prop_map(|(i, d)| Op::SetDog(i, d)),
         2 => (ix(), ix(), ix()).prop_map(|(p, i, d)| Op::DogsInsert(p, i, d)),
         1 => (ix(), ix()).prop_map(|(p, i)| Op::DogsErase(p, i)),
+        1 => (ix(), ix(), ix()).prop_map(|(p, i, d)| Op::DogsSet(p, i, d)),
+        1 => (ix(), ix(), ix()).prop_map(|(p, a, b)| Op::DogsMove(p, a, b)),
+        1 => (ix(), ix()).prop_map(|(p, i)| Op::TagsErase(p, i)),
         2 => (ix(), ix(), text()).prop_map(|(p, i, s)| Op::TagsInsert(p, i, s)),
         1 => (ix(), ix(), text()).prop_map(|(p, i, s)| Op::TagsSet(p, i, s)),
         1 => (ix(), ix(), ix()).prop_map(|(p, a, b)| Op::TagsMove(p, a, b)),
@@ -507,6 +620,31 @@ fn apply_op(realm: &Realm, op: &Op) {
         Op::DogsErase(p, i) => {
             if let Some(p) = person(*p) {
                 let list = p.list("dogs").unwrap();
+                if let Some(at) = slot(*i, list.len().unwrap()) {
+                    list.erase(at).unwrap()
+                }
+            }
+        }
+        Op::DogsSet(p, i, d) => {
+            if let (Some(p), Some(d)) = (person(*p), dog(*d)) {
+                let list = p.list("dogs").unwrap();
+                if let Some(at) = slot(*i, list.len().unwrap()) {
+                    list.set(at, d.link()).unwrap()
+                }
+            }
+        }
+        Op::DogsMove(p, a, b) => {
+            if let Some(p) = person(*p) {
+                let list = p.list("dogs").unwrap();
+                let len = list.len().unwrap();
+                if let (Some(a), Some(b)) = (slot(*a, len), slot(*b, len)) {
+                    list.move_item(a, b).unwrap()
+                }
+            }
+        }
+        Op::TagsErase(p, i) => {
+            if let Some(p) = person(*p) {
+                let list = p.list("tags").unwrap();
                 if let Some(at) = slot(*i, list.len().unwrap()) {
                     list.erase(at).unwrap()
                 }

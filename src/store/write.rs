@@ -50,6 +50,8 @@ pub(crate) struct WriteTxn {
     pub(crate) merge: Option<u64>,
     /// An integrated remote changeset, recorded in history as it came instead of `changes`.
     pub(crate) raw: Option<Vec<u8>>,
+    /// Set while a remote changeset is integrated (its deletes carry their own order keys).
+    pub(crate) integrating: bool,
     /// An error after which history and data may disagree: the commit is refused.
     poisoned: Option<Error>,
     /// The object the last write named, with its global id: a run of writes to one object
@@ -80,6 +82,7 @@ impl WriteTxn {
             file_salt,
             merge: None,
             raw: None,
+            integrating: false,
             poisoned: None,
             recent: None,
             key_floor,
@@ -120,7 +123,7 @@ impl WriteTxn {
         Arc::make_mut(self.overlay.catalog.get_or_insert_with(|| base.clone()))
     }
 
-    fn record(&mut self, ins: &Instruction) {
+    pub(crate) fn record(&mut self, ins: &Instruction) {
         self.changes.push(ins);
     }
 
@@ -592,7 +595,7 @@ impl WriteTxn {
     }
 
     /// Checks `value` against a scalar or element of `prop` and returns it in stored form.
-    fn check_value(
+    pub(crate) fn check_value(
         &self,
         class: &ClassInfo,
         prop: &PropInfo,
@@ -656,7 +659,7 @@ impl WriteTxn {
         Ok(value)
     }
 
-    fn change_value(&self, prop: &PropInfo, value: &Value) -> Result<ChangeValue> {
+    pub(crate) fn change_value(&self, prop: &PropInfo, value: &Value) -> Result<ChangeValue> {
         Ok(match value {
             Value::Link(link) => {
                 let target = self.catalog().class_by_id_required(link.class_id)?;
@@ -889,42 +892,13 @@ impl WriteTxn {
             }
         };
         if self.merge.is_some() {
-            // Lists of merge realms are last-writer-wins registers of their whole content.
-            let values = items
-                .iter()
-                .map(|v| self.change_value(&prop, v))
-                .collect::<Result<Vec<_>>>()?;
+            // Lists of merge realms are RGA sequences: record element-addressed instructions.
             let id = self.gid_of(&class, key)?;
-            self.changes
-                .list_replace(&class.name, &id, &prop.name, &values);
+            self.rga_local(&class, &prop, &id, &ins, &items, len as usize)?;
         } else {
             self.record(&ins);
         }
         self.overlay.set_list(class.id, prop.id, key, items);
-        Ok(())
-    }
-
-    /// Replaces the whole content of a list (merge: a remote list register won).
-    pub(crate) fn replace_list(
-        &mut self,
-        class_id: u32,
-        key: u64,
-        prop_id: u32,
-        items: Vec<Value>,
-    ) -> Result<()> {
-        let (class, prop) = self.list_prop(class_id, key, prop_id)?;
-        let mut checked = Vec::with_capacity(items.len());
-        for v in items {
-            checked.push(self.check_value(&class, &prop, v, true)?);
-        }
-        let values = checked
-            .iter()
-            .map(|v| self.change_value(&prop, v))
-            .collect::<Result<Vec<_>>>()?;
-        let id = self.gid_of(&class, key)?;
-        self.changes
-            .list_replace(&class.name, &id, &prop.name, &values);
-        self.overlay.set_list(class.id, prop.id, key, checked);
         Ok(())
     }
 
@@ -958,7 +932,7 @@ impl WriteTxn {
                 continue;
             }
             let id = self.gid_of(&class, key)?;
-            if let Some(k) = self.next_order_key() {
+            if let (Some(k), false) = (self.next_order_key(), self.integrating) {
                 self.tombstone(class_id, &id, k)?;
             }
             self.erase_row(&class, key)?;
@@ -1022,6 +996,15 @@ impl WriteTxn {
                         .cloned()
                         .collect();
                     if kept.len() != items.len() {
+                        if self.merge.is_some() {
+                            let removed: Vec<usize> = (0..items.len())
+                                .filter(|&i| {
+                                    matches!(&items[i], Value::Link(l) if deleted.contains(&l.key))
+                                })
+                                .collect();
+                            let id = self.gid_of(&class, key)?;
+                            self.rga_hide(class.id, &id, prop.id, items.len(), &removed)?;
+                        }
                         self.overlay.set_list(class.id, prop.id, key, kept);
                     }
                 } else if let Value::Link(l) = self.view().get(&class, &prop, key)? {
@@ -1201,23 +1184,11 @@ impl WriteTxn {
                 let prop_id = info.require_prop(prop)?.id;
                 self.list_op(info.id, key, prop_id, ListOp::Clear)
             }
-            Instruction::ListReplace {
-                class,
-                id,
-                prop,
-                values,
-            } => {
-                let (info, key) = self.resolve(class, id)?;
-                let p = info.require_prop(prop)?.clone();
-                let mut items = Vec::with_capacity(values.len());
-                for v in values {
-                    match self.change_to_value(&p, v)? {
-                        Value::Null if matches!(v, ChangeValue::Link(_)) => {}
-                        v => items.push(v),
-                    }
-                }
-                self.replace_list(info.id, key, p.id, items)
-            }
+            Instruction::ListInsertAfter { .. }
+            | Instruction::ListEraseElement { .. }
+            | Instruction::ListSetElement { .. } => Err(Error::invalid(
+                "element-addressed list instructions apply only through integrate_changeset",
+            )),
         }
     }
 }

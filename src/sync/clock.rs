@@ -20,32 +20,7 @@ pub(crate) fn next_stamp(last: u64, now_ms: u64) -> u64 {
     (now_ms << 16).max(last.saturating_add(1))
 }
 
-/// The order key of instruction `index` of a changeset: a total order every copy agrees on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub(crate) struct OrderKey {
-    pub(crate) stamp: u64,
-    pub(crate) origin: u64,
-    pub(crate) index: u32,
-}
-
-impl OrderKey {
-    /// Encoded size.
-    pub(crate) const LEN: usize = 20;
-
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.stamp.to_le_bytes());
-        out.extend_from_slice(&self.origin.to_le_bytes());
-        out.extend_from_slice(&self.index.to_le_bytes());
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Option<OrderKey> {
-        Some(OrderKey {
-            stamp: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
-            origin: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
-            index: u32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
-        })
-    }
-}
+pub(crate) use crate::history::OrderKey;
 
 #[cfg(test)]
 mod tests {

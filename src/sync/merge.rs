@@ -8,7 +8,8 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `0x01 class gid prop` | register: order key of the winning set (all zero: no set yet), then `(order key, delta i64 LE)` for every `add_int` ordered after it |
+//! | `0x01 class gid prop` | scalar: register = order key of the winning set (all zero: no set yet), then `(order key, delta i64 LE)` for every `add_int` ordered after it |
+//! | `0x01 class gid prop` | list: RGA sequence = per element, in list order, `id` order key, `set` order key, flags u8 (1 erased, 2 visible); erased elements stay as anchors |
 //! | `0x02 class gid` | tombstone: order key of the latest delete |
 //! | `0x03 origin u64 BE` | the stamp of the last changeset integrated from that replica (u64 LE) |
 //!
@@ -23,11 +24,18 @@
 //!   recorded add ordered after `K` added to it;
 //! - add_int: dropped if ordered before the register's set, else recorded and added (a NULL
 //!   value stays NULL);
-//! - list replace: a last-writer-wins register of the whole list (like set);
+//! - lists are RGA sequences: an element's id is the order key of its insert; `ListInsertAfter`
+//!   places it after the named element (head: none), past every element with a greater id
+//!   (concurrent inserts after one element: descending id), so every insert survives in one
+//!   order; `ListEraseElement` erases an id once; `ListSetElement` is a last-writer-wins
+//!   register per element (an erased element stays erased); move = erase + insert of a new id;
+//!   clear = erase of the ids the replica saw. Visible elements (not erased, not a link to a
+//!   deleted object) are the stored list, in order; a set can show a hidden link element again.
 //! - schema: additions are idempotent (same class or property from two replicas is one).
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::{decode_changeset_full, ChangeValue, Changeset, GlobalId, Instruction};
+use crate::store::catalog::{ClassInfo, PropInfo};
 use crate::store::tables::{self, meta};
 use crate::store::write::WriteTxn;
 use crate::sync::clock::OrderKey;
@@ -103,7 +111,199 @@ impl Register {
     }
 }
 
+/// One element of an RGA list: its id (the order key of its insert), the order key of the set
+/// that gave it its value, whether it was erased, and whether it shows in the stored list (not
+/// erased and not a link to a deleted object).
+#[derive(Clone, Copy, Debug)]
+struct Elem {
+    id: OrderKey,
+    set: OrderKey,
+    erased: bool,
+    visible: bool,
+}
+
+const ELEM_LEN: usize = 2 * OrderKey::LEN + 1;
+
+fn decode_seq(b: &[u8]) -> Option<Vec<Elem>> {
+    if !b.len().is_multiple_of(ELEM_LEN) {
+        return None;
+    }
+    b.chunks_exact(ELEM_LEN)
+        .map(|c| {
+            Some(Elem {
+                id: OrderKey::decode(c)?,
+                set: OrderKey::decode(&c[OrderKey::LEN..])?,
+                erased: c[ELEM_LEN - 1] & 1 != 0,
+                visible: c[ELEM_LEN - 1] & 2 != 0,
+            })
+        })
+        .collect()
+}
+
+fn encode_seq(seq: &[Elem]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(seq.len() * ELEM_LEN);
+    for e in seq {
+        e.id.encode(&mut b);
+        e.set.encode(&mut b);
+        b.push(u8::from(e.erased) | (u8::from(e.visible) << 1));
+    }
+    b
+}
+
 impl WriteTxn {
+    /// The RGA sequence of a list whose stored form has `stored` items. A list without a
+    /// matching sequence (written before merge metadata was on) gets ids `(0, 0, i)`.
+    fn seq_load(&self, class: u32, id: &GlobalId, prop: u32, stored: usize) -> Result<Vec<Elem>> {
+        let seq = match self.merge_get(&register_key(class, id, prop))? {
+            Some(b) => decode_seq(&b)
+                .ok_or_else(|| Error::new(ErrorCode::IncompatibleFile, "corrupt list metadata"))?,
+            None => Vec::new(),
+        };
+        if seq.iter().filter(|e| e.visible).count() == stored {
+            return Ok(seq);
+        }
+        Ok((0..stored)
+            .map(|i| {
+                let k = OrderKey {
+                    stamp: 0,
+                    origin: 0,
+                    index: i as u32,
+                };
+                Elem {
+                    id: k,
+                    set: k,
+                    erased: false,
+                    visible: true,
+                }
+            })
+            .collect())
+    }
+
+    fn seq_save(&self, class: u32, id: &GlobalId, prop: u32, seq: &[Elem]) -> Result<()> {
+        self.merge_put(&register_key(class, id, prop), &encode_seq(seq))
+    }
+
+    /// Hides the elements at these stored positions (links to objects just deleted).
+    pub(crate) fn rga_hide(
+        &self,
+        class: u32,
+        id: &GlobalId,
+        prop: u32,
+        stored: usize,
+        positions: &[usize],
+    ) -> Result<()> {
+        let mut seq = self.seq_load(class, id, prop, stored)?;
+        let visible: Vec<usize> = (0..seq.len()).filter(|&i| seq[i].visible).collect();
+        for &p in positions {
+            seq[visible[p]].visible = false;
+        }
+        self.seq_save(class, id, prop, &seq)
+    }
+
+    /// Records a local list change of a merge realm as element-addressed instructions and
+    /// updates the list's sequence. `ins` is the change by index, `items` the list after it,
+    /// `before` its length before.
+    pub(crate) fn rga_local(
+        &mut self,
+        class: &ClassInfo,
+        prop: &PropInfo,
+        id: &GlobalId,
+        ins: &Instruction,
+        items: &[Value],
+        before: usize,
+    ) -> Result<()> {
+        let mut seq = self.seq_load(class.id, id, prop.id, before)?;
+        let visible =
+            |seq: &[Elem]| -> Vec<usize> { (0..seq.len()).filter(|&i| seq[i].visible).collect() };
+        let (cn, pn) = (class.name.clone(), prop.name.clone());
+        match ins {
+            Instruction::ListInsert { index, value, .. } => {
+                self.rga_insert_local(&mut seq, &cn, id, &pn, *index as usize, value.clone());
+            }
+            Instruction::ListSet { index, value, .. } => {
+                let e = visible(&seq)[*index as usize];
+                seq[e].set = self.next_order_key().expect("merge realm");
+                self.record(&Instruction::ListSetElement {
+                    class: cn,
+                    id: id.clone(),
+                    prop: pn,
+                    element: seq[e].id,
+                    value: value.clone(),
+                });
+            }
+            Instruction::ListErase { index, .. } => {
+                let e = visible(&seq)[*index as usize];
+                self.rga_erase_local(&mut seq, e, &cn, id, &pn);
+            }
+            Instruction::ListMove { from, to, .. } => {
+                let e = visible(&seq)[*from as usize];
+                self.rga_erase_local(&mut seq, e, &cn, id, &pn);
+                let value = self.change_value(prop, &items[*to as usize])?;
+                self.rga_insert_local(&mut seq, &cn, id, &pn, *to as usize, value);
+            }
+            Instruction::ListClear { .. } => {
+                for e in visible(&seq) {
+                    self.rga_erase_local(&mut seq, e, &cn, id, &pn);
+                }
+            }
+            _ => return Err(Error::internal("not a list change")),
+        }
+        self.seq_save(class.id, id, prop.id, &seq)
+    }
+
+    fn rga_erase_local(
+        &mut self,
+        seq: &mut [Elem],
+        e: usize,
+        class: &str,
+        id: &GlobalId,
+        prop: &str,
+    ) {
+        seq[e].erased = true;
+        seq[e].visible = false;
+        self.record(&Instruction::ListEraseElement {
+            class: class.to_owned(),
+            id: id.clone(),
+            prop: prop.to_owned(),
+            element: seq[e].id,
+        });
+    }
+
+    /// Inserts before visible element `index`: right after the previous visible element (the
+    /// new id is the largest the file knows, so RGA places it there everywhere).
+    fn rga_insert_local(
+        &mut self,
+        seq: &mut Vec<Elem>,
+        class: &str,
+        id: &GlobalId,
+        prop: &str,
+        index: usize,
+        value: ChangeValue,
+    ) {
+        let visible: Vec<usize> = (0..seq.len()).filter(|&i| seq[i].visible).collect();
+        let (after, pos) = match index {
+            0 => (None, 0),
+            n => (Some(seq[visible[n - 1]].id), visible[n - 1] + 1),
+        };
+        let k = self.next_order_key().expect("merge realm");
+        seq.insert(
+            pos,
+            Elem {
+                id: k,
+                set: k,
+                erased: false,
+                visible: true,
+            },
+        );
+        self.record(&Instruction::ListInsertAfter {
+            class: class.to_owned(),
+            id: id.clone(),
+            prop: prop.to_owned(),
+            after,
+            value,
+        });
+    }
+
     fn merge_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let t = self.txn.open_table(tables::MERGE)?;
         let v = t.get(key)?.map(|v| v.value().to_vec());
@@ -188,9 +388,6 @@ impl WriteTxn {
             match ins {
                 Instruction::Set {
                     class, id, prop, ..
-                }
-                | Instruction::ListReplace {
-                    class, id, prop, ..
                 } => {
                     if let Some((c, p)) = target(class, prop) {
                         self.put_register(
@@ -247,14 +444,19 @@ impl WriteTxn {
         if cs.stamp <= seen {
             return Ok(()); // Already integrated: changesets of one origin arrive in order.
         }
+        self.integrating = true;
         for (i, ins) in cs.instructions.iter().enumerate() {
             let k = OrderKey {
                 stamp: cs.stamp,
                 origin: cs.origin,
                 index: i as u32,
             };
-            self.integrate_one(ins, k)?;
+            if let Err(e) = self.integrate_one(ins, k) {
+                self.integrating = false;
+                return Err(e);
+            }
         }
+        self.integrating = false;
         self.merge_put(&origin_key, &cs.stamp.to_le_bytes())?;
         let hlc = self.clock()?.max(cs.stamp);
         self.txn
@@ -273,6 +475,38 @@ impl WriteTxn {
             return Ok(None);
         }
         Ok(self.find_by_gid(info, id)?.map(|key| (info.id, key)))
+    }
+
+    /// The class, list property and object key of a list instruction's live target.
+    fn list_target(
+        &self,
+        class: &str,
+        id: &GlobalId,
+        prop: &str,
+    ) -> Result<Option<(ClassInfo, PropInfo, u64)>> {
+        let Some((c, key)) = self.merge_target(class, id)? else {
+            return Ok(None);
+        };
+        let info = self.catalog().class_by_id_required(c)?.clone();
+        let Some(p) = info.prop(prop).filter(|p| p.is_list()).cloned() else {
+            return Ok(None);
+        };
+        Ok(Some((info, p, key)))
+    }
+
+    /// An element value in stored form; `None` for a link to a deleted object (the element is
+    /// then hidden).
+    fn element_value(
+        &self,
+        class: &ClassInfo,
+        prop: &PropInfo,
+        value: &ChangeValue,
+    ) -> Result<Option<Value>> {
+        let v = self.change_to_value(prop, value)?;
+        if v.is_null() && matches!(value, ChangeValue::Link(_)) {
+            return Ok(None);
+        }
+        self.check_value(class, prop, v, true).map(Some)
     }
 
     fn integrate_one(&mut self, ins: &Instruction, k: OrderKey) -> Result<()> {
@@ -344,34 +578,109 @@ impl WriteTxn {
                 }
                 self.add_int(c, key, p.id, *delta)
             }
-            Instruction::ListReplace {
+            Instruction::ListInsertAfter {
                 class,
                 id,
                 prop,
-                values,
+                after,
+                value,
             } => {
-                let Some((c, key)) = self.merge_target(class, id)? else {
+                let Some((info, p, key)) = self.list_target(class, id, prop)? else {
                     return Ok(());
                 };
-                let info = self.catalog().class_by_id_required(c)?.clone();
-                let Some(p) = info.prop(prop).cloned() else {
-                    return Ok(());
-                };
-                let mut r = self.register(c, id, p.id)?;
-                if r.set >= k {
+                let mut items = self.view().list(info.id, &p, key)?;
+                let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
+                if seq.iter().any(|e| e.id == k) {
                     return Ok(());
                 }
-                r.set = k;
-                self.put_register(c, id, p.id, &r)?;
-                let mut items = Vec::with_capacity(values.len());
-                for v in values {
-                    match self.change_to_value(&p, v)? {
-                        // A link to a deleted object vanishes from the list.
-                        Value::Null if matches!(v, ChangeValue::Link(_)) => {}
-                        v => items.push(v),
+                let mut pos = match after {
+                    None => 0,
+                    Some(a) => match seq.iter().position(|e| e.id == *a) {
+                        Some(i) => i + 1,
+                        // Only lists from before merge metadata miss an anchor.
+                        None => return Ok(()),
+                    },
+                };
+                // RGA: concurrent inserts after one element are ordered by descending id.
+                while pos < seq.len() && seq[pos].id > k {
+                    pos += 1;
+                }
+                let v = self.element_value(&info, &p, value)?;
+                let at = seq[..pos].iter().filter(|e| e.visible).count();
+                seq.insert(
+                    pos,
+                    Elem {
+                        id: k,
+                        set: k,
+                        erased: false,
+                        visible: v.is_some(),
+                    },
+                );
+                if let Some(v) = v {
+                    items.insert(at, v);
+                    self.overlay.set_list(info.id, p.id, key, items);
+                }
+                self.seq_save(info.id, id, p.id, &seq)
+            }
+            Instruction::ListEraseElement {
+                class,
+                id,
+                prop,
+                element,
+            } => {
+                let Some((info, p, key)) = self.list_target(class, id, prop)? else {
+                    return Ok(());
+                };
+                let mut items = self.view().list(info.id, &p, key)?;
+                let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
+                let Some(pos) = seq.iter().position(|e| e.id == *element) else {
+                    return Ok(());
+                };
+                if seq[pos].erased {
+                    return Ok(());
+                }
+                if seq[pos].visible {
+                    let at = seq[..pos].iter().filter(|e| e.visible).count();
+                    items.remove(at);
+                    self.overlay.set_list(info.id, p.id, key, items);
+                }
+                seq[pos].erased = true;
+                seq[pos].visible = false;
+                self.seq_save(info.id, id, p.id, &seq)
+            }
+            Instruction::ListSetElement {
+                class,
+                id,
+                prop,
+                element,
+                value,
+            } => {
+                let Some((info, p, key)) = self.list_target(class, id, prop)? else {
+                    return Ok(());
+                };
+                let mut items = self.view().list(info.id, &p, key)?;
+                let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
+                let Some(pos) = seq.iter().position(|e| e.id == *element) else {
+                    return Ok(());
+                };
+                if seq[pos].erased || seq[pos].set >= k {
+                    return Ok(());
+                }
+                let v = self.element_value(&info, &p, value)?;
+                let shown = v.is_some();
+                let at = seq[..pos].iter().filter(|e| e.visible).count();
+                match (seq[pos].visible, v) {
+                    (true, Some(v)) => items[at] = v,
+                    (true, None) => {
+                        items.remove(at);
                     }
+                    (false, Some(v)) => items.insert(at, v),
+                    (false, None) => {}
                 }
-                self.replace_list(c, key, p.id, items)
+                seq[pos].set = k;
+                seq[pos].visible = shown;
+                self.overlay.set_list(info.id, p.id, key, items);
+                self.seq_save(info.id, id, p.id, &seq)
             }
             Instruction::ListInsert { class, id, .. }
             | Instruction::ListSet { class, id, .. }
