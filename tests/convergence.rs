@@ -693,6 +693,11 @@ enum Step {
     Download(usize, usize),
     /// A replica disconnects or reconnects (no uploads or downloads while disconnected).
     Toggle(usize),
+    /// A replica reopens with one more property (`extra0`..`extra2`, int?) on Person, or an
+    /// `Extra{k}` class, under a higher schema version; the others may add the same.
+    AddSchema(usize, u8),
+    /// A replica sets an extra property if its schema has it.
+    SetExtra(usize, usize, u8, i64),
 }
 
 const REPLICAS: usize = 3;
@@ -704,6 +709,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         2 => r().prop_map(Step::Upload),
         3 => (r(), 1usize..4).prop_map(|(r, n)| Step::Download(r, n)),
         1 => r().prop_map(Step::Toggle),
+        1 => (r(), 0u8..6).prop_map(|(r, k)| Step::AddSchema(r, k)),
+        2 => (r(), 0usize..8, 0u8..3, -50i64..50).prop_map(|(r, i, k, v)| Step::SetExtra(r, i, k, v)),
     ]
 }
 
@@ -766,6 +773,44 @@ fn simulate(steps: &[Step]) -> Vec<String> {
             Step::Upload(r) if clients[*r].connected => clients[*r].upload(&mut server),
             Step::Download(r, n) if clients[*r].connected => clients[*r].download(&server, *n),
             Step::Toggle(r) => clients[*r].connected = !clients[*r].connected,
+            Step::AddSchema(r, k) => {
+                let realm = &clients[*r].realm;
+                let mut schema = realm.schema().unwrap();
+                let added = if *k < 3 {
+                    schema.add_property("Person", &format!("extra{k}"), T::Int, F::NULLABLE, None)
+                } else {
+                    let class = format!("Extra{k}");
+                    schema
+                        .add_class(&class, None)
+                        .and_then(|()| schema.add_property(&class, "v", T::String, F::NONE, None))
+                };
+                if added.is_ok() {
+                    let version = realm.schema_version().unwrap() + 1;
+                    realm.close();
+                    let mut config = merge_config(&dirs[*r], schema);
+                    config
+                        .set_schema_version(version)
+                        .set_migration(|_, _, _| Ok(()));
+                    clients[*r].realm = Realm::open(&config).unwrap();
+                }
+            }
+            Step::SetExtra(r, i, k, v) => {
+                let realm = &clients[*r].realm;
+                let people = realm.objects("Person").unwrap().to_vec().unwrap();
+                let name = format!("extra{k}");
+                let has = realm
+                    .schema()
+                    .unwrap()
+                    .class("Person")
+                    .unwrap()
+                    .property(&name)
+                    .is_some();
+                if has && !people.is_empty() {
+                    realm.begin_write().unwrap();
+                    people[i % people.len()].set(&name, *v).unwrap();
+                    realm.commit().unwrap();
+                }
+            }
             _ => {}
         }
     }
