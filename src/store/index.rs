@@ -100,6 +100,10 @@ pub(crate) fn encode_chunk(entries: &[Entry]) -> Vec<u8> {
 #[derive(Default)]
 pub(crate) struct IndexOverlay {
     pub(crate) dirty: HashMap<u64, BTreeMap<ChunkKey, Vec<Entry>>>,
+    /// Per index, the snapshot's last chunk key, looked up once per transaction: an entry at
+    /// or past both it and the last changed chunk (appending sequential keys, the bulk-insert
+    /// case) then finds its chunk without a search.
+    disk_last: std::cell::RefCell<HashMap<u64, Option<ChunkKey>>>,
 }
 
 /// The entries of a stored chunk, searched in place without decoding.
@@ -155,6 +159,25 @@ impl IndexAccess<'_> {
     }
 
     fn floor(&self, overlay: Option<&IndexOverlay>, at: ChunkKey) -> Result<Option<ChunkKey>> {
+        if let (Some(o), Some((last, _))) = (
+            overlay,
+            self.dirty_of(overlay).and_then(BTreeMap::last_key_value),
+        ) {
+            if at >= *last {
+                let cached = o.disk_last.borrow().get(&self.prefix).copied();
+                let disk_last = match cached {
+                    Some(d) => d,
+                    None => {
+                        let d = self.snap.index_floor(self.prefix, (u64::MAX, u64::MAX))?;
+                        o.disk_last.borrow_mut().insert(self.prefix, d);
+                        d
+                    }
+                };
+                if disk_last.is_none_or(|d| d <= *last) {
+                    return Ok(Some(*last));
+                }
+            }
+        }
         let o = self
             .dirty_of(overlay)
             .and_then(|d| d.range(..=at).next_back().map(|(k, _)| *k));
@@ -162,6 +185,20 @@ impl IndexAccess<'_> {
     }
 
     fn next(&self, overlay: Option<&IndexOverlay>, after: ChunkKey) -> Result<Option<ChunkKey>> {
+        // Past the last changed chunk and the snapshot's last one there is nothing.
+        if let (Some(o), Some((last, _))) = (
+            overlay,
+            self.dirty_of(overlay).and_then(BTreeMap::last_key_value),
+        ) {
+            if after >= *last
+                && o.disk_last
+                    .borrow()
+                    .get(&self.prefix)
+                    .is_some_and(|d| d.is_none_or(|d| d <= after))
+            {
+                return Ok(None);
+            }
+        }
         let after_bound = (Bound::Excluded(after), Bound::Unbounded);
         let o = self
             .dirty_of(overlay)
