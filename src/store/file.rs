@@ -50,15 +50,25 @@ type CachedCatalog = (Arc<Vec<u8>>, Arc<Catalog>);
 enum Db {
     ReadWrite(Database),
     ReadOnly(ReadOnlyDatabase),
+    /// No database: the file is being dropped, or compaction could not reopen it.
+    Closed,
 }
 
 impl Db {
-    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
         match self {
-            Db::ReadWrite(d) => d.begin_read(),
-            Db::ReadOnly(d) => d.begin_read(),
+            Db::ReadWrite(d) => Ok(d.begin_read()?),
+            Db::ReadOnly(d) => Ok(d.begin_read()?),
+            Db::Closed => Err(closed_file()),
         }
     }
+}
+
+fn closed_file() -> Error {
+    Error::new(
+        ErrorCode::RealmClosed,
+        "the realm file is closed (it could not be reopened after compaction)",
+    )
 }
 
 /// How to open a file: the parts of a realm configuration that storage needs.
@@ -222,6 +232,7 @@ impl SharedFile {
                 ErrorCode::ReadOnly,
                 "the realm file is open read-only",
             )),
+            Db::Closed => Err(closed_file()),
         }
     }
 
@@ -257,11 +268,15 @@ impl SharedFile {
             return Ok(());
         }
         let mut db = file.db.write();
-        let Db::ReadWrite(current) = &*db else {
-            return Err(Error::new(
-                ErrorCode::ReadOnly,
-                "a read-only realm cannot be compacted",
-            ));
+        let current = match &*db {
+            Db::ReadWrite(d) => d,
+            Db::ReadOnly(_) => {
+                return Err(Error::new(
+                    ErrorCode::ReadOnly,
+                    "a read-only realm cannot be compacted",
+                ))
+            }
+            Db::Closed => return Err(closed_file()),
         };
         let tmp = format!("{}.compact", file.key);
         let _ = std::fs::remove_file(&tmp);
@@ -276,17 +291,16 @@ impl SharedFile {
                 }
                 Ok(())
             }
-            Db::ReadOnly(_) => Err(Error::internal("compaction target opened read-only")),
+            Db::ReadOnly(_) | Db::Closed => Err(Error::internal("compaction target not writable")),
         });
         if let Err(e) = copied {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        // Close the original (releasing its lock) by swapping in a placeholder, then move the
-        // copy into place and open it.
-        let placeholder =
-            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        drop(std::mem::replace(&mut *db, Db::ReadWrite(placeholder)));
+        // Close the original (releasing its lock), move the copy into place and open it. If the
+        // reopen fails the file stays closed: every later call says so rather than read
+        // something else.
+        drop(std::mem::replace(&mut *db, Db::Closed));
         let renamed = std::fs::rename(&tmp, &file.key);
         *db = open_db(&file.key, opts)?;
         renamed?;
@@ -388,14 +402,7 @@ impl Drop for SharedFile {
         // Close the database (releasing its file lock) before the registry forgets the file,
         // and under the registry lock: an open of the same path in between would otherwise
         // find no entry, try to open the still-locked file and fail with `FileInUse`.
-        if let Ok(placeholder) =
-            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())
-        {
-            drop(std::mem::replace(
-                self.db.get_mut(),
-                Db::ReadWrite(placeholder),
-            ));
-        }
+        drop(std::mem::replace(self.db.get_mut(), Db::Closed));
         if registry
             .get(&self.key)
             .is_some_and(|w| w.strong_count() == 0)
