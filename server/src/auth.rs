@@ -410,7 +410,7 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Whether `s` is one realm path segment: `[A-Za-z0-9_.-]+`, not `.` or `..`.
-fn is_path_segment(s: &str) -> bool {
+pub(crate) fn is_path_segment(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."

@@ -1,7 +1,7 @@
 //! The HTTP surface (**API Boundary**): the router, the extractors that turn bad input into
 //! RFC 7807 problems (never a 500), `GET /health`, and request logging.
 //!
-//! New services (the sync WebSocket) add their routes in [`router`].
+//! The sync WebSocket (`GET /realm-sync`, `sync.rs`) is routed here too.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,9 +19,13 @@ use shoal::protocol::auth::{AuthRequest, ChangePasswordRequest, RevokeRequest, M
 
 use crate::auth::{self, AuthService};
 use crate::problem::ApiError;
+use crate::sync::{self, SyncService};
 
 /// Every route of the server.
-pub fn router(auth_service: Arc<AuthService>) -> Router {
+pub fn router(auth_service: Arc<AuthService>, sync_service: Arc<SyncService>) -> Router {
+    let sync_routes = Router::new()
+        .route("/realm-sync", get(sync::realm_sync))
+        .with_state(sync_service);
     Router::new()
         .route("/health", get(health))
         .route("/auth", post(auth::authenticate))
@@ -29,6 +33,7 @@ pub fn router(auth_service: Arc<AuthService>) -> Router {
         .route("/auth/password", put(auth::change_password))
         .route("/auth/users/{provider}/{provider_id}", get(auth::lookup))
         .with_state(auth_service)
+        .merge(sync_routes)
         .fallback(|request: Request| async move { ApiError::not_found(request.uri().path()) })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn(log_request))

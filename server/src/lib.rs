@@ -2,7 +2,8 @@
 //!
 //! The Shoal server: the auth service of the Realm Object Server (ROS) 1.x/2.x re-created on
 //! embedded storage (redb under `--data DIR`), speaking the JSON documented in
-//! [`shoal::protocol::auth`]. The sync service (a WebSocket endpoint) joins it later.
+//! [`shoal::protocol::auth`], and the sync service: `GET /realm-sync`, a WebSocket speaking
+//! [`shoal::protocol::sync`], with an ordered changeset log and a merged copy per realm path.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), shoal_server::ServerError> {
@@ -14,6 +15,7 @@
 //!
 //! Layout: [`run`] (`server.rs`, the accept loop) → `http.rs` (router, extractors) →
 //! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
+//! `sync.rs` (the sync WebSocket, sessions, the per-path log and realm copy);
 //! `problem.rs` turns every failure into an RFC 7807 answer.
 
 mod auth;
@@ -22,6 +24,7 @@ mod http;
 mod problem;
 mod server;
 mod store;
+mod sync;
 pub mod tokens;
 
 pub use config::{Cli, PasswordHashing, ServerConfig};
@@ -39,6 +42,9 @@ pub enum ServerError {
     /// The auth storage could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The sync storage could not be opened.
+    #[error(transparent)]
+    Sync(#[from] sync::SyncStoreError),
     /// The password hasher could not be set up.
     #[error("password hashing: {0}")]
     Hash(String),

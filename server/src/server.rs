@@ -4,8 +4,8 @@
 //!
 //! A [`Semaphore`] caps simultaneous connections (more wait in the kernel's accept queue);
 //! `accept` backs off on errors such as running out of file descriptors. Each connection is
-//! one tokio task serving HTTP/1.1 with upgrades enabled (for the sync WebSocket to come);
-//! a task that takes over an upgraded connection must subscribe to `notify_shutdown` itself.
+//! one tokio task serving HTTP/1.1 with upgrades enabled (for the sync WebSocket);
+//! upgraded sync connections are tracked and closed by `SyncService::shutdown`.
 
 use std::future::Future;
 use std::io;
@@ -23,6 +23,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::auth::AuthService;
 use crate::config::ServerConfig;
+use crate::sync::SyncService;
 use crate::{http, ServerError};
 
 /// How long a client may take to send a request's headers.
@@ -49,6 +50,14 @@ pub async fn run(
         .await
         .map_err(|e| ServerError::Join(e.to_string()))??;
     let auth = Arc::new(auth);
+    let sync_data = config.data_dir.clone();
+    let sync = tokio::task::spawn_blocking(move || {
+        let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
+        Ok::<_, ServerError>(SyncService::open(&sync_data, verifier)?)
+    })
+    .await
+    .map_err(|e| ServerError::Join(e.to_string()))??;
+    let sync = Arc::new(sync);
     let address = listener.local_addr()?;
     info!(%address, data = %config.data_dir.display(), debug_provider = config.debug_provider,
         "serving");
@@ -57,7 +66,7 @@ pub async fn run(
     let (shutdown_complete_tx, mut shutdown_complete_rx) = mpsc::channel::<()>(1);
     let mut server = Listener {
         listener,
-        router: http::router(auth),
+        router: http::router(auth, Arc::clone(&sync)),
         limit_connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
         notify_shutdown,
         shutdown_complete_tx,
@@ -77,6 +86,8 @@ pub async fn run(
         ..
     } = server;
     drop((listener, router, notify_shutdown, shutdown_complete_tx));
+    // Sync connections were upgraded out of hyper's hands: they are told and awaited here.
+    sync.shutdown().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, shutdown_complete_rx.recv())
         .await
         .is_err()

@@ -1,0 +1,1048 @@
+//! The sync service (**API Boundary**): `GET /realm-sync`, a WebSocket speaking
+//! [`shoal::protocol::sync`] (subprotocol `shoal-sync/1`, one binary frame per message), and
+//! the per-path server state behind it.
+//!
+//! ```text
+//! DATA/sync.redb           sync_meta   &str "format" → 1, "next_realm" → next realm dir number
+//!                          sync_realms &str realm path → u64 realm dir number
+//! DATA/realms/<n>/log.redb log         u64 server version → (origin file ident, origin client
+//!                                      version, stamp, cumulative bytes through it, bytes)
+//!                          clients     u64 client file ident → (salt, last client version)
+//!                          meta        &str "format" → 1, "next_ident" → next file ident
+//! DATA/realms/<n>/server.realm         the server's copy (a shoal realm with merge metadata)
+//! ```
+//!
+//! Realm paths map to numbered directories through `sync_realms` (paths can be longer than a
+//! file name; numbers never collide). **Ordering and durability:** an uploaded changeset is
+//! first integrated into the server's copy (which validates it: a changeset the core refuses
+//! is `BAD_CHANGESET` 212 and is not appended), then appended to `log` with the next server
+//! version in a committed redb transaction, and only then acknowledged. A crash between the
+//! two steps leaves the copy ahead of the log; the client re-uploads the unacknowledged
+//! changeset and the copy skips it as already integrated, so log and copy agree again.
+//! **Fan-out:** each path has a `watch` of its latest server version; every session bound to
+//! the path reads the log after its own cursor (redb read transactions, no lock) whenever it
+//! moves, so a slow connection never holds up writers or other sessions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use shoal::protocol::auth::TokenData;
+use shoal::protocol::sync::{
+    ConnectionErrorCode as Conn, DownloadChangeset, DownloadProgress, Message, Sender,
+    SessionErrorCode as Sess, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES, MAX_PATH_BYTES,
+    WEBSOCKET_SUBPROTOCOL,
+};
+use tokio::sync::{mpsc, watch, OnceCell};
+use tokio::task::JoinHandle;
+
+use crate::tokens::{unix_now, TokenError, TokenVerifier};
+
+const SYNC_META: TableDefinition<&str, u64> = TableDefinition::new("sync_meta");
+const SYNC_REALMS: TableDefinition<&str, u64> = TableDefinition::new("sync_realms");
+const LOG: TableDefinition<u64, (u64, u64, u64, u64, &[u8])> = TableDefinition::new("log");
+const CLIENTS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("clients");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The storage format this build writes (both `sync.redb` and each `log.redb`).
+const FORMAT: u64 = 1;
+/// The index file under the data directory.
+pub const INDEX_FILE: &str = "sync.redb";
+/// The directory of per-path state under the data directory.
+pub const REALMS_DIR: &str = "realms";
+/// Changeset bytes per DOWNLOAD (at least one changeset is always sent).
+const DOWNLOAD_BATCH_BYTES: usize = 1024 * 1024;
+/// Changesets per DOWNLOAD.
+const DOWNLOAD_BATCH_COUNT: usize = 1000;
+/// How long shutdown waits for sync connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A failure of the sync storage (redb, the server's realm copy, the file system).
+#[derive(Debug, thiserror::Error)]
+#[error("sync storage: {0}")]
+pub struct SyncStoreError(String);
+
+fn store_err(e: impl std::fmt::Display) -> SyncStoreError {
+    SyncStoreError(e.to_string())
+}
+
+/// The sync service: shared by every sync connection.
+pub struct SyncService {
+    /// Checks access tokens with the public key alone.
+    verifier: TokenVerifier,
+    /// `DATA/realms`.
+    realms_dir: PathBuf,
+    /// `DATA/sync.redb`: realm path → directory number.
+    index: Database,
+    /// The open per-path state. A std mutex: held only to look up or insert a cell, never
+    /// across an await; the `OnceCell` makes concurrent first binds open a path once.
+    hosts: StdMutex<HashMap<String, Arc<OnceCell<Arc<RealmHost>>>>>,
+    /// Set to true at shutdown: every connection sends `CONNECTION_CLOSED` and closes.
+    shutdown: watch::Sender<bool>,
+    /// Each connection holds a clone; shutdown drops this one and waits for the receiver.
+    connections: StdMutex<Option<mpsc::Sender<()>>>,
+    /// Closes once every connection task has ended.
+    connections_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl SyncService {
+    /// Opens (or creates) `DATA/sync.redb` and `DATA/realms`. Blocks (redb I/O).
+    ///
+    /// # Errors
+    /// [`SyncStoreError`] when the storage cannot be opened or is of a newer format.
+    pub fn open(data_dir: &Path, verifier: TokenVerifier) -> Result<SyncService, SyncStoreError> {
+        let realms_dir = data_dir.join(REALMS_DIR);
+        std::fs::create_dir_all(&realms_dir).map_err(store_err)?;
+        let index = Database::create(data_dir.join(INDEX_FILE)).map_err(store_err)?;
+        let txn = index.begin_write().map_err(store_err)?;
+        {
+            let mut meta = txn.open_table(SYNC_META).map_err(store_err)?;
+            check_format(&mut meta)?;
+            txn.open_table(SYNC_REALMS).map_err(store_err)?;
+        }
+        txn.commit().map_err(store_err)?;
+        let (connections, connections_done) = mpsc::channel(1);
+        Ok(SyncService {
+            verifier,
+            realms_dir,
+            index,
+            hosts: StdMutex::new(HashMap::new()),
+            shutdown: watch::Sender::new(false),
+            connections: StdMutex::new(Some(connections)),
+            connections_done: tokio::sync::Mutex::new(connections_done),
+        })
+    }
+
+    /// Tells every sync connection to close, waits for them (up to 5 s), then closes every
+    /// path's storage (once the sessions holding them are gone).
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        drop(lock(&self.connections).take());
+        let mut done = self.connections_done.lock().await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, done.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sync connections still open after the grace period");
+        }
+        lock(&self.hosts).clear();
+    }
+
+    /// The state of `path`, opened on first use.
+    async fn host(self: &Arc<Self>, path: &str) -> Result<Arc<RealmHost>, SyncStoreError> {
+        let cell = lock(&self.hosts)
+            .entry(path.to_owned())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| {
+            let service = Arc::clone(self);
+            let path = path.to_owned();
+            async move {
+                blocking(move || {
+                    let dir = service.realm_dir(&path)?;
+                    RealmHost::open(&path, &dir).map(Arc::new)
+                })
+                .await
+            }
+        })
+        .await
+        .cloned()
+    }
+
+    /// The directory of `path`, numbered on first use.
+    fn realm_dir(&self, path: &str) -> Result<PathBuf, SyncStoreError> {
+        let txn = self.index.begin_write().map_err(store_err)?;
+        let number = {
+            let mut realms = txn.open_table(SYNC_REALMS).map_err(store_err)?;
+            let found = realms.get(path).map_err(store_err)?.map(|v| v.value());
+            match found {
+                Some(n) => n,
+                None => {
+                    let mut meta = txn.open_table(SYNC_META).map_err(store_err)?;
+                    let n = meta
+                        .get("next_realm")
+                        .map_err(store_err)?
+                        .map_or(1, |v| v.value());
+                    meta.insert("next_realm", n + 1).map_err(store_err)?;
+                    realms.insert(path, n).map_err(store_err)?;
+                    n
+                }
+            }
+        };
+        txn.commit().map_err(store_err)?;
+        let dir = self.realms_dir.join(number.to_string());
+        std::fs::create_dir_all(&dir).map_err(store_err)?;
+        Ok(dir)
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn check_format(meta: &mut redb::Table<&str, u64>) -> Result<(), SyncStoreError> {
+    let found = meta.get("format").map_err(store_err)?.map(|v| v.value());
+    match found {
+        Some(found) if found > FORMAT => Err(SyncStoreError(format!(
+            "format {found} is newer than this server's ({FORMAT})"
+        ))),
+        Some(_) => Ok(()),
+        None => meta.insert("format", FORMAT).map(drop).map_err(store_err),
+    }
+}
+
+/// Runs blocking storage work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SyncStoreError> + Send + 'static,
+) -> Result<T, SyncStoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SyncStoreError(format!("storage task failed: {e}")))?
+}
+
+/// One realm path's server state.
+struct RealmHost {
+    /// `log.redb`: the ordered log and the client files. Readers (downloads) use redb read
+    /// transactions and never wait for the writer.
+    log: Database,
+    /// Serialises everything that writes (uploads, new client idents). A tokio mutex locked
+    /// with `lock_owned` and its guard moved into `spawn_blocking`: waiting for it is async (no
+    /// runtime or blocking-pool thread is parked), while the work under it (integration into
+    /// the realm copy, redb commit and fsync) runs on the blocking pool.
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// The latest server version; every session of the path watches it.
+    latest: watch::Sender<u64>,
+}
+
+/// What only the writer touches.
+struct Writer {
+    /// The server's copy, opened with merge metadata.
+    realm: shoal::Realm,
+    /// The latest server version (0: empty log).
+    latest: u64,
+    /// Changeset bytes in the log.
+    total_bytes: u64,
+}
+
+/// A batch of the log read for one session.
+struct LogBatch {
+    /// The entries not made by the session's own file.
+    changesets: Vec<DownloadChangeset>,
+    /// The last server version read (the cursor after this batch).
+    last: u64,
+    /// Cumulative changeset bytes of the log through `last`.
+    cumulative: u64,
+    /// Changeset bytes in the whole log.
+    total: u64,
+}
+
+/// What an upload did.
+struct UploadOutcome {
+    /// The client's last changeset in the log.
+    acked: u64,
+    /// Whether anything was appended.
+    appended: bool,
+    /// The changeset the realm copy refused, if any (those before it were appended).
+    refused: Option<String>,
+}
+
+impl RealmHost {
+    fn open(path: &str, dir: &Path) -> Result<RealmHost, SyncStoreError> {
+        let log = Database::create(dir.join("log.redb")).map_err(store_err)?;
+        let txn = log.begin_write().map_err(store_err)?;
+        let (latest, total_bytes) = {
+            let mut meta = txn.open_table(META).map_err(store_err)?;
+            check_format(&mut meta)?;
+            txn.open_table(CLIENTS).map_err(store_err)?;
+            let table = txn.open_table(LOG).map_err(store_err)?;
+            let last = table.last().map_err(store_err)?;
+            last.map_or((0, 0), |(k, v)| (k.value(), v.value().3))
+        };
+        txn.commit().map_err(store_err)?;
+        let mut config = shoal::Config::new(dir.join("server.realm").to_string_lossy());
+        config.set_merge_metadata(true);
+        let realm = shoal::Realm::open(&config).map_err(store_err)?;
+        tracing::info!(path, dir = %dir.display(), latest, "opened sync realm");
+        Ok(RealmHost {
+            log,
+            writer: Arc::new(tokio::sync::Mutex::new(Writer {
+                realm,
+                latest,
+                total_bytes,
+            })),
+            latest: watch::Sender::new(latest),
+        })
+    }
+
+    /// Registers a new client file: `(ident, salt)`, durable when returned.
+    async fn new_client(self: &Arc<Self>) -> Result<(u64, u64), SyncStoreError> {
+        let guard = Arc::clone(&self.writer).lock_owned().await;
+        let host = Arc::clone(self);
+        blocking(move || {
+            let _guard = guard;
+            let mut salt = [0u8; 8];
+            getrandom::fill(&mut salt).map_err(store_err)?;
+            let salt = u64::from_le_bytes(salt).max(1);
+            let txn = host.log.begin_write().map_err(store_err)?;
+            let ident = {
+                let mut meta = txn.open_table(META).map_err(store_err)?;
+                let ident = meta
+                    .get("next_ident")
+                    .map_err(store_err)?
+                    .map_or(1, |v| v.value());
+                meta.insert("next_ident", ident + 1).map_err(store_err)?;
+                let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
+                clients.insert(ident, (salt, 0)).map_err(store_err)?;
+                ident
+            };
+            txn.commit().map_err(store_err)?;
+            Ok((ident, salt))
+        })
+        .await
+    }
+
+    /// The `(salt, last client version)` of a client file, if it exists.
+    async fn client(self: &Arc<Self>, ident: u64) -> Result<Option<(u64, u64)>, SyncStoreError> {
+        let host = Arc::clone(self);
+        blocking(move || {
+            let txn = host.log.begin_read().map_err(store_err)?;
+            let clients = txn.open_table(CLIENTS).map_err(store_err)?;
+            Ok(clients.get(ident).map_err(store_err)?.map(|v| v.value()))
+        })
+        .await
+    }
+
+    /// Integrates and appends the changesets of `ident` newer than those it already has in
+    /// the log, in order, each durable before this returns.
+    async fn upload(
+        self: &Arc<Self>,
+        ident: u64,
+        changesets: Vec<UploadChangeset>,
+    ) -> Result<UploadOutcome, SyncStoreError> {
+        let mut guard = Arc::clone(&self.writer).lock_owned().await;
+        let host = Arc::clone(self);
+        let (outcome, latest) = blocking(move || {
+            let writer = &mut *guard;
+            let read = host.log.begin_read().map_err(store_err)?;
+            let (salt, mut acked) = read
+                .open_table(CLIENTS)
+                .map_err(store_err)?
+                .get(ident)
+                .map_err(store_err)?
+                .map(|v| v.value())
+                .ok_or_else(|| SyncStoreError(format!("unknown client file {ident}")))?;
+            drop(read);
+            let fresh: Vec<UploadChangeset> = changesets
+                .into_iter()
+                .filter(|c| c.client_version > acked)
+                .collect();
+            // Refuse the whole upload if any changeset does not even decode.
+            for c in &fresh {
+                if let Err(e) = shoal::decode_changeset_full(&c.data) {
+                    let refused = Some(format!("changeset {}: {e}", c.client_version));
+                    let outcome = UploadOutcome {
+                        acked,
+                        appended: false,
+                        refused,
+                    };
+                    return Ok((outcome, writer.latest));
+                }
+            }
+            let mut refused = None;
+            let mut appended = false;
+            for c in fresh {
+                if let Err(e) = writer.realm.integrate_changeset(&c.data) {
+                    refused = Some(format!("changeset {}: {e}", c.client_version));
+                    break;
+                }
+                let version = writer.latest + 1;
+                let cumulative = writer.total_bytes + c.data.len() as u64;
+                let txn = host.log.begin_write().map_err(store_err)?;
+                {
+                    let mut log = txn.open_table(LOG).map_err(store_err)?;
+                    log.insert(
+                        version,
+                        (
+                            ident,
+                            c.client_version,
+                            c.stamp,
+                            cumulative,
+                            c.data.as_slice(),
+                        ),
+                    )
+                    .map_err(store_err)?;
+                    let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
+                    clients
+                        .insert(ident, (salt, c.client_version))
+                        .map_err(store_err)?;
+                }
+                txn.commit().map_err(store_err)?;
+                writer.latest = version;
+                writer.total_bytes = cumulative;
+                acked = c.client_version;
+                appended = true;
+            }
+            let outcome = UploadOutcome {
+                acked,
+                appended,
+                refused,
+            };
+            Ok((outcome, writer.latest))
+        })
+        .await?;
+        if outcome.appended {
+            self.latest.send_replace(latest);
+        }
+        Ok(outcome)
+    }
+
+    /// The log after `after` for the file `own` (its own entries are left out but advance the
+    /// cursor), at most one batch.
+    async fn read_after(
+        self: &Arc<Self>,
+        after: u64,
+        own: u64,
+    ) -> Result<LogBatch, SyncStoreError> {
+        let host = Arc::clone(self);
+        blocking(move || {
+            let txn = host.log.begin_read().map_err(store_err)?;
+            let log = txn.open_table(LOG).map_err(store_err)?;
+            let total = log
+                .last()
+                .map_err(store_err)?
+                .map_or(0, |(_, v)| v.value().3);
+            let mut batch = LogBatch {
+                changesets: Vec::new(),
+                last: after,
+                cumulative: 0,
+                total,
+            };
+            let mut bytes = 0;
+            for item in log.range(after.saturating_add(1)..).map_err(store_err)? {
+                let (k, v) = item.map_err(store_err)?;
+                let (origin, client_version, stamp, cumulative, data) = v.value();
+                if origin != own {
+                    batch.changesets.push(DownloadChangeset {
+                        server_version: k.value(),
+                        origin_file_ident: origin,
+                        origin_client_version: client_version,
+                        stamp,
+                        data: data.to_vec(),
+                    });
+                    bytes += data.len();
+                }
+                batch.last = k.value();
+                batch.cumulative = cumulative;
+                if bytes >= DOWNLOAD_BATCH_BYTES || batch.changesets.len() >= DOWNLOAD_BATCH_COUNT {
+                    break;
+                }
+            }
+            if batch.last == after {
+                batch.cumulative = total;
+            }
+            Ok(batch)
+        })
+        .await
+    }
+}
+
+/// `GET /realm-sync`: upgrades to the sync WebSocket if the client offers `shoal-sync/1`
+/// (otherwise 400, as no version in common).
+pub async fn realm_sync(
+    State(service): State<Arc<SyncService>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let upgrade = upgrade
+        .protocols([WEBSOCKET_SUBPROTOCOL])
+        // Room for a little more than the limit, so that a slightly oversized message gets
+        // the codec's LIMITS_EXCEEDED; beyond this the read fails and gets it too.
+        .max_message_size(MAX_MESSAGE_BYTES + 64 * 1024)
+        .max_frame_size(MAX_MESSAGE_BYTES + 64 * 1024);
+    if upgrade.selected_protocol().is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("the sync endpoint needs the WebSocket subprotocol {WEBSOCKET_SUBPROTOCOL}"),
+        )
+            .into_response();
+    }
+    upgrade.on_upgrade(move |socket| async move {
+        let Some(alive) = lock(&service.connections).clone() else {
+            return; // shutting down
+        };
+        Connection::new(service, socket).serve().await;
+        drop(alive);
+    })
+}
+
+/// What a session is.
+enum SessionState {
+    /// Bound and working.
+    Bound(Box<Session>),
+    /// Ended by a session-level ERROR or an UNBIND: its messages are dropped.
+    Ended,
+}
+
+/// A bound session.
+struct Session {
+    path: String,
+    host: Arc<RealmHost>,
+    /// The access token's payload (checked at BIND and REFRESH).
+    token: TokenData,
+    /// The client file ident.
+    ident: u64,
+    /// The server version sent up to; `None` until the first UPLOAD says where to start.
+    cursor: Option<u64>,
+    /// The client's last changeset in the log.
+    acked: u64,
+    /// The acknowledgement last sent.
+    acked_sent: u64,
+    /// Changeset bytes sent in this session.
+    downloaded: u64,
+    /// Forwards changes of the path's latest version to the connection.
+    watcher: JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+/// Ends the connection: the ERROR to send first.
+struct Close(Message);
+
+fn conn_error(code: Conn, message: impl Into<String>) -> Close {
+    Close(Message::error(0, code as i32, &message.into(), false))
+}
+
+/// A session-level failure.
+struct SessionError {
+    code: Sess,
+    message: String,
+    try_again: bool,
+}
+
+fn sess_error(code: Sess, message: impl Into<String>) -> SessionError {
+    SessionError {
+        code,
+        message: message.into(),
+        try_again: false,
+    }
+}
+
+impl From<SyncStoreError> for SessionError {
+    fn from(e: SyncStoreError) -> SessionError {
+        tracing::error!(error = %e, "sync storage failed");
+        SessionError {
+            code: Sess::OtherSessionError,
+            message: "server storage error".into(),
+            try_again: true,
+        }
+    }
+}
+
+/// One WebSocket connection and its sessions.
+struct Connection {
+    service: Arc<SyncService>,
+    socket: WebSocket,
+    sessions: HashMap<u64, SessionState>,
+    /// Session idents whose path moved on; fed by the sessions' watchers.
+    moved_tx: mpsc::Sender<u64>,
+    moved_rx: mpsc::Receiver<u64>,
+}
+
+impl Connection {
+    fn new(service: Arc<SyncService>, socket: WebSocket) -> Connection {
+        let (moved_tx, moved_rx) = mpsc::channel(64);
+        Connection {
+            service,
+            socket,
+            sessions: HashMap::new(),
+            moved_tx,
+            moved_rx,
+        }
+    }
+
+    async fn serve(mut self) {
+        let mut shutdown = self.service.shutdown.subscribe();
+        let close = loop {
+            if *shutdown.borrow_and_update() {
+                break Some(Close(Message::error(
+                    0,
+                    Conn::ConnectionClosed as i32,
+                    "the server is shutting down",
+                    true,
+                )));
+            }
+            let result = tokio::select! {
+                frame = self.socket.recv() => match frame {
+                    None => break None,
+                    Some(Ok(frame)) => self.on_frame(frame).await,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("too big") {
+                            Err(conn_error(Conn::LimitsExceeded, text))
+                        } else {
+                            tracing::debug!(error = %text, "sync connection failed");
+                            break None;
+                        }
+                    }
+                },
+                Some(session) = self.moved_rx.recv() => self.on_moved(session).await,
+                _ = shutdown.changed() => continue,
+            };
+            match result {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(close) => break Some(close),
+            }
+        };
+        self.sessions.clear();
+        if let Some(Close(error)) = close {
+            if let Message::Error { code, message, .. } = &error {
+                tracing::info!(code, message = %message, "closing sync connection");
+            }
+            let _ = self
+                .socket
+                .send(WsMessage::Binary(error.encode().into()))
+                .await;
+            let _ = self
+                .socket
+                .send(WsMessage::Close(Some(CloseFrame {
+                    code: 1000,
+                    reason: "".into(),
+                })))
+                .await;
+        }
+    }
+
+    /// Sends one message; `Ok(false)` when the peer is gone.
+    async fn send(&mut self, message: &Message) -> Result<bool, Close> {
+        Ok(self
+            .socket
+            .send(WsMessage::Binary(message.encode().into()))
+            .await
+            .is_ok())
+    }
+
+    /// Handles one frame. `Ok(false)`: the connection ended; `Err`: close with an ERROR.
+    async fn on_frame(&mut self, frame: WsMessage) -> Result<bool, Close> {
+        let bytes = match frame {
+            WsMessage::Binary(bytes) => bytes,
+            WsMessage::Text(_) => {
+                return Err(conn_error(
+                    Conn::BadSyntax,
+                    "text frame: every message is one binary frame",
+                ))
+            }
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return Ok(true),
+            WsMessage::Close(_) => return Ok(false),
+        };
+        let message = Message::decode(&bytes).map_err(|e| Close(e.to_message()))?;
+        if message.sender() == Sender::Server {
+            return Err(conn_error(
+                Conn::UnknownMessage,
+                format!("{} is sent by the server only", message.name()),
+            ));
+        }
+        match message {
+            Message::Ping { timestamp } => self.send(&Message::Pong { timestamp }).await,
+            Message::Bind {
+                session,
+                path,
+                access_token,
+                client_file_ident,
+                client_file_salt,
+            } => {
+                if session == 0 {
+                    return Err(conn_error(Conn::BadSessionIdent, "session ident 0"));
+                }
+                if self.sessions.contains_key(&session) {
+                    return Err(conn_error(
+                        Conn::ReuseOfSessionIdent,
+                        format!("session {session} was used before on this connection"),
+                    ));
+                }
+                self.sessions.insert(session, SessionState::Ended);
+                let bound = self
+                    .bind(
+                        session,
+                        path,
+                        &access_token,
+                        client_file_ident,
+                        client_file_salt,
+                    )
+                    .await;
+                self.session_result(session, bound).await
+            }
+            other => {
+                let Some(session) = other.session() else {
+                    return Ok(true);
+                };
+                match self.sessions.get(&session) {
+                    None => {
+                        return Err(conn_error(
+                            Conn::BadSessionIdent,
+                            format!("session {session} is not bound"),
+                        ))
+                    }
+                    // Dropped: the session has ended (UNBIND included).
+                    Some(SessionState::Ended) => return Ok(true),
+                    Some(SessionState::Bound(_)) => {}
+                }
+                let result = match other {
+                    Message::Upload {
+                        progress,
+                        changesets,
+                        ..
+                    } => self.upload(session, progress, changesets).await,
+                    Message::Mark { request, .. } => self.mark(session, request).await,
+                    Message::Refresh { access_token, .. } => {
+                        self.refresh(session, &access_token).await
+                    }
+                    Message::Unbind { .. } => {
+                        tracing::info!(session, "unbound");
+                        self.sessions.insert(session, SessionState::Ended);
+                        Ok(Ok(true))
+                    }
+                    _ => Ok(Ok(true)),
+                };
+                self.session_result(session, result).await
+            }
+        }
+    }
+
+    /// Turns a session-level failure into its ERROR and ends the session.
+    async fn session_result(
+        &mut self,
+        session: u64,
+        result: Result<Result<bool, Close>, SessionError>,
+    ) -> Result<bool, Close> {
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(session, code = e.code as i32, message = %e.message, "session error");
+                self.sessions.insert(session, SessionState::Ended);
+                self.send(&Message::error(
+                    session,
+                    e.code as i32,
+                    &e.message,
+                    e.try_again,
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Checks an access token for `path` (signature, expiry, path, download access).
+    fn check_token(&self, path: &str, token: &str) -> Result<TokenData, SessionError> {
+        let data = match self.service.verifier.verify(token, unix_now()) {
+            Ok(data) => data,
+            Err(TokenError::Expired { expires }) => {
+                return Err(SessionError {
+                    code: Sess::TokenExpired,
+                    message: format!("the access token expired at {expires}"),
+                    try_again: true,
+                })
+            }
+            Err(e) => return Err(sess_error(Sess::BadAuthentication, e.to_string())),
+        };
+        if data.path.as_deref() != Some(path) {
+            return Err(sess_error(
+                Sess::PermissionDenied,
+                format!("the access token is not for '{path}'"),
+            ));
+        }
+        if !data.access.iter().any(|a| a == "download") {
+            return Err(sess_error(
+                Sess::PermissionDenied,
+                "the access token does not grant download",
+            ));
+        }
+        Ok(data)
+    }
+
+    async fn bind(
+        &mut self,
+        session: u64,
+        path: String,
+        token: &str,
+        ident: u64,
+        salt: u64,
+    ) -> Result<Result<bool, Close>, SessionError> {
+        if !is_realm_path(&path) {
+            return Err(sess_error(
+                Sess::IllegalRealmPath,
+                format!("'{path}' is not a realm path"),
+            ));
+        }
+        let token = self.check_token(&path, token)?;
+        let host = self.service.host(&path).await?;
+        let (ident, acked) = if ident == 0 {
+            let (ident, salt) = host.new_client().await?;
+            let ident_message = Message::Ident {
+                session,
+                client_file_ident: ident,
+                salt,
+            };
+            if let Ok(false) | Err(_) = self.send(&ident_message).await {
+                return Ok(Ok(false));
+            }
+            (ident, 0)
+        } else {
+            match host.client(ident).await? {
+                Some((stored, acked)) if stored == salt => (ident, acked),
+                _ => {
+                    return Err(sess_error(
+                        Sess::BadClientFileIdent,
+                        format!("client file {ident} is unknown or its salt is wrong"),
+                    ))
+                }
+            }
+        };
+        tracing::info!(session, path = %path, ident, identity = %token.identity, "bound");
+        let mut watch = host.latest.subscribe();
+        let moved = self.moved_tx.clone();
+        let watcher = tokio::spawn(async move {
+            while watch.changed().await.is_ok() {
+                if moved.send(session).await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.sessions.insert(
+            session,
+            SessionState::Bound(Box::new(Session {
+                path,
+                host,
+                token,
+                ident,
+                cursor: None,
+                acked,
+                acked_sent: acked,
+                downloaded: 0,
+                watcher,
+            })),
+        );
+        Ok(Ok(true))
+    }
+
+    fn session(&mut self, session: u64) -> Option<&mut Session> {
+        match self.sessions.get_mut(&session) {
+            Some(SessionState::Bound(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    async fn upload(
+        &mut self,
+        session: u64,
+        progress: UploadProgress,
+        changesets: Vec<UploadChangeset>,
+    ) -> Result<Result<bool, Close>, SessionError> {
+        let Some(s) = self.session(session) else {
+            return Ok(Ok(true));
+        };
+        if s.token.is_expired_at(unix_now()) {
+            return Err(SessionError {
+                code: Sess::TokenExpired,
+                message: "the access token expired; REFRESH it".into(),
+                try_again: true,
+            });
+        }
+        if !changesets.is_empty() && !s.token.access.iter().any(|a| a == "upload") {
+            return Err(sess_error(
+                Sess::PermissionDenied,
+                "the access token does not grant upload",
+            ));
+        }
+        if changesets
+            .windows(2)
+            .any(|w| w[1].client_version <= w[0].client_version)
+        {
+            return Err(sess_error(
+                Sess::BadClientVersion,
+                "changesets must be in increasing client version order",
+            ));
+        }
+        let latest = *s.host.latest.borrow();
+        let first = s.cursor.is_none();
+        if first {
+            if progress.last_integrated_server_version > latest {
+                return Err(sess_error(
+                    Sess::BadServerVersion,
+                    format!(
+                        "server version {} is beyond the log ({latest})",
+                        progress.last_integrated_server_version
+                    ),
+                ));
+            }
+            s.cursor = Some(progress.last_integrated_server_version);
+        }
+        if !changesets.is_empty() {
+            let host = Arc::clone(&s.host);
+            let outcome = host.upload(s.ident, changesets).await?;
+            s.acked = outcome.acked;
+            if let Some(refused) = outcome.refused {
+                return Err(sess_error(Sess::BadChangeset, refused));
+            }
+        }
+        Ok(self.catch_up(session, first).await)
+    }
+
+    async fn mark(
+        &mut self,
+        session: u64,
+        request: u64,
+    ) -> Result<Result<bool, Close>, SessionError> {
+        if self.session(session).is_some_and(|s| s.cursor.is_none()) {
+            return Ok(Err(conn_error(
+                Conn::BadMessageOrder,
+                "MARK before the session's first UPLOAD",
+            )));
+        }
+        match self.catch_up(session, false).await {
+            Ok(true) => Ok(self.send(&Message::Mark { session, request }).await),
+            other => Ok(other),
+        }
+    }
+
+    async fn refresh(
+        &mut self,
+        session: u64,
+        token: &str,
+    ) -> Result<Result<bool, Close>, SessionError> {
+        let Some(path) = self.session(session).map(|s| s.path.clone()) else {
+            return Ok(Ok(true));
+        };
+        let data = self.check_token(&path, token)?;
+        if let Some(s) = self.session(session) {
+            s.token = data;
+        }
+        Ok(Ok(true))
+    }
+
+    /// The path of `session` moved on: send what is new.
+    async fn on_moved(&mut self, session: u64) -> Result<bool, Close> {
+        match self.catch_up(session, false).await {
+            Ok(r) => Ok(r),
+            Err(close) => Err(close),
+        }
+    }
+
+    /// Sends the log after the session's cursor up to the latest version, in DOWNLOADs; with
+    /// `force`, or when the acknowledgement moved, at least one (possibly empty) DOWNLOAD.
+    async fn catch_up(&mut self, session: u64, force: bool) -> Result<bool, Close> {
+        let mut force = force;
+        loop {
+            let Some(s) = self.session(session) else {
+                return Ok(true);
+            };
+            let Some(cursor) = s.cursor else {
+                return Ok(true);
+            };
+            let latest = *s.host.latest.borrow();
+            let host = Arc::clone(&s.host);
+            let own = s.ident;
+            let batch = if cursor < latest {
+                match host.read_after(cursor, own).await {
+                    Ok(batch) => Some(batch),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the sync log failed");
+                        return Err(conn_error(Conn::OtherError, "server storage error"));
+                    }
+                }
+            } else {
+                None
+            };
+            let Some(s) = self.session(session) else {
+                return Ok(true);
+            };
+            let message = match batch {
+                Some(batch) if batch.last > cursor => {
+                    let bytes: u64 = batch.changesets.iter().map(|c| c.data.len() as u64).sum();
+                    s.downloaded += bytes;
+                    s.cursor = Some(batch.last);
+                    s.acked_sent = s.acked;
+                    Message::Download {
+                        session,
+                        acked_client_version: s.acked,
+                        progress: DownloadProgress {
+                            server_version: batch.last,
+                            downloaded_bytes: s.downloaded,
+                            downloadable_bytes: batch.total.saturating_sub(batch.cumulative),
+                        },
+                        changesets: batch.changesets,
+                    }
+                }
+                _ if force || s.acked != s.acked_sent => {
+                    s.acked_sent = s.acked;
+                    Message::Download {
+                        session,
+                        acked_client_version: s.acked,
+                        progress: DownloadProgress {
+                            server_version: cursor,
+                            downloaded_bytes: s.downloaded,
+                            downloadable_bytes: 0,
+                        },
+                        changesets: Vec::new(),
+                    }
+                }
+                _ => return Ok(true),
+            };
+            force = false;
+            let more = matches!(&message, Message::Download { progress, .. }
+                if progress.server_version < latest);
+            if !self.send(&message).await? {
+                return Ok(false);
+            }
+            if !more {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Whether `path` is a realm path as the auth service issues them: `/` then segments of
+/// `[A-Za-z0-9_.-]+` (not `.` or `..`), at most 1024 bytes, no reserved suffix.
+fn is_realm_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.last().copied().unwrap_or_default();
+    path.len() <= MAX_PATH_BYTES
+        && segments.iter().all(|s| crate::auth::is_path_segment(s))
+        && ![".realm", ".realm.lock", ".realm.management"]
+            .iter()
+            .any(|suffix| last.ends_with(suffix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realm_paths() {
+        assert!(is_realm_path("/u1/tasks"));
+        assert!(is_realm_path("/public"));
+        for bad in [
+            "",
+            "u1",
+            "/",
+            "/u1/",
+            "/u1/../x",
+            "/~/x",
+            "/u1/x.realm",
+            "/a b",
+        ] {
+            assert!(!is_realm_path(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The sync service over real sockets: `GET /realm-sync` on an in-process server, raw
+//! tokio-tungstenite clients speaking `shoal::protocol::sync`, changesets made by real local
+//! realms with merge metadata.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use shoal::protocol::sync::{
+    DownloadChangeset, Message, UploadChangeset, UploadProgress, WEBSOCKET_SUBPROTOCOL,
+};
+use shoal::{Config, PropertyFlags as F, PropertyType as T, Realm, Schema, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One raw sync connection.
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let mut request = format!("ws://{addr}/realm-sync")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            WEBSOCKET_SUBPROTOCOL.parse().unwrap(),
+        );
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            WEBSOCKET_SUBPROTOCOL
+        );
+        Client { ws }
+    }
+
+    async fn send(&mut self, message: &Message) {
+        self.ws
+            .send(Ws::Binary(message.encode().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next message; `None` when the server closed the connection.
+    async fn recv_or_close(&mut self) -> Option<Message> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message in time");
+            match frame {
+                None | Some(Err(_)) | Some(Ok(Ws::Close(_))) => return None,
+                Some(Ok(Ws::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
+                Some(Ok(other)) if other.is_ping() || other.is_pong() => {}
+                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Message {
+        self.recv_or_close().await.expect("connection open")
+    }
+
+    async fn bind(&mut self, session: u64, path: &str, token: &str, ident: u64, salt: u64) {
+        self.send(&Message::Bind {
+            session,
+            path: path.into(),
+            access_token: token.into(),
+            client_file_ident: ident,
+            client_file_salt: salt,
+        })
+        .await;
+    }
+
+    /// Binds a new file and returns its `(ident, salt)` from IDENT.
+    async fn bind_new(&mut self, session: u64, path: &str, token: &str) -> (u64, u64) {
+        self.bind(session, path, token, 0, 0).await;
+        match self.recv().await {
+            Message::Ident {
+                session: s,
+                client_file_ident,
+                salt,
+            } if s == session => (client_file_ident, salt),
+            other => panic!("expected IDENT, got {other:?}"),
+        }
+    }
+
+    async fn upload(
+        &mut self,
+        session: u64,
+        last_integrated: u64,
+        changesets: Vec<UploadChangeset>,
+    ) {
+        let client_version = changesets.last().map_or(0, |c| c.client_version);
+        self.send(&Message::Upload {
+            session,
+            progress: UploadProgress {
+                client_version,
+                last_integrated_server_version: last_integrated,
+            },
+            changesets,
+        })
+        .await;
+    }
+
+    /// Sends a MARK and collects every DOWNLOAD until it comes back: the changesets and the
+    /// last acknowledgement and server version seen.
+    async fn sync_to_mark(&mut self, session: u64, request: u64) -> Downloaded {
+        self.send(&Message::Mark { session, request }).await;
+        let mut out = Downloaded::default();
+        loop {
+            match self.recv().await {
+                Message::Mark {
+                    session: s,
+                    request: r,
+                } if s == session && r == request => return out,
+                message => out.add(session, message),
+            }
+        }
+    }
+
+    /// Receives DOWNLOADs until one acknowledges `client_version`.
+    async fn until_acked(&mut self, session: u64, client_version: u64) -> Downloaded {
+        let mut out = Downloaded::default();
+        while out.acked < client_version {
+            let message = self.recv().await;
+            out.add(session, message);
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct Downloaded {
+    changesets: Vec<DownloadChangeset>,
+    acked: u64,
+    server_version: u64,
+    downloads: usize,
+}
+
+impl Downloaded {
+    fn add(&mut self, session: u64, message: Message) {
+        match message {
+            Message::Download {
+                session: s,
+                acked_client_version,
+                progress,
+                changesets,
+            } if s == session => {
+                self.downloads += 1;
+                self.acked = self.acked.max(acked_client_version);
+                assert!(progress.server_version >= self.server_version);
+                self.server_version = progress.server_version;
+                self.changesets.extend(changesets);
+            }
+            other => panic!("expected a DOWNLOAD of session {session}, got {other:?}"),
+        }
+    }
+}
+
+fn schema() -> Schema {
+    let mut s = Schema::new();
+    s.add_class("Task", Some("id")).unwrap();
+    s.add_property("Task", "id", T::Int, F::NONE, None).unwrap();
+    s.add_property("Task", "title", T::String, F::NONE, None)
+        .unwrap();
+    s.add_property("Task", "done", T::Int, F::NONE, None)
+        .unwrap();
+    s
+}
+
+/// A local replica with merge metadata, and how far it has uploaded.
+struct Replica {
+    _dir: tempfile::TempDir,
+    realm: Realm,
+    uploaded: u64,
+}
+
+impl Replica {
+    fn new() -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("r.realm").to_string_lossy());
+        config.set_schema(schema()).unwrap();
+        config.set_merge_metadata(true);
+        let realm = Realm::open(&config).unwrap();
+        Replica {
+            _dir: dir,
+            realm,
+            uploaded: 0,
+        }
+    }
+
+    fn task(&self, id: i64, title: &str, done: i64) {
+        self.realm.begin_write().unwrap();
+        let task = match self.realm.find_object("Task", &Value::Int(id)).unwrap() {
+            Some(task) => task,
+            None => self
+                .realm
+                .create_object("Task", Some(&Value::Int(id)))
+                .unwrap(),
+        };
+        task.set("title", title).unwrap();
+        task.set("done", done).unwrap();
+        self.realm.commit().unwrap();
+    }
+
+    /// The local changesets not uploaded yet, as UPLOAD entries.
+    fn pending(&mut self) -> Vec<UploadChangeset> {
+        let local = self.realm.local_changesets_since(self.uploaded).unwrap();
+        if let Some((version, _)) = local.last() {
+            self.uploaded = *version;
+        }
+        local
+            .into_iter()
+            .map(|(version, data)| UploadChangeset {
+                client_version: version,
+                stamp: shoal::changeset_header(&data).unwrap().0,
+                data,
+            })
+            .collect()
+    }
+
+    fn integrate(&self, changesets: &[DownloadChangeset]) {
+        for c in changesets {
+            self.realm.integrate_changeset(&c.data).unwrap();
+        }
+    }
+
+    fn dump(&self) -> String {
+        self.realm.dump_json().unwrap()
+    }
+}
+
+/// A server with the debug provider, and an access token for `/<identity>/tasks`.
+fn server() -> TestServer {
+    TestServer::start_with(|c| c.debug_provider = true)
+}
+
+fn access_token(server: &TestServer, identity: &str, path: &str) -> String {
+    let (status, body) = server.debug_login(identity);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.access(&refresh_token(&body), path);
+    assert_eq!(status, 200, "{body}");
+    body["access_token"]["token"].as_str().unwrap().to_owned()
+}
+
+/// The server's copy of `path` (the only realm in these tests' data directories: number 1).
+fn server_copy(data_dir: &std::path::Path) -> String {
+    let mut config = Config::new(
+        data_dir
+            .join("realms/1/server.realm")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    config.set_merge_metadata(true);
+    Realm::open(&config).unwrap().dump_json().unwrap()
+}
+
+fn session_error(message: Message) -> (u64, i32, bool) {
+    match message {
+        Message::Error {
+            session,
+            code,
+            try_again,
+            ..
+        } => (session, code, try_again),
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_checks_the_token_path_and_permission() {
+    let server = server();
+    let alice = access_token(&server, "alice", "/alice/tasks");
+    let bob = access_token(&server, "bob", "/bob/tasks");
+    let mut client = Client::connect(server.addr).await;
+
+    // A good token: IDENT, then the first UPLOAD gets an empty DOWNLOAD.
+    let (ident, salt) = client.bind_new(1, "/alice/tasks", &alice).await;
+    assert!(ident > 0 && salt > 0);
+    client.upload(1, 0, vec![]).await;
+    let got = client.sync_to_mark(1, 7).await;
+    assert_eq!((got.acked, got.server_version), (0, 0));
+    client.send(&Message::Ping { timestamp: 42 }).await;
+    assert_eq!(client.recv().await, Message::Pong { timestamp: 42 });
+
+    // Errors end the session only.
+    client.bind(2, "/alice/tasks", "not-a-token", 0, 0).await;
+    assert_eq!(session_error(client.recv().await), (2, 203, false));
+    client.bind(3, "/alice/other", &alice, 0, 0).await;
+    assert_eq!(session_error(client.recv().await), (3, 206, false));
+    client.bind(4, "/alice/tasks", &bob, 0, 0).await;
+    assert_eq!(session_error(client.recv().await), (4, 206, false));
+    client.bind(5, "/bob/../x", &alice, 0, 0).await;
+    assert_eq!(session_error(client.recv().await), (5, 204, false));
+    client
+        .bind(6, "/alice/tasks", &alice, ident, salt ^ 1)
+        .await;
+    assert_eq!(session_error(client.recv().await), (6, 208, false));
+    // Messages of an ended session are dropped; UNBIND is accepted.
+    client.upload(2, 0, vec![]).await;
+    client.send(&Message::Unbind { session: 2 }).await;
+    // The rebinding of the known file with its salt works.
+    client.bind(8, "/alice/tasks", &alice, ident, salt).await;
+    client.upload(8, 0, vec![]).await;
+    let got = client.sync_to_mark(8, 1).await;
+    assert_eq!(got.downloads, 1);
+    // REFRESH with a foreign token ends the session.
+    client
+        .send(&Message::Refresh {
+            session: 8,
+            access_token: bob.clone(),
+        })
+        .await;
+    assert_eq!(session_error(client.recv().await), (8, 206, false));
+
+    // Reusing a session ident closes the connection.
+    client.bind(1, "/alice/tasks", &alice, 0, 0).await;
+    assert_eq!(session_error(client.recv().await), (0, 107, false));
+    assert!(client.recv_or_close().await.is_none());
+
+    // Without the subprotocol the upgrade is refused.
+    let request = format!("ws://{}/realm-sync", server.addr)
+        .into_client_request()
+        .unwrap();
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_tokens_are_token_expired() {
+    let server = TestServer::start_with(|c| {
+        c.debug_provider = true;
+        c.access_token_ttl = 1;
+    });
+    let token = access_token(&server, "alice", "/alice/tasks");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut client = Client::connect(server.addr).await;
+    client.bind(1, "/alice/tasks", &token, 0, 0).await;
+    assert_eq!(session_error(client.recv().await), (1, 202, true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clients_converge_with_the_server_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.debug_provider = true;
+    let server = TestServer::start_config(config, None);
+    let path = "/alice/tasks";
+    let token = access_token(&server, "alice", path);
+    let (mut a, mut b) = (Replica::new(), Replica::new());
+    let mut ca = Client::connect(server.addr).await;
+    let mut cb = Client::connect(server.addr).await;
+    ca.bind_new(1, path, &token).await;
+    cb.bind_new(5, path, &token).await;
+    ca.upload(1, 0, vec![]).await;
+    cb.upload(5, 0, vec![]).await;
+    ca.sync_to_mark(1, 1).await;
+    cb.sync_to_mark(5, 1).await;
+
+    // Concurrent edits, including the same object on both sides.
+    a.task(1, "from a", 1);
+    a.task(2, "only a", 0);
+    b.task(1, "from b", 2);
+    b.task(3, "only b", 0);
+    let pa = a.pending();
+    let pb = b.pending();
+    let (va, vb) = (
+        pa.last().unwrap().client_version,
+        pb.last().unwrap().client_version,
+    );
+    ca.upload(1, 0, pa).await;
+    let got = ca.until_acked(1, va).await;
+    a.integrate(&got.changesets);
+    cb.upload(5, 0, pb).await;
+    let got_b = cb.until_acked(5, vb).await;
+    b.integrate(&got_b.changesets);
+
+    // Fan-out: each receives the other's changesets, never its own.
+    let got_a = ca.sync_to_mark(1, 2).await;
+    let got_b2 = cb.sync_to_mark(5, 2).await;
+    a.integrate(&got_a.changesets);
+    b.integrate(&got_b2.changesets);
+    let a_seen = got.changesets.len() + got_a.changesets.len();
+    let b_seen = got_b.changesets.len() + got_b2.changesets.len();
+    assert!(a_seen > 0 && b_seen > 0);
+    let reached = |x: &Downloaded, y: &Downloaded| x.server_version.max(y.server_version);
+    assert_eq!(reached(&got, &got_a), reached(&got_b, &got_b2));
+
+    // A later edit reaches the other side too.
+    a.task(2, "a again", 5);
+    let pa = a.pending();
+    let va = pa.last().unwrap().client_version;
+    ca.upload(1, got_a.server_version, pa).await;
+    ca.until_acked(1, va).await;
+    let got_b3 = cb.sync_to_mark(5, 3).await;
+    assert!(!got_b3.changesets.is_empty());
+    b.integrate(&got_b3.changesets);
+
+    assert_eq!(a.dump(), b.dump());
+    let expected = a.dump();
+    assert!(expected.contains("a again") && expected.contains("only b"));
+    drop((ca, cb));
+    server.stop();
+    assert_eq!(server_copy(dir.path()), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_changeset_is_refused_and_not_logged() {
+    let server = server();
+    let token = access_token(&server, "alice", "/alice/tasks");
+    let mut client = Client::connect(server.addr).await;
+    client.bind_new(1, "/alice/tasks", &token).await;
+    client
+        .upload(
+            1,
+            0,
+            vec![UploadChangeset {
+                client_version: 1,
+                stamp: 1,
+                data: b"garbage".to_vec(),
+            }],
+        )
+        .await;
+    assert_eq!(session_error(client.recv().await), (1, 212, false));
+    // Nothing was appended: a new session sees an empty log.
+    client.bind_new(2, "/alice/tasks", &token).await;
+    client.upload(2, 0, vec![]).await;
+    let got = client.sync_to_mark(2, 1).await;
+    assert_eq!(got.server_version, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_frames_close_only_their_connection() {
+    let server = server();
+    let token = access_token(&server, "alice", "/alice/tasks");
+    let mut good = Client::connect(server.addr).await;
+    good.bind_new(1, "/alice/tasks", &token).await;
+    good.upload(1, 0, vec![]).await;
+    good.sync_to_mark(1, 1).await;
+
+    let mut bad = Client::connect(server.addr).await;
+    bad.ws.send(Ws::Binary(vec![1, 99].into())).await.unwrap();
+    assert_eq!(session_error(bad.recv().await), (0, 102, false));
+    assert!(bad.recv_or_close().await.is_none());
+
+    let mut bad = Client::connect(server.addr).await;
+    bad.ws
+        .send(Ws::Binary(vec![1, 1, 0x80].into()))
+        .await
+        .unwrap();
+    assert_eq!(session_error(bad.recv().await), (0, 103, false));
+    assert!(bad.recv_or_close().await.is_none());
+
+    let mut bad = Client::connect(server.addr).await;
+    bad.ws.send(Ws::Text("hello".into())).await.unwrap();
+    assert_eq!(session_error(bad.recv().await), (0, 103, false));
+    assert!(bad.recv_or_close().await.is_none());
+
+    let mut bad = Client::connect(server.addr).await;
+    bad.ws.send(Ws::Binary(vec![2, 9, 0].into())).await.unwrap();
+    assert_eq!(session_error(bad.recv().await), (0, 105, false));
+
+    let mut bad = Client::connect(server.addr).await;
+    let mut oversized = Message::Ping { timestamp: 1 }.encode();
+    oversized.resize(shoal::protocol::sync::MAX_MESSAGE_BYTES + 1, 0);
+    bad.ws.send(Ws::Binary(oversized.into())).await.unwrap();
+    assert_eq!(session_error(bad.recv().await), (0, 104, false));
+
+    // The good connection still works.
+    good.send(&Message::Ping { timestamp: 5 }).await;
+    assert_eq!(good.recv().await, Message::Pong { timestamp: 5 });
+    let got = good.sync_to_mark(1, 2).await;
+    assert_eq!(got.downloads, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_resumes_after_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.debug_provider = true;
+    let path = "/alice/tasks";
+
+    let server = TestServer::start_config(config.clone(), None);
+    let token = access_token(&server, "alice", path);
+    let (mut a, b) = (Replica::new(), Replica::new());
+    let mut ca = Client::connect(server.addr).await;
+    let mut cb = Client::connect(server.addr).await;
+    let (ident_a, salt_a) = ca.bind_new(1, path, &token).await;
+    let (ident_b, salt_b) = cb.bind_new(1, path, &token).await;
+    ca.upload(1, 0, vec![]).await;
+    cb.upload(1, 0, vec![]).await;
+    ca.sync_to_mark(1, 1).await;
+    cb.sync_to_mark(1, 1).await;
+    a.task(1, "first", 0);
+    let pa = a.pending();
+    ca.upload(1, 0, pa).await;
+    ca.until_acked(1, a.uploaded).await;
+    let got = cb.sync_to_mark(1, 2).await;
+    b.integrate(&got.changesets);
+    let b_version = got.server_version;
+    assert!(b_version > 0);
+    drop(cb); // b goes offline
+
+    for i in 2..6 {
+        a.task(i, "while b was away", i);
+    }
+    let pa = a.pending();
+    ca.upload(1, 0, pa).await;
+    ca.until_acked(1, a.uploaded).await;
+    drop(ca);
+    server.stop();
+
+    // Same data directory: the log and the idents survived.
+    let server = TestServer::start_config(config, None);
+    let token = access_token(&server, "alice", path);
+    let mut cb = Client::connect(server.addr).await;
+    cb.bind(1, path, &token, ident_b, salt_b).await;
+    cb.upload(1, b_version, vec![]).await;
+    let got = cb.sync_to_mark(1, 3).await;
+    assert_eq!(got.changesets.len(), 4);
+    assert!(got.changesets.iter().all(|c| c.server_version > b_version));
+    b.integrate(&got.changesets);
+    assert_eq!(a.dump(), b.dump());
+
+    // a reconnects with its ident: already acknowledged uploads are not appended again.
+    let mut ca = Client::connect(server.addr).await;
+    ca.bind(1, path, &token, ident_a, salt_a).await;
+    let all = a.realm.local_changesets_since(0).unwrap();
+    let again: Vec<UploadChangeset> = all
+        .into_iter()
+        .map(|(version, data)| UploadChangeset {
+            client_version: version,
+            stamp: shoal::changeset_header(&data).unwrap().0,
+            data,
+        })
+        .collect();
+    ca.upload(1, got.server_version, again).await;
+    let resumed = ca.sync_to_mark(1, 4).await;
+    assert!(resumed.changesets.is_empty());
+    assert_eq!(resumed.server_version, got.server_version);
+    drop((ca, cb));
+    server.stop();
+    assert_eq!(server_copy(dir.path()), a.dump());
+}
