@@ -139,6 +139,8 @@ pub(crate) struct AppInner {
     events: mpsc::Sender<Event>,
     revocations: mpsc::Sender<Job>,
     closed: Arc<Closed>,
+    /// The sync client, started by the first synced realm.
+    sync: std::sync::OnceLock<Arc<crate::sync::client::SyncClient>>,
 }
 
 /// Set once an app has closed its user store, so that the next [`App::new`] of its base
@@ -306,6 +308,7 @@ impl App {
             events: events.clone(),
             revocations,
             closed: Arc::default(),
+            sync: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         let spawn_error = |e: std::io::Error| {
@@ -334,6 +337,67 @@ impl App {
         apps.insert(base_dir, (Arc::downgrade(&inner), inner.closed.clone()));
         tracing::debug!(base_dir = %inner.base_dir.display(), app_id, "app opened");
         Ok(App { inner })
+    }
+
+    /// The sync session of the synced realm `config` describes (created, not started, if
+    /// the realm is not open).
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `config` is not a synced configuration of this app's users.
+    pub fn session(&self, config: &crate::Config) -> Result<crate::sync::Session> {
+        let sync = config
+            .sync_config()
+            .ok_or_else(|| Error::invalid("the configuration is not a synced one"))?;
+        if !Arc::ptr_eq(&sync.user.app, &self.inner) {
+            return Err(Error::invalid("the configuration's user belongs to another app"));
+        }
+        self.sync_session(config)
+    }
+
+    pub(crate) fn sync_session(&self, config: &crate::Config) -> Result<crate::sync::Session> {
+        self.inner.sync_client()?.session(config)
+    }
+
+    /// Every sync session alive in this app.
+    pub fn all_sessions(&self) -> Vec<crate::sync::Session> {
+        self.inner
+            .sync
+            .get()
+            .map(|c| c.all_sessions())
+            .unwrap_or_default()
+    }
+
+    /// Executes a client reset the error handler announced: moves the realm file at
+    /// `original_path` to the backup path the error carried (or a new one under
+    /// `<sync root>/recovered-realms/`) and forgets its session, so that the next open starts
+    /// afresh from the server. Returns the backup path; open it with
+    /// [`Config::for_recovery`](crate::Config::for_recovery).
+    ///
+    /// # Errors
+    /// `RealmInUse` while a handle of the realm is open; `FileNotFound`; file errors.
+    pub fn execute_client_reset(&self, original_path: &str) -> Result<String> {
+        let original = std::path::Path::new(original_path);
+        let session = self.inner.sync.get().and_then(|c| c.existing_session(original));
+        let backup = session
+            .as_ref()
+            .and_then(|s| s.error())
+            .and_then(|e| e.backup_path)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::sync::client_reset::backup_path(&self.sync_root()));
+        if let Some(s) = &session {
+            if s.inner.shared.lock().running {
+                return Err(Error::new(
+                    ErrorCode::RealmInUse,
+                    "the realm's session is still running; close the realm first",
+                )
+                .with_path(original_path));
+            }
+        }
+        crate::sync::client_reset::execute(original, &backup)?;
+        if let Some(c) = self.inner.sync.get() {
+            c.forget_session(original);
+        }
+        Ok(backup.display().to_string())
     }
 
     /// Logs in with `credentials` at the auth server `auth_url`, blocking the calling thread
@@ -604,6 +668,9 @@ impl AppInner {
                 state
             }
         };
+        if let Some(sync) = self.sync.get() {
+            sync.user_changed(state.identity());
+        }
         Ok(self.user(state))
     }
 
@@ -624,6 +691,19 @@ impl AppInner {
         }
         tracing::info!(identity = %state.identity(), "logged out; revoking the refresh token");
         self.queue_revocation(token, state.identity().to_owned(), url);
+        drop(_order);
+        if let Some(sync) = self.sync.get() {
+            sync.user_changed(state.identity());
+        }
+    }
+
+    /// The sync client, started on first use.
+    pub(crate) fn sync_client(&self) -> Result<Arc<crate::sync::client::SyncClient>> {
+        if let Some(c) = self.sync.get() {
+            return Ok(c.clone());
+        }
+        let client = Arc::new(crate::sync::client::SyncClient::new()?);
+        Ok(self.sync.get_or_init(|| client).clone())
     }
 
     fn queue_revocation(&self, token: String, identity: String, url: AuthUrl) {

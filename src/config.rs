@@ -27,6 +27,7 @@ pub struct Config {
     pub(crate) encryption_key: Option<[u8; 64]>,
     pub(crate) should_compact: Option<Arc<ShouldCompactFn>>,
     pub(crate) merge_metadata: bool,
+    pub(crate) sync: Option<crate::sync::SyncConfig>,
 }
 
 /// Decides at open whether to compact: gets the file size and the bytes in use.
@@ -60,7 +61,41 @@ impl Config {
             encryption_key: None,
             should_compact: None,
             merge_metadata: false,
+            sync: None,
         }
+    }
+
+    /// A configuration that opens a realm moved aside by a client reset (or any synced
+    /// file) read-only and unsynced, with `key` if it is encrypted and `schema` if given
+    /// (else the file's own).
+    pub fn for_recovery(
+        path: impl Into<String>,
+        key: Option<&[u8]>,
+        schema: Option<Schema>,
+    ) -> Result<Config> {
+        let mut config = Config::new(path);
+        config.set_read_only(true);
+        config.set_encryption_key(key)?;
+        if let Some(schema) = schema {
+            config.set_schema(schema)?;
+        }
+        Ok(config)
+    }
+
+    /// Makes this a synced realm: the path becomes the sync configuration's local file and
+    /// the file keeps the metadata the merge rules need. Synced realms are additive-only (a
+    /// schema with additions needs a higher schema version; nothing is ever removed; no
+    /// migration callback runs) and cannot be compacted.
+    pub fn set_sync(&mut self, sync: crate::sync::SyncConfig) -> &mut Config {
+        self.path = sync.local_path.display().to_string();
+        self.merge_metadata = true;
+        self.sync = Some(sync);
+        self
+    }
+
+    /// The sync configuration, for synced realms.
+    pub fn sync_config(&self) -> Option<&crate::sync::SyncConfig> {
+        self.sync.as_ref()
     }
 
     /// The file path (or in-memory name).
@@ -176,6 +211,17 @@ impl Config {
     pub(crate) fn check(&self) -> Result<()> {
         if self.path.is_empty() {
             return Err(Error::invalid("the realm path must not be empty"));
+        }
+        if self.sync.is_some() {
+            if self.in_memory {
+                return Err(Error::invalid("a synced realm cannot be in memory"));
+            }
+            if self.should_compact.is_some() {
+                return Err(Error::new(
+                    crate::error::ErrorCode::NotSupported,
+                    "synced realms cannot be compacted",
+                ));
+            }
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ pub struct Realm {
 }
 
 pub(crate) struct RealmInner {
+    /// The sync session's count of this handle (dropped first, while the file is still open).
+    session: Mutex<Option<crate::sync::session::HandleGuard>>,
     config: Config,
     state: Mutex<State>,
     /// Set by `close`; read by this handle's change callbacks on the notifier thread.
@@ -88,6 +90,43 @@ impl Realm {
     /// read-only open of a missing file, `IncompatibleFile` for a file that is not a realm. A
     /// failed open leaves the file as it was, except that a new empty file may remain.
     pub fn open(config: &Config) -> Result<Realm> {
+        match &config.sync {
+            Some(_) => Self::open_synced(config),
+            None => Self::open_internal(config),
+        }
+    }
+
+    /// Opens a synced realm: the file, then its session (started, never waited on unless the
+    /// configuration asks to wait for the initial data on a new file).
+    fn open_synced(config: &Config) -> Result<Realm> {
+        config.check()?;
+        let sync = config.sync.as_ref().ok_or_else(|| Error::invalid("not a synced configuration"))?;
+        let is_new = !std::path::Path::new(&config.path).exists();
+        let session = sync.user.app().sync_session(config)?;
+        let realm = Self::open_internal(config)?;
+        let guard = session.attach_handle();
+        *realm.inner.session.lock() = Some(guard);
+        if let (Some(timeout), true) = (sync.wait_for_initial_data, is_new) {
+            if let Err(e) = session.wait_for_download(timeout) {
+                realm.close();
+                return Err(e);
+            }
+            realm.refresh()?;
+        }
+        Ok(realm)
+    }
+
+    /// The sync session of a synced realm.
+    pub fn session(&self) -> Option<crate::sync::Session> {
+        self.inner
+            .session
+            .lock()
+            .as_ref()
+            .map(|g| g.session().clone())
+    }
+
+    /// Opens the file without its sync session (the session's own handles).
+    pub(crate) fn open_internal(config: &Config) -> Result<Realm> {
         config.check()?;
         if config.read_only && !config.in_memory && !std::path::Path::new(&config.path).exists() {
             return Err(Error::new(
@@ -114,6 +153,7 @@ impl Realm {
         }
         let realm = Realm {
             inner: Arc::new(RealmInner {
+                session: Mutex::new(None),
                 config: config.clone(),
                 closed: Arc::default(),
                 state: Mutex::new(State {
@@ -133,7 +173,7 @@ impl Realm {
                 delete_realm_files(config)?;
                 let mut fresh = config.clone();
                 fresh.delete_if_migration_needed = false;
-                Realm::open(&fresh)
+                Realm::open_internal(&fresh)
             }
             Err(e) => Err(e),
         }
@@ -178,6 +218,9 @@ impl Realm {
                 None => Ok(()),
             });
             return self.finish_open_write(result);
+        }
+        if config.sync.is_some() {
+            return self.prepare_additive_schema(diff, file_version, catalog, history_version);
         }
         if config.schema_version < file_version {
             return Err(Error::new(
@@ -244,6 +287,78 @@ impl Realm {
         self.finish_open_write(result)
     }
 
+    /// Synced realms' schema rules: the configured schema may add classes and properties
+    /// (with a higher schema version; no migration callback runs), never remove or change
+    /// one. What the file has beyond the configured schema (from other devices) stays.
+    fn prepare_additive_schema(
+        &self,
+        diff: catalog::SchemaDiff,
+        file_version: u64,
+        catalog: Arc<catalog::Catalog>,
+        history_version: u64,
+    ) -> Result<()> {
+        let config = &self.inner.config;
+        let path = || config.path.clone();
+        if config.schema_version < file_version {
+            return Err(Error::new(
+                ErrorCode::SchemaVersionLower,
+                format!(
+                    "the schema version {} is lower than the synced file's {file_version}",
+                    config.schema_version
+                ),
+            )
+            .with_path(path()));
+        }
+        let mut additions = Vec::new();
+        for change in diff.first {
+            match change {
+                catalog::SchemaChange::AddClass { .. }
+                | catalog::SchemaChange::AddProperty { .. } => additions.push(change),
+                catalog::SchemaChange::SetPrimaryKey { ref class, .. }
+                    if catalog.class(class).is_none() =>
+                {
+                    additions.push(change)
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "synced realms only allow additive schema changes, not {other:?}"
+                    ))
+                    .with_path(path()))
+                }
+            }
+        }
+        if additions.is_empty() && config.schema_version == file_version {
+            return Ok(());
+        }
+        if !additions.is_empty() && config.schema_version == file_version {
+            return Err(Error::new(
+                ErrorCode::SchemaChangedWithoutVersionBump,
+                format!("the schema adds to the synced file's but the schema version is still {file_version}: raise it"),
+            )
+            .with_path(path()));
+        }
+        if config.read_only {
+            return Err(Error::new(
+                ErrorCode::MigrationNeeded,
+                "the read-only realm's schema or version differs from the configuration",
+            )
+            .with_path(path()));
+        }
+        self.begin_write()?;
+        if self.file_changed_since(&catalog, file_version, history_version)? {
+            self.cancel_write()?;
+            return self.prepare_schema();
+        }
+        let result = self.with_write(|w| {
+            for change in &additions {
+                w.apply_schema_change(change)?;
+            }
+            w.set_schema_version(config.schema_version);
+            Ok(())
+        });
+        self.finish_open_write(result)
+    }
+
     /// Whether the file, as the open write transaction sees it, differs from what the
     /// open-time decisions were based on.
     fn file_changed_since(
@@ -282,6 +397,9 @@ impl Realm {
     /// Closes the handle: an open write transaction is cancelled and every later call fails
     /// with `RealmClosed`. Closing twice is harmless.
     pub fn close(&self) {
+        // The session hears of it outside the state lock (it may read the file).
+        let guard = self.inner.session.lock().take();
+        drop(guard);
         self.inner.closed.store(true, Ordering::Release);
         let mut state = self.inner.state.lock();
         if let Some(write) = state.write.take() {
@@ -301,6 +419,12 @@ impl Realm {
     /// `AlreadyInWriteTransaction` inside a write transaction, `ReadOnly`. The data is unchanged
     /// whether it succeeds or fails.
     pub fn compact(&self) -> Result<()> {
+        if self.inner.config.sync.is_some() {
+            return Err(Error::new(
+                ErrorCode::NotSupported,
+                "synced realms cannot be compacted",
+            ));
+        }
         let mut state = self.inner.state.lock();
         if state.write.is_some() {
             return Err(Error::new(
@@ -694,6 +818,61 @@ impl Realm {
                 Err(e)
             }
         }
+    }
+
+    /// The sync progress stored in the file (all zero for a file never synced).
+    pub(crate) fn sync_progress(&self) -> Result<crate::sync::SyncProgress> {
+        self.with_snapshot(|s| {
+            Ok(s.meta_bytes(tables::meta::SYNC)?
+                .map(|b| crate::sync::SyncProgress::decode(&b))
+                .unwrap_or_default())
+        })
+    }
+
+    /// Stores sync progress in a transaction of its own (no history entry).
+    pub(crate) fn save_sync_progress(&self, progress: &crate::sync::SyncProgress) -> Result<()> {
+        self.begin_write()?;
+        let r = self.with_write(|w| w.put_meta(tables::meta::SYNC, &progress.encode()));
+        self.finish_open_write(r)
+    }
+
+    /// Integrates a batch of downloaded changesets and stores `progress`, all in one
+    /// transaction: either everything is applied and the progress moves on, or nothing is.
+    pub(crate) fn integrate_download(
+        &self,
+        changesets: &[&[u8]],
+        progress: &crate::sync::SyncProgress,
+    ) -> Result<()> {
+        if !self.inner.config.merge_metadata {
+            return Err(Error::invalid(
+                "integrating changesets needs a realm opened with merge metadata",
+            ));
+        }
+        self.begin_write()?;
+        let r = self.with_write(|w| {
+            for cs in changesets {
+                w.integrate(cs)?;
+            }
+            w.put_meta(tables::meta::SYNC, &progress.encode())
+        });
+        self.finish_open_write(r)
+    }
+
+    /// `(version, byte length)` of every changeset this file made itself after `after`,
+    /// oldest first, without copying the changesets.
+    pub(crate) fn local_changeset_sizes(&self, after: u64) -> Result<Vec<(u64, u64)>> {
+        self.with_snapshot(|s| {
+            let me = s.meta_u64(tables::meta::FILE_SALT)?;
+            let mut out = Vec::new();
+            for item in s.history.range(after.saturating_add(1)..)? {
+                let (k, v) = item?;
+                let bytes = v.value();
+                if crate::history::changeset_header(bytes).is_ok_and(|(_, o)| o == me || o == 0) {
+                    out.push((k.value(), bytes.len() as u64));
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// Applies an encoded changeset inside the open write transaction, as if its writes had

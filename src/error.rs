@@ -23,6 +23,9 @@ pub enum ErrorCode {
     Json = 1,
     /// The synced realm must be reset from the server.
     ClientReset = 7,
+    /// A sync session error from the server or the sync client: the protocol's code (100–109
+    /// connection, 200–213 session) is [`Error::raw_code`]; 200 stands for the whole family.
+    Sync = 200,
     /// The auth server answered with an HTTP status (300–599) that carries no Realm code of its
     /// own (an unknown route, a server error, a redirect). The status itself is
     /// [`Error::raw_code`] and [`Error::http_status`]; 300 stands for the whole family.
@@ -95,6 +98,8 @@ pub enum ErrorCode {
     RealmInUse = 1025,
     /// The current user was asked for while more than one user is logged in.
     MultipleUsersLoggedIn = 1026,
+    /// A wait (for upload, download or initial data) ran out of time.
+    Timeout = 1027,
 }
 
 impl ErrorCode {
@@ -102,7 +107,8 @@ impl ErrorCode {
     pub fn category(self) -> ErrorCategory {
         use ErrorCode::*;
         match self {
-            Unknown | Io | Json | ClientReset => ErrorCategory::Client,
+            Unknown | Io | Json | ClientReset | Timeout => ErrorCategory::Client,
+            Sync => ErrorCategory::Sync,
             Http => ErrorCategory::Http,
             InvalidParameters | MissingParameters | InvalidCredentials | UnknownAccount
             | ExistingAccount | AccessDenied | ExpiredRefreshToken => ErrorCategory::Auth,
@@ -125,6 +131,7 @@ impl ErrorCode {
             Io => "IO",
             Json => "JSON",
             ClientReset => "CLIENT_RESET",
+            Sync => "SYNC",
             Http => "HTTP",
             InvalidParameters => "INVALID_PARAMETERS",
             MissingParameters => "MISSING_PARAMETERS",
@@ -160,6 +167,7 @@ impl ErrorCode {
             CallbackFailed => "CALLBACK_FAILED",
             RealmInUse => "REALM_IN_USE",
             MultipleUsersLoggedIn => "MULTIPLE_USERS_LOGGED_IN",
+            Timeout => "TIMEOUT",
         }
     }
 
@@ -169,6 +177,7 @@ impl ErrorCode {
         ErrorCode::Io,
         ErrorCode::Json,
         ErrorCode::ClientReset,
+        ErrorCode::Sync,
         ErrorCode::Http,
         ErrorCode::InvalidParameters,
         ErrorCode::MissingParameters,
@@ -204,6 +213,7 @@ impl ErrorCode {
         ErrorCode::CallbackFailed,
         ErrorCode::RealmInUse,
         ErrorCode::MultipleUsersLoggedIn,
+        ErrorCode::Timeout,
     ];
 
     /// The code for one of the auth server's Realm codes (601–615), if it is one.
@@ -242,6 +252,8 @@ pub enum ErrorCategory {
     Auth = 5,
     /// The auth server answered with a plain HTTP error status ([`ErrorCode::Http`]).
     Http = 6,
+    /// A sync session or connection error ([`ErrorCode::Sync`], codes 100–213).
+    Sync = 7,
 }
 
 /// An error of the Shoal Rust API: a stable [`ErrorCode`], a message for people, and the file
@@ -257,6 +269,8 @@ pub struct Error {
     path: Option<String>,
     /// The HTTP status of an [`ErrorCode::Http`] error.
     http_status: Option<u16>,
+    /// The protocol code of an [`ErrorCode::Sync`] error.
+    sync_code: Option<i32>,
 }
 
 impl Error {
@@ -267,6 +281,15 @@ impl Error {
             message: message.into(),
             path: None,
             http_status: None,
+            sync_code: None,
+        }
+    }
+
+    /// An [`ErrorCode::Sync`] error with the protocol's `code` (100–109, 200–213).
+    pub fn sync(code: i32, message: impl Into<String>) -> Error {
+        Error {
+            sync_code: Some(code),
+            ..Error::new(ErrorCode::Sync, message)
         }
     }
 
@@ -296,6 +319,7 @@ impl Error {
     pub fn raw_code(&self) -> i32 {
         match (self.code, self.http_status) {
             (ErrorCode::Http, Some(status)) => i32::from(status),
+            (ErrorCode::Sync, _) => self.sync_code.unwrap_or(ErrorCode::Sync as i32),
             (code, _) => code as i32,
         }
     }

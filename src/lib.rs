@@ -66,6 +66,10 @@ pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
 pub use results::Results;
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
+pub use sync::{
+    ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
+    SessionState, StopPolicy, SyncCallbackToken, SyncConfig, SyncError, SyncUrl, TokenBinder,
+};
 pub use user::{User, UserInfo};
 pub use value::{compare_values, ObjLink, PropertyType, Timestamp, Value, ValueRef};
 

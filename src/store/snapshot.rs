@@ -245,6 +245,11 @@ impl Snapshot {
         }
     }
 
+    /// A meta entry's bytes, if present.
+    pub(crate) fn meta_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     /// `(next object key, live objects)` of a class.
     pub(crate) fn class_state(&self, class: u32) -> Result<(u64, u64)> {
         let key = tables::column_key(class, crate::store::catalog::STATE_PROP, 0);

@@ -35,6 +35,8 @@ pub(crate) mod meta {
     pub(crate) const FILE_SALT: &str = "file_salt";
     /// The highest changeset stamp integrated from other replicas (u64 LE; absent: 0).
     pub(crate) const HLC: &str = "hlc";
+    /// Sync progress of a synced realm (see `sync::SyncProgress`).
+    pub(crate) const SYNC: &str = "sync";
 }
 
 /// The storage format this build writes and reads.

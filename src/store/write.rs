@@ -48,8 +48,9 @@ pub(crate) struct WriteTxn {
     pub(crate) file_salt: u64,
     /// With merge metadata on: this transaction's stamp (fixed when it began).
     pub(crate) merge: Option<u64>,
-    /// An integrated remote changeset, recorded in history as it came instead of `changes`.
-    pub(crate) raw: Option<Vec<u8>>,
+    /// Integrated remote changesets, recorded in history as they came (one version each)
+    /// instead of `changes`.
+    pub(crate) raw: Vec<Vec<u8>>,
     /// Set while a remote changeset is integrated (its deletes carry their own order keys).
     pub(crate) integrating: bool,
     /// An error after which history and data may disagree: the commit is refused.
@@ -81,7 +82,7 @@ impl WriteTxn {
             changes: ChangesetBuilder::default(),
             file_salt,
             merge: None,
-            raw: None,
+            raw: Vec::new(),
             integrating: false,
             poisoned: None,
             recent: None,
@@ -127,6 +128,12 @@ impl WriteTxn {
         self.changes.push(ins);
     }
 
+    /// Writes a meta entry in this transaction (sync progress lives there).
+    pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        self.txn.open_table(tables::META)?.insert(name, value)?;
+        Ok(())
+    }
+
     pub(crate) fn set_schema_version(&mut self, v: u64) {
         self.overlay.schema_version = Some(v);
     }
@@ -150,10 +157,11 @@ impl WriteTxn {
     /// Writes everything and commits durably. After an error nothing of the transaction is
     /// visible (redb discards an uncommitted transaction).
     pub(crate) fn commit(mut self) -> Result<CommitOutcome> {
-        let record = match self.raw.take() {
-            Some(raw) => Some(raw),
-            None if self.changes.is_empty() || self.poisoned.is_some() => None,
-            None => {
+        let mut records = std::mem::take(&mut self.raw);
+        let local = match records.is_empty() {
+            false => None,
+            true if self.changes.is_empty() || self.poisoned.is_some() => None,
+            true => {
                 let stamp = match self.merge {
                     Some(s) => s,
                     None => {
@@ -168,6 +176,7 @@ impl WriteTxn {
                 Some(bytes)
             }
         };
+        records.extend(local);
         let WriteTxn {
             txn,
             base,
@@ -190,11 +199,13 @@ impl WriteTxn {
             .unwrap_or_else(|| base.catalog.clone());
         overlay.flush(&txn, &catalog)?;
         let mut version = None;
-        if let Some(bytes) = record {
-            let v = base.version + 1;
-            txn.open_table(tables::HISTORY)?
-                .insert(v, bytes.as_slice())?;
-            version = Some(v);
+        if !records.is_empty() {
+            let mut history = txn.open_table(tables::HISTORY)?;
+            for (i, bytes) in records.iter().enumerate() {
+                let v = base.version + 1 + i as u64;
+                history.insert(v, bytes.as_slice())?;
+                version = Some(v);
+            }
         }
         txn.commit()?;
         Ok(CommitOutcome { version })
@@ -1289,7 +1300,7 @@ pub(crate) fn find_by_value(
     Ok(None)
 }
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the OS; mixing the time keeps two salts of one process apart.

@@ -462,7 +462,7 @@ impl WriteTxn {
         self.txn
             .open_table(tables::META)?
             .insert(meta::HLC, hlc.to_le_bytes().as_slice())?;
-        self.raw = Some(bytes.to_vec());
+        self.raw.push(bytes.to_vec());
         Ok(())
     }
 

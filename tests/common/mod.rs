@@ -61,3 +61,4 @@ pub fn people_schema() -> Schema {
 pub fn open_people(t: &TempRealm) -> Realm {
     Realm::open(&t.config(people_schema())).expect("open")
 }
+pub mod server;

@@ -1,0 +1,740 @@
+//! Sessions: the public handle of one synced realm file's sync state ([`Session`]), its
+//! states, progress notifications and waits. The protocol work is done by the session's task
+//! (`runner.rs`); this file holds what both sides share and what users call.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::client::SyncClient;
+use super::config::SyncConfig;
+use crate::config::Config;
+use crate::db::Realm;
+use crate::error::{Error, ErrorCategory, ErrorCode, Result};
+use crate::protocol::sync::{ConnectionErrorCode, SessionErrorCode};
+
+/// A session's state (the numbers are the reference system's).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// The session needs an access token before it can bind.
+    WaitingForAccessToken = 0,
+    /// The session is syncing (or connecting to do so).
+    Active = 1,
+    /// Every realm handle is closed; the session uploads what is left, then stops.
+    Dying = 2,
+    /// Not syncing: stopped, paused, or the user logged out.
+    Inactive = 3,
+    /// Stopped by a fatal error (see the error handler).
+    Error = 4,
+}
+
+/// The state of the session's connection to the server.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Not connected.
+    Disconnected = 0,
+    /// Connecting or binding.
+    Connecting = 1,
+    /// Bound on a connected WebSocket.
+    Connected = 2,
+}
+
+/// Which transfer a progress callback follows (the reference system's numbers).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressDirection {
+    /// Changes from the server.
+    Download = 1,
+    /// Local changes to the server.
+    Upload = 2,
+}
+
+/// How long a progress callback reports.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Fixes the bytes to transfer at registration (for downloads: at the first progress the
+    /// server sends), reports only growing progress, and stops after the first completion.
+    CurrentChanges = 0,
+    /// Reports for as long as the callback is registered; the bytes to transfer grow with new
+    /// changes, so completion can come and go.
+    Indefinitely = 1,
+}
+
+/// A progress report: complete when `transferred >= transferable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes transferred (acknowledged uploads; integrated downloads).
+    pub transferred: u64,
+    /// Bytes transferred plus bytes still to transfer.
+    pub transferable: u64,
+}
+
+impl Progress {
+    /// Whether everything transferable has been transferred.
+    pub fn is_complete(&self) -> bool {
+        self.transferred >= self.transferable
+    }
+
+    /// `transferred / transferable`, 1.0 when there is nothing to transfer.
+    pub fn fraction(&self) -> f64 {
+        if self.transferable == 0 {
+            1.0
+        } else {
+            (self.transferred as f64 / self.transferable as f64).min(1.0)
+        }
+    }
+}
+
+/// An error reported to a session's error handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncError {
+    /// The code: the protocol's 100–109 (connection) or 200–213 (session), `CLIENT_RESET` (7),
+    /// `IO` (0) for network failures, or an auth/database code.
+    pub code: i32,
+    /// The family of `code`.
+    pub category: ErrorCategory,
+    /// What happened.
+    pub message: String,
+    /// Whether the session stopped for good (state ERROR); otherwise it retries by itself.
+    pub is_fatal: bool,
+    /// Whether the realm must be reset: close it and call
+    /// [`App::execute_client_reset`](crate::App::execute_client_reset).
+    pub is_client_reset: bool,
+    /// For a client reset: the realm file.
+    pub original_path: Option<String>,
+    /// For a client reset: where the file will be moved by the reset.
+    pub backup_path: Option<String>,
+}
+
+impl SyncError {
+    pub(crate) fn new(code: i32, message: impl Into<String>, is_fatal: bool) -> SyncError {
+        let category = if (100..=109).contains(&code) || (200..=213).contains(&code) {
+            ErrorCategory::Sync
+        } else if (601..=615).contains(&code) {
+            ErrorCategory::Auth
+        } else {
+            ErrorCategory::Client
+        };
+        SyncError {
+            code,
+            category,
+            message: message.into(),
+            is_fatal,
+            is_client_reset: false,
+            original_path: None,
+            backup_path: None,
+        }
+    }
+
+    pub(crate) fn from_error(e: &Error, is_fatal: bool) -> SyncError {
+        SyncError::new(e.raw_code(), e.message(), is_fatal)
+    }
+
+    /// The code's constant name without prefix (`TOKEN_EXPIRED`, `CLIENT_RESET`, ...).
+    pub fn name(&self) -> &'static str {
+        code_name(self.code)
+    }
+
+    /// This error as an [`Error`] (for failed waits).
+    pub fn to_error(&self) -> Error {
+        if self.category == ErrorCategory::Sync {
+            Error::sync(self.code, self.message.clone())
+        } else {
+            let code = ErrorCode::ALL
+                .iter()
+                .copied()
+                .find(|c| *c as i32 == self.code)
+                .unwrap_or(ErrorCode::Unknown);
+            Error::new(code, self.message.clone())
+        }
+    }
+}
+
+/// The name of any code a [`SyncError`] can carry.
+pub(crate) fn code_name(code: i32) -> &'static str {
+    if let Some(c) = ConnectionErrorCode::from_code(code) {
+        return c.name();
+    }
+    if let Some(c) = SessionErrorCode::from_code(code) {
+        return c.name();
+    }
+    ErrorCode::ALL
+        .iter()
+        .find(|c| **c as i32 == code)
+        .map_or("UNKNOWN", |c| c.name())
+}
+
+pub(crate) type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+pub(crate) type StateFn = Arc<dyn Fn(SessionState, SessionState) + Send + Sync>;
+pub(crate) type ConnectionFn = Arc<dyn Fn(ConnectionState, ConnectionState) + Send + Sync>;
+
+struct Listener {
+    id: u64,
+    direction: ProgressDirection,
+    mode: ProgressMode,
+    callback: ProgressFn,
+    /// CURRENT_CHANGES: the transferable bytes fixed at registration.
+    target: Option<u64>,
+    last: Option<Progress>,
+}
+
+/// Everything about a session that its task and its users share, under one lock.
+pub(crate) struct Shared {
+    pub(crate) state: SessionState,
+    pub(crate) connection: ConnectionState,
+    /// Open realm handles of the file (the session's own handles do not count).
+    pub(crate) handles: usize,
+    /// Set when the last handle closed under `AfterChangesUploaded` (cleared by a reopen).
+    pub(crate) dying: bool,
+    /// Set when the last handle closed under `Immediately`, or when dying has finished.
+    pub(crate) stopped: bool,
+    pub(crate) paused: bool,
+    /// The fatal error that stopped the session.
+    pub(crate) fatal: Option<SyncError>,
+    /// Whether the session's task is alive.
+    pub(crate) running: bool,
+    /// A token handed over by [`Session::bind_token`], not taken by the task yet.
+    pub(crate) bound_token: Option<String>,
+    // --- upload progress ---
+    /// The last local version the server acknowledged.
+    pub(crate) acked: u64,
+    /// The history version scanned for local changesets.
+    pub(crate) scanned: u64,
+    /// Local changesets after `acked`: `(version, bytes)`.
+    pub(crate) pending: VecDeque<(u64, u64)>,
+    pub(crate) pending_bytes: u64,
+    /// Bytes of local changesets acknowledged.
+    pub(crate) uploaded: u64,
+    /// Whether `uploaded`/`pending` were computed from the file.
+    pub(crate) upload_known: bool,
+    // --- download progress ---
+    pub(crate) downloaded: u64,
+    pub(crate) downloadable: u64,
+    pub(crate) download_known: bool,
+    /// The latest MARK request asked for, and the latest one the server answered.
+    pub(crate) mark_requested: u64,
+    pub(crate) mark_done: u64,
+    listeners: Vec<Listener>,
+    state_listeners: Vec<(u64, StateFn)>,
+    connection_listeners: Vec<(u64, ConnectionFn)>,
+    next_id: u64,
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) client: Arc<SyncClient>,
+    /// The realm's configuration (the sync part in `sync`).
+    pub(crate) config: Config,
+    pub(crate) sync: SyncConfig,
+    pub(crate) shared: Mutex<Shared>,
+    /// Signalled whenever `shared` changes in a way a waiter may care about.
+    pub(crate) changed: Condvar,
+    /// Wakes the session's task to look at `shared` and the file again.
+    pub(crate) wake: tokio::sync::Notify,
+    /// The handle used to read the file's history for progress (not the task's).
+    scan_realm: Mutex<Option<Realm>>,
+}
+
+/// The sync session of one synced realm file: one per file and process, shared by every
+/// handle of the realm. Cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("url", &self.inner.sync.url.resolved)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl PartialEq for Session {
+    fn eq(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Session {}
+
+/// Unregisters a session callback when dropped.
+pub struct SyncCallbackToken {
+    session: std::sync::Weak<SessionInner>,
+    id: u64,
+}
+
+impl Drop for SyncCallbackToken {
+    fn drop(&mut self) {
+        if let Some(inner) = self.session.upgrade() {
+            let mut s = inner.shared.lock();
+            s.listeners.retain(|l| l.id != self.id);
+            s.state_listeners.retain(|(id, _)| *id != self.id);
+            s.connection_listeners.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+impl fmt::Debug for SyncCallbackToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncCallbackToken")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl SessionInner {
+    pub(crate) fn new(client: Arc<SyncClient>, config: Config, sync: SyncConfig) -> SessionInner {
+        SessionInner {
+            client,
+            config,
+            sync,
+            shared: Mutex::new(Shared {
+                state: SessionState::Inactive,
+                connection: ConnectionState::Disconnected,
+                handles: 0,
+                dying: false,
+                stopped: false,
+                paused: false,
+                fatal: None,
+                running: false,
+                bound_token: None,
+                acked: 0,
+                scanned: 0,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+                uploaded: 0,
+                upload_known: false,
+                downloaded: 0,
+                downloadable: 0,
+                download_known: false,
+                mark_requested: 0,
+                mark_done: 0,
+                listeners: Vec::new(),
+                state_listeners: Vec::new(),
+                connection_listeners: Vec::new(),
+                next_id: 1,
+            }),
+            changed: Condvar::new(),
+            wake: tokio::sync::Notify::new(),
+            scan_realm: Mutex::new(None),
+        }
+    }
+
+    /// Opens a handle of the file for the library's own use (it does not count as a user's
+    /// handle, runs no schema changes and no callbacks).
+    pub(crate) fn open_internal(&self) -> Result<Realm> {
+        let mut config = self.config.clone();
+        config.schema = None;
+        config.initial_data = None;
+        config.migration = None;
+        config.should_compact = None;
+        config.read_only = false;
+        Realm::open_internal(&config)
+    }
+
+    /// Whether the session should be syncing now.
+    pub(crate) fn wants_to_run(s: &Shared, user_valid: bool) -> bool {
+        user_valid && !s.paused && !s.stopped && s.fatal.is_none()
+    }
+
+    /// Changes the state, telling state callbacks and waiters.
+    pub(crate) fn set_state(self: &Arc<Self>, s: &mut Shared, state: SessionState) {
+        if s.state == state {
+            return;
+        }
+        let old = s.state;
+        s.state = state;
+        tracing::debug!(url = %self.sync.url.resolved, ?old, new = ?state, "session state");
+        for (_, cb) in &s.state_listeners {
+            let cb = cb.clone();
+            self.client.callback(move || cb(old, state));
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn set_connection(self: &Arc<Self>, s: &mut Shared, state: ConnectionState) {
+        if s.connection == state {
+            return;
+        }
+        let old = s.connection;
+        s.connection = state;
+        for (_, cb) in &s.connection_listeners {
+            let cb = cb.clone();
+            self.client.callback(move || cb(old, state));
+        }
+        self.changed.notify_all();
+    }
+
+    /// Reads the local changesets committed since the last scan into the upload figures.
+    /// `realm` is a handle of the file that may be refreshed.
+    pub(crate) fn scan_with(self: &Arc<Self>, realm: &Realm) -> Result<()> {
+        realm.refresh()?;
+        let mut s = self.shared.lock();
+        if !s.upload_known {
+            let acked = realm.sync_progress()?.acked.max(s.acked);
+            drop(s);
+            let sizes = realm.local_changeset_sizes(0)?;
+            s = self.shared.lock();
+            if !s.upload_known {
+                s.acked = s.acked.max(acked);
+                let acked = s.acked;
+                s.uploaded = sizes.iter().filter(|(v, _)| *v <= acked).map(|(_, n)| n).sum();
+                s.pending = sizes.iter().copied().filter(|(v, _)| *v > acked).collect();
+                s.pending_bytes = s.pending.iter().map(|(_, n)| n).sum();
+                s.scanned = realm.version()?;
+                s.upload_known = true;
+                self.report_progress(&mut s);
+            }
+            return Ok(());
+        }
+        let after = s.scanned;
+        drop(s);
+        let sizes = realm.local_changeset_sizes(after)?;
+        let version = realm.version()?;
+        let mut s = self.shared.lock();
+        if s.scanned != after {
+            return Ok(()); // Another scan got there first.
+        }
+        let acked = s.acked;
+        for (v, n) in sizes {
+            if v > acked {
+                s.pending.push_back((v, n));
+                s.pending_bytes += n;
+            } else {
+                s.uploaded += n;
+            }
+        }
+        s.scanned = version;
+        self.report_progress(&mut s);
+        Ok(())
+    }
+
+    /// Scans with the session's scan handle (opened on first use).
+    pub(crate) fn scan(self: &Arc<Self>) -> Result<()> {
+        let mut slot = self.scan_realm.lock();
+        if slot.is_none() {
+            *slot = Some(self.open_internal()?);
+        }
+        let realm = slot.as_ref().cloned();
+        drop(slot);
+        match realm {
+            Some(r) => self.scan_with(&r),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets go of the scan handle (when the session stops, so that the file can be closed).
+    pub(crate) fn drop_scan_realm(&self) {
+        self.scan_realm.lock().take();
+    }
+
+    /// The server acknowledged local versions up to `acked`.
+    pub(crate) fn on_acked(self: &Arc<Self>, s: &mut Shared, acked: u64) {
+        if acked <= s.acked {
+            return;
+        }
+        s.acked = acked;
+        while let Some(&(v, n)) = s.pending.front() {
+            if v > acked {
+                break;
+            }
+            s.pending.pop_front();
+            s.pending_bytes -= n;
+            s.uploaded += n;
+        }
+        self.report_progress(s);
+        self.changed.notify_all();
+    }
+
+    fn current(s: &Shared, direction: ProgressDirection) -> Option<Progress> {
+        match direction {
+            ProgressDirection::Upload => s.upload_known.then_some(Progress {
+                transferred: s.uploaded,
+                transferable: s.uploaded + s.pending_bytes,
+            }),
+            ProgressDirection::Download => s.download_known.then_some(Progress {
+                transferred: s.downloaded,
+                transferable: s.downloaded + s.downloadable,
+            }),
+        }
+    }
+
+    /// Calls the progress callbacks whose figures changed (on the callback thread).
+    pub(crate) fn report_progress(self: &Arc<Self>, s: &mut Shared) {
+        let up = Self::current(s, ProgressDirection::Upload);
+        let down = Self::current(s, ProgressDirection::Download);
+        let client = &self.client;
+        s.listeners.retain_mut(|l| {
+            let now = match l.direction {
+                ProgressDirection::Upload => up,
+                ProgressDirection::Download => down,
+            };
+            let Some(now) = now else { return true };
+            let report = match l.mode {
+                ProgressMode::Indefinitely => now,
+                ProgressMode::CurrentChanges => {
+                    let target = *l.target.get_or_insert(now.transferable);
+                    Progress {
+                        transferred: now.transferred.min(target),
+                        transferable: target,
+                    }
+                }
+            };
+            if l.last != Some(report) {
+                l.last = Some(report);
+                let cb = l.callback.clone();
+                client.callback(move || cb(report));
+            }
+            !(l.mode == ProgressMode::CurrentChanges && report.is_complete())
+        });
+    }
+}
+
+impl Session {
+    /// The session's state.
+    pub fn state(&self) -> SessionState {
+        self.inner.shared.lock().state
+    }
+
+    /// The state of the connection the session uses.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.shared.lock().connection
+    }
+
+    /// The sync configuration (user, URL, options).
+    pub fn config(&self) -> &SyncConfig {
+        &self.inner.sync
+    }
+
+    /// The resolved server URL.
+    pub fn server_url(&self) -> &str {
+        &self.inner.sync.url.resolved
+    }
+
+    /// The local realm file.
+    pub fn path(&self) -> &str {
+        &self.inner.config.path
+    }
+
+    /// The fatal error that stopped the session, if one did.
+    pub fn error(&self) -> Option<SyncError> {
+        self.inner.shared.lock().fatal.clone()
+    }
+
+    /// Calls `callback(old, new)` on every state change, on the sync callback thread, until
+    /// the token is dropped.
+    pub fn add_state_callback(
+        &self,
+        callback: impl Fn(SessionState, SessionState) + Send + Sync + 'static,
+    ) -> SyncCallbackToken {
+        let mut s = self.inner.shared.lock();
+        let id = s.next_id;
+        s.next_id += 1;
+        s.state_listeners.push((id, Arc::new(callback)));
+        self.token(id)
+    }
+
+    /// Calls `callback(old, new)` on every connection state change, on the sync callback
+    /// thread, until the token is dropped.
+    pub fn add_connection_callback(
+        &self,
+        callback: impl Fn(ConnectionState, ConnectionState) + Send + Sync + 'static,
+    ) -> SyncCallbackToken {
+        let mut s = self.inner.shared.lock();
+        let id = s.next_id;
+        s.next_id += 1;
+        s.connection_listeners.push((id, Arc::new(callback)));
+        self.token(id)
+    }
+
+    fn token(&self, id: u64) -> SyncCallbackToken {
+        SyncCallbackToken {
+            session: Arc::downgrade(&self.inner),
+            id,
+        }
+    }
+
+    /// Reports transfer progress to `callback` on the sync callback thread: once right away
+    /// (for downloads: as soon as the server has sent its first progress figures), then
+    /// whenever the figures change (repeats are left out). See [`ProgressMode`]. A callback
+    /// may register others, write to the realm, or drop its own token.
+    ///
+    /// # Errors
+    /// File errors if the realm's history cannot be read for the upload figures.
+    pub fn add_progress_callback(
+        &self,
+        direction: ProgressDirection,
+        mode: ProgressMode,
+        callback: impl Fn(Progress) + Send + Sync + 'static,
+    ) -> Result<SyncCallbackToken> {
+        if direction == ProgressDirection::Upload {
+            self.inner.scan()?;
+        }
+        let mut s = self.inner.shared.lock();
+        let id = s.next_id;
+        s.next_id += 1;
+        let callback: ProgressFn = Arc::new(callback);
+        let target = match (mode, SessionInner::current(&s, direction)) {
+            (ProgressMode::CurrentChanges, Some(now)) => Some(now.transferable),
+            _ => None,
+        };
+        s.listeners.push(Listener {
+            id,
+            direction,
+            mode,
+            callback,
+            target,
+            last: None,
+        });
+        self.inner.report_progress(&mut s);
+        Ok(self.token(id))
+    }
+
+    /// Blocks until every local change committed before the call has been acknowledged by the
+    /// server (durable there), or `timeout` passes.
+    ///
+    /// # Errors
+    /// `Timeout`; the session's fatal error (`Sync` with its code) if it stops for good.
+    pub fn wait_for_upload(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        self.inner.scan()?;
+        let mut s = self.inner.shared.lock();
+        let target = s.pending.back().map_or(0, |(v, _)| *v);
+        self.inner.wake.notify_one();
+        loop {
+            if s.acked >= target {
+                return Ok(());
+            }
+            if let Some(e) = &s.fatal {
+                return Err(e.to_error());
+            }
+            if self.inner.changed.wait_until(&mut s, deadline).timed_out() {
+                return Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "local changes up to version {target} were not uploaded within {timeout:?}"
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Blocks until every change the server had when the call was made has been downloaded
+    /// and integrated, or `timeout` passes (the session asks the server with a MARK).
+    ///
+    /// # Errors
+    /// `Timeout`; the session's fatal error if it stops for good.
+    pub fn wait_for_download(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.inner.shared.lock();
+        s.mark_requested += 1;
+        let request = s.mark_requested;
+        self.inner.wake.notify_one();
+        loop {
+            if s.mark_done >= request {
+                return Ok(());
+            }
+            if let Some(e) = &s.fatal {
+                return Err(e.to_error());
+            }
+            if self.inner.changed.wait_until(&mut s, deadline).timed_out() {
+                return Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!("the server's changes were not downloaded within {timeout:?}"),
+                ));
+            }
+        }
+    }
+
+    /// Stops syncing until [`resume`](Self::resume) (state INACTIVE; local writes continue
+    /// and upload after resuming).
+    pub fn pause(&self) {
+        self.inner.shared.lock().paused = true;
+        self.inner.wake.notify_one();
+    }
+
+    /// Resumes a paused session.
+    pub fn resume(&self) {
+        self.inner.shared.lock().paused = false;
+        self.inner.client.start(&self.inner);
+    }
+
+    /// Hands the session an access token asked for by the config's token binder.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty token.
+    pub fn bind_token(&self, token: &str) -> Result<()> {
+        if token.is_empty() {
+            return Err(Error::invalid("the access token must not be empty"));
+        }
+        self.inner.shared.lock().bound_token = Some(token.to_owned());
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// One open realm handle of a session's file: counted while alive; the last one to go applies
+/// the stop policy.
+pub(crate) struct HandleGuard {
+    session: Session,
+}
+
+impl HandleGuard {
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Session {
+    /// Counts a newly opened realm handle and (re)starts the session.
+    pub(crate) fn attach_handle(&self) -> HandleGuard {
+        {
+            let mut s = self.inner.shared.lock();
+            s.handles += 1;
+            s.dying = false;
+            s.stopped = false;
+        }
+        self.inner.client.start(&self.inner);
+        HandleGuard {
+            session: self.clone(),
+        }
+    }
+}
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        let inner = &self.session.inner;
+        let last = {
+            let mut s = inner.shared.lock();
+            s.handles = s.handles.saturating_sub(1);
+            s.handles == 0
+        };
+        if !last {
+            return;
+        }
+        match inner.sync.stop_policy {
+            super::StopPolicy::LiveIndefinitely => {}
+            super::StopPolicy::Immediately => {
+                inner.shared.lock().stopped = true;
+            }
+            super::StopPolicy::AfterChangesUploaded => {
+                // Count the last commits before deciding what is left to upload.
+                if let Err(e) = inner.scan() {
+                    tracing::warn!(error = %e, "could not read the realm's history at close");
+                }
+                let mut s = inner.shared.lock();
+                if s.handles == 0 {
+                    s.dying = true;
+                }
+            }
+        }
+        inner.wake.notify_one();
+    }
+}
