@@ -94,6 +94,37 @@ fn count(realm: &Realm) -> usize {
     realm.objects("Item").unwrap().count().unwrap()
 }
 
+fn find(realm: &Realm, id: i64) -> Option<shoal::Object> {
+    realm.refresh().unwrap();
+    realm.find_object("Item", &Value::Int(id)).unwrap()
+}
+
+/// Records every error the handler gets.
+#[derive(Clone, Default)]
+struct Errors(Arc<Mutex<Vec<SyncError>>>);
+
+impl Errors {
+    fn install(&self, sync: &mut SyncConfig) {
+        let me = self.clone();
+        sync.set_error_handler(move |_, e| me.0.lock().unwrap().push(e.clone()));
+    }
+    fn all(&self) -> Vec<SyncError> {
+        self.0.lock().unwrap().clone()
+    }
+    fn wait_for(&self, what: &str, f: impl Fn(&SyncError) -> bool) -> SyncError {
+        let mut found = None;
+        wait_until(what, || {
+            found = self.all().into_iter().find(|e| f(e));
+            found.is_some()
+        });
+        found.unwrap()
+    }
+}
+
+fn wait_state(session: &shoal::Session, state: SessionState) {
+    wait_until(&format!("session state {state:?}"), || session.state() == state);
+}
+
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !f() {
@@ -128,4 +159,724 @@ fn two_devices_of_one_user_converge_through_the_server() {
     assert_eq!(ra.dump_json().unwrap(), rb.dump_json().unwrap());
     assert_eq!(sa.state(), SessionState::Active);
     assert_eq!(sa.connection_state(), ConnectionState::Connected);
+}
+
+// ---- sessions (SyncSessionTests) ----------------------------------------------------------
+
+#[test]
+fn session_states_follow_login_and_logout_for_every_session_of_the_user() {
+    let server = Server::start();
+    let d = device();
+    let name = unique("u");
+    let user = login(&d, &server, &name, true);
+    let r1 = Realm::open(&config(&user, &sync_url(&server, "/~/tests"))).unwrap();
+    let r2 = Realm::open(&config(&user, &sync_url(&server, "/~/tests2"))).unwrap();
+    let (s1, s2) = (r1.session().unwrap(), r2.session().unwrap());
+    assert_ne!(s1, s2, "two files, two sessions");
+    assert_eq!(s1, r1.session().unwrap(), "one session per file");
+    assert_eq!(s1, d.app.session(r1.config()).unwrap());
+    wait_state(&s1, SessionState::Active);
+    wait_state(&s2, SessionState::Active);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rec = seen.clone();
+    let _t = s1.add_state_callback(move |old, new| rec.lock().unwrap().push((old, new)));
+
+    user.logout();
+    wait_state(&s1, SessionState::Inactive);
+    wait_state(&s2, SessionState::Inactive);
+    add_items(&r1, 0..1); // writes go on while logged out
+
+    let again = login(&d, &server, &name, false);
+    assert_eq!(again.identity(), user.identity());
+    wait_state(&s1, SessionState::Active);
+    wait_state(&s2, SessionState::Active);
+    s1.wait_for_upload(WAIT).unwrap();
+    let transitions = seen.lock().unwrap().clone();
+    assert!(transitions.contains(&(SessionState::Active, SessionState::Inactive)), "{transitions:?}");
+    assert!(transitions.contains(&(SessionState::Inactive, SessionState::WaitingForAccessToken)), "{transitions:?}");
+    assert!(transitions.contains(&(SessionState::WaitingForAccessToken, SessionState::Active)), "{transitions:?}");
+}
+
+#[test]
+fn a_user_and_an_admin_sync_the_same_path() {
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let user = login(&a, &server, &unique("u"), true);
+    let admin = admin(&b, &server);
+    let ru = Realm::open(&config(&user, &sync_url(&server, "/~/shared"))).unwrap();
+    add_items(&ru, 0..1);
+    ru.session().unwrap().wait_for_upload(WAIT).unwrap();
+
+    let path = format!("/{}/shared", user.identity());
+    let ra = Realm::open(&config(&admin, &sync_url(&server, &path))).unwrap();
+    let sa = ra.session().unwrap();
+    sa.wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&ra), 1);
+    assert_ne!(ra.path(), ru.path(), "each user has its own local copy");
+    add_items(&ra, 1..3);
+    sa.wait_for_upload(WAIT).unwrap();
+    ru.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&ru), 3);
+}
+
+#[test]
+fn writes_made_while_logged_out_upload_after_the_next_login() {
+    // The reference's logBackResumeUpload.
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let name = unique("u");
+    let user = login(&a, &server, &name, true);
+    let admin = admin(&b, &server);
+    let realm = Realm::open(&config(&user, &sync_url(&server, "/~/resume"))).unwrap();
+    add_items(&realm, 1..2);
+    let session = realm.session().unwrap();
+    session.wait_for_upload(WAIT).unwrap();
+    user.logout();
+    wait_state(&session, SessionState::Inactive);
+    add_items(&realm, 2..3);
+
+    let path = format!("/{}/resume", user.identity());
+    let watcher = Realm::open(&config(&admin, &sync_url(&server, &path))).unwrap();
+    watcher.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&watcher), 1, "nothing uploads while logged out");
+
+    login(&a, &server, &name, false);
+    wait_until("the admin sees both objects", || count(&watcher) == 2);
+    let names: Vec<Value> = (1..3)
+        .map(|id| find(&watcher, id).unwrap().get("name").unwrap())
+        .collect();
+    assert_eq!(names, vec![Value::from("item 1"), Value::from("item 2")]);
+}
+
+#[test]
+fn changes_upload_after_the_realm_is_closed() {
+    // The reference's uploadChangesWhenRealmOutOfScope: 25 values of 1,000,000 characters,
+    // the realm closed at once; the default stop policy uploads them all.
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let user = login(&a, &server, &unique("u"), true);
+    let admin = admin(&b, &server);
+    let big = "x".repeat(1_000_000);
+    let session = {
+        let realm = Realm::open(&config(&user, &sync_url(&server, "/~/big"))).unwrap();
+        for id in 0..25 {
+            realm.begin_write().unwrap();
+            let o = realm.create_object("Item", Some(&Value::Int(id))).unwrap();
+            o.set("name", Value::String(big.clone())).unwrap();
+            realm.commit().unwrap();
+        }
+        let session = realm.session().unwrap();
+        realm.close();
+        session
+    };
+    assert_eq!(session.state(), SessionState::Dying);
+    wait_state(&session, SessionState::Inactive);
+
+    let path = format!("/{}/big", user.identity());
+    let watcher = Realm::open(&config(&admin, &sync_url(&server, &path))).unwrap();
+    wait_until("25 big values", || count(&watcher) == 25);
+    for id in 0..25 {
+        let name = find(&watcher, id).unwrap().get("name").unwrap();
+        assert_eq!(name.as_str().map(str::len), Some(1_000_000));
+    }
+}
+
+#[test]
+fn stop_policies_decide_what_closing_the_last_handle_does() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let url = sync_url(&server, "/~/policies");
+    let immediately = config_with(&user, &url, |s| {
+        s.set_stop_policy(StopPolicy::Immediately);
+    });
+    let realm = Realm::open(&immediately).unwrap();
+    let session = realm.session().unwrap();
+    wait_state(&session, SessionState::Active);
+    realm.close();
+    wait_state(&session, SessionState::Inactive);
+
+    let live = config_with(&user, &sync_url(&server, "/~/live"), |s| {
+        s.set_stop_policy(StopPolicy::LiveIndefinitely);
+    });
+    let realm = Realm::open(&live).unwrap();
+    let session = realm.session().unwrap();
+    wait_state(&session, SessionState::Active);
+    drop(realm);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(session.state(), SessionState::Active);
+
+    // Reopening a stopped session's file starts it again.
+    let realm = Realm::open(&immediately).unwrap();
+    wait_state(&realm.session().unwrap(), SessionState::Active);
+}
+
+#[test]
+fn pause_stops_syncing_until_resume() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let realm = Realm::open(&config(&user, &sync_url(&server, "/~/pause"))).unwrap();
+    let session = realm.session().unwrap();
+    wait_state(&session, SessionState::Active);
+    session.pause();
+    wait_state(&session, SessionState::Inactive);
+    add_items(&realm, 0..3);
+    let e = session.wait_for_upload(Duration::from_millis(300)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Timeout);
+    session.resume();
+    session.wait_for_upload(WAIT).unwrap();
+    assert_eq!(session.state(), SessionState::Active);
+}
+
+#[test]
+fn wait_for_initial_data_downloads_before_the_open_returns() {
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let name = unique("u");
+    let ua = login(&a, &server, &name, true);
+    let url = sync_url(&server, "/~/initial");
+    let ra = Realm::open(&config(&ua, &url)).unwrap();
+    add_items(&ra, 0..10);
+    ra.session().unwrap().wait_for_upload(WAIT).unwrap();
+
+    let ub = login(&b, &server, &name, false);
+    let waiting = config_with(&ub, &url, |s| {
+        s.set_wait_for_initial_data(Some(WAIT));
+    });
+    let rb = Realm::open(&waiting).unwrap();
+    assert_eq!(rb.objects("Item").unwrap().count().unwrap(), 10);
+    add_items(&rb, 10..20);
+    assert_eq!(count(&rb), 20);
+}
+
+#[test]
+fn the_token_binder_supplies_access_tokens() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let rec = asked.clone();
+    let binder_user = user.clone();
+    let cfg = config_with(&user, &sync_url(&server, "/~/bound"), move |s| {
+        s.set_token_binder(move |session, path| {
+            rec.lock().unwrap().push(path.to_owned());
+            let session = session.clone();
+            let user = binder_user.clone();
+            let path = path.to_owned();
+            // Answer later, from another thread, as a binding would.
+            std::thread::spawn(move || {
+                let token = user.access_token(&path).unwrap();
+                session.bind_token(&token.token).unwrap();
+            });
+        });
+    });
+    let realm = Realm::open(&cfg).unwrap();
+    add_items(&realm, 0..2);
+    let session = realm.session().unwrap();
+    session.wait_for_upload(WAIT).unwrap();
+    assert_eq!(*asked.lock().unwrap(), vec![format!("/{}/bound", user.identity())]);
+    assert!(session.bind_token("").is_err());
+}
+
+// ---- errors -------------------------------------------------------------------------------
+
+#[test]
+fn another_users_path_is_a_fatal_error_for_the_handler() {
+    let server = Server::start();
+    let d = device();
+    let owner = login(&d, &server, &unique("owner"), true);
+    let other = login(&d, &server, &unique("other"), true);
+    let errors = Errors::default();
+    let path = format!("/{}/private", owner.identity());
+    let cfg = config_with(&other, &sync_url(&server, &path), |s| errors.install(s));
+    let realm = Realm::open(&cfg).unwrap(); // opening never waits on the network
+    let session = realm.session().unwrap();
+    wait_state(&session, SessionState::Error);
+    let e = errors.wait_for("an access error", |e| e.is_fatal);
+    assert_eq!(e.code, ErrorCode::AccessDenied as i32, "{e:?}");
+    assert!(!e.is_client_reset);
+    let wait = session.wait_for_upload(WAIT).unwrap_err();
+    assert_eq!(wait.code(), ErrorCode::AccessDenied);
+    // The realm itself still works offline.
+    add_items(&realm, 0..1);
+    assert_eq!(count(&realm), 1);
+}
+
+#[test]
+fn a_forged_token_is_bad_authentication() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let errors = Errors::default();
+    let cfg = config_with(&user, &sync_url(&server, "/~/forged"), |s| {
+        errors.install(s);
+        s.set_token_binder(|session, _| {
+            let session = session.clone();
+            std::thread::spawn(move || session.bind_token("not-a-token").unwrap());
+        });
+    });
+    let realm = Realm::open(&cfg).unwrap();
+    let session = realm.session().unwrap();
+    let e = errors.wait_for("BAD_AUTHENTICATION", |e| e.code == 203);
+    assert!(e.is_fatal, "{e:?}");
+    assert_eq!(e.name(), "BAD_AUTHENTICATION");
+    wait_state(&session, SessionState::Error);
+}
+
+#[test]
+fn an_expired_access_token_is_renewed_without_user_action() {
+    let server = Server::start_with(|c| c.access_token_ttl = 5);
+    let (a, b) = (device(), device());
+    let name = unique("u");
+    let ua = login(&a, &server, &name, true);
+    let ub = login(&b, &server, &name, false);
+    let errors = Errors::default();
+    let url = sync_url(&server, "/~/ttl");
+    let ra = Realm::open(&config_with(&ua, &url, |s| errors.install(s))).unwrap();
+    let rb = Realm::open(&config(&ub, &url)).unwrap();
+    add_items(&ra, 0..1);
+    ra.session().unwrap().wait_for_upload(WAIT).unwrap();
+    std::thread::sleep(Duration::from_secs(7)); // the first tokens have expired
+    add_items(&ra, 1..2);
+    ra.session().unwrap().wait_for_upload(WAIT).unwrap();
+    wait_until("B gets both", || count(&rb) == 2);
+    assert!(errors.all().iter().all(|e| !e.is_fatal), "{:?}", errors.all());
+    assert_eq!(ra.session().unwrap().state(), SessionState::Active);
+}
+
+#[test]
+fn a_server_restart_mid_upload_loses_nothing() {
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let name = unique("u");
+    let ua = login(&a, &server, &name, true);
+    let ub = login(&b, &server, &name, false);
+    let url = sync_url(&server, "/~/restart");
+    let ra = Realm::open(&config(&ua, &url)).unwrap();
+    let sa = ra.session().unwrap();
+    wait_state(&sa, SessionState::Active);
+    for batch in 0..40 {
+        add_items(&ra, batch * 50..batch * 50 + 50);
+    }
+    // Stop while the upload is under way, write more while the server is down.
+    let stopped = server.stopped();
+    add_items(&ra, 2000..2100);
+    let server = stopped.restart();
+    sa.wait_for_upload(WAIT).unwrap();
+    let rb = Realm::open(&config(&ub, &url)).unwrap();
+    rb.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&rb), 2100);
+    assert_eq!(ra.dump_json().unwrap(), rb.dump_json().unwrap());
+    drop(server);
+}
+
+#[test]
+fn a_server_that_lost_the_realm_triggers_a_client_reset_with_a_backup() {
+    let server = Server::start();
+    let d = device();
+    let name = unique("u");
+    let user = login(&d, &server, &name, true);
+    let errors = Errors::default();
+    let cfg = config_with(&user, &sync_url(&server, "/~/reset"), |s| errors.install(s));
+    let original_path = cfg.path().to_owned();
+    {
+        let realm = Realm::open(&cfg).unwrap();
+        add_items(&realm, 0..1);
+        realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+    }
+    let session = d.app.session(&cfg).unwrap();
+    wait_state(&session, SessionState::Inactive);
+    // The server loses its sync data (users and keys stay).
+    let stopped = server.stopped();
+    let data = stopped.config.data_dir.clone();
+    std::fs::remove_file(data.join("sync.redb")).unwrap();
+    std::fs::remove_dir_all(data.join("realms")).unwrap();
+    let server = stopped.restart();
+
+    let realm = Realm::open(&cfg).unwrap();
+    let e = errors.wait_for("a client reset", |e| e.is_client_reset);
+    assert_eq!(e.code, ErrorCode::ClientReset as i32);
+    assert_eq!(e.name(), "CLIENT_RESET");
+    assert!(e.is_fatal);
+    assert_eq!(e.original_path.as_deref(), Some(original_path.as_str()));
+    let backup = e.backup_path.clone().unwrap();
+    assert!(!std::path::Path::new(&backup).exists());
+    wait_state(&realm.session().unwrap(), SessionState::Error);
+    let busy = d.app.execute_client_reset(&original_path).unwrap_err();
+    assert_eq!(busy.code(), ErrorCode::RealmInUse);
+    realm.close();
+    drop(realm);
+    wait_until("the session lets go of the file", || {
+        d.app.execute_client_reset(&original_path).map(|b| assert_eq!(b, backup)).is_ok()
+    });
+    assert!(!std::path::Path::new(&original_path).exists());
+    assert!(std::path::Path::new(&backup).exists());
+
+    let recovered = Realm::open(&Config::for_recovery(backup, None, None).unwrap()).unwrap();
+    assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 1);
+    assert_eq!(recovered.begin_write().unwrap_err().code(), ErrorCode::ReadOnly);
+
+    // A fresh open starts over with the server.
+    let realm = Realm::open(&cfg).unwrap();
+    add_items(&realm, 5..6);
+    realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+    drop(server);
+}
+
+// ---- progress (ProgressListenerTests) -----------------------------------------------------
+
+type Reports = Arc<Mutex<Vec<Progress>>>;
+
+fn recorder() -> (Reports, impl Fn(Progress) + Send + Sync + 'static) {
+    let reports: Reports = Arc::default();
+    let rec = reports.clone();
+    (reports, move |p| rec.lock().unwrap().push(p))
+}
+
+fn wait_complete(reports: &Reports, non_zero: bool) -> Progress {
+    let mut last = None;
+    wait_until("a complete progress report", || {
+        last = reports
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|p| p.is_complete() && (!non_zero || p.transferred > 0));
+        last.is_some()
+    });
+    let p = last.unwrap();
+    assert_eq!(p.fraction(), 1.0);
+    assert_eq!(p.transferred, p.transferable);
+    p
+}
+
+#[test]
+fn upload_progress_current_changes_completes_after_a_write() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let realm = Realm::open(&config(&user, &sync_url(&server, "/~/up"))).unwrap();
+    let session = realm.session().unwrap();
+    for round in 0..5 {
+        add_items(&realm, round * 10..round * 10 + 10);
+        let (reports, cb) = recorder();
+        let _t = session
+            .add_progress_callback(ProgressDirection::Upload, ProgressMode::CurrentChanges, cb)
+            .unwrap();
+        wait_complete(&reports, true);
+        let all = reports.lock().unwrap().clone();
+        assert!(all.windows(2).all(|w| w[0].transferred <= w[1].transferred), "{all:?}");
+        assert!(all.iter().all(|p| p.transferable == all[0].transferable), "fixed target: {all:?}");
+    }
+}
+
+#[test]
+fn download_progress_current_changes_completes_with_the_data() {
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let user = login(&a, &server, &unique("u"), true);
+    let ra = Realm::open(&config(&user, &sync_url(&server, "/~/down"))).unwrap();
+    add_items(&ra, 0..10);
+    ra.session().unwrap().wait_for_upload(WAIT).unwrap();
+
+    let admin = admin(&b, &server);
+    let path = format!("/{}/down", user.identity());
+    let rb = Realm::open(&config(&admin, &sync_url(&server, &path))).unwrap();
+    let (reports, cb) = recorder();
+    let _t = rb
+        .session()
+        .unwrap()
+        .add_progress_callback(ProgressDirection::Download, ProgressMode::CurrentChanges, cb)
+        .unwrap();
+    wait_complete(&reports, true);
+    assert_eq!(count(&rb), 10);
+}
+
+#[test]
+fn download_progress_indefinitely_reports_each_completion() {
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let name = unique("u");
+    let ua = login(&a, &server, &name, true);
+    let ub = login(&b, &server, &name, false);
+    let url = sync_url(&server, "/~/forever");
+    let rb = Realm::open(&config(&ub, &url)).unwrap();
+    let sb = rb.session().unwrap();
+    sb.wait_for_download(WAIT).unwrap();
+    let (reports, cb) = recorder();
+    let _t = sb
+        .add_progress_callback(ProgressDirection::Download, ProgressMode::Indefinitely, cb)
+        .unwrap();
+    wait_until("the immediate report", || !reports.lock().unwrap().is_empty());
+    let ra = Realm::open(&config(&ua, &url)).unwrap();
+    let sa = ra.session().unwrap();
+    add_items(&ra, 0..10);
+    sa.wait_for_upload(WAIT).unwrap();
+    wait_until("10 objects", || count(&rb) == 10);
+    add_items(&ra, 10..20);
+    sa.wait_for_upload(WAIT).unwrap();
+    wait_until("20 objects", || count(&rb) == 20);
+    sb.wait_for_download(WAIT).unwrap();
+    let completes: Vec<Progress> = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|p| p.is_complete() && p.transferred > 0)
+        .collect();
+    assert!(completes.len() >= 2, "{completes:?}");
+    assert!(completes.windows(2).all(|w| w[0].transferred < w[1].transferred));
+    let all = reports.lock().unwrap().clone();
+    assert!(all.windows(2).all(|w| w[0] != w[1]), "repeats are left out: {all:?}");
+}
+
+#[test]
+fn progress_callbacks_fire_at_registration_and_may_register_and_write() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let realm = Realm::open(&config(&user, &sync_url(&server, "/~/inside"))).unwrap();
+    let session = realm.session().unwrap();
+    session.wait_for_download(WAIT).unwrap();
+    for mode in [ProgressMode::CurrentChanges, ProgressMode::Indefinitely] {
+        let (reports, cb) = recorder();
+        let _t = session
+            .add_progress_callback(ProgressDirection::Download, mode, cb)
+            .unwrap();
+        wait_until("the immediate report", || !reports.lock().unwrap().is_empty());
+    }
+
+    // An INDEFINITELY upload callback that writes more on its first completion and adds a
+    // CURRENT_CHANGES callback, which must complete too.
+    let (tx, rx) = mpsc::channel::<&'static str>();
+    let inner_tokens = Arc::new(Mutex::new(Vec::new()));
+    let first = Arc::new(AtomicUsize::new(0));
+    let cb_realm = realm.clone();
+    let cb_session = session.clone();
+    let tokens = inner_tokens.clone();
+    let tx2 = tx.clone();
+    add_items(&realm, 0..5);
+    let _outer = session
+        .add_progress_callback(ProgressDirection::Upload, ProgressMode::Indefinitely, move |p| {
+            if !p.is_complete() || p.transferred == 0 {
+                return;
+            }
+            if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                let r = cb_realm.clone();
+                add_items(&r, 100..105);
+                let tx3 = tx2.clone();
+                let t = cb_session
+                    .add_progress_callback(
+                        ProgressDirection::Upload,
+                        ProgressMode::CurrentChanges,
+                        move |p| {
+                            if p.is_complete() {
+                                let _ = tx3.send("inner complete");
+                            }
+                        },
+                    )
+                    .unwrap();
+                tokens.lock().unwrap().push(t);
+                let _ = tx2.send("outer first");
+            } else {
+                let _ = tx2.send("outer again");
+            }
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(rx.recv_timeout(WAIT).expect("progress events"));
+    }
+    got.sort_unstable();
+    assert_eq!(got, ["inner complete", "outer again", "outer first"]);
+}
+
+// ---- configuration and schema (SyncConfigurationTests) ------------------------------------
+
+#[test]
+fn sync_configs_check_the_user_and_place_files_per_user() {
+    let server = Server::start();
+    let d = device();
+    let u1 = login(&d, &server, &unique("u1"), true);
+    let u2 = login(&d, &server, &unique("u2"), true);
+    let host = server.addr;
+    let shared = format!("realm://{host}/42/default");
+    let c1 = SyncConfig::new(&u1, &shared).unwrap();
+    let c2 = SyncConfig::new(&u2, &shared).unwrap();
+    assert_ne!(c1.local_path(), c2.local_path());
+    let root = d.app.sync_root();
+    assert_eq!(c1.local_path(), root.join(u1.identity()).join("42").join("default"));
+
+    let mine = SyncConfig::new(&u1, &format!("realm://{host}/~/sub/default")).unwrap();
+    assert_eq!(mine.server_path(), format!("/{}/sub/default", u1.identity()));
+    assert_eq!(mine.server_url(), format!("realm://{host}/{}/sub/default", u1.identity()));
+    assert_eq!(
+        mine.local_path(),
+        root.join(u1.identity()).join(u1.identity()).join("sub").join("default")
+    );
+    for bad in [
+        "http://host/~/default".to_owned(),
+        format!("realm://{host}/~/default.realm"),
+        format!("realm://{host}/~/default.realm.lock"),
+        format!("realm://{host}/~/default.realm.management"),
+        format!("realm://{host}/~/a/../b"),
+        format!("realm://{host}/~/<~>"),
+        format!("realm://{host}/~/default/"),
+        String::new(),
+    ] {
+        let e = SyncConfig::new(&u1, &bad).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{bad}");
+    }
+    u2.logout();
+    let e = SyncConfig::new(&u2, &shared).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    // A configuration made before the logout still opens (offline).
+    let mut c = Config::new("x");
+    c.set_schema(schema()).unwrap();
+    c.set_sync(c2);
+    let realm = Realm::open(&c).unwrap();
+    assert_eq!(realm.session().unwrap().state(), SessionState::Inactive);
+}
+
+fn schema_with_extra() -> Schema {
+    let mut s = schema();
+    s.add_class("Extra", None).unwrap();
+    s.add_property("Extra", "note", T::String, F::NONE, None).unwrap();
+    s
+}
+
+#[test]
+fn synced_schemas_are_additive_and_need_a_version_bump() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let url = sync_url(&server, "/~/schema");
+    let open = |schema: Schema, version: u64| {
+        let mut c = Config::new("x");
+        c.set_schema(schema).unwrap();
+        c.set_schema_version(version);
+        c.set_sync(SyncConfig::new(&user, &url).unwrap());
+        Realm::open(&c)
+    };
+    let realm = open(schema(), 1).unwrap();
+    add_items(&realm, 0..1);
+    drop(realm);
+    // Same version with an addition: an error, nothing changed.
+    let e = open(schema_with_extra(), 1).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SchemaChangedWithoutVersionBump);
+    // Lower version: an error.
+    let e = open(schema(), 0).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SchemaVersionLower);
+    // Higher version applies the addition, no migration needed.
+    let realm = open(schema_with_extra(), 2).unwrap();
+    assert_eq!(realm.schema_version().unwrap(), 2);
+    assert!(realm.schema().unwrap().class("Extra").is_some());
+    drop(realm);
+    // A schema without a class the file has: the class stays (additive only).
+    let mut only_extra = Schema::new();
+    only_extra.add_class("Extra", None).unwrap();
+    only_extra
+        .add_property("Extra", "note", T::String, F::NONE, None)
+        .unwrap();
+    let realm = open(only_extra, 2).unwrap();
+    assert!(realm.schema().unwrap().class("Item").is_some());
+    assert_eq!(count(&realm), 1);
+    // A changed property type is not additive.
+    let mut changed = schema();
+    changed.add_class("Extra", None).unwrap();
+    changed.add_property("Extra", "note", T::Int, F::NONE, None).unwrap();
+    let e = open(changed, 3).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    // Synced realms cannot be compacted.
+    let realm = open(schema_with_extra(), 2).unwrap();
+    assert_eq!(realm.compact().unwrap_err().code(), ErrorCode::NotSupported);
+}
+
+// ---- convergence through the server -------------------------------------------------------
+
+/// A tiny deterministic generator (the test prints its seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn three_devices_converge_through_the_server_with_pauses_and_concurrent_edits() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let server = Server::start();
+    let name = unique("u");
+    let devices: Vec<Device> = (0..3).map(|_| device()).collect();
+    let url = sync_url(&server, "/~/converge");
+    let realms: Vec<Realm> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let user = login(d, &server, &name, i == 0);
+            Realm::open(&config(&user, &url)).unwrap()
+        })
+        .collect();
+    for round in 0..6 {
+        // Some devices go offline for the round.
+        let offline: Vec<bool> = (0..3).map(|_| rng.below(3) == 0).collect();
+        for (i, r) in realms.iter().enumerate() {
+            if offline[i] {
+                r.session().unwrap().pause();
+            }
+        }
+        for _ in 0..30 {
+            let r = &realms[rng.below(3) as usize];
+            let id = rng.below(12) as i64;
+            r.begin_write().unwrap();
+            match (rng.below(5), r.find_object("Item", &Value::Int(id)).unwrap()) {
+                (0, Some(o)) => o.delete().unwrap(),
+                (1 | 2, Some(o)) => o.add_int("count", rng.below(10) as i64 + 1).unwrap(),
+                (_, Some(o)) => o.set("name", Value::String(format!("r{round}-{}", rng.below(100)))).unwrap(),
+                (_, None) => match r.create_object("Item", Some(&Value::Int(id))) {
+                    Ok(o) => o.set("name", Value::String(format!("new{round}"))).unwrap(),
+                    // A deleted primary key cannot be created again under merge rules.
+                    Err(e) => assert_eq!(e.code(), ErrorCode::DuplicatePrimaryKey),
+                },
+            }
+            r.commit().unwrap();
+            if rng.below(4) == 0 {
+                std::thread::sleep(Duration::from_millis(rng.below(5)));
+            }
+        }
+        for r in &realms {
+            r.session().unwrap().resume();
+        }
+    }
+    for _ in 0..2 {
+        for r in &realms {
+            r.session().unwrap().wait_for_upload(WAIT).unwrap();
+        }
+        for r in &realms {
+            r.session().unwrap().wait_for_download(WAIT).unwrap();
+        }
+    }
+    let dumps: Vec<String> = realms
+        .iter()
+        .map(|r| {
+            r.refresh().unwrap();
+            r.dump_json().unwrap()
+        })
+        .collect();
+    assert_eq!(dumps[0], dumps[1], "seed {seed}");
+    assert_eq!(dumps[1], dumps[2], "seed {seed}");
 }

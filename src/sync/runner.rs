@@ -90,6 +90,8 @@ struct Runner {
     binding: Option<Binding>,
     token: Option<String>,
     refresh_at: Option<Instant>,
+    /// A token is being fetched (or asked of the binder).
+    refreshing: bool,
     /// The binder was asked and has not answered yet.
     token_requested: bool,
     /// Retry token or bind errors after this.
@@ -138,6 +140,7 @@ impl Runner {
             binding: None,
             token: None,
             refresh_at: None,
+            refreshing: false,
             token_requested: false,
             retry_at: None,
             failures: 0,
@@ -147,6 +150,9 @@ impl Runner {
 
     async fn main(&mut self) {
         loop {
+            if self.should_stop() {
+                return;
+            }
             match self.step().await {
                 Ok(()) => {}
                 Err(e) => {
@@ -176,7 +182,10 @@ impl Runner {
     /// One round: act on the shared state and the connection.
     async fn step(&mut self) -> crate::Result<()> {
         // Tokens.
-        if self.token.is_none() || self.refresh_due() {
+        if self.token.is_none() || self.refresh_due() || self.refreshing {
+            // The renewal is under way until a token is installed (no timer meanwhile).
+            self.refresh_at = None;
+            self.refreshing = true;
             if !self.get_token().await? {
                 self.set_state(SessionState::WaitingForAccessToken);
                 return Ok(());
@@ -268,6 +277,7 @@ impl Runner {
         let left = expires.saturating_sub(now);
         let wait = (left - REFRESH_MARGIN_SECS).max(left / 2).clamp(1, 86_400 * 365);
         self.refresh_at = Some(Instant::now() + Duration::from_secs(wait as u64));
+        self.refreshing = false;
         let renewing = self.token.is_some();
         self.token = Some(token.clone());
         if let (true, Some(b)) = (renewing, &self.binding) {

@@ -424,10 +424,15 @@ impl SessionInner {
         }
         let realm = slot.as_ref().cloned();
         drop(slot);
-        match realm {
+        let result = match realm {
             Some(r) => self.scan_with(&r),
             None => Ok(()),
+        };
+        // Without a running task nothing else would close the handle (and the file).
+        if !self.shared.lock().running {
+            self.drop_scan_realm();
         }
+        result
     }
 
     /// Lets go of the scan handle (when the session stops, so that the file can be closed).
@@ -732,6 +737,9 @@ impl Drop for HandleGuard {
                 let mut s = inner.shared.lock();
                 if s.handles == 0 {
                     s.dying = true;
+                    if s.running && s.state == SessionState::Active {
+                        inner.set_state(&mut s, SessionState::Dying);
+                    }
                 }
             }
         }

@@ -142,9 +142,9 @@ impl Drop for Server {
 
 /// A stopped server whose port and data are kept for a restart.
 pub struct StoppedServer {
-    addr: SocketAddr,
-    config: ServerConfig,
-    tmp: Option<tempfile::TempDir>,
+    pub addr: SocketAddr,
+    pub config: ServerConfig,
+    pub tmp: Option<tempfile::TempDir>,
 }
 
 impl StoppedServer {
