@@ -416,12 +416,18 @@ fn a_forged_token_is_bad_authentication() {
             std::thread::spawn(move || session.bind_token("not-a-token").unwrap());
         });
     });
+    // A good session of the same user shares the connection the whole time.
+    let good = Realm::open(&config(&user, &sync_url(&server, "/~/good"))).unwrap();
     let realm = Realm::open(&cfg).unwrap();
     let session = realm.session().unwrap();
     let e = errors.wait_for("BAD_AUTHENTICATION", |e| e.code == 203);
     assert!(e.is_fatal, "{e:?}");
     assert_eq!(e.name(), "BAD_AUTHENTICATION");
     wait_state(&session, SessionState::Error);
+    add_items(&good, 0..3);
+    let s = good.session().unwrap();
+    s.wait_for_upload(WAIT).unwrap();
+    assert_eq!(s.state(), SessionState::Active);
 }
 
 #[test]
