@@ -73,6 +73,8 @@ struct Binding {
     synced: bool,
     /// Local versions up to here were sent on this binding.
     uploaded: u64,
+    /// The file's history was read for uploads up to this version.
+    checked: u64,
     /// The last MARK request sent on this binding.
     mark_sent: u64,
 }
@@ -312,6 +314,7 @@ impl Runner {
             identified,
             synced: false,
             uploaded: self.progress.acked,
+            checked: 0,
             mark_sent: 0,
         });
         if identified {
@@ -338,20 +341,23 @@ impl Runner {
 
     /// Sends the local changesets the server does not have yet.
     async fn upload(&mut self) -> crate::Result<()> {
-        let Some(after) = self.binding.as_ref().map(|b| b.uploaded) else {
+        // Local changesets up to `checked` were all sent: read only what came after.
+        let Some(after) = self.binding.as_ref().map(|b| b.uploaded.max(b.checked)) else {
             return Ok(());
         };
         let realm = self.realm.clone();
         let scanner = self.inner.clone();
-        let changesets = blocking(move || {
+        let (version, changesets) = blocking(move || {
             scanner.scan()?;
             realm.refresh()?;
-            realm.local_changesets_since(after)
+            let version = realm.version()?;
+            Ok((version, realm.local_changesets_since(after)?))
         })
         .await?;
         let Some(b) = self.binding.as_mut() else {
             return Ok(());
         };
+        b.checked = b.checked.max(version);
         let mut batch = Vec::new();
         let mut bytes = 0;
         let count = changesets.len();
