@@ -443,7 +443,7 @@ mod tests {
         refused("realm:/host/x", ID, "realm://");
         refused("host/~/default", ID, "realm://");
         refused("//host/x", ID, "realm://");
-        refused("realm://", ID, "path is missing");
+        refused("realm://", ID, "host is missing");
         refused("realm://host", ID, "path is missing");
         refused("realm://host/", ID, "path is missing");
         refused("realm://host:9080", ID, "path is missing");
