@@ -64,6 +64,7 @@ fn schema() -> Schema {
     s.add_property("Item", "id", T::Int, F::NONE, None).unwrap();
     s.add_property("Item", "name", T::String, F::NONE, None).unwrap();
     s.add_property("Item", "count", T::Int, F::NONE, None).unwrap();
+    s.add_property("Item", "tags", T::String, F::LIST, None).unwrap();
     s
 }
 
@@ -860,9 +861,25 @@ fn converge_once(seed: u64) {
             let r = &realms[rng.below(3) as usize];
             let id = rng.below(12) as i64;
             r.begin_write().unwrap();
-            match (rng.below(5), r.find_object("Item", &Value::Int(id)).unwrap()) {
+            match (rng.below(8), r.find_object("Item", &Value::Int(id)).unwrap()) {
                 (0, Some(o)) => o.delete().unwrap(),
                 (1 | 2, Some(o)) => o.add_int("count", rng.below(10) as i64 + 1).unwrap(),
+                (3 | 4, Some(o)) => {
+                    let tags = o.list("tags").unwrap();
+                    let at = rng.below(tags.len().unwrap() as u64 + 1) as usize;
+                    tags.insert(at, Value::String(format!("t{round}-{}", rng.below(100))))
+                        .unwrap();
+                }
+                (5, Some(o)) => {
+                    let tags = o.list("tags").unwrap();
+                    let n = tags.len().unwrap() as u64;
+                    match (n, rng.below(3)) {
+                        (0, _) => {}
+                        (_, 0) => tags.move_item(rng.below(n) as usize, rng.below(n) as usize).unwrap(),
+                        (_, 1) => tags.set(rng.below(n) as usize, Value::String(format!("s{round}"))).unwrap(),
+                        _ => tags.erase(rng.below(n) as usize).unwrap(),
+                    }
+                }
                 (_, Some(o)) => o.set("name", Value::String(format!("r{round}-{}", rng.below(100)))).unwrap(),
                 (_, None) => match r.create_object("Item", Some(&Value::Int(id))) {
                     Ok(o) => o.set("name", Value::String(format!("new{round}"))).unwrap(),
