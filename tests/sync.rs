@@ -926,3 +926,64 @@ fn converge_once(seed: u64) {
     server_copy.refresh().unwrap();
     assert_eq!(server_copy.dump_json().unwrap(), dumps[0], "seed {seed}");
 }
+
+// ---- hostile servers ----------------------------------------------------------------------
+
+/// A WebSocket "server" speaking the subprotocol that answers every connection's first
+/// message with `reply`, then waits for the client to go. Counts connections.
+fn hostile_server(reply: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let agree = |_: &Request, mut r: Response| {
+                        r.headers_mut()
+                            .insert("Sec-WebSocket-Protocol", "shoal-sync/1".parse().unwrap());
+                        Ok(r)
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, agree).await else {
+                        return;
+                    };
+                    if ws.next().await.is_some() {
+                        let _ = ws.send(Ws::Binary(reply.into())).await;
+                    }
+                    while let Some(Ok(_)) = ws.next().await {}
+                });
+            }
+        });
+    });
+    (addr, connections)
+}
+
+#[test]
+fn hostile_frames_from_a_server_are_errors_and_the_client_reconnects() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    for (reply, code) in [(vec![0xff, 0x01], 105), (vec![0x01, 0x04, 0xff, 0xff], 103), (vec![0x01, 0x63], 102)] {
+        let (addr, connections) = hostile_server(reply);
+        let errors = Errors::default();
+        let cfg = config_with(&user, &format!("realm://{addr}/~/hostile{code}"), |s| errors.install(s));
+        let realm = Realm::open(&cfg).unwrap();
+        let e = errors.wait_for("a protocol error", |e| e.code == code);
+        assert!(!e.is_fatal, "{e:?}");
+        wait_until("a reconnect", || connections.load(Ordering::SeqCst) >= 2);
+        let session = realm.session().unwrap();
+        assert_ne!(session.state(), SessionState::Error);
+        add_items(&realm, 0..1); // the realm keeps working
+        assert_eq!(count(&realm), 1);
+    }
+}
