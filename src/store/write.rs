@@ -53,6 +53,14 @@ pub(crate) struct WriteTxn {
     pub(crate) raw: Vec<Vec<u8>>,
     /// Set while a remote changeset is integrated (its deletes carry their own order keys).
     pub(crate) integrating: bool,
+    /// Merge metadata written by this transaction (`None`: removed), flushed in key order at
+    /// commit: reads see it first, and the table gets one sorted batch.
+    pub(crate) merge_overlay: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Register-key prefixes of objects known to have no stored registers (created by this
+    /// transaction): their register reads skip the table.
+    pub(crate) merge_fresh: rustc_hash::FxHashSet<Vec<u8>>,
+    /// Per class: whether the table may hold tombstones of it (checked once per transaction).
+    pub(crate) merge_tombstones: std::cell::RefCell<rustc_hash::FxHashMap<u32, bool>>,
     /// An error after which history and data may disagree: the commit is refused.
     poisoned: Option<Error>,
     /// The object the last write named, with its global id: a run of writes to one object
@@ -84,6 +92,9 @@ impl WriteTxn {
             merge: None,
             raw: Vec::new(),
             integrating: false,
+            merge_overlay: Default::default(),
+            merge_fresh: Default::default(),
+            merge_tombstones: Default::default(),
             poisoned: None,
             recent: None,
             key_floor,
@@ -177,6 +188,7 @@ impl WriteTxn {
             }
         };
         records.extend(local);
+        self.flush_merge_overlay()?;
         let WriteTxn {
             txn,
             base,
@@ -448,7 +460,7 @@ impl WriteTxn {
             .unwrap_or_else(|| self.base.catalog.clone())
     }
 
-    fn class(&self, class_id: u32) -> Result<ClassRef> {
+    pub(crate) fn class(&self, class_id: u32) -> Result<ClassRef> {
         ClassRef::by_id(self.catalog_arc(), class_id)
     }
 

@@ -179,13 +179,13 @@ impl WriteTxn {
             .collect())
     }
 
-    fn seq_save(&self, class: u32, id: &GlobalId, prop: u32, seq: &[Elem]) -> Result<()> {
+    fn seq_save(&mut self, class: u32, id: &GlobalId, prop: u32, seq: &[Elem]) -> Result<()> {
         self.merge_put(&register_key(class, id, prop), &encode_seq(seq))
     }
 
     /// Hides the elements at these stored positions (links to objects just deleted).
     pub(crate) fn rga_hide(
-        &self,
+        &mut self,
         class: u32,
         id: &GlobalId,
         prop: u32,
@@ -305,28 +305,87 @@ impl WriteTxn {
     }
 
     fn merge_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.merge_overlay.get(key) {
+            return Ok(v.clone());
+        }
+        if key.first() == Some(&REGISTER)
+            && key.len() > 4
+            && self.merge_fresh.contains(&key[..key.len() - 4])
+        {
+            return Ok(None);
+        }
         let t = self.txn.open_table(tables::MERGE)?;
         let v = t.get(key)?.map(|v| v.value().to_vec());
         Ok(v)
     }
 
-    fn merge_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.txn.open_table(tables::MERGE)?.insert(key, value)?;
+    fn merge_put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.merge_overlay.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
     /// Removes every entry whose key starts with `prefix`.
-    fn merge_remove_prefix(&self, prefix: &[u8]) -> Result<()> {
-        let mut t = self.txn.open_table(tables::MERGE)?;
-        let keys: Vec<Vec<u8>> = t
-            .range(prefix..)?
-            .map(|e| e.map(|(k, _)| k.value().to_vec()))
-            .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(prefix)))
-            .collect::<std::result::Result<_, _>>()?;
+    fn merge_remove_prefix(&mut self, prefix: &[u8]) -> Result<()> {
+        let mut keys: Vec<Vec<u8>> = self
+            .merge_overlay
+            .range(prefix.to_vec()..)
+            .map(|(k, _)| k.clone())
+            .take_while(|k| k.starts_with(prefix))
+            .collect();
+        if !self.merge_fresh.contains(prefix) {
+            let t = self.txn.open_table(tables::MERGE)?;
+            for e in t.range(prefix..)? {
+                let k = e?.0.value().to_vec();
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                keys.push(k);
+            }
+        }
         for k in keys {
-            t.remove(k.as_slice())?;
+            self.merge_overlay.insert(k, None);
         }
         Ok(())
+    }
+
+    /// Writes the merge metadata of this transaction to its table, in key order.
+    pub(crate) fn flush_merge_overlay(&mut self) -> Result<()> {
+        if self.merge_overlay.is_empty() {
+            return Ok(());
+        }
+        let mut t = self.txn.open_table(tables::MERGE)?;
+        for (k, v) in std::mem::take(&mut self.merge_overlay) {
+            match v {
+                Some(v) => {
+                    t.insert(k.as_slice(), v.as_slice())?;
+                }
+                None => {
+                    t.remove(k.as_slice())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes that an object created by this transaction has no stored registers.
+    fn mark_fresh(&mut self, class: u32, id: &GlobalId) {
+        self.merge_fresh.insert(object_key(REGISTER, class, id));
+    }
+
+    /// Whether the table may hold a tombstone of `class` (one range probe per transaction).
+    fn may_have_tombstones(&self, class: u32) -> Result<bool> {
+        if let Some(&known) = self.merge_tombstones.borrow().get(&class) {
+            return Ok(known);
+        }
+        let mut prefix = vec![TOMBSTONE];
+        prefix.extend_from_slice(&class.to_be_bytes());
+        let t = self.txn.open_table(tables::MERGE)?;
+        let any = match t.range(prefix.as_slice()..)?.next() {
+            Some(e) => e?.0.value().starts_with(&prefix),
+            None => false,
+        };
+        self.merge_tombstones.borrow_mut().insert(class, any);
+        Ok(any)
     }
 
     fn register(&self, class: u32, id: &GlobalId, prop: u32) -> Result<Register> {
@@ -336,17 +395,21 @@ impl WriteTxn {
         }
     }
 
-    fn put_register(&self, class: u32, id: &GlobalId, prop: u32, r: &Register) -> Result<()> {
+    fn put_register(&mut self, class: u32, id: &GlobalId, prop: u32, r: &Register) -> Result<()> {
         self.merge_put(&register_key(class, id, prop), &r.encode())
     }
 
     /// Whether the object was ever deleted (tombstones are permanent).
     pub(crate) fn is_tombstoned(&self, class: u32, id: &GlobalId) -> Result<bool> {
+        if !self.may_have_tombstones(class)? {
+            return Ok(false);
+        }
         Ok(self.merge_get(&object_key(TOMBSTONE, class, id))?.is_some())
     }
 
     /// Tombstones an object with order key `k` and drops its registers.
-    pub(crate) fn tombstone(&self, class: u32, id: &GlobalId, k: OrderKey) -> Result<()> {
+    pub(crate) fn tombstone(&mut self, class: u32, id: &GlobalId, k: OrderKey) -> Result<()> {
+        self.merge_tombstones.borrow_mut().insert(class, true);
         let key = object_key(TOMBSTONE, class, id);
         let old = self
             .merge_get(&key)?
@@ -372,7 +435,7 @@ impl WriteTxn {
 
     /// Updates the metadata for this transaction's own changeset (merge realms, at commit):
     /// every local instruction is newer than anything the file has seen.
-    pub(crate) fn record_local_metadata(&self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn record_local_metadata(&mut self, bytes: &[u8]) -> Result<()> {
         let cs = decode_changeset_full(bytes)?;
         let catalog = self.catalog().clone();
         for (i, ins) in cs.instructions.iter().enumerate() {
@@ -386,6 +449,13 @@ impl WriteTxn {
                 Some((c.id, c.prop(prop)?.id))
             };
             match ins {
+                Instruction::CreateObject { class, id } => {
+                    // A local create always makes a new object (a taken or tombstoned key
+                    // is refused), so it has no registers yet.
+                    if let Some(c) = catalog.class(class) {
+                        self.mark_fresh(c.id, id);
+                    }
+                }
                 Instruction::Set {
                     class, id, prop, ..
                 } => {
@@ -514,7 +584,12 @@ impl WriteTxn {
             Instruction::CreateObject { class, id } => {
                 let info = self.catalog().require_class(class)?.id;
                 if !self.is_tombstoned(info, id)? {
-                    self.ensure_object(info, id)?;
+                    let class_info = self.class(info)?;
+                    if self.find_by_gid(&class_info, id)?.is_none() {
+                        // New here and never deleted: no registers are stored for it.
+                        self.ensure_object(info, id)?;
+                        self.mark_fresh(info, id);
+                    }
                 }
                 Ok(())
             }
