@@ -349,7 +349,9 @@ impl App {
             .sync_config()
             .ok_or_else(|| Error::invalid("the configuration is not a synced one"))?;
         if !Arc::ptr_eq(&sync.user.app, &self.inner) {
-            return Err(Error::invalid("the configuration's user belongs to another app"));
+            return Err(Error::invalid(
+                "the configuration's user belongs to another app",
+            ));
         }
         self.sync_session(config)
     }
@@ -377,7 +379,11 @@ impl App {
     /// `RealmInUse` while a handle of the realm is open; `FileNotFound`; file errors.
     pub fn execute_client_reset(&self, original_path: &str) -> Result<String> {
         let original = std::path::Path::new(original_path);
-        let session = self.inner.sync.get().and_then(|c| c.existing_session(original));
+        let session = self
+            .inner
+            .sync
+            .get()
+            .and_then(|c| c.existing_session(original));
         let backup = session
             .as_ref()
             .and_then(|s| s.error())

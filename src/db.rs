@@ -100,7 +100,10 @@ impl Realm {
     /// configuration asks to wait for the initial data on a new file).
     fn open_synced(config: &Config) -> Result<Realm> {
         config.check()?;
-        let sync = config.sync.as_ref().ok_or_else(|| Error::invalid("not a synced configuration"))?;
+        let sync = config
+            .sync
+            .as_ref()
+            .ok_or_else(|| Error::invalid("not a synced configuration"))?;
         let is_new = !std::path::Path::new(&config.path).exists();
         let session = sync.user.app().sync_session(config)?;
         let realm = Self::open_internal(config)?;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::server::{Server, ADMIN_PASSWORD, APP_ID, WAIT};
 use shoal::{
     App, Config, ConnectionState, Credentials, ErrorCode, Progress, ProgressDirection,
-    ProgressMode, PropertyFlags as F, PropertyType as T, Realm, Schema, SessionState,
-    StopPolicy, SyncConfig, SyncError, User, Value,
+    ProgressMode, PropertyFlags as F, PropertyType as T, Realm, Schema, SessionState, StopPolicy,
+    SyncConfig, SyncError, User, Value,
 };
 
 // ---- helpers ------------------------------------------------------------------------------
@@ -32,7 +32,11 @@ fn device() -> Device {
 
 fn unique(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn login(d: &Device, server: &Server, name: &str, register: bool) -> User {
@@ -62,9 +66,12 @@ fn schema() -> Schema {
     let mut s = Schema::new();
     s.add_class("Item", Some("id")).unwrap();
     s.add_property("Item", "id", T::Int, F::NONE, None).unwrap();
-    s.add_property("Item", "name", T::String, F::NONE, None).unwrap();
-    s.add_property("Item", "count", T::Int, F::NONE, None).unwrap();
-    s.add_property("Item", "tags", T::String, F::LIST, None).unwrap();
+    s.add_property("Item", "name", T::String, F::NONE, None)
+        .unwrap();
+    s.add_property("Item", "count", T::Int, F::NONE, None)
+        .unwrap();
+    s.add_property("Item", "tags", T::String, F::LIST, None)
+        .unwrap();
     s
 }
 
@@ -123,7 +130,9 @@ impl Errors {
 }
 
 fn wait_state(session: &shoal::Session, state: SessionState) {
-    wait_until(&format!("session state {state:?}"), || session.state() == state);
+    wait_until(&format!("session state {state:?}"), || {
+        session.state() == state
+    });
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -193,9 +202,18 @@ fn session_states_follow_login_and_logout_for_every_session_of_the_user() {
     wait_state(&s2, SessionState::Active);
     s1.wait_for_upload(WAIT).unwrap();
     let transitions = seen.lock().unwrap().clone();
-    assert!(transitions.contains(&(SessionState::Active, SessionState::Inactive)), "{transitions:?}");
-    assert!(transitions.contains(&(SessionState::Inactive, SessionState::WaitingForAccessToken)), "{transitions:?}");
-    assert!(transitions.contains(&(SessionState::WaitingForAccessToken, SessionState::Active)), "{transitions:?}");
+    assert!(
+        transitions.contains(&(SessionState::Active, SessionState::Inactive)),
+        "{transitions:?}"
+    );
+    assert!(
+        transitions.contains(&(SessionState::Inactive, SessionState::WaitingForAccessToken)),
+        "{transitions:?}"
+    );
+    assert!(
+        transitions.contains(&(SessionState::WaitingForAccessToken, SessionState::Active)),
+        "{transitions:?}"
+    );
 }
 
 #[test]
@@ -323,7 +341,9 @@ fn pause_stops_syncing_until_resume() {
     session.pause();
     wait_state(&session, SessionState::Inactive);
     add_items(&realm, 0..3);
-    let e = session.wait_for_upload(Duration::from_millis(300)).unwrap_err();
+    let e = session
+        .wait_for_upload(Duration::from_millis(300))
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Timeout);
     session.resume();
     session.wait_for_upload(WAIT).unwrap();
@@ -376,7 +396,10 @@ fn the_token_binder_supplies_access_tokens() {
     add_items(&realm, 0..2);
     let session = realm.session().unwrap();
     session.wait_for_upload(WAIT).unwrap();
-    assert_eq!(*asked.lock().unwrap(), vec![format!("/{}/bound", user.identity())]);
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![format!("/{}/bound", user.identity())]
+    );
     assert!(session.bind_token("").is_err());
 }
 
@@ -448,7 +471,11 @@ fn an_expired_access_token_is_renewed_without_user_action() {
     add_items(&ra, 1..2);
     ra.session().unwrap().wait_for_upload(WAIT).unwrap();
     wait_until("B gets both", || count(&rb) == 2);
-    assert!(errors.all().iter().all(|e| !e.is_fatal), "{:?}", errors.all());
+    assert!(
+        errors.all().iter().all(|e| !e.is_fatal),
+        "{:?}",
+        errors.all()
+    );
     assert_eq!(ra.session().unwrap().state(), SessionState::Active);
 }
 
@@ -515,14 +542,20 @@ fn a_server_that_lost_the_realm_triggers_a_client_reset_with_a_backup() {
     realm.close();
     drop(realm);
     wait_until("the session lets go of the file", || {
-        d.app.execute_client_reset(&original_path).map(|b| assert_eq!(b, backup)).is_ok()
+        d.app
+            .execute_client_reset(&original_path)
+            .map(|b| assert_eq!(b, backup))
+            .is_ok()
     });
     assert!(!std::path::Path::new(&original_path).exists());
     assert!(std::path::Path::new(&backup).exists());
 
     let recovered = Realm::open(&Config::for_recovery(backup, None, None).unwrap()).unwrap();
     assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 1);
-    assert_eq!(recovered.begin_write().unwrap_err().code(), ErrorCode::ReadOnly);
+    assert_eq!(
+        recovered.begin_write().unwrap_err().code(),
+        ErrorCode::ReadOnly
+    );
 
     // A fresh open starts over with the server.
     let realm = Realm::open(&cfg).unwrap();
@@ -573,8 +606,14 @@ fn upload_progress_current_changes_completes_after_a_write() {
             .unwrap();
         wait_complete(&reports, true);
         let all = reports.lock().unwrap().clone();
-        assert!(all.windows(2).all(|w| w[0].transferred <= w[1].transferred), "{all:?}");
-        assert!(all.iter().all(|p| p.transferable == all[0].transferable), "fixed target: {all:?}");
+        assert!(
+            all.windows(2).all(|w| w[0].transferred <= w[1].transferred),
+            "{all:?}"
+        );
+        assert!(
+            all.iter().all(|p| p.transferable == all[0].transferable),
+            "fixed target: {all:?}"
+        );
     }
 }
 
@@ -594,7 +633,11 @@ fn download_progress_current_changes_completes_with_the_data() {
     let _t = rb
         .session()
         .unwrap()
-        .add_progress_callback(ProgressDirection::Download, ProgressMode::CurrentChanges, cb)
+        .add_progress_callback(
+            ProgressDirection::Download,
+            ProgressMode::CurrentChanges,
+            cb,
+        )
         .unwrap();
     wait_complete(&reports, true);
     assert_eq!(count(&rb), 10);
@@ -615,7 +658,9 @@ fn download_progress_indefinitely_reports_each_completion() {
     let _t = sb
         .add_progress_callback(ProgressDirection::Download, ProgressMode::Indefinitely, cb)
         .unwrap();
-    wait_until("the immediate report", || !reports.lock().unwrap().is_empty());
+    wait_until("the immediate report", || {
+        !reports.lock().unwrap().is_empty()
+    });
     let ra = Realm::open(&config(&ua, &url)).unwrap();
     let sa = ra.session().unwrap();
     add_items(&ra, 0..10);
@@ -633,9 +678,14 @@ fn download_progress_indefinitely_reports_each_completion() {
         .filter(|p| p.is_complete() && p.transferred > 0)
         .collect();
     assert!(completes.len() >= 2, "{completes:?}");
-    assert!(completes.windows(2).all(|w| w[0].transferred < w[1].transferred));
+    assert!(completes
+        .windows(2)
+        .all(|w| w[0].transferred < w[1].transferred));
     let all = reports.lock().unwrap().clone();
-    assert!(all.windows(2).all(|w| w[0] != w[1]), "repeats are left out: {all:?}");
+    assert!(
+        all.windows(2).all(|w| w[0] != w[1]),
+        "repeats are left out: {all:?}"
+    );
 }
 
 #[test]
@@ -651,7 +701,9 @@ fn progress_callbacks_fire_at_registration_and_may_register_and_write() {
         let _t = session
             .add_progress_callback(ProgressDirection::Download, mode, cb)
             .unwrap();
-        wait_until("the immediate report", || !reports.lock().unwrap().is_empty());
+        wait_until("the immediate report", || {
+            !reports.lock().unwrap().is_empty()
+        });
     }
 
     // An INDEFINITELY upload callback that writes more on its first completion and adds a
@@ -665,31 +717,35 @@ fn progress_callbacks_fire_at_registration_and_may_register_and_write() {
     let tx2 = tx.clone();
     add_items(&realm, 0..5);
     let _outer = session
-        .add_progress_callback(ProgressDirection::Upload, ProgressMode::Indefinitely, move |p| {
-            if !p.is_complete() || p.transferred == 0 {
-                return;
-            }
-            if first.fetch_add(1, Ordering::SeqCst) == 0 {
-                let r = cb_realm.clone();
-                add_items(&r, 100..105);
-                let tx3 = tx2.clone();
-                let t = cb_session
-                    .add_progress_callback(
-                        ProgressDirection::Upload,
-                        ProgressMode::CurrentChanges,
-                        move |p| {
-                            if p.is_complete() {
-                                let _ = tx3.send("inner complete");
-                            }
-                        },
-                    )
-                    .unwrap();
-                tokens.lock().unwrap().push(t);
-                let _ = tx2.send("outer first");
-            } else {
-                let _ = tx2.send("outer again");
-            }
-        })
+        .add_progress_callback(
+            ProgressDirection::Upload,
+            ProgressMode::Indefinitely,
+            move |p| {
+                if !p.is_complete() || p.transferred == 0 {
+                    return;
+                }
+                if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let r = cb_realm.clone();
+                    add_items(&r, 100..105);
+                    let tx3 = tx2.clone();
+                    let t = cb_session
+                        .add_progress_callback(
+                            ProgressDirection::Upload,
+                            ProgressMode::CurrentChanges,
+                            move |p| {
+                                if p.is_complete() {
+                                    let _ = tx3.send("inner complete");
+                                }
+                            },
+                        )
+                        .unwrap();
+                    tokens.lock().unwrap().push(t);
+                    let _ = tx2.send("outer first");
+                } else {
+                    let _ = tx2.send("outer again");
+                }
+            },
+        )
         .unwrap();
     let mut got = Vec::new();
     while got.len() < 3 {
@@ -713,14 +769,26 @@ fn sync_configs_check_the_user_and_place_files_per_user() {
     let c2 = SyncConfig::new(&u2, &shared).unwrap();
     assert_ne!(c1.local_path(), c2.local_path());
     let root = d.app.sync_root();
-    assert_eq!(c1.local_path(), root.join(u1.identity()).join("42").join("default"));
+    assert_eq!(
+        c1.local_path(),
+        root.join(u1.identity()).join("42").join("default")
+    );
 
     let mine = SyncConfig::new(&u1, &format!("realm://{host}/~/sub/default")).unwrap();
-    assert_eq!(mine.server_path(), format!("/{}/sub/default", u1.identity()));
-    assert_eq!(mine.server_url(), format!("realm://{host}/{}/sub/default", u1.identity()));
+    assert_eq!(
+        mine.server_path(),
+        format!("/{}/sub/default", u1.identity())
+    );
+    assert_eq!(
+        mine.server_url(),
+        format!("realm://{host}/{}/sub/default", u1.identity())
+    );
     assert_eq!(
         mine.local_path(),
-        root.join(u1.identity()).join(u1.identity()).join("sub").join("default")
+        root.join(u1.identity())
+            .join(u1.identity())
+            .join("sub")
+            .join("default")
     );
     for bad in [
         "http://host/~/default".to_owned(),
@@ -749,7 +817,8 @@ fn sync_configs_check_the_user_and_place_files_per_user() {
 fn schema_with_extra() -> Schema {
     let mut s = schema();
     s.add_class("Extra", None).unwrap();
-    s.add_property("Extra", "note", T::String, F::NONE, None).unwrap();
+    s.add_property("Extra", "note", T::String, F::NONE, None)
+        .unwrap();
     s
 }
 
@@ -792,7 +861,9 @@ fn synced_schemas_are_additive_and_need_a_version_bump() {
     // A changed property type is not additive.
     let mut changed = schema();
     changed.add_class("Extra", None).unwrap();
-    changed.add_property("Extra", "note", T::Int, F::NONE, None).unwrap();
+    changed
+        .add_property("Extra", "note", T::Int, F::NONE, None)
+        .unwrap();
     let e = open(changed, 3).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
     // Synced realms cannot be compacted.
@@ -861,7 +932,10 @@ fn converge_once(seed: u64) {
             let r = &realms[rng.below(3) as usize];
             let id = rng.below(12) as i64;
             r.begin_write().unwrap();
-            match (rng.below(8), r.find_object("Item", &Value::Int(id)).unwrap()) {
+            match (
+                rng.below(8),
+                r.find_object("Item", &Value::Int(id)).unwrap(),
+            ) {
                 (0, Some(o)) => o.delete().unwrap(),
                 (1 | 2, Some(o)) => o.add_int("count", rng.below(10) as i64 + 1).unwrap(),
                 (3 | 4, Some(o)) => {
@@ -875,12 +949,21 @@ fn converge_once(seed: u64) {
                     let n = tags.len().unwrap() as u64;
                     match (n, rng.below(3)) {
                         (0, _) => {}
-                        (_, 0) => tags.move_item(rng.below(n) as usize, rng.below(n) as usize).unwrap(),
-                        (_, 1) => tags.set(rng.below(n) as usize, Value::String(format!("s{round}"))).unwrap(),
+                        (_, 0) => tags
+                            .move_item(rng.below(n) as usize, rng.below(n) as usize)
+                            .unwrap(),
+                        (_, 1) => tags
+                            .set(rng.below(n) as usize, Value::String(format!("s{round}")))
+                            .unwrap(),
                         _ => tags.erase(rng.below(n) as usize).unwrap(),
                     }
                 }
-                (_, Some(o)) => o.set("name", Value::String(format!("r{round}-{}", rng.below(100)))).unwrap(),
+                (_, Some(o)) => o
+                    .set(
+                        "name",
+                        Value::String(format!("r{round}-{}", rng.below(100))),
+                    )
+                    .unwrap(),
                 (_, None) => match r.create_object("Item", Some(&Value::Int(id))) {
                     Ok(o) => o.set("name", Value::String(format!("new{round}"))).unwrap(),
                     // A deleted primary key cannot be created again under merge rules.
@@ -941,7 +1024,10 @@ fn hostile_server(reply: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
@@ -949,6 +1035,8 @@ fn hostile_server(reply: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let reply = reply.clone();
                 tokio::spawn(async move {
+                    // The handshake callback's signature is tungstenite's (a large Err type).
+                    #[allow(clippy::result_large_err)]
                     let agree = |_: &Request, mut r: Response| {
                         r.headers_mut()
                             .insert("Sec-WebSocket-Protocol", "shoal-sync/1".parse().unwrap());
@@ -973,10 +1061,16 @@ fn hostile_frames_from_a_server_are_errors_and_the_client_reconnects() {
     let server = Server::start();
     let d = device();
     let user = login(&d, &server, &unique("u"), true);
-    for (reply, code) in [(vec![0xff, 0x01], 105), (vec![0x01, 0x04, 0xff, 0xff], 103), (vec![0x01, 0x63], 102)] {
+    for (reply, code) in [
+        (vec![0xff, 0x01], 105),
+        (vec![0x01, 0x04, 0xff, 0xff], 103),
+        (vec![0x01, 0x63], 102),
+    ] {
         let (addr, connections) = hostile_server(reply);
         let errors = Errors::default();
-        let cfg = config_with(&user, &format!("realm://{addr}/~/hostile{code}"), |s| errors.install(s));
+        let cfg = config_with(&user, &format!("realm://{addr}/~/hostile{code}"), |s| {
+            errors.install(s)
+        });
         let realm = Realm::open(&cfg).unwrap();
         let e = errors.wait_for("a protocol error", |e| e.code == code);
         assert!(!e.is_fatal, "{e:?}");

@@ -41,7 +41,9 @@ impl SyncClient {
             .thread_name("shoal-sync")
             .enable_all()
             .build()
-            .map_err(|e| Error::new(ErrorCode::Io, format!("cannot start the sync runtime: {e}")))?;
+            .map_err(|e| {
+                Error::new(ErrorCode::Io, format!("cannot start the sync runtime: {e}"))
+            })?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("shoal-sync-callbacks".into())

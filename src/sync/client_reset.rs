@@ -33,7 +33,7 @@ pub(crate) fn execute(original: &Path, backup: &Path) -> Result<()> {
     }
     if !original.exists() {
         return Err(
-            Error::new(ErrorCode::FileNotFound, "no realm file to reset").with_path(original_str)
+            Error::new(ErrorCode::FileNotFound, "no realm file to reset").with_path(original_str),
         );
     }
     if let Some(dir) = backup.parent() {

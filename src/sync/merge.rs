@@ -320,7 +320,8 @@ impl WriteTxn {
     }
 
     fn merge_put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.merge_overlay.insert(key.to_vec(), Some(value.to_vec()));
+        self.merge_overlay
+            .insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 

@@ -49,7 +49,8 @@ impl SyncProgress {
         if bytes.len() != 32 {
             return SyncProgress::default();
         }
-        let at = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let at =
+            |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
         SyncProgress {
             ident: at(0),
             salt: at(1),

@@ -211,7 +211,10 @@ impl Runner {
             self.bind();
             return Ok(());
         }
-        let ready = self.binding.as_ref().is_some_and(|b| b.identified && b.synced);
+        let ready = self
+            .binding
+            .as_ref()
+            .is_some_and(|b| b.identified && b.synced);
         if ready {
             self.upload().await?;
             self.send_mark();
@@ -277,7 +280,9 @@ impl Runner {
         let now = crate::app::unix_now();
         let expires = decode_token_unverified(&token).map_or(i64::MAX, |d| d.expires);
         let left = expires.saturating_sub(now);
-        let wait = (left - REFRESH_MARGIN_SECS).max(left / 2).clamp(1, 86_400 * 365);
+        let wait = (left - REFRESH_MARGIN_SECS)
+            .max(left / 2)
+            .clamp(1, 86_400 * 365);
         self.refresh_at = Some(Instant::now() + Duration::from_secs(wait as u64));
         self.refreshing = false;
         let renewing = self.token.is_some();
@@ -591,7 +596,8 @@ impl Runner {
                 | E::BadServerVersion
                 | E::DivergingHistories,
             ) => {
-                let backup = super::client_reset::backup_path(&self.inner.sync.user.app().sync_root());
+                let backup =
+                    super::client_reset::backup_path(&self.inner.sync.user.app().sync_root());
                 let mut error = SyncError::new(
                     ErrorCode::ClientReset as i32,
                     format!(
@@ -641,7 +647,8 @@ impl Runner {
     /// state. If something asked the session to go on meanwhile, starts it again.
     async fn finish(mut self) {
         if let Some(b) = self.binding.take() {
-            self.conn.send(self.key, Message::Unbind { session: b.wire });
+            self.conn
+                .send(self.key, Message::Unbind { session: b.wire });
         }
         self.conn.detach(self.key);
         if self.progress != self.saved {

@@ -385,7 +385,11 @@ impl SessionInner {
             if !s.upload_known {
                 s.acked = s.acked.max(acked);
                 let acked = s.acked;
-                s.uploaded = sizes.iter().filter(|(v, _)| *v <= acked).map(|(_, n)| n).sum();
+                s.uploaded = sizes
+                    .iter()
+                    .filter(|(v, _)| *v <= acked)
+                    .map(|(_, n)| n)
+                    .sum();
                 s.pending = sizes.iter().copied().filter(|(v, _)| *v > acked).collect();
                 s.pending_bytes = s.pending.iter().map(|(_, n)| n).sum();
                 s.scanned = realm.version()?;

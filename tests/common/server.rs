@@ -198,4 +198,3 @@ pub fn closed_port_url() -> String {
     drop(listener);
     format!("http://{addr}/auth")
 }
-
