@@ -63,6 +63,84 @@
 // itself (300–599), this constant stands for the family.
 #define SHOAL_ERR_HTTP 300
 
+// Connection 100: the connection was closed; not an error.
+#define SHOAL_ERR_CONNECTION_CLOSED 100
+
+// Connection 101: any other connection-level error.
+#define SHOAL_ERR_OTHER_ERROR 101
+
+// Connection 102: an unknown message type, or one sent the wrong way.
+#define SHOAL_ERR_UNKNOWN_MESSAGE 102
+
+// Connection 103: a message that does not follow the encoding.
+#define SHOAL_ERR_BAD_SYNTAX 103
+
+// Connection 104: a message, field or count beyond its limit.
+#define SHOAL_ERR_LIMITS_EXCEEDED 104
+
+// Connection 105: a message of another protocol version.
+#define SHOAL_ERR_WRONG_PROTOCOL_VERSION 105
+
+// Connection 106: a session ident that is 0 or not bound.
+#define SHOAL_ERR_BAD_SESSION_IDENT 106
+
+// Connection 107: a BIND with a session ident used before on the connection.
+#define SHOAL_ERR_REUSE_OF_SESSION_IDENT 107
+
+// Connection 108: the client file is bound in another session.
+#define SHOAL_ERR_BOUND_IN_OTHER_SESSION 108
+
+// Connection 109: a message that is not allowed at this point of the session.
+#define SHOAL_ERR_BAD_MESSAGE_ORDER 109
+
+// A sync session or connection error: the error's code is the protocol's own (100–109,
+// 200–213, category `SHOAL_ERR_CATEGORY_SYNC`); this constant stands for the family. It has
+// the number of `SHOAL_ERR_SESSION_CLOSED`, and `shoal_error_name(200)` is "SYNC".
+#define SHOAL_ERR_SYNC 200
+
+// Session 200 (recoverable): the session was closed; not an error. Same number as
+// `SHOAL_ERR_SYNC`.
+#define SHOAL_ERR_SESSION_CLOSED 200
+
+// Session 201 (recoverable): any other session-level error.
+#define SHOAL_ERR_OTHER_SESSION_ERROR 201
+
+// Session 202 (recoverable): the access token expired; the session gets a new one.
+#define SHOAL_ERR_TOKEN_EXPIRED 202
+
+// Session 203: the access token is not valid (not a token, or not signed by this server).
+#define SHOAL_ERR_BAD_AUTHENTICATION 203
+
+// Session 204: the path is not a valid realm path.
+#define SHOAL_ERR_ILLEGAL_REALM_PATH 204
+
+// Session 205: no realm exists at the path.
+#define SHOAL_ERR_NO_SUCH_PATH 205
+
+// Session 206: the access token does not grant access to the path.
+#define SHOAL_ERR_PERMISSION_DENIED 206
+
+// Session 207 (client reset): the server file ident is wrong.
+#define SHOAL_ERR_BAD_SERVER_FILE_IDENT 207
+
+// Session 208 (client reset): the client file ident or its salt is wrong.
+#define SHOAL_ERR_BAD_CLIENT_FILE_IDENT 208
+
+// Session 209 (client reset): the client has a server version the server never had.
+#define SHOAL_ERR_BAD_SERVER_VERSION 209
+
+// Session 210: a client version out of order.
+#define SHOAL_ERR_BAD_CLIENT_VERSION 210
+
+// Session 211 (client reset): the client's and the server's histories diverge.
+#define SHOAL_ERR_DIVERGING_HISTORIES 211
+
+// Session 212: a changeset that does not decode or apply.
+#define SHOAL_ERR_BAD_CHANGESET 212
+
+// Session 213: the session has been disabled.
+#define SHOAL_ERR_DISABLED_SESSION 213
+
 // Auth: a parameter of the request is malformed.
 #define SHOAL_ERR_INVALID_PARAMETERS 601
 
@@ -165,6 +243,9 @@
 // The current user was asked for while more than one user is logged in.
 #define SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN 1026
 
+// A wait (for upload, download or initial data) did not finish in time.
+#define SHOAL_ERR_TIMEOUT 1027
+
 // Error category: No error.
 #define SHOAL_ERR_CATEGORY_NONE 0
 
@@ -185,6 +266,9 @@
 
 // Error category: The auth server answered with a plain HTTP error status.
 #define SHOAL_ERR_CATEGORY_HTTP 6
+
+// Error category: A sync session or connection error (protocol codes 100–109, 200–213).
+#define SHOAL_ERR_CATEGORY_SYNC 7
 
 // Property type: boolean.
 #define SHOAL_PROPERTY_TYPE_BOOL 0
@@ -249,6 +333,56 @@
 // The library version as X*1000000 + Y*1000 + Z.
 #define SHOAL_VERSION_NUMBER 1000
 
+// Stop policy: stop syncing as soon as the last realm handle of the file is released;
+// changes not uploaded yet wait for the next open.
+#define SHOAL_STOP_POLICY_IMMEDIATELY 0
+
+// Stop policy: keep syncing for as long as the process runs.
+#define SHOAL_STOP_POLICY_LIVE_INDEFINITELY 1
+
+// Stop policy (the default): after the last realm handle is released, upload every local
+// change (session state `SHOAL_SESSION_DYING`), then stop.
+#define SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED 2
+
+// Session state: the session needs an access token before it can sync.
+#define SHOAL_SESSION_WAITING_FOR_ACCESS_TOKEN 0
+
+// Session state: syncing (or connecting to do so).
+#define SHOAL_SESSION_ACTIVE 1
+
+// Session state: every realm handle is released; uploading what is left, then stopping.
+#define SHOAL_SESSION_DYING 2
+
+// Session state: not syncing (stopped, paused, or the user logged out).
+#define SHOAL_SESSION_INACTIVE 3
+
+// Session state: stopped for good by a fatal error (see the error handler).
+#define SHOAL_SESSION_ERROR 4
+
+// Connection state: not connected.
+#define SHOAL_CONNECTION_DISCONNECTED 0
+
+// Connection state: connecting or binding.
+#define SHOAL_CONNECTION_CONNECTING 1
+
+// Connection state: bound on a connected WebSocket.
+#define SHOAL_CONNECTION_CONNECTED 2
+
+// Progress direction: changes from the server.
+#define SHOAL_PROGRESS_DOWNLOAD 1
+
+// Progress direction: local changes to the server.
+#define SHOAL_PROGRESS_UPLOAD 2
+
+// Progress mode: fixes the bytes to transfer at registration (for downloads: at the first
+// figures from the server), reports only growing progress, and stops after the first
+// completion.
+#define SHOAL_PROGRESS_CURRENT_CHANGES 0
+
+// Progress mode: reports for as long as the callback is registered; the bytes to transfer
+// grow with new changes.
+#define SHOAL_PROGRESS_INDEFINITELY 1
+
 // The app of a process: users, credentials, sessions (opaque). Method of: `shoal_app_*`.
 typedef struct shoal_app_t shoal_app_t;
 
@@ -272,6 +406,13 @@ typedef struct shoal_results_t shoal_results_t;
 
 // A schema under construction (opaque). Method of: `shoal_schema_*`.
 typedef struct shoal_schema_t shoal_schema_t;
+
+// The sync session of a synced realm file (opaque). Method of: `shoal_session_*`.
+typedef struct shoal_session_t shoal_session_t;
+
+// How a realm is synced: user, server URL and session options (opaque). Method of:
+// `shoal_sync_config_*`.
+typedef struct shoal_sync_config_t shoal_sync_config_t;
 
 // A callback registration; release it to unregister (opaque).
 typedef struct shoal_token_t shoal_token_t;
@@ -397,6 +538,56 @@ typedef struct {
 
 // Called after a commit that changed the file, with the new history version.
 typedef void (*shoal_change_fn)(void *userdata, uint64_t version);
+
+// An error of a sync session, as handed to the error handler. Every pointer is valid only
+// during the call (copy what you keep).
+typedef struct {
+  // The code: a protocol code (connection 100–109, `SHOAL_ERR_CONNECTION_CLOSED` ...
+  // `SHOAL_ERR_BAD_MESSAGE_ORDER`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
+  // `SHOAL_ERR_DISABLED_SESSION`), `SHOAL_ERR_CLIENT_RESET`, `SHOAL_ERR_IO` (network
+  // failures), an auth code (601–615, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
+  // may not sync) or a database code. `shoal_error_name` names each.
+  int32_t code;
+  // The family of `code`: `SHOAL_ERR_CATEGORY_SYNC` for protocol codes,
+  // `SHOAL_ERR_CATEGORY_AUTH`, `SHOAL_ERR_CATEGORY_CLIENT`, ...
+  int32_t category;
+  // What happened (UTF-8).
+  const char *message;
+  // Whether the session stopped for good (state `SHOAL_SESSION_ERROR`); otherwise it
+  // retries by itself.
+  bool is_fatal;
+  // Whether the realm must be reset: release every handle of it, then call
+  // `shoal_app_execute_client_reset(app, original_path)`.
+  bool is_client_reset;
+  // For a client reset: the realm file; NULL otherwise.
+  const char *original_path;
+  // For a client reset: where the reset will move the file; NULL otherwise.
+  const char *backup_path;
+} shoal_sync_error_t;
+
+// Gets every error of a session. `session` is valid only during the call (`shoal_clone` it to
+// keep it); `error` and its strings too. Runs on the library's sync callback thread.
+typedef void (*shoal_sync_error_fn)(void *userdata,
+                                    shoal_session_t *session,
+                                    const shoal_sync_error_t *error);
+
+// Asked for an access token whenever the session needs one (first bind, 10 s before the
+// current one expires, after the server said it expired): answer, now or later and from any
+// thread, with `shoal_session_bind_token`. `session` (clone it to keep it) and `server_path`
+// (e.g. "/<identity>/tasks") are valid only during the call. Runs on the sync callback thread.
+typedef void (*shoal_token_binder_fn)(void *userdata,
+                                      shoal_session_t *session,
+                                      const char *server_path);
+
+// Called with the old and the new `SHOAL_SESSION_*` state.
+typedef void (*shoal_session_state_fn)(void *userdata, int32_t old_state, int32_t new_state);
+
+// Called with the old and the new `SHOAL_CONNECTION_*` state.
+typedef void (*shoal_connection_state_fn)(void *userdata, int32_t old_state, int32_t new_state);
+
+// Called with the bytes transferred and the bytes transferred plus still to transfer;
+// complete when `transferred >= transferable`.
+typedef void (*shoal_progress_fn)(void *userdata, uint64_t transferred, uint64_t transferable);
 
 
 
@@ -798,8 +989,10 @@ bool shoal_get_last_error(shoal_error_t *out);
 // Forgets the calling thread's last error.
 void shoal_clear_last_error(void);
 
-// The constant name of an error code without its prefix, e.g. "NO_SUCH_CLASS"; "UNKNOWN" for
-// codes this library does not know. The string is static: do not free it.
+// The constant name of an error code without its prefix, e.g. "NO_SUCH_CLASS", including the
+// sync protocol's codes ("BAD_SYNTAX", "TOKEN_EXPIRED", ...; 200 is "SYNC", the family, which
+// `SHOAL_ERR_SESSION_CLOSED` shares); "HTTP" for other statuses 300–599; "UNKNOWN" for codes
+// this library does not know. The string is static: do not free it.
 const char *shoal_error_name(int32_t code);
 
 // The library's version string "X.Y.Z" (static; do not free).
@@ -1221,6 +1414,268 @@ bool shoal_results_average(const shoal_results_t *results,
 // # Safety
 // `results` is a results handle.
 int64_t shoal_results_delete_all(shoal_results_t *results);
+
+// Creates a sync configuration for `user` and the realm at `url`: `realm://host[:port]/path`
+// or `realms://` (TLS). A path segment that is exactly `~` stands for the user's identity;
+// every other segment matches `[A-Za-z0-9_.-]+` and is not `.` or `..`; the last one must not
+// end in `.realm`, `.realm.lock` or `.realm.management`. The local file is
+// `<base_dir>/shoal-object-server/<identity>/<server path>` (names too long for the file
+// system are hashed), so two users of one URL get two files; its folder is created here.
+// Defaults: no error handler (errors are only logged), stop policy
+// `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`, no wait for initial data, tokens refreshed by
+// the library. Use it with `shoal_config_set_sync`. Release with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a URL that breaks a rule above, a logged-out or
+// expired user), `SHOAL_ERR_MISUSE` (NULL or released user), file errors.
+//
+// # Safety
+// `user` is a user handle; `url` is NUL-terminated.
+shoal_sync_config_t *shoal_sync_config_new(const shoal_user_t *user, const char *url);
+
+// Sets the error handler (NULL `callback` removes it). It gets every error of the session:
+// recoverable ones (`is_fatal` false; the session retries by itself) and fatal ones (the
+// session state becomes `SHOAL_SESSION_ERROR`), including client resets. `free_userdata`
+// (may be NULL) runs once, after the last call: when this sync configuration, every config
+// it was copied into and every session using it are released (before this returns if it
+// fails).
+//
+// # Safety
+// `sc` is a sync config handle; `callback` and `free_userdata` valid functions or NULL;
+// `userdata` usable from any thread.
+bool shoal_sync_config_set_error_handler(shoal_sync_config_t *sc,
+                                         shoal_sync_error_fn callback,
+                                         void *userdata,
+                                         shoal_free_userdata_fn free_userdata);
+
+// Sets what the session does when the last realm handle of its file is released: one of
+// `SHOAL_STOP_POLICY_*` (default `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for another number.
+//
+// # Safety
+// `sc` is a sync config handle.
+bool shoal_sync_config_set_stop_policy(shoal_sync_config_t *sc, int32_t policy);
+
+// Makes the first open of the realm (when its file does not exist yet) wait until everything
+// on the server has been downloaded, for at most `timeout_ms` milliseconds (`UINT64_MAX`: no
+// practical limit); then `shoal_realm_open` fails with `SHOAL_ERR_TIMEOUT` (or the session's
+// fatal error). `wait` false (the default) never waits: opening works offline.
+//
+// # Safety
+// `sc` is a sync config handle.
+bool shoal_sync_config_set_wait_for_initial_data(shoal_sync_config_t *sc,
+                                                 bool wait,
+                                                 uint64_t timeout_ms);
+
+// Lets the binding supply access tokens itself (see `shoal_token_binder_fn`); NULL `callback`
+// removes the binder, and the library then gets tokens from the auth server on its own,
+// 10 s before they expire. `free_userdata` runs as for `shoal_sync_config_set_error_handler`.
+//
+// # Safety
+// `sc` is a sync config handle; `callback` and `free_userdata` valid functions or NULL;
+// `userdata` usable from any thread.
+bool shoal_sync_config_set_token_binder(shoal_sync_config_t *sc,
+                                        shoal_token_binder_fn callback,
+                                        void *userdata,
+                                        shoal_free_userdata_fn free_userdata);
+
+// The local realm file of the configuration. Free with `shoal_free`.
+//
+// # Safety
+// `sc` is a sync config handle.
+char *shoal_sync_config_get_path(const shoal_sync_config_t *sc);
+
+// The resolved server URL (`~` replaced by the user's identity), e.g.
+// "realm://127.0.0.1:9080/<identity>/tasks". Free with `shoal_free`.
+//
+// # Safety
+// `sc` is a sync config handle.
+char *shoal_sync_config_get_server_url(const shoal_sync_config_t *sc);
+
+// The server path, e.g. "/<identity>/tasks". Free with `shoal_free`.
+//
+// # Safety
+// `sc` is a sync config handle.
+char *shoal_sync_config_get_server_path(const shoal_sync_config_t *sc);
+
+// Makes `config` a synced realm's configuration (the sync configuration is copied; `sc` stays
+// the caller's): its path becomes the sync configuration's local file (see
+// `shoal_config_get_path`). Synced realms are additive-only (a schema with additions needs a
+// higher schema version; nothing is removed; no migration callback runs), cannot be in memory
+// and cannot be compacted.
+//
+// # Safety
+// `config` is a config handle; `sc` a sync config handle.
+bool shoal_config_set_sync(shoal_config_t *config, const shoal_sync_config_t *sc);
+
+// A configuration that opens the realm file at `path` read-only and unsynced: a file moved
+// aside by `shoal_app_execute_client_reset` (or any synced file), with its 64-byte encryption
+// key (`key` NULL and `key_len` 0: not encrypted) and `schema` (copied; NULL: the file's own).
+// Release with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL or empty path, a key that is not 64 bytes, an
+// invalid schema).
+//
+// # Safety
+// `path` is NUL-terminated; `key` NULL or `key_len` readable bytes; `schema` a schema handle
+// or NULL.
+shoal_config_t *shoal_config_for_recovery(const char *path,
+                                          const uint8_t *key,
+                                          size_t key_len,
+                                          const shoal_schema_t *schema);
+
+// The sync session of a synced realm (one per file and process, shared by every handle of the
+// realm). Release with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a realm that is not synced,
+// `SHOAL_ERR_REALM_CLOSED`.
+//
+// # Safety
+// `realm` is a realm handle.
+shoal_session_t *shoal_realm_get_session(const shoal_realm_t *realm);
+
+// The sync session of the synced realm `config` describes, created (state
+// `SHOAL_SESSION_INACTIVE` until the realm is opened) if there is none. Release with
+// `shoal_release`.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (not a synced configuration, a user of another app, a
+// file already synced with another URL or user).
+//
+// # Safety
+// `app` is an app handle; `config` a config handle.
+shoal_session_t *shoal_app_get_session(const shoal_app_t *app, const shoal_config_t *config);
+
+// The session's state: one of `SHOAL_SESSION_*`, or -1 (with the error) for a NULL or
+// released handle.
+//
+// # Safety
+// `session` is a session handle.
+int32_t shoal_session_state(const shoal_session_t *session);
+
+// The state of the session's connection: one of `SHOAL_CONNECTION_*`, or -1 (with the error)
+// for a NULL or released handle.
+//
+// # Safety
+// `session` is a session handle.
+int32_t shoal_session_connection_state(const shoal_session_t *session);
+
+// Calls `callback(old, new)` on every state change (`SHOAL_SESSION_*`), on the sync callback
+// thread. Release the token to unregister; `free_userdata` (may be NULL) runs once, after the
+// last call (before this returns if it fails).
+//
+// # Safety
+// `session` is a session handle; `callback` a valid function; `userdata` usable from any
+// thread.
+shoal_token_t *shoal_session_add_state_callback(shoal_session_t *session,
+                                                shoal_session_state_fn callback,
+                                                void *userdata,
+                                                shoal_free_userdata_fn free_userdata);
+
+// Calls `callback(old, new)` on every connection state change (`SHOAL_CONNECTION_*`), on the
+// sync callback thread. Release the token to unregister; `free_userdata` (may be NULL) runs
+// once, after the last call (before this returns if it fails).
+//
+// # Safety
+// `session` is a session handle; `callback` a valid function; `userdata` usable from any
+// thread.
+shoal_token_t *shoal_session_add_connection_callback(shoal_session_t *session,
+                                                     shoal_connection_state_fn callback,
+                                                     void *userdata,
+                                                     shoal_free_userdata_fn free_userdata);
+
+// Reports transfer progress in `direction` (`SHOAL_PROGRESS_UPLOAD` or
+// `SHOAL_PROGRESS_DOWNLOAD`) to `callback`, on the sync callback thread: once soon after
+// registration (for downloads: as soon as the server has sent its first figures), then
+// whenever the figures change. `mode` `SHOAL_PROGRESS_CURRENT_CHANGES` follows only what is
+// to transfer at registration and stops after it completes; `SHOAL_PROGRESS_INDEFINITELY`
+// keeps reporting. Release the token to unregister; `free_userdata` (may be NULL) runs once,
+// after the last call (before this returns if it fails).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (unknown direction or mode, NULL callback), file
+// errors (the realm's history cannot be read).
+//
+// # Safety
+// `session` is a session handle; `callback` a valid function; `userdata` usable from any
+// thread.
+shoal_token_t *shoal_session_add_progress_callback(shoal_session_t *session,
+                                                   int32_t direction,
+                                                   int32_t mode,
+                                                   shoal_progress_fn callback,
+                                                   void *userdata,
+                                                   shoal_free_userdata_fn free_userdata);
+
+// Blocks until every local change committed before the call has been acknowledged by the
+// server, or `timeout_ms` milliseconds pass (`UINT64_MAX`: no practical limit).
+//
+// Errors: `SHOAL_ERR_TIMEOUT` (also while paused or offline); the session's fatal error (e.g.
+// `SHOAL_ERR_ACCESS_DENIED`, or a protocol code with category `SHOAL_ERR_CATEGORY_SYNC`).
+//
+// # Safety
+// `session` is a session handle.
+bool shoal_session_wait_for_upload(shoal_session_t *session, uint64_t timeout_ms);
+
+// Blocks until every change the server had when the call was made has been downloaded and
+// integrated, or `timeout_ms` milliseconds pass (`UINT64_MAX`: no practical limit). Call
+// `shoal_realm_refresh` afterwards to see the changes through a realm handle.
+//
+// Errors: as `shoal_session_wait_for_upload`.
+//
+// # Safety
+// `session` is a session handle.
+bool shoal_session_wait_for_download(shoal_session_t *session, uint64_t timeout_ms);
+
+// Stops syncing until `shoal_session_resume` (state `SHOAL_SESSION_INACTIVE`); local writes
+// go on and upload after resuming.
+//
+// # Safety
+// `session` is a session handle.
+bool shoal_session_pause(shoal_session_t *session);
+
+// Resumes a paused session.
+//
+// # Safety
+// `session` is a session handle.
+bool shoal_session_resume(shoal_session_t *session);
+
+// Hands the session an access token that its token binder was asked for (see
+// `shoal_sync_config_set_token_binder`). May be called from any thread.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a NULL or empty token.
+//
+// # Safety
+// `session` is a session handle; `token` NUL-terminated.
+bool shoal_session_bind_token(shoal_session_t *session, const char *token);
+
+// The session's local realm file. Free with `shoal_free`.
+//
+// # Safety
+// `session` is a session handle.
+char *shoal_session_get_path(const shoal_session_t *session);
+
+// The session's resolved server URL. Free with `shoal_free`.
+//
+// # Safety
+// `session` is a session handle.
+char *shoal_session_get_server_url(const shoal_session_t *session);
+
+// The user the session syncs as. Release with `shoal_release`.
+//
+// # Safety
+// `session` is a session handle.
+shoal_user_t *shoal_session_get_user(const shoal_session_t *session);
+
+// Executes the client reset an error handler announced (`is_client_reset`): moves the realm
+// file at `original_path` to the error's `backup_path` (or a new
+// `<base_dir>/shoal-object-server/recovered-realms/recovered_realm-<timestamp>-<random>`) and
+// forgets its session, so that the next open downloads the realm afresh. Returns the backup
+// path (free with `shoal_free`); open it with `shoal_config_for_recovery`.
+//
+// Errors: `SHOAL_ERR_REALM_IN_USE` while a handle of the realm is open (release every realm
+// handle first), `SHOAL_ERR_FILE_NOT_FOUND`, file errors.
+//
+// # Safety
+// `app` is an app handle; `original_path` NUL-terminated.
+char *shoal_app_execute_client_reset(shoal_app_t *app, const char *original_path);
 
 #ifdef __cplusplus
 }  // extern "C"

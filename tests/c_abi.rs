@@ -6,11 +6,12 @@
 //! Needs a C compiler (`$CC`, else `cc`). Run with `cargo test --test c_abi -- --nocapture` to
 //! see the C program's output.
 //!
-//! The users test of the C program talks to a real `shoal-server`: this test starts the binary
-//! of the same build (`target/<profile>/shoal-server`, built by `cargo build`, since the server
-//! is a default member of the workspace; `cargo test --test c_abi` alone does not build it) on a
-//! free loopback port with the `debug` provider and cheap password hashing, hands its auth URL
-//! to the C program in `SHOAL_TEST_AUTH_URL`, and kills it afterwards.
+//! The users and sync tests of the C program talk to a real `shoal-server`: this test starts
+//! the binary of the same build (`target/<profile>/shoal-server`, built by `cargo build`, since
+//! the server is a default member of the workspace; `cargo test --test c_abi` alone does not
+//! build it) on a free loopback port with the `debug` provider and cheap password hashing,
+//! hands its auth URL to the C program in `SHOAL_TEST_AUTH_URL` (the sync tests derive
+//! `realm://HOST:PORT` from it: the sync endpoint shares the listener), and kills it afterwards.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

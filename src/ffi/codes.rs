@@ -12,6 +12,59 @@ pub const SHOAL_ERR_CLIENT_RESET: i32 = 7;
 /// An HTTP status without a Realm code from the auth server; the error's code is the status
 /// itself (300–599), this constant stands for the family.
 pub const SHOAL_ERR_HTTP: i32 = 300;
+/// Connection 100: the connection was closed; not an error.
+pub const SHOAL_ERR_CONNECTION_CLOSED: i32 = 100;
+/// Connection 101: any other connection-level error.
+pub const SHOAL_ERR_OTHER_ERROR: i32 = 101;
+/// Connection 102: an unknown message type, or one sent the wrong way.
+pub const SHOAL_ERR_UNKNOWN_MESSAGE: i32 = 102;
+/// Connection 103: a message that does not follow the encoding.
+pub const SHOAL_ERR_BAD_SYNTAX: i32 = 103;
+/// Connection 104: a message, field or count beyond its limit.
+pub const SHOAL_ERR_LIMITS_EXCEEDED: i32 = 104;
+/// Connection 105: a message of another protocol version.
+pub const SHOAL_ERR_WRONG_PROTOCOL_VERSION: i32 = 105;
+/// Connection 106: a session ident that is 0 or not bound.
+pub const SHOAL_ERR_BAD_SESSION_IDENT: i32 = 106;
+/// Connection 107: a BIND with a session ident used before on the connection.
+pub const SHOAL_ERR_REUSE_OF_SESSION_IDENT: i32 = 107;
+/// Connection 108: the client file is bound in another session.
+pub const SHOAL_ERR_BOUND_IN_OTHER_SESSION: i32 = 108;
+/// Connection 109: a message that is not allowed at this point of the session.
+pub const SHOAL_ERR_BAD_MESSAGE_ORDER: i32 = 109;
+/// A sync session or connection error: the error's code is the protocol's own (100–109,
+/// 200–213, category `SHOAL_ERR_CATEGORY_SYNC`); this constant stands for the family. It has
+/// the number of `SHOAL_ERR_SESSION_CLOSED`, and `shoal_error_name(200)` is "SYNC".
+pub const SHOAL_ERR_SYNC: i32 = 200;
+/// Session 200 (recoverable): the session was closed; not an error. Same number as
+/// `SHOAL_ERR_SYNC`.
+pub const SHOAL_ERR_SESSION_CLOSED: i32 = 200;
+/// Session 201 (recoverable): any other session-level error.
+pub const SHOAL_ERR_OTHER_SESSION_ERROR: i32 = 201;
+/// Session 202 (recoverable): the access token expired; the session gets a new one.
+pub const SHOAL_ERR_TOKEN_EXPIRED: i32 = 202;
+/// Session 203: the access token is not valid (not a token, or not signed by this server).
+pub const SHOAL_ERR_BAD_AUTHENTICATION: i32 = 203;
+/// Session 204: the path is not a valid realm path.
+pub const SHOAL_ERR_ILLEGAL_REALM_PATH: i32 = 204;
+/// Session 205: no realm exists at the path.
+pub const SHOAL_ERR_NO_SUCH_PATH: i32 = 205;
+/// Session 206: the access token does not grant access to the path.
+pub const SHOAL_ERR_PERMISSION_DENIED: i32 = 206;
+/// Session 207 (client reset): the server file ident is wrong.
+pub const SHOAL_ERR_BAD_SERVER_FILE_IDENT: i32 = 207;
+/// Session 208 (client reset): the client file ident or its salt is wrong.
+pub const SHOAL_ERR_BAD_CLIENT_FILE_IDENT: i32 = 208;
+/// Session 209 (client reset): the client has a server version the server never had.
+pub const SHOAL_ERR_BAD_SERVER_VERSION: i32 = 209;
+/// Session 210: a client version out of order.
+pub const SHOAL_ERR_BAD_CLIENT_VERSION: i32 = 210;
+/// Session 211 (client reset): the client's and the server's histories diverge.
+pub const SHOAL_ERR_DIVERGING_HISTORIES: i32 = 211;
+/// Session 212: a changeset that does not decode or apply.
+pub const SHOAL_ERR_BAD_CHANGESET: i32 = 212;
+/// Session 213: the session has been disabled.
+pub const SHOAL_ERR_DISABLED_SESSION: i32 = 213;
 /// Auth: a parameter of the request is malformed.
 pub const SHOAL_ERR_INVALID_PARAMETERS: i32 = 601;
 /// Auth: a required parameter is missing.
@@ -80,6 +133,8 @@ pub const SHOAL_ERR_CALLBACK_FAILED: i32 = 1024;
 pub const SHOAL_ERR_REALM_IN_USE: i32 = 1025;
 /// The current user was asked for while more than one user is logged in.
 pub const SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN: i32 = 1026;
+/// A wait (for upload, download or initial data) did not finish in time.
+pub const SHOAL_ERR_TIMEOUT: i32 = 1027;
 
 /// Error category: No error.
 pub const SHOAL_ERR_CATEGORY_NONE: i32 = 0;
@@ -95,6 +150,8 @@ pub const SHOAL_ERR_CATEGORY_INTERNAL: i32 = 4;
 pub const SHOAL_ERR_CATEGORY_AUTH: i32 = 5;
 /// Error category: The auth server answered with a plain HTTP error status.
 pub const SHOAL_ERR_CATEGORY_HTTP: i32 = 6;
+/// Error category: A sync session or connection error (protocol codes 100–109, 200–213).
+pub const SHOAL_ERR_CATEGORY_SYNC: i32 = 7;
 
 #[cfg(test)]
 mod tests {
@@ -108,6 +165,7 @@ mod tests {
             (SHOAL_ERR_IO, ErrorCode::Io),
             (SHOAL_ERR_JSON, ErrorCode::Json),
             (SHOAL_ERR_CLIENT_RESET, ErrorCode::ClientReset),
+            (SHOAL_ERR_SYNC, ErrorCode::Sync),
             (SHOAL_ERR_HTTP, ErrorCode::Http),
             (SHOAL_ERR_INVALID_PARAMETERS, ErrorCode::InvalidParameters),
             (SHOAL_ERR_MISSING_PARAMETERS, ErrorCode::MissingParameters),
@@ -170,6 +228,7 @@ mod tests {
                 SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN,
                 ErrorCode::MultipleUsersLoggedIn,
             ),
+            (SHOAL_ERR_TIMEOUT, ErrorCode::Timeout),
         ];
         assert_eq!(
             table.len(),
@@ -186,5 +245,56 @@ mod tests {
         assert_eq!(SHOAL_ERR_CATEGORY_NONE, ErrorCategory::None as i32);
         assert_eq!(SHOAL_ERR_CATEGORY_AUTH, ErrorCategory::Auth as i32);
         assert_eq!(SHOAL_ERR_CATEGORY_HTTP, ErrorCategory::Http as i32);
+        assert_eq!(SHOAL_ERR_CATEGORY_SYNC, ErrorCategory::Sync as i32);
+    }
+
+    /// Every protocol code has a constant named `SHOAL_ERR_<name>` with its number.
+    #[test]
+    fn ffi_codes_match_protocol_codes() {
+        use crate::protocol::sync::{ConnectionErrorCode, SessionErrorCode};
+        macro_rules! table {
+            ($($c:ident),* $(,)?) => { [$((stringify!($c), $c)),*] };
+        }
+        let table = table![
+            SHOAL_ERR_CONNECTION_CLOSED,
+            SHOAL_ERR_OTHER_ERROR,
+            SHOAL_ERR_UNKNOWN_MESSAGE,
+            SHOAL_ERR_BAD_SYNTAX,
+            SHOAL_ERR_LIMITS_EXCEEDED,
+            SHOAL_ERR_WRONG_PROTOCOL_VERSION,
+            SHOAL_ERR_BAD_SESSION_IDENT,
+            SHOAL_ERR_REUSE_OF_SESSION_IDENT,
+            SHOAL_ERR_BOUND_IN_OTHER_SESSION,
+            SHOAL_ERR_BAD_MESSAGE_ORDER,
+            SHOAL_ERR_SESSION_CLOSED,
+            SHOAL_ERR_OTHER_SESSION_ERROR,
+            SHOAL_ERR_TOKEN_EXPIRED,
+            SHOAL_ERR_BAD_AUTHENTICATION,
+            SHOAL_ERR_ILLEGAL_REALM_PATH,
+            SHOAL_ERR_NO_SUCH_PATH,
+            SHOAL_ERR_PERMISSION_DENIED,
+            SHOAL_ERR_BAD_SERVER_FILE_IDENT,
+            SHOAL_ERR_BAD_CLIENT_FILE_IDENT,
+            SHOAL_ERR_BAD_SERVER_VERSION,
+            SHOAL_ERR_BAD_CLIENT_VERSION,
+            SHOAL_ERR_DIVERGING_HISTORIES,
+            SHOAL_ERR_BAD_CHANGESET,
+            SHOAL_ERR_DISABLED_SESSION,
+        ];
+        let protocol: Vec<(i32, &str)> = ConnectionErrorCode::ALL
+            .iter()
+            .map(|c| (*c as i32, c.name()))
+            .chain(SessionErrorCode::ALL.iter().map(|c| (*c as i32, c.name())))
+            .collect();
+        assert_eq!(
+            table.len(),
+            protocol.len(),
+            "every protocol code has a C constant"
+        );
+        for ((const_name, value), (code, name)) in table.iter().zip(&protocol) {
+            assert_eq!(*value, *code, "{const_name}");
+            assert_eq!(*const_name, format!("SHOAL_ERR_{name}"));
+        }
+        assert_eq!(SHOAL_ERR_SYNC, SHOAL_ERR_SESSION_CLOSED);
     }
 }

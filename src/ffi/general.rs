@@ -102,16 +102,26 @@ pub extern "C" fn shoal_clear_last_error() {
     clear_last_error();
 }
 
-/// The constant name of an error code without its prefix, e.g. "NO_SUCH_CLASS"; "UNKNOWN" for
-/// codes this library does not know. The string is static: do not free it.
+/// The constant name of an error code without its prefix, e.g. "NO_SUCH_CLASS", including the
+/// sync protocol's codes ("BAD_SYNTAX", "TOKEN_EXPIRED", ...; 200 is "SYNC", the family, which
+/// `SHOAL_ERR_SESSION_CLOSED` shares); "HTTP" for other statuses 300–599; "UNKNOWN" for codes
+/// this library does not know. The string is static: do not free it.
 #[no_mangle]
 pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
-    // NUL-terminated copies of ErrorCode::name(), built once.
+    // NUL-terminated copies of ErrorCode::name(), then of the protocol codes' names (whose
+    // numbers ErrorCode does not use), built once.
     static NAMES: LazyLock<Vec<(i32, String)>> = LazyLock::new(|| {
-        ErrorCode::ALL
+        let mut names: Vec<(i32, String)> = ErrorCode::ALL
             .iter()
             .map(|c| (*c as i32, format!("{}\0", c.name())))
-            .collect()
+            .collect();
+        for code in (100..=109).chain(200..=213) {
+            if names.iter().all(|(n, _)| *n != code) {
+                let name = crate::sync::session::code_name(code);
+                names.push((code, format!("{name}\0")));
+            }
+        }
+        names
     });
     let name = match NAMES.iter().find(|(n, _)| *n == code) {
         Some((_, s)) => s.as_str(),
@@ -149,5 +159,27 @@ mod tests {
         let define = format!("#define SHOAL_VERSION \"{}\"", env!("CARGO_PKG_VERSION"));
         assert!(toml.contains(&define), "cbindgen.toml must define {define}");
         assert_eq!(SHOAL_VERSION_NUMBER, shoal_libversion_number());
+    }
+
+    fn name(code: i32) -> String {
+        // Safety: shoal_error_name returns a static NUL-terminated string.
+        unsafe { std::ffi::CStr::from_ptr(shoal_error_name(code)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn error_names_cover_protocol_codes() {
+        assert_eq!(name(100), "CONNECTION_CLOSED");
+        assert_eq!(name(103), "BAD_SYNTAX");
+        assert_eq!(name(109), "BAD_MESSAGE_ORDER");
+        assert_eq!(name(200), "SYNC");
+        assert_eq!(name(201), "OTHER_SESSION_ERROR");
+        assert_eq!(name(206), "PERMISSION_DENIED");
+        assert_eq!(name(213), "DISABLED_SESSION");
+        assert_eq!(name(1027), "TIMEOUT");
+        assert_eq!(name(110), "UNKNOWN");
+        assert_eq!(name(214), "UNKNOWN");
+        assert_eq!(name(404), "HTTP");
     }
 }

@@ -25,6 +25,11 @@ pub(crate) enum Payload {
     App(crate::App),
     User(crate::User),
     Credentials(Arc<crate::Credentials>),
+    /// A sync configuration under construction (copied into a config by
+    /// `shoal_config_set_sync`).
+    SyncConfig(Arc<Mutex<crate::SyncConfig>>),
+    /// The sync session of a synced realm file.
+    Session(crate::Session),
     /// A registration (change callback, later auth and progress callbacks): kept alive until
     /// the last handle is released, whatever its kind.
     Token {
@@ -44,6 +49,8 @@ impl Payload {
             Payload::App(_) => "app",
             Payload::User(_) => "user",
             Payload::Credentials(_) => "credentials",
+            Payload::SyncConfig(_) => "sync config",
+            Payload::Session(_) => "session",
             Payload::Token { .. } => "token",
         }
     }
@@ -118,6 +125,14 @@ getter!(
     Arc<crate::Credentials>,
     "credentials"
 );
+
+getter!(
+    sync_config,
+    SyncConfig,
+    Arc<Mutex<crate::SyncConfig>>,
+    "sync config"
+);
+getter!(session, Session, crate::Session, "session");
 
 /// Frees one handle. Returns false if the pointer is not a live handle.
 pub(crate) fn release(ptr: *mut c_void) -> bool {

@@ -14,6 +14,7 @@ mod handle;
 mod object;
 mod realm;
 mod results;
+mod sync;
 
 pub use app::*;
 pub use codes::*;
@@ -24,6 +25,7 @@ pub use general::*;
 pub use object::*;
 pub use realm::*;
 pub use results::*;
+pub use sync::*;
 
 /// An open realm (opaque). Method of: `shoal_realm_*`.
 pub struct shoal_realm_t {
@@ -63,5 +65,14 @@ pub struct shoal_user_t {
 }
 /// Login credentials (opaque). Made by `shoal_credentials_*`.
 pub struct shoal_credentials_t {
+    _opaque: [u8; 0],
+}
+/// How a realm is synced: user, server URL and session options (opaque). Method of:
+/// `shoal_sync_config_*`.
+pub struct shoal_sync_config_t {
+    _opaque: [u8; 0],
+}
+/// The sync session of a synced realm file (opaque). Method of: `shoal_session_*`.
+pub struct shoal_session_t {
     _opaque: [u8; 0],
 }

@@ -273,10 +273,22 @@ pub struct SyncCallbackToken {
 impl Drop for SyncCallbackToken {
     fn drop(&mut self) {
         if let Some(inner) = self.session.upgrade() {
+            // The callbacks are dropped after the lock is released: dropping one may call
+            // back into the session.
+            let mut removed: Vec<Box<dyn std::any::Any>> = Vec::new();
             let mut s = inner.shared.lock();
-            s.listeners.retain(|l| l.id != self.id);
-            s.state_listeners.retain(|(id, _)| *id != self.id);
-            s.connection_listeners.retain(|(id, _)| *id != self.id);
+            let id = self.id;
+            if let Some(i) = s.listeners.iter().position(|l| l.id == id) {
+                removed.push(Box::new(s.listeners.remove(i).callback));
+            }
+            if let Some(i) = s.state_listeners.iter().position(|(l, _)| *l == id) {
+                removed.push(Box::new(s.state_listeners.remove(i).1));
+            }
+            if let Some(i) = s.connection_listeners.iter().position(|(l, _)| *l == id) {
+                removed.push(Box::new(s.connection_listeners.remove(i).1));
+            }
+            drop(s);
+            drop(removed);
         }
     }
 }

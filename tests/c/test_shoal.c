@@ -2,7 +2,8 @@
  * test_shoal.c: exercises Shoal through its C ABI only (include/shoal.h + libshoal.a).
  *
  * Built and run by tests/c_abi.rs (`cargo test --test c_abi`), which also starts a
- * `shoal-server` for the users test and passes its auth URL in $SHOAL_TEST_AUTH_URL. By hand:
+ * `shoal-server` for the users and sync tests and passes its auth URL in $SHOAL_TEST_AUTH_URL
+ * (the sync tests use realm://HOST:PORT of the same server). By hand:
  *   cargo build && cc -std=c11 -Wall -Wextra -Werror -I include tests/c/test_shoal.c \
  *       target/debug/libshoal.a -lpthread -ldl -lm -o /tmp/test_shoal
  *   target/debug/shoal-server --data /tmp/srv --listen 127.0.0.1:0 --debug-provider &  # prints the address
@@ -338,6 +339,35 @@ static void test_error_names_and_last_error(void) {
         {SHOAL_ERR_ACCESS_DENIED, "ACCESS_DENIED"},
         {SHOAL_ERR_EXPIRED_REFRESH_TOKEN, "EXPIRED_REFRESH_TOKEN"},
         {SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN, "MULTIPLE_USERS_LOGGED_IN"},
+        {SHOAL_ERR_TIMEOUT, "TIMEOUT"},
+        /* The sync family shares its number with SESSION_CLOSED and keeps the family's name. */
+        {SHOAL_ERR_SYNC, "SYNC"},
+        {SHOAL_ERR_SESSION_CLOSED, "SYNC"},
+        {SHOAL_ERR_CONNECTION_CLOSED, "CONNECTION_CLOSED"},
+        {SHOAL_ERR_OTHER_ERROR, "OTHER_ERROR"},
+        {SHOAL_ERR_UNKNOWN_MESSAGE, "UNKNOWN_MESSAGE"},
+        {SHOAL_ERR_BAD_SYNTAX, "BAD_SYNTAX"},
+        {SHOAL_ERR_LIMITS_EXCEEDED, "LIMITS_EXCEEDED"},
+        {SHOAL_ERR_WRONG_PROTOCOL_VERSION, "WRONG_PROTOCOL_VERSION"},
+        {SHOAL_ERR_BAD_SESSION_IDENT, "BAD_SESSION_IDENT"},
+        {SHOAL_ERR_REUSE_OF_SESSION_IDENT, "REUSE_OF_SESSION_IDENT"},
+        {SHOAL_ERR_BOUND_IN_OTHER_SESSION, "BOUND_IN_OTHER_SESSION"},
+        {SHOAL_ERR_BAD_MESSAGE_ORDER, "BAD_MESSAGE_ORDER"},
+        {SHOAL_ERR_OTHER_SESSION_ERROR, "OTHER_SESSION_ERROR"},
+        {SHOAL_ERR_TOKEN_EXPIRED, "TOKEN_EXPIRED"},
+        {SHOAL_ERR_BAD_AUTHENTICATION, "BAD_AUTHENTICATION"},
+        {SHOAL_ERR_ILLEGAL_REALM_PATH, "ILLEGAL_REALM_PATH"},
+        {SHOAL_ERR_NO_SUCH_PATH, "NO_SUCH_PATH"},
+        {SHOAL_ERR_PERMISSION_DENIED, "PERMISSION_DENIED"},
+        {SHOAL_ERR_BAD_SERVER_FILE_IDENT, "BAD_SERVER_FILE_IDENT"},
+        {SHOAL_ERR_BAD_CLIENT_FILE_IDENT, "BAD_CLIENT_FILE_IDENT"},
+        {SHOAL_ERR_BAD_SERVER_VERSION, "BAD_SERVER_VERSION"},
+        {SHOAL_ERR_BAD_CLIENT_VERSION, "BAD_CLIENT_VERSION"},
+        {SHOAL_ERR_DIVERGING_HISTORIES, "DIVERGING_HISTORIES"},
+        {SHOAL_ERR_BAD_CHANGESET, "BAD_CHANGESET"},
+        {SHOAL_ERR_DISABLED_SESSION, "DISABLED_SESSION"},
+        {110, "UNKNOWN"},
+        {214, "UNKNOWN"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) CHECK_STR_EQ(shoal_error_name(table[i].code), table[i].name);
     CHECK_STR_EQ(shoal_error_name(123456), "UNKNOWN");
@@ -2662,6 +2692,864 @@ static void test_users_against_a_server(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Synced realms and sessions (against the same shoal-server: its sync endpoint shares the     */
+/* auth URL's host and port)                                                                   */
+
+/* "realm://HOST:PORT<path>" for the server at $SHOAL_TEST_AUTH_URL ("http://HOST:PORT/auth");
+ * the buffer must hold 512 bytes. */
+static const char *sync_url(char *buf, const char *path) {
+    const char *host = strstr(test_auth_url(), "://");
+    CHECK(host != NULL);
+    host += 3;
+    const char *end = strchr(host, '/');
+    int len = end ? (int)(end - host) : (int)strlen(host);
+    snprintf(buf, 512, "realm://%.*s%s", len, host, path);
+    return buf;
+}
+
+/* Item {id: int pk, name: string} */
+static shoal_schema_t *item_schema(void) {
+    shoal_schema_t *s = shoal_schema_new();
+    CHECK(s != NULL);
+    CHECK(shoal_schema_add_class(s, "Item", "id"));
+    CHECK(shoal_schema_add_property(s, "Item", "id", SHOAL_PROPERTY_TYPE_INT, 0, NULL));
+    CHECK(shoal_schema_add_property(s, "Item", "name", SHOAL_PROPERTY_TYPE_STRING, 0, NULL));
+    return s;
+}
+
+/* A configuration with the item schema, synced by `sc` (its path becomes the sync file). */
+static shoal_config_t *synced_config(const shoal_sync_config_t *sc) {
+    shoal_config_t *c = shoal_config_new("unused");
+    CHECK(c != NULL);
+    shoal_schema_t *s = item_schema();
+    CHECK(shoal_config_set_schema(c, s));
+    CHECK(shoal_release(s));
+    CHECK(shoal_config_set_sync(c, sc));
+    return c;
+}
+
+/* Creates Items from..to-1 in one write transaction. */
+static void add_items(shoal_realm_t *r, int64_t from, int64_t to) {
+    CHECK(shoal_realm_begin_write(r));
+    for (int64_t id = from; id < to; id++) {
+        shoal_value_t pk = v_int(id);
+        shoal_object_t *o = shoal_object_create(r, "Item", &pk);
+        CHECK(o != NULL);
+        shoal_value_t name = v_str("item");
+        CHECK(shoal_object_set(o, "name", &name));
+        CHECK(shoal_release(o));
+    }
+    CHECK(shoal_realm_commit(r));
+}
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* Polls (up to WAIT_SECONDS) until the session is in `state`; false on timeout. */
+static bool wait_for_session_state(const shoal_session_t *s, int32_t state) {
+    for (int i = 0; i < WAIT_SECONDS * 50; i++) {
+        if (shoal_session_state(s) == state) return true;
+        sleep_ms(20);
+    }
+    return shoal_session_state(s) == state;
+}
+
+/* The session's user's identity equals `identity`. */
+static bool session_user_is(const shoal_session_t *s, const char *identity) {
+    shoal_user_t *u = shoal_session_get_user(s);
+    if (!u) return false;
+    char *id = shoal_user_identity(u);
+    bool same = id && strcmp(id, identity) == 0;
+    shoal_free(id);
+    shoal_release(u);
+    return same;
+}
+
+/* Counts free_userdata calls (no lock: the tests read it after synchronous releases only). */
+static int g_sync_frees;
+static void count_sync_free(void *userdata) {
+    (void)userdata;
+    __atomic_add_fetch(&g_sync_frees, 1, __ATOMIC_SEQ_CST);
+}
+static int sync_frees(void) {
+    return __atomic_load_n(&g_sync_frees, __ATOMIC_SEQ_CST);
+}
+
+static void never_called_error(void *userdata, shoal_session_t *session, const shoal_sync_error_t *error) {
+    (void)userdata;
+    (void)session;
+    (void)error;
+}
+
+static void test_sync_config_urls_and_paths(void) {
+    char dir[4096], file[4096];
+    const char *auth = test_auth_url();
+    shoal_app_t *app = shoal_app_new(path_in(dir, "sync-config-app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    /* Access-token logins need no network: users "alice" and "bob". */
+    shoal_credentials_t *ca = shoal_credentials_access_token("token-a", "alice");
+    shoal_credentials_t *cb = shoal_credentials_access_token("token-b", "bob");
+    CHECK(ca != NULL && cb != NULL);
+    shoal_user_t *alice = shoal_app_login(app, ca, auth);
+    shoal_user_t *bob = shoal_app_login(app, cb, auth);
+    CHECK(alice != NULL && bob != NULL);
+
+    /* A NULL or released user is a misuse (as for every handle); NULL or bad URLs are invalid. */
+    CHECK_ERR(shoal_sync_config_new(NULL, "realm://127.0.0.1:9080/~/x") == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_sync_config_new(alice, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    static const char *const bad_urls[] = {
+        "http://127.0.0.1:9080/~/tasks",      /* wrong scheme */
+        "realm://127.0.0.1:9080/~/tasks.realm", /* reserved suffix */
+        "realm://127.0.0.1:9080/~/x.realm.lock",
+        "realm://127.0.0.1:9080/~/../tasks",   /* '..' segment */
+        "realm://127.0.0.1:9080/~/./tasks",    /* '.' segment */
+        "realm://127.0.0.1:9080/~/a b",        /* bad character */
+        "realm://127.0.0.1:9080/~//tasks",     /* empty segment */
+        "realm://127.0.0.1:9080",              /* no path */
+        "realm://127.0.0.1:9080/~/tasks?x=1",  /* query */
+        "127.0.0.1:9080/~/tasks",              /* no scheme */
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        shoal_sync_config_t *bad = shoal_sync_config_new(alice, bad_urls[i]);
+        if (bad != NULL) {
+            shoal_release(bad);
+            check_failf(__FILE__, __LINE__, "the URL \"%s\" was accepted", bad_urls[i]);
+        }
+        CHECK_ERR(bad == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    }
+
+    /* '~' stands for the identity; each user gets its own file under the app's sync root. */
+    shoal_sync_config_t *sa = shoal_sync_config_new(alice, "realm://127.0.0.1:9080/~/tasks");
+    shoal_sync_config_t *sb = shoal_sync_config_new(bob, "realm://127.0.0.1:9080/~/tasks");
+    CHECK(sa != NULL && sb != NULL);
+    CHECK_NO_ERROR();
+    char *s = shoal_sync_config_get_server_url(sa);
+    CHECK_STR_EQ(s, "realm://127.0.0.1:9080/alice/tasks");
+    shoal_free(s);
+    s = shoal_sync_config_get_server_path(sa);
+    CHECK_STR_EQ(s, "/alice/tasks");
+    shoal_free(s);
+    s = shoal_sync_config_get_server_url(sb);
+    CHECK_STR_EQ(s, "realm://127.0.0.1:9080/bob/tasks");
+    shoal_free(s);
+    char *pa = shoal_sync_config_get_path(sa);
+    char *pb = shoal_sync_config_get_path(sb);
+    CHECK(pa != NULL && pb != NULL);
+    snprintf(file, sizeof file, "%s", pa);
+    bool differ = strcmp(pa, pb) != 0;
+    bool in_root = strstr(pa, "shoal-object-server") != NULL && strstr(pa, "/alice/") != NULL &&
+                   strstr(pb, "/bob/") != NULL;
+    shoal_free(pb);
+    shoal_free(pa);
+    CHECK(differ);
+    CHECK(in_root);
+    /* An explicit identity instead of '~' names the same realm. */
+    shoal_sync_config_t *same = shoal_sync_config_new(alice, "realm://127.0.0.1:9080/alice/tasks");
+    CHECK(same != NULL);
+    s = shoal_sync_config_get_path(same);
+    CHECK_STR_EQ(s, file);
+    shoal_free(s);
+    CHECK(shoal_release(same));
+
+    /* Options. */
+    CHECK(shoal_sync_config_set_stop_policy(sa, SHOAL_STOP_POLICY_IMMEDIATELY));
+    CHECK(shoal_sync_config_set_stop_policy(sa, SHOAL_STOP_POLICY_LIVE_INDEFINITELY));
+    CHECK(shoal_sync_config_set_stop_policy(sa, SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED));
+    CHECK_ERR(!shoal_sync_config_set_stop_policy(sa, 3), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_sync_config_set_stop_policy(sa, -1), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_sync_config_set_wait_for_initial_data(sa, true, 1000));
+    CHECK(shoal_sync_config_set_wait_for_initial_data(sa, false, 0));
+    CHECK(shoal_sync_config_set_token_binder(sa, NULL, NULL, NULL));
+    CHECK(shoal_sync_config_set_error_handler(sa, NULL, NULL, NULL));
+    CHECK_ERR(!shoal_sync_config_set_stop_policy(NULL, 0), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_sync_config_set_stop_policy((shoal_sync_config_t *)alice, 0), SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_sync_config_get_path(NULL) == NULL, SHOAL_ERR_MISUSE);
+
+    /* free_userdata of a handler runs once, when nothing uses the sync configuration any more:
+     * at once if the call fails, else after the last config copied from it is released. */
+    g_sync_frees = 0;
+    CHECK_ERR(!shoal_sync_config_set_error_handler(NULL, never_called_error, NULL, count_sync_free),
+              SHOAL_ERR_MISUSE);
+    CHECK_INT_EQ(sync_frees(), 1);
+    shoal_sync_config_t *sh = shoal_sync_config_new(alice, "realm://127.0.0.1:9080/~/handled");
+    CHECK(sh != NULL);
+    CHECK(shoal_sync_config_set_error_handler(sh, never_called_error, NULL, count_sync_free));
+    shoal_config_t *hc = synced_config(sh);
+    CHECK(shoal_release(sh));
+    CHECK_INT_EQ(sync_frees(), 1); /* the config still holds a copy */
+    CHECK(shoal_release(hc));
+    CHECK_INT_EQ(sync_frees(), 2);
+
+    /* shoal_config_set_sync moves the config's path to the sync file. */
+    shoal_config_t *c = synced_config(sa);
+    s = shoal_config_get_path(c);
+    CHECK_STR_EQ(s, file);
+    shoal_free(s);
+    CHECK_ERR(!shoal_config_set_sync(c, NULL), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_config_set_sync(NULL, sa), SHOAL_ERR_MISUSE);
+    /* A session exists for a synced configuration before any open (inactive), not for a local one. */
+    shoal_session_t *session = shoal_app_get_session(app, c);
+    CHECK(session != NULL);
+    CHECK_INT_EQ(shoal_session_state(session), SHOAL_SESSION_INACTIVE);
+    CHECK_INT_EQ(shoal_session_connection_state(session), SHOAL_CONNECTION_DISCONNECTED);
+    s = shoal_session_get_path(session);
+    CHECK_STR_EQ(s, file);
+    shoal_free(s);
+    s = shoal_session_get_server_url(session);
+    CHECK_STR_EQ(s, "realm://127.0.0.1:9080/alice/tasks");
+    shoal_free(s);
+    CHECK(session_user_is(session, "alice"));
+    shoal_session_t *again = shoal_app_get_session(app, c);
+    CHECK(again != NULL);
+    CHECK(shoal_release(again));
+    shoal_config_t *local = people_config("sync-local.realm");
+    CHECK_ERR(shoal_app_get_session(app, local) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    shoal_realm_t *lr = shoal_realm_open(local);
+    CHECK(lr != NULL);
+    CHECK_ERR(shoal_realm_get_session(lr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_realm_close(lr));
+    CHECK_ERR(shoal_realm_get_session(lr) == NULL, SHOAL_ERR_REALM_CLOSED);
+    CHECK(shoal_release(lr));
+
+    /* Recovery configurations open any file read-only and unsynced. */
+    CHECK_ERR(shoal_config_for_recovery(NULL, NULL, 0, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    static const uint8_t short_key[10] = {0};
+    char *local_path = shoal_config_get_path(local);
+    CHECK(local_path != NULL);
+    shoal_config_t *bad_key = shoal_config_for_recovery(local_path, short_key, sizeof short_key, NULL);
+    if (bad_key) {
+        shoal_release(bad_key);
+        shoal_free(local_path);
+        check_failf(__FILE__, __LINE__, "a 10-byte key was accepted");
+    }
+    CHECK_ERR(bad_key == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    shoal_config_t *rc = shoal_config_for_recovery(local_path, NULL, 0, NULL);
+    shoal_free(local_path);
+    CHECK(rc != NULL);
+    shoal_realm_t *rr = shoal_realm_open(rc);
+    CHECK(rr != NULL);
+    CHECK_ERR(!shoal_realm_begin_write(rr), SHOAL_ERR_READ_ONLY);
+    CHECK_ERR(shoal_realm_get_session(rr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_release(rr));
+    CHECK(shoal_release(rc));
+
+    CHECK(shoal_release(local));
+    CHECK(shoal_release(session));
+    CHECK(shoal_release(c));
+    CHECK(shoal_release(sb));
+    CHECK(shoal_release(sa));
+    CHECK(shoal_release(bob));
+    CHECK(shoal_release(alice));
+    CHECK(shoal_release(cb));
+    CHECK(shoal_release(ca));
+    CHECK(shoal_release(app));
+}
+
+/* A timeout for session waits. */
+#define WAIT_MS ((uint64_t)WAIT_SECONDS * 1000)
+
+/* What state (or connection state) callbacks saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    unsigned seen; /* bit 1 << state for every new state seen */
+    bool bad;      /* a state out of range, or old == new */
+    int freed;
+} states_seen_t;
+
+static void states_seen_init(states_seen_t *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+}
+
+static void states_seen_destroy(states_seen_t *s) {
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static void on_states(void *userdata, int32_t old_state, int32_t new_state) {
+    states_seen_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    if (old_state < 0 || old_state > 4 || new_state < 0 || new_state > 4 || old_state == new_state)
+        s->bad = true;
+    else
+        s->seen |= 1u << new_state;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void free_states_seen(void *userdata) {
+    states_seen_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->freed++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits until the callback saw `state`; false on timeout. */
+static bool wait_for_state_seen(states_seen_t *s, int32_t state) {
+    struct timespec deadline = deadline_from_now();
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    while (!(s->seen & (1u << state)) && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
+    bool ok = (s->seen & (1u << state)) != 0;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+/* What a progress callback saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    uint64_t first_transferable;
+    uint64_t transferred;
+    uint64_t transferable;
+    bool went_back; /* transferred shrank, or transferable moved (CURRENT_CHANGES fixes it) */
+    int complete;   /* 1 once transferred == transferable > 0 */
+    int calls_after_complete;
+    int freed;
+} progress_seen_t;
+
+static void on_progress(void *userdata, uint64_t transferred, uint64_t transferable) {
+    progress_seen_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    if (s->complete) s->calls_after_complete++;
+    if (s->calls == 0)
+        s->first_transferable = transferable;
+    else if (transferred < s->transferred || transferable != s->first_transferable)
+        s->went_back = true;
+    s->calls++;
+    s->transferred = transferred;
+    s->transferable = transferable;
+    if (transferable > 0 && transferred == transferable) s->complete = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void free_progress_seen(void *userdata) {
+    progress_seen_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->freed++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void test_sync_two_apps_converge(void) {
+    char dir_a[4096], dir_b[4096], name[64], url[512];
+    const char *auth = test_auth_url();
+    snprintf(name, sizeof name, "c-sync-%ld-%ld", (long)getpid(), (long)time(NULL));
+    /* Two devices: two apps with their own base directories, one registered user. */
+    shoal_app_t *app_a = shoal_app_new(path_in(dir_a, "sync-device-a"), "io.shoal.tests.c");
+    shoal_app_t *app_b = shoal_app_new(path_in(dir_b, "sync-device-b"), "io.shoal.tests.c");
+    CHECK(app_a != NULL && app_b != NULL);
+    shoal_credentials_t *reg = shoal_credentials_password(name, "myPassw0rd", true);
+    shoal_credentials_t *creds = shoal_credentials_password(name, "myPassw0rd", false);
+    CHECK(reg != NULL && creds != NULL);
+    shoal_user_t *ua = shoal_app_login(app_a, reg, auth);
+    CHECK(ua != NULL);
+    shoal_user_t *ub = shoal_app_login(app_b, creds, auth);
+    CHECK(ub != NULL);
+    char *identity = shoal_user_identity(ua);
+    CHECK(identity != NULL);
+    CHECK_USER_ID(ub, identity);
+    sync_url(url, "/~/ctest");
+
+    /* Device A. The session exists before the realm is opened: registering the callbacks
+     * first means no transition is missed. */
+    shoal_sync_config_t *sca = shoal_sync_config_new(ua, url);
+    CHECK(sca != NULL);
+    shoal_config_t *ca = synced_config(sca);
+    shoal_session_t *sa = shoal_app_get_session(app_a, ca);
+    CHECK(sa != NULL);
+    CHECK_INT_EQ(shoal_session_state(sa), SHOAL_SESSION_INACTIVE);
+    static states_seen_t states, conns;
+    states_seen_init(&states);
+    states_seen_init(&conns);
+    shoal_token_t *st = shoal_session_add_state_callback(sa, on_states, &states, free_states_seen);
+    CHECK(st != NULL);
+    shoal_token_t *ct = shoal_session_add_connection_callback(sa, on_states, &conns, free_states_seen);
+    CHECK(ct != NULL);
+    shoal_realm_t *ra = shoal_realm_open(ca);
+    CHECK(ra != NULL);
+    /* The realm's session is that session. */
+    shoal_session_t *same = shoal_realm_get_session(ra);
+    CHECK(same != NULL);
+    char *p1 = shoal_session_get_path(same);
+    char *p2 = shoal_config_get_path(ca);
+    bool same_path = p1 && p2 && strcmp(p1, p2) == 0;
+    shoal_free(p1);
+    shoal_free(p2);
+    CHECK(same_path);
+    CHECK(shoal_release(same));
+    CHECK(session_user_is(sa, identity));
+    char *server_url = shoal_session_get_server_url(sa);
+    CHECK(server_url != NULL);
+    bool resolved = strstr(server_url, identity) != NULL && strstr(server_url, "/ctest") != NULL &&
+                    strstr(server_url, "~") == NULL;
+    shoal_free(server_url);
+    CHECK(resolved);
+
+    add_items(ra, 0, 5);
+    static progress_seen_t up;
+    memset(&up, 0, sizeof up);
+    pthread_mutex_init(&up.mu, NULL);
+    pthread_cond_init(&up.cv, NULL);
+    shoal_token_t *pt = shoal_session_add_progress_callback(sa, SHOAL_PROGRESS_UPLOAD, SHOAL_PROGRESS_CURRENT_CHANGES,
+                                                            on_progress, &up, free_progress_seen);
+    CHECK(pt != NULL);
+    CHECK(shoal_session_wait_for_upload(sa, WAIT_MS));
+    CHECK_NO_ERROR();
+    CHECK(wait_for_count(&up.mu, &up.cv, &up.complete, 1));
+    pthread_mutex_lock(&up.mu);
+    uint64_t transferred = up.transferred, transferable = up.transferable;
+    bool went_back = up.went_back;
+    pthread_mutex_unlock(&up.mu);
+    CHECK(transferable > 0);
+    CHECK_INT_EQ(transferred, transferable);
+    CHECK(!went_back);
+    CHECK(wait_for_state_seen(&states, SHOAL_SESSION_ACTIVE));
+    CHECK(wait_for_state_seen(&conns, SHOAL_CONNECTION_CONNECTED));
+    CHECK_INT_EQ(shoal_session_state(sa), SHOAL_SESSION_ACTIVE);
+    CHECK_INT_EQ(shoal_session_connection_state(sa), SHOAL_CONNECTION_CONNECTED);
+
+    /* Device B downloads the five items, and its own writes reach A. */
+    shoal_sync_config_t *scb = shoal_sync_config_new(ub, url);
+    CHECK(scb != NULL);
+    shoal_config_t *cb = synced_config(scb);
+    shoal_realm_t *rb = shoal_realm_open(cb);
+    CHECK(rb != NULL);
+    shoal_session_t *sb = shoal_realm_get_session(rb);
+    CHECK(sb != NULL);
+    CHECK(shoal_session_wait_for_download(sb, WAIT_MS));
+    CHECK(shoal_realm_refresh(rb, NULL));
+    CHECK_INT_EQ(count_objects(rb, "Item"), 5);
+    add_items(rb, 5, 7);
+    CHECK(shoal_session_wait_for_upload(sb, WAIT_MS));
+    CHECK(shoal_session_wait_for_download(sa, WAIT_MS));
+    CHECK(shoal_realm_refresh(ra, NULL));
+    CHECK_INT_EQ(count_objects(ra, "Item"), 7);
+    char *dump_a = shoal_realm_dump_json(ra);
+    CHECK(shoal_realm_refresh(rb, NULL));
+    char *dump_b = shoal_realm_dump_json(rb);
+    bool converged = dump_a && dump_b && strcmp(dump_a, dump_b) == 0;
+    shoal_free(dump_a);
+    shoal_free(dump_b);
+    CHECK(converged);
+
+    /* Releasing a token unregisters its callback; free_userdata runs once, after the last call. */
+    CHECK(shoal_release(st));
+    CHECK(shoal_release(ct));
+    CHECK(shoal_release(pt));
+    CHECK(wait_for_count(&states.mu, &states.cv, &states.freed, 1));
+    CHECK(wait_for_count(&conns.mu, &conns.cv, &conns.freed, 1));
+    CHECK(wait_for_count(&up.mu, &up.cv, &up.freed, 1));
+    pthread_mutex_lock(&states.mu);
+    bool bad = states.bad || conns.bad;
+    pthread_mutex_unlock(&states.mu);
+    CHECK(!bad);
+    CHECK_INT_EQ(states.freed, 1);
+    CHECK_INT_EQ(conns.freed, 1);
+    CHECK_INT_EQ(up.freed, 1);
+
+    CHECK(shoal_release(sb));
+    CHECK(shoal_release(rb));
+    CHECK(shoal_release(cb));
+    CHECK(shoal_release(scb));
+    CHECK(shoal_release(sa));
+    CHECK(shoal_release(ra));
+    CHECK(shoal_release(ca));
+    CHECK(shoal_release(sca));
+    CHECK(shoal_release(ub));
+    CHECK(shoal_release(ua));
+    CHECK(shoal_release(creds));
+    CHECK(shoal_release(reg));
+    CHECK(shoal_release(app_b));
+    CHECK(shoal_release(app_a));
+    shoal_free(identity);
+    states_seen_destroy(&states);
+    states_seen_destroy(&conns);
+    pthread_cond_destroy(&up.cv);
+    pthread_mutex_destroy(&up.mu);
+}
+
+/* What an error handler saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    int fatal_calls;
+    /* Of the first fatal error: */
+    int32_t code;
+    int32_t category;
+    bool client_reset;
+    bool message_ok;
+    bool paths_null;
+    bool session_ok;          /* the session handle worked during the call */
+    shoal_session_t *kept;    /* a clone of that session: the test releases it */
+    int freed;
+} sync_errors_t;
+
+static void sync_errors_init(sync_errors_t *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+}
+
+static void sync_errors_destroy(sync_errors_t *s) {
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static void on_sync_error(void *userdata, shoal_session_t *session, const shoal_sync_error_t *error) {
+    sync_errors_t *s = userdata;
+    /* The session is valid during the call; a clone keeps it. */
+    int32_t state = shoal_session_state(session);
+    char *path = shoal_session_get_path(session);
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    if (error->is_fatal && s->fatal_calls++ == 0) {
+        s->code = error->code;
+        s->category = error->category;
+        s->client_reset = error->is_client_reset;
+        s->message_ok = error->message != NULL && error->message[0] != '\0';
+        s->paths_null = error->original_path == NULL && error->backup_path == NULL;
+        s->session_ok = state >= 0 && path != NULL;
+        s->kept = shoal_clone(session);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    shoal_free(path);
+}
+
+static void free_sync_errors(void *userdata) {
+    sync_errors_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->freed++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* What a token binder saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    char path[256];
+    bool bound;
+    int freed;
+} binder_seen_t;
+
+static void on_token_needed(void *userdata, shoal_session_t *session, const char *server_path) {
+    binder_seen_t *b = userdata;
+    /* Answer at once, from the callback, with a token the server did not sign. */
+    bool ok = shoal_session_bind_token(session, "not-a-token");
+    pthread_mutex_lock(&b->mu);
+    b->calls++;
+    snprintf(b->path, sizeof b->path, "%s", server_path ? server_path : "(null)");
+    b->bound = ok;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void free_binder_seen(void *userdata) {
+    binder_seen_t *b = userdata;
+    pthread_mutex_lock(&b->mu);
+    b->freed++;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void test_sync_error_handler_and_token_binder(void) {
+    char dir[4096], owner_name[64], other_name[64], url[512], path[512];
+    const char *auth = test_auth_url();
+    snprintf(owner_name, sizeof owner_name, "c-owner-%ld-%ld", (long)getpid(), (long)time(NULL));
+    snprintf(other_name, sizeof other_name, "c-other-%ld-%ld", (long)getpid(), (long)time(NULL));
+    shoal_app_t *app = shoal_app_new(path_in(dir, "sync-errors-app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    shoal_credentials_t *c1 = shoal_credentials_password(owner_name, "myPassw0rd", true);
+    shoal_credentials_t *c2 = shoal_credentials_password(other_name, "myPassw0rd", true);
+    CHECK(c1 != NULL && c2 != NULL);
+    shoal_user_t *owner = shoal_app_login(app, c1, auth);
+    shoal_user_t *other = shoal_app_login(app, c2, auth);
+    CHECK(owner != NULL && other != NULL);
+    char *owner_id = shoal_user_identity(owner);
+    char *other_id = shoal_user_identity(other);
+    CHECK(owner_id != NULL && other_id != NULL);
+
+    /* `other` opens the owner's realm: the auth service denies the access token, a fatal
+     * error for the handler; opening itself never waits on the network. */
+    snprintf(path, sizeof path, "/%s/x", owner_id);
+    shoal_sync_config_t *sc = shoal_sync_config_new(other, sync_url(url, path));
+    CHECK(sc != NULL);
+    static sync_errors_t errs;
+    sync_errors_init(&errs);
+    CHECK(shoal_sync_config_set_error_handler(sc, on_sync_error, &errs, free_sync_errors));
+    shoal_config_t *config = synced_config(sc);
+    shoal_realm_t *realm = shoal_realm_open(config);
+    CHECK(realm != NULL);
+    shoal_session_t *session = shoal_realm_get_session(realm);
+    CHECK(session != NULL);
+    CHECK(wait_for_count(&errs.mu, &errs.cv, &errs.fatal_calls, 1));
+    pthread_mutex_lock(&errs.mu);
+    int32_t code = errs.code, category = errs.category;
+    bool client_reset = errs.client_reset, message_ok = errs.message_ok, paths_null = errs.paths_null,
+         session_ok = errs.session_ok;
+    shoal_session_t *kept = errs.kept;
+    pthread_mutex_unlock(&errs.mu);
+    if (code != SHOAL_ERR_ACCESS_DENIED && code != SHOAL_ERR_PERMISSION_DENIED)
+        check_failf(__FILE__, __LINE__, "expected ACCESS_DENIED or PERMISSION_DENIED, got %s (%d)",
+                    shoal_error_name(code), (int)code);
+    CHECK_INT_EQ(category, code == SHOAL_ERR_ACCESS_DENIED ? SHOAL_ERR_CATEGORY_AUTH : SHOAL_ERR_CATEGORY_SYNC);
+    CHECK(!client_reset);
+    CHECK(message_ok);
+    CHECK(paths_null);
+    CHECK(session_ok);
+    CHECK(kept != NULL);
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_ERROR));
+    CHECK_INT_EQ(shoal_session_state(kept), SHOAL_SESSION_ERROR); /* the clone is the same session */
+    /* Waits report the session's error. */
+    CHECK_ERR(!shoal_session_wait_for_upload(session, WAIT_MS), code);
+    CHECK_ERR(!shoal_session_wait_for_download(session, WAIT_MS), code);
+    /* The realm itself still works, offline. */
+    add_items(realm, 0, 1);
+    CHECK_INT_EQ(count_objects(realm, "Item"), 1);
+
+    /* A token binder supplies the tokens: a forged one is BAD_AUTHENTICATION (fatal). */
+    shoal_sync_config_t *sc2 = shoal_sync_config_new(other, sync_url(url, "/~/forged"));
+    CHECK(sc2 != NULL);
+    static binder_seen_t binder;
+    memset(&binder, 0, sizeof binder);
+    pthread_mutex_init(&binder.mu, NULL);
+    pthread_cond_init(&binder.cv, NULL);
+    static sync_errors_t errs2;
+    sync_errors_init(&errs2);
+    CHECK(shoal_sync_config_set_token_binder(sc2, on_token_needed, &binder, free_binder_seen));
+    CHECK(shoal_sync_config_set_error_handler(sc2, on_sync_error, &errs2, free_sync_errors));
+    shoal_config_t *config2 = synced_config(sc2);
+    shoal_realm_t *realm2 = shoal_realm_open(config2);
+    CHECK(realm2 != NULL);
+    shoal_session_t *session2 = shoal_realm_get_session(realm2);
+    CHECK(session2 != NULL);
+    CHECK(wait_for_count(&errs2.mu, &errs2.cv, &errs2.fatal_calls, 1));
+    CHECK(wait_for_count(&binder.mu, &binder.cv, &binder.calls, 1));
+    pthread_mutex_lock(&errs2.mu);
+    code = errs2.code;
+    category = errs2.category;
+    kept = errs2.kept;
+    pthread_mutex_unlock(&errs2.mu);
+    CHECK_INT_EQ(code, SHOAL_ERR_BAD_AUTHENTICATION);
+    CHECK_INT_EQ(category, SHOAL_ERR_CATEGORY_SYNC);
+    CHECK_STR_EQ(shoal_error_name(code), "BAD_AUTHENTICATION");
+    CHECK(kept != NULL);
+    char expected_path[256];
+    snprintf(expected_path, sizeof expected_path, "/%s/forged", other_id);
+    pthread_mutex_lock(&binder.mu);
+    bool binder_ok = binder.bound && strcmp(binder.path, expected_path) == 0;
+    pthread_mutex_unlock(&binder.mu);
+    CHECK(binder_ok);
+    CHECK(wait_for_session_state(session2, SHOAL_SESSION_ERROR));
+    CHECK_ERR(!shoal_session_bind_token(session2, ""), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_session_bind_token(session2, NULL), SHOAL_ERR_INVALID_ARGUMENT);
+
+    /* free_userdata of the handler and the binder runs once nothing uses them any more. */
+    CHECK(shoal_release(errs2.kept));
+    CHECK(shoal_release(session2));
+    CHECK(shoal_release(realm2));
+    CHECK(shoal_release(config2));
+    CHECK(shoal_release(sc2));
+    CHECK(shoal_release(errs.kept));
+    CHECK(shoal_release(session));
+    CHECK(shoal_release(realm));
+    CHECK(shoal_release(config));
+    CHECK(shoal_release(sc));
+    CHECK(wait_for_count(&errs.mu, &errs.cv, &errs.freed, 1));
+    CHECK(wait_for_count(&errs2.mu, &errs2.cv, &errs2.freed, 1));
+    CHECK(wait_for_count(&binder.mu, &binder.cv, &binder.freed, 1));
+    CHECK_INT_EQ(errs.freed, 1);
+    CHECK_INT_EQ(errs2.freed, 1);
+    CHECK_INT_EQ(binder.freed, 1);
+
+    /* A logged-out user cannot make sync configurations. */
+    CHECK(shoal_user_logout(other));
+    CHECK_ERR(shoal_sync_config_new(other, sync_url(url, "/~/x")) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    /* Let the background revocation finish before the app goes. */
+    uint64_t pending = 1;
+    for (int i = 0; i < WAIT_SECONDS * 50 && pending > 0; i++) {
+        CHECK(shoal_app_pending_revocations(app, &pending));
+        if (pending > 0) sleep_ms(20);
+    }
+    CHECK_INT_EQ(pending, 0);
+
+    CHECK(shoal_release(other));
+    CHECK(shoal_release(owner));
+    CHECK(shoal_release(c2));
+    CHECK(shoal_release(c1));
+    CHECK(shoal_release(app));
+    shoal_free(owner_id);
+    shoal_free(other_id);
+    sync_errors_destroy(&errs);
+    sync_errors_destroy(&errs2);
+    pthread_cond_destroy(&binder.cv);
+    pthread_mutex_destroy(&binder.mu);
+}
+
+static void ignore_progress(void *userdata, uint64_t transferred, uint64_t transferable) {
+    (void)userdata;
+    (void)transferred;
+    (void)transferable;
+}
+
+static void ignore_states(void *userdata, int32_t old_state, int32_t new_state) {
+    (void)userdata;
+    (void)old_state;
+    (void)new_state;
+}
+
+static void test_sync_session_handles_pause_and_client_reset(void) {
+    char dir[4096], name[64], url[512];
+    const char *auth = test_auth_url();
+
+    /* NULL: an error, never a crash; free_userdata runs when a registration fails. */
+    CHECK_ERR(shoal_session_state(NULL) == -1, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_connection_state(NULL) == -1, SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_pause(NULL), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_resume(NULL), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_bind_token(NULL, "token"), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_wait_for_upload(NULL, 10), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_wait_for_download(NULL, 10), SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_get_path(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_get_server_url(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_get_user(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_get_session(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_app_get_session(NULL, NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_app_execute_client_reset(NULL, "x") == NULL, SHOAL_ERR_MISUSE);
+    g_sync_frees = 0;
+    CHECK_ERR(shoal_session_add_state_callback(NULL, ignore_states, NULL, count_sync_free) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_add_connection_callback(NULL, ignore_states, NULL, count_sync_free) == NULL,
+              SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_add_progress_callback(NULL, SHOAL_PROGRESS_UPLOAD, SHOAL_PROGRESS_INDEFINITELY,
+                                                  ignore_progress, NULL, count_sync_free) == NULL,
+              SHOAL_ERR_MISUSE);
+    CHECK_INT_EQ(sync_frees(), 3);
+
+    snprintf(name, sizeof name, "c-pause-%ld-%ld", (long)getpid(), (long)time(NULL));
+    shoal_app_t *app = shoal_app_new(path_in(dir, "sync-pause-app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    /* A handle of another kind is a misuse too. */
+    CHECK_ERR(shoal_session_state((const shoal_session_t *)app) == -1, SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_pause((shoal_session_t *)app), SHOAL_ERR_MISUSE);
+    shoal_credentials_t *reg = shoal_credentials_password(name, "myPassw0rd", true);
+    CHECK(reg != NULL);
+    shoal_user_t *user = shoal_app_login(app, reg, auth);
+    CHECK(user != NULL);
+    shoal_sync_config_t *sc = shoal_sync_config_new(user, sync_url(url, "/~/paused"));
+    CHECK(sc != NULL);
+    CHECK(shoal_sync_config_set_stop_policy(sc, SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED));
+    shoal_config_t *config = synced_config(sc);
+    shoal_realm_t *realm = shoal_realm_open(config);
+    CHECK(realm != NULL);
+    shoal_session_t *session = shoal_realm_get_session(realm);
+    CHECK(session != NULL);
+    add_items(realm, 0, 2);
+    CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
+
+    /* Bad registrations: invalid arguments, and free_userdata has run. */
+    CHECK_ERR(shoal_session_add_progress_callback(session, 0, SHOAL_PROGRESS_INDEFINITELY, ignore_progress, NULL,
+                                                  count_sync_free) == NULL,
+              SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_session_add_progress_callback(session, SHOAL_PROGRESS_DOWNLOAD, 2, ignore_progress, NULL,
+                                                  count_sync_free) == NULL,
+              SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_session_add_progress_callback(session, SHOAL_PROGRESS_DOWNLOAD, SHOAL_PROGRESS_INDEFINITELY, NULL,
+                                                  NULL, count_sync_free) == NULL,
+              SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_session_add_state_callback(session, NULL, NULL, count_sync_free) == NULL,
+              SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_INT_EQ(sync_frees(), 7);
+
+    /* Paused: INACTIVE, local writes go on, waits time out; resumed: they upload. */
+    CHECK(shoal_session_pause(session));
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_INACTIVE));
+    add_items(realm, 2, 3);
+    CHECK_ERR(!shoal_session_wait_for_upload(session, 50), SHOAL_ERR_TIMEOUT);
+    shoal_error_t e;
+    CHECK(shoal_get_last_error(&e));
+    CHECK_INT_EQ(e.category, SHOAL_ERR_CATEGORY_CLIENT);
+    CHECK_STR_EQ(shoal_error_name(e.code), "TIMEOUT");
+    CHECK_ERR(!shoal_session_wait_for_download(session, 1), SHOAL_ERR_TIMEOUT);
+    CHECK(shoal_session_resume(session));
+    CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_ACTIVE));
+
+    /* Released handles: errors, never a crash. */
+    shoal_session_t *clone = shoal_clone(session);
+    CHECK(clone != NULL);
+    CHECK(shoal_release(clone));
+    CHECK_ERR(shoal_session_state(clone) == -1, SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_pause(clone), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_session_wait_for_upload(clone, 10), SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_get_path(clone) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_release(clone), SHOAL_ERR_MISUSE);
+    CHECK_INT_EQ(shoal_session_state(session), SHOAL_SESSION_ACTIVE); /* the original still works */
+
+    /* Client reset: refused while the realm is open; once it is released and the session has
+     * stopped, the file moves aside and opens read-only for recovery. */
+    char *original = shoal_session_get_path(session);
+    CHECK(original != NULL);
+    char *backup = shoal_app_execute_client_reset(app, original);
+    if (backup) {
+        shoal_free(backup);
+        shoal_free(original);
+        check_failf(__FILE__, __LINE__, "a client reset of an open realm succeeded");
+    }
+    CHECK_ERR(backup == NULL, SHOAL_ERR_REALM_IN_USE);
+    CHECK_ERR(shoal_app_execute_client_reset(app, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_release(realm));
+    /* AFTER_CHANGES_UPLOADED: the session uploads what is left, then stops. */
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_INACTIVE));
+    for (int i = 0; i < WAIT_SECONDS * 50 && !backup; i++) {
+        backup = shoal_app_execute_client_reset(app, original);
+        if (!backup) {
+            shoal_error_t re;
+            if (!shoal_get_last_error(&re) || re.code != SHOAL_ERR_REALM_IN_USE) break;
+            sleep_ms(20);
+        }
+    }
+    if (!backup) shoal_free(original);
+    CHECK(backup != NULL);
+    bool moved = !file_exists(original) && file_exists(backup) && strstr(backup, "recovered-realms") != NULL;
+    shoal_free(original);
+    if (!moved) shoal_free(backup);
+    CHECK(moved);
+    shoal_schema_t *schema = item_schema();
+    shoal_config_t *rc = shoal_config_for_recovery(backup, NULL, 0, schema);
+    shoal_free(backup);
+    CHECK(shoal_release(schema));
+    CHECK(rc != NULL);
+    shoal_realm_t *recovered = shoal_realm_open(rc);
+    CHECK(recovered != NULL);
+    CHECK_INT_EQ(count_objects(recovered, "Item"), 3);
+    CHECK_ERR(!shoal_realm_begin_write(recovered), SHOAL_ERR_READ_ONLY);
+    CHECK_ERR(shoal_realm_get_session(recovered) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_release(recovered));
+    CHECK(shoal_release(rc));
+
+    CHECK(shoal_release(session));
+    CHECK(shoal_release(config));
+    CHECK(shoal_release(sc));
+    CHECK(shoal_release(user));
+    CHECK(shoal_release(reg));
+    CHECK(shoal_release(app));
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 int main(void) {
     make_temp_dir();
@@ -2689,6 +3577,10 @@ int main(void) {
     RUN_TEST(test_delete_realm_files);
     RUN_TEST(test_encryption_read_only_and_compaction);
     RUN_TEST(test_users_against_a_server);
+    RUN_TEST(test_sync_config_urls_and_paths);
+    RUN_TEST(test_sync_two_apps_converge);
+    RUN_TEST(test_sync_error_handler_and_token_binder);
+    RUN_TEST(test_sync_session_handles_pause_and_client_reset);
 
     remove_temp_dir();
     printf("%d passed, %d failed\n", check_passed, check_failed);
