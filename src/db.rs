@@ -791,18 +791,24 @@ impl Realm {
     /// The changesets this file made itself after version `after` (what a sync session
     /// uploads): integrated remote changesets, whose origin is another replica, are left out.
     pub fn local_changesets_since(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.for_each_local_changeset(after, |v, bytes| out.push((v, bytes.to_vec())))?;
+        Ok(out)
+    }
+
+    /// Calls `f(version, bytes)` for every changeset this file made itself after `after`;
+    /// integrated ones (another origin) are skipped without being copied.
+    fn for_each_local_changeset(&self, after: u64, mut f: impl FnMut(u64, &[u8])) -> Result<()> {
         self.with_snapshot(|s| {
             let me = s.meta_u64(tables::meta::FILE_SALT)?;
-            let mut out = Vec::new();
             for item in s.history.range(after.saturating_add(1)..)? {
                 let (k, v) = item?;
                 let bytes = v.value();
-                // Integrated changesets (another origin) are skipped without being copied.
                 if crate::history::changeset_header(bytes).is_ok_and(|(_, o)| o == me || o == 0) {
-                    out.push((k.value(), bytes.to_vec()));
+                    f(k.value(), bytes);
                 }
             }
-            Ok(out)
+            Ok(())
         })
     }
 
@@ -871,18 +877,9 @@ impl Realm {
     /// `(version, byte length)` of every changeset this file made itself after `after`,
     /// oldest first, without copying the changesets.
     pub(crate) fn local_changeset_sizes(&self, after: u64) -> Result<Vec<(u64, u64)>> {
-        self.with_snapshot(|s| {
-            let me = s.meta_u64(tables::meta::FILE_SALT)?;
-            let mut out = Vec::new();
-            for item in s.history.range(after.saturating_add(1)..)? {
-                let (k, v) = item?;
-                let bytes = v.value();
-                if crate::history::changeset_header(bytes).is_ok_and(|(_, o)| o == me || o == 0) {
-                    out.push((k.value(), bytes.len() as u64));
-                }
-            }
-            Ok(out)
-        })
+        let mut out = Vec::new();
+        self.for_each_local_changeset(after, |v, bytes| out.push((v, bytes.len() as u64)))?;
+        Ok(out)
     }
 
     /// Applies an encoded changeset inside the open write transaction, as if its writes had
