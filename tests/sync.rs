@@ -512,7 +512,11 @@ fn a_server_that_lost_the_realm_triggers_a_client_reset_with_a_backup() {
     let name = unique("u");
     let user = login(&d, &server, &name, true);
     let errors = Errors::default();
-    let cfg = config_with(&user, &sync_url(&server, "/~/reset"), |s| errors.install(s));
+    // Encrypted, as the reference's errorHandler_useClientResetEncrypted: the backup stays
+    // encrypted with the same key.
+    let key = [7u8; 64];
+    let mut cfg = config_with(&user, &sync_url(&server, "/~/reset"), |s| errors.install(s));
+    cfg.set_encryption_key(Some(&key)).unwrap();
     let original_path = cfg.path().to_owned();
     {
         let realm = Realm::open(&cfg).unwrap();
@@ -550,7 +554,18 @@ fn a_server_that_lost_the_realm_triggers_a_client_reset_with_a_backup() {
     assert!(!std::path::Path::new(&original_path).exists());
     assert!(std::path::Path::new(&backup).exists());
 
-    let recovered = Realm::open(&Config::for_recovery(backup, None, None).unwrap()).unwrap();
+    let wrong = Config::for_recovery(backup.clone(), Some(&[8u8; 64]), None).unwrap();
+    assert_eq!(
+        Realm::open(&wrong).unwrap_err().code(),
+        ErrorCode::DecryptionFailed
+    );
+    let no_key = Config::for_recovery(backup.clone(), None, None).unwrap();
+    assert_eq!(
+        Realm::open(&no_key).unwrap_err().code(),
+        ErrorCode::DecryptionFailed
+    );
+    let recovered =
+        Realm::open(&Config::for_recovery(backup, Some(&key), Some(schema())).unwrap()).unwrap();
     assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 1);
     assert_eq!(
         recovered.begin_write().unwrap_err().code(),
@@ -1080,4 +1095,35 @@ fn hostile_frames_from_a_server_are_errors_and_the_client_reconnects() {
         add_items(&realm, 0..1); // the realm keeps working
         assert_eq!(count(&realm), 1);
     }
+}
+
+#[test]
+fn a_progress_callback_that_panics_keeps_being_called() {
+    // The reference's uploadListener_worksEvenIfCrashed.
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let realm = Realm::open(&config(&user, &sync_url(&server, "/~/crash"))).unwrap();
+    let session = realm.session().unwrap();
+    add_items(&realm, 0..3);
+    let completes = Arc::new(AtomicUsize::new(0));
+    let seen = completes.clone();
+    let writer = realm.clone();
+    let _t = session
+        .add_progress_callback(
+            ProgressDirection::Upload,
+            ProgressMode::Indefinitely,
+            move |p| {
+                if p.is_complete() && p.transferred > 0 && seen.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    add_items(&writer, 10..13);
+                    panic!("a callback that fails");
+                }
+            },
+        )
+        .unwrap();
+    wait_until("a second completion after the panic", || {
+        completes.load(Ordering::SeqCst) >= 2
+    });
+    session.wait_for_upload(WAIT).unwrap();
 }
