@@ -26,6 +26,16 @@ from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
 from .errors import __all__ as _errors_all
 from .realm import List, Object, Realm, Results, Token
 from .schema import ClassInfo, PropertyFlag, PropertyInfo, PropertyType, Schema
+from .sync import (
+    ConnectionState,
+    ProgressDirection,
+    ProgressMode,
+    Session,
+    SessionState,
+    StopPolicy,
+    SyncConfig,
+    SyncError,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +63,14 @@ __all__ = [
     "AuthEvent",
     "Credentials",
     "User",
+    "SyncConfig",
+    "SyncError",
+    "Session",
+    "SessionState",
+    "ConnectionState",
+    "StopPolicy",
+    "ProgressDirection",
+    "ProgressMode",
     "LIBRARY_VERSION",
     "LIBRARY_PATH",
     *_errors_all,

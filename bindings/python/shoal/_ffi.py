@@ -100,6 +100,32 @@ SHOAL_ERR_IO = 0
 SHOAL_ERR_JSON = 1
 SHOAL_ERR_CLIENT_RESET = 7
 SHOAL_ERR_HTTP = 300
+SHOAL_ERR_CONNECTION_CLOSED = 100
+SHOAL_ERR_OTHER_ERROR = 101
+SHOAL_ERR_UNKNOWN_MESSAGE = 102
+SHOAL_ERR_BAD_SYNTAX = 103
+SHOAL_ERR_LIMITS_EXCEEDED = 104
+SHOAL_ERR_WRONG_PROTOCOL_VERSION = 105
+SHOAL_ERR_BAD_SESSION_IDENT = 106
+SHOAL_ERR_REUSE_OF_SESSION_IDENT = 107
+SHOAL_ERR_BOUND_IN_OTHER_SESSION = 108
+SHOAL_ERR_BAD_MESSAGE_ORDER = 109
+SHOAL_ERR_SESSION_CLOSED = 200
+#: The family of the sync protocol's codes (same number as SESSION_CLOSED; its name is "SYNC").
+SHOAL_ERR_SYNC = 200
+SHOAL_ERR_OTHER_SESSION_ERROR = 201
+SHOAL_ERR_TOKEN_EXPIRED = 202
+SHOAL_ERR_BAD_AUTHENTICATION = 203
+SHOAL_ERR_ILLEGAL_REALM_PATH = 204
+SHOAL_ERR_NO_SUCH_PATH = 205
+SHOAL_ERR_PERMISSION_DENIED = 206
+SHOAL_ERR_BAD_SERVER_FILE_IDENT = 207
+SHOAL_ERR_BAD_CLIENT_FILE_IDENT = 208
+SHOAL_ERR_BAD_SERVER_VERSION = 209
+SHOAL_ERR_BAD_CLIENT_VERSION = 210
+SHOAL_ERR_DIVERGING_HISTORIES = 211
+SHOAL_ERR_BAD_CHANGESET = 212
+SHOAL_ERR_DISABLED_SESSION = 213
 SHOAL_ERR_INVALID_PARAMETERS = 601
 SHOAL_ERR_MISSING_PARAMETERS = 602
 SHOAL_ERR_INVALID_CREDENTIALS = 611
@@ -134,6 +160,7 @@ SHOAL_ERR_NOT_SUPPORTED = 1023
 SHOAL_ERR_CALLBACK_FAILED = 1024
 SHOAL_ERR_REALM_IN_USE = 1025
 SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN = 1026
+SHOAL_ERR_TIMEOUT = 1027
 
 SHOAL_ERR_CATEGORY_NONE = 0
 SHOAL_ERR_CATEGORY_LOGIC = 1
@@ -142,6 +169,7 @@ SHOAL_ERR_CATEGORY_CLIENT = 3
 SHOAL_ERR_CATEGORY_INTERNAL = 4
 SHOAL_ERR_CATEGORY_AUTH = 5
 SHOAL_ERR_CATEGORY_HTTP = 6
+SHOAL_ERR_CATEGORY_SYNC = 7
 
 SHOAL_AUTH_LOGGED_IN = 1
 SHOAL_AUTH_LOGGED_OUT = 2
@@ -168,6 +196,28 @@ SHOAL_VALUE_STRING = 5
 SHOAL_VALUE_BINARY = 6
 SHOAL_VALUE_TIMESTAMP = 7
 SHOAL_VALUE_LINK = 8
+
+SHOAL_STOP_POLICY_IMMEDIATELY = 0
+SHOAL_STOP_POLICY_LIVE_INDEFINITELY = 1
+SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED = 2
+
+SHOAL_SESSION_WAITING_FOR_ACCESS_TOKEN = 0
+SHOAL_SESSION_ACTIVE = 1
+SHOAL_SESSION_DYING = 2
+SHOAL_SESSION_INACTIVE = 3
+SHOAL_SESSION_ERROR = 4
+
+SHOAL_CONNECTION_DISCONNECTED = 0
+SHOAL_CONNECTION_CONNECTING = 1
+SHOAL_CONNECTION_CONNECTED = 2
+
+SHOAL_PROGRESS_DOWNLOAD = 1
+SHOAL_PROGRESS_UPLOAD = 2
+SHOAL_PROGRESS_CURRENT_CHANGES = 0
+SHOAL_PROGRESS_INDEFINITELY = 1
+
+#: The ``timeout_ms`` meaning "no practical limit".
+UINT64_MAX = 2**64 - 1
 
 SHOAL_VERSION = "0.1.0"
 SHOAL_VERSION_NUMBER = 1000
@@ -242,6 +292,20 @@ class shoal_property_key_t(Structure):
         return f"shoal_property_key_t(class_key={self.class_key}, property_key={self.property_key})"
 
 
+class shoal_sync_error_t(Structure):
+    """An error of a sync session, as handed to the error handler (valid during the call)."""
+
+    _fields_ = [
+        ("code", c_int32),
+        ("category", c_int32),
+        ("message", c_char_p),
+        ("is_fatal", c_bool),
+        ("is_client_reset", c_bool),
+        ("original_path", c_char_p),
+        ("backup_path", c_char_p),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Callback types
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +328,18 @@ shoal_completion_fn = CFUNCTYPE(None, c_void_p, POINTER(shoal_error_t))
 #: ``void (*)(void* userdata, shoal_user_t* user, int32_t event)``: the user is valid during the
 #: call only; the event is a ``SHOAL_AUTH_*``.
 shoal_auth_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_int32)
+#: ``void (*)(void* userdata, shoal_session_t* session, const shoal_sync_error_t* error)``: both
+#: valid during the call only.
+shoal_sync_error_fn = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_sync_error_t))
+#: ``void (*)(void* userdata, shoal_session_t* session, const char* server_path)``: both valid
+#: during the call only; answer with ``shoal_session_bind_token``.
+shoal_token_binder_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_char_p)
+#: ``void (*)(void* userdata, int32_t old_state, int32_t new_state)`` (``SHOAL_SESSION_*``).
+shoal_session_state_fn = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
+#: ``void (*)(void* userdata, int32_t old_state, int32_t new_state)`` (``SHOAL_CONNECTION_*``).
+shoal_connection_state_fn = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
+#: ``void (*)(void* userdata, uint64_t transferred, uint64_t transferable)``
+shoal_progress_fn = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
 # ---------------------------------------------------------------------------------------------
 # Functions
@@ -402,6 +478,50 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         [_handle, shoal_auth_fn, c_void_p, shoal_free_userdata_fn],
     ),
     "shoal_app_pending_revocations": (c_bool, [_handle, POINTER(c_uint64)]),
+    # sync configurations
+    "shoal_sync_config_new": (_handle, [_handle, c_char_p]),
+    "shoal_sync_config_set_error_handler": (
+        c_bool,
+        [_handle, shoal_sync_error_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_sync_config_set_stop_policy": (c_bool, [_handle, c_int32]),
+    "shoal_sync_config_set_wait_for_initial_data": (c_bool, [_handle, c_bool, c_uint64]),
+    "shoal_sync_config_set_token_binder": (
+        c_bool,
+        [_handle, shoal_token_binder_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_sync_config_get_path": (c_void_p, [_handle]),
+    "shoal_sync_config_get_server_url": (c_void_p, [_handle]),
+    "shoal_sync_config_get_server_path": (c_void_p, [_handle]),
+    "shoal_config_set_sync": (c_bool, [_handle, _handle]),
+    "shoal_config_for_recovery": (_handle, [c_char_p, POINTER(c_uint8), c_size_t, _handle]),
+    # sessions
+    "shoal_realm_get_session": (_handle, [_handle]),
+    "shoal_app_get_session": (_handle, [_handle, _handle]),
+    "shoal_session_state": (c_int32, [_handle]),
+    "shoal_session_connection_state": (c_int32, [_handle]),
+    "shoal_session_add_state_callback": (
+        _handle,
+        [_handle, shoal_session_state_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_session_add_connection_callback": (
+        _handle,
+        [_handle, shoal_connection_state_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_session_add_progress_callback": (
+        _handle,
+        [_handle, c_int32, c_int32, shoal_progress_fn, c_void_p, shoal_free_userdata_fn],
+    ),
+    "shoal_session_wait_for_upload": (c_bool, [_handle, c_uint64]),
+    "shoal_session_wait_for_download": (c_bool, [_handle, c_uint64]),
+    "shoal_session_pause": (c_bool, [_handle]),
+    "shoal_session_resume": (c_bool, [_handle]),
+    "shoal_session_bind_token": (c_bool, [_handle, c_char_p]),
+    "shoal_session_get_path": (c_void_p, [_handle]),
+    "shoal_session_get_server_url": (c_void_p, [_handle]),
+    "shoal_session_get_user": (_handle, [_handle]),
+    # client reset
+    "shoal_app_execute_client_reset": (c_void_p, [_handle, c_char_p]),
 }
 
 #: Functions that newer libraries have and older ones may lack; declared when present.

@@ -21,7 +21,7 @@ import ctypes
 import enum
 import json
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import _ffi
 from ._core import (
@@ -39,6 +39,10 @@ from ._core import (
 from ._ffi import lib
 from .errors import ShoalError, error_from_c, last_error
 from .realm import Token
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .sync import Session
 
 __all__ = ["App", "AuthEvent", "Credentials", "User"]
 
@@ -344,6 +348,33 @@ class App(Handle):
             lib.shoal_app_add_auth_callback, self._h, AUTH, register((fn, self), on_library_thread=True), FREE_USERDATA
         )
         return Token(p)
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def get_session(self, config: "Config") -> "Session":
+        """The sync session of the synced realm ``config`` describes, created (state
+        :attr:`SessionState.INACTIVE <shoal.SessionState.INACTIVE>` until the realm is opened)
+        if there is none. :class:`~shoal.InvalidArgument` for a configuration that is not
+        synced, a user of another app, or a file already synced with another URL or user."""
+        from .config import Config
+        from .sync import Session
+
+        if not isinstance(config, Config):
+            raise TypeError(f"expected a shoal.Config, got {type(config).__name__}")
+        return Session(call_ptr(lib.shoal_app_get_session, self._h, config._h), self)
+
+    def execute_client_reset(self, original_path: "str | os.PathLike[str]") -> str:
+        """Executes the client reset a session's error handler announced
+        (:attr:`SyncError.is_client_reset <shoal.SyncError.is_client_reset>`): moves the realm
+        file at ``original_path`` to the error's ``backup_path`` and forgets its session, so
+        that the next open downloads the realm afresh. Returns the backup path; open it with
+        :meth:`Config.for_recovery <shoal.Config.for_recovery>`. Close every handle of the
+        realm first (:class:`~shoal.RealmInUse` otherwise); :class:`~shoal.FileNotFound` if
+        there is no file."""
+        path = os.fspath(original_path)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        return call_string(lib.shoal_app_execute_client_reset, self._h, _text(path, "the original path"))
 
     def __repr__(self) -> str:
         return f"<shoal.App {self.app_id!r} at {self.base_dir}{' (closed)' if self.released else ''}>"

@@ -1,4 +1,6 @@
-"""Realm configurations (``shoal_config_*``) and the initial-data and migration callbacks."""
+"""Realm configurations (``shoal_config_*``) and the initial-data and migration callbacks;
+synced configurations (:meth:`Config.set_sync`) and recovery configurations
+(:meth:`Config.for_recovery`)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .schema import Schema
 
 if TYPE_CHECKING:
     from .realm import Realm
+    from .sync import SyncConfig
 
 InitialDataFn = Callable[["Realm"], Any]
 MigrationFn = Callable[["Realm", int, int], Any]
@@ -84,6 +87,19 @@ def _path_bytes(path: "str | os.PathLike[str]") -> bytes:
     return p.encode("utf-8")
 
 
+def _as_schema(schema: "Schema | str | dict[str, Any] | None") -> Schema | None:
+    if schema is None or isinstance(schema, Schema):
+        return schema
+    return Schema.from_json(schema if isinstance(schema, str) else json.dumps(schema))
+
+
+def _check_sync_config(sync_config: Any) -> None:
+    from .sync import SyncConfig
+
+    if not isinstance(sync_config, SyncConfig):
+        raise TypeError(f"expected a shoal.SyncConfig, got {type(sync_config).__name__}")
+
+
 class _ConfigRef:
     """What a callback registration keeps of its config: a weak reference (the library holds
     the registration and the config holds the library's handle, so a strong one would be a
@@ -108,13 +124,17 @@ class Config(Handle):
     Either may return False (or raise) to make the open fail. ``encryption_key`` is 64 bytes;
     ``should_compact(total_bytes, used_bytes)`` decides at open whether to compact the file
     (an exception counts as False).
+
+    ``sync`` (a :class:`~shoal.SyncConfig`) makes it a synced realm's configuration, as
+    :meth:`set_sync` does; ``path`` may then be left out (the file is the sync
+    configuration's).
     """
 
     _kind = "config"
 
     def __init__(
         self,
-        path: "str | os.PathLike[str]",
+        path: "str | os.PathLike[str] | None" = None,
         schema: "Schema | str | dict[str, Any] | None" = None,
         schema_version: int = 0,
         in_memory: bool = False,
@@ -125,18 +145,18 @@ class Config(Handle):
         *,
         encryption_key: bytes | None = None,
         should_compact: Callable[[int, int], bool] | None = None,
+        sync: "SyncConfig | None" = None,
     ):
+        if sync is not None:
+            _check_sync_config(sync)
+        if path is None:
+            if sync is None:
+                raise TypeError("Config() needs a path (or sync=, whose file it then uses)")
+            path = sync.path
         super().__init__(call_ptr(lib.shoal_config_new, _path_bytes(path)))
-        self._path = os.fsdecode(os.fspath(path))
-        self._schema: Schema | None = None
-        self._schema_version = 0
-        self._in_memory = False
-        self._read_only = False
-        self._delete = False
-        self._initial_data: InitialDataFn | None = None
-        self._migration: MigrationFn | None = None
-        self._encryption_key: bytes | None = None
-        self._should_compact: Callable[[int, int], bool] | None = None
+        self._init_fields(os.fsdecode(os.fspath(path)))
+        if sync is not None:
+            self.set_sync(sync)
         if schema is not None:
             self.schema = schema  # type: ignore[assignment]
         if schema_version:
@@ -156,10 +176,77 @@ class Config(Handle):
         if should_compact is not None:
             self.should_compact = should_compact
 
+    def _init_fields(self, path: str) -> None:
+        self._path = path
+        self._schema: Schema | None = None
+        self._schema_version = 0
+        self._in_memory = False
+        self._read_only = False
+        self._delete = False
+        self._initial_data: InitialDataFn | None = None
+        self._migration: MigrationFn | None = None
+        self._encryption_key: bytes | None = None
+        self._should_compact: Callable[[int, int], bool] | None = None
+        self._sync: "SyncConfig | None" = None
+
+    @classmethod
+    def for_recovery(
+        cls,
+        path: "str | os.PathLike[str]",
+        key: bytes | None = None,
+        schema: "Schema | str | dict[str, Any] | None" = None,
+    ) -> "Config":
+        """A configuration that opens the realm file at ``path`` read-only and unsynced: the
+        backup :meth:`App.execute_client_reset <shoal.App.execute_client_reset>` moved aside
+        (or any synced file). ``key`` is its 64-byte encryption key (None: not encrypted);
+        ``schema`` None uses the file's own. Writes raise :class:`~shoal.ReadOnly`.
+        :class:`~shoal.InvalidArgument` for an empty path or a key that is not 64 bytes."""
+        schema_obj = _as_schema(schema)
+        if key is None:
+            buf, n = None, 0
+        else:
+            key = bytes(key)
+            buf = (ctypes.c_uint8 * max(len(key), 1)).from_buffer_copy(key or b"\0")
+            n = len(key)
+        p = call_ptr(
+            lib.shoal_config_for_recovery,
+            _path_bytes(path),
+            buf,
+            n,
+            schema_obj._h if schema_obj is not None else None,
+        )
+        config = cls.__new__(cls)
+        Handle.__init__(config, p)
+        config._init_fields(os.fsdecode(os.fspath(path)))
+        config._schema = schema_obj
+        config._read_only = True
+        config._encryption_key = key
+        return config
+
     @property
     def path(self) -> str:
-        """The realm path, as the library holds it."""
+        """The realm path, as the library holds it (for a synced configuration: the sync
+        configuration's local file)."""
         return call_string(lib.shoal_config_get_path, self._h)
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    def set_sync(self, sync_config: "SyncConfig") -> "Config":
+        """Makes this a synced realm's configuration. The sync configuration is copied (later
+        changes to ``sync_config`` do not reach this config); the path becomes its local file.
+        Synced realms are additive-only (a schema with additions needs a higher schema
+        version; nothing is removed; no migration callback runs), cannot be in memory and
+        cannot be compacted. Returns the config."""
+        _check_sync_config(sync_config)
+        call_bool(lib.shoal_config_set_sync, self._h, sync_config._h)
+        self._sync = sync_config
+        self._path = self.path
+        return self
+
+    @property
+    def sync(self) -> "SyncConfig | None":
+        """The sync configuration given to :meth:`set_sync` (None for a local realm)."""
+        return self._sync
 
     @property
     def schema(self) -> Schema | None:
@@ -171,8 +258,7 @@ class Config(Handle):
             call_bool(lib.shoal_config_set_schema, self._h, None)
             self._schema = None
             return
-        if not isinstance(schema, Schema):
-            schema = Schema.from_json(schema if isinstance(schema, str) else json.dumps(schema))
+        schema = _as_schema(schema)
         call_bool(lib.shoal_config_set_schema, self._h, schema._h)
         self._schema = schema
 
@@ -282,7 +368,8 @@ class Config(Handle):
     def __repr__(self) -> str:
         if self.released:
             return "<shoal.Config (released)>"
-        return f"<shoal.Config path={self.path!r} schema_version={self._schema_version}>"
+        synced = f" synced with {self._sync.server_url!r}" if self._sync is not None and not self._sync.released else ""
+        return f"<shoal.Config path={self.path!r} schema_version={self._schema_version}{synced}>"
 
 
 def delete_realm_files(config: "Config | str | os.PathLike[str]") -> None:

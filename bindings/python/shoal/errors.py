@@ -9,6 +9,13 @@ expects: :class:`IndexOutOfBounds` is an ``IndexError``, :class:`WrongType` a ``
 The auth server's refusals (codes 601–615) derive from :class:`AuthError`; an HTTP status the
 server answered without a Realm code is an :class:`HttpError` whose ``code`` is the status
 itself (300–599; 300 alone when the status was not in that range).
+
+The sync protocol's codes (100–109 for the connection, 200–213 for a session; category
+``SYNC``) derive from :class:`SyncProtocolError`: a wait on a session that stopped for good
+raises the session's error, e.g. :class:`BadAuthentication` (203). :class:`Timeout` (a wait
+that did not finish in time) is also a ``TimeoutError``. (The errors a session's error handler
+receives are :class:`shoal.SyncError` values, not exceptions; their ``exception()`` gives the
+matching exception.)
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ __all__ = [
     "CallbackFailed",
     "RealmInUse",
     "MultipleUsersLoggedIn",
+    "Timeout",
     "AuthError",
     "InvalidParameters",
     "MissingParameters",
@@ -59,6 +67,31 @@ __all__ = [
     "AccessDenied",
     "ExpiredRefreshToken",
     "HttpError",
+    "SyncProtocolError",
+    "ConnectionClosed",
+    "OtherError",
+    "UnknownMessage",
+    "BadSyntax",
+    "LimitsExceeded",
+    "WrongProtocolVersion",
+    "BadSessionIdent",
+    "ReuseOfSessionIdent",
+    "BoundInOtherSession",
+    "BadMessageOrder",
+    "SessionClosed",
+    "OtherSessionError",
+    "TokenExpired",
+    "BadAuthentication",
+    "IllegalRealmPath",
+    "NoSuchPath",
+    "PermissionDenied",
+    "BadServerFileIdent",
+    "BadClientFileIdent",
+    "BadServerVersion",
+    "BadClientVersion",
+    "DivergingHistories",
+    "BadChangeset",
+    "DisabledSession",
     "ERROR_CLASSES",
     "error_for",
     "error_from_c",
@@ -231,6 +264,13 @@ class MultipleUsersLoggedIn(ShoalError):
     code_constant = _ffi.SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN
 
 
+class Timeout(ShoalError, TimeoutError):
+    """A wait (for upload, download or initial data) did not finish in time (also while the
+    session is paused or offline)."""
+
+    code_constant = _ffi.SHOAL_ERR_TIMEOUT
+
+
 class AuthError(ShoalError):
     """The auth server refused a request (codes 601–615, category ``AUTH``)."""
 
@@ -286,6 +326,157 @@ class HttpError(ShoalError):
         return self.code
 
 
+class SyncProtocolError(ShoalError):
+    """A sync session or connection error: ``code`` is the protocol's own (100–109 for the
+    connection, 200–213 for a session), category ``SYNC``."""
+
+
+class ConnectionClosed(SyncProtocolError):
+    """Connection 100: the connection was closed; not an error."""
+
+    code_constant = _ffi.SHOAL_ERR_CONNECTION_CLOSED
+
+
+class OtherError(SyncProtocolError):
+    """Connection 101: any other connection-level error."""
+
+    code_constant = _ffi.SHOAL_ERR_OTHER_ERROR
+
+
+class UnknownMessage(SyncProtocolError):
+    """Connection 102: an unknown message type, or one sent the wrong way."""
+
+    code_constant = _ffi.SHOAL_ERR_UNKNOWN_MESSAGE
+
+
+class BadSyntax(SyncProtocolError):
+    """Connection 103: a message that does not follow the encoding."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_SYNTAX
+
+
+class LimitsExceeded(SyncProtocolError):
+    """Connection 104: a message, field or count beyond its limit."""
+
+    code_constant = _ffi.SHOAL_ERR_LIMITS_EXCEEDED
+
+
+class WrongProtocolVersion(SyncProtocolError):
+    """Connection 105: a message of another protocol version."""
+
+    code_constant = _ffi.SHOAL_ERR_WRONG_PROTOCOL_VERSION
+
+
+class BadSessionIdent(SyncProtocolError):
+    """Connection 106: a session ident that is 0 or not bound."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_SESSION_IDENT
+
+
+class ReuseOfSessionIdent(SyncProtocolError):
+    """Connection 107: a BIND with a session ident used before on the connection."""
+
+    code_constant = _ffi.SHOAL_ERR_REUSE_OF_SESSION_IDENT
+
+
+class BoundInOtherSession(SyncProtocolError):
+    """Connection 108: the client file is bound in another session."""
+
+    code_constant = _ffi.SHOAL_ERR_BOUND_IN_OTHER_SESSION
+
+
+class BadMessageOrder(SyncProtocolError):
+    """Connection 109: a message that is not allowed at this point of the session."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_MESSAGE_ORDER
+
+
+class SessionClosed(SyncProtocolError):
+    """Session 200: the session was closed; not an error. 200 is also the number of the whole
+    family (``SHOAL_ERR_SYNC``), so its ``name`` is ``"SYNC"``."""
+
+    code_constant = _ffi.SHOAL_ERR_SESSION_CLOSED
+
+
+class OtherSessionError(SyncProtocolError):
+    """Session 201: any other session-level error."""
+
+    code_constant = _ffi.SHOAL_ERR_OTHER_SESSION_ERROR
+
+
+class TokenExpired(SyncProtocolError):
+    """Session 202: the access token expired; the session gets a new one."""
+
+    code_constant = _ffi.SHOAL_ERR_TOKEN_EXPIRED
+
+
+class BadAuthentication(SyncProtocolError):
+    """Session 203: the access token is not valid (not a token, or not signed by this
+    server)."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_AUTHENTICATION
+
+
+class IllegalRealmPath(SyncProtocolError):
+    """Session 204: the path is not a valid realm path."""
+
+    code_constant = _ffi.SHOAL_ERR_ILLEGAL_REALM_PATH
+
+
+class NoSuchPath(SyncProtocolError):
+    """Session 205: no realm exists at the path."""
+
+    code_constant = _ffi.SHOAL_ERR_NO_SUCH_PATH
+
+
+class PermissionDenied(SyncProtocolError):
+    """Session 206: the access token does not grant access to the path."""
+
+    code_constant = _ffi.SHOAL_ERR_PERMISSION_DENIED
+
+
+class BadServerFileIdent(SyncProtocolError):
+    """Session 207 (client reset): the server file ident is wrong."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_SERVER_FILE_IDENT
+
+
+class BadClientFileIdent(SyncProtocolError):
+    """Session 208 (client reset): the client file ident or its salt is wrong."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_CLIENT_FILE_IDENT
+
+
+class BadServerVersion(SyncProtocolError):
+    """Session 209 (client reset): the client has a server version the server never had."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_SERVER_VERSION
+
+
+class BadClientVersion(SyncProtocolError):
+    """Session 210: a client version out of order."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_CLIENT_VERSION
+
+
+class DivergingHistories(SyncProtocolError):
+    """Session 211 (client reset): the client's and the server's histories diverge."""
+
+    code_constant = _ffi.SHOAL_ERR_DIVERGING_HISTORIES
+
+
+class BadChangeset(SyncProtocolError):
+    """Session 212: a changeset that does not decode or apply."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_CHANGESET
+
+
+class DisabledSession(SyncProtocolError):
+    """Session 213: the session has been disabled."""
+
+    code_constant = _ffi.SHOAL_ERR_DISABLED_SESSION
+
+
 #: code -> exception class, mirroring the ``SHOAL_ERR_*`` constants of the header.
 ERROR_CLASSES: dict[int, type[ShoalError]] = {
     cls.code_constant: cls  # type: ignore[misc]
@@ -321,6 +512,7 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
         CallbackFailed,
         RealmInUse,
         MultipleUsersLoggedIn,
+        Timeout,
         InvalidParameters,
         MissingParameters,
         InvalidCredentials,
@@ -329,6 +521,30 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
         AccessDenied,
         ExpiredRefreshToken,
         HttpError,
+        ConnectionClosed,
+        OtherError,
+        UnknownMessage,
+        BadSyntax,
+        LimitsExceeded,
+        WrongProtocolVersion,
+        BadSessionIdent,
+        ReuseOfSessionIdent,
+        BoundInOtherSession,
+        BadMessageOrder,
+        SessionClosed,
+        OtherSessionError,
+        TokenExpired,
+        BadAuthentication,
+        IllegalRealmPath,
+        NoSuchPath,
+        PermissionDenied,
+        BadServerFileIdent,
+        BadClientFileIdent,
+        BadServerVersion,
+        BadClientVersion,
+        DivergingHistories,
+        BadChangeset,
+        DisabledSession,
     )
 }
 
@@ -341,14 +557,22 @@ _NAMES: dict[int, str] = {
     for name, value in vars(_ffi).items()
     if name.startswith("SHOAL_ERR_") and not name.startswith("SHOAL_ERR_CATEGORY_")
 }
+# 200 is both SESSION_CLOSED and the family SYNC; the library names it "SYNC".
+_NAMES[_ffi.SHOAL_ERR_SYNC] = "SYNC"
 
 
 def error_for(code: int, category: int, message: str, path: str | None = None) -> ShoalError:
     """The exception for an error code: its class in :data:`ERROR_CLASSES`, :class:`HttpError`
-    for any other HTTP status (300–599), else the base class (codes of newer libraries)."""
+    for any other HTTP status (300–599), :class:`SyncProtocolError` for another code of category
+    ``SYNC``, else the base class (codes of newer libraries)."""
     cls = ERROR_CLASSES.get(code)
     if cls is None:
-        cls = HttpError if code in HTTP_STATUSES else ShoalError
+        if code in HTTP_STATUSES:
+            cls = HttpError
+        elif category == _ffi.SHOAL_ERR_CATEGORY_SYNC:
+            cls = SyncProtocolError
+        else:
+            cls = ShoalError
     return cls(code, category, message, path)
 
 

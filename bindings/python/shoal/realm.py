@@ -6,7 +6,7 @@ import contextlib
 import ctypes
 import json
 import os
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from . import _ffi
 from ._core import (
@@ -36,6 +36,9 @@ from .errors import (
 )
 from .schema import ClassInfo, PropertyInfo, PropertyType, parse_schema_json
 
+if TYPE_CHECKING:
+    from .sync import Session
+
 _MISSING = object()
 
 
@@ -59,14 +62,18 @@ def CHANGE(userdata, version):  # noqa: N802 - a C function pointer
 
 
 class Token(Handle):
-    """A change-callback registration: :meth:`release` (or leaving a ``with`` block)
-    unregisters the callback."""
+    """A callback registration (change, auth, session state and progress callbacks):
+    :meth:`release` (or :meth:`close`, or leaving a ``with`` block) unregisters the callback."""
 
     _kind = "token"
 
     def __init__(self, ptr: int):
         super().__init__(ptr)
         live_tokens.add(self)
+
+    def close(self) -> None:
+        """Unregisters the callback (the same as :meth:`release`). Closing twice is harmless."""
+        self.release()
 
     def __repr__(self) -> str:
         return f"<shoal.Token{' (released)' if self.released else ''}>"
@@ -103,7 +110,12 @@ class Realm(Handle):
             if err is None:  # pragma: no cover - against the contract
                 raise RuntimeError("shoal_realm_open failed without an error")
             raise err from cause
-        return cls(p, config)
+        realm = cls(p, config)
+        if config.sync is not None:
+            from .sync import _track_synced_realm
+
+            _track_synced_realm(realm)
+        return realm
 
     def _closed_error(self) -> Exception:
         return RealmClosed(_ffi.SHOAL_ERR_REALM_CLOSED, _ffi.SHOAL_ERR_CATEGORY_LOGIC, "the realm was closed")
@@ -115,6 +127,10 @@ class Realm(Handle):
         p = self._take()
         if not p:
             return
+        if self.config is not None and self.config.sync is not None:
+            from .sync import _keep_session_while_it_runs
+
+            _keep_session_while_it_runs(p)
         ok = call(lib.shoal_realm_close, p)
         err = None if ok else last_error()
         lib.shoal_release(p)
@@ -299,6 +315,19 @@ class Realm(Handle):
         """The object a LINK value points to."""
         p = call_ptr(lib.shoal_object_from_link, self._h, ctypes.byref(v), allow_null=True)
         return Object(p, self) if p else None
+
+    # -- sync -------------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> "Session":
+        """The sync session of this synced realm (one per file and process, shared by every
+        handle of it). :class:`~shoal.InvalidArgument` for a realm that is not synced,
+        :class:`RealmClosed` once closed."""
+        from .sync import Session
+
+        sync = self.config.sync if self.config is not None else None
+        app = sync.user.app if sync is not None else None
+        return Session(call_ptr(lib.shoal_realm_get_session, self._h), app)
 
     # -- notifications ---------------------------------------------------------------------------
 

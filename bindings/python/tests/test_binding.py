@@ -111,8 +111,10 @@ def test_error_objects():
     assert isinstance(e, shoal.NoSuchClass) and e.name == "NO_SUCH_CLASS"
     assert str(e) == "no class [NO_SUCH_CLASS] (path: /x)"
     assert "code=1006" in repr(e)
-    other = shoal.errors.error_for(206, 1, "denied")  # a sync code without a subclass
+    other = shoal.errors.error_for(150, 1, "odd")  # a code without a subclass
     assert type(other) is shoal.ShoalError and other.name == "UNKNOWN"
+    denied = shoal.errors.error_for(206, 7, "denied")  # sync protocol codes have their classes
+    assert type(denied) is shoal.PermissionDenied and isinstance(denied, shoal.SyncProtocolError)
     import pickle
 
     assert pickle.loads(pickle.dumps(e)).path == "/x"
