@@ -760,6 +760,27 @@ char *shoal_user_to_json(const shoal_user_t *user);
 // `user` is a user handle.
 bool shoal_user_logout(shoal_user_t *user);
 
+// An access token of the user for the realm at `path` (e.g. "/<identity>/tasks"), from the
+// auth service (cached until 10 s before it expires): what a token binder hands to
+// `shoal_session_bind_token`. Blocks. Free with `shoal_free`.
+//
+// Errors: `SHOAL_ERR_EXPIRED_REFRESH_TOKEN` (logged out), `SHOAL_ERR_ACCESS_DENIED` (614, a
+// path the user may not access), `SHOAL_ERR_INVALID_PARAMETERS`, `SHOAL_ERR_IO`.
+//
+// # Safety
+// `user` is a user handle; `path` NUL-terminated.
+char *shoal_user_access_token(const shoal_user_t *user, const char *path);
+
+// Pauses every sync session of the app and waits (at most `timeout_ms`) until their tasks
+// have stopped and the sync callbacks already queued have run: for process exit in bindings
+// whose callbacks must not run during shutdown. `shoal_session_resume` restarts a session.
+//
+// Errors: `SHOAL_ERR_TIMEOUT`.
+//
+// # Safety
+// `app` is an app handle.
+bool shoal_app_stop_sync(const shoal_app_t *app, uint64_t timeout_ms);
+
 // Changes the password of the user (`identity` NULL) or, for an admin, of the user
 // `identity`. Blocks.
 //

@@ -369,6 +369,20 @@ impl App {
             .unwrap_or_default()
     }
 
+    /// Pauses every sync session of the app, then waits (at most `timeout`) until their
+    /// tasks have stopped and the sync callbacks already queued have run. Meant for process
+    /// exit in bindings whose callbacks must not run during interpreter shutdown; sessions
+    /// sync again after [`Session::resume`](crate::Session::resume).
+    ///
+    /// # Errors
+    /// `Timeout` if the sessions or callbacks did not finish in time.
+    pub fn stop_sync(&self, timeout: std::time::Duration) -> Result<()> {
+        match self.inner.sync.get() {
+            Some(client) => client.stop_all(timeout),
+            None => Ok(()),
+        }
+    }
+
     /// Executes a client reset the error handler announced: moves the realm file at
     /// `original_path` to the backup path the error carried (or a new one under
     /// `<sync root>/recovered-realms/`) and forgets its session, so that the next open starts

@@ -358,6 +358,46 @@ pub unsafe extern "C" fn shoal_user_logout(user: *mut shoal_user_t) -> bool {
     })
 }
 
+/// An access token of the user for the realm at `path` (e.g. "/<identity>/tasks"), from the
+/// auth service (cached until 10 s before it expires): what a token binder hands to
+/// `shoal_session_bind_token`. Blocks. Free with `shoal_free`.
+///
+/// Errors: `SHOAL_ERR_EXPIRED_REFRESH_TOKEN` (logged out), `SHOAL_ERR_ACCESS_DENIED` (614, a
+/// path the user may not access), `SHOAL_ERR_INVALID_PARAMETERS`, `SHOAL_ERR_IO`.
+///
+/// # Safety
+/// `user` is a user handle; `path` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_user_access_token(
+    user: *const shoal_user_t,
+    path: *const c_char,
+) -> *mut c_char {
+    guard(|| {
+        let u = handle::user(user)?;
+        let token = u.access_token(str_arg(path, "the realm path")?)?;
+        Ok(malloc_string(&token.token))
+    })
+}
+
+/// Pauses every sync session of the app and waits (at most `timeout_ms`) until their tasks
+/// have stopped and the sync callbacks already queued have run: for process exit in bindings
+/// whose callbacks must not run during shutdown. `shoal_session_resume` restarts a session.
+///
+/// Errors: `SHOAL_ERR_TIMEOUT`.
+///
+/// # Safety
+/// `app` is an app handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_app_stop_sync(app: *const shoal_app_t, timeout_ms: u64) -> bool {
+    guard(|| {
+        let a = handle::app(app)?;
+        a.stop_sync(std::time::Duration::from_millis(
+            timeout_ms.min(u64::from(u32::MAX)),
+        ))?;
+        Ok(true)
+    })
+}
+
 /// Changes the password of the user (`identity` NULL) or, for an admin, of the user
 /// `identity`. Blocks.
 ///

@@ -153,6 +153,42 @@ impl SyncClient {
         self.handle.spawn(super::runner::run(task));
     }
 
+    /// Pauses every session, waits for their tasks to stop, then for the callback thread to
+    /// run what was queued before (a marker job).
+    pub(crate) fn stop_all(&self, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        let sessions = self.all_sessions();
+        for s in &sessions {
+            s.pause();
+        }
+        for s in &sessions {
+            let mut shared = s.inner.shared.lock();
+            while shared.running {
+                if s.inner
+                    .changed
+                    .wait_until(&mut shared, deadline)
+                    .timed_out()
+                {
+                    return Err(Error::new(
+                        ErrorCode::Timeout,
+                        "the sync sessions did not stop in time",
+                    ));
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        self.callback(move || {
+            let _ = tx.send(());
+        });
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        rx.recv_timeout(left).map_err(|_| {
+            Error::new(
+                ErrorCode::Timeout,
+                "the sync callbacks did not finish in time",
+            )
+        })
+    }
+
     /// A user logged in or out: wake (or start) its sessions.
     pub(crate) fn user_changed(&self, identity: &str) {
         for session in self.all_sessions() {

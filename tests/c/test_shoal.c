@@ -3158,6 +3158,13 @@ static void test_sync_two_apps_converge(void) {
     CHECK_INT_EQ(conns.freed, 1);
     CHECK_INT_EQ(up.freed, 1);
 
+    /* Stopping sync (for process exit): every session pauses, queued callbacks run. */
+    CHECK(shoal_app_stop_sync(app_a, WAIT_MS));
+    CHECK(shoal_app_stop_sync(app_b, WAIT_MS));
+    CHECK(wait_for_session_state(sa, SHOAL_SESSION_INACTIVE));
+    CHECK(wait_for_session_state(sb, SHOAL_SESSION_INACTIVE));
+    CHECK_ERR(!shoal_app_stop_sync(NULL, WAIT_MS), SHOAL_ERR_MISUSE);
+
     CHECK(shoal_release(sb));
     CHECK(shoal_release(rb));
     CHECK(shoal_release(cb));
@@ -3282,6 +3289,16 @@ static void test_sync_error_handler_and_token_binder(void) {
     char *owner_id = shoal_user_identity(owner);
     char *other_id = shoal_user_identity(other);
     CHECK(owner_id != NULL && other_id != NULL);
+
+    /* Access tokens for a token binder: the user's own paths only. */
+    snprintf(path, sizeof path, "/%s/mine", other_id);
+    char *own_token = shoal_user_access_token(other, path);
+    CHECK(own_token != NULL && strlen(own_token) > 0);
+    shoal_free(own_token);
+    snprintf(path, sizeof path, "/%s/x", owner_id);
+    CHECK_ERR(shoal_user_access_token(other, path) == NULL, SHOAL_ERR_ACCESS_DENIED);
+    CHECK_ERR(shoal_user_access_token(NULL, path) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_user_access_token(other, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
 
     /* `other` opens the owner's realm: the auth service denies the access token, a fatal
      * error for the handler; opening itself never waits on the network. */

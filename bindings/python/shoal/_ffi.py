@@ -522,6 +522,8 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_session_get_user": (_handle, [_handle]),
     # client reset
     "shoal_app_execute_client_reset": (c_void_p, [_handle, c_char_p]),
+    "shoal_app_stop_sync": (c_bool, [_handle, c_uint64]),
+    "shoal_user_access_token": (c_void_p, [_handle, c_char_p]),
 }
 
 #: Functions that newer libraries have and older ones may lack; declared when present.

@@ -21,6 +21,7 @@ import ctypes
 import enum
 import json
 import os
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _ffi
@@ -222,6 +223,10 @@ class Credentials(Handle):
 # ---------------------------------------------------------------------------------------------
 
 
+#: Apps alive in this process, so that their sync sessions can be stopped at exit.
+_live_apps: "weakref.WeakSet[App]" = weakref.WeakSet()
+
+
 class App(Handle):
     """The app of this process for ``base_dir``: its users (kept in a user store under
     ``base_dir``, so they survive restarts), logins and auth callbacks.
@@ -244,6 +249,7 @@ class App(Handle):
         self.app_id: str = app_id
         #: Identifies the app across handles and spellings of its directory.
         self._key = os.path.realpath(base)
+        _live_apps.add(self)
 
     def close(self) -> None:
         """Releases this handle of the app. Users obtained from it stay usable. Closing twice
@@ -430,6 +436,12 @@ class User(Handle):
     def refresh_token(self) -> str | None:
         """The refresh token, None after logout."""
         return _ffi.take_string(call_ptr(lib.shoal_user_refresh_token, self._h, allow_null=True))
+
+    def access_token(self, path: str) -> str:
+        """An access token for the realm at server ``path`` (``"/<identity>/tasks"``) from the
+        auth service, cached until shortly before it expires: what a token binder passes to
+        :meth:`Session.bind_token`. Blocks on the network."""
+        return _ffi.take_string(call_ptr(lib.shoal_user_access_token, self._h, _text(path, "the realm path")))
 
     def to_json(self) -> str:
         """The user as JSON, for :meth:`App.user_from_json`."""

@@ -684,6 +684,14 @@ def _stop_sessions_at_exit() -> None:
     tokens of state and progress callbacks are still registered)."""
     try:
         deadline = time.monotonic() + _core.EXIT_WAIT_SECONDS
+        # Every session of every live app, tracked here or not (a synced realm whose object
+        # was collected without close): paused, and the callbacks queued before run.
+        from .app import _live_apps
+
+        for app in list(_live_apps):
+            p = app._ptr
+            if p:
+                lib.shoal_app_stop_sync(p, int(_core.EXIT_WAIT_SECONDS * 1000))
         handles: list[int] = []
         for realm in list(_synced_realms):
             p = realm._ptr

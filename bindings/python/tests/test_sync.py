@@ -149,15 +149,17 @@ class Reports:
 
 
 def access_token(server, user: shoal.User, path: str) -> str:
-    """An access token for `path`, asked of the auth server with the user's refresh token (what
-    the Rust `User::access_token` does; the C ABI has no such function)."""
+    """An access token for `path` through the binding (``shoal_user_access_token``), checked
+    against what the auth server answers the user's refresh token directly."""
+    token = user.access_token(path)
     status, answer = http(
         "POST",
         server.auth_url,
         {"provider": "realm", "data": user.refresh_token, "app_id": APP_ID, "path": path, "user_info": {}},
     )
     assert status == 200, answer
-    return answer["access_token"]["token"]
+    assert token.split(":")[0] and isinstance(token, str) and token
+    return token
 
 
 @pytest.fixture
@@ -868,3 +870,20 @@ def test_the_process_exits_cleanly_while_a_session_retries(tmp_path):
         assert out.returncode == 0, out.stderr
         assert "errors seen: " in out.stdout and "errors seen: 0" not in out.stdout, out.stdout
         assert time.monotonic() - started < 15, "the exit handler waits only as long as needed"
+
+
+def test_access_tokens_and_stopping_sync(shoal_server, devices):
+    a, _ = devices
+    user = register(a, shoal_server, unique("tokens"))
+    assert user.access_token(f"/{user.identity}/tokens")
+    with pytest.raises(shoal.AccessDenied):
+        user.access_token("/someone-else/x")
+    with pytest.raises(shoal.InvalidArgument):
+        user.access_token("")
+    with shoal.Realm.open(synced(user, sync_url(shoal_server, "/~/stop"))) as realm:
+        session = realm.session
+        wait_until("active", lambda: session.state == shoal.SessionState.ACTIVE)
+        assert shoal._ffi.lib.shoal_app_stop_sync(a._ptr, 10_000)
+        assert session.state == shoal.SessionState.INACTIVE
+        session.resume()
+        wait_until("active again", lambda: session.state == shoal.SessionState.ACTIVE)
