@@ -228,9 +228,8 @@ impl Runner {
 
     /// Gets an access token (new, or a renewal of the current one). False while waiting.
     async fn get_token(&mut self) -> crate::Result<bool> {
-        if let Some(t) = self.retry_at.filter(|t| Instant::now() < *t) {
-            let _ = t;
-            return Ok(self.token.is_some());
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(self.token.is_some()); // backing off after a failure
         }
         let token = if self.inner.sync.token_binder.is_some() {
             let handed = self.inner.shared.lock().bound_token.take();
