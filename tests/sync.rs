@@ -1127,3 +1127,43 @@ fn a_progress_callback_that_panics_keeps_being_called() {
     });
     session.wait_for_upload(WAIT).unwrap();
 }
+
+#[test]
+fn token_expired_from_the_server_asks_for_a_new_token() {
+    let server = Server::start_with(|c| c.access_token_ttl = 2);
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let errors = Errors::default();
+    let (counter, binder_user) = (calls.clone(), user.clone());
+    let cfg = config_with(&user, &sync_url(&server, "/~/expired"), |s| {
+        errors.install(s);
+        s.set_token_binder(move |session, path| {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            let (session, user, path) = (session.clone(), binder_user.clone(), path.to_owned());
+            std::thread::spawn(move || {
+                let token = user.access_token(&path).unwrap();
+                if first {
+                    // Hand over a token that has expired by the time the server sees it.
+                    std::thread::sleep(Duration::from_millis(3100));
+                }
+                session.bind_token(&token.token).unwrap();
+            });
+        });
+    });
+    let realm = Realm::open(&cfg).unwrap();
+    add_items(&realm, 0..2);
+    let session = realm.session().unwrap();
+    session.wait_for_upload(WAIT).unwrap();
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "the binder was asked again after TOKEN_EXPIRED"
+    );
+    // TOKEN_EXPIRED is handled by renewing the token, not reported as an error.
+    assert!(
+        errors.all().iter().all(|e| !e.is_fatal && e.code != 202),
+        "{:?}",
+        errors.all()
+    );
+    assert_eq!(session.state(), SessionState::Active);
+}
