@@ -839,3 +839,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_batch_of_changesets_integrates_in_one_transaction_or_not_at_all() {
+    let (ta, tb) = (TempRealm::new(), TempRealm::new());
+    let (a, b) = (replica(&ta), replica(&tb));
+    let c1 = write(&a, |r| {
+        r.create_object("Person", Some(&Value::Int(1))).unwrap();
+    });
+    let c2 = write(&a, |r| {
+        person(r, 1).unwrap().set("age", 7).unwrap();
+    });
+    let before = b.version().unwrap();
+    // A malformed changeset anywhere in the batch: nothing of it is applied.
+    let bad = vec![0x53, 2, 1];
+    let e = b.integrate_changesets(&[&c1, &bad]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    b.refresh().unwrap();
+    assert_eq!(b.version().unwrap(), before);
+    assert!(person(&b, 1).is_none());
+    // A good batch: one commit, every changeset recorded as it came.
+    b.integrate_changesets(&[&c1, &c2]).unwrap();
+    b.refresh().unwrap();
+    assert_eq!(b.version().unwrap(), before + 2);
+    assert_eq!(person(&b, 1).unwrap().get("age").unwrap(), Value::Int(7));
+    let history: Vec<Vec<u8>> = b
+        .history_since(before)
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(history, vec![c1.clone(), c2.clone()]);
+    // Again: already integrated, nothing changes.
+    b.integrate_changesets(&[&c1, &c2]).unwrap();
+    assert_eq!(a.dump_json().unwrap(), b.dump_json().unwrap());
+}

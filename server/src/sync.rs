@@ -356,6 +356,45 @@ impl RealmHost {
             }
             let mut refused = None;
             let mut appended = false;
+            // The common case: every changeset integrates; one transaction for the copy and
+            // one for the log. Otherwise, one by one, to keep those before the refused one.
+            let batch: Vec<&[u8]> = fresh.iter().map(|c| c.data.as_slice()).collect();
+            if fresh.len() > 1 && writer.realm.integrate_changesets(&batch).is_ok() {
+                let txn = host.log.begin_write().map_err(store_err)?;
+                let mut version = writer.latest;
+                let mut cumulative = writer.total_bytes;
+                {
+                    let mut log = txn.open_table(LOG).map_err(store_err)?;
+                    for c in &fresh {
+                        version += 1;
+                        cumulative += c.data.len() as u64;
+                        log.insert(
+                            version,
+                            (
+                                ident,
+                                c.client_version,
+                                c.stamp,
+                                cumulative,
+                                c.data.as_slice(),
+                            ),
+                        )
+                        .map_err(store_err)?;
+                    }
+                    let last = fresh.last().map_or(acked, |c| c.client_version);
+                    let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
+                    clients.insert(ident, (salt, last)).map_err(store_err)?;
+                    acked = last;
+                }
+                txn.commit().map_err(store_err)?;
+                writer.latest = version;
+                writer.total_bytes = cumulative;
+                let outcome = UploadOutcome {
+                    acked,
+                    appended: true,
+                    refused: None,
+                };
+                return Ok((outcome, writer.latest));
+            }
             for c in fresh {
                 if let Err(e) = writer.realm.integrate_changeset(&c.data) {
                     refused = Some(format!("changeset {}: {e}", c.client_version));

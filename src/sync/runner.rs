@@ -30,7 +30,7 @@ static WIRE_IDENTS: AtomicU64 = AtomicU64::new(1);
 static ATTACH_KEYS: AtomicU64 = AtomicU64::new(1);
 
 /// Upload batches stay well under the message limit.
-const UPLOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
+const UPLOAD_BATCH_BYTES: usize = 256 * 1024;
 const UPLOAD_BATCH_COUNT: usize = 1000;
 /// Access tokens are renewed this long before they expire.
 const REFRESH_MARGIN_SECS: i64 = 10;
