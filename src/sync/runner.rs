@@ -43,10 +43,12 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
             tracing::error!(path = %inner.config.path, error = %e, "the sync session cannot open its realm");
             let error = SyncError::from_error(&e, true);
             report(&inner, error.clone());
+            inner.drop_scan_realm();
             let mut s = inner.shared.lock();
             s.fatal = Some(error);
             s.running = false;
             inner.set_state(&mut s, SessionState::Error);
+            inner.changed.notify_all();
             return;
         }
     };
@@ -86,8 +88,8 @@ struct Runner {
     saved: SyncProgress,
     conn: ConnectionHandle,
     key: u64,
+    /// Only the connection task holds the sending side, so `None` means it has ended.
     events: mpsc::UnboundedReceiver<ConnEvent>,
-    events_tx: mpsc::UnboundedSender<ConnEvent>,
     connected: bool,
     binding: Option<Binding>,
     token: Option<String>,
@@ -125,10 +127,8 @@ impl Runner {
                 inner.wake.notify_one();
             }
         })?;
-        let (events_tx, events) = mpsc::unbounded_channel();
         let key = ATTACH_KEYS.fetch_add(1, Ordering::Relaxed);
-        let conn = inner.client.connection(&inner.sync.url.websocket_url());
-        conn.attach(key, events_tx.clone());
+        let (conn, events) = attach(&inner, key);
         Ok(Runner {
             inner,
             realm,
@@ -137,7 +137,6 @@ impl Runner {
             conn,
             key,
             events,
-            events_tx,
             connected: false,
             binding: None,
             token: None,
@@ -445,18 +444,13 @@ impl Runner {
         }
     }
 
-    /// The connection task ended before taking our attach: attach to a fresh one.
+    /// The connection task ended (it had no other session and lingered out just as this one
+    /// attached): attach to a fresh one.
     fn reattach(&mut self) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.events = rx;
-        self.events_tx = tx;
         self.connected = false;
         self.binding = None;
-        self.conn = self
-            .inner
-            .client
-            .connection(&self.inner.sync.url.websocket_url());
-        self.conn.attach(self.key, self.events_tx.clone());
+        self.set_connection(ConnectionState::Disconnected);
+        (self.conn, self.events) = attach(&self.inner, self.key);
     }
 
     async fn on_event(&mut self, event: ConnEvent) {
@@ -681,6 +675,22 @@ impl Runner {
         };
         if restart {
             inner.client.start(&inner);
+        }
+    }
+}
+
+/// Attaches session `key` to the connection for its server (a new one if the current task
+/// has just ended).
+fn attach(
+    inner: &Arc<SessionInner>,
+    key: u64,
+) -> (ConnectionHandle, mpsc::UnboundedReceiver<ConnEvent>) {
+    let url = inner.sync.url.websocket_url();
+    loop {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = inner.client.connection(&url);
+        if conn.attach(key, tx) {
+            return (conn, rx);
         }
     }
 }
