@@ -434,19 +434,19 @@ impl SessionInner {
 
     /// Scans with the session's scan handle (opened on first use).
     pub(crate) fn scan(self: &Arc<Self>) -> Result<()> {
+        // One scan at a time: a scan refreshes the shared handle, which must not move under
+        // another scan between its history read and its version read.
         let mut slot = self.scan_realm.lock();
         if slot.is_none() {
             *slot = Some(self.open_internal()?);
         }
-        let realm = slot.as_ref().cloned();
-        drop(slot);
-        let result = match realm {
-            Some(r) => self.scan_with(&r),
+        let result = match slot.as_ref() {
+            Some(r) => self.scan_with(r),
             None => Ok(()),
         };
         // Without a running task nothing else would close the handle (and the file).
         if !self.shared.lock().running {
-            self.drop_scan_realm();
+            slot.take();
         }
         result
     }
