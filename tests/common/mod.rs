@@ -61,4 +61,5 @@ pub fn people_schema() -> Schema {
 pub fn open_people(t: &TempRealm) -> Realm {
     Realm::open(&t.config(people_schema())).expect("open")
 }
+pub mod ops;
 pub mod server;
