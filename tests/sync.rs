@@ -1167,3 +1167,32 @@ fn token_expired_from_the_server_asks_for_a_new_token() {
     );
     assert_eq!(session.state(), SessionState::Active);
 }
+
+#[test]
+fn a_realms_url_speaks_tls_and_a_plain_server_is_retried_not_fatal() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let errors = Errors::default();
+    // The server speaks plain HTTP: the TLS handshake of realms:// fails, again and again.
+    let url = format!("realms://{}/~/tls", server.addr);
+    let realm = Realm::open(&config_with(&user, &url, |s| errors.install(s))).unwrap();
+    let session = realm.session().unwrap();
+    assert_eq!(
+        session.server_url(),
+        format!("realms://{}/{}/tls", server.addr, user.identity())
+    );
+    let e = session
+        .wait_for_download(Duration::from_millis(1500))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Timeout);
+    assert_ne!(session.connection_state(), ConnectionState::Connected);
+    assert_eq!(session.state(), SessionState::Active);
+    assert!(
+        errors.all().iter().all(|e| !e.is_fatal),
+        "{:?}",
+        errors.all()
+    );
+    add_items(&realm, 0..1);
+    assert_eq!(count(&realm), 1);
+}
