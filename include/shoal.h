@@ -574,7 +574,7 @@ typedef void (*shoal_sync_error_fn)(void *userdata,
 // Asked for an access token whenever the session needs one (first bind, 10 s before the
 // current one expires, after the server said it expired): answer, now or later and from any
 // thread, with `shoal_session_bind_token`. `session` (clone it to keep it) and `server_path`
-// (e.g. "/<identity>/tasks") are valid only during the call. Runs on the sync callback thread.
+// (e.g. `"/<identity>/tasks"`) are valid only during the call. Runs on the sync callback thread.
 typedef void (*shoal_token_binder_fn)(void *userdata,
                                       shoal_session_t *session,
                                       const char *server_path);
@@ -760,7 +760,7 @@ char *shoal_user_to_json(const shoal_user_t *user);
 // `user` is a user handle.
 bool shoal_user_logout(shoal_user_t *user);
 
-// An access token of the user for the realm at `path` (e.g. "/<identity>/tasks"), from the
+// An access token of the user for the realm at `path` (e.g. `"/<identity>/tasks"`), from the
 // auth service (cached until 10 s before it expires): what a token binder hands to
 // `shoal_session_bind_token`. Blocks. Free with `shoal_free`.
 //
@@ -1507,13 +1507,13 @@ bool shoal_sync_config_set_token_binder(shoal_sync_config_t *sc,
 char *shoal_sync_config_get_path(const shoal_sync_config_t *sc);
 
 // The resolved server URL (`~` replaced by the user's identity), e.g.
-// "realm://127.0.0.1:9080/<identity>/tasks". Free with `shoal_free`.
+// `"realm://127.0.0.1:9080/<identity>/tasks"`. Free with `shoal_free`.
 //
 // # Safety
 // `sc` is a sync config handle.
 char *shoal_sync_config_get_server_url(const shoal_sync_config_t *sc);
 
-// The server path, e.g. "/<identity>/tasks". Free with `shoal_free`.
+// The server path, e.g. `"/<identity>/tasks"`. Free with `shoal_free`.
 //
 // # Safety
 // `sc` is a sync config handle.

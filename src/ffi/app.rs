@@ -358,7 +358,7 @@ pub unsafe extern "C" fn shoal_user_logout(user: *mut shoal_user_t) -> bool {
     })
 }
 
-/// An access token of the user for the realm at `path` (e.g. "/<identity>/tasks"), from the
+/// An access token of the user for the realm at `path` (e.g. `"/<identity>/tasks"`), from the
 /// auth service (cached until 10 s before it expires): what a token binder hands to
 /// `shoal_session_bind_token`. Blocks. Free with `shoal_free`.
 ///

@@ -98,7 +98,7 @@ pub type shoal_sync_error_fn = Option<
 /// Asked for an access token whenever the session needs one (first bind, 10 s before the
 /// current one expires, after the server said it expired): answer, now or later and from any
 /// thread, with `shoal_session_bind_token`. `session` (clone it to keep it) and `server_path`
-/// (e.g. "/<identity>/tasks") are valid only during the call. Runs on the sync callback thread.
+/// (e.g. `"/<identity>/tasks"`) are valid only during the call. Runs on the sync callback thread.
 pub type shoal_token_binder_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -340,7 +340,7 @@ pub unsafe extern "C" fn shoal_sync_config_get_path(sc: *const shoal_sync_config
 }
 
 /// The resolved server URL (`~` replaced by the user's identity), e.g.
-/// "realm://127.0.0.1:9080/<identity>/tasks". Free with `shoal_free`.
+/// `"realm://127.0.0.1:9080/<identity>/tasks"`. Free with `shoal_free`.
 ///
 /// # Safety
 /// `sc` is a sync config handle.
@@ -351,7 +351,7 @@ pub unsafe extern "C" fn shoal_sync_config_get_server_url(
     sync_config_string(sc, |c| c.server_url().to_owned())
 }
 
-/// The server path, e.g. "/<identity>/tasks". Free with `shoal_free`.
+/// The server path, e.g. `"/<identity>/tasks"`. Free with `shoal_free`.
 ///
 /// # Safety
 /// `sc` is a sync config handle.

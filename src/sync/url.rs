@@ -46,7 +46,7 @@ pub struct SyncUrl {
     /// The server path with `~` segments replaced by the identity, starting with '/',
     /// e.g. "/abc123/sub/default".
     pub path: String,
-    /// The resolved URL: scheme://host[:port]<path>,
+    /// The resolved URL: `scheme://host[:port]<path>`,
     /// e.g. "realm://127.0.0.1:9080/abc123/default".
     pub resolved: String,
 }
