@@ -13,6 +13,8 @@ pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 315_360_000;
 
 /// The default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Seconds of silence after which a sync connection is closed.
+pub const DEFAULT_SYNC_IDLE_TIMEOUT: u64 = 60;
 
 /// Everything [`crate::run`] needs besides the listener.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct ServerConfig {
     pub password_hashing: PasswordHashing,
     /// The most connections served at once; more wait in the accept queue.
     pub max_connections: usize,
+    /// A sync connection that sends nothing (not even a PING; clients send one every 10 s)
+    /// for this long is closed, ending its sessions.
+    pub sync_idle_timeout: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -46,6 +51,7 @@ impl ServerConfig {
             admin_password: None,
             password_hashing: PasswordHashing::Secure,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            sync_idle_timeout: std::time::Duration::from_secs(DEFAULT_SYNC_IDLE_TIMEOUT),
         }
     }
 }
@@ -87,6 +93,9 @@ pub struct Cli {
     /// Most connections served at once.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Seconds of silence after which a sync connection is closed (clients PING every 10 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_IDLE_TIMEOUT)]
+    pub sync_idle_timeout: u64,
     /// Hash new passwords with the cheapest argon2 parameters. Insecure: tests only.
     #[arg(long, hide = true)]
     pub insecure_fast_password_hashing: bool,
@@ -107,6 +116,7 @@ impl Cli {
                 PasswordHashing::Secure
             },
             max_connections: self.max_connections.max(1),
+            sync_idle_timeout: std::time::Duration::from_secs(self.sync_idle_timeout.max(1)),
         }
     }
 }

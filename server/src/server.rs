@@ -51,9 +51,10 @@ pub async fn run(
         .map_err(|e| ServerError::Join(e.to_string()))??;
     let auth = Arc::new(auth);
     let sync_data = config.data_dir.clone();
+    let idle = config.sync_idle_timeout;
     let sync = tokio::task::spawn_blocking(move || {
         let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
-        Ok::<_, ServerError>(SyncService::open(&sync_data, verifier)?)
+        Ok::<_, ServerError>(SyncService::open(&sync_data, verifier)?.with_idle_timeout(idle))
     })
     .await
     .map_err(|e| ServerError::Join(e.to_string()))??;

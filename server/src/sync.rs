@@ -89,6 +89,8 @@ pub struct SyncService {
     connections: StdMutex<Option<mpsc::Sender<()>>>,
     /// Closes once every connection task has ended.
     connections_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    /// A connection silent for this long is closed (dead peers otherwise hold their sessions).
+    idle_timeout: std::time::Duration,
 }
 
 impl SyncService {
@@ -116,7 +118,15 @@ impl SyncService {
             shutdown: watch::Sender::new(false),
             connections: StdMutex::new(Some(connections)),
             connections_done: tokio::sync::Mutex::new(connections_done),
+            idle_timeout: std::time::Duration::from_secs(60),
         })
+    }
+
+    /// Sets how long a connection may stay silent before it is closed (default 60 s).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: std::time::Duration) -> SyncService {
+        self.idle_timeout = timeout;
+        self
     }
 
     /// Tells every sync connection to close, waits for them (up to 5 s), then closes every
@@ -610,6 +620,8 @@ impl Connection {
 
     async fn serve(mut self) {
         let mut shutdown = self.service.shutdown.subscribe();
+        let idle = self.service.idle_timeout;
+        let mut heard = tokio::time::Instant::now();
         let close = loop {
             if *shutdown.borrow_and_update() {
                 break Some(Close(Message::error(
@@ -622,7 +634,10 @@ impl Connection {
             let result = tokio::select! {
                 frame = self.socket.recv() => match frame {
                     None => break None,
-                    Some(Ok(frame)) => self.on_frame(frame).await,
+                    Some(Ok(frame)) => {
+                        heard = tokio::time::Instant::now();
+                        self.on_frame(frame).await
+                    }
                     Some(Err(e)) => {
                         let text = e.to_string();
                         if text.contains("too long") || text.contains("too big") {
@@ -635,6 +650,15 @@ impl Connection {
                 },
                 Some(session) = self.moved_rx.recv() => self.on_moved(session).await,
                 _ = shutdown.changed() => continue,
+                _ = tokio::time::sleep_until(heard + idle) => {
+                    tracing::info!(seconds = idle.as_secs(), "closing a silent sync connection");
+                    break Some(Close(Message::error(
+                        0,
+                        Conn::ConnectionClosed as i32,
+                        "nothing was heard from the client for too long",
+                        true,
+                    )));
+                }
             };
             match result {
                 Ok(true) => {}

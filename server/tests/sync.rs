@@ -549,3 +549,26 @@ async fn a_client_resumes_after_a_server_restart() {
     server.stop();
     assert_eq!(server_copy(dir.path()), a.dump());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_connection_is_closed_and_a_pinging_one_is_kept() {
+    let server = TestServer::start_with(|c| {
+        c.debug_provider = true;
+        c.sync_idle_timeout = Duration::from_millis(800);
+    });
+    let token = access_token(&server, "alice", "/alice/tasks");
+    let mut silent = Client::connect(server.addr).await;
+    silent.bind_new(1, "/alice/tasks", &token).await;
+    let mut pinging = Client::connect(server.addr).await;
+    let started = std::time::Instant::now();
+    // The pinging client keeps its connection for well over the idle timeout.
+    for t in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pinging.send(&Message::Ping { timestamp: t }).await;
+        assert_eq!(pinging.recv().await, Message::Pong { timestamp: t });
+    }
+    // The silent one got CONNECTION_CLOSED (try again) and a close.
+    assert_eq!(session_error(silent.recv().await), (0, 100, true));
+    assert!(silent.recv_or_close().await.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(800));
+}
