@@ -134,17 +134,24 @@ async fn run(url: String, mut commands: mpsc::UnboundedReceiver<Command>) {
                 Ok(None) | Err(_) => return,
             }
         }
-        let socket = tokio::select! {
-            r = connect(&url) => r,
-            c = commands.recv() => {
-                match c {
+        // Sessions may attach or detach while the connection is being made; it goes on.
+        let connecting = connect(&url);
+        tokio::pin!(connecting);
+        let socket = loop {
+            tokio::select! {
+                r = &mut connecting => break r,
+                c = commands.recv() => match c {
                     Some(c) => sessions.apply_offline(c),
                     None => return,
-                }
-                continue;
+                },
             }
         };
         match socket {
+            Ok(mut socket) if sessions.attached.is_empty() => {
+                // Everyone left while connecting: close, then linger without a socket.
+                let _ = socket.close(None).await;
+                continue;
+            }
             Ok(socket) => {
                 tracing::debug!(url = %url, "sync connection up");
                 sessions.routes.clear();
