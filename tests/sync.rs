@@ -1196,3 +1196,53 @@ fn a_realms_url_speaks_tls_and_a_plain_server_is_retried_not_fatal() {
     add_items(&realm, 0..1);
     assert_eq!(count(&realm), 1);
 }
+
+/// A TCP proxy to `upstream` that counts the connections it accepted.
+fn counting_proxy(upstream: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c2, mut s2) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn the_sessions_of_an_app_share_one_connection_per_server() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let (proxy, connections) = counting_proxy(server.addr);
+    let realms: Vec<Realm> = ["/~/one", "/~/two", "/~/three"]
+        .iter()
+        .map(|p| Realm::open(&config(&user, &format!("realm://{proxy}{p}"))).unwrap())
+        .collect();
+    for (i, r) in realms.iter().enumerate() {
+        add_items(r, 0..(i as i64 + 1));
+        r.session().unwrap().wait_for_upload(WAIT).unwrap();
+        r.session().unwrap().wait_for_download(WAIT).unwrap();
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one WebSocket for three sessions"
+    );
+}
