@@ -887,3 +887,25 @@ def test_access_tokens_and_stopping_sync(shoal_server, devices):
         assert session.state == shoal.SessionState.INACTIVE
         session.resume()
         wait_until("active again", lambda: session.state == shoal.SessionState.ACTIVE)
+
+
+def test_access_tokens_expiring_every_5_s_are_renewed_without_user_action(devices, server_factory):
+    """The binary started with --access-token-ttl 5: the sessions keep syncing past several
+    token lifetimes with no error and no user action."""
+    server = server_factory("--access-token-ttl", "5")
+    a, b = devices
+    name = unique("ttl")
+    ua = register(a, server, name)
+    ub = login(b, server, name)
+    errors = []
+    url = sync_url(server, "/~/ttl")
+    with shoal.Realm.open(synced(ua, url, lambda s: s.set_error_handler(lambda _s, e: errors.append(e)))) as ra, \
+            shoal.Realm.open(synced(ub, url)) as rb:
+        add_items(ra, range(0, 2))
+        ra.session.wait_for_upload(timeout=WAIT)
+        time.sleep(6.5)  # the first access tokens have expired by now
+        add_items(ra, range(2, 4))
+        ra.session.wait_for_upload(timeout=WAIT)
+        wait_until("B has all four", lambda: count(rb) == 4)
+        assert ra.session.state == shoal.SessionState.ACTIVE
+    assert not [e for e in errors if e.is_fatal], errors
