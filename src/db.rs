@@ -111,7 +111,11 @@ impl Realm {
         *realm.inner.session.lock() = Some(guard);
         if let (Some(timeout), true) = (sync.wait_for_initial_data, is_new) {
             if let Err(e) = session.wait_for_download(timeout) {
+                // As Realm did: a download that did not complete leaves no file behind, so
+                // the next open waits for the initial data again.
                 realm.close();
+                drop(realm);
+                session.discard_new_file();
                 return Err(e);
             }
             realm.refresh()?;

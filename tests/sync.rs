@@ -1246,3 +1246,30 @@ fn the_sessions_of_an_app_share_one_connection_per_server() {
         "one WebSocket for three sessions"
     );
 }
+
+#[test]
+fn an_initial_download_that_times_out_leaves_no_file() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let nowhere = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cfg = config_with(&user, &format!("realm://{nowhere}/~/never"), |s| {
+        s.set_wait_for_initial_data(Some(Duration::from_millis(300)));
+    });
+    for _ in 0..2 {
+        let e = Realm::open(&cfg).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Timeout);
+        assert!(
+            !std::path::Path::new(cfg.path()).exists(),
+            "no partial file"
+        );
+    }
+    // Without the wait it opens offline, and the file stays.
+    let offline = config(&user, &format!("realm://{nowhere}/~/never"));
+    let realm = Realm::open(&offline).unwrap();
+    add_items(&realm, 0..1);
+    assert!(std::path::Path::new(offline.path()).exists());
+}

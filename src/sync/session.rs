@@ -701,6 +701,36 @@ impl Session {
     }
 }
 
+impl Session {
+    /// After a failed wait for the initial data of a new file: stops the session, deletes
+    /// the file if no handle of it is left, and forgets the session (best effort; logged).
+    pub(crate) fn discard_new_file(&self) {
+        let inner = &self.inner;
+        if inner.shared.lock().handles > 0 {
+            return; // another handle opened it meanwhile: keep everything
+        }
+        self.pause();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut s = inner.shared.lock();
+        while s.running {
+            if inner.changed.wait_until(&mut s, deadline).timed_out() {
+                tracing::warn!(path = %inner.config.path, "the session did not stop; the partial file stays");
+                return;
+            }
+        }
+        drop(s);
+        inner.drop_scan_realm();
+        match crate::db::delete_realm_files(&inner.config) {
+            Ok(()) => inner
+                .client
+                .forget_session(std::path::Path::new(&inner.config.path)),
+            Err(e) => {
+                tracing::warn!(path = %inner.config.path, error = %e, "could not delete the partial file")
+            }
+        }
+    }
+}
+
 /// One open realm handle of a session's file: counted while alive; the last one to go applies
 /// the stop policy.
 pub(crate) struct HandleGuard {
