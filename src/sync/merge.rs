@@ -78,7 +78,39 @@ fn register_key(class: u32, id: &GlobalId, prop: u32) -> Vec<u8> {
     k
 }
 
-/// A last-writer-wins register with the counter adds ordered after its set.
+/// Marks the counter adds of a register: `register key, ADDS, order key (big endian, so
+/// that the adds of one register sort by order key)` → delta i64 LE. One entry per add keeps
+/// an add O(log n) however many a counter collects; under the object's register prefix, so a
+/// delete drops them with the registers.
+const ADDS: u8 = 0xA0;
+
+fn adds_prefix(class: u32, id: &GlobalId, prop: u32) -> Vec<u8> {
+    let mut k = register_key(class, id, prop);
+    k.push(ADDS);
+    k
+}
+
+fn add_key(class: u32, id: &GlobalId, prop: u32, at: OrderKey) -> Vec<u8> {
+    let mut k = adds_prefix(class, id, prop);
+    k.extend_from_slice(&at.stamp.to_be_bytes());
+    k.extend_from_slice(&at.origin.to_be_bytes());
+    k.extend_from_slice(&at.index.to_be_bytes());
+    k
+}
+
+fn add_order_key(key: &[u8]) -> Option<OrderKey> {
+    let t = key.len().checked_sub(20)?;
+    let b = &key[t..];
+    Some(OrderKey {
+        stamp: u64::from_be_bytes(b[..8].try_into().ok()?),
+        origin: u64::from_be_bytes(b[8..16].try_into().ok()?),
+        index: u32::from_be_bytes(b[16..].try_into().ok()?),
+    })
+}
+
+/// A last-writer-wins register: the order key of the winning set. (Files written before the
+/// adds got entries of their own may still carry adds inline after it; they are read and moved
+/// to entries on the next change.)
 #[derive(Default)]
 struct Register {
     set: OrderKey,
@@ -349,6 +381,94 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// The counter adds of a register: its entries (overlay first) and any inline ones of an
+    /// older register encoding, by order key.
+    fn adds_of(
+        &self,
+        class: u32,
+        id: &GlobalId,
+        prop: u32,
+        r: &Register,
+    ) -> Result<Vec<(OrderKey, i64)>> {
+        let prefix = adds_prefix(class, id, prop);
+        let mut found: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
+        if !self.merge_fresh.contains(&object_key(REGISTER, class, id)) {
+            let t = self.txn.open_table(tables::MERGE)?;
+            for e in t.range(prefix.as_slice()..)? {
+                let (k, v) = e?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                found.insert(k.value().to_vec(), Some(v.value().to_vec()));
+            }
+        }
+        for (k, v) in self
+            .merge_overlay
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            found.insert(k.clone(), v.clone());
+        }
+        let mut out: Vec<(OrderKey, i64)> = r.adds.clone();
+        for (k, v) in found {
+            let (Some(v), Some(at)) = (v, add_order_key(&k)) else {
+                continue;
+            };
+            let d = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_le_bytes)
+                .ok_or_else(|| Error::new(ErrorCode::IncompatibleFile, "corrupt counter add"))?;
+            out.push((at, d));
+        }
+        out.sort_by_key(|(k, _)| *k);
+        Ok(out)
+    }
+
+    fn put_add(&mut self, class: u32, id: &GlobalId, prop: u32, at: OrderKey, delta: i64) {
+        self.merge_overlay.insert(
+            add_key(class, id, prop, at),
+            Some(delta.to_le_bytes().to_vec()),
+        );
+    }
+
+    /// A set with key `at` won the register: stores it and drops the adds ordered before it
+    /// (they can never count again). Returns the adds ordered after it.
+    fn win_set(
+        &mut self,
+        class: u32,
+        id: &GlobalId,
+        prop: u32,
+        old: &Register,
+        at: OrderKey,
+    ) -> Result<Vec<(OrderKey, i64)>> {
+        let adds = self.adds_of(class, id, prop, old)?;
+        let mut later = Vec::new();
+        for (k, d) in adds {
+            if k > at {
+                later.push((k, d));
+            } else {
+                self.merge_overlay.insert(add_key(class, id, prop, k), None);
+            }
+        }
+        // Inline adds of an older encoding move to entries.
+        for (k, d) in &old.adds {
+            if *k > at {
+                self.put_add(class, id, prop, *k, *d);
+            }
+        }
+        self.put_register(
+            class,
+            id,
+            prop,
+            &Register {
+                set: at,
+                adds: Vec::new(),
+            },
+        )?;
+        Ok(later)
+    }
+
     /// Writes the merge metadata of this transaction to its table, in key order.
     pub(crate) fn flush_merge_overlay(&mut self) -> Result<()> {
         if self.merge_overlay.is_empty() {
@@ -461,15 +581,9 @@ impl WriteTxn {
                     class, id, prop, ..
                 } => {
                     if let Some((c, p)) = target(class, prop) {
-                        self.put_register(
-                            c,
-                            id,
-                            p,
-                            &Register {
-                                set: k,
-                                adds: vec![],
-                            },
-                        )?;
+                        // A local set is newer than everything known: every add is before it.
+                        let old = self.register(c, id, p)?;
+                        self.win_set(c, id, p, &old, k)?;
                     }
                 }
                 Instruction::AddInt {
@@ -479,9 +593,7 @@ impl WriteTxn {
                     delta,
                 } => {
                     if let Some((c, p)) = target(class, prop) {
-                        let mut r = self.register(c, id, p)?;
-                        r.adds.push((k, *delta));
-                        self.put_register(c, id, p, &r)?;
+                        self.put_add(c, id, p, k, *delta);
                     }
                 }
                 Instruction::EraseObject { class, id } => {
@@ -615,19 +727,17 @@ impl WriteTxn {
                 if info.pk == Some(p.id) {
                     return Ok(());
                 }
-                let mut r = self.register(c, id, p.id)?;
+                let r = self.register(c, id, p.id)?;
                 if r.set >= k {
                     return Ok(());
                 }
-                r.set = k;
-                r.adds.retain(|(a, _)| *a > k);
+                let later = self.win_set(c, id, p.id, &r, k)?;
                 let mut v = self.change_to_value(&p, value)?;
                 if let (Value::Int(x), PropertyType::Int) = (&mut v, p.ty) {
-                    for (_, d) in &r.adds {
+                    for (_, d) in &later {
                         *x = x.wrapping_add(*d);
                     }
                 }
-                self.put_register(c, id, p.id, &r)?;
                 self.set(c, key, p.id, v)
             }
             Instruction::AddInt {
@@ -643,12 +753,14 @@ impl WriteTxn {
                 let Some(p) = info.prop(prop).cloned() else {
                     return Ok(());
                 };
-                let mut r = self.register(c, id, p.id)?;
-                if r.set > k || r.adds.iter().any(|(a, _)| *a == k) {
+                let r = self.register(c, id, p.id)?;
+                if r.set > k
+                    || r.adds.iter().any(|(a, _)| *a == k)
+                    || self.merge_get(&add_key(c, id, p.id, k))?.is_some()
+                {
                     return Ok(());
                 }
-                r.adds.push((k, *delta));
-                self.put_register(c, id, p.id, &r)?;
+                self.put_add(c, id, p.id, k, *delta);
                 if self.view().get(&info, &p, key)?.is_null() && p.is_nullable() {
                     return Ok(()); // NULL stays NULL; the add counts once a value is set.
                 }
