@@ -59,6 +59,9 @@ pub(crate) struct WriteTxn {
     /// Register-key prefixes of objects known to have no stored registers (created by this
     /// transaction): their register reads skip the table.
     pub(crate) merge_fresh: rustc_hash::FxHashSet<Vec<u8>>,
+    /// Register keys this transaction stored counter adds for (with `merge_fresh`: a register
+    /// of a new object without adds has nothing to drop when a set wins).
+    pub(crate) merge_counted: rustc_hash::FxHashSet<Vec<u8>>,
     /// Per class: whether the table may hold tombstones of it (checked once per transaction).
     pub(crate) merge_tombstones: std::cell::RefCell<rustc_hash::FxHashMap<u32, bool>>,
     /// An error after which history and data may disagree: the commit is refused.
@@ -94,6 +97,7 @@ impl WriteTxn {
             integrating: false,
             merge_overlay: Default::default(),
             merge_fresh: Default::default(),
+            merge_counted: Default::default(),
             merge_tombstones: Default::default(),
             poisoned: None,
             recent: None,

@@ -425,7 +425,27 @@ impl WriteTxn {
         Ok(out)
     }
 
+    /// The fast path of a winning set on an object created by this transaction whose register
+    /// was never counted: stores the register, nothing else to drop or add. False otherwise.
+    fn set_uncounted(
+        &mut self,
+        class: u32,
+        id: &GlobalId,
+        prop: u32,
+        at: OrderKey,
+    ) -> Result<bool> {
+        let key = register_key(class, id, prop);
+        if !self.merge_fresh.contains(&key[..key.len() - 4]) || self.merge_counted.contains(&key) {
+            return Ok(false);
+        }
+        let mut b = Vec::with_capacity(OrderKey::LEN);
+        at.encode(&mut b);
+        self.merge_overlay.insert(key, Some(b));
+        Ok(true)
+    }
+
     fn put_add(&mut self, class: u32, id: &GlobalId, prop: u32, at: OrderKey, delta: i64) {
+        self.merge_counted.insert(register_key(class, id, prop));
         self.merge_overlay.insert(
             add_key(class, id, prop, at),
             Some(delta.to_le_bytes().to_vec()),
@@ -581,9 +601,12 @@ impl WriteTxn {
                     class, id, prop, ..
                 } => {
                     if let Some((c, p)) = target(class, prop) {
-                        // A local set is newer than everything known: every add is before it.
-                        let old = self.register(c, id, p)?;
-                        self.win_set(c, id, p, &old, k)?;
+                        // A local set is newer than everything known: every add is before
+                        // it and is dropped.
+                        if !self.set_uncounted(c, id, p, k)? {
+                            let old = self.register(c, id, p)?;
+                            self.win_set(c, id, p, &old, k)?;
+                        }
                     }
                 }
                 Instruction::AddInt {
@@ -731,7 +754,11 @@ impl WriteTxn {
                 if r.set >= k {
                     return Ok(());
                 }
-                let later = self.win_set(c, id, p.id, &r, k)?;
+                let later = if self.set_uncounted(c, id, p.id, k)? {
+                    Vec::new()
+                } else {
+                    self.win_set(c, id, p.id, &r, k)?
+                };
                 let mut v = self.change_to_value(&p, value)?;
                 if let (Value::Int(x), PropertyType::Int) = (&mut v, p.ty) {
                     for (_, d) in &later {
