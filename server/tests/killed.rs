@@ -13,8 +13,8 @@ use shoal::{
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Starts the binary on `listen` with `data`; returns it and the address it listens on.
-fn start(data: &std::path::Path, listen: &str) -> (Child, String) {
+/// Spawns the binary on `listen` with `data`; the address from its first line, if it got one.
+fn spawn(data: &std::path::Path, listen: &str) -> (Child, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-server"))
         .arg("--data")
         .arg(data)
@@ -25,39 +25,34 @@ fn start(data: &std::path::Path, listen: &str) -> (Child, String) {
         .expect("spawn shoal-server");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    stdout.read_line(&mut line).expect("read stdout");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let _ = stdout.read_line(&mut line);
+    let addr = line.trim().strip_prefix("listening on ").map(str::to_owned);
     (child, addr)
+}
+
+/// Starts the binary on a free port; returns it and its address.
+fn start(data: &std::path::Path) -> (Child, String) {
+    match spawn(data, "127.0.0.1:0") {
+        (child, Some(addr)) => (child, addr),
+        (_, None) => panic!("shoal-server did not announce its address"),
+    }
 }
 
 /// Restarts on `addr`, retrying while the port is still held by the dead process's socket.
 fn restart(data: &std::path::Path, addr: &str) -> Child {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-server"))
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", addr, "--insecure-fast-password-hashing"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn shoal-server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        let _ = stdout.read_line(&mut line);
-        if line.starts_with("listening on ") {
-            return child;
+        match spawn(data, addr) {
+            (child, Some(_)) => return child,
+            (mut child, None) => {
+                let _ = child.wait();
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cannot restart on {addr}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        let _ = child.wait();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "cannot restart on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -89,7 +84,7 @@ fn add(realm: &Realm, ids: std::ops::Range<i64>) {
 #[test]
 fn a_killed_server_loses_nothing_and_clients_resume() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, addr) = start(data.path(), "127.0.0.1:0");
+    let (mut server, addr) = start(data.path());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (app_a, app_b) = (
         App::new(dir_a.path(), "io.shoal.tests.killed").unwrap(),
