@@ -240,6 +240,49 @@ struct Writer {
     total_bytes: u64,
 }
 
+/// Appends `changesets` of client file `ident` (already integrated into the copy) to the log
+/// with the next server versions, and records the last one as the client's, in one durable
+/// transaction. Returns the client version now acknowledged (`None` for no changesets).
+fn append(
+    log: &Database,
+    writer: &mut Writer,
+    ident: u64,
+    salt: u64,
+    changesets: &[UploadChangeset],
+) -> Result<Option<u64>, SyncStoreError> {
+    let Some(last) = changesets.last().map(|c| c.client_version) else {
+        return Ok(None);
+    };
+    let txn = log.begin_write().map_err(store_err)?;
+    let mut version = writer.latest;
+    let mut cumulative = writer.total_bytes;
+    {
+        let mut table = txn.open_table(LOG).map_err(store_err)?;
+        for c in changesets {
+            version += 1;
+            cumulative += c.data.len() as u64;
+            table
+                .insert(
+                    version,
+                    (
+                        ident,
+                        c.client_version,
+                        c.stamp,
+                        cumulative,
+                        c.data.as_slice(),
+                    ),
+                )
+                .map_err(store_err)?;
+        }
+        let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
+        clients.insert(ident, (salt, last)).map_err(store_err)?;
+    }
+    txn.commit().map_err(store_err)?;
+    writer.latest = version;
+    writer.total_bytes = cumulative;
+    Ok(Some(last))
+}
+
 /// A batch of the log read for one session.
 struct LogBatch {
     /// The entries not made by the session's own file.
@@ -370,34 +413,7 @@ impl RealmHost {
             // one for the log. Otherwise, one by one, to keep those before the refused one.
             let batch: Vec<&[u8]> = fresh.iter().map(|c| c.data.as_slice()).collect();
             if fresh.len() > 1 && writer.realm.integrate_changesets(&batch).is_ok() {
-                let txn = host.log.begin_write().map_err(store_err)?;
-                let mut version = writer.latest;
-                let mut cumulative = writer.total_bytes;
-                {
-                    let mut log = txn.open_table(LOG).map_err(store_err)?;
-                    for c in &fresh {
-                        version += 1;
-                        cumulative += c.data.len() as u64;
-                        log.insert(
-                            version,
-                            (
-                                ident,
-                                c.client_version,
-                                c.stamp,
-                                cumulative,
-                                c.data.as_slice(),
-                            ),
-                        )
-                        .map_err(store_err)?;
-                    }
-                    let last = fresh.last().map_or(acked, |c| c.client_version);
-                    let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
-                    clients.insert(ident, (salt, last)).map_err(store_err)?;
-                    acked = last;
-                }
-                txn.commit().map_err(store_err)?;
-                writer.latest = version;
-                writer.total_bytes = cumulative;
+                let acked = append(&host.log, writer, ident, salt, &fresh)?.unwrap_or(acked);
                 let outcome = UploadOutcome {
                     acked,
                     appended: true,
@@ -405,36 +421,13 @@ impl RealmHost {
                 };
                 return Ok((outcome, writer.latest));
             }
-            for c in fresh {
+            for c in &fresh {
                 if let Err(e) = writer.realm.integrate_changeset(&c.data) {
                     refused = Some(format!("changeset {}: {e}", c.client_version));
                     break;
                 }
-                let version = writer.latest + 1;
-                let cumulative = writer.total_bytes + c.data.len() as u64;
-                let txn = host.log.begin_write().map_err(store_err)?;
-                {
-                    let mut log = txn.open_table(LOG).map_err(store_err)?;
-                    log.insert(
-                        version,
-                        (
-                            ident,
-                            c.client_version,
-                            c.stamp,
-                            cumulative,
-                            c.data.as_slice(),
-                        ),
-                    )
-                    .map_err(store_err)?;
-                    let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
-                    clients
-                        .insert(ident, (salt, c.client_version))
-                        .map_err(store_err)?;
-                }
-                txn.commit().map_err(store_err)?;
-                writer.latest = version;
-                writer.total_bytes = cumulative;
-                acked = c.client_version;
+                acked = append(&host.log, writer, ident, salt, std::slice::from_ref(c))?
+                    .unwrap_or(acked);
                 appended = true;
             }
             let outcome = UploadOutcome {
