@@ -9,7 +9,7 @@
 
 mod native;
 
-use native::{find_static_lib, run_with_timeout, AuthServer, RUN_TIMEOUT};
+use native::{find_static_lib, run_program_against_server};
 use std::path::Path;
 use std::process::Command;
 
@@ -58,34 +58,5 @@ fn cpp_program_passes_against_the_binding_and_static_library() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let server = AuthServer::start(work.path());
-    println!("auth server at {}", server.auth_url);
-    let mut run = Command::new(&exe);
-    run.env("SHOAL_TEST_TMPDIR", &files)
-        .env("SHOAL_TEST_AUTH_URL", &server.auth_url)
-        .current_dir(work.path());
-    let (status, stdout, stderr) = run_with_timeout(run, RUN_TIMEOUT);
-    let server_log = server.log_text();
-    drop(server);
-    println!("--- C++ test program stdout ---\n{stdout}");
-    if !stderr.is_empty() {
-        println!("--- C++ test program stderr ---\n{stderr}");
-    }
-    assert!(
-        status.success(),
-        "the C++ test program failed ({status}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
-         --- shoal-server log ---\n{server_log}"
-    );
-    let summary = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let passed: usize = summary
-        .strip_suffix(" passed, 0 failed")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected summary {summary:?} (want \"N passed, 0 failed\")"));
-    let ran = stdout.lines().filter(|l| l.starts_with("test ")).count();
-    assert!(passed > 0, "no C++ tests ran");
-    assert_eq!(passed, ran, "the summary does not match the tests that ran");
+    run_program_against_server(&exe, work.path(), &files, "C++ test program");
 }

@@ -257,3 +257,43 @@ pub fn run_with_timeout(
         err_thread.join().unwrap_or_default(),
     )
 }
+
+/// Runs the compiled test program `exe` (described as `what`, e.g. "C++ test program") in
+/// `work` against a fresh `shoal-server`, with `SHOAL_TEST_TMPDIR=files` and
+/// `SHOAL_TEST_AUTH_URL`; requires exit 0 and a last line `N passed, 0 failed` where N is the
+/// number of `test ...` lines it printed.
+pub fn run_program_against_server(exe: &Path, work: &Path, files: &Path, what: &str) {
+    let server = AuthServer::start(work);
+    println!("auth server at {}", server.auth_url);
+    let mut run = Command::new(exe);
+    run.env("SHOAL_TEST_TMPDIR", files)
+        .env("SHOAL_TEST_AUTH_URL", &server.auth_url)
+        .current_dir(work);
+    let (status, stdout, stderr) = run_with_timeout(run, RUN_TIMEOUT);
+    let server_log = server.log_text();
+    drop(server);
+    println!("--- {what} stdout ---\n{stdout}");
+    if !stderr.is_empty() {
+        println!("--- {what} stderr ---\n{stderr}");
+    }
+    assert!(
+        status.success(),
+        "the {what} failed ({status}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
+         --- shoal-server log ---\n{server_log}"
+    );
+    // The last line is the summary, and every test function ran and passed.
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let passed: usize = summary
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("unexpected summary line {summary:?} (want \"N passed, 0 failed\")")
+        });
+    let ran = stdout.lines().filter(|l| l.starts_with("test ")).count();
+    assert!(passed > 0, "no tests of the {what} ran");
+    assert_eq!(passed, ran, "the summary does not match the tests that ran");
+}
