@@ -957,9 +957,18 @@ pub fn delete_realm_files(config: &Config) -> Result<()> {
     if config.in_memory {
         return Ok(());
     }
-    match std::fs::remove_file(&key) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::from(e).with_path(config.path.clone())),
+    // The file, and what an interrupted creation, compaction or upgrade left beside it.
+    for path in [
+        key.clone(),
+        format!("{key}.creating"),
+        format!("{key}.compact"),
+        format!("{key}.upgrade"),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from(e).with_path(config.path.clone())),
+        }
     }
+    Ok(())
 }

@@ -125,18 +125,83 @@ fn wrong_missing_and_extra_keys_are_decryption_errors() {
 fn tampered_byte_is_a_decryption_error_not_garbage() {
     let t = TempRealm::new();
     fill(&Realm::open(&encrypted(&t, &key(1))).unwrap(), 2000);
-    let mut raw = std::fs::read(&t.path).unwrap();
-    // Flip one byte in the middle of every sealed block's ciphertext past the header, so
-    // whichever page is read first fails.
-    let mut at = 128 + 24 + 100;
-    while at < raw.len() {
-        raw[at] ^= 0x40;
+    let raw = std::fs::read(&t.path).unwrap();
+    // Format 2: two superblock slots of 8 KiB, then sealed blocks of 4,136 bytes.
+    assert_eq!(&raw[..12], b"SHOALENC\x02\0\0\0");
+    // Flip one byte in the middle of every data block's ciphertext, so whichever page is read
+    // first fails (the superblocks are intact: the file opens, its pages do not verify).
+    let mut data_tampered = raw.clone();
+    let mut at = 16384 + 24 + 100;
+    while at < data_tampered.len() {
+        data_tampered[at] ^= 0x40;
         at += 4136;
     }
-    std::fs::write(&t.path, &raw).unwrap();
+    std::fs::write(&t.path, &data_tampered).unwrap();
     let result = Realm::open(&encrypted(&t, &key(1))).and_then(|r| r.objects("Person")?.count());
     let err = result.unwrap_err();
     assert_eq!(err.code(), ErrorCode::DecryptionFailed, "{err}");
+    // Both superblocks tampered: the file is refused at open.
+    let mut header_tampered = raw.clone();
+    header_tampered[200] ^= 1;
+    header_tampered[8192 + 200] ^= 1;
+    std::fs::write(&t.path, &header_tampered).unwrap();
+    let err = Realm::open(&encrypted(&t, &key(1))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::DecryptionFailed, "{err}");
+    // The untouched file still opens with everything in it.
+    std::fs::write(&t.path, &raw).unwrap();
+    let realm = Realm::open(&encrypted(&t, &key(1))).unwrap();
+    assert_eq!(realm.objects("Person").unwrap().count().unwrap(), 2000);
+}
+
+#[test]
+fn an_encrypted_realm_of_format_1_is_upgraded_when_opened_for_writing() {
+    // Written by the format-1 code with the key [7; 64]: 300 people with ids 0..300.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/format1-encrypted.realm");
+    let t = TempRealm::new();
+    std::fs::copy(&fixture, &t.path).unwrap();
+    let mut config = Config::new(&t.path);
+    config.set_encryption_key(Some(&[7u8; 64])).unwrap();
+    // Read-only cannot upgrade: a clear error, the file untouched.
+    let mut read_only = config.clone();
+    read_only.set_read_only(true);
+    let err = Realm::open(&read_only).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FormatUpgradeRequired, "{err}");
+    assert_eq!(
+        std::fs::read(&t.path).unwrap(),
+        std::fs::read(&fixture).unwrap()
+    );
+    // A wrong key is refused before anything is written.
+    let mut wrong = config.clone();
+    wrong.set_encryption_key(Some(&[8u8; 64])).unwrap();
+    assert_eq!(
+        Realm::open(&wrong).unwrap_err().code(),
+        ErrorCode::DecryptionFailed
+    );
+    assert_eq!(
+        std::fs::read(&t.path).unwrap(),
+        std::fs::read(&fixture).unwrap()
+    );
+    {
+        let realm = Realm::open(&config).unwrap();
+        let people = realm.objects("Person").unwrap();
+        assert_eq!(people.count().unwrap(), 300);
+        let p = realm
+            .find_object("Person", &Value::Int(299))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.get("name").unwrap(), Value::String("person 299".into()));
+        realm.begin_write().unwrap();
+        realm
+            .create_object("Person", Some(&Value::Int(300)))
+            .unwrap();
+        realm.commit().unwrap();
+    }
+    let raw = std::fs::read(&t.path).unwrap();
+    assert_eq!(&raw[..12], b"SHOALENC\x02\0\0\0", "now format 2");
+    assert!(!std::path::Path::new(&format!("{}.upgrade", t.path)).exists());
+    let realm = Realm::open(&config).unwrap();
+    assert_eq!(realm.objects("Person").unwrap().count().unwrap(), 301);
 }
 
 #[test]

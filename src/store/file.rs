@@ -8,7 +8,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::notify::Notifier;
 use crate::store::catalog::Catalog;
-use crate::store::crypto::{self, EncryptedBackend};
+use crate::store::crypto::{self, EncryptedBackend, FileKind};
 use crate::store::snapshot::Snapshot;
 use crate::store::write::WriteTxn;
 use parking_lot::{Mutex, RwLock};
@@ -150,8 +150,12 @@ impl SharedFile {
             }
             return Ok((existing, false));
         }
+        let created = !opts.in_memory && !opts.read_only && is_missing_or_empty(&key)?;
+        if created {
+            create_file(&key, opts).map_err(|e| e.with_path(opts.path.to_owned()))?;
+        }
         let db = open_db(&key, opts).map_err(|e| e.with_path(opts.path.to_owned()))?;
-        let needs_init = {
+        let needs_init = created || {
             let txn = db.begin_read()?;
             matches!(
                 txn.open_table(crate::store::tables::META),
@@ -304,16 +308,60 @@ impl SharedFile {
         let renamed = std::fs::rename(&tmp, &file.key);
         *db = open_db(&file.key, opts)?;
         renamed?;
-        if let Some(dir) = Path::new(&file.key).parent() {
-            // Make the rename itself durable.
-            std::fs::File::open(dir).and_then(|d| d.sync_all())?;
-        }
-        Ok(())
+        sync_parent_dir(&file.key)
     }
 }
 
+fn is_missing_or_empty(path: &str) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.len() == 0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a realm file with its tables, atomically: it is built and made durable as
+/// `<path>.creating`, then linked into place, so a crash during creation leaves no file at
+/// `path` (only a leftover that the next creation replaces) rather than a half-written one
+/// that neither redb nor the encryption layer could tell from a damaged file.
+fn create_file(path: &str, opts: &OpenOptions<'_>) -> Result<()> {
+    let tmp = format!("{path}.creating");
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let init = open_db(&tmp, opts).and_then(|db| match db {
+        Db::ReadWrite(d) => {
+            let txn = d.begin_write()?;
+            WriteTxn::init_file(&txn)?;
+            txn.commit()?;
+            Ok(())
+        }
+        Db::ReadOnly(_) | Db::Closed => Err(Error::internal("a new file must be writable")),
+    });
+    if let Err(e) = init {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // A link never replaces a file: if another process created the realm meanwhile, its file
+    // stays. An empty file at `path` (created by hand) is replaced.
+    let placed = match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && is_missing_or_empty(path)? => {
+            std::fs::rename(&tmp, path)
+        }
+        other => other.and_then(|()| std::fs::remove_file(&tmp)),
+    };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e.into());
+        }
+    }
+    sync_parent_dir(path)
+}
+
 /// Copies every Shoal table from `from` into the empty database `to`, durably.
-fn copy_tables(from: &Database, to: &Database) -> Result<()> {
+fn copy_tables(from: &impl ReadableDatabase, to: &Database) -> Result<()> {
     use crate::store::tables::{COLUMNS, HISTORY, INDEX, LISTS, META};
     let read = from.begin_read()?;
     let write = to.begin_write()?;
@@ -356,6 +404,22 @@ fn copy_tables(from: &Database, to: &Database) -> Result<()> {
     Ok(())
 }
 
+/// The raw file under a realm: redb's file backend (in unit tests, wrapped so that the
+/// fault-injection harness can record what reaches the file).
+#[cfg(not(test))]
+type RawFile = redb::backends::FileBackend;
+#[cfg(test)]
+type RawFile = crate::store::fault::Recorded;
+
+fn raw_file(path: &str, file: std::fs::File) -> Result<RawFile> {
+    let backend = redb::backends::FileBackend::new(file)?;
+    #[cfg(test)]
+    let backend = crate::store::fault::Recorded::wrap(path, backend);
+    #[cfg(not(test))]
+    let _ = path;
+    Ok(backend)
+}
+
 fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
     if opts.in_memory {
         return Ok(Db::ReadWrite(
@@ -368,32 +432,110 @@ fn open_db(path: &str, opts: &OpenOptions<'_>) -> Result<Db> {
         .create(!opts.read_only)
         .truncate(false)
         .open(path)?;
-    let encrypted = crypto::is_encrypted_file(&file)?;
-    match opts.key {
-        Some(key) => {
-            let backend = EncryptedBackend::open(file, key, opts.read_only)?;
-            if opts.read_only {
-                Ok(Db::ReadOnly(
-                    redb::Builder::new().open_read_only_with_backend(backend)?,
-                ))
-            } else {
-                Ok(Db::ReadWrite(
-                    Database::builder().create_with_backend(backend)?,
-                ))
-            }
+    let raw = raw_file(path, file)?;
+    let kind = crypto::file_kind(&raw)?;
+    match (opts.key, kind) {
+        (Some(key), FileKind::EncryptedFormat1) => {
+            drop(raw);
+            upgrade_format_1(path, key, opts)?;
+            open_db(path, opts)
         }
-        None if encrypted => Err(Error::new(
+        (Some(key), _) => open_encrypted(Box::new(raw), key, opts.read_only),
+        (None, FileKind::Encrypted | FileKind::EncryptedFormat1) => Err(Error::new(
             ErrorCode::DecryptionFailed,
             "the realm file is encrypted: an encryption key is needed to open it",
         )),
-        None if opts.read_only => {
-            drop(file);
-            Ok(Db::ReadOnly(redb::Builder::new().open_read_only(path)?))
-        }
-        None => Ok(Db::ReadWrite(
-            Database::builder().create_with_backend(redb::backends::FileBackend::new(file)?)?,
+        (None, FileKind::Plain) if opts.read_only => Ok(Db::ReadOnly(
+            redb::Builder::new().open_read_only_with_backend(raw)?,
         )),
+        (None, FileKind::Plain) => Ok(Db::ReadWrite(Database::builder().create_with_backend(raw)?)),
     }
+}
+
+fn open_encrypted(
+    raw: Box<dyn redb::StorageBackend>,
+    key: &[u8; 64],
+    read_only: bool,
+) -> Result<Db> {
+    let (backend, recovery) = EncryptedBackend::open(raw, key, read_only)?;
+    let opened = if read_only {
+        redb::Builder::new()
+            .open_read_only_with_backend(backend)
+            .map(Db::ReadOnly)
+    } else {
+        Database::builder()
+            .create_with_backend(backend)
+            .map(Db::ReadWrite)
+    };
+    let torn = recovery.finish();
+    match opened {
+        Ok(db) => {
+            if torn > 0 {
+                tracing::warn!(
+                    torn_blocks = torn,
+                    "an encrypted realm was not closed cleanly: its unfinished last commit was rolled back"
+                );
+            }
+            Ok(db)
+        }
+        // Blocks that failed authentication made redb give up: they were not only the torn
+        // pages of an unfinished commit, so the file was damaged or modified.
+        Err(e) if torn > 0 => Err(Error::new(
+            ErrorCode::DecryptionFailed,
+            format!("the encrypted realm failed authentication: it was modified or damaged ({e})"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Rewrites an encrypted realm of format 1 in the current format: every table is copied into
+/// `<path>.upgrade` (same key), which is then renamed over the original. A crash at any point
+/// leaves either the untouched original or the complete copy.
+fn upgrade_format_1(path: &str, key: &[u8; 64], opts: &OpenOptions<'_>) -> Result<()> {
+    if opts.read_only {
+        return Err(Error::new(
+            ErrorCode::FormatUpgradeRequired,
+            "the realm uses encrypted format 1; open it once writable to upgrade it",
+        ));
+    }
+    tracing::info!(path, "upgrading an encrypted realm from format 1");
+    let file = std::fs::File::open(path)?;
+    let old = redb::Builder::new()
+        .open_read_only_with_backend(crate::store::crypto_v1::FormatOneReader::open(file, key)?)
+        .map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::from(io),
+            other => Error::new(
+                ErrorCode::FormatUpgradeRequired,
+                format!("the format-1 encrypted realm cannot be upgraded: {other}"),
+            ),
+        })?;
+    let tmp = format!("{path}.upgrade");
+    let _ = std::fs::remove_file(&tmp);
+    let copied = open_db(&tmp, opts).and_then(|copy| match copy {
+        Db::ReadWrite(copy) => copy_tables(&old, &copy),
+        Db::ReadOnly(_) | Db::Closed => Err(Error::internal("upgrade target not writable")),
+    });
+    drop(old);
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_parent_dir(path)?;
+    Ok(())
+}
+
+/// Makes a rename in the folder of `path` durable.
+fn sync_parent_dir(path: &str) -> Result<()> {
+    if let Some(dir) = Path::new(path).parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
 }
 
 impl Drop for SharedFile {

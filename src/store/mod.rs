@@ -4,6 +4,9 @@
 pub(crate) mod catalog;
 pub(crate) mod chunk;
 pub(crate) mod crypto;
+mod crypto_v1;
+#[cfg(test)]
+pub(crate) mod fault;
 pub(crate) mod file;
 pub(crate) mod index;
 pub(crate) mod snapshot;

@@ -2277,7 +2277,7 @@ static void test_encryption_read_only_and_compaction(void) {
     /* A tampered byte is a decryption error, never garbage. */
     FILE *f = fopen(path, "r+b");
     CHECK(f != NULL);
-    for (long at = 128 + 24 + 100; at < small; at += 4136) {
+    for (long at = 16384 + 24 + 100; at < small; at += 4136) { /* every data block */
         fseek(f, at, SEEK_SET);
         int b = fgetc(f);
         fseek(f, at, SEEK_SET);

@@ -55,7 +55,7 @@ def test_tampered_byte_is_a_decryption_error(tmp_path):
     with shoal.Realm.open(shoal.Config(path, schema=SCHEMA, encryption_key=KEY)) as r:
         _fill(r, 2000)
     raw = bytearray(open(path, "rb").read())
-    for at in range(128 + 24 + 100, len(raw), 4136):  # one byte in every sealed page
+    for at in range(16384 + 24 + 100, len(raw), 4136):  # one byte in every data block
         raw[at] ^= 0x40
     open(path, "wb").write(raw)
     with pytest.raises(shoal.DecryptionFailed):
