@@ -20,8 +20,8 @@
 //! does not open is copied to `$CARGO_TARGET_TMPDIR/crash_kill/<mode>.realm`, and the loop goes
 //! on with a new file, so that a soak counts how often it happens.
 //!
-//! A third test kills the writer deterministically right after a commit that made the file
-//! smaller.
+//! Two more tests aim at moments the loop rarely hits: right after a commit that made the file
+//! smaller (deterministic), and while the writer creates its file.
 //!
 //! Environment:
 //! - `SHOAL_KILL_SOAK=<kills>`: kills per mode (default 50, what CI runs).
@@ -114,6 +114,50 @@ fn a_writer_killed_right_after_its_file_shrank_loses_nothing() {
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// A writer killed while it creates its file, at a random moment between the file appearing
+/// and the realm being open (redb sizes the file, writes its header, then its magic number;
+/// Shoal then writes the schema): no commit returned, so the file must open as a new realm.
+#[test]
+fn a_writer_killed_while_it_creates_its_file_leaves_a_file_that_opens() {
+    let name = "a_writer_killed_while_it_creates_its_file_leaves_a_file_that_opens";
+    run_child_if_asked();
+    let mut rng = Rng(std::process::id().into());
+    let mut failures = Vec::new();
+    for encrypted in [false, true] {
+        let mode = if encrypted { "encrypted" } else { "plain" };
+        let (mut caught, mut attempts) = (0, 0);
+        // Until 10 kills came before the realm was open (a bounded number of tries).
+        while caught < 10 && attempts < 100 {
+            attempts += 1;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("new.realm");
+            let path = path.to_str().unwrap();
+            let running = Running::spawn(name, path, 1, encrypted, false, dir.path());
+            let deadline = Instant::now() + PATIENCE;
+            while !Path::new(path).exists() && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(5_000)));
+            let heard = running.kill(&mut Duration::ZERO);
+            if heard.opened {
+                continue; // too late
+            }
+            caught += 1;
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            match Realm::open(&config(path, encrypted)) {
+                Ok(realm) => assert_eq!(Model::read(&realm).unwrap(), Model::new(), "{mode}"),
+                Err(e) => failures.push(format!(
+                    "{mode}: killed while creating the file ({len} bytes by then), it does not \
+                     open: {e}"
+                )),
+            }
+        }
+        println!("{mode}: {caught} kills while the file was created, in {attempts} tries");
+        assert!(caught > 0, "{mode}: no kill came before the realm was open");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 /// splitmix64: small, seedable, good enough to pick operations and fill strings.
