@@ -16,7 +16,7 @@
 //! number `S` (a counter object every transaction writes) is at least the last commit reported
 //! as returned and at most the one in flight, and that its content is exactly the one after `S`
 //! transactions: every object, every string byte, the counter's item count and byte total. The
-//! next child goes on with the same file; every 1–12 kills the loop starts a new one. A file that
+//! next child goes on with the same file; every 1–8 kills the loop starts a new one. A file that
 //! does not open is copied to `$CARGO_TARGET_TMPDIR/crash_kill/<mode>.realm`, and the loop goes
 //! on with a new file, so that a soak counts how often it happens.
 //!
@@ -52,7 +52,7 @@ const MAX_LIVE: usize = 30;
 /// keeps every transaction's changeset (its history), and reopening after a crash reads the
 /// whole file (redb's repair), which debug builds decrypt at about 2 MB/s: this keeps each
 /// reopen well under a second.
-const MAX_KILLS_PER_FILE: u64 = 12;
+const MAX_KILLS_PER_FILE: u64 = 8;
 /// Long enough that only a hang hits it.
 const PATIENCE: Duration = Duration::from_secs(60);
 const KEY: [u8; 64] = {
@@ -90,15 +90,14 @@ fn a_writer_killed_right_after_its_file_shrank_loses_nothing() {
         let path = path.to_str().unwrap();
         let seed = 1;
         let mut running = Running::spawn(name, path, seed, encrypted, true, dir.path());
-        let mut commit_time = Duration::ZERO;
         let mut shrunk = None;
-        while let Some(line) = running.next_line(&mut commit_time) {
+        while let Some(line) = running.next_line() {
             if let Some((_, n)) = line.split_once(&format!("{MARK}shrunk ")) {
                 shrunk = Some(n.trim().parse::<u64>().unwrap());
                 break;
             }
         }
-        let heard = running.kill(&mut commit_time);
+        let heard = running.kill();
         let seq = shrunk.expect("a commit made the file smaller");
         println!("{mode}: commit {seq} made the file smaller; killed");
         assert_eq!((heard.done, heard.started), (Some(seq), Some(seq)));
@@ -140,7 +139,7 @@ fn a_writer_killed_while_it_creates_its_file_leaves_a_file_that_opens() {
                 std::thread::yield_now();
             }
             std::thread::sleep(Duration::from_micros(rng.below(5_000)));
-            let heard = running.kill(&mut Duration::ZERO);
+            let heard = running.kill();
             if heard.opened {
                 continue; // too late
             }
@@ -507,15 +506,15 @@ impl Running {
     }
 
     /// The child's next line (`None` if it ended or said nothing for [`PATIENCE`]).
-    fn next_line(&mut self, commit_time: &mut Duration) -> Option<String> {
+    fn next_line(&mut self) -> Option<String> {
         let (at, line) = self.lines.recv_timeout(PATIENCE).ok()?;
-        self.heard.take(at, &line, commit_time);
+        self.heard.take(at, &line);
         Some(line)
     }
 
-    /// SIGKILLs the child and returns all it reported (`commit_time` as in [`Heard::take`]).
+    /// SIGKILLs the child and returns all it reported.
     /// Panics if the child had ended by itself.
-    fn kill(mut self, commit_time: &mut Duration) -> Heard {
+    fn kill(mut self) -> Heard {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
         self.reader.join().unwrap();
@@ -526,7 +525,7 @@ impl Running {
             std::fs::read_to_string(&self.stderr).unwrap_or_default()
         );
         for (at, line) in self.lines.try_iter() {
-            self.heard.take(at, &line, commit_time);
+            self.heard.take(at, &line);
         }
         self.heard
     }
@@ -543,12 +542,13 @@ struct Heard {
     started_at: Option<Instant>,
     /// The last commit that changed the file's length.
     resized: Option<u64>,
+    /// How long the commits took, from `commit N` to `done N` as the parent heard them.
+    commit_times: Vec<Duration>,
 }
 
 impl Heard {
-    /// Takes one line of the child's output heard at `at`; keeps `commit_time`, a moving
-    /// average of how long commits take, up to date.
-    fn take(&mut self, at: Instant, line: &str, commit_time: &mut Duration) {
+    /// Takes one line of the child's output, heard at `at`.
+    fn take(&mut self, at: Instant, line: &str) {
         let Some((_, event)) = line.split_once(MARK) else {
             return;
         };
@@ -563,7 +563,7 @@ impl Heard {
             "done" => {
                 self.done = Some(n);
                 if let Some(s) = self.started_at.take() {
-                    *commit_time = (*commit_time * 7 + at.duration_since(s)) / 8;
+                    self.commit_times.push(at.duration_since(s));
                 }
             }
             "grew" | "shrunk" => self.resized = Some(n),
@@ -642,7 +642,7 @@ fn kill_loop(name: &str, encrypted: bool) {
                 // At most 20 commits (a file can keep its length for long).
                 while seen < nth && commits < 20 {
                     // `None`: the child died or hangs, which `kill` tells.
-                    let Some(line) = running.next_line(&mut commit_time) else {
+                    let Some(line) = running.next_line() else {
                         break;
                     };
                     let event = line.split_once(MARK).map(|(_, e)| e.split(' ').next());
@@ -653,8 +653,12 @@ fn kill_loop(name: &str, encrypted: bool) {
                 std::thread::sleep(Duration::from_micros(rng.below(aim.max(1))));
             }
         }
-        let heard = running.kill(&mut commit_time);
+        let heard = running.kill();
         stats.kills += 1;
+        for &t in &heard.commit_times {
+            // A moving average, weighted to recent commits.
+            commit_time = (commit_time * 7 + t) / 8;
+        }
         let in_flight = match (heard.started, heard.done) {
             (Some(s), d) if Some(s) > d => Some(s),
             _ => None,
