@@ -76,6 +76,24 @@ fn restart(data: &Path, addr: &str) -> Child {
     }
 }
 
+/// The running server, killed when dropped (also when the test fails half way).
+struct Server(Child);
+
+impl Server {
+    /// SIGKILL, and wait for the process to end.
+    fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// splitmix64: the seeded kill timing, and how many items a transaction creates.
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -340,7 +358,8 @@ fn a_server_killed_again_and_again_loses_nothing_and_clients_converge() {
     println!("seed {seed} (SHOAL_SERVER_KILL_SEED={seed} replays the timing), {kills} kills");
     let started = Instant::now();
     let data = tempfile::tempdir().unwrap();
-    let (mut server, addr) = start(data.path());
+    let (server, addr) = start(data.path());
+    let mut server = Server(server);
     let auth = format!("http://{addr}/auth");
     let url = format!("realm://{addr}/~/killed");
 
@@ -392,8 +411,7 @@ fn a_server_killed_again_and_again_loses_nothing_and_clients_converge() {
         std::thread::sleep(Duration::from_millis(mix(seed ^ kill) % 500));
         let uploading = devices.iter().filter(|d| d.uploading()).count();
         let acked_before = acked();
-        server.kill().expect("SIGKILL");
-        server.wait().unwrap();
+        server.kill();
         uploading_at_kill += usize::from(uploading > 0);
 
         // Down: the server's realm holds everything it acknowledged.
@@ -412,7 +430,7 @@ fn a_server_killed_again_and_again_loses_nothing_and_clients_converge() {
         );
         // The devices write on while the server is down.
         std::thread::sleep(Duration::from_millis(mix(seed ^ kill ^ (1 << 63)) % 300));
-        server = restart(data.path(), &addr);
+        server = Server(restart(data.path(), &addr));
 
         // Up again: a new device downloads everything acknowledged before the kill (the devices
         // pause meanwhile, or the downloads would grow with the time they take).
@@ -461,8 +479,7 @@ fn a_server_killed_again_and_again_loses_nothing_and_clients_converge() {
     first.refresh().unwrap();
     assert!(first.dump_json().unwrap() == expected);
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     let (_copy, copy) = server_copy(data.path());
     holds(&copy, &committed, true).unwrap();
     assert!(
