@@ -458,9 +458,17 @@ fn child(path: &str, encrypted: bool, seed: u64, stop_on_shrink: bool) -> ! {
 struct Running {
     child: Child,
     lines: mpsc::Receiver<(Instant, String)>,
-    reader: std::thread::JoinHandle<()>,
+    reader: Option<std::thread::JoinHandle<()>>,
     stderr: PathBuf,
     heard: Heard,
+}
+
+impl Drop for Running {
+    /// A test failing half way does not leave the child writing.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Running {
@@ -499,7 +507,7 @@ impl Running {
         Running {
             child,
             lines,
-            reader,
+            reader: Some(reader),
             stderr,
             heard: Heard::default(),
         }
@@ -517,17 +525,17 @@ impl Running {
     fn kill(mut self) -> Heard {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
-        self.reader.join().unwrap();
+        self.reader.take().unwrap().join().unwrap();
         assert_eq!(
             status.signal(),
             Some(libc::SIGKILL),
             "the child ended by itself ({status}):\n{}",
             std::fs::read_to_string(&self.stderr).unwrap_or_default()
         );
-        for (at, line) in self.lines.try_iter() {
+        while let Ok((at, line)) = self.lines.try_recv() {
             self.heard.take(at, &line);
         }
-        self.heard
+        std::mem::take(&mut self.heard)
     }
 }
 
