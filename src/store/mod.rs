@@ -6,6 +6,7 @@ pub(crate) mod chunk;
 pub(crate) mod crypto;
 pub(crate) mod file;
 pub(crate) mod index;
+pub(crate) mod retention;
 pub(crate) mod snapshot;
 pub(crate) mod tables;
 pub(crate) mod view;
