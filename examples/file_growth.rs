@@ -1,16 +1,20 @@
 //! File growth and reopen time of a plain realm under repeated unclean shutdowns (issue 9).
 //!
-//! Two scenarios, figures on stdout:
+//! Figures on stdout:
 //!
-//! 1. *Crash cycles*: `CYCLES` times, a child process (this binary again) opens the realm and
+//! 1. *Commit cost*: `COMMITS` durable transactions of one small record each (ms per commit).
+//! 2. *Bulk then delete*: 5 MB in one transaction, then everything deleted, then compaction.
+//! 3. *Crash cycles*: `CYCLES` times, a child process (this binary again) opens the realm and
 //!    commits transactions that each create `PER_TXN` records of ~10 KB and delete one older
 //!    record; after `TXNS` commits the parent kills it with SIGKILL (mid-commit, usually), then
 //!    reopens the file and times the open (redb repairs a file that was not closed). At the end:
-//!    file size over live data, the space of each table, and the size after compaction.
-//! 2. *Bulk then delete*: 5 MB in one transaction, then everything deleted, then compaction.
+//!    file size over live data, the space of each table, three more crashes each followed by a
+//!    cold open (page cache dropped) with the timing of redb's repair phases, and the size
+//!    after compaction.
 //!
 //! `cargo run --release --example file_growth`; `CYCLES=300` for the reported case (default
-//! 40), `KEEP=1` keeps the file (its path is printed).
+//! 40), `KEEP=1` keeps the file (its path is printed). `file_growth commits [N]` measures only
+//! the commit cost (to compare builds).
 
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use shoal::{Config, PropertyFlags as F, PropertyType as T, Realm, Schema, Value};
@@ -204,7 +208,7 @@ fn crash_cycles(dir: &std::path::Path) {
         t
     };
     println!(
-        "reopen after a clean close: {:.1} ms; after a crash: median {:.0} ms, worst {:.0} ms",
+        "reopen after a clean close: {:.1} ms; after a crash (warm page cache): median {:.0} ms, worst {:.0} ms",
         clean_open.as_secs_f64() * 1e3,
         median(&mut opens).as_secs_f64() * 1e3,
         worst_open.as_secs_f64() * 1e3
@@ -241,11 +245,24 @@ fn crash_child(path: &str, txns: u64, per_txn: i64) {
     child.wait().unwrap();
 }
 
+/// Drops the file's pages from the OS page cache (GNU dd's `nocache` flag asks the kernel with
+/// `posix_fadvise(DONTNEED)`), so that the next open reads from the disk as after a reboot.
+fn evict_from_page_cache(path: &str) {
+    let status = Command::new("dd")
+        .arg(format!("if={path}"))
+        .args(["iflag=nocache", "count=0", "status=none"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "dd could not drop the page cache");
+}
+
 /// Where the reopen time after a crash goes: a few more crashes, each followed by redb's open
-/// of the file with a repair callback that notes when each of its phases starts.
+/// of the file with a repair callback that notes when each of its phases starts; the file's
+/// pages are dropped from the page cache first (a cold open, as after a power loss).
 fn repair_phases(path: &str, txns: u64, per_txn: i64) {
     for _ in 0..3 {
         crash_child(path, txns, per_txn);
+        evict_from_page_cache(path);
         let marks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let m = marks.clone();
         let start = Instant::now();
@@ -261,7 +278,7 @@ fn repair_phases(path: &str, txns: u64, per_txn: i64) {
             .map(|(p, t)| format!("{p:.1} at {:.0} ms", t.as_secs_f64() * 1e3))
             .collect();
         println!(
-            "redb open after a crash: {:.0} ms; repair progress marks: {}",
+            "redb open after a crash, cold page cache: {:.0} ms; repair progress marks: {}",
             total.as_secs_f64() * 1e3,
             if phases.is_empty() {
                 "none (no repair)".to_owned()
@@ -312,6 +329,25 @@ fn bulk_then_delete(dir: &std::path::Path) {
     table_space(&path);
 }
 
+/// The cost of a durable commit: `n` transactions of one small record each, in ms per commit.
+fn commit_cost(dir: &std::path::Path, n: i64) -> f64 {
+    let path = dir.join("commits.realm").to_string_lossy().into_owned();
+    let realm = Realm::open(&config(&path)).unwrap();
+    let start = Instant::now();
+    for id in 0..n {
+        realm.begin_write().unwrap();
+        let o = realm
+            .create_object("Record", Some(&Value::Int(id)))
+            .unwrap();
+        o.set("payload", Value::Binary(payload(id, 16))).unwrap();
+        realm.commit().unwrap();
+    }
+    let per = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+    drop(realm);
+    std::fs::remove_file(&path).unwrap();
+    per
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("child") {
@@ -319,6 +355,20 @@ fn main() {
         return;
     }
     let dir = tempfile_dir();
+    if args.get(1).map(String::as_str) == Some("commits") {
+        // Only the commit cost (for A/B runs of builds): `file_growth commits [N]`.
+        let n = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(500);
+        println!(
+            "durable single-record commit: {:.2} ms",
+            commit_cost(&dir, n)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    println!(
+        "durable single-record commit: {:.2} ms",
+        commit_cost(&dir, env("COMMITS", 500) as i64)
+    );
     bulk_then_delete(&dir);
     crash_cycles(&dir);
     if env("KEEP", 0) != 1 {
