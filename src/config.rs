@@ -27,6 +27,7 @@ pub struct Config {
     pub(crate) encryption_key: Option<[u8; 64]>,
     pub(crate) should_compact: Option<Arc<ShouldCompactFn>>,
     pub(crate) merge_metadata: bool,
+    pub(crate) keep_full_history: bool,
     pub(crate) sync: Option<crate::sync::SyncConfig>,
 }
 
@@ -61,6 +62,7 @@ impl Config {
             encryption_key: None,
             should_compact: None,
             merge_metadata: false,
+            keep_full_history: false,
             sync: None,
         }
     }
@@ -205,6 +207,16 @@ impl Config {
     #[doc(hidden)]
     pub fn set_merge_metadata(&mut self, on: bool) -> &mut Config {
         self.merge_metadata = on;
+        self
+    }
+
+    /// Keep every changeset in the history while a handle opened with this configuration is
+    /// open in this process, so that [`Realm::history_since`] can return the whole history
+    /// (to replay it elsewhere, or to audit it). Default false: the history keeps a changeset
+    /// only while something needs it (the newest one, change callbacks not yet called, a sync
+    /// upload not yet acknowledged), and `history_since` fails for versions no longer kept.
+    pub fn set_keep_full_history(&mut self, keep: bool) -> &mut Config {
+        self.keep_full_history = keep;
         self
     }
 

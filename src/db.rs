@@ -14,6 +14,7 @@ use crate::results::Results;
 use crate::schema::Schema;
 use crate::store::catalog;
 use crate::store::file::{self, SharedFile};
+use crate::store::retention::FullHistoryHold;
 use crate::store::snapshot::Snapshot;
 use crate::store::tables;
 use crate::store::view::View;
@@ -41,6 +42,8 @@ pub(crate) struct RealmInner {
 struct State {
     /// `None` once closed.
     file: Option<Arc<SharedFile>>,
+    /// With `keep_full_history`: keeps the file's whole history while this handle is open.
+    full_history: Option<FullHistoryHold>,
     read: Option<Snapshot>,
     write: Option<WriteTxn>,
     /// Changes whenever what this handle sees may have changed; results compare it to know
@@ -148,6 +151,7 @@ impl Realm {
                 let (total, used) = file.space()?;
                 if rule(total, used) {
                     tracing::info!(path = %config.path, total, used, "compacting on open");
+                    trim_history(&file, config)?;
                     SharedFile::compact(&file, &open_options(config))?;
                 }
             }
@@ -165,6 +169,9 @@ impl Realm {
                 closed: Arc::default(),
                 state: Mutex::new(State {
                     read: Some(file.snapshot()?),
+                    full_history: config
+                        .keep_full_history
+                        .then(|| file.history_holds.hold_full()),
                     file: Some(file),
                     write: None,
                     generation: next_generation(),
@@ -416,6 +423,7 @@ impl Realm {
             drop(write);
         }
         state.read = None;
+        state.full_history = None;
         state.file = None;
     }
 
@@ -444,6 +452,10 @@ impl Realm {
                 ErrorCode::ReadOnly,
                 "a read-only realm cannot be compacted",
             ));
+        }
+        // What the history no longer needs goes first, so that the copy leaves it out.
+        if let Some(file) = &state.file {
+            trim_history(file, &self.inner.config)?;
         }
         let file = state.file.take().ok_or_else(Self::closed)?;
         // The snapshot's read transaction would pin the pages compaction wants to move.
@@ -595,12 +607,14 @@ impl Realm {
                 )
             })?;
             let order = file.commit_order.lock();
+            let before = write.base.version;
+            let needed_after = file.history_needed_after(before);
             // The commit releases the file's write lock, after which the writer mark may belong
             // to the next writer: clear it first.
             file.end_write();
-            let result = write.commit();
+            let result = write.commit(needed_after);
             if let Ok(Some(v)) = result.as_ref().map(|o| o.version) {
-                file.notifier.notify(v);
+                file.notifier.notify(before, v);
             }
             drop(order);
             state.read = Some(file.snapshot()?);
@@ -776,11 +790,24 @@ impl Realm {
     }
 
     /// The changesets recorded after version `after`, oldest first, as `(version, bytes)`.
+    ///
+    /// The history keeps a changeset only while something needs it (see
+    /// [`Config::set_keep_full_history`]): fails with `InvalidArgument` when some of the
+    /// changesets after `after` are no longer kept.
     pub fn history_since(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         self.with_snapshot(|s| {
             let mut out = Vec::new();
-            for item in s.history.range(after.saturating_add(1)..)? {
+            let first = after.saturating_add(1);
+            for item in s.history.range(first..)? {
                 let (k, v) = item?;
+                // The kept history is a dense run of versions: only its start can be missing.
+                if out.is_empty() && k.value() != first {
+                    return Err(Error::invalid(format!(
+                        "the history no longer keeps the changesets of versions {first} to {}: \
+                         open the realm with keep_full_history to keep them",
+                        k.value() - 1
+                    )));
+                }
                 out.push((k.value(), v.value().to_vec()));
             }
             Ok(out)
@@ -793,7 +820,10 @@ impl Realm {
     }
 
     /// The changesets this file made itself after version `after` (what a sync session
-    /// uploads): integrated remote changesets, whose origin is another replica, are left out.
+    /// uploads): integrated remote changesets, whose origin is another replica, are left out,
+    /// and so are changesets the history no longer keeps. A realm with merge metadata keeps
+    /// every local changeset its sync session has not seen acknowledged (all of them when it
+    /// never synced).
     pub fn local_changesets_since(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
         self.for_each_local_changeset(after, |v, bytes| out.push((v, bytes.to_vec())))?;
@@ -929,6 +959,25 @@ impl Realm {
     pub fn dump_json(&self) -> Result<String> {
         self.with_view(crate::dump::dump)
     }
+}
+
+/// Commits an empty transaction, which drops the changesets nothing needs any more (see
+/// `store/retention.rs`): before a compaction, so that the copy leaves them out.
+fn trim_history(file: &SharedFile, config: &Config) -> Result<()> {
+    let mut txn = file.begin_write()?;
+    // Decide with the merge flag of the file's handles: it tells which local changesets a
+    // sync upload still needs.
+    let prepared = match config.merge_metadata {
+        true => txn.enable_merge(),
+        false => Ok(()),
+    };
+    let needed_after = match config.keep_full_history {
+        true => Some(0),
+        false => file.history_needed_after(txn.base.version),
+    };
+    file.end_write();
+    prepared?;
+    txn.commit(needed_after).map(|_| ())
 }
 
 fn open_options(config: &Config) -> file::OpenOptions<'_> {

@@ -3,8 +3,13 @@
 //!
 //! The committing thread only sends the new version down a channel, so a slow callback never
 //! delays a commit, and callbacks may call back into Shoal (no lock is held while they run).
+//!
+//! Until its callbacks have run, a notification keeps the changesets of its commit in the
+//! history (see [`Notifier::undelivered_since`]): a callback may read what changed with
+//! `Realm::history_since(previous version)`.
 
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 
@@ -27,6 +32,9 @@ pub(crate) struct Notifier {
     registry: Arc<Mutex<Registry>>,
     /// Sender to the delivery thread, started with the first registration.
     sender: Mutex<Option<mpsc::Sender<u64>>>,
+    /// Per notification sent and not yet delivered to every callback, oldest first: the
+    /// version before its commit (its changesets are the versions after it).
+    undelivered: Arc<Mutex<VecDeque<u64>>>,
 }
 
 /// Keeps a change callback registered; dropping it unregisters the callback. The callback
@@ -72,9 +80,10 @@ impl Notifier {
         if sender.is_none() {
             let (tx, rx) = mpsc::channel::<u64>();
             let registry = Arc::downgrade(&self.registry);
+            let undelivered = self.undelivered.clone();
             std::thread::Builder::new()
                 .name("shoal-notifier".into())
-                .spawn(move || deliver(&registry, &rx))
+                .spawn(move || deliver(&registry, &rx, &undelivered))
                 .expect("spawning the notifier thread");
             *sender = Some(tx);
         }
@@ -84,15 +93,36 @@ impl Notifier {
         }
     }
 
-    /// Announces a commit that produced `version`.
-    pub(crate) fn notify(&self, version: u64) {
+    /// Announces a commit that moved the file from version `before` to `version`.
+    pub(crate) fn notify(&self, before: u64, version: u64) {
         if let Some(tx) = self.sender.lock().as_ref() {
-            let _ = tx.send(version);
+            self.undelivered.lock().push_back(before);
+            if tx.send(version).is_err() {
+                self.undelivered.lock().pop_back();
+            }
+        }
+    }
+
+    /// The version after which the history must keep every changeset for callbacks: the
+    /// oldest undelivered notification's starting version, or `next_commit_base` when
+    /// callbacks are registered (the commit about to happen will notify them), or `None` when
+    /// no callback needs anything.
+    pub(crate) fn undelivered_since(&self, next_commit_base: u64) -> Option<u64> {
+        let oldest = self.undelivered.lock().front().copied();
+        let listening = !self.registry.lock().entries.is_empty();
+        match (oldest, listening) {
+            (Some(v), _) => Some(v.min(next_commit_base)),
+            (None, true) => Some(next_commit_base),
+            (None, false) => None,
         }
     }
 }
 
-fn deliver(registry: &Weak<Mutex<Registry>>, rx: &mpsc::Receiver<u64>) {
+fn deliver(
+    registry: &Weak<Mutex<Registry>>,
+    rx: &mpsc::Receiver<u64>,
+    undelivered: &Mutex<VecDeque<u64>>,
+) {
     while let Ok(version) = rx.recv() {
         let Some(registry) = registry.upgrade() else {
             return;
@@ -108,5 +138,7 @@ fn deliver(registry: &Weak<Mutex<Registry>>, rx: &mpsc::Receiver<u64>) {
             // A panicking callback must not stop delivery to the others.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(version)));
         }
+        // Notifications are sent in commit order and delivered in that order.
+        undelivered.lock().pop_front();
     }
 }

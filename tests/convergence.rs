@@ -171,6 +171,43 @@ fn integrating_needs_merge_metadata_and_refuses_own_or_unstamped_changesets() {
 }
 
 #[test]
+fn a_merge_realm_keeps_its_unsent_changesets_and_lets_integrated_ones_go() {
+    let (t, u) = (TempRealm::new(), TempRealm::new());
+    let a = replica(&t);
+    let written: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            write(&a, |r| {
+                r.create_object("Person", Some(&Value::Int(i))).unwrap();
+            })
+        })
+        .collect();
+    // `a` never synced: nothing is acknowledged, so every local changeset stays.
+    let all = local(&a, 0);
+    assert_eq!(all.len(), 6, "the schema and five writes");
+    assert_eq!(all[1..], written[..]);
+    // A copy with no writes of its own (no schema) needs none of what it integrates; its
+    // own later writes stay until acknowledged.
+    let mut c = Config::new(u.path.clone());
+    c.set_merge_metadata(true);
+    let b = Realm::open(&c).unwrap();
+    pull(&b, &a);
+    let v = b.version().unwrap();
+    assert_eq!(v, 6);
+    assert_eq!(b.history_since(v - 1).unwrap().len(), 1);
+    assert!(b.history_since(0).is_err());
+    let mine: Vec<Vec<u8>> = (10..13)
+        .map(|i| {
+            write(&b, |r| {
+                r.create_object("Person", Some(&Value::Int(i))).unwrap();
+            })
+        })
+        .collect();
+    pull(&a, &b);
+    assert_eq!(local(&b, 0), mine);
+    assert_eq!(a.dump_json().unwrap(), b.dump_json().unwrap());
+}
+
+#[test]
 fn last_writer_wins_in_both_orders() {
     let w = world();
     let x = write(&w.a, |r| person(r, 1).unwrap().set("name", "a").unwrap());

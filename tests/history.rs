@@ -10,9 +10,24 @@ use shoal::{
     PropertyFlags as F, PropertyType as T, Realm, Schema, Timestamp, Value,
 };
 
+/// A realm of `schema` (none: the file's) that keeps its whole history: these tests replay it.
+fn keeping(path: &str, schema: Option<Schema>) -> Config {
+    let mut c = Config::new(path.to_owned());
+    if let Some(s) = schema {
+        c.set_schema(s).unwrap();
+    }
+    c.set_keep_full_history(true);
+    c
+}
+
+/// [`open_people`], keeping the whole history.
+fn open_keeping(t: &TempRealm) -> Realm {
+    Realm::open(&keeping(&t.path, Some(people_schema()))).unwrap()
+}
+
 /// Opens a new realm without a schema and applies `changesets` in one write transaction.
 fn replay(path: &str, changesets: &[(u64, Vec<u8>)]) -> Realm {
-    let replica = Realm::open(&Config::new(path.to_owned())).unwrap();
+    let replica = Realm::open(&keeping(path, None)).unwrap();
     assert!(replica.schema().unwrap().classes().is_empty());
     replica.begin_write().unwrap();
     for (version, bytes) in changesets {
@@ -26,7 +41,7 @@ fn replay(path: &str, changesets: &[(u64, Vec<u8>)]) -> Realm {
 
 /// Opens a new realm without a schema and applies each changeset in its own transaction.
 fn replay_one_by_one(path: &str, changesets: &[(u64, Vec<u8>)]) -> Realm {
-    let replica = Realm::open(&Config::new(path.to_owned())).unwrap();
+    let replica = Realm::open(&keeping(path, None)).unwrap();
     for (version, bytes) in changesets {
         replica.begin_write().unwrap();
         replica
@@ -51,7 +66,7 @@ fn gid(o: &Object) -> GlobalId {
 #[test]
 fn each_write_transaction_appends_one_changeset() {
     let t = TempRealm::new();
-    let realm = open_people(&t);
+    let realm = open_keeping(&t);
     let h = realm.history_since(0).unwrap();
     assert_eq!(
         h.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
@@ -99,18 +114,18 @@ fn each_write_transaction_appends_one_changeset() {
         );
     }
     // History lives in the file and is shared by every handle.
-    let other = open_people(&t);
+    let other = open_keeping(&t);
     assert_eq!(other.history_since(0).unwrap(), h);
     drop(other);
     drop(realm);
-    assert_eq!(open_people(&t).history_since(0).unwrap(), h);
+    assert_eq!(open_keeping(&t).history_since(0).unwrap(), h);
 }
 
 #[test]
 fn history_is_seen_through_the_handles_snapshot() {
     let t = TempRealm::new();
-    let a = open_people(&t);
-    let b = open_people(&t);
+    let a = open_keeping(&t);
+    let b = open_keeping(&t);
     a.begin_write().unwrap();
     a.create_object("Person", Some(&Value::Int(1))).unwrap();
     a.commit().unwrap();
@@ -332,7 +347,7 @@ fn decoding_a_changeset_gives_its_instructions_in_order() {
 #[test]
 fn global_ids_name_objects_across_realms() {
     let t = TempRealm::new();
-    let realm = open_people(&t);
+    let realm = open_keeping(&t);
     realm.begin_write().unwrap();
     let p = realm
         .create_object("Person", Some(&Value::Int(42)))
@@ -431,7 +446,7 @@ fn applying_changesets_needs_a_write_transaction_and_well_formed_bytes() {
 
 /// Builds a realm through every kind of change, including two migrations.
 fn build_everything(t: &TempRealm) -> Realm {
-    let mut c = t.config(people_schema());
+    let mut c = keeping(&t.path, Some(people_schema()));
     c.set_schema_version(1);
     let realm = Realm::open(&c).unwrap();
     // Creation and every type set.
@@ -561,7 +576,7 @@ fn build_everything(t: &TempRealm) -> Realm {
         }
         s
     };
-    let mut c2 = t.config(dog.clone());
+    let mut c2 = keeping(&t.path, Some(dog.clone()));
     c2.set_schema_version(2);
     c2.set_migration(|realm, _, _| {
         for d in realm.objects("Dog")?.to_vec()? {
@@ -623,7 +638,7 @@ fn build_everything(t: &TempRealm) -> Realm {
                 .unwrap();
         }
     }
-    let mut c3 = t.config(v3.clone());
+    let mut c3 = keeping(&t.path, Some(v3.clone()));
     c3.set_schema_version(3);
     c3.set_migration(|_, _, _| Ok(()));
     let realm = Realm::open(&c3).unwrap();
@@ -779,6 +794,126 @@ fn a_replica_can_keep_following_its_source() {
     assert_eq!(seen, source.version().unwrap());
 }
 
+// ----- retention -----
+
+/// Commits one new person per transaction and returns the version after each.
+fn commit_people(realm: &Realm, ids: std::ops::Range<i64>) -> Vec<u64> {
+    ids.map(|id| {
+        realm.begin_write().unwrap();
+        realm
+            .create_object("Person", Some(&Value::Int(id)))
+            .unwrap();
+        realm.commit().unwrap();
+        realm.version().unwrap()
+    })
+    .collect()
+}
+
+#[test]
+fn a_local_realm_keeps_only_the_changesets_something_needs() {
+    let t = TempRealm::new();
+    let realm = open_people(&t);
+    let versions = commit_people(&realm, 0..20);
+    assert_eq!(
+        versions,
+        (2..22).collect::<Vec<u64>>(),
+        "versions still count"
+    );
+    // Nothing needs the older changesets: only the newest stays (it carries the version).
+    let kept = realm.history_since(20).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].0, 21);
+    assert_eq!(
+        decode_changeset(&kept[0].1).unwrap()[0],
+        Instruction::CreateObject {
+            class: "Person".into(),
+            id: GlobalId::Int(19)
+        }
+    );
+    let err = realm.history_since(0).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    assert!(err.message().contains("no longer keeps"), "{err}");
+    assert!(realm.history_since(21).unwrap().is_empty());
+    // The version survives a reopen and the next commit continues from it.
+    drop(realm);
+    let realm = open_people(&t);
+    assert_eq!(realm.version().unwrap(), 21);
+    assert_eq!(commit_people(&realm, 20..21), vec![22]);
+    assert_eq!(realm.history_since(21).unwrap().len(), 1);
+    assert_eq!(realm.objects("Person").unwrap().count().unwrap(), 21);
+}
+
+#[test]
+fn a_snapshot_keeps_seeing_the_history_of_its_version() {
+    let t = TempRealm::new();
+    let (a, b) = (open_people(&t), open_people(&t));
+    commit_people(&a, 0..1);
+    b.refresh().unwrap();
+    assert_eq!(b.history_since(1).unwrap().len(), 1);
+    commit_people(&a, 1..5);
+    // b has not refreshed: its snapshot still has the changeset of its version.
+    assert_eq!(b.history_since(1).unwrap()[0].0, 2);
+    b.refresh().unwrap();
+    assert!(b.history_since(1).is_err());
+    assert_eq!(b.history_since(5).unwrap()[0].0, 6);
+}
+
+#[test]
+fn a_handle_keeping_the_full_history_keeps_it_for_every_handle_while_open() {
+    let t = TempRealm::new();
+    let plain = open_people(&t);
+    commit_people(&plain, 0..3);
+    assert!(
+        plain.history_since(0).is_err(),
+        "trimmed before the keeper came"
+    );
+    let keeper = open_keeping(&t);
+    commit_people(&plain, 3..8);
+    // Everything since the keeper opened is kept, whoever writes.
+    keeper.refresh().unwrap();
+    assert_eq!(
+        keeper
+            .history_since(4)
+            .unwrap()
+            .iter()
+            .map(|(v, _)| *v)
+            .collect::<Vec<_>>(),
+        (5..10).collect::<Vec<u64>>()
+    );
+    // Once it is closed, the next commit trims again.
+    keeper.close();
+    commit_people(&plain, 8..9);
+    assert!(plain.history_since(4).is_err());
+    assert_eq!(plain.history_since(9).unwrap().len(), 1);
+}
+
+#[test]
+fn compaction_drops_what_the_history_no_longer_needs() {
+    let t = TempRealm::new();
+    {
+        // A file written with the whole history kept (as every file was before trimming).
+        let keeper = open_keeping(&t);
+        keeper.begin_write().unwrap();
+        for id in 0..2_000 {
+            let p = keeper
+                .create_object("Person", Some(&Value::Int(id)))
+                .unwrap();
+            p.set("photo", vec![7u8; 1_000]).unwrap();
+        }
+        keeper.commit().unwrap();
+        keeper.begin_write().unwrap();
+        keeper.objects("Person").unwrap().delete_all().unwrap();
+        keeper.commit().unwrap();
+        assert_eq!(keeper.history_since(0).unwrap().len(), 3);
+    }
+    let realm = open_people(&t);
+    realm.compact().unwrap();
+    assert_eq!(realm.history_since(2).unwrap().len(), 1);
+    assert_eq!(realm.version().unwrap(), 3);
+    let size = std::fs::metadata(&t.path).unwrap().len();
+    assert!(size < 256 << 10, "the 2 MB changeset is gone: {size} bytes");
+}
+
 // ----- randomized replay -----
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -822,7 +957,7 @@ proptest! {
     #[test]
     fn replaying_the_history_of_random_operations_gives_identical_content(ops in proptest::collection::vec(op_strategy(), 1..80)) {
         let t = TempRealm::new();
-        let source = open_people(&t);
+        let source = open_keeping(&t);
         source.begin_write().unwrap();
         for op in &ops {
             apply_op(&source, op);

@@ -35,9 +35,11 @@ fn v2_schema() -> Schema {
     s
 }
 
+/// Keeps the whole history: some tests replay it after a migration.
 fn config(t: &TempRealm, schema: Schema, version: u64) -> Config {
     let mut c = t.config(schema);
     c.set_schema_version(version);
+    c.set_keep_full_history(true);
     c
 }
 

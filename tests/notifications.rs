@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use shoal::{ChangeToken, Realm, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use shoal::{decode_changeset, ChangeToken, GlobalId, Instruction, Realm, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -175,6 +175,55 @@ fn a_callback_can_read_the_realm_and_sees_the_commit() {
     assert_eq!(called_with, v);
     assert!(reader_version >= v);
     assert_eq!(count, 1);
+}
+
+#[test]
+fn a_slow_callback_can_read_every_changeset_since_its_last_call() {
+    // The history keeps a commit's changeset until its callbacks have run, however far the
+    // writer has moved on meanwhile.
+    let t = TempRealm::new();
+    let realm = open_people(&t);
+    let reader = open_people(&t);
+    let (tx, rx) = mpsc::channel();
+    let r = reader.clone();
+    let seen = AtomicU64::new(realm.version().unwrap());
+    let _token = realm
+        .add_change_callback(move |version| {
+            thread::sleep(Duration::from_millis(20));
+            r.refresh().unwrap();
+            let changes = r.history_since(seen.load(Ordering::SeqCst)).unwrap();
+            let created: Vec<GlobalId> = changes
+                .iter()
+                .filter(|(v, _)| *v <= version)
+                .flat_map(|(_, bytes)| decode_changeset(bytes).unwrap())
+                .filter_map(|i| match i {
+                    Instruction::CreateObject { id, .. } => Some(id),
+                    _ => None,
+                })
+                .collect();
+            seen.store(version, Ordering::SeqCst);
+            let _ = tx.send(created);
+        })
+        .unwrap();
+    for id in 0..20 {
+        commit_change(&realm, id);
+    }
+    let mut created = Vec::new();
+    while created.len() < 20 {
+        created.extend(rx.recv_timeout(PATIENCE).unwrap());
+    }
+    assert_eq!(created, (0..20).map(GlobalId::Int).collect::<Vec<_>>());
+    // Once delivered, the next commit lets them go.
+    drop(_token);
+    commit_change(&realm, 20);
+    assert_eq!(
+        realm
+            .history_since(realm.version().unwrap() - 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(realm.history_since(1).is_err());
 }
 
 #[test]

@@ -434,3 +434,66 @@ fn compact_on_open_rule_gets_sizes_and_compacts() {
     assert!(std::fs::metadata(&t.path).unwrap().len() < big);
     assert!(realm.is_empty().unwrap());
 }
+
+fn file_size(t: &TempRealm) -> u64 {
+    std::fs::metadata(&t.path).unwrap().len()
+}
+
+/// Commits `ids` with 2 KB photos, then deletes `gone`, in one transaction.
+fn write_and_delete(realm: &Realm, ids: std::ops::Range<i64>, gone: std::ops::Range<i64>) {
+    realm.begin_write().unwrap();
+    for id in ids {
+        let p = realm
+            .create_object("Person", Some(&Value::Int(id)))
+            .unwrap();
+        p.set("photo", vec![id as u8; 2_000]).unwrap();
+    }
+    for id in gone {
+        if let Some(p) = realm.find_object("Person", &Value::Int(id)).unwrap() {
+            p.delete().unwrap();
+        }
+    }
+    realm.commit().unwrap();
+}
+
+#[test]
+fn a_file_of_many_writes_and_deletes_stays_bounded_and_compacts_to_its_fresh_size() {
+    let t = TempRealm::new();
+    let realm = open_people(&t);
+    realm.compact().unwrap();
+    let fresh = file_size(&t);
+
+    // 5 MB in one transaction, then all of it deleted: compaction gives it all back.
+    write_and_delete(&realm, 0..2_500, 0..0);
+    write_and_delete(&realm, 0..0, 0..2_500);
+    realm.compact().unwrap();
+    let after_bulk = file_size(&t);
+
+    // 400 transactions of 10 new objects each, deleting the previous 10: 8 MB written, never
+    // more than 20 KB live. The file holds the live data and what redb keeps free for reuse,
+    // not everything ever written.
+    for round in 0..400 {
+        let first = 10_000 + round * 10;
+        write_and_delete(&realm, first..first + 10, first - 10..first);
+    }
+    let after_churn = file_size(&t);
+    let (_, used) = realm.file_space().unwrap();
+    write_and_delete(&realm, 0..0, 0..20_000);
+    realm.compact().unwrap();
+    let compacted = file_size(&t);
+    println!(
+        "fresh {fresh} B; 5 MB written, deleted, compacted: {after_bulk} B; after 8 MB of churn: \
+         {after_churn} B ({used} B in use); all deleted and compacted: {compacted} B"
+    );
+    assert!(
+        after_bulk < fresh + (64 << 10),
+        "{after_bulk} vs fresh {fresh}"
+    );
+    assert!(used < 1 << 20, "{used} B in use after the churn");
+    assert!(after_churn < 2 << 20, "{after_churn} B after the churn");
+    assert!(
+        compacted < fresh + (64 << 10),
+        "{compacted} vs fresh {fresh}"
+    );
+    assert!(realm.is_empty().unwrap());
+}

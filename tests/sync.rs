@@ -1273,3 +1273,67 @@ fn an_initial_download_that_times_out_leaves_no_file() {
     add_items(&realm, 0..1);
     assert!(std::path::Path::new(offline.path()).exists());
 }
+
+// ---- history retention ----------------------------------------------------------------------
+
+#[test]
+fn the_history_keeps_local_changesets_until_the_server_acknowledged_them() {
+    let server = Server::start();
+    let name = unique("u");
+    let (a, b) = (device(), device());
+    let user = login(&a, &server, &name, true);
+    let url = sync_url(&server, "/~/trimmed");
+    let realm = Realm::open(&config(&user, &url)).unwrap();
+    let session = realm.session().unwrap();
+    wait_state(&session, SessionState::Active);
+    session.pause();
+    wait_state(&session, SessionState::Inactive);
+    // Offline: nothing is acknowledged, so every local changeset stays.
+    let versions: Vec<u64> = (0..10)
+        .map(|round| {
+            add_items(&realm, round * 10..round * 10 + 10);
+            realm.version().unwrap()
+        })
+        .collect();
+    let kept: Vec<u64> = realm
+        .local_changesets_since(0)
+        .unwrap()
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    assert!(versions.iter().all(|v| kept.contains(v)), "{kept:?}");
+
+    // Once the server has them, the file records the acknowledgement and lets them go: only
+    // the newest changeset (which carries the version) stays.
+    session.resume();
+    session.wait_for_upload(WAIT).unwrap();
+    let last = *versions.last().unwrap();
+    wait_until("the acknowledged changesets to leave the history", || {
+        realm.refresh().unwrap();
+        realm.history_since(0).is_err()
+    });
+    assert_eq!(realm.version().unwrap(), last);
+    assert_eq!(realm.history_since(last - 1).unwrap().len(), 1);
+
+    // Syncing goes on as before, and a second device gets everything; what it integrated
+    // from the server leaves its history too.
+    add_items(&realm, 100..101);
+    session.wait_for_upload(WAIT).unwrap();
+    let other = login(&b, &server, &name, false);
+    let rb = Realm::open(&config(&other, &url)).unwrap();
+    let sb = rb.session().unwrap();
+    sb.wait_for_download(WAIT).unwrap();
+    sb.wait_for_upload(WAIT).unwrap();
+    assert_eq!(count(&rb), 101);
+    let mut next = 1_000;
+    wait_until("the integrated changesets to leave the history", || {
+        add_items(&rb, next..next + 1); // any commit trims
+        next += 1;
+        sb.wait_for_upload(WAIT).unwrap();
+        rb.refresh().unwrap();
+        let v = rb.version().unwrap();
+        rb.history_since(v.saturating_sub(3)).is_err()
+    });
+    session.wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&realm), 101 + (next - 1_000) as usize);
+}

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::notify::Notifier;
 use crate::store::catalog::Catalog;
 use crate::store::crypto::{self, EncryptedBackend, FileKind};
+use crate::store::retention::HistoryHolds;
 use crate::store::snapshot::Snapshot;
 use crate::store::write::WriteTxn;
 use parking_lot::{Mutex, RwLock};
@@ -29,6 +30,8 @@ pub(crate) struct SharedFile {
     key_digest: Option<[u8; 32]>,
     /// Delivers change notifications of this file to every handle's callbacks.
     pub(crate) notifier: Notifier,
+    /// What this process's handles need of the history (see `retention.rs`).
+    pub(crate) history_holds: HistoryHolds,
     /// Held from a commit until its notification is queued, so that notifications arrive in
     /// commit order even when the next writer commits at once.
     pub(crate) commit_order: Mutex<()>,
@@ -176,6 +179,7 @@ impl SharedFile {
             db: RwLock::new(db),
             key_digest: digest,
             notifier: Notifier::default(),
+            history_holds: HistoryHolds::default(),
             commit_order: Mutex::new(()),
             key_floor: Arc::default(),
             last_catalog: Mutex::new(None),

@@ -9,6 +9,7 @@ mod crypto_v1;
 pub(crate) mod fault;
 pub(crate) mod file;
 pub(crate) mod index;
+pub(crate) mod retention;
 pub(crate) mod snapshot;
 pub(crate) mod tables;
 pub(crate) mod view;

@@ -11,6 +11,7 @@ use crate::history::{ChangeRef, ChangeValue, ChangesetBuilder, GlobalId, Instruc
 use crate::schema::PropertyFlags;
 use crate::store::catalog::{Catalog, ClassInfo, ClassRef, PropInfo, SchemaChange, GID_PROP};
 use crate::store::index::index_hash;
+use crate::store::retention;
 use crate::store::snapshot::Snapshot;
 use crate::store::tables::{self, meta};
 use crate::store::view::{Overlay, View};
@@ -169,9 +170,12 @@ impl WriteTxn {
         })
     }
 
-    /// Writes everything and commits durably. After an error nothing of the transaction is
-    /// visible (redb discards an uncommitted transaction).
-    pub(crate) fn commit(mut self) -> Result<CommitOutcome> {
+    /// Writes everything, trims the history to what is still needed (see
+    /// [`retention::append_and_trim`]) and commits durably. `needed_after`: every changeset
+    /// after this version is needed by something outside the file (a handle keeping the full
+    /// history, a change notification not yet delivered). After an error nothing of the
+    /// transaction is visible (redb discards an uncommitted transaction).
+    pub(crate) fn commit(mut self, needed_after: Option<u64>) -> Result<CommitOutcome> {
         let mut records = std::mem::take(&mut self.raw);
         let local = match records.is_empty() {
             false => None,
@@ -198,6 +202,8 @@ impl WriteTxn {
             base,
             overlay,
             poisoned,
+            merge,
+            file_salt,
             ..
         } = self;
         if let Some(e) = poisoned {
@@ -214,15 +220,9 @@ impl WriteTxn {
             .clone()
             .unwrap_or_else(|| base.catalog.clone());
         overlay.flush(&txn, &catalog)?;
-        let mut version = None;
-        if !records.is_empty() {
-            let mut history = txn.open_table(tables::HISTORY)?;
-            for (i, bytes) in records.iter().enumerate() {
-                let v = base.version + 1 + i as u64;
-                history.insert(v, bytes.as_slice())?;
-                version = Some(v);
-            }
-        }
+        let upload = retention::upload_need(&txn, &base, merge.is_some(), file_salt)?;
+        let version =
+            retention::append_and_trim(&txn, base.version, &records, needed_after, upload)?;
         txn.commit()?;
         Ok(CommitOutcome { version })
     }

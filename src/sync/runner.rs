@@ -182,6 +182,12 @@ impl Runner {
 
     /// One round: act on the shared state and the connection.
     async fn step(&mut self) -> crate::Result<()> {
+        // The history keeps local changesets until the file records their acknowledgement:
+        // record the acknowledgements that came since the last round (one commit for all of
+        // them), so that what the server has leaves the history while the session runs.
+        if self.progress.acked > self.saved.acked {
+            self.save().await?;
+        }
         // Tokens.
         if self.token.is_none() || self.refresh_due() || self.refreshing {
             // The renewal is under way until a token is installed (no timer meanwhile).
