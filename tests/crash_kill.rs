@@ -24,11 +24,11 @@
 //! smaller (deterministic), and while the writer creates its file.
 //!
 //! Environment:
-//! - `SHOAL_KILL_SOAK=<kills>`: kills per mode (default 50, what CI runs).
+//! - `SHOAL_KILL_SOAK=<kills>`: kills per mode (default 200, what CI runs).
 //! - `SHOAL_KILL_SEED=<u64>`: replays a run (every run prints its seed).
 //!
 //! ```sh
-//! cargo test --test crash_kill -- --nocapture                          # CI: 50 kills per mode
+//! cargo test --test crash_kill -- --nocapture                          # CI: 200 kills per mode
 //! SHOAL_KILL_SOAK=2000 cargo test --release --test crash_kill -- --nocapture
 //! ```
 
@@ -603,7 +603,7 @@ fn kill_loop(name: &str, encrypted: bool) {
     let mode = if encrypted { "encrypted" } else { "plain" };
     let kills: usize = std::env::var("SHOAL_KILL_SOAK")
         .map(|v| v.parse().expect("SHOAL_KILL_SOAK=<kills>"))
-        .unwrap_or(50);
+        .unwrap_or(200);
     let seed: u64 = std::env::var("SHOAL_KILL_SEED")
         .map(|v| v.parse().expect("SHOAL_KILL_SEED=<u64>"))
         .unwrap_or_else(|_| {

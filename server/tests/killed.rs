@@ -409,6 +409,12 @@ fn a_server_killed_again_and_again_loses_nothing_and_clients_converge() {
             t.elapsed().as_secs_f64()
         );
         std::thread::sleep(Duration::from_millis(mix(seed ^ kill) % 500));
+        // Aim at an upload in flight: on a fast machine uploads finish within milliseconds,
+        // so wait (briefly) for a moment when one is under way.
+        let aim = Instant::now() + Duration::from_secs(3);
+        while !devices.iter().any(|d| d.uploading()) && Instant::now() < aim {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let uploading = devices.iter().filter(|d| d.uploading()).count();
         let acked_before = acked();
         server.kill();
