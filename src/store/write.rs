@@ -232,11 +232,17 @@ impl WriteTxn {
     /// Applies schema changes (from [`catalog::diff`](crate::store::catalog::diff) or replay),
     /// recording each. Changes that are already true are skipped, so the same addition from
     /// two sources is one.
+    ///
+    /// A change that would give the file a schema [`Schema`](crate::Schema) refuses (a bad
+    /// name, a DOUBLE primary key, an indexed list, a scalar turned into a list, ...) fails
+    /// with `InvalidArgument` before anything is changed: changesets come from other
+    /// replicas and are checked like a schema built in code.
     pub(crate) fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<()> {
         self.recent = None;
         match change {
             SchemaChange::AddClass { name } => {
                 if self.catalog().class(name).is_none() {
+                    crate::schema::check_class_name(name)?;
                     self.catalog_mut().add_class(name);
                     self.record(&Instruction::AddClass { name: name.clone() });
                 }
@@ -263,6 +269,7 @@ impl WriteTxn {
                     }
                     return Ok(());
                 }
+                crate::schema::check_property(class, name, *ty, *flags, target.as_deref())?;
                 let id =
                     self.catalog_mut()
                         .add_property(class, name, *ty, *flags, target.as_deref())?;
@@ -282,6 +289,10 @@ impl WriteTxn {
                 let current = info.pk_prop().map(|p| p.name.clone());
                 if current == *prop {
                     return Ok(());
+                }
+                if let Some(p) = prop {
+                    let key = info.require_prop(p)?;
+                    crate::schema::check_primary_key(class, p, key.ty, key.flags)?;
                 }
                 let class_id = info.id;
                 let old_pk = info.pk_prop().cloned();
@@ -387,6 +398,16 @@ impl WriteTxn {
         if prop.flags == flags {
             return Ok(());
         }
+        if prop.is_list() != flags.contains(PropertyFlags::LIST) {
+            return Err(Error::invalid(format!(
+                "property '{class}.{name}' cannot become or stop being a list"
+            )));
+        }
+        let target = match prop.target {
+            Some(t) => Some(self.catalog().class_by_id_required(t)?.name.clone()),
+            None => None,
+        };
+        crate::schema::check_property(class, name, prop.ty, flags, target.as_deref())?;
         let now_nullable = flags.contains(PropertyFlags::NULLABLE);
         if now_nullable && !prop.is_nullable() {
             // An unwritten slot of a required property reads as its default; once the
