@@ -48,7 +48,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # cargo-fuzz has no --locked: check the lock file first, so CI never resolves anew.
-cargo fetch --locked --manifest-path fuzz/Cargo.toml >/dev/null
+if ! cargo fetch --locked --manifest-path fuzz/Cargo.toml >/dev/null; then
+    echo "fuzz/Cargo.lock is out of date (did a dependency of shoal or shoal-server change?):" >&2
+    echo "run 'cargo fetch --manifest-path fuzz/Cargo.toml' and commit fuzz/Cargo.lock" >&2
+    exit 1
+fi
 # Debug assertions and overflow checks on; 16 codegen units build much faster than
 # cargo-fuzz's default of 1 on a small machine, for somewhat slower runs.
 build_flags=(--debug-assertions --sanitizer "$sanitizer" --codegen-units 16)
