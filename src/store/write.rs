@@ -328,6 +328,18 @@ impl WriteTxn {
                 let Some(prop) = info.prop(name) else {
                     return Ok(());
                 };
+                if info.pk == Some(prop.id) {
+                    // Only a changeset erases the key property itself (a migration drops the
+                    // key first): e.g. a replica that erased it before another made it the
+                    // key. The class drops its key first, so that its objects keep ids (made
+                    // from the key values, the same on every replica).
+                    self.apply_schema_change(&SchemaChange::SetPrimaryKey {
+                        class: class.clone(),
+                        prop: None,
+                    })?;
+                }
+                let info = self.catalog().require_class(class)?;
+                let prop = info.require_prop(name)?;
                 let (class_id, prop_id) = (info.id, prop.id);
                 self.overlay.dropped.push((class_id, Some(prop_id)));
                 self.overlay.dropped_indexes.push((class_id, prop_id));
