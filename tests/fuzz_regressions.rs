@@ -1,5 +1,6 @@
-//! Inputs that the fuzz targets (`fuzz/`, run by `scripts/fuzz.sh`) found to break Shoal,
-//! replayed as ordinary tests. Each test opens with what the fuzzer found and what was fixed.
+//! Inputs that broke Shoal under the checks of the fuzz targets (`fuzz/`, run by
+//! `scripts/fuzz.sh`), replayed as ordinary tests. Each test opens with how the input was
+//! found, what broke and what was fixed.
 //! Changesets are written out instruction by instruction with [`Changeset`], after the
 //! encoding at the top of `src/history.rs`, so a test does not depend on the recording code.
 
@@ -66,6 +67,26 @@ impl Changeset {
         self.varint(11).str(class).varint(0).varint(zigzag(id))
     }
 
+    fn erase_class(self, class: &str) -> Changeset {
+        self.varint(4).str(class)
+    }
+
+    /// Creates (and selects) the object of `class` (no primary key) with generated id `seq`.
+    fn create_generated(self, class: &str, seq: u64) -> Changeset {
+        let mut c = self.varint(11).str(class).varint(2);
+        c.0.extend_from_slice(&7u64.to_le_bytes());
+        c.0.extend_from_slice(&seq.to_le_bytes());
+        c
+    }
+
+    /// Sets a link of the selected object to the object with generated id `seq`.
+    fn set_link(self, prop: &str, seq: u64) -> Changeset {
+        let mut c = self.varint(20).str(prop).varint(9).varint(2);
+        c.0.extend_from_slice(&7u64.to_le_bytes());
+        c.0.extend_from_slice(&seq.to_le_bytes());
+        c
+    }
+
     /// Sets an int property of the selected object.
     fn set_int(self, prop: &str, value: i64) -> Changeset {
         self.varint(20).str(prop).varint(3).varint(zigzag(value))
@@ -96,7 +117,8 @@ fn in_memory(name: &str, merge: bool) -> Realm {
 /// type byte of `id` in a recorded changeset), and the same path let through bad names,
 /// indexed doubles and lists, targets on non-links, lists of links holding NULL, and flag
 /// changes that turn a scalar into a list. The realm then held a schema it could not reopen
-/// with, and values in a layout its catalog no longer described. Fix: the schema changes of
+/// with (for a bad name, `Realm::schema` even panicked: `Catalog::to_schema` expects valid
+/// names), and values in a layout its catalog no longer described. Fix: the schema changes of
 /// a changeset (`apply_schema_change` in `src/store/write.rs`) now apply the rules of
 /// `Schema::add_class`/`add_property`/`validate` (shared from `src/schema.rs`) and refuse a
 /// change that breaks them with `InvalidArgument` before changing anything; integrating
@@ -238,6 +260,48 @@ fn erasing_the_primary_key_property_keeps_the_objects() {
             .map(|o| o.get("x").unwrap())
             .collect();
         assert_eq!(xs, [Value::Int(10), Value::Int(20)]);
+    }
+    assert_eq!(merging.dump_json().unwrap(), plain.dump_json().unwrap());
+}
+
+/// Found like the previous one (reading the merge code while writing the `changeset` target,
+/// confirmed with a hand-made input): a changeset that erased a class other classes link to
+/// (a replica erased it while another added a link to it) left those link properties naming
+/// a class that no longer exists: `Realm::schema` panicked (`Catalog::to_schema` expects
+/// every link to have a target) and reading an object of the linking class, so `dump_json`,
+/// failed with `NoSuchClass`. Fix: erasing a class also erases the properties of
+/// other classes that link to it (a migration has already removed them: a schema has no
+/// dangling target).
+#[test]
+fn erasing_a_linked_class_erases_the_links_to_it() {
+    let changeset = Changeset::new()
+        .add_class("A")
+        .add_class("B")
+        .add_property("A", "b", T::Link, F::NONE, Some("B"))
+        .add_property("A", "bs", T::Link, F::LIST, Some("B"))
+        .add_property("A", "x", T::Int, F::NONE, None)
+        .add_property("B", "self", T::Link, F::NONE, Some("B"))
+        .create_generated("B", 1)
+        .create_generated("A", 2)
+        .set_link("b", 1)
+        .set_int("x", 5)
+        .erase_class("B");
+    let merging = in_memory("erase-class-merge", true);
+    merging.integrate_changeset(&changeset.0).unwrap();
+    let plain = in_memory("erase-class-plain", false);
+    plain.begin_write().unwrap();
+    plain.apply_changeset(&changeset.0).unwrap();
+    plain.commit().unwrap();
+    for realm in [&merging, &plain] {
+        let schema = realm.schema().unwrap();
+        assert!(schema.class("B").is_none());
+        let a = schema.class("A").expect("class A");
+        let names: Vec<&str> = a.properties.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["x"]);
+        shoal::Schema::from_json(&schema.to_json()).expect("a schema Schema accepts");
+        realm.dump_json().expect("every object is readable");
+        let a = realm.objects("A").unwrap().get(0).unwrap();
+        assert_eq!(a.get("x").unwrap(), Value::Int(5));
     }
     assert_eq!(merging.dump_json().unwrap(), plain.dump_json().unwrap());
 }

@@ -355,6 +355,25 @@ impl WriteTxn {
                     return Ok(());
                 };
                 let class_id = info.id;
+                // Links of other classes to this one go with it. A migration removes them
+                // first (a schema has no dangling target), a changeset need not: e.g. a
+                // replica erased the class while another added a link to it.
+                let links: Vec<(String, String)> = self
+                    .catalog()
+                    .classes
+                    .iter()
+                    .filter(|c| c.id != class_id)
+                    .flat_map(|c| {
+                        c.props
+                            .iter()
+                            .filter(|p| p.target == Some(class_id))
+                            .map(|p| (c.name.clone(), p.name.clone()))
+                    })
+                    .collect();
+                for (class, name) in links {
+                    self.apply_schema_change(&SchemaChange::RemoveProperty { class, name })?;
+                }
+                let info = self.catalog().require_class(name)?;
                 let indexed: Vec<u32> = info
                     .props
                     .iter()
