@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (including the C program against the
-# static library and the header check), then the Python binding's pytest suite.
-# Installs what it needs on a fresh machine (pytest) and needs only cargo, a C compiler and
-# Python 3.
+# static library, once more under AddressSanitizer/UBSan/LeakSanitizer, and the header
+# check), every fuzz target for a short while (scripts/fuzz.sh; SHOAL_FUZZ_SECONDS per
+# target, 45 by default here, 0 skips fuzzing), then the Python binding's pytest suite.
+# Installs what it needs on a fresh machine (pytest, cargo-fuzz) and needs only cargo, a C
+# compiler and Python 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,12 @@ cargo build --all-targets --locked
 
 echo "== cargo test"
 cargo test --locked --no-fail-fast
+
+fuzz_seconds="${SHOAL_FUZZ_SECONDS:-45}"
+if [ "$fuzz_seconds" != 0 ]; then
+    echo "== fuzzing ($fuzz_seconds s per target)"
+    SHOAL_FUZZ_SECONDS="$fuzz_seconds" bash scripts/fuzz.sh
+fi
 
 echo "== python binding"
 if ! python3 -c "import pytest" 2>/dev/null; then

@@ -141,6 +141,83 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The rules for a class name ([`Schema::add_class`]).
+pub(crate) fn check_class_name(name: &str) -> Result<()> {
+    check_name("class", name)
+}
+
+/// The rules for one property, whatever else the class holds: its name, that links and only
+/// links name a target class, which types can be indexed, and that a list of links holds no
+/// NULL. [`Schema::add_property`] and the schema changes of a changeset (`store/write.rs`)
+/// both apply them, so a realm never ends up with a schema this module would refuse.
+///
+/// Fails with `InvalidArgument`.
+pub(crate) fn check_property(
+    class: &str,
+    name: &str,
+    ty: PropertyType,
+    flags: PropertyFlags,
+    target: Option<&str>,
+) -> Result<()> {
+    check_name("property", name)?;
+    match (ty, target) {
+        (PropertyType::Link, None | Some("")) => {
+            return Err(Error::invalid(format!(
+                "link property '{class}.{name}' needs a target class"
+            )))
+        }
+        (PropertyType::Link, Some(_)) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(Error::invalid(format!(
+                "property '{class}.{name}' is not a link but names a target class"
+            )))
+        }
+    }
+    if flags.contains(PropertyFlags::INDEXED)
+        && (flags.contains(PropertyFlags::LIST)
+            || !matches!(
+                ty,
+                PropertyType::Bool
+                    | PropertyType::Int
+                    | PropertyType::String
+                    | PropertyType::Timestamp
+            ))
+    {
+        return Err(Error::invalid(format!(
+            "property '{class}.{name}' of type {} cannot be indexed (only bool, int, string and timestamp scalars can)",
+            ty.name()
+        )));
+    }
+    if ty == PropertyType::Link
+        && flags.contains(PropertyFlags::LIST)
+        && flags.contains(PropertyFlags::NULLABLE)
+    {
+        return Err(Error::invalid(format!(
+            "list of links '{class}.{name}' cannot hold NULL"
+        )));
+    }
+    Ok(())
+}
+
+/// The rule for a primary key: an INT or STRING scalar. Shared as [`check_property`] is.
+///
+/// Fails with `InvalidArgument`.
+pub(crate) fn check_primary_key(
+    class: &str,
+    name: &str,
+    ty: PropertyType,
+    flags: PropertyFlags,
+) -> Result<()> {
+    if flags.contains(PropertyFlags::LIST)
+        || !matches!(ty, PropertyType::Int | PropertyType::String)
+    {
+        return Err(Error::invalid(format!(
+            "primary key '{class}.{name}' must be an int or string property"
+        )));
+    }
+    Ok(())
+}
+
 impl Schema {
     /// An empty schema.
     pub fn new() -> Schema {
@@ -163,7 +240,7 @@ impl Schema {
     /// Fails with `InvalidArgument` if the name is empty, reserved or taken; the schema is then
     /// unchanged.
     pub fn add_class(&mut self, name: &str, primary_key: Option<&str>) -> Result<()> {
-        check_name("class", name)?;
+        check_class_name(name)?;
         if self.class(name).is_some() {
             return Err(Error::invalid(format!("class '{name}' is declared twice")));
         }
@@ -202,43 +279,7 @@ impl Schema {
                 "property '{class}.{name}' is declared twice"
             )));
         }
-        match (ty, target) {
-            (PropertyType::Link, None | Some("")) => {
-                return Err(Error::invalid(format!(
-                    "link property '{class}.{name}' needs a target class"
-                )))
-            }
-            (PropertyType::Link, Some(_)) => {}
-            (_, Some(_)) => {
-                return Err(Error::invalid(format!(
-                    "property '{class}.{name}' is not a link but names a target class"
-                )))
-            }
-            (_, None) => {}
-        }
-        if flags.contains(PropertyFlags::INDEXED)
-            && (flags.contains(PropertyFlags::LIST)
-                || !matches!(
-                    ty,
-                    PropertyType::Bool
-                        | PropertyType::Int
-                        | PropertyType::String
-                        | PropertyType::Timestamp
-                ))
-        {
-            return Err(Error::invalid(format!(
-                "property '{class}.{name}' of type {} cannot be indexed (only bool, int, string and timestamp scalars can)",
-                ty.name()
-            )));
-        }
-        if ty == PropertyType::Link
-            && flags.contains(PropertyFlags::LIST)
-            && flags.contains(PropertyFlags::NULLABLE)
-        {
-            return Err(Error::invalid(format!(
-                "list of links '{class}.{name}' cannot hold NULL"
-            )));
-        }
+        check_property(class, name, ty, flags, target)?;
         object.properties.push(Property {
             name: name.to_owned(),
             ty,
@@ -259,12 +300,7 @@ impl Schema {
                         class.name
                     ))
                 })?;
-                if prop.is_list() || !matches!(prop.ty, PropertyType::Int | PropertyType::String) {
-                    return Err(Error::invalid(format!(
-                        "primary key '{}.{pk}' must be an int or string property",
-                        class.name
-                    )));
-                }
+                check_primary_key(&class.name, pk, prop.ty, prop.flags)?;
             }
             for prop in &class.properties {
                 if let Some(target) = &prop.target {

@@ -16,7 +16,8 @@
 //! Layout: [`run`] (`server.rs`, the accept loop) → `http.rs` (router, extractors) →
 //! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
 //! `sync.rs` (the sync WebSocket, sessions, the per-path log and realm copy);
-//! `problem.rs` turns every failure into an RFC 7807 answer.
+//! `problem.rs` turns every failure into an RFC 7807 answer. [`router`] opens the same state
+//! and routes without a listener, for requests driven in-process (the fuzz targets).
 
 mod auth;
 pub mod config;
@@ -28,7 +29,7 @@ mod sync;
 pub mod tokens;
 
 pub use config::{Cli, PasswordHashing, ServerConfig};
-pub use server::run;
+pub use server::{router, run};
 pub use store::StoreError;
 pub use tokens::{TokenError, TokenVerifier};
 

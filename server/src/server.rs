@@ -45,20 +45,7 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future,
 ) -> Result<(), ServerError> {
-    let open_config = config.clone();
-    let auth = tokio::task::spawn_blocking(move || AuthService::open(&open_config))
-        .await
-        .map_err(|e| ServerError::Join(e.to_string()))??;
-    let auth = Arc::new(auth);
-    let sync_data = config.data_dir.clone();
-    let idle = config.sync_idle_timeout;
-    let sync = tokio::task::spawn_blocking(move || {
-        let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
-        Ok::<_, ServerError>(SyncService::open(&sync_data, verifier)?.with_idle_timeout(idle))
-    })
-    .await
-    .map_err(|e| ServerError::Join(e.to_string()))??;
-    let sync = Arc::new(sync);
+    let (auth, sync) = open_services(&config).await?;
     let address = listener.local_addr()?;
     info!(%address, data = %config.data_dir.display(), debug_provider = config.debug_provider,
         "serving");
@@ -97,6 +84,37 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Every route of the server over the state under `config.data_dir`, opened as [`run`] opens
+/// it, but without a listener: requests are driven in-process with
+/// `tower::ServiceExt::oneshot` (the `auth_body` fuzz target sends request bodies through
+/// it). Sync WebSocket upgrades need a real connection and are not served this way.
+///
+/// # Errors
+/// As [`run`]'s, when the state cannot be opened.
+pub async fn router(config: &ServerConfig) -> Result<Router, ServerError> {
+    let (auth, sync) = open_services(config).await?;
+    Ok(http::router(auth, sync))
+}
+
+/// Opens the auth and sync state under `config.data_dir` on the blocking pool.
+async fn open_services(
+    config: &ServerConfig,
+) -> Result<(Arc<AuthService>, Arc<SyncService>), ServerError> {
+    let open_config = config.clone();
+    let auth = tokio::task::spawn_blocking(move || AuthService::open(&open_config))
+        .await
+        .map_err(|e| ServerError::Join(e.to_string()))??;
+    let sync_data = config.data_dir.clone();
+    let idle = config.sync_idle_timeout;
+    let sync = tokio::task::spawn_blocking(move || {
+        let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
+        Ok::<_, ServerError>(SyncService::open(&sync_data, verifier)?.with_idle_timeout(idle))
+    })
+    .await
+    .map_err(|e| ServerError::Join(e.to_string()))??;
+    Ok((Arc::new(auth), Arc::new(sync)))
 }
 
 /// The listening half: accepts connections and spawns one task per connection.

@@ -232,11 +232,17 @@ impl WriteTxn {
     /// Applies schema changes (from [`catalog::diff`](crate::store::catalog::diff) or replay),
     /// recording each. Changes that are already true are skipped, so the same addition from
     /// two sources is one.
+    ///
+    /// A change that would give the file a schema [`Schema`](crate::Schema) refuses (a bad
+    /// name, a DOUBLE primary key, an indexed list, a scalar turned into a list, ...) fails
+    /// with `InvalidArgument` before anything is changed: changesets come from other
+    /// replicas and are checked like a schema built in code.
     pub(crate) fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<()> {
         self.recent = None;
         match change {
             SchemaChange::AddClass { name } => {
                 if self.catalog().class(name).is_none() {
+                    crate::schema::check_class_name(name)?;
                     self.catalog_mut().add_class(name);
                     self.record(&Instruction::AddClass { name: name.clone() });
                 }
@@ -263,6 +269,7 @@ impl WriteTxn {
                     }
                     return Ok(());
                 }
+                crate::schema::check_property(class, name, *ty, *flags, target.as_deref())?;
                 let id =
                     self.catalog_mut()
                         .add_property(class, name, *ty, *flags, target.as_deref())?;
@@ -282,6 +289,10 @@ impl WriteTxn {
                 let current = info.pk_prop().map(|p| p.name.clone());
                 if current == *prop {
                     return Ok(());
+                }
+                if let Some(p) = prop {
+                    let key = info.require_prop(p)?;
+                    crate::schema::check_primary_key(class, p, key.ty, key.flags)?;
                 }
                 let class_id = info.id;
                 let old_pk = info.pk_prop().cloned();
@@ -317,6 +328,18 @@ impl WriteTxn {
                 let Some(prop) = info.prop(name) else {
                     return Ok(());
                 };
+                if info.pk == Some(prop.id) {
+                    // Only a changeset erases the key property itself (a migration drops the
+                    // key first): e.g. a replica that erased it before another made it the
+                    // key. The class drops its key first, so that its objects keep ids (made
+                    // from the key values, the same on every replica).
+                    self.apply_schema_change(&SchemaChange::SetPrimaryKey {
+                        class: class.clone(),
+                        prop: None,
+                    })?;
+                }
+                let info = self.catalog().require_class(class)?;
+                let prop = info.require_prop(name)?;
                 let (class_id, prop_id) = (info.id, prop.id);
                 self.overlay.dropped.push((class_id, Some(prop_id)));
                 self.overlay.dropped_indexes.push((class_id, prop_id));
@@ -332,6 +355,25 @@ impl WriteTxn {
                     return Ok(());
                 };
                 let class_id = info.id;
+                // Links of other classes to this one go with it. A migration removes them
+                // first (a schema has no dangling target), a changeset need not: e.g. a
+                // replica erased the class while another added a link to it.
+                let links: Vec<(String, String)> = self
+                    .catalog()
+                    .classes
+                    .iter()
+                    .filter(|c| c.id != class_id)
+                    .flat_map(|c| {
+                        c.props
+                            .iter()
+                            .filter(|p| p.target == Some(class_id))
+                            .map(|p| (c.name.clone(), p.name.clone()))
+                    })
+                    .collect();
+                for (class, name) in links {
+                    self.apply_schema_change(&SchemaChange::RemoveProperty { class, name })?;
+                }
+                let info = self.catalog().require_class(name)?;
                 let indexed: Vec<u32> = info
                     .props
                     .iter()
@@ -387,6 +429,16 @@ impl WriteTxn {
         if prop.flags == flags {
             return Ok(());
         }
+        if prop.is_list() != flags.contains(PropertyFlags::LIST) {
+            return Err(Error::invalid(format!(
+                "property '{class}.{name}' cannot become or stop being a list"
+            )));
+        }
+        let target = match prop.target {
+            Some(t) => Some(self.catalog().class_by_id_required(t)?.name.clone()),
+            None => None,
+        };
+        crate::schema::check_property(class, name, prop.ty, flags, target.as_deref())?;
         let now_nullable = flags.contains(PropertyFlags::NULLABLE);
         if now_nullable && !prop.is_nullable() {
             // An unwritten slot of a required property reads as its default; once the

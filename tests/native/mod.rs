@@ -261,13 +261,26 @@ pub fn run_with_timeout(
 /// Runs the compiled test program `exe` (described as `what`, e.g. "C++ test program") in
 /// `work` against a fresh `shoal-server`, with `SHOAL_TEST_TMPDIR=files` and
 /// `SHOAL_TEST_AUTH_URL`; requires exit 0 and a last line `N passed, 0 failed` where N is the
-/// number of `test ...` lines it printed.
-pub fn run_program_against_server(exe: &Path, work: &Path, files: &Path, what: &str) {
+/// number of `test ...` lines it printed. Returns what the program printed on stderr.
+pub fn run_program_against_server(exe: &Path, work: &Path, files: &Path, what: &str) -> String {
+    run_program_against_server_with_env(exe, work, files, what, &[])
+}
+
+/// [`run_program_against_server`] with extra environment variables for the program (the
+/// sanitizer options of a sanitized build, say).
+pub fn run_program_against_server_with_env(
+    exe: &Path,
+    work: &Path,
+    files: &Path,
+    what: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> String {
     let server = AuthServer::start(work);
     println!("auth server at {}", server.auth_url);
     let mut run = Command::new(exe);
     run.env("SHOAL_TEST_TMPDIR", files)
         .env("SHOAL_TEST_AUTH_URL", &server.auth_url)
+        .envs(env.iter().copied())
         .current_dir(work);
     let (status, stdout, stderr) = run_with_timeout(run, RUN_TIMEOUT);
     let server_log = server.log_text();
@@ -296,4 +309,5 @@ pub fn run_program_against_server(exe: &Path, work: &Path, files: &Path, what: &
     let ran = stdout.lines().filter(|l| l.starts_with("test ")).count();
     assert!(passed > 0, "no tests of the {what} ran");
     assert_eq!(passed, ran, "the summary does not match the tests that ran");
+    stderr
 }
