@@ -21,9 +21,10 @@
 //! 16       32     salt: random per file, the HKDF salt of the cipher key
 //! 48       8      sequence (u64 LE): the newer of two valid slots wins
 //! 56       24     nonce
-//! 80       4128   sealed: logical length u64 ‖ written blocks u64 ‖ flags u32 (1 = closed
-//!                 cleanly) ‖ 12 reserved ‖ block 0 (4096 bytes: redb's header)
-//! 4208     16     tag; associated data = bytes 0..56
+//! 80       6176   sealed: logical length u64 ‖ written blocks u64 ‖ flags u32 (1 = closed
+//!                 cleanly) ‖ hole count u32 ‖ 8 reserved ‖ block 0 (4096 bytes: redb's
+//!                 header) ‖ up to 128 holes (first block u64 ‖ end block u64, zero-padded)
+//! 6256     16     tag; associated data = bytes 0..56
 //! ```
 //! Block 0 holds redb's header with both of its commit slots, the one place redb writes in
 //! place; it lives inside the superblock, which is written to the slot *not* holding the newest
@@ -38,8 +39,10 @@
 //!
 //! Keys: the cipher key is HKDF-SHA256(ikm = the 64-byte user key, salt = the file salt,
 //! info = "shoal encrypted realm v2"). Opening checks the superblock, so a wrong key fails at
-//! once. Blocks at or past "written blocks" have never been written and read as zeros; blocks
-//! below it must authenticate, so zeroing or truncating the file is detected.
+//! once. Blocks at or past "written blocks", and those in a *hole* (a run below it that a write
+//! further on skipped when the file grew), have never been written and read as zeros without
+//! touching the disk; every other block must authenticate, so zeroing or truncating the file
+//! is detected.
 //!
 //! Threat model: protects confidentiality and integrity of a file at rest against someone who
 //! can read or modify it but does not know the key. It does not protect against rolling a
@@ -76,7 +79,10 @@ const SLOT_NONCE_AT: usize = 56;
 const SLOT_SEALED_AT: usize = 80;
 /// Sealed superblock fields before block 0.
 const SLOT_FIELDS: usize = 32;
-const SLOT_SEALED_LEN: usize = SLOT_FIELDS + BLOCK as usize;
+/// The most runs of never-written blocks the superblock records; past it the smallest run is
+/// filled with sealed zeros.
+const MAX_HOLES: usize = 128;
+const SLOT_SEALED_LEN: usize = SLOT_FIELDS + BLOCK as usize + MAX_HOLES * 16;
 const SLOT_USED: usize = SLOT_SEALED_AT + SLOT_SEALED_LEN + TAG as usize;
 /// Where block 1 starts.
 const DATA_START: u64 = 2 * SLOT_LEN;
@@ -157,9 +163,10 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 struct State {
     /// The length redb sees.
     logical_len: u64,
-    /// Blocks `1..written` exist on disk and must authenticate; later ones read as zeros.
-    /// Block 0 always exists (in the superblock).
+    /// Blocks `1..written` outside `holes` exist on disk and must authenticate; the others
+    /// read as zeros. Block 0 always exists (in the superblock).
     written: u64,
+    holes: Holes,
     /// redb's header page.
     block0: Box<[u8; BLOCK as usize]>,
     /// The sequence number of the newest slot on disk, and which slot holds it.
@@ -222,6 +229,7 @@ struct Slot {
     seq: u64,
     logical_len: u64,
     written: u64,
+    holes: Holes,
     clean: bool,
     block0: Box<[u8; BLOCK as usize]>,
 }
@@ -253,6 +261,7 @@ impl EncryptedBackend {
                 State {
                     logical_len: 0,
                     written: 1,
+                    holes: Holes::default(),
                     block0: Box::new([0u8; BLOCK as usize]),
                     seq: 0,
                     slot: 1,
@@ -319,6 +328,7 @@ impl EncryptedBackend {
             State {
                 logical_len: slot.logical_len,
                 written: slot.written.max(1),
+                holes: slot.holes,
                 block0: slot.block0,
                 seq: slot.seq,
                 slot: slot_index as u64,
@@ -384,11 +394,16 @@ impl EncryptedBackend {
             )
             .ok()?;
         let mut block0 = Box::new([0u8; BLOCK as usize]);
-        block0.copy_from_slice(&sealed[SLOT_FIELDS..]);
+        block0.copy_from_slice(&sealed[SLOT_FIELDS..SLOT_FIELDS + BLOCK as usize]);
+        let holes = Holes::decode(
+            u32::from_le_bytes(sealed[20..24].try_into().expect("4 bytes")) as usize,
+            &sealed[SLOT_FIELDS + BLOCK as usize..],
+        )?;
         Some(Slot {
             seq: u64_at(bytes, 48),
             logical_len: u64_at(&sealed, 0),
             written: u64_at(&sealed, 8),
+            holes,
             clean: u32::from_le_bytes(sealed[16..20].try_into().expect("4 bytes")) & FLAG_CLEAN
                 != 0,
             block0,
@@ -422,7 +437,11 @@ impl EncryptedBackend {
             body[8..16].copy_from_slice(&state.written.to_le_bytes());
             let flags = if clean { FLAG_CLEAN } else { 0 };
             body[16..20].copy_from_slice(&flags.to_le_bytes());
-            body[SLOT_FIELDS..].copy_from_slice(&state.block0[..]);
+            body[20..24].copy_from_slice(&(state.holes.0.len() as u32).to_le_bytes());
+            body[SLOT_FIELDS..SLOT_FIELDS + BLOCK as usize].copy_from_slice(&state.block0[..]);
+            state
+                .holes
+                .encode(&mut body[SLOT_FIELDS + BLOCK as usize..]);
         }
         let (aad, rest) = slot.split_at_mut(SLOT_AAD);
         let body =
@@ -527,17 +546,16 @@ impl EncryptedBackend {
 
     /// The plaintext of one block (zeros if never written).
     fn read_block(&self, index: u64, out: &mut [u8; BLOCK as usize]) -> io::Result<()> {
-        let written = {
+        {
             let s = self.state.lock();
             if index == 0 {
                 out.copy_from_slice(&s.block0[..]);
                 return Ok(());
             }
-            s.written
-        };
-        if index >= written {
-            out.fill(0);
-            return Ok(());
+            if index >= s.written || s.holes.contains(index) {
+                out.fill(0);
+                return Ok(());
+            }
         }
         self.read_blocks(index, out)
     }
@@ -571,15 +589,102 @@ impl EncryptedBackend {
     }
 }
 
+/// Runs `[start, end)` of blocks below `written` that were never written, sorted and
+/// disjoint (they read as zeros).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Holes(Vec<(u64, u64)>);
+
+impl Holes {
+    /// The run holding `index`, as its position.
+    fn find(&self, index: u64) -> Option<usize> {
+        let i = self.0.partition_point(|&(_, end)| end <= index);
+        (i < self.0.len() && self.0[i].0 <= index).then_some(i)
+    }
+
+    fn contains(&self, index: u64) -> bool {
+        !self.0.is_empty() && self.find(index).is_some()
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        let i = self.0.partition_point(|&(_, e)| e <= start);
+        i < self.0.len() && self.0[i].0 < end
+    }
+
+    /// The start of the first run after `index`.
+    fn next_start_after(&self, index: u64) -> Option<u64> {
+        let i = self.0.partition_point(|&(start, _)| start <= index);
+        self.0.get(i).map(|&(start, _)| start)
+    }
+
+    /// Adds `[start, end)`, which lies at or past every run (it is the new end of the file).
+    fn add(&mut self, start: u64, end: u64) {
+        match self.0.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => self.0.push((start, end)),
+        }
+    }
+
+    fn remove(&mut self, start: u64, end: u64) {
+        let mut kept = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b <= start || a >= end {
+                kept.push((a, b));
+                continue;
+            }
+            if a < start {
+                kept.push((a, start));
+            }
+            if b > end {
+                kept.push((end, b));
+            }
+        }
+        self.0 = kept;
+    }
+
+    fn truncate(&mut self, blocks: u64) {
+        self.remove(blocks, u64::MAX);
+    }
+
+    fn smallest(&self) -> (u64, u64) {
+        *self
+            .0
+            .iter()
+            .min_by_key(|(a, b)| b - a)
+            .expect("called with holes")
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        for (i, (a, b)) in self.0.iter().enumerate() {
+            out[i * 16..i * 16 + 8].copy_from_slice(&a.to_le_bytes());
+            out[i * 16 + 8..i * 16 + 16].copy_from_slice(&b.to_le_bytes());
+        }
+    }
+
+    /// `None` unless the runs are sorted, disjoint and non-empty (the superblock authenticated,
+    /// so this only guards against a bug).
+    fn decode(count: usize, bytes: &[u8]) -> Option<Holes> {
+        if count > MAX_HOLES {
+            return None;
+        }
+        let runs: Vec<(u64, u64)> = (0..count)
+            .map(|i| (u64_at(bytes, i * 16), u64_at(bytes, i * 16 + 8)))
+            .collect();
+        let valid =
+            runs.iter().all(|&(a, b)| a >= 1 && a < b) && runs.windows(2).all(|w| w[0].1 < w[1].0);
+        valid.then_some(Holes(runs))
+    }
+}
+
 impl StorageBackend for EncryptedBackend {
     fn len(&self) -> Result<u64, io::Error> {
         Ok(self.state.lock().logical_len)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        let (logical_len, written) = {
+        let (logical_len, written, holes) = {
             let s = self.state.lock();
-            (s.logical_len, s.written)
+            // Usually empty: no allocation.
+            (s.logical_len, s.written, s.holes.clone())
         };
         let end = offset
             .checked_add(out.len() as u64)
@@ -595,9 +700,16 @@ impl StorageBackend for EncryptedBackend {
             let index = pos / BLOCK;
             let within = pos % BLOCK;
             let at = (pos - offset) as usize;
-            if within == 0 && index >= 1 && index < written && end - pos >= BLOCK {
-                // Whole blocks straight into `out`, with one read of the file.
-                let whole = ((end - pos) / BLOCK).min(written - index);
+            if within == 0
+                && index >= 1
+                && index < written
+                && end - pos >= BLOCK
+                && !holes.contains(index)
+            {
+                // Whole blocks on disk straight into `out`, with one read of the file.
+                let whole = ((end - pos) / BLOCK)
+                    .min(written - index)
+                    .min(holes.next_start_after(index).unwrap_or(u64::MAX) - index);
                 let n = (whole * BLOCK) as usize;
                 self.read_blocks(index, &mut out[at..at + n])?;
                 pos += n as u64;
@@ -630,6 +742,7 @@ impl StorageBackend for EncryptedBackend {
         let mut s = self.state.lock();
         if blocks < s.written {
             s.written = blocks;
+            s.holes.truncate(blocks);
             s.truncate_pending = true;
         }
         s.logical_len = len;
@@ -682,27 +795,22 @@ impl StorageBackend for EncryptedBackend {
             }
             first = 1;
         }
-        let written = self.state.lock().written;
-        // Blocks between the old end and this write were never written: they are sealed as
-        // zeros too, so that every block below `written` authenticates. The whole run goes to
-        // disk in one write.
-        let start = first.min(written.max(1));
-        let mut out = vec![0u8; ((last + 1 - start) * SEALED_BLOCK) as usize];
+        let (written, in_hole) = {
+            let s = self.state.lock();
+            (s.written, s.holes.overlaps(first, last + 1))
+        };
+        let mut out = vec![0u8; ((last + 1 - first) * SEALED_BLOCK) as usize];
         let mut block = [0u8; BLOCK as usize];
-        for index in start..=last {
-            let sealed = &mut out[((index - start) * SEALED_BLOCK) as usize
-                ..((index - start + 1) * SEALED_BLOCK) as usize];
-            if index < first {
-                self.seal_into(index, &[0u8; BLOCK as usize], sealed)?;
-                continue;
-            }
+        for index in first..=last {
+            let sealed = &mut out[((index - first) * SEALED_BLOCK) as usize
+                ..((index - first + 1) * SEALED_BLOCK) as usize];
             let block_start = index * BLOCK;
             let (lo, hi) = (offset.max(block_start), end.min(block_start + BLOCK));
             let piece = &data[(lo - offset) as usize..(hi - offset) as usize];
             if hi - lo == BLOCK {
                 self.seal_into(index, piece, sealed)?;
             } else {
-                if index < written {
+                if index < written && !(in_hole && self.state.lock().holes.contains(index)) {
                     self.read_blocks(index, &mut block)?;
                 } else {
                     block.fill(0);
@@ -712,8 +820,19 @@ impl StorageBackend for EncryptedBackend {
                 self.seal_into(index, &block, sealed)?;
             }
         }
-        self.inner.write(Self::block_offset(start), &out)?;
+        self.inner.write(Self::block_offset(first), &out)?;
         let mut s = self.state.lock();
+        if first > s.written {
+            // Skipped blocks were never written: a hole, not sealed zeros (a file grows in
+            // big steps and redb writes near their ends early).
+            let from = s.written;
+            s.holes.add(from, first);
+            s.dirty = true;
+        }
+        if in_hole {
+            s.holes.remove(first, last + 1);
+            s.dirty = true;
+        }
         if last + 1 > s.written {
             s.written = last + 1;
             s.dirty = true;
@@ -721,6 +840,21 @@ impl StorageBackend for EncryptedBackend {
         if end > s.logical_len {
             s.logical_len = end;
             s.dirty = true;
+        }
+        if s.holes.0.len() > MAX_HOLES {
+            // Too many runs to record: fill the smallest with sealed zeros.
+            let (a, b) = s.holes.smallest();
+            let mut zeros = vec![0u8; ((b - a) * SEALED_BLOCK) as usize];
+            for index in a..b {
+                let at = ((index - a) * SEALED_BLOCK) as usize;
+                self.seal_into(
+                    index,
+                    &[0u8; BLOCK as usize],
+                    &mut zeros[at..at + SEALED_BLOCK as usize],
+                )?;
+            }
+            self.inner.write(Self::block_offset(a), &zeros)?;
+            s.holes.remove(a, b);
         }
         Ok(())
     }
@@ -960,5 +1094,105 @@ mod tests {
         let mut out = vec![9u8; 2 * BLOCK as usize];
         b.read(2 * BLOCK, &mut out).unwrap();
         assert!(out.iter().all(|&z| z == 0), "regrown space reads as zeros");
+    }
+}
+
+#[cfg(test)]
+mod hole_tests {
+    use super::*;
+
+    #[test]
+    fn holes_split_merge_and_round_trip() {
+        let mut h = Holes::default();
+        h.add(1, 10);
+        h.add(10, 20);
+        assert_eq!(h.0, [(1, 20)]);
+        h.remove(5, 7);
+        assert_eq!(h.0, [(1, 5), (7, 20)]);
+        assert!(h.contains(4) && !h.contains(5) && !h.contains(6) && h.contains(7));
+        assert!(h.overlaps(4, 6) && !h.overlaps(5, 7) && h.overlaps(6, 8));
+        assert_eq!(h.next_start_after(5), Some(7));
+        assert_eq!(h.next_start_after(7), None);
+        h.truncate(9);
+        assert_eq!(h.0, [(1, 5), (7, 9)]);
+        assert_eq!(h.smallest(), (7, 9));
+        let mut bytes = vec![0u8; MAX_HOLES * 16];
+        h.encode(&mut bytes);
+        assert_eq!(Holes::decode(2, &bytes), Some(h));
+        assert_eq!(Holes::decode(MAX_HOLES + 1, &bytes), None);
+    }
+
+    #[test]
+    fn a_write_past_the_end_leaves_a_hole_that_reads_zeros_and_fills_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enc");
+        let key = [6u8; 64];
+        let raw = || {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap();
+            Box::new(redb::backends::FileBackend::new(f).unwrap()) as Box<dyn StorageBackend>
+        };
+        {
+            let (b, _) = EncryptedBackend::open(raw(), &key, false).unwrap();
+            b.set_len(100 * BLOCK).unwrap();
+            b.write(90 * BLOCK, &[7u8; BLOCK as usize]).unwrap();
+            b.sync_data().unwrap();
+            assert_eq!(
+                b.state.lock().holes.0,
+                [(1, 90)],
+                "nothing sealed for the gap"
+            );
+            b.close().unwrap();
+        }
+        // Only block 90 was sealed: the file holds no 89 blocks of sealed zeros.
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            DATA_START + 90 * SEALED_BLOCK
+        );
+        let (b, recovery) = EncryptedBackend::open(raw(), &key, false).unwrap();
+        assert_eq!(recovery.finish(), 0);
+        let mut out = vec![1u8; 3 * BLOCK as usize];
+        b.read(88 * BLOCK, &mut out).unwrap();
+        assert!(out[..2 * BLOCK as usize].iter().all(|&z| z == 0));
+        assert!(out[2 * BLOCK as usize..].iter().all(|&z| z == 7));
+        b.write(40 * BLOCK + 10, &[9u8; 5]).unwrap();
+        assert_eq!(b.state.lock().holes.0, [(1, 40), (41, 90)]);
+        let mut one = [0u8; 20];
+        b.read(40 * BLOCK, &mut one).unwrap();
+        assert_eq!(one[..15], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9]);
+    }
+
+    #[test]
+    fn too_many_holes_fill_the_smallest_with_sealed_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.path().join("enc"))
+            .unwrap();
+        let backend = Box::new(redb::backends::FileBackend::new(f).unwrap());
+        let (b, _) = EncryptedBackend::open(backend, &[2u8; 64], false).unwrap();
+        // Every other block: one hole per write.
+        for i in 0..(MAX_HOLES as u64 + 5) {
+            b.write((2 + 2 * i) * BLOCK, &[1u8; BLOCK as usize])
+                .unwrap();
+        }
+        assert!(b.state.lock().holes.0.len() <= MAX_HOLES);
+        let mut out = vec![1u8; BLOCK as usize];
+        for i in 0..(MAX_HOLES as u64 + 5) {
+            b.read((1 + 2 * i) * BLOCK, &mut out).unwrap();
+            assert!(
+                out.iter().all(|&z| z == 0),
+                "block {} reads zeros",
+                1 + 2 * i
+            );
+        }
     }
 }
