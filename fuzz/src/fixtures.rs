@@ -91,6 +91,8 @@ pub fn in_memory_config(schema: Option<Schema>, merge_metadata: bool) -> Config 
     let mut config = Config::new(format!("shoal-fuzz-{n}"));
     config.set_in_memory(true);
     config.set_merge_metadata(merge_metadata);
+    // The soundness checks decode the whole history: keep it (retention would trim it).
+    config.set_keep_full_history(true);
     if let Some(schema) = schema {
         config.set_schema(schema).expect("a valid schema");
     }
