@@ -497,3 +497,50 @@ fn a_file_of_many_writes_and_deletes_stays_bounded_and_compacts_to_its_fresh_siz
     );
     assert!(realm.is_empty().unwrap());
 }
+
+#[test]
+fn a_second_process_refused_an_encrypted_realm_leaves_the_file_untouched() {
+    // The refused open is in another process: run this test binary as the second process.
+    if std::env::var("SHOAL_SECOND_OPENER").is_ok() {
+        let path = std::env::var("SHOAL_SECOND_OPENER").unwrap();
+        let mut config = Config::new(&path);
+        config.set_schema(people_schema()).unwrap();
+        config.set_encryption_key(Some(&key(3))).unwrap();
+        let err = Realm::open(&config).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::FileInUse, "{err}");
+        return;
+    }
+    let t = TempRealm::new();
+    let realm = Realm::open(&encrypted(&t, &key(3))).unwrap();
+    fill(&realm, 10);
+    let before = std::fs::read(&t.path).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_second_process_refused_an_encrypted_realm_leaves_the_file_untouched",
+        ])
+        .env("SHOAL_SECOND_OPENER", &t.path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the second process got FILE_IN_USE");
+    assert_eq!(
+        std::fs::read(&t.path).unwrap(),
+        before,
+        "not one byte written"
+    );
+    realm.begin_write().unwrap();
+    for i in 10..20 {
+        realm.create_object("Person", Some(&Value::Int(i))).unwrap();
+    }
+    realm.commit().unwrap();
+    drop(realm);
+    assert_eq!(
+        Realm::open(&encrypted(&t, &key(3)))
+            .unwrap()
+            .objects("Person")
+            .unwrap()
+            .count()
+            .unwrap(),
+        20
+    );
+}

@@ -210,6 +210,10 @@ pub(crate) struct EncryptedBackend {
     salt: [u8; 32],
     state: Mutex<State>,
     read_only: bool,
+    /// Whether this open has marked the file in use (a superblock without the "closed
+    /// cleanly" flag, durable before the first data write). Nothing is written before redb
+    /// holds its file lock, so a second process that fails to get it changes nothing.
+    marked_in_use: AtomicBool,
     recovery: Arc<Recovery>,
     /// Nonces are this random 128-bit prefix (drawn at open) followed by a 64-bit counter:
     /// unique within an open, and across opens unless two random prefixes collide
@@ -271,8 +275,6 @@ impl EncryptedBackend {
                 false,
                 read_only,
             )?;
-            backend.write_superblock(false)?;
-            backend.inner.sync_data()?;
             let handle = RecoveryHandle(backend.recovery.clone());
             Ok((backend, handle))
         };
@@ -338,13 +340,6 @@ impl EncryptedBackend {
             !slot.clean,
             read_only,
         )?;
-        if !read_only {
-            // Mark the file in use before anything else is written, so that a crash from now
-            // on is recognized as one.
-            backend.state.lock().dirty = true;
-            backend.write_superblock(false)?;
-            backend.inner.sync_data()?;
-        }
         let handle = RecoveryHandle(backend.recovery.clone());
         Ok((backend, handle))
     }
@@ -363,6 +358,7 @@ impl EncryptedBackend {
             salt,
             state: Mutex::new(state),
             read_only,
+            marked_in_use: AtomicBool::new(false),
             recovery: Arc::new(Recovery {
                 active: AtomicBool::new(recovering),
                 torn_blocks: AtomicU64::new(0),
@@ -578,6 +574,19 @@ impl EncryptedBackend {
         Ok(())
     }
 
+    /// Makes a superblock without the "closed cleanly" flag durable, once per open, before
+    /// the first write that reaches the file: from then on a crash is recognized as one.
+    fn mark_in_use(&self) -> io::Result<()> {
+        if self.marked_in_use.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.state.lock().dirty = true;
+        self.write_superblock(false)?;
+        self.inner.sync_data()?;
+        self.marked_in_use.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn refuse_read_only(&self) -> io::Result<()> {
         if self.read_only {
             return Err(io::Error::new(
@@ -754,6 +763,7 @@ impl StorageBackend for EncryptedBackend {
         if self.read_only {
             return Ok(());
         }
+        self.mark_in_use()?;
         let dirty = self.state.lock().dirty;
         if dirty {
             self.write_superblock(false)?;
@@ -795,6 +805,7 @@ impl StorageBackend for EncryptedBackend {
             }
             first = 1;
         }
+        self.mark_in_use()?;
         let (written, in_hole) = {
             let s = self.state.lock();
             (s.written, s.holes.overlaps(first, last + 1))
@@ -860,7 +871,7 @@ impl StorageBackend for EncryptedBackend {
     }
 
     fn close(&self) -> Result<(), io::Error> {
-        if !self.read_only {
+        if !self.read_only && self.marked_in_use.load(Ordering::Acquire) {
             // Everything durable first, then the mark that the file was closed cleanly.
             self.sync_data()?;
             self.state.lock().dirty = true;
