@@ -181,44 +181,6 @@ impl Drop for AppInner {
 type AppRegistry = HashMap<PathBuf, (Weak<AppInner>, Arc<Closed>)>;
 static APPS: LazyLock<Mutex<AppRegistry>> = LazyLock::new(Default::default);
 
-/// Unix time in seconds.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Runs `work` on a new library thread and hands its result to `callback` there. A panic in
-/// the callback is caught and logged (as Realm did with exceptions in `onError`).
-pub(crate) fn spawn_library_thread<T: Send + 'static>(
-    name: &str,
-    callback: impl FnOnce(Result<T>) + Send + 'static,
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) {
-    let callback = Arc::new(Mutex::new(Some(callback)));
-    let fallback = callback.clone();
-    let run = move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-            .unwrap_or_else(|_| Err(Error::internal("the operation panicked")));
-        if let Some(callback) = callback.lock().take() {
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || callback(result)));
-            if outcome.is_err() {
-                tracing::error!("an asynchronous auth callback panicked; ignored");
-            }
-        }
-    };
-    if let Err(e) = std::thread::Builder::new().name(name.to_owned()).spawn(run) {
-        tracing::error!(error = %e, "cannot start a library thread");
-        if let Some(callback) = fallback.lock().take() {
-            callback(Err(Error::new(
-                ErrorCode::Io,
-                format!("cannot start a library thread: {e}"),
-            )));
-        }
-    }
-}
-
 impl App {
     /// Opens the app of `base_dir` (created if missing): the user store at
     /// `base_dir/shoal-object-server/shoal-metadata/users.realm` and
@@ -454,7 +416,7 @@ impl App {
     ) {
         let inner = self.inner.clone();
         let auth_url = auth_url.to_owned();
-        spawn_library_thread("shoal-auth-login", callback, move || {
+        crate::util::spawn_library_thread("shoal-auth-login", callback, move || {
             inner.login(&credentials, &auth_url)
         });
     }

@@ -51,6 +51,7 @@ mod store;
 mod sync;
 mod user;
 mod user_store;
+mod util;
 mod value;
 
 pub use app::{App, AuthCallbackToken, AuthEvent, METADATA_DIR, SYNC_ROOT_DIR, USER_STORE_FILE};

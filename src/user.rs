@@ -5,12 +5,13 @@
 //! logout through any of them makes [`User::is_valid`] false on all, and a new login of the
 //! identity makes them valid again.
 
-use crate::app::{spawn_library_thread, unix_now, App, AppInner};
+use crate::app::{App, AppInner};
 use crate::auth_client::AuthUrl;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::auth::{
     decode_token_unverified, AuthRequest, ChangePasswordRequest, Token, TokenData, ACCESS_REFRESH,
 };
+use crate::util::{spawn_library_thread, unix_now};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;

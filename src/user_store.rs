@@ -203,7 +203,7 @@ impl UserStore {
                 let o = r.create_object(REVOCATION, Some(&key))?;
                 o.set("identity", revocation.identity.as_str())?;
                 o.set("auth_url", revocation.auth_url.as_str())?;
-                o.set("created", crate::app::unix_now())?;
+                o.set("created", crate::util::unix_now())?;
             }
             Ok(())
         })

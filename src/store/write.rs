@@ -113,7 +113,7 @@ impl WriteTxn {
             meta::FORMAT,
             tables::FORMAT_VERSION.to_le_bytes().as_slice(),
         )?;
-        let salt = random_u64();
+        let salt = crate::util::random_u64();
         m.insert(meta::FILE_SALT, salt.to_le_bytes().as_slice())?;
         m.insert(meta::SCHEMA_VERSION, 0u64.to_le_bytes().as_slice())?;
         drop(m);
@@ -156,7 +156,7 @@ impl WriteTxn {
 
     /// Turns merge metadata on for this transaction and fixes its stamp.
     pub(crate) fn enable_merge(&mut self) -> Result<()> {
-        let stamp = crate::sync::clock::next_stamp(self.clock()?, crate::sync::clock::now_ms());
+        let stamp = crate::sync::clock::next_stamp(self.clock()?, crate::util::now_ms());
         self.merge = Some(stamp);
         Ok(())
     }
@@ -183,9 +183,7 @@ impl WriteTxn {
             true => {
                 let stamp = match self.merge {
                     Some(s) => s,
-                    None => {
-                        crate::sync::clock::next_stamp(self.clock()?, crate::sync::clock::now_ms())
-                    }
+                    None => crate::sync::clock::next_stamp(self.clock()?, crate::util::now_ms()),
                 };
                 let changes = std::mem::take(&mut self.changes);
                 let bytes = changes.finish(stamp, self.file_salt);
@@ -1366,17 +1364,4 @@ pub(crate) fn find_by_value(
         }
     }
     Ok(None)
-}
-
-pub(crate) fn random_u64() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS; mixing the time keeps two salts of one process apart.
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }

@@ -9,10 +9,8 @@ use crate::error::{Error, ErrorCode, Result};
 
 /// Where a reset moves a file: `<root>/recovered-realms/recovered_realm-<timestamp>-<rand>`.
 pub(crate) fn backup_path(root: &Path) -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let rand = crate::store::write::random_u64() % 1_000_000;
+    let stamp = crate::util::now_ms();
+    let rand = crate::util::random_u64() % 1_000_000;
     root.join("recovered-realms")
         .join(format!("recovered_realm-{stamp}-{rand:06}"))
 }

@@ -6,15 +6,6 @@
 //! stamp of the newest history entry), so stamps never go backwards on one file even when the
 //! wall clock does, and every local write is ordered after everything the file has seen.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The wall clock in milliseconds since the Unix epoch (0 before it).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The next stamp after `last` at wall-clock time `now_ms`.
 pub(crate) fn next_stamp(last: u64, now_ms: u64) -> u64 {
     (now_ms << 16).max(last.saturating_add(1))

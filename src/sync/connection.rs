@@ -191,7 +191,7 @@ pub(crate) fn backoff(failures: u32) -> Duration {
     let base = BACKOFF_FIRST
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(BACKOFF_MAX);
-    let jitter = 0.75 + 0.5 * (crate::store::write::random_u64() % 10_000) as f64 / 10_000.0;
+    let jitter = 0.75 + 0.5 * (crate::util::random_u64() % 10_000) as f64 / 10_000.0;
     base.mul_f64(jitter)
 }
 
@@ -328,9 +328,7 @@ async fn serve(
                 if last_heard.elapsed() > PONG_TIMEOUT {
                     return Served::Lost(Some(SyncError::new(ErrorCode::Io as i32, "the server stopped answering", false)));
                 }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = crate::util::now_ms();
                 if socket.send(WsMessage::Binary(Message::Ping { timestamp: now }.encode().into())).await.is_err() {
                     return Served::Lost(None);
                 }

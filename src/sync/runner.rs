@@ -281,7 +281,7 @@ impl Runner {
     }
 
     fn install_token(&mut self, token: String) {
-        let now = crate::app::unix_now();
+        let now = crate::util::unix_now();
         let expires = decode_token_unverified(&token).map_or(i64::MAX, |d| d.expires);
         let left = expires.saturating_sub(now);
         let wait = (left - REFRESH_MARGIN_SECS)
