@@ -59,107 +59,106 @@
 // The synced realm must be reset from the server.
 #define SHOAL_ERR_CLIENT_RESET 7
 
-// An HTTP status without a Realm code from the auth server; the error's code is the status
-// itself (300–599), this constant stands for the family.
-#define SHOAL_ERR_HTTP 300
-
-// Connection 100: the connection was closed; not an error.
+// Connection 100: The connection was closed; not an error.
 #define SHOAL_ERR_CONNECTION_CLOSED 100
 
-// Connection 101: any other connection-level error.
+// Connection 101: Any other connection-level error.
 #define SHOAL_ERR_OTHER_ERROR 101
 
-// Connection 102: an unknown message type, or one sent the wrong way.
+// Connection 102: An unknown message type, or one sent the wrong way.
 #define SHOAL_ERR_UNKNOWN_MESSAGE 102
 
-// Connection 103: a message that does not follow the encoding.
+// Connection 103: A message that does not follow the encoding.
 #define SHOAL_ERR_BAD_SYNTAX 103
 
-// Connection 104: a message, field or count beyond its limit.
+// Connection 104: A message, field or count beyond its limit.
 #define SHOAL_ERR_LIMITS_EXCEEDED 104
 
-// Connection 105: a message of another protocol version.
+// Connection 105: A message of another protocol version.
 #define SHOAL_ERR_WRONG_PROTOCOL_VERSION 105
 
-// Connection 106: a session ident that is 0 or not bound.
+// Connection 106: A session ident that is 0 or not bound.
 #define SHOAL_ERR_BAD_SESSION_IDENT 106
 
-// Connection 107: a BIND with a session ident used before on the connection.
+// Connection 107: A BIND with a session ident used before on the connection.
 #define SHOAL_ERR_REUSE_OF_SESSION_IDENT 107
 
-// Connection 108: the client file is bound in another session.
+// Connection 108: The client file is bound in another session.
 #define SHOAL_ERR_BOUND_IN_OTHER_SESSION 108
 
-// Connection 109: a message that is not allowed at this point of the session.
+// Connection 109: A message that is not allowed at this point of the session.
 #define SHOAL_ERR_BAD_MESSAGE_ORDER 109
 
-// A sync session or connection error: the error's code is the protocol's own (100–109,
-// 200–213, category `SHOAL_ERR_CATEGORY_SYNC`); this constant stands for the family. It has
-// the number of `SHOAL_ERR_SESSION_CLOSED`, and `shoal_error_name(200)` is "SYNC".
+// A sync session or connection error: the protocol's code (100–109 connection,
+// 200–213 session) is `Error::raw_code`; 200 stands for the whole family.
 #define SHOAL_ERR_SYNC 200
 
-// Session 200 (recoverable): the session was closed; not an error. Same number as
-// `SHOAL_ERR_SYNC`.
+// Session 200 (recoverable): The session was closed; not an error.
 #define SHOAL_ERR_SESSION_CLOSED 200
 
-// Session 201 (recoverable): any other session-level error.
+// Session 201 (recoverable): Any other session-level error.
 #define SHOAL_ERR_OTHER_SESSION_ERROR 201
 
-// Session 202 (recoverable): the access token expired; the session gets a new one.
+// Session 202 (recoverable): The access token has expired: get a new one and bind again.
 #define SHOAL_ERR_TOKEN_EXPIRED 202
 
-// Session 203: the access token is not valid (not a token, or not signed by this server).
+// Session 203: The access token is not valid (not a token, or not signed by this server).
 #define SHOAL_ERR_BAD_AUTHENTICATION 203
 
-// Session 204: the path is not a valid realm path.
+// Session 204: The path is not a valid realm path.
 #define SHOAL_ERR_ILLEGAL_REALM_PATH 204
 
-// Session 205: no realm exists at the path.
+// Session 205: No realm exists at the path.
 #define SHOAL_ERR_NO_SUCH_PATH 205
 
-// Session 206: the access token does not grant access to the path.
+// Session 206: The token does not grant access to the path.
 #define SHOAL_ERR_PERMISSION_DENIED 206
 
-// Session 207 (client reset): the server file ident is wrong.
+// Session 207 (client reset): The server file ident is wrong (kept for numbering).
 #define SHOAL_ERR_BAD_SERVER_FILE_IDENT 207
 
-// Session 208 (client reset): the client file ident or its salt is wrong.
+// Session 208 (client reset): The client file ident or its salt is wrong.
 #define SHOAL_ERR_BAD_CLIENT_FILE_IDENT 208
 
-// Session 209 (client reset): the client has a server version the server never had.
+// Session 209 (client reset): The client has a server version the server never had.
 #define SHOAL_ERR_BAD_SERVER_VERSION 209
 
-// Session 210: a client version out of order.
+// Session 210: A client version out of order.
 #define SHOAL_ERR_BAD_CLIENT_VERSION 210
 
-// Session 211 (client reset): the client's and the server's histories diverge.
+// Session 211 (client reset): The client's and the server's histories diverge.
 #define SHOAL_ERR_DIVERGING_HISTORIES 211
 
-// Session 212: a changeset that does not decode or apply.
+// Session 212: A changeset that does not decode or apply.
 #define SHOAL_ERR_BAD_CHANGESET 212
 
-// Session 213: the session has been disabled.
+// Session 213: The session has been disabled.
 #define SHOAL_ERR_DISABLED_SESSION 213
 
-// Auth: a parameter of the request is malformed.
+// The auth server answered with an HTTP status (300–599) that carries no Realm code
+// of its own (an unknown route, a server error, a redirect). The status itself is
+// `Error::raw_code` and `Error::http_status`; 300 stands for the whole family.
+#define SHOAL_ERR_HTTP 300
+
+// Auth: a parameter of the request is malformed (the server's `601`).
 #define SHOAL_ERR_INVALID_PARAMETERS 601
 
-// Auth: a required parameter is missing.
+// Auth: a required parameter is missing (the server's `602`).
 #define SHOAL_ERR_MISSING_PARAMETERS 602
 
-// Auth: unknown user, wrong password, or a token the server did not issue.
+// Auth: unknown user, wrong password, or a token the server did not issue (`611`).
 #define SHOAL_ERR_INVALID_CREDENTIALS 611
 
-// Auth: the account or user does not exist.
+// Auth: the account or user does not exist (`612`).
 #define SHOAL_ERR_UNKNOWN_ACCOUNT 612
 
-// Auth: the account to register exists already.
+// Auth: the account to register exists already (`613`).
 #define SHOAL_ERR_EXISTING_ACCOUNT 613
 
-// Auth: the user may not do this.
+// Auth: the user may not do this, e.g. a non-admin looking up users (`614`).
 #define SHOAL_ERR_ACCESS_DENIED 614
 
-// Auth: the refresh token is expired or revoked, or the user is logged out.
+// Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 #define SHOAL_ERR_EXPIRED_REFRESH_TOKEN 615
 
 // An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
@@ -243,31 +242,31 @@
 // The current user was asked for while more than one user is logged in.
 #define SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN 1026
 
-// A wait (for upload, download or initial data) did not finish in time.
+// A wait (for upload, download or initial data) ran out of time.
 #define SHOAL_ERR_TIMEOUT 1027
 
-// Error category: No error.
+// Error category NONE.
 #define SHOAL_ERR_CATEGORY_NONE 0
 
-// Error category: A mistake in how the API was called.
+// Error category LOGIC.
 #define SHOAL_ERR_CATEGORY_LOGIC 1
 
-// Error category: The file system or a file's contents.
+// Error category FILE.
 #define SHOAL_ERR_CATEGORY_FILE 2
 
-// Error category: Client-side I/O, JSON, client reset.
+// Error category CLIENT.
 #define SHOAL_ERR_CATEGORY_CLIENT 3
 
-// Error category: A bug inside Shoal.
+// Error category INTERNAL.
 #define SHOAL_ERR_CATEGORY_INTERNAL 4
 
-// Error category: The auth server refused a request (601–615).
+// Error category AUTH.
 #define SHOAL_ERR_CATEGORY_AUTH 5
 
-// Error category: The auth server answered with a plain HTTP error status.
+// Error category HTTP.
 #define SHOAL_ERR_CATEGORY_HTTP 6
 
-// Error category: A sync session or connection error (protocol codes 100–109, 200–213).
+// Error category SYNC.
 #define SHOAL_ERR_CATEGORY_SYNC 7
 
 // Property type: boolean.
@@ -588,12 +587,6 @@ typedef void (*shoal_connection_state_fn)(void *userdata, int32_t old_state, int
 // Called with the bytes transferred and the bytes transferred plus still to transfer;
 // complete when `transferred >= transferable`.
 typedef void (*shoal_progress_fn)(void *userdata, uint64_t transferred, uint64_t transferable);
-
-
-
-
-
-
 
 
 

@@ -55,3 +55,21 @@ fn header_declares_only_prefixed_names() {
         }
     }
 }
+
+/// `src/ffi/codes.rs` (the C constants of every error code and category) is generated from the
+/// code table in `src/protocol/codes.rs`; this test fails when it is stale. Run
+/// `SHOAL_BLESS=1 cargo test --test header` to regenerate it (then the header).
+#[test]
+fn c_error_constants_are_generated_from_the_code_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ffi/codes.rs");
+    let generated = shoal::protocol::codes::c_constants();
+    if std::env::var_os("SHOAL_BLESS").is_some() {
+        std::fs::write(&path, &generated).expect("write src/ffi/codes.rs");
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == generated,
+        "src/ffi/codes.rs is stale: run `SHOAL_BLESS=1 cargo test --test header` and commit it"
+    );
+}

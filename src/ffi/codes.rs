@@ -1,5 +1,6 @@
-//! Error codes and categories as C constants; `ffi_codes_match_error_codes` keeps them equal to
-//! `ErrorCode`.
+//! Error codes and categories as C constants. Generated from the code table in
+//! `src/protocol/codes.rs` by `c_constants()`; `SHOAL_BLESS=1 cargo test --test header`
+//! rewrites this file. Do not edit it by hand.
 
 /// An error without a more specific code.
 pub const SHOAL_ERR_UNKNOWN: i32 = -1;
@@ -9,75 +10,74 @@ pub const SHOAL_ERR_IO: i32 = 0;
 pub const SHOAL_ERR_JSON: i32 = 1;
 /// The synced realm must be reset from the server.
 pub const SHOAL_ERR_CLIENT_RESET: i32 = 7;
-/// An HTTP status without a Realm code from the auth server; the error's code is the status
-/// itself (300–599), this constant stands for the family.
-pub const SHOAL_ERR_HTTP: i32 = 300;
-/// Connection 100: the connection was closed; not an error.
+/// Connection 100: The connection was closed; not an error.
 pub const SHOAL_ERR_CONNECTION_CLOSED: i32 = 100;
-/// Connection 101: any other connection-level error.
+/// Connection 101: Any other connection-level error.
 pub const SHOAL_ERR_OTHER_ERROR: i32 = 101;
-/// Connection 102: an unknown message type, or one sent the wrong way.
+/// Connection 102: An unknown message type, or one sent the wrong way.
 pub const SHOAL_ERR_UNKNOWN_MESSAGE: i32 = 102;
-/// Connection 103: a message that does not follow the encoding.
+/// Connection 103: A message that does not follow the encoding.
 pub const SHOAL_ERR_BAD_SYNTAX: i32 = 103;
-/// Connection 104: a message, field or count beyond its limit.
+/// Connection 104: A message, field or count beyond its limit.
 pub const SHOAL_ERR_LIMITS_EXCEEDED: i32 = 104;
-/// Connection 105: a message of another protocol version.
+/// Connection 105: A message of another protocol version.
 pub const SHOAL_ERR_WRONG_PROTOCOL_VERSION: i32 = 105;
-/// Connection 106: a session ident that is 0 or not bound.
+/// Connection 106: A session ident that is 0 or not bound.
 pub const SHOAL_ERR_BAD_SESSION_IDENT: i32 = 106;
-/// Connection 107: a BIND with a session ident used before on the connection.
+/// Connection 107: A BIND with a session ident used before on the connection.
 pub const SHOAL_ERR_REUSE_OF_SESSION_IDENT: i32 = 107;
-/// Connection 108: the client file is bound in another session.
+/// Connection 108: The client file is bound in another session.
 pub const SHOAL_ERR_BOUND_IN_OTHER_SESSION: i32 = 108;
-/// Connection 109: a message that is not allowed at this point of the session.
+/// Connection 109: A message that is not allowed at this point of the session.
 pub const SHOAL_ERR_BAD_MESSAGE_ORDER: i32 = 109;
-/// A sync session or connection error: the error's code is the protocol's own (100–109,
-/// 200–213, category `SHOAL_ERR_CATEGORY_SYNC`); this constant stands for the family. It has
-/// the number of `SHOAL_ERR_SESSION_CLOSED`, and `shoal_error_name(200)` is "SYNC".
+/// A sync session or connection error: the protocol's code (100–109 connection,
+/// 200–213 session) is `Error::raw_code`; 200 stands for the whole family.
 pub const SHOAL_ERR_SYNC: i32 = 200;
-/// Session 200 (recoverable): the session was closed; not an error. Same number as
-/// `SHOAL_ERR_SYNC`.
+/// Session 200 (recoverable): The session was closed; not an error.
 pub const SHOAL_ERR_SESSION_CLOSED: i32 = 200;
-/// Session 201 (recoverable): any other session-level error.
+/// Session 201 (recoverable): Any other session-level error.
 pub const SHOAL_ERR_OTHER_SESSION_ERROR: i32 = 201;
-/// Session 202 (recoverable): the access token expired; the session gets a new one.
+/// Session 202 (recoverable): The access token has expired: get a new one and bind again.
 pub const SHOAL_ERR_TOKEN_EXPIRED: i32 = 202;
-/// Session 203: the access token is not valid (not a token, or not signed by this server).
+/// Session 203: The access token is not valid (not a token, or not signed by this server).
 pub const SHOAL_ERR_BAD_AUTHENTICATION: i32 = 203;
-/// Session 204: the path is not a valid realm path.
+/// Session 204: The path is not a valid realm path.
 pub const SHOAL_ERR_ILLEGAL_REALM_PATH: i32 = 204;
-/// Session 205: no realm exists at the path.
+/// Session 205: No realm exists at the path.
 pub const SHOAL_ERR_NO_SUCH_PATH: i32 = 205;
-/// Session 206: the access token does not grant access to the path.
+/// Session 206: The token does not grant access to the path.
 pub const SHOAL_ERR_PERMISSION_DENIED: i32 = 206;
-/// Session 207 (client reset): the server file ident is wrong.
+/// Session 207 (client reset): The server file ident is wrong (kept for numbering).
 pub const SHOAL_ERR_BAD_SERVER_FILE_IDENT: i32 = 207;
-/// Session 208 (client reset): the client file ident or its salt is wrong.
+/// Session 208 (client reset): The client file ident or its salt is wrong.
 pub const SHOAL_ERR_BAD_CLIENT_FILE_IDENT: i32 = 208;
-/// Session 209 (client reset): the client has a server version the server never had.
+/// Session 209 (client reset): The client has a server version the server never had.
 pub const SHOAL_ERR_BAD_SERVER_VERSION: i32 = 209;
-/// Session 210: a client version out of order.
+/// Session 210: A client version out of order.
 pub const SHOAL_ERR_BAD_CLIENT_VERSION: i32 = 210;
-/// Session 211 (client reset): the client's and the server's histories diverge.
+/// Session 211 (client reset): The client's and the server's histories diverge.
 pub const SHOAL_ERR_DIVERGING_HISTORIES: i32 = 211;
-/// Session 212: a changeset that does not decode or apply.
+/// Session 212: A changeset that does not decode or apply.
 pub const SHOAL_ERR_BAD_CHANGESET: i32 = 212;
-/// Session 213: the session has been disabled.
+/// Session 213: The session has been disabled.
 pub const SHOAL_ERR_DISABLED_SESSION: i32 = 213;
-/// Auth: a parameter of the request is malformed.
+/// The auth server answered with an HTTP status (300–599) that carries no Realm code
+/// of its own (an unknown route, a server error, a redirect). The status itself is
+/// `Error::raw_code` and `Error::http_status`; 300 stands for the whole family.
+pub const SHOAL_ERR_HTTP: i32 = 300;
+/// Auth: a parameter of the request is malformed (the server's `601`).
 pub const SHOAL_ERR_INVALID_PARAMETERS: i32 = 601;
-/// Auth: a required parameter is missing.
+/// Auth: a required parameter is missing (the server's `602`).
 pub const SHOAL_ERR_MISSING_PARAMETERS: i32 = 602;
-/// Auth: unknown user, wrong password, or a token the server did not issue.
+/// Auth: unknown user, wrong password, or a token the server did not issue (`611`).
 pub const SHOAL_ERR_INVALID_CREDENTIALS: i32 = 611;
-/// Auth: the account or user does not exist.
+/// Auth: the account or user does not exist (`612`).
 pub const SHOAL_ERR_UNKNOWN_ACCOUNT: i32 = 612;
-/// Auth: the account to register exists already.
+/// Auth: the account to register exists already (`613`).
 pub const SHOAL_ERR_EXISTING_ACCOUNT: i32 = 613;
-/// Auth: the user may not do this.
+/// Auth: the user may not do this, e.g. a non-admin looking up users (`614`).
 pub const SHOAL_ERR_ACCESS_DENIED: i32 = 614;
-/// Auth: the refresh token is expired or revoked, or the user is logged out.
+/// Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 pub const SHOAL_ERR_EXPIRED_REFRESH_TOKEN: i32 = 615;
 /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 pub const SHOAL_ERR_INVALID_ARGUMENT: i32 = 1000;
@@ -133,168 +133,22 @@ pub const SHOAL_ERR_CALLBACK_FAILED: i32 = 1024;
 pub const SHOAL_ERR_REALM_IN_USE: i32 = 1025;
 /// The current user was asked for while more than one user is logged in.
 pub const SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN: i32 = 1026;
-/// A wait (for upload, download or initial data) did not finish in time.
+/// A wait (for upload, download or initial data) ran out of time.
 pub const SHOAL_ERR_TIMEOUT: i32 = 1027;
 
-/// Error category: No error.
+/// Error category NONE.
 pub const SHOAL_ERR_CATEGORY_NONE: i32 = 0;
-/// Error category: A mistake in how the API was called.
+/// Error category LOGIC.
 pub const SHOAL_ERR_CATEGORY_LOGIC: i32 = 1;
-/// Error category: The file system or a file's contents.
+/// Error category FILE.
 pub const SHOAL_ERR_CATEGORY_FILE: i32 = 2;
-/// Error category: Client-side I/O, JSON, client reset.
+/// Error category CLIENT.
 pub const SHOAL_ERR_CATEGORY_CLIENT: i32 = 3;
-/// Error category: A bug inside Shoal.
+/// Error category INTERNAL.
 pub const SHOAL_ERR_CATEGORY_INTERNAL: i32 = 4;
-/// Error category: The auth server refused a request (601–615).
+/// Error category AUTH.
 pub const SHOAL_ERR_CATEGORY_AUTH: i32 = 5;
-/// Error category: The auth server answered with a plain HTTP error status.
+/// Error category HTTP.
 pub const SHOAL_ERR_CATEGORY_HTTP: i32 = 6;
-/// Error category: A sync session or connection error (protocol codes 100–109, 200–213).
+/// Error category SYNC.
 pub const SHOAL_ERR_CATEGORY_SYNC: i32 = 7;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::{ErrorCategory, ErrorCode};
-
-    #[test]
-    fn ffi_codes_match_error_codes() {
-        let table: &[(i32, ErrorCode)] = &[
-            (SHOAL_ERR_UNKNOWN, ErrorCode::Unknown),
-            (SHOAL_ERR_IO, ErrorCode::Io),
-            (SHOAL_ERR_JSON, ErrorCode::Json),
-            (SHOAL_ERR_CLIENT_RESET, ErrorCode::ClientReset),
-            (SHOAL_ERR_SYNC, ErrorCode::Sync),
-            (SHOAL_ERR_HTTP, ErrorCode::Http),
-            (SHOAL_ERR_INVALID_PARAMETERS, ErrorCode::InvalidParameters),
-            (SHOAL_ERR_MISSING_PARAMETERS, ErrorCode::MissingParameters),
-            (SHOAL_ERR_INVALID_CREDENTIALS, ErrorCode::InvalidCredentials),
-            (SHOAL_ERR_UNKNOWN_ACCOUNT, ErrorCode::UnknownAccount),
-            (SHOAL_ERR_EXISTING_ACCOUNT, ErrorCode::ExistingAccount),
-            (SHOAL_ERR_ACCESS_DENIED, ErrorCode::AccessDenied),
-            (
-                SHOAL_ERR_EXPIRED_REFRESH_TOKEN,
-                ErrorCode::ExpiredRefreshToken,
-            ),
-            (SHOAL_ERR_INVALID_ARGUMENT, ErrorCode::InvalidArgument),
-            (SHOAL_ERR_WRONG_TYPE, ErrorCode::WrongType),
-            (
-                SHOAL_ERR_NOT_IN_WRITE_TRANSACTION,
-                ErrorCode::NotInWriteTransaction,
-            ),
-            (
-                SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION,
-                ErrorCode::AlreadyInWriteTransaction,
-            ),
-            (SHOAL_ERR_REALM_CLOSED, ErrorCode::RealmClosed),
-            (SHOAL_ERR_OBJECT_DELETED, ErrorCode::ObjectDeleted),
-            (SHOAL_ERR_NO_SUCH_CLASS, ErrorCode::NoSuchClass),
-            (SHOAL_ERR_NO_SUCH_PROPERTY, ErrorCode::NoSuchProperty),
-            (
-                SHOAL_ERR_DUPLICATE_PRIMARY_KEY,
-                ErrorCode::DuplicatePrimaryKey,
-            ),
-            (SHOAL_ERR_MIGRATION_NEEDED, ErrorCode::MigrationNeeded),
-            (
-                SHOAL_ERR_SCHEMA_VERSION_LOWER,
-                ErrorCode::SchemaVersionLower,
-            ),
-            (
-                SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP,
-                ErrorCode::SchemaChangedWithoutVersionBump,
-            ),
-            (SHOAL_ERR_READ_ONLY, ErrorCode::ReadOnly),
-            (SHOAL_ERR_FILE_NOT_FOUND, ErrorCode::FileNotFound),
-            (
-                SHOAL_ERR_FILE_PERMISSION_DENIED,
-                ErrorCode::FilePermissionDenied,
-            ),
-            (SHOAL_ERR_INCOMPATIBLE_FILE, ErrorCode::IncompatibleFile),
-            (SHOAL_ERR_DECRYPTION_FAILED, ErrorCode::DecryptionFailed),
-            (
-                SHOAL_ERR_FORMAT_UPGRADE_REQUIRED,
-                ErrorCode::FormatUpgradeRequired,
-            ),
-            (SHOAL_ERR_FILE_IN_USE, ErrorCode::FileInUse),
-            (SHOAL_ERR_INVALID_QUERY, ErrorCode::InvalidQuery),
-            (SHOAL_ERR_MISUSE, ErrorCode::Misuse),
-            (SHOAL_ERR_INTERNAL, ErrorCode::Internal),
-            (SHOAL_ERR_INDEX_OUT_OF_BOUNDS, ErrorCode::IndexOutOfBounds),
-            (SHOAL_ERR_NOT_SUPPORTED, ErrorCode::NotSupported),
-            (SHOAL_ERR_CALLBACK_FAILED, ErrorCode::CallbackFailed),
-            (SHOAL_ERR_REALM_IN_USE, ErrorCode::RealmInUse),
-            (
-                SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN,
-                ErrorCode::MultipleUsersLoggedIn,
-            ),
-            (SHOAL_ERR_TIMEOUT, ErrorCode::Timeout),
-        ];
-        assert_eq!(
-            table.len(),
-            ErrorCode::ALL.len(),
-            "every error code has a C constant"
-        );
-        for (c, code) in table {
-            assert_eq!(*c, *code as i32, "{code:?}");
-        }
-        assert_eq!(SHOAL_ERR_CATEGORY_LOGIC, ErrorCategory::Logic as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_FILE, ErrorCategory::File as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_CLIENT, ErrorCategory::Client as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_INTERNAL, ErrorCategory::Internal as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_NONE, ErrorCategory::None as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_AUTH, ErrorCategory::Auth as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_HTTP, ErrorCategory::Http as i32);
-        assert_eq!(SHOAL_ERR_CATEGORY_SYNC, ErrorCategory::Sync as i32);
-    }
-
-    /// Every protocol code has a constant named `SHOAL_ERR_<name>` with its number.
-    #[test]
-    fn ffi_codes_match_protocol_codes() {
-        use crate::protocol::sync::{ConnectionErrorCode, SessionErrorCode};
-        macro_rules! table {
-            ($($c:ident),* $(,)?) => { [$((stringify!($c), $c)),*] };
-        }
-        let table = table![
-            SHOAL_ERR_CONNECTION_CLOSED,
-            SHOAL_ERR_OTHER_ERROR,
-            SHOAL_ERR_UNKNOWN_MESSAGE,
-            SHOAL_ERR_BAD_SYNTAX,
-            SHOAL_ERR_LIMITS_EXCEEDED,
-            SHOAL_ERR_WRONG_PROTOCOL_VERSION,
-            SHOAL_ERR_BAD_SESSION_IDENT,
-            SHOAL_ERR_REUSE_OF_SESSION_IDENT,
-            SHOAL_ERR_BOUND_IN_OTHER_SESSION,
-            SHOAL_ERR_BAD_MESSAGE_ORDER,
-            SHOAL_ERR_SESSION_CLOSED,
-            SHOAL_ERR_OTHER_SESSION_ERROR,
-            SHOAL_ERR_TOKEN_EXPIRED,
-            SHOAL_ERR_BAD_AUTHENTICATION,
-            SHOAL_ERR_ILLEGAL_REALM_PATH,
-            SHOAL_ERR_NO_SUCH_PATH,
-            SHOAL_ERR_PERMISSION_DENIED,
-            SHOAL_ERR_BAD_SERVER_FILE_IDENT,
-            SHOAL_ERR_BAD_CLIENT_FILE_IDENT,
-            SHOAL_ERR_BAD_SERVER_VERSION,
-            SHOAL_ERR_BAD_CLIENT_VERSION,
-            SHOAL_ERR_DIVERGING_HISTORIES,
-            SHOAL_ERR_BAD_CHANGESET,
-            SHOAL_ERR_DISABLED_SESSION,
-        ];
-        let protocol: Vec<(i32, &str)> = ConnectionErrorCode::ALL
-            .iter()
-            .map(|c| (*c as i32, c.name()))
-            .chain(SessionErrorCode::ALL.iter().map(|c| (*c as i32, c.name())))
-            .collect();
-        assert_eq!(
-            table.len(),
-            protocol.len(),
-            "every protocol code has a C constant"
-        );
-        for ((const_name, value), (code, name)) in table.iter().zip(&protocol) {
-            assert_eq!(*value, *code, "{const_name}");
-            assert_eq!(*const_name, format!("SHOAL_ERR_{name}"));
-        }
-        assert_eq!(SHOAL_ERR_SYNC, SHOAL_ERR_SESSION_CLOSED);
-    }
-}

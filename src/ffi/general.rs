@@ -108,20 +108,11 @@ pub extern "C" fn shoal_clear_last_error() {
 /// this library does not know. The string is static: do not free it.
 #[no_mangle]
 pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
-    // NUL-terminated copies of ErrorCode::name(), then of the protocol codes' names (whose
-    // numbers ErrorCode does not use), built once.
+    // NUL-terminated copies of the code table's names, built once.
     static NAMES: LazyLock<Vec<(i32, String)>> = LazyLock::new(|| {
-        let mut names: Vec<(i32, String)> = ErrorCode::ALL
-            .iter()
-            .map(|c| (*c as i32, format!("{}\0", c.name())))
-            .collect();
-        for code in (100..=109).chain(200..=213) {
-            if names.iter().all(|(n, _)| *n != code) {
-                let name = crate::sync::session::code_name(code);
-                names.push((code, format!("{name}\0")));
-            }
-        }
-        names
+        crate::protocol::codes::all()
+            .map(|row| (row.code, format!("{}\0", row.name)))
+            .collect()
     });
     let name = match NAMES.iter().find(|(n, _)| *n == code) {
         Some((_, s)) => s.as_str(),

@@ -376,45 +376,9 @@ impl Problem {
     }
 }
 
-/// The auth server's error codes (the numbers of the reference system).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-#[non_exhaustive]
-pub enum AuthErrorCode {
-    /// A parameter is malformed, or the request is (bad JSON, too large, wrong content type).
-    InvalidParameters = 601,
-    /// A required parameter or header is missing.
-    MissingParameters = 602,
-    /// Unknown user, wrong password, or a token not signed by this server.
-    InvalidCredentials = 611,
-    /// The account or user does not exist.
-    UnknownAccount = 612,
-    /// The account to register exists already.
-    ExistingAccount = 613,
-    /// The caller may not do this.
-    AccessDenied = 614,
-    /// The refresh token is expired or revoked.
-    ExpiredRefreshToken = 615,
-}
+pub use super::codes::AuthErrorCode;
 
 impl AuthErrorCode {
-    /// Every code, in numeric order.
-    pub const ALL: [AuthErrorCode; 7] = [
-        AuthErrorCode::InvalidParameters,
-        AuthErrorCode::MissingParameters,
-        AuthErrorCode::InvalidCredentials,
-        AuthErrorCode::UnknownAccount,
-        AuthErrorCode::ExistingAccount,
-        AuthErrorCode::AccessDenied,
-        AuthErrorCode::ExpiredRefreshToken,
-    ];
-
-    /// The code for a number, if it is one of these.
-    #[must_use]
-    pub fn from_code(code: i32) -> Option<AuthErrorCode> {
-        AuthErrorCode::ALL.into_iter().find(|c| *c as i32 == code)
-    }
-
     /// The last segment of the problem `type`.
     #[must_use]
     pub fn slug(self) -> &'static str {
@@ -721,7 +685,7 @@ mod tests {
     fn auth_error_codes_are_never_renumbered() {
         let numbers: Vec<i32> = AuthErrorCode::ALL.iter().map(|c| *c as i32).collect();
         assert_eq!(numbers, [601, 602, 611, 612, 613, 614, 615]);
-        for code in AuthErrorCode::ALL {
+        for &code in AuthErrorCode::ALL {
             assert_eq!(AuthErrorCode::from_code(code as i32), Some(code));
         }
         assert_eq!(AuthErrorCode::from_code(600), None);

@@ -2,7 +2,9 @@
 //!
 //! Only this module and the server's HTTP layer derive `Serialize`/`Deserialize`; the rest of
 //! the core keeps serde out of its types. [`auth`] holds the auth service's JSON shapes and the
-//! token string codec; [`sync`] holds the sync protocol's binary message codec.
+//! token string codec; [`sync`] holds the sync protocol's binary message codec; [`codes`] is
+//! the table of every numeric error code.
 
 pub mod auth;
+pub mod codes;
 pub mod sync;

@@ -322,157 +322,7 @@ pub enum Sender {
     Both,
 }
 
-/// The connection-level error codes (100–109), sent in an ERROR with session 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-#[non_exhaustive]
-pub enum ConnectionErrorCode {
-    /// The connection was closed; not an error.
-    ConnectionClosed = 100,
-    /// Any other connection-level error.
-    OtherError = 101,
-    /// An unknown message type, or one sent the wrong way.
-    UnknownMessage = 102,
-    /// A message that does not follow the encoding.
-    BadSyntax = 103,
-    /// A message, field or count beyond its limit.
-    LimitsExceeded = 104,
-    /// A message of another protocol version.
-    WrongProtocolVersion = 105,
-    /// A session ident that is 0 or not bound.
-    BadSessionIdent = 106,
-    /// A BIND with a session ident used before on the connection.
-    ReuseOfSessionIdent = 107,
-    /// The client file is bound in another session.
-    BoundInOtherSession = 108,
-    /// A message that is not allowed at this point of the session.
-    BadMessageOrder = 109,
-}
-
-impl ConnectionErrorCode {
-    /// Every code, in numeric order.
-    pub const ALL: [ConnectionErrorCode; 10] = [
-        ConnectionErrorCode::ConnectionClosed,
-        ConnectionErrorCode::OtherError,
-        ConnectionErrorCode::UnknownMessage,
-        ConnectionErrorCode::BadSyntax,
-        ConnectionErrorCode::LimitsExceeded,
-        ConnectionErrorCode::WrongProtocolVersion,
-        ConnectionErrorCode::BadSessionIdent,
-        ConnectionErrorCode::ReuseOfSessionIdent,
-        ConnectionErrorCode::BoundInOtherSession,
-        ConnectionErrorCode::BadMessageOrder,
-    ];
-
-    /// The code for a number, if it is one of these.
-    #[must_use]
-    pub fn from_code(code: i32) -> Option<ConnectionErrorCode> {
-        ConnectionErrorCode::ALL
-            .into_iter()
-            .find(|c| *c as i32 == code)
-    }
-
-    /// The code's name, as in the API documentation (`BAD_SYNTAX`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            ConnectionErrorCode::ConnectionClosed => "CONNECTION_CLOSED",
-            ConnectionErrorCode::OtherError => "OTHER_ERROR",
-            ConnectionErrorCode::UnknownMessage => "UNKNOWN_MESSAGE",
-            ConnectionErrorCode::BadSyntax => "BAD_SYNTAX",
-            ConnectionErrorCode::LimitsExceeded => "LIMITS_EXCEEDED",
-            ConnectionErrorCode::WrongProtocolVersion => "WRONG_PROTOCOL_VERSION",
-            ConnectionErrorCode::BadSessionIdent => "BAD_SESSION_IDENT",
-            ConnectionErrorCode::ReuseOfSessionIdent => "REUSE_OF_SESSION_IDENT",
-            ConnectionErrorCode::BoundInOtherSession => "BOUND_IN_OTHER_SESSION",
-            ConnectionErrorCode::BadMessageOrder => "BAD_MESSAGE_ORDER",
-        }
-    }
-}
-
-/// The session-level error codes (200–213), sent in an ERROR with the session's ident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-#[non_exhaustive]
-pub enum SessionErrorCode {
-    /// The session was closed; not an error.
-    SessionClosed = 200,
-    /// Any other session-level error.
-    OtherSessionError = 201,
-    /// The access token has expired: get a new one and bind again.
-    TokenExpired = 202,
-    /// The access token is not valid (not a token, or not signed by this server).
-    BadAuthentication = 203,
-    /// The path is not a valid realm path.
-    IllegalRealmPath = 204,
-    /// No realm exists at the path.
-    NoSuchPath = 205,
-    /// The token does not grant access to the path.
-    PermissionDenied = 206,
-    /// The server file ident is wrong (kept for numbering).
-    BadServerFileIdent = 207,
-    /// The client file ident or its salt is wrong.
-    BadClientFileIdent = 208,
-    /// The client has a server version the server never had.
-    BadServerVersion = 209,
-    /// A client version out of order.
-    BadClientVersion = 210,
-    /// The client's and the server's histories diverge.
-    DivergingHistories = 211,
-    /// A changeset that does not decode or apply.
-    BadChangeset = 212,
-    /// The session has been disabled.
-    DisabledSession = 213,
-}
-
-impl SessionErrorCode {
-    /// Every code, in numeric order.
-    pub const ALL: [SessionErrorCode; 14] = [
-        SessionErrorCode::SessionClosed,
-        SessionErrorCode::OtherSessionError,
-        SessionErrorCode::TokenExpired,
-        SessionErrorCode::BadAuthentication,
-        SessionErrorCode::IllegalRealmPath,
-        SessionErrorCode::NoSuchPath,
-        SessionErrorCode::PermissionDenied,
-        SessionErrorCode::BadServerFileIdent,
-        SessionErrorCode::BadClientFileIdent,
-        SessionErrorCode::BadServerVersion,
-        SessionErrorCode::BadClientVersion,
-        SessionErrorCode::DivergingHistories,
-        SessionErrorCode::BadChangeset,
-        SessionErrorCode::DisabledSession,
-    ];
-
-    /// The code for a number, if it is one of these.
-    #[must_use]
-    pub fn from_code(code: i32) -> Option<SessionErrorCode> {
-        SessionErrorCode::ALL
-            .into_iter()
-            .find(|c| *c as i32 == code)
-    }
-
-    /// The code's name, as in the API documentation (`BAD_CHANGESET`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            SessionErrorCode::SessionClosed => "SESSION_CLOSED",
-            SessionErrorCode::OtherSessionError => "OTHER_SESSION_ERROR",
-            SessionErrorCode::TokenExpired => "TOKEN_EXPIRED",
-            SessionErrorCode::BadAuthentication => "BAD_AUTHENTICATION",
-            SessionErrorCode::IllegalRealmPath => "ILLEGAL_REALM_PATH",
-            SessionErrorCode::NoSuchPath => "NO_SUCH_PATH",
-            SessionErrorCode::PermissionDenied => "PERMISSION_DENIED",
-            SessionErrorCode::BadServerFileIdent => "BAD_SERVER_FILE_IDENT",
-            SessionErrorCode::BadClientFileIdent => "BAD_CLIENT_FILE_IDENT",
-            SessionErrorCode::BadServerVersion => "BAD_SERVER_VERSION",
-            SessionErrorCode::BadClientVersion => "BAD_CLIENT_VERSION",
-            SessionErrorCode::DivergingHistories => "DIVERGING_HISTORIES",
-            SessionErrorCode::BadChangeset => "BAD_CHANGESET",
-            SessionErrorCode::DisabledSession => "DISABLED_SESSION",
-        }
-    }
-}
+pub use super::codes::{ConnectionErrorCode, SessionErrorCode};
 
 /// Why bytes did not decode as a [`Message`]: the code to send back in a connection-level
 /// ERROR ([`ProtocolError::to_message`]) and a description naming the message, the field and
@@ -1871,14 +1721,14 @@ mod tests {
     fn error_codes_are_never_renumbered() {
         let numbers: Vec<i32> = ConnectionErrorCode::ALL.iter().map(|c| *c as i32).collect();
         assert_eq!(numbers, (100..=109).collect::<Vec<i32>>());
-        for code in ConnectionErrorCode::ALL {
+        for &code in ConnectionErrorCode::ALL {
             assert_eq!(ConnectionErrorCode::from_code(code as i32), Some(code));
         }
         assert_eq!(ConnectionErrorCode::BadSyntax.name(), "BAD_SYNTAX");
         assert_eq!(ConnectionErrorCode::from_code(110), None);
         let numbers: Vec<i32> = SessionErrorCode::ALL.iter().map(|c| *c as i32).collect();
         assert_eq!(numbers, (200..=213).collect::<Vec<i32>>());
-        for code in SessionErrorCode::ALL {
+        for &code in SessionErrorCode::ALL {
             assert_eq!(SessionErrorCode::from_code(code as i32), Some(code));
         }
         assert_eq!(SessionErrorCode::BadChangeset.name(), "BAD_CHANGESET");

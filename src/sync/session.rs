@@ -14,7 +14,6 @@ use super::config::SyncConfig;
 use crate::config::Config;
 use crate::db::Realm;
 use crate::error::{Error, ErrorCategory, ErrorCode, Result};
-use crate::protocol::sync::{ConnectionErrorCode, SessionErrorCode};
 
 /// A session's state (the numbers are the reference system's).
 #[repr(i32)]
@@ -114,13 +113,8 @@ pub struct SyncError {
 
 impl SyncError {
     pub(crate) fn new(code: i32, message: impl Into<String>, is_fatal: bool) -> SyncError {
-        let category = if (100..=109).contains(&code) || (200..=213).contains(&code) {
-            ErrorCategory::Sync
-        } else if (601..=615).contains(&code) {
-            ErrorCategory::Auth
-        } else {
-            ErrorCategory::Client
-        };
+        let category =
+            crate::protocol::codes::info(code).map_or(ErrorCategory::Client, |row| row.category);
         SyncError {
             code,
             category,
@@ -158,16 +152,7 @@ impl SyncError {
 
 /// The name of any code a [`SyncError`] can carry.
 pub(crate) fn code_name(code: i32) -> &'static str {
-    if let Some(c) = ConnectionErrorCode::from_code(code) {
-        return c.name();
-    }
-    if let Some(c) = SessionErrorCode::from_code(code) {
-        return c.name();
-    }
-    ErrorCode::ALL
-        .iter()
-        .find(|c| **c as i32 == code)
-        .map_or("UNKNOWN", |c| c.name())
+    crate::protocol::codes::info(code).map_or("UNKNOWN", |row| row.name)
 }
 
 pub(crate) type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
