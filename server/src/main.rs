@@ -52,6 +52,8 @@ fn restrict_umask() {
 fn restrict_umask() {}
 
 async fn serve(cli: &Cli) -> Result<(), shoal_server::ServerError> {
+    // Reads --admin-password-file: an unreadable one fails before anything is announced.
+    let config = cli.to_config()?;
     // Install the handlers before announcing the address, so that a signal sent as soon as
     // the line is seen is a clean shutdown rather than the default (killed by the signal).
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -66,6 +68,5 @@ async fn serve(cli: &Cli) -> Result<(), shoal_server::ServerError> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", listener.local_addr()?)?;
     stdout.flush()?;
-    let config = cli.to_config()?;
     shoal_server::run(listener, config, shutdown).await
 }
