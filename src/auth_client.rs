@@ -339,5 +339,12 @@ mod tests {
         let e = problem_error(503, None);
         assert_eq!(e.raw_code(), 503);
         assert!(e.message().contains("503"));
+        // A throttled login: HTTP 429 with the server's hint (when to retry), never retried
+        // here.
+        let throttled = r#"{"type":"about:blank","title":"Too Many Requests","status":429,
+            "code":429,"hint":"too many failed logins for this account; retry in 4 s"}"#;
+        let e = problem_error(429, Some(throttled));
+        assert_eq!((e.code(), e.raw_code()), (ErrorCode::Http, 429));
+        assert!(e.message().contains("retry in 4 s"), "{e}");
     }
 }

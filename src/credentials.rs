@@ -66,9 +66,8 @@ impl Credentials {
     /// A user name and password; `register` creates the account.
     ///
     /// # Errors
-    /// `InvalidArgument` for an empty user name. The password may be empty (the server's
-    /// built-in `realm-admin` account starts with the empty password); the server refuses an
-    /// empty password when registering (`InvalidParameters`).
+    /// `InvalidArgument` for an empty user name. An empty password is passed on: the server
+    /// refuses it, when logging in and when registering (`InvalidParameters`).
     pub fn password(username: &str, password: &str, register: bool) -> Result<Credentials> {
         if username.is_empty() {
             return Err(Error::invalid("the user name must not be empty"));

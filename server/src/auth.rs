@@ -8,22 +8,26 @@
 //! **Architecture Invariant:** access decisions use the admin flag stored in redb, never the
 //! `is_admin` claim of the presented token, so demoting a user takes effect at once.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::Params;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use shoal::protocol::auth::{
     AuthRequest, AuthResponse, ChangePasswordRequest, LookupResponse, PasswordUserInfo,
     RevokeRequest, Token, TokenData, ACCESS_DOWNLOAD, ACCESS_MANAGE, ACCESS_REFRESH, ACCESS_UPLOAD,
-    PROVIDER_DEBUG, PROVIDER_PASSWORD, PROVIDER_REALM,
+    ADMIN_USER_NAME, PROVIDER_DEBUG, PROVIDER_PASSWORD, PROVIDER_REALM,
 };
 use tracing::instrument;
 
 use crate::config::{PasswordHashing, ServerConfig};
-use crate::http::{Authorization, JsonBody};
+use crate::files;
+use crate::http::{Authorization, JsonBody, Peer};
+use crate::limits::{HashPool, LoginKeys, Throttle};
+use crate::password;
 use crate::problem::ApiError;
 use crate::store::{Store, StoreError, User};
 use crate::tokens::{random_id, unix_now, TokenError, TokenKeys, TokenVerifier};
@@ -32,6 +36,8 @@ use crate::tokens::{random_id, unix_now, TokenError, TokenKeys, TokenVerifier};
 const MAX_PATH_LEN: usize = 1024;
 /// The longest user name accepted, in bytes.
 const MAX_USER_NAME_LEN: usize = 256;
+/// Where a generated `realm-admin` password is written, under the data directory.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
@@ -47,11 +53,18 @@ pub struct AuthService {
     keys: TokenKeys,
     /// Checks tokens presented to us (the public half of `keys`).
     verifier: TokenVerifier,
-    /// Hashes new passwords (verification uses the parameters stored in each hash).
-    hasher: Argon2<'static>,
+    /// The threads all argon2 work runs on (bounded memory and queue). New hashes use the
+    /// configured cost; verification uses the parameters stored in each hash.
+    pool: HashPool,
+    /// Failed logins per account and address, and the waits they impose.
+    throttle: Arc<Throttle>,
     /// A hash of a random password, verified against when a user name is unknown so that
     /// unknown names and wrong passwords take the same time.
-    dummy_hash: String,
+    dummy_hash: Arc<str>,
+    /// The identity of the built-in `realm-admin`.
+    admin_id: String,
+    /// `DATA/admin-password`: removed when the admin's password changes.
+    admin_password_file: PathBuf,
     /// Life of access tokens, seconds.
     access_ttl: i64,
     /// Life of refresh tokens, seconds.
@@ -61,47 +74,114 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    /// Opens the store and the signing key under `config.data_dir` (created if missing) and
-    /// makes sure the built-in `realm-admin` account exists.
+    /// Opens the store and the signing key under `config.data_dir` (created if missing),
+    /// starts the hashing threads and makes sure the built-in `realm-admin` account exists
+    /// with a non-empty password ([`AuthService::bootstrap_admin`]).
     ///
     /// # Errors
-    /// Storage, key file or random source failures; nothing is half-created on failure (each
-    /// step is atomic, and repeating them is harmless).
+    /// Storage, key file or random source failures, an empty `config.admin_password`;
+    /// nothing is half-created on failure (each step is atomic, and repeating them is
+    /// harmless).
     pub fn open(config: &ServerConfig) -> Result<AuthService, crate::ServerError> {
-        create_private_dir(&config.data_dir)?;
+        files::create_private_dir(&config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
         let keys = TokenKeys::load_or_create(&config.data_dir)?;
-        let hasher = match config.password_hashing {
-            PasswordHashing::Secure => Argon2::default(),
+        let params = match config.password_hashing {
+            // The argon2 crate's defaults: 19 MiB, 2 passes, 1 lane.
+            PasswordHashing::Secure => Params::default(),
             PasswordHashing::InsecureFastForTests => {
                 tracing::warn!("insecure fast password hashing: for tests only");
-                let params = Params::new(Params::MIN_M_COST, 1, 1, None)
-                    .map_err(|e| crate::ServerError::Hash(e.to_string()))?;
-                Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                Params::new(Params::MIN_M_COST, 1, 1, None)
+                    .map_err(|e| crate::ServerError::Hash(e.to_string()))?
             }
         };
+        let pool = HashPool::start(&params, &config.login_limits)?;
+        tracing::debug!(threads = pool.threads(), "password hashing threads");
+        let dummy = random_id()?;
+        let dummy_hash = pool
+            .run(move |hasher| hasher.hash(&dummy))
+            .map_err(|e| crate::ServerError::Hash(e.to_string()))?
+            .map_err(crate::ServerError::Hash)?;
         let mut service = AuthService {
             store,
             verifier: keys.verifier(),
             keys,
-            hasher,
-            dummy_hash: String::new(),
+            pool,
+            throttle: Arc::new(Throttle::new(&config.login_limits)),
+            dummy_hash: dummy_hash.into(),
+            admin_id: String::new(),
+            admin_password_file: config.data_dir.join(ADMIN_PASSWORD_FILE),
             access_ttl: i64::try_from(config.access_token_ttl).unwrap_or(i64::MAX),
             refresh_ttl: i64::try_from(config.refresh_token_ttl).unwrap_or(i64::MAX),
             debug_provider: config.debug_provider,
         };
-        let hash_err = |e: ApiError| crate::ServerError::Hash(e.to_string());
-        service.dummy_hash = service.hash(&random_id()?).map_err(hash_err)?;
-        let admin_exists = service
-            .store
-            .find_account(PROVIDER_PASSWORD, shoal::protocol::auth::ADMIN_USER_NAME)?
-            .is_some();
-        if config.admin_password.is_some() || !admin_exists {
-            let password = config.admin_password.as_deref().unwrap_or("");
-            let hash = service.hash(password).map_err(hash_err)?;
-            service.store.ensure_admin(&hash, true)?;
-        }
+        service.admin_id = service.bootstrap_admin(config.admin_password.as_deref())?;
         Ok(service)
+    }
+
+    /// Makes sure `realm-admin` exists with a password that is not empty; returns its
+    /// identity.
+    ///
+    /// - `provided` (`--admin-password-file`, `SHOAL_ADMIN_PASSWORD`, `--admin-password`,
+    ///   [`ServerConfig::admin_password`]) is set at every start; a generated password file is
+    ///   removed (it no longer works).
+    /// - Otherwise, if the account is new or its stored password is empty (data of a server
+    ///   from before this rule), a password of 32 random base64url characters is generated,
+    ///   written to `DATA/admin-password` (mode 0600), then stored hashed, and the file's path
+    ///   is logged, never the password. A crash in between leaves the old state, and the next
+    ///   start generates again.
+    /// - Otherwise the stored password stays.
+    fn bootstrap_admin(&self, provided: Option<&str>) -> Result<String, crate::ServerError> {
+        let hash_err = |e: ApiError| crate::ServerError::Hash(e.to_string());
+        let file = &self.admin_password_file;
+        if let Some(password) = provided {
+            if password.is_empty() {
+                return Err(crate::ServerError::Config(
+                    "the realm-admin password must not be empty".into(),
+                ));
+            }
+            let hash = self.hash(password.to_owned()).map_err(hash_err)?;
+            let admin = self.store.ensure_admin(&hash, true)?;
+            self.remove_admin_password_file("a realm-admin password was given at start");
+            return Ok(admin.id);
+        }
+        let existing = self
+            .store
+            .find_account(PROVIDER_PASSWORD, ADMIN_USER_NAME)?;
+        let stored = match &existing {
+            Some(id) => self.store.password_hash(id)?,
+            None => None,
+        };
+        if let (Some(id), Some(stored)) = (&existing, &stored) {
+            let stored = stored.clone();
+            let empty = self
+                .pool
+                .run(move |hasher| hasher.verify("", &stored))
+                .map_err(hash_err)?;
+            if !empty {
+                return Ok(id.clone());
+            }
+            tracing::warn!("the realm-admin password was empty; replacing it");
+        }
+        let password = password::generate()?;
+        let hash = self.hash(password.clone()).map_err(hash_err)?;
+        files::write_private(file, &format!("{password}\n"))?;
+        let admin = self.store.ensure_admin(&hash, true)?;
+        tracing::warn!(path = %file.display(),
+            "generated a password for the built-in realm-admin account; it is in this file \
+             (owner-only). Set your own with SHOAL_ADMIN_PASSWORD or --admin-password-file");
+        Ok(admin.id)
+    }
+
+    /// Removes `DATA/admin-password` if it exists (its password no longer works).
+    fn remove_admin_password_file(&self, why: &str) {
+        match std::fs::remove_file(&self.admin_password_file) {
+            Ok(()) => tracing::info!(path = %self.admin_password_file.display(),
+                "{why}; removed the generated admin password file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %self.admin_password_file.display(), error = %e,
+                "could not remove the generated admin password file"),
+        }
     }
 
     /// `POST /auth`: dispatches on the provider.
@@ -109,7 +189,11 @@ impl AuthService {
     /// # Errors
     /// The problems listed in `shoal::protocol::auth` for each provider.
     #[instrument(level = "debug", skip_all, fields(provider = %request.provider))]
-    pub fn authenticate(&self, request: AuthRequest) -> Result<AuthResponse, ApiError> {
+    pub fn authenticate(
+        &self,
+        request: AuthRequest,
+        peer: Option<IpAddr>,
+    ) -> Result<AuthResponse, ApiError> {
         if request.data.is_empty() {
             return Err(ApiError::missing("'data' must not be empty"));
         }
@@ -117,7 +201,7 @@ impl AuthService {
             return Err(ApiError::invalid("'user_info' must be a JSON object"));
         }
         match request.provider.as_str() {
-            PROVIDER_PASSWORD => self.password_login(&request),
+            PROVIDER_PASSWORD => self.password_login(&request, peer),
             PROVIDER_DEBUG if self.debug_provider => self.debug_login(&request),
             PROVIDER_REALM => self.realm_access(&request),
             other => Err(ApiError::invalid(format!(
@@ -126,7 +210,15 @@ impl AuthService {
         }
     }
 
-    fn password_login(&self, request: &AuthRequest) -> Result<AuthResponse, ApiError> {
+    /// A password login or registration. An empty password is refused before any work. A
+    /// login is first checked against the throttle (429 while its account or address must
+    /// wait), checked again on the hashing thread (failures of concurrent attempts count),
+    /// then verified; a failure is counted, a success clears its account.
+    fn password_login(
+        &self,
+        request: &AuthRequest,
+        peer: Option<IpAddr>,
+    ) -> Result<AuthResponse, ApiError> {
         let name = request.data.as_str();
         if name.len() > MAX_USER_NAME_LEN {
             return Err(ApiError::invalid(format!(
@@ -142,11 +234,11 @@ impl AuthService {
         }
         let info: PasswordUserInfo = serde_json::from_value(request.user_info.clone())
             .map_err(|e| ApiError::invalid(format!("'user_info': {e}")))?;
+        if info.password.is_empty() {
+            return Err(ApiError::invalid("the password must not be empty"));
+        }
         let user = if info.register {
-            if info.password.is_empty() {
-                return Err(ApiError::invalid("the password must not be empty"));
-            }
-            let hash = self.hash(&info.password)?;
+            let hash = self.hash(info.password)?;
             let user = self.store.create_password_user(name, &hash)?;
             let user = user.ok_or_else(|| {
                 ApiError::existing_account(format!("the user name '{name}' is taken"))
@@ -154,18 +246,34 @@ impl AuthService {
             tracing::info!(identity = %user.id, "registered a password user");
             user
         } else {
+            let keys = LoginKeys::new(PROVIDER_PASSWORD, name, peer);
+            self.throttle.check(&keys)?;
             let id = self.store.find_account(PROVIDER_PASSWORD, name)?;
-            let hash = match &id {
+            let stored = match &id {
                 Some(id) => self.store.password_hash(id)?,
                 None => None,
             };
-            let matches = self.verify_password(&info.password, hash.as_deref());
+            let throttle = Arc::clone(&self.throttle);
+            let dummy = Arc::clone(&self.dummy_hash);
+            let job_keys = keys.clone();
+            let password = info.password;
+            let matches = self.pool.run(move |hasher| {
+                throttle.check(&job_keys)?;
+                // Without a stored hash, verify against the dummy (which fails) so that the
+                // time taken does not tell whether the user exists.
+                let ok = hasher.verify(&password, stored.as_deref().unwrap_or(&dummy));
+                Ok::<_, ApiError>(ok && stored.is_some())
+            })??;
             match (id, matches) {
-                (Some(id), true) => self.existing_user(&id)?,
+                (Some(id), true) => {
+                    self.throttle.succeeded(&keys);
+                    self.existing_user(&id)?
+                }
                 _ => {
+                    self.throttle.failed(&keys);
                     return Err(ApiError::invalid_credentials(
                         "unknown user name or wrong password",
-                    ))
+                    ));
                 }
             }
         };
@@ -294,11 +402,14 @@ impl AuthService {
                 "'{target}' is not a user with a password account"
             )));
         }
-        let hash = self.hash(&request.new_password)?;
+        let hash = self.hash(request.new_password.clone())?;
         if !self.store.set_password_hash(target, &hash)? {
             return Err(ApiError::unknown_account(format!(
                 "'{target}' is not a user with a password account"
             )));
+        }
+        if target == self.admin_id {
+            self.remove_admin_password_file("the realm-admin password was changed");
         }
         tracing::info!(identity = %target, by = %caller.id, "changed a password");
         Ok(())
@@ -377,36 +488,12 @@ impl AuthService {
         }))
     }
 
-    fn hash(&self, password: &str) -> Result<String, ApiError> {
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|e| ApiError::internal(&e))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| ApiError::internal(&e))?;
-        let hash = self.hasher.hash_password(password.as_bytes(), &salt);
-        Ok(hash.map_err(|e| ApiError::internal(&e))?.to_string())
+    /// Hashes a new password on the hashing threads.
+    fn hash(&self, password: String) -> Result<String, ApiError> {
+        self.pool
+            .run(move |hasher| hasher.hash(&password))?
+            .map_err(|e| ApiError::internal(&e))
     }
-
-    /// Verifies in constant time (argon2's verifier compares the outputs with `subtle`);
-    /// without a stored hash it verifies against the dummy hash, which always fails, so the
-    /// time taken does not tell whether the user exists.
-    fn verify_password(&self, password: &str, stored: Option<&str>) -> bool {
-        let Ok(parsed) = PasswordHash::new(stored.unwrap_or(&self.dummy_hash)) else {
-            tracing::error!("a stored password hash does not parse");
-            return false;
-        };
-        let ok = self
-            .hasher
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        ok && stored.is_some()
-    }
-}
-
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 /// Whether `s` is one realm path segment: `[A-Za-z0-9_.-]+`, not `.` or `..`.
@@ -458,9 +545,10 @@ async fn blocking<T: Send + 'static>(
 /// `POST /auth`.
 pub async fn authenticate(
     State(service): State<Arc<AuthService>>,
+    Peer(peer): Peer,
     JsonBody(request): JsonBody<AuthRequest>,
 ) -> Result<Json<AuthResponse>, ApiError> {
-    blocking(move || service.authenticate(request))
+    blocking(move || service.authenticate(request, peer))
         .await
         .map(Json)
 }
@@ -501,6 +589,41 @@ pub async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Data of a server from before the rule: `realm-admin` with the empty password.
+    #[test]
+    fn a_stored_empty_admin_password_is_replaced_by_a_generated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path());
+        config.password_hashing = PasswordHashing::InsecureFastForTests;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let params = Params::new(Params::MIN_M_COST, 1, 1, None).unwrap();
+            let empty = password::Hasher::new(params).hash("").unwrap();
+            store.ensure_admin(&empty, false).unwrap();
+        }
+        let login = |service: &AuthService, password: &str| {
+            let request = AuthRequest::password(ADMIN_USER_NAME, password, false, "app");
+            service.authenticate(request, None)
+        };
+        let service = AuthService::open(&config).unwrap();
+        let file = dir.path().join(ADMIN_PASSWORD_FILE);
+        let generated = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(login(&service, "").unwrap_err().problem.status, 400);
+        let token = login(&service, generated.trim_end()).unwrap().refresh_token;
+        assert!(token.unwrap().token_data.is_admin);
+        drop(service);
+        // The next start keeps it.
+        let service = AuthService::open(&config).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), generated);
+        assert!(login(&service, generated.trim_end()).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 
     #[test]
     fn realm_paths_are_validated_and_tilde_resolved() {

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// The default life of an access token, in seconds (ten minutes; ROS 1 used one minute).
 pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 600;
@@ -28,8 +30,10 @@ pub struct ServerConfig {
     pub refresh_token_ttl: u64,
     /// Whether the `debug` provider (log in as any identity, `admin` being an admin) is on.
     pub debug_provider: bool,
-    /// The password of the built-in `realm-admin` account. `None` keeps the stored one (the
-    /// empty password when the account is first created); `Some` sets it at every start.
+    /// The password of the built-in `realm-admin` account; it must not be empty. `Some` sets it
+    /// at every start (and removes a generated `DATA/admin-password`). `None` keeps the stored
+    /// one, unless the account is new or its stored password is empty: then a strong password
+    /// is generated, stored (hashed) and written to `DATA/admin-password` (mode 0600).
     pub admin_password: Option<String>,
     /// How expensive password hashing is; [`PasswordHashing::Secure`] unless testing.
     pub password_hashing: PasswordHashing,
@@ -38,6 +42,8 @@ pub struct ServerConfig {
     /// A sync connection that sends nothing (not even a PING; clients send one every 10 s)
     /// for this long is closed, ending its sessions.
     pub sync_idle_timeout: std::time::Duration,
+    /// How password hashing and failed logins are bounded.
+    pub login_limits: LoginLimits,
 }
 
 impl ServerConfig {
@@ -52,6 +58,60 @@ impl ServerConfig {
             password_hashing: PasswordHashing::Secure,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             sync_idle_timeout: std::time::Duration::from_secs(DEFAULT_SYNC_IDLE_TIMEOUT),
+            login_limits: LoginLimits::default(),
+        }
+    }
+}
+
+/// How password hashing (argon2: about 19 MiB and tens of milliseconds per hash) and failed
+/// logins are bounded. The defaults suit an exposed server; tests shorten the delays.
+///
+/// Hashing runs on `hash_threads` dedicated threads; at most `hash_queue` more hashes wait
+/// (each waiting request holds only its password and a blocked thread) and a hash that waited
+/// longer than `hash_max_wait` is not computed: both are answered `503` with `Retry-After`.
+///
+/// A password login that fails counts against its account (the user name, whether or not it
+/// exists) and against the client's address (IPv4, or the /64 of IPv6). After
+/// `free_failures_per_account` (resp. `free_failures_per_address`) failures, the next attempt
+/// must wait `base_delay`, doubling with each further failure up to `max_delay`; attempts
+/// within the wait are answered `429` with `Retry-After`, without checking the password (so
+/// a correct password is refused too). A successful login clears its account's failures;
+/// failures are forgotten after `forget_after` without any. At most `max_tracked` accounts
+/// and as many addresses are remembered; beyond that the longest-quiet are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Threads that hash passwords; 0 picks the number of cores, at most 4.
+    pub hash_threads: usize,
+    /// Hashes that may wait for a thread.
+    pub hash_queue: usize,
+    /// The longest a hash may wait for a thread.
+    pub hash_max_wait: std::time::Duration,
+    /// Failures of one account before it is slowed down.
+    pub free_failures_per_account: u32,
+    /// Failures from one address before it is slowed down.
+    pub free_failures_per_address: u32,
+    /// The first wait.
+    pub base_delay: std::time::Duration,
+    /// The longest wait.
+    pub max_delay: std::time::Duration,
+    /// Failures older than this (with none since) are forgotten.
+    pub forget_after: std::time::Duration,
+    /// Accounts (and, separately, addresses) remembered at most.
+    pub max_tracked: usize,
+}
+
+impl Default for LoginLimits {
+    fn default() -> LoginLimits {
+        LoginLimits {
+            hash_threads: 0,
+            hash_queue: 64,
+            hash_max_wait: std::time::Duration::from_secs(10),
+            free_failures_per_account: 5,
+            free_failures_per_address: 20,
+            base_delay: std::time::Duration::from_secs(1),
+            max_delay: std::time::Duration::from_secs(300),
+            forget_after: std::time::Duration::from_secs(900),
+            max_tracked: 10_000,
         }
     }
 }
@@ -68,48 +128,112 @@ pub enum PasswordHashing {
     InsecureFastForTests,
 }
 
-/// `shoal-server`: the Shoal auth server on embedded storage.
+/// `shoal-server`: the Shoal server (auth and sync) on embedded storage.
+///
+/// Every flag can also be set through the environment variable shown with it (`[env: ...]`);
+/// a flag on the command line wins over its variable. Boolean variables take true/false,
+/// yes/no, on/off or 1/0.
 #[derive(Debug, Parser)]
-#[command(name = "shoal-server", version, about)]
+#[command(
+    name = "shoal-server",
+    version,
+    about,
+    long_about = None,
+    after_help = "Every flag can also be set through the environment variable shown with it \
+                  ([env: ...]); a flag on the command line wins. Boolean variables take \
+                  true/false, yes/no, on/off or 1/0."
+)]
 pub struct Cli {
-    /// Directory for the server's state (created if missing).
-    #[arg(long, value_name = "DIR")]
+    /// Directory for the server's state (created if missing). Everything the server writes in
+    /// it is readable by the server's user only (files 0600, directories 0700).
+    #[arg(long, value_name = "DIR", env = "SHOAL_DATA")]
     pub data: PathBuf,
     /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9080")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9080",
+        env = "SHOAL_LISTEN"
+    )]
     pub listen: SocketAddr,
     /// Life of access tokens, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_ACCESS_TOKEN_TTL)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_ACCESS_TOKEN_TTL,
+        env = "SHOAL_ACCESS_TOKEN_TTL")]
     pub access_token_ttl: u64,
     /// Life of refresh tokens, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REFRESH_TOKEN_TTL)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REFRESH_TOKEN_TTL,
+        env = "SHOAL_REFRESH_TOKEN_TTL")]
     pub refresh_token_ttl: u64,
     /// Enable the `debug` provider: anyone may log in as any identity (`admin` is an admin).
-    #[arg(long)]
+    /// For tests only.
+    #[arg(long, env = "SHOAL_DEBUG_PROVIDER", value_parser = BoolishValueParser::new())]
     pub debug_provider: bool,
-    /// Set the password of the built-in `realm-admin` account (empty when first created).
-    #[arg(long, value_name = "P")]
+    /// The password of the built-in `realm-admin` account, set at every start. Prefer the
+    /// variable or --admin-password-file: on the command line it is visible to every local
+    /// user (ps, /proc/PID/cmdline). Without any, a password is generated on first start into
+    /// DIR/admin-password.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "SHOAL_ADMIN_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "admin_password_file"
+    )]
     pub admin_password: Option<String>,
+    /// A file holding the password of the built-in `realm-admin` account (a trailing newline
+    /// is not part of it), read at every start.
+    #[arg(long, value_name = "FILE", env = "SHOAL_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
     /// Most connections served at once.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+        env = "SHOAL_MAX_CONNECTIONS")]
     pub max_connections: usize,
     /// Seconds of silence after which a sync connection is closed (clients PING every 10 s).
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_IDLE_TIMEOUT)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_IDLE_TIMEOUT,
+        env = "SHOAL_SYNC_IDLE_TIMEOUT")]
     pub sync_idle_timeout: u64,
     /// Hash new passwords with the cheapest argon2 parameters. Insecure: tests only.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, env = "SHOAL_INSECURE_FAST_PASSWORD_HASHING",
+        value_parser = BoolishValueParser::new())]
     pub insecure_fast_password_hashing: bool,
+    /// Whether `admin_password` was given on the command line (rather than in the
+    /// environment): set by [`Cli::parse_args`], which then warns.
+    #[arg(skip)]
+    pub admin_password_on_command_line: bool,
 }
 
 impl Cli {
-    /// The [`ServerConfig`] these flags describe.
-    pub fn to_config(&self) -> ServerConfig {
-        ServerConfig {
+    /// Parses the command line and the `SHOAL_*` variables (exits with clap's message on
+    /// error, as `Parser::parse`), noting where the admin password came from.
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.admin_password_on_command_line =
+            matches.value_source("admin_password") == Some(ValueSource::CommandLine);
+        cli
+    }
+
+    /// The [`ServerConfig`] these flags describe; reads `--admin-password-file`.
+    ///
+    /// # Errors
+    /// [`crate::ServerError::Config`] if the admin password file cannot be read.
+    pub fn to_config(&self) -> Result<ServerConfig, crate::ServerError> {
+        if self.admin_password_on_command_line {
+            tracing::warn!(
+                "--admin-password on the command line is visible to every local user (ps, \
+                 /proc/PID/cmdline); use SHOAL_ADMIN_PASSWORD or --admin-password-file instead"
+            );
+        }
+        let admin_password = match &self.admin_password_file {
+            Some(path) => Some(read_password_file(path)?),
+            None => self.admin_password.clone(),
+        };
+        Ok(ServerConfig {
             data_dir: self.data.clone(),
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
             debug_provider: self.debug_provider,
-            admin_password: self.admin_password.clone(),
+            admin_password,
             password_hashing: if self.insecure_fast_password_hashing {
                 PasswordHashing::InsecureFastForTests
             } else {
@@ -117,6 +241,48 @@ impl Cli {
             },
             max_connections: self.max_connections.max(1),
             sync_idle_timeout: std::time::Duration::from_secs(self.sync_idle_timeout.max(1)),
+            login_limits: LoginLimits::default(),
+        })
+    }
+}
+
+/// The password in `path`, without one trailing `\n` or `\r\n`. Warns if others may read it.
+fn read_password_file(path: &std::path::Path) -> Result<String, crate::ServerError> {
+    let failed = |e: std::io::Error| {
+        crate::ServerError::Config(format!("--admin-password-file {}: {e}", path.display()))
+    };
+    let text = std::fs::read_to_string(path).map_err(failed)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(failed)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
+                "the admin password file is readable by others");
+        }
+    }
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_has_a_shoal_variable() {
+        let command = Cli::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let env = arg.get_env().and_then(|e| e.to_str());
+            let expected = format!("SHOAL_{}", id.to_ascii_uppercase());
+            assert_eq!(env, Some(expected.as_str()), "--{id}");
         }
     }
 }

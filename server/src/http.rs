@@ -3,10 +3,11 @@
 //!
 //! The sync WebSocket (`GET /realm-sync`, `sync.rs`) is routed here too.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderMap};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -163,6 +164,20 @@ fn is_json(headers: &HeaderMap) -> bool {
         .trim()
         .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// The client's IP address: from the [`ConnectInfo`] the accept loop puts into each request
+/// (`server.rs`); `None` for requests driven in-process ([`crate::router`]). The socket's
+/// peer, never a header such as `X-Forwarded-For`, which any client can write.
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(Peer(peer.map(|ConnectInfo(addr)| addr.ip())))
+    }
 }
 
 /// The token in the `Authorization` header: raw as ROS clients send it, or after `Bearer `.

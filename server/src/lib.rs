@@ -16,19 +16,24 @@
 //! Layout: [`run`] (`server.rs`, the accept loop) → `http.rs` (router, extractors) →
 //! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
 //! `sync.rs` (the sync WebSocket, sessions, the per-path log and realm copy);
-//! `problem.rs` turns every failure into an RFC 7807 answer. [`router`] opens the same state
+//! `limits.rs` bounds password hashing and slows down failed logins; `files.rs` keeps
+//! everything under the data directory owner-only; `problem.rs` turns every failure into an
+//! RFC 7807 answer. [`router`] opens the same state
 //! and routes without a listener, for requests driven in-process (the fuzz targets).
 
 mod auth;
 pub mod config;
+mod files;
 mod http;
+mod limits;
+mod password;
 mod problem;
 mod server;
 mod store;
 mod sync;
 pub mod tokens;
 
-pub use config::{Cli, PasswordHashing, ServerConfig};
+pub use config::{Cli, LoginLimits, PasswordHashing, ServerConfig};
 pub use server::{router, run};
 pub use store::StoreError;
 pub use tokens::{TokenError, TokenVerifier};
@@ -49,6 +54,9 @@ pub enum ServerError {
     /// The password hasher could not be set up.
     #[error("password hashing: {0}")]
     Hash(String),
+    /// The configuration is unusable (an empty admin password, an unreadable password file).
+    #[error("configuration: {0}")]
+    Config(String),
     /// The startup task panicked.
     #[error("startup failed: {0}")]
     Join(String),

@@ -16,12 +16,15 @@ use shoal::protocol::auth::{AuthErrorCode, Problem};
 pub struct ApiError {
     /// The body to send; its `status` is the HTTP status.
     pub problem: Problem,
+    /// Seconds to send in a `Retry-After` header (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn auth(code: AuthErrorCode, status: StatusCode, hint: impl Into<String>) -> ApiError {
         ApiError {
             problem: Problem::auth(code, status.as_u16(), Some(hint.into())),
+            retry_after: None,
         }
     }
 
@@ -107,6 +110,7 @@ impl ApiError {
     pub fn not_found(path: &str) -> ApiError {
         ApiError {
             problem: Problem::http(404, "Not Found", Some(format!("no route for {path}"))),
+            retry_after: None,
         }
     }
 
@@ -114,6 +118,33 @@ impl ApiError {
     pub fn method_not_allowed() -> ApiError {
         ApiError {
             problem: Problem::http(405, "Method Not Allowed", None),
+            retry_after: None,
+        }
+    }
+
+    /// 429, plain HTTP: too many failed logins; `Retry-After` says when to try again (whole
+    /// seconds, rounded up).
+    pub fn too_many_requests(wait: std::time::Duration, why: &str) -> ApiError {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        ApiError {
+            problem: Problem::http(
+                429,
+                "Too Many Requests",
+                Some(format!("{why}; retry in {seconds} s")),
+            ),
+            retry_after: Some(seconds),
+        }
+    }
+
+    /// 503, plain HTTP: too many password hashes waiting; retry in a second.
+    pub fn busy() -> ApiError {
+        ApiError {
+            problem: Problem::http(
+                503,
+                "Service Unavailable",
+                Some("too many logins at once; retry in 1 s".to_owned()),
+            ),
+            retry_after: Some(1),
         }
     }
 
@@ -122,6 +153,7 @@ impl ApiError {
         tracing::error!(%cause, "internal error");
         ApiError {
             problem: Problem::http(500, "Internal Server Error", None),
+            retry_after: None,
         }
     }
 }
@@ -145,6 +177,12 @@ impl IntoResponse for ApiError {
             StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.problem).unwrap_or_default();
         let content_type = HeaderValue::from_static("application/problem+json");
-        (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

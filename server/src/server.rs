@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -24,7 +25,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::auth::AuthService;
 use crate::config::ServerConfig;
 use crate::sync::SyncService;
-use crate::{http, ServerError};
+use crate::{files, http, ServerError};
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,9 +104,16 @@ async fn open_services(
     config: &ServerConfig,
 ) -> Result<(Arc<AuthService>, Arc<SyncService>), ServerError> {
     let open_config = config.clone();
-    let auth = tokio::task::spawn_blocking(move || AuthService::open(&open_config))
-        .await
-        .map_err(|e| ServerError::Join(e.to_string()))??;
+    let auth = tokio::task::spawn_blocking(move || {
+        // Before anything is opened: tighten what an older server left readable by others,
+        // and create the sync service's index and directory owner-only (`files.rs`).
+        files::secure_data_dir(&open_config.data_dir)?;
+        files::create_private_file(&open_config.data_dir.join(crate::sync::INDEX_FILE))?;
+        files::create_private_dir(&open_config.data_dir.join(crate::sync::REALMS_DIR))?;
+        AuthService::open(&open_config)
+    })
+    .await
+    .map_err(|e| ServerError::Join(e.to_string()))??;
     let sync_data = config.data_dir.clone();
     let idle = config.sync_idle_timeout;
     let sync = tokio::task::spawn_blocking(move || {
@@ -142,7 +150,9 @@ impl Listener {
             let _ = socket.set_nodelay(true);
             let shutdown = self.notify_shutdown.subscribe();
             let done = self.shutdown_complete_tx.clone();
-            let service = TowerToHyperService::new(self.router.clone());
+            // The peer address, for throttling failed logins by address (`http::Peer`).
+            let router = self.router.clone().layer(Extension(ConnectInfo(peer)));
+            let service = TowerToHyperService::new(router);
             tokio::spawn(async move {
                 serve_connection(socket, peer, service, shutdown).await;
                 drop(permit);

@@ -187,7 +187,7 @@ impl SyncService {
         };
         txn.commit().map_err(store_err)?;
         let dir = self.realms_dir.join(number.to_string());
-        std::fs::create_dir_all(&dir).map_err(store_err)?;
+        crate::files::create_private_dir(&dir).map_err(store_err)?;
         Ok(dir)
     }
 }
@@ -321,6 +321,8 @@ impl RealmHost {
         let mut config = shoal::Config::new(dir.join("server.realm").to_string_lossy());
         config.set_merge_metadata(true);
         let realm = shoal::Realm::open(&config).map_err(store_err)?;
+        // redb and the core created these files with the process umask: owner-only now.
+        crate::files::restrict_tree(dir).map_err(store_err)?;
         tracing::info!(path, dir = %dir.display(), latest, "opened sync realm");
         Ok(RealmHost {
             log,

@@ -6,18 +6,20 @@
 //! ```text
 //! DATA/auth-signing-key      64 lower-case hex chars + "\n": the 32-byte ed25519 secret seed.
 //!                            Mode 0600. Generated on first start, never rewritten.
-//! DATA/auth-signing-key.pub  64 lower-case hex chars + "\n": the 32-byte public key. Mode 0644.
-//!                            Rewritten from the secret at every start, for verifiers elsewhere.
+//! DATA/auth-signing-key.pub  64 lower-case hex chars + "\n": the 32-byte public key. Mode 0600
+//!                            (as everything under DATA). Rewritten from the secret at every
+//!                            start, for verifiers elsewhere.
 //! ```
 //!
 //! A verifier needs only the public key ([`TokenVerifier`]): the sync service checks access
 //! tokens without a database lookup. Revocation of refresh tokens is the auth service's job.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::files::write_private;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use shoal::protocol::auth::{encode_token_string, split_token, Token, TokenData, TokenFormatError};
 
@@ -66,7 +68,7 @@ impl TokenKeys {
         let public = format!("{}\n", hex(keys.verifying_key().as_bytes()));
         let public_path = data_dir.join(PUBLIC_KEY_FILE);
         if fs::read_to_string(&public_path).ok().as_deref() != Some(public.as_str()) {
-            fs::write(&public_path, public)?;
+            write_private(&public_path, &public)?;
         }
         Ok(keys)
     }
@@ -205,28 +207,6 @@ fn parse_hex_32(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
-}
-
-/// Writes `contents` to `path` readable by the owner only, through a temporary file and a
-/// rename so that a crash leaves either no key or the whole key.
-fn write_private(path: &Path, contents: &str) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        // Make the rename durable; not every platform can open a directory, so best effort.
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
 }
 
 /// Tightens a key file that someone made readable by others back to 0600.

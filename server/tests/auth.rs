@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_problem, identity, refresh_token, token_data, TestServer, APP_ID};
+use common::{
+    assert_problem, identity, refresh_token, token_data, TestServer, ADMIN_PASSWORD, APP_ID,
+};
 use serde_json::{json, Value};
 use shoal::protocol::auth::{encode_token_string, split_token, AuthResponse, LookupResponse};
 use shoal_server::TokenError;
@@ -268,7 +270,7 @@ fn access_tokens_for_own_paths_others_are_614_and_admins_get_any_path() {
     let access_token = token.token.clone();
     assert_problem(&server.access(&access_token, "/~/tasks"), 401, 611);
 
-    let admin = server.login("realm-admin", "");
+    let admin = server.login("realm-admin", ADMIN_PASSWORD);
     let (status, body) = server.access(&admin, &format!("/{alice_id}/tasks"));
     assert_eq!(status, 200, "{body}");
     let data = token_data(body["access_token"]["token"].as_str().expect("token"));
@@ -371,7 +373,7 @@ fn only_the_owner_or_an_admin_revokes_a_token() {
     let ivan = server.register("ivan", "pw");
     assert_problem(&server.revoke(&ivan, &heidi), 403, 614);
     assert_eq!(server.access(&heidi, "/~/r").0, 200);
-    let admin = server.login("realm-admin", "");
+    let admin = server.login("realm-admin", ADMIN_PASSWORD);
     assert_eq!(server.revoke(&admin, &heidi).0, 204);
     assert_problem(&server.access(&heidi, "/~/r"), 401, 615);
     let (_, body) = server.access(&ivan, "/~/r");
@@ -427,7 +429,7 @@ fn an_admin_changes_another_users_password_and_a_user_may_not() {
     );
     assert_eq!(identity(&server.login("karl", "pw")), karl_id);
 
-    let admin = server.login("realm-admin", "");
+    let admin = server.login("realm-admin", ADMIN_PASSWORD);
     let change = json!({"new_password": "reset", "user_id": karl_id});
     assert_eq!(
         server.put_json("/auth/password", Some(&admin), &change).0,
@@ -449,7 +451,7 @@ fn an_admin_changes_another_users_password_and_a_user_may_not() {
 fn admins_look_up_users_by_provider_id() {
     let server = TestServer::start_with(|c| c.debug_provider = true);
     let mike = server.register("mike", "pw");
-    let admin = server.login("realm-admin", "");
+    let admin = server.login("realm-admin", ADMIN_PASSWORD);
 
     let (status, body) = server.get("/auth/users/password/mike", Some(&admin));
     assert_eq!(status, 200, "{body}");
@@ -495,23 +497,113 @@ fn admins_look_up_users_by_provider_id() {
 }
 
 #[test]
-fn realm_admin_has_an_empty_password_by_default_and_the_flag_sets_it() {
-    let server = TestServer::start();
-    let admin = server.login("realm-admin", "");
+fn realm_admin_never_has_an_empty_password() {
+    // Without a configured password, one is generated into DATA/admin-password (0600).
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = common::config(dir.path());
+    config.admin_password = None;
+    let server = TestServer::start_config(config.clone(), None);
+    assert_problem(&server.password("realm-admin", "", false), 400, 601);
+    let file = dir.path().join("admin-password");
+    let generated = std::fs::read_to_string(&file).expect("generated password");
+    let generated = generated.trim_end();
+    assert_eq!(generated.len(), 32);
+    let admin = server.login("realm-admin", generated);
     let data = token_data(&admin);
     assert!(data.is_admin);
     assert_eq!(data.identity.len(), 32);
     server.stop();
 
-    let server = TestServer::start_with(|c| c.admin_password = Some("hunter2".into()));
-    assert_problem(&server.password("realm-admin", "", false), 401, 611);
+    // A configured one replaces it, and the file, which no longer works, goes.
+    let mut with_password = config.clone();
+    with_password.admin_password = Some("hunter2".into());
+    let server = TestServer::start_config(with_password, None);
+    assert!(!file.exists());
+    assert_problem(&server.password("realm-admin", generated, false), 401, 611);
     assert!(token_data(&server.login("realm-admin", "hunter2")).is_admin);
+    server.stop();
+
+    // An empty one is refused at start.
+    let mut empty = config;
+    empty.admin_password = Some(String::new());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let refused = runtime.block_on(shoal_server::router(&empty));
+    assert!(
+        matches!(&refused, Err(shoal_server::ServerError::Config(why)) if why.contains("empty")),
+        "{:?}",
+        refused.err()
+    );
+}
+
+#[test]
+fn empty_passwords_are_refused_everywhere() {
+    let server = TestServer::start();
+    assert_problem(&server.password("frank", "", true), 400, 601);
+    let frank = server.register("frank", "pw");
+    assert_problem(&server.password("frank", "", false), 400, 601);
+    let change = json!({"new_password": ""});
+    assert_problem(
+        &server.put_json("/auth/password", Some(&frank), &change),
+        400,
+        601,
+    );
+    assert_eq!(server.password("frank", "pw", false).0, 200);
+}
+
+#[test]
+fn repeated_failed_logins_are_slowed_down_per_account_and_per_address() {
+    use std::net::Ipv4Addr;
+    // Waits of 3 s (base = max), long enough that a loaded machine does not outlast them
+    // between two requests.
+    const WAIT: Duration = Duration::from_secs(3);
+    let server = TestServer::start_with(|c| {
+        c.login_limits.free_failures_per_account = 3;
+        c.login_limits.free_failures_per_address = 5;
+        c.login_limits.base_delay = WAIT;
+        c.login_limits.max_delay = WAIT;
+    });
+    // `Retry-After` is whole seconds, at most the wait; sleeps until it has passed.
+    let wait_out = |retry_after: Option<String>| {
+        let seconds: u64 = retry_after.expect("Retry-After").parse().expect("seconds");
+        assert!((1..=WAIT.as_secs()).contains(&seconds), "{seconds}");
+        std::thread::sleep(Duration::from_secs(seconds) + Duration::from_millis(200));
+    };
+    let here = Ipv4Addr::LOCALHOST;
+    let elsewhere = Ipv4Addr::new(127, 0, 0, 2);
+    server.register("dave", "right");
+    for _ in 0..3 {
+        let (status, _, body) = server.password_from(here, "dave", "wrong");
+        assert_problem(&(status, body), 401, 611);
+    }
+    // The account waits: even the right password is refused, without being checked.
+    let (status, retry_after, body) = server.password_from(elsewhere, "dave", "right");
+    assert_problem(&(status, body.clone()), 429, 429);
+    assert!(body["hint"].as_str().unwrap().contains("account"), "{body}");
+    wait_out(retry_after);
+    // After the wait the right password works and clears the account's failures.
+    assert_eq!(server.password_from(here, "dave", "right").0, 200);
+    let (status, _, _) = server.password_from(here, "dave", "wrong");
+    assert_eq!(status, 401, "the account's count restarted");
+
+    // The address has failed 4 times now (3 for dave, 1 more); a 5th, for an unknown name,
+    // makes it wait: any login from it is 429, from elsewhere fine.
+    assert_eq!(server.password_from(here, "nobody", "x").0, 401);
+    let (status, retry_after, body) = server.password_from(here, "dave", "right");
+    assert_problem(&(status, body.clone()), 429, 429);
+    assert!(body["hint"].as_str().unwrap().contains("address"), "{body}");
+    assert_eq!(server.password_from(elsewhere, "dave", "right").0, 200);
+    wait_out(retry_after);
+    assert_eq!(server.password_from(here, "dave", "right").0, 200);
 }
 
 #[test]
 fn users_keys_and_tokens_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
-    let config = || common::config(dir.path());
+    let config = || {
+        let mut config = common::config(dir.path());
+        config.admin_password = None;
+        config
+    };
     let server = TestServer::start_config(config(), None);
     let refresh = server.register("nina", "pw");
     let (_, body) = server.access(&refresh, "/~/r");
@@ -521,12 +613,17 @@ fn users_keys_and_tokens_survive_a_restart() {
         .to_owned();
     let revoked = server.login("nina", "pw");
     assert_eq!(server.revoke(&revoked, &revoked).0, 204);
-    let admin = server.login("realm-admin", "");
+    // The generated admin password changed through the API: its file goes, and the next
+    // start generates nothing.
+    let admin_file = dir.path().join("admin-password");
+    let generated = std::fs::read_to_string(&admin_file).expect("generated password");
+    let admin = server.login("realm-admin", generated.trim_end());
     let change = json!({"new_password": "changed"});
     assert_eq!(
         server.put_json("/auth/password", Some(&admin), &change).0,
         204
     );
+    assert!(!admin_file.exists());
     let public_key = server.verifier().key();
     server.stop();
 
@@ -545,12 +642,18 @@ fn users_keys_and_tokens_survive_a_restart() {
         "old refresh tokens still work"
     );
     assert_problem(&server.access(&revoked, "/~/r"), 401, 615);
-    assert_problem(&server.password("realm-admin", "", false), 401, 611);
+    assert_problem(&server.password("realm-admin", "", false), 400, 601);
     assert!(token_data(&server.login("realm-admin", "changed")).is_admin);
+    assert!(!admin_file.exists());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for secret in [shoal_server::tokens::SIGNING_KEY_FILE, "auth.redb"] {
+        for secret in [
+            shoal_server::tokens::SIGNING_KEY_FILE,
+            shoal_server::tokens::PUBLIC_KEY_FILE,
+            "auth.redb",
+            "sync.redb",
+        ] {
             let path = dir.path().join(secret);
             let mode = std::fs::metadata(path).expect("file").permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{secret}");

@@ -29,8 +29,12 @@
 //!   `{"register": bool, "password": "..."}` ([`PasswordUserInfo`]; `register` defaults to
 //!   false; no `password` is `602`). Registering creates a user with a fresh identity (32 lower-case hex characters);
 //!   an existing name is `613`. Logging in with an unknown name or a wrong password is `611`
-//!   (the two are indistinguishable, timing included). An empty password is `601`.
-//!   Answer: `{"refresh_token": Token}`.
+//!   (the two are indistinguishable, timing included). An empty password is `601`, when
+//!   registering and when logging in: no account has an empty password (the built-in
+//!   [`ADMIN_USER_NAME`] gets a generated one unless the operator sets one). Repeated failed
+//!   logins of one user name or from one address are slowed down: `429` with `Retry-After`
+//!   (seconds) until the wait is over, even with the right password; a server busy hashing
+//!   answers `503` with `Retry-After`. Answer: `{"refresh_token": Token}`.
 //! - `debug` (only when the server runs with `--debug-provider`, otherwise it is an unknown
 //!   provider, `601`): `data` is the identity itself (a path segment: `[A-Za-z0-9_.-]+`, not
 //!   `.` or `..`); the user is created on first use. The identity `admin` is an admin, as in
@@ -57,10 +61,10 @@
 //!
 //! ## `PUT /auth/password`
 //!
-//! `{"new_password": "...", "user_id"?: "<identity>"}` with the caller's refresh token in
-//! `Authorization`. Without `user_id` (or with the caller's own identity) it changes the
-//! caller's own password; with another identity the caller must be an admin (else `614`), and
-//! an unknown identity, or one without a `password` account, is `404`/`612`. Existing refresh
+//! `{"new_password": "...", "user_id"?: "<identity>"}` (an empty password is `601`) with the
+//! caller's refresh token in `Authorization`. Without `user_id` (or with the caller's own
+//! identity) it changes the caller's own password; with another identity the caller must be
+//! an admin (else `614`), and an unknown identity, or one without a `password` account, is `404`/`612`. Existing refresh
 //! tokens stay valid.
 //!
 //! ## `GET /auth/users/:provider/:provider_id`
@@ -85,8 +89,11 @@
 //! | 614 access denied | `access-denied` | 403 |
 //! | 615 expired or revoked refresh token | `expired-refresh-token` | 401 |
 //!
-//! Errors that are plain HTTP (an unknown route `404`, a wrong method `405`, an internal error
-//! `500`) have `"type": "about:blank"` and `code` equal to the status.
+//! Errors that are plain HTTP (an unknown route `404`, a wrong method `405`, too many failed
+//! logins `429`, an internal error `500`, too many logins at once `503`) have `"type":
+//! "about:blank"` and `code` equal to the status; `429` and `503` carry a `Retry-After` header
+//! (seconds) and say when to retry in `hint`. Clients surface them as errors, without
+//! retrying by themselves.
 //!
 //! # Tokens
 //!

@@ -145,13 +145,15 @@ class ShoalServer:
             f"127.0.0.1:{self.port}",
             "--debug-provider",
             "--insecure-fast-password-hashing",
-            "--admin-password",
-            ADMIN_PASSWORD,
             *self.extra_args,
         ]
+        # The admin password through the environment: on the command line it would show in ps.
+        env = {**os.environ, "SHOAL_ADMIN_PASSWORD": ADMIN_PASSWORD}
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env
+            )
         finally:
             log.close()
         lines: queue.Queue[bytes] = queue.Queue()

@@ -13,6 +13,8 @@ use shoal::protocol::auth::{decode_token_unverified, TokenData};
 use shoal_server::{PasswordHashing, ServerConfig, TokenVerifier};
 
 pub const APP_ID: &str = "io.shoal.tests";
+/// The `realm-admin` password of [`config`].
+pub const ADMIN_PASSWORD: &str = "admin-password";
 
 /// A server running on its own tokio runtime in a background thread.
 pub struct TestServer {
@@ -25,10 +27,12 @@ pub struct TestServer {
     agent: ureq::Agent,
 }
 
-/// A test configuration: cheap argon2 (a debug build would take seconds per hash otherwise).
+/// A test configuration: cheap argon2 (a debug build would take seconds per hash otherwise)
+/// and the `realm-admin` password [`ADMIN_PASSWORD`].
 pub fn config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new(data_dir);
     config.password_hashing = PasswordHashing::InsecureFastForTests;
+    config.admin_password = Some(ADMIN_PASSWORD.into());
     config
 }
 
@@ -230,6 +234,58 @@ impl TestServer {
             None,
             &json!({"provider": "realm", "data": refresh, "app_id": APP_ID, "path": path,
                 "user_info": {}}),
+        )
+    }
+
+    /// `POST /auth` with the password provider over a new connection from the loopback
+    /// address `from` (e.g. 127.0.0.2): the status, the `Retry-After` header and the body.
+    pub fn password_from(
+        &self,
+        from: std::net::Ipv4Addr,
+        user: &str,
+        password: &str,
+    ) -> (u16, Option<String>, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = json!({"provider": "password", "data": user, "app_id": APP_ID,
+            "user_info": {"password": password}})
+        .to_string();
+        let request = format!(
+            "POST /auth HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        let addr = self.addr;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let answer = runtime.block_on(async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((from, 0)))?;
+            let mut stream = socket.connect(addr).await?;
+            stream.write_all(request.as_bytes()).await?;
+            let mut answer = String::new();
+            tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut answer))
+                .await??;
+            Ok::<_, std::io::Error>(answer)
+        });
+        let answer = answer.unwrap_or_else(|e| panic!("POST /auth from {from}: {e}"));
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        let retry_after = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("retry-after")
+                .then(|| value.trim().to_owned())
+        });
+        (
+            status,
+            retry_after,
+            serde_json::from_str(body).unwrap_or(Value::Null),
         )
     }
 
