@@ -13,7 +13,8 @@
 //! # }
 //! ```
 //!
-//! Layout: [`run`] (`server.rs`, the accept loop) → `http.rs` (router, extractors) →
+//! Layout: [`run`] (`server.rs`, the accept loop; `limits.rs`, connection limits; `tls.rs`,
+//! TLS) → `http.rs` (router, extractors) →
 //! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
 //! `sync.rs` (the sync WebSocket, sessions, the per-path log and realm copy);
 //! `problem.rs` turns every failure into an RFC 7807 answer. [`router`] opens the same state
@@ -22,15 +23,18 @@
 mod auth;
 pub mod config;
 mod http;
+mod limits;
 mod problem;
 mod server;
 mod store;
 mod sync;
+mod tls;
 pub mod tokens;
 
-pub use config::{Cli, PasswordHashing, ServerConfig};
+pub use config::{Cli, PasswordHashing, ServerConfig, TlsFiles};
 pub use server::{router, run};
 pub use store::StoreError;
+pub use tls::TlsError;
 pub use tokens::{TokenError, TokenVerifier};
 
 /// Why the server could not start.
@@ -46,6 +50,9 @@ pub enum ServerError {
     /// The sync storage could not be opened.
     #[error(transparent)]
     Sync(#[from] sync::SyncStoreError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The password hasher could not be set up.
     #[error("password hashing: {0}")]
     Hash(String),
