@@ -6,7 +6,7 @@
 //! At start it raises its soft limit of open files to the hard limit, and lowers
 //! `--max-connections` if connections could otherwise run out of descriptors.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,6 +20,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs redirected to a file or a journal stay plain.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match serve(&cli).await {
         Ok(()) => ExitCode::SUCCESS,
