@@ -432,6 +432,35 @@ fn std_connect_from(source: Ipv4Addr, server: SocketAddr) -> std::net::TcpStream
     stream
 }
 
+/// Binds a new client file in `session` and waits until the server has finished the BIND
+/// (the PONG of a PING sent after it: frames are handled in order), so that the connection
+/// counts as bound.
+async fn bind(ws: &mut WebSocketStream<TcpStream>, session: u64, path: &str, token: &str) {
+    let bind = Message::Bind {
+        session,
+        path: path.to_owned(),
+        access_token: token.to_owned(),
+        client_file_ident: 0,
+        client_file_salt: 0,
+    };
+    ws.send(Ws::Binary(bind.encode().into())).await.unwrap();
+    let ping = Message::Ping { timestamp: 7 };
+    ws.send(Ws::Binary(ping.encode().into())).await.unwrap();
+    let mut ident = false;
+    loop {
+        match ws.next().await {
+            Some(Ok(Ws::Binary(b))) => match Message::decode(&b).unwrap() {
+                Message::Ident { .. } => ident = true,
+                Message::Pong { timestamp: 7 } => break,
+                other => panic!("bind {session}: {other:?}"),
+            },
+            Some(Ok(_)) => {}
+            other => panic!("bind {session}: {other:?}"),
+        }
+    }
+    assert!(ident, "bind {session}: no IDENT");
+}
+
 /// Registers `user` and returns an access token for `/~/notes` with its identity's path.
 fn access_token(server: SocketAddr, user: &str) -> (String, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -627,25 +656,7 @@ fn bound_websockets_count_against_the_cap_and_unbound_ones_make_room() {
         for session in 1..=6u64 {
             let stream = TcpStream::connect(addr).await.unwrap();
             let mut ws = websocket(stream, addr).await.expect("handshake");
-            let bind = Message::Bind {
-                session,
-                path: path.clone(),
-                access_token: token.clone(),
-                client_file_ident: 0,
-                client_file_salt: 0,
-            };
-            ws.send(Ws::Binary(bind.encode().into())).await.unwrap();
-            loop {
-                match ws.next().await {
-                    Some(Ok(Ws::Binary(b))) => {
-                        if let Message::Ident { .. } = Message::decode(&b).unwrap() {
-                            break;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    other => panic!("bind {session}: {other:?}"),
-                }
-            }
+            bind(&mut ws, session, &path, &token).await;
             bound.push(ws);
         }
         // Nothing may be evicted: a new connection is refused.
