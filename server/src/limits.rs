@@ -15,9 +15,9 @@
 //!   ranked by [`Stage`]: first those that have not yet sent a request or are WebSockets
 //!   without a bound session (what a flood is made of), then idle keep-alive connections
 //!   that have served a request, then connections in the middle of a request (a slow body);
-//!   within a rank, those of the address with the most open connections go first (a flood
-//!   from a few hosts is evicted before a client with one or two connections), then the
-//!   oldest. WebSockets with a session bound by a valid token are never evicted. The new
+//!   within a rank, those of the address with the most connections of that rank go first (a
+//!   flood from a few hosts is evicted before a client with one or two connections), then
+//!   the oldest. WebSockets with a session bound by a valid token are never evicted. The new
 //!   connection is refused instead when nothing is evictable, or when its own address holds
 //!   at least [`FAIR_SHARE_FLOOR`] connections and no fewer than the victim's (another)
 //!   address, so that a flood from a few addresses does not churn through evictions of
