@@ -612,6 +612,20 @@ extern "C" {
 // Strings are NUL-terminated.
 shoal_app_t *shoal_app_new(const char *base_dir, const char *app_id);
 
+// As `shoal_app_new`, for servers whose TLS certificate is signed by a CA of your own (a
+// self-hosted `shoal-server --tls-cert`, a test CA): `https://` logins and `realms://` sync
+// of this app trust the certificates in `ca_pem` (NUL-terminated PEM text, one or more
+// `CERTIFICATE` blocks) *instead of* the public roots. Release with `shoal_release`.
+//
+// Errors: as `shoal_app_new`; `SHOAL_ERR_INVALID_ARGUMENT` also when `ca_pem` holds no usable
+// certificate, or an app of `base_dir` is alive in this process with other trusted roots.
+//
+// # Safety
+// Strings are NUL-terminated.
+shoal_app_t *shoal_app_new_with_trusted_ca(const char *base_dir,
+                                           const char *app_id,
+                                           const char *ca_pem);
+
 // Username/password credentials (`register` creates the account). Release with
 // `shoal_release`.
 //

@@ -141,6 +141,8 @@ pub(crate) struct AppInner {
     closed: Arc<Closed>,
     /// The sync client, started by the first synced realm.
     sync: std::sync::OnceLock<Arc<crate::sync::client::SyncClient>>,
+    /// The roots trusted instead of the public ones ([`App::with_trusted_ca`]).
+    trusted: Option<crate::tls::TrustedRoots>,
 }
 
 /// Set once an app has closed its user store, so that the next [`App::new`] of its base
@@ -199,10 +201,32 @@ impl App {
     /// another process has the user store open; `SchemaVersionLower` for a store written by a
     /// newer Shoal.
     pub fn new(base_dir: impl AsRef<Path>, app_id: &str) -> Result<App> {
+        App::open(base_dir.as_ref(), app_id, None)
+    }
+
+    /// As [`App::new`], for servers whose TLS certificate is signed by a CA of your own (a
+    /// self-hosted `shoal-server` started with `--tls-cert`, a test CA): `https://` logins and
+    /// `realms://` sync of this app trust the certificates in `ca_pem` (one or more PEM
+    /// `CERTIFICATE` blocks) **instead of** the public roots, as `curl --cacert` does. To
+    /// trust the public roots too, include them in the PEM. A server whose chain does not end
+    /// at one of them is refused (`Io`, "invalid peer certificate").
+    ///
+    /// # Errors
+    /// As [`App::new`]; `InvalidArgument` also when `ca_pem` holds no usable certificate, or
+    /// an app of `base_dir` is alive in this process with other trusted roots (or none).
+    pub fn with_trusted_ca(base_dir: impl AsRef<Path>, app_id: &str, ca_pem: &[u8]) -> Result<App> {
+        let trusted = crate::tls::TrustedRoots::from_pem(ca_pem)?;
+        App::open(base_dir.as_ref(), app_id, Some(trusted))
+    }
+
+    fn open(
+        base_dir: &Path,
+        app_id: &str,
+        trusted: Option<crate::tls::TrustedRoots>,
+    ) -> Result<App> {
         if app_id.is_empty() {
             return Err(Error::invalid("the app id must not be empty"));
         }
-        let base_dir = base_dir.as_ref();
         if base_dir.as_os_str().is_empty() {
             return Err(Error::invalid("the base directory must not be empty"));
         }
@@ -223,6 +247,17 @@ impl App {
                     return Err(Error::invalid(format!(
                         "an app with the id '{}' is open on {} in this process",
                         app.app_id,
+                        base_dir.display()
+                    )));
+                }
+                let same_roots = match (&app.trusted, &trusted) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => a.same_as(b),
+                    _ => false,
+                };
+                if !same_roots {
+                    return Err(Error::invalid(format!(
+                        "an app with other trusted TLS roots is open on {} in this process",
                         base_dir.display()
                     )));
                 }
@@ -255,7 +290,7 @@ impl App {
             users.insert(stored.identity, state);
         }
         let pending = store.revocations()?;
-        let client = AuthClient::new();
+        let client = AuthClient::new(trusted.as_ref());
         let (events, events_rx) = mpsc::channel();
         let (revocations, revocations_rx) = mpsc::channel();
         let inner = Arc::new(AppInner {
@@ -271,6 +306,7 @@ impl App {
             revocations,
             closed: Arc::default(),
             sync: std::sync::OnceLock::new(),
+            trusted,
         });
         let weak = Arc::downgrade(&inner);
         let spawn_error = |e: std::io::Error| {
@@ -684,7 +720,11 @@ impl AppInner {
         if let Some(c) = self.sync.get() {
             return Ok(c.clone());
         }
-        let client = Arc::new(crate::sync::client::SyncClient::new()?);
+        let tls = self
+            .trusted
+            .as_ref()
+            .map(crate::tls::TrustedRoots::sync_config);
+        let client = Arc::new(crate::sync::client::SyncClient::new(tls)?);
         Ok(self.sync.get_or_init(|| client).clone())
     }
 

@@ -124,8 +124,14 @@ pub(crate) struct AuthClient {
 }
 
 impl AuthClient {
-    pub(crate) fn new() -> AuthClient {
+    /// A client trusting the public roots, or only `trusted` when given.
+    pub(crate) fn new(trusted: Option<&crate::tls::TrustedRoots>) -> AuthClient {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(trusted) = trusted {
+            tls = tls.root_certs(trusted.ureq_roots());
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)

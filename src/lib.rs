@@ -49,6 +49,7 @@ mod results;
 mod schema;
 mod store;
 mod sync;
+mod tls;
 mod user;
 mod user_store;
 mod util;

@@ -26,7 +26,7 @@ use tracing::instrument;
 use crate::config::{PasswordHashing, ServerConfig};
 use crate::files;
 use crate::http::{Authorization, JsonBody, Peer};
-use crate::limits::{HashPool, LoginKeys, Throttle};
+use crate::login_limits::{HashPool, LoginKeys, Throttle};
 use crate::password;
 use crate::problem::ApiError;
 use crate::store::{Store, StoreError, User};

@@ -13,8 +13,17 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 600;
 /// The default life of a refresh token, in seconds (ten years, as ROS).
 pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 315_360_000;
 
-/// The default cap on simultaneous connections.
+/// The default cap on simultaneous connections (upgraded sync WebSockets included).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default cap on simultaneous connections from one IPv4 address or IPv6 /64.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+/// Seconds a client may take to send a request's headers (and its TLS handshake), and
+/// that a keep-alive connection may stay idle between requests.
+pub const DEFAULT_HEADER_TIMEOUT: u64 = 10;
+/// Seconds a sync WebSocket may stay open without a session bound by a valid access token.
+pub const DEFAULT_SYNC_BIND_TIMEOUT: u64 = 10;
+/// File descriptors kept out of `max_connections` for storage files, the listener, logs.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
 /// Seconds of silence after which a sync connection is closed.
 pub const DEFAULT_SYNC_IDLE_TIMEOUT: u64 = 60;
 
@@ -37,8 +46,25 @@ pub struct ServerConfig {
     pub admin_password: Option<String>,
     /// How expensive password hashing is; [`PasswordHashing::Secure`] unless testing.
     pub password_hashing: PasswordHashing,
-    /// The most connections served at once; more wait in the accept queue.
+    /// The most connections open at once, upgraded sync WebSockets included. When all are
+    /// taken a new connection evicts the least valuable open one (one that has not sent a
+    /// request, or a WebSocket without a bound session, first; never a WebSocket with a
+    /// bound session), or is refused with `503` if none may be evicted.
     pub max_connections: usize,
+    /// The most connections open at once from one IPv4 address or IPv6 /64; more are
+    /// refused with `503`. 0: no per-address limit (behind a reverse proxy every client has
+    /// the proxy's address).
+    pub max_connections_per_address: usize,
+    /// How long a client may take to send a request's headers (and to complete its TLS
+    /// handshake), and how long a keep-alive connection may stay idle between requests.
+    pub header_timeout: std::time::Duration,
+    /// A sync WebSocket that has no session bound by a valid access token for this long is
+    /// closed (PINGs do not count); it is closed too when its last session ends and no other
+    /// is bound within this time.
+    pub sync_bind_timeout: std::time::Duration,
+    /// Serve HTTPS and `wss://` (`realms://`) with this certificate chain and key instead of
+    /// plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// A sync connection that sends nothing (not even a PING; clients send one every 10 s)
     /// for this long is closed, ending its sessions.
     pub sync_idle_timeout: std::time::Duration,
@@ -59,7 +85,26 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             sync_idle_timeout: std::time::Duration::from_secs(DEFAULT_SYNC_IDLE_TIMEOUT),
             login_limits: LoginLimits::default(),
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            header_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_TIMEOUT),
+            sync_bind_timeout: std::time::Duration::from_secs(DEFAULT_SYNC_BIND_TIMEOUT),
+            tls: None,
         }
+    }
+
+    /// Lowers `max_connections` so that, with [`RESERVED_DESCRIPTORS`] kept for storage and
+    /// the rest of the process, connections cannot use more than `open_file_limit`
+    /// descriptors (the process's soft `RLIMIT_NOFILE`). Returns the old value if it lowered
+    /// it.
+    pub fn fit_open_file_limit(&mut self, open_file_limit: u64) -> Option<usize> {
+        let usable = open_file_limit.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+        let usable = usize::try_from(usable).unwrap_or(usize::MAX);
+        if self.max_connections > usable {
+            let old = self.max_connections;
+            self.max_connections = usable;
+            return Some(old);
+        }
+        None
     }
 }
 
@@ -114,6 +159,16 @@ impl Default for LoginLimits {
             max_tracked: 10_000,
         }
     }
+}
+
+/// The PEM files of a TLS server: the certificate chain (the server's certificate first,
+/// then any intermediates) and its private key (PKCS#8, PKCS#1 or SEC1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 /// The argon2 cost used for new password hashes. Stored hashes carry their own parameters,
@@ -184,10 +239,28 @@ pub struct Cli {
     /// is not part of it), read at every start.
     #[arg(long, value_name = "FILE", env = "SHOAL_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
-    /// Most connections served at once.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
-        env = "SHOAL_MAX_CONNECTIONS")]
+    /// Most connections open at once, sync WebSockets included (lowered to fit the open-file
+    /// limit). When all are taken, a connection that has not sent a request or a WebSocket
+    /// without a bound session is closed to make room.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, env = "SHOAL_MAX_CONNECTIONS")]
     pub max_connections: usize,
+    /// Most connections open at once from one IPv4 address or IPv6 /64 (0: no limit; raise
+    /// it or use 0 behind a reverse proxy).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, env = "SHOAL_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: usize,
+    /// Seconds a client may take to send a request's headers or finish its TLS handshake, and
+    /// that a keep-alive connection may stay idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HEADER_TIMEOUT, env = "SHOAL_HEADER_TIMEOUT")]
+    pub header_timeout: u64,
+    /// Seconds a sync WebSocket may stay open without a session bound by a valid access token.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_BIND_TIMEOUT, env = "SHOAL_SYNC_BIND_TIMEOUT")]
+    pub sync_bind_timeout: u64,
+    /// Serve HTTPS and wss:// (realms://) with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key", env = "SHOAL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert", env = "SHOAL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds of silence after which a sync connection is closed (clients PING every 10 s).
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_IDLE_TIMEOUT,
         env = "SHOAL_SYNC_IDLE_TIMEOUT")]
@@ -242,6 +315,16 @@ impl Cli {
             max_connections: self.max_connections.max(1),
             sync_idle_timeout: std::time::Duration::from_secs(self.sync_idle_timeout.max(1)),
             login_limits: LoginLimits::default(),
+            max_connections_per_address: self.max_connections_per_address,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
+            sync_bind_timeout: std::time::Duration::from_secs(self.sync_bind_timeout.max(1)),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -13,7 +13,8 @@
 //! # }
 //! ```
 //!
-//! Layout: [`run`] (`server.rs`, the accept loop) → `http.rs` (router, extractors) →
+//! Layout: [`run`] (`server.rs`, the accept loop; `limits.rs`, connection limits; `tls.rs`,
+//! TLS) → `http.rs` (router, extractors) →
 //! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
 //! `sync.rs` (the sync WebSocket, sessions, the per-path log and realm copy);
 //! `limits.rs` bounds password hashing and slows down failed logins; `files.rs` keeps
@@ -23,19 +24,22 @@
 
 mod auth;
 pub mod config;
+mod connection_limits;
 mod files;
 mod http;
-mod limits;
+mod login_limits;
 mod password;
 mod problem;
 mod server;
 mod store;
 mod sync;
+mod tls;
 pub mod tokens;
 
-pub use config::{Cli, LoginLimits, PasswordHashing, ServerConfig};
+pub use config::{Cli, LoginLimits, PasswordHashing, ServerConfig, TlsFiles};
 pub use server::{router, run};
 pub use store::StoreError;
+pub use tls::TlsError;
 pub use tokens::{TokenError, TokenVerifier};
 
 /// Why the server could not start.
@@ -51,6 +55,9 @@ pub enum ServerError {
     /// The sync storage could not be opened.
     #[error(transparent)]
     Sync(#[from] sync::SyncStoreError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The password hasher could not be set up.
     #[error("password hashing: {0}")]
     Hash(String),

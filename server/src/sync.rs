@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -42,6 +42,7 @@ use shoal::protocol::sync::{
 use tokio::sync::{mpsc, watch, OnceCell};
 use tokio::task::JoinHandle;
 
+use crate::connection_limits::{Stage, Tracked, TrackedConnection};
 use crate::tokens::{unix_now, TokenError, TokenVerifier};
 
 const SYNC_META: TableDefinition<&str, u64> = TableDefinition::new("sync_meta");
@@ -91,6 +92,8 @@ pub struct SyncService {
     connections_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
     /// A connection silent for this long is closed (dead peers otherwise hold their sessions).
     idle_timeout: std::time::Duration,
+    /// A connection without a bound session for this long is closed.
+    bind_timeout: std::time::Duration,
 }
 
 impl SyncService {
@@ -119,6 +122,7 @@ impl SyncService {
             connections: StdMutex::new(Some(connections)),
             connections_done: tokio::sync::Mutex::new(connections_done),
             idle_timeout: std::time::Duration::from_secs(60),
+            bind_timeout: std::time::Duration::from_secs(10),
         })
     }
 
@@ -126,6 +130,15 @@ impl SyncService {
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: std::time::Duration) -> SyncService {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a connection may stay open without a session bound by a valid access
+    /// token (default 10 s): PINGs and failed BINDs do not extend it. Unauthenticated
+    /// WebSockets are thus as short-lived as connections that never send their headers.
+    #[must_use]
+    pub fn with_bind_timeout(mut self, timeout: std::time::Duration) -> SyncService {
+        self.bind_timeout = timeout;
         self
     }
 
@@ -500,8 +513,11 @@ impl RealmHost {
 /// (otherwise 400, as no version in common).
 pub async fn realm_sync(
     State(service): State<Arc<SyncService>>,
+    tracked: Option<Extension<TrackedConnection>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // The connection's slot in the accept loop's limits (absent for in-process routers).
+    let tracked = tracked.map(|Extension(TrackedConnection(t))| t);
     let upgrade = upgrade
         .protocols([WEBSOCKET_SUBPROTOCOL])
         // Room for a little more than the limit, so that a slightly oversized message gets
@@ -519,7 +535,7 @@ pub async fn realm_sync(
         let Some(alive) = lock(&service.connections).clone() else {
             return; // shutting down
         };
-        Connection::new(service, socket).serve().await;
+        Connection::new(service, socket, tracked).serve().await;
         drop(alive);
     })
 }
@@ -599,10 +615,17 @@ struct Connection {
     /// Session idents whose path moved on; fed by the sessions' watchers.
     moved_tx: mpsc::Sender<u64>,
     moved_rx: mpsc::Receiver<u64>,
+    /// The connection's slot in the accept loop's limits: told whether a session is bound
+    /// (a connection without one may be evicted to make room for others).
+    tracked: Option<Arc<Tracked>>,
 }
 
 impl Connection {
-    fn new(service: Arc<SyncService>, socket: WebSocket) -> Connection {
+    fn new(
+        service: Arc<SyncService>,
+        socket: WebSocket,
+        tracked: Option<Arc<Tracked>>,
+    ) -> Connection {
         let (moved_tx, moved_rx) = mpsc::channel(64);
         Connection {
             service,
@@ -610,6 +633,25 @@ impl Connection {
             sessions: HashMap::new(),
             moved_tx,
             moved_rx,
+            tracked,
+        }
+    }
+
+    fn has_bound_session(&self) -> bool {
+        self.sessions
+            .values()
+            .any(|s| matches!(s, SessionState::Bound(_)))
+    }
+
+    /// Tells the limits whether a session is bound.
+    fn set_bound(&self, bound: bool) {
+        if let Some(tracked) = &self.tracked {
+            let stage = if bound {
+                Stage::WebSocketBound
+            } else {
+                Stage::WebSocketUnbound
+            };
+            tracked.set_stage(stage);
         }
     }
 
@@ -617,6 +659,11 @@ impl Connection {
         let mut shutdown = self.service.shutdown.subscribe();
         let idle = self.service.idle_timeout;
         let mut heard = tokio::time::Instant::now();
+        // Until a session is bound with a valid token (and again once none is), the
+        // connection must bind one by this deadline; frames (PINGs included) do not move it.
+        let bind_timeout = self.service.bind_timeout;
+        let mut bind_by = Some(heard + bind_timeout);
+        self.set_bound(false);
         let close = loop {
             if *shutdown.borrow_and_update() {
                 break Some(Close(Message::error(
@@ -645,6 +692,16 @@ impl Connection {
                 },
                 Some(session) = self.moved_rx.recv() => self.on_moved(session).await,
                 _ = shutdown.changed() => continue,
+                () = sleep_until_some(bind_by) => {
+                    tracing::info!(seconds = bind_timeout.as_secs(),
+                        "closing a sync connection without a bound session");
+                    break Some(Close(Message::error(
+                        0,
+                        Conn::ConnectionClosed as i32,
+                        "no session was bound with a valid access token in time",
+                        true,
+                    )));
+                }
                 _ = tokio::time::sleep_until(heard + idle) => {
                     tracing::info!(seconds = idle.as_secs(), "closing a silent sync connection");
                     break Some(Close(Message::error(
@@ -655,6 +712,17 @@ impl Connection {
                     )));
                 }
             };
+            match (self.has_bound_session(), bind_by) {
+                (true, Some(_)) => {
+                    bind_by = None;
+                    self.set_bound(true);
+                }
+                (false, None) => {
+                    bind_by = Some(tokio::time::Instant::now() + bind_timeout);
+                    self.set_bound(false);
+                }
+                _ => {}
+            }
             match result {
                 Ok(true) => {}
                 Ok(false) => break None,
@@ -1064,6 +1132,14 @@ impl Connection {
                 return Ok(true);
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -39,6 +39,32 @@ pub unsafe extern "C" fn shoal_app_new(
     })
 }
 
+/// As `shoal_app_new`, for servers whose TLS certificate is signed by a CA of your own (a
+/// self-hosted `shoal-server --tls-cert`, a test CA): `https://` logins and `realms://` sync
+/// of this app trust the certificates in `ca_pem` (NUL-terminated PEM text, one or more
+/// `CERTIFICATE` blocks) *instead of* the public roots. Release with `shoal_release`.
+///
+/// Errors: as `shoal_app_new`; `SHOAL_ERR_INVALID_ARGUMENT` also when `ca_pem` holds no usable
+/// certificate, or an app of `base_dir` is alive in this process with other trusted roots.
+///
+/// # Safety
+/// Strings are NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_app_new_with_trusted_ca(
+    base_dir: *const c_char,
+    app_id: *const c_char,
+    ca_pem: *const c_char,
+) -> *mut shoal_app_t {
+    guard(|| {
+        let app = App::with_trusted_ca(
+            str_arg(base_dir, "the base directory")?,
+            str_arg(app_id, "the app id")?,
+            str_arg(ca_pem, "the trusted CA")?.as_bytes(),
+        )?;
+        Ok(into_handle(Payload::App(app)))
+    })
+}
+
 fn credentials(c: Result<Credentials, Error>) -> crate::Result<*mut shoal_credentials_t> {
     Ok(into_handle(Payload::Credentials(Arc::new(c?))))
 }

@@ -23,6 +23,9 @@ pub(crate) struct SyncClient {
     callbacks: Mutex<mpsc::Sender<Job>>,
     sessions: Mutex<HashMap<PathBuf, Weak<SessionInner>>>,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
+    /// The TLS configuration of `wss://` connections when the app has its own trusted roots
+    /// (`None`: the public roots).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Drop for SyncClient {
@@ -35,7 +38,7 @@ impl Drop for SyncClient {
 }
 
 impl SyncClient {
-    pub(crate) fn new() -> Result<SyncClient> {
+    pub(crate) fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Result<SyncClient> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("shoal-sync")
@@ -61,6 +64,7 @@ impl SyncClient {
             callbacks: Mutex::new(tx),
             sessions: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
+            tls,
         })
     }
 
@@ -75,7 +79,7 @@ impl SyncClient {
         if let Some(c) = conns.get(url).filter(|c| !c.is_closed()) {
             return c.clone();
         }
-        let c = ConnectionHandle::spawn(&self.handle, url.to_owned());
+        let c = ConnectionHandle::spawn(&self.handle, url.to_owned(), self.tls.clone());
         conns.insert(url.to_owned(), c.clone());
         c
     }

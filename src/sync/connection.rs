@@ -8,6 +8,7 @@
 //! has not answered within 30 s is dropped and reconnected.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -60,10 +61,15 @@ pub(crate) struct ConnectionHandle {
 }
 
 impl ConnectionHandle {
-    /// Starts the task for the server at `url` (`ws://…/realm-sync`) on the current runtime.
-    pub(crate) fn spawn(runtime: &tokio::runtime::Handle, url: String) -> ConnectionHandle {
+    /// Starts the task for the server at `url` (`ws://…/realm-sync`) on the current runtime;
+    /// `wss://` URLs use `tls` if given, else the public roots.
+    pub(crate) fn spawn(
+        runtime: &tokio::runtime::Handle,
+        url: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> ConnectionHandle {
         let (tx, rx) = mpsc::unbounded_channel();
-        runtime.spawn(run(url, rx));
+        runtime.spawn(run(url, tls, rx));
         ConnectionHandle { tx }
     }
 
@@ -120,7 +126,11 @@ impl Sessions {
     }
 }
 
-async fn run(url: String, mut commands: mpsc::UnboundedReceiver<Command>) {
+async fn run(
+    url: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let mut sessions = Sessions {
         attached: HashMap::new(),
         routes: HashMap::new(),
@@ -135,7 +145,7 @@ async fn run(url: String, mut commands: mpsc::UnboundedReceiver<Command>) {
             }
         }
         // Sessions may attach or detach while the connection is being made; it goes on.
-        let connecting = connect(&url);
+        let connecting = connect(&url, tls.clone());
         tokio::pin!(connecting);
         let socket = loop {
             tokio::select! {
@@ -195,7 +205,7 @@ pub(crate) fn backoff(failures: u32) -> Duration {
     base.mul_f64(jitter)
 }
 
-async fn connect(url: &str) -> Result<Socket, SyncError> {
+async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Socket, SyncError> {
     let io = |m: String| SyncError::new(ErrorCode::Io as i32, m, false);
     let mut request = url
         .into_client_request()
@@ -207,7 +217,9 @@ async fn connect(url: &str) -> Result<Socket, SyncError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES + 1024))
         .max_frame_size(Some(MAX_MESSAGE_BYTES + 1024));
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     let (socket, response) = tokio::time::timeout(Duration::from_secs(15), connecting)
         .await
         .map_err(|_| io(format!("connecting to {url} timed out")))?

@@ -2691,6 +2691,37 @@ static void test_users_against_a_server(void) {
     pthread_mutex_destroy(&events.mu);
 }
 
+/* A CA certificate (no key anywhere): enough to check that an app takes it as its roots. */
+static const char TEST_CA_PEM[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBnDCCAUGgAwIBAgIUVJHKHdH53jPoaZxFhx7PJccuvWswCgYIKoZIzj0EAwIw\n"
+    "GjEYMBYGA1UEAwwPU2hvYWwgQyB0ZXN0IENBMCAXDTI2MTIwNjAzMTI0MloYDzIx\n"
+    "MjYxMTEyMDMxMjQyWjAaMRgwFgYDVQQDDA9TaG9hbCBDIHRlc3QgQ0EwWTATBgcq\n"
+    "hkjOPQIBBggqhkjOPQMBBwNCAAQhTJyrmsOhtBmXwKCkmYYSXXi+M64Ew9Pdh0/M\n"
+    "edUWZCWeL+s4urlYag69rJb2ypqAZAcaWUoY19shhR9cFdSwo2MwYTAdBgNVHQ4E\n"
+    "FgQUC2YGVXqEcfTmrd7eemeYKwHhsYMwHwYDVR0jBBgwFoAUC2YGVXqEcfTmrd7e\n"
+    "emeYKwHhsYMwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZI\n"
+    "zj0EAwIDSQAwRgIhAN/w3f1LXc0MTLCDLo7Rj64yE8FSJr3vY+gJBxjDylVeAiEA\n"
+    "5VK8p29yIc4F6fGe8zAYQaLn8m2lR0zZ9XPNma6aCR8=\n"
+    "-----END CERTIFICATE-----\n";
+
+static void test_app_trusted_ca(void) {
+    char dir[4096];
+    path_in(dir, "ca-app");
+    CHECK_ERR(shoal_app_new_with_trusted_ca(dir, "io.shoal.tests.c", "not a certificate") == NULL,
+              SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_app_new_with_trusted_ca(dir, "io.shoal.tests.c", NULL) == NULL,
+              SHOAL_ERR_INVALID_ARGUMENT);
+    shoal_app_t *app = shoal_app_new_with_trusted_ca(dir, "io.shoal.tests.c", TEST_CA_PEM);
+    CHECK(app != NULL);
+    /* The same roots give the same app; none (the public roots) is refused while it lives. */
+    shoal_app_t *again = shoal_app_new_with_trusted_ca(dir, "io.shoal.tests.c", TEST_CA_PEM);
+    CHECK(again != NULL);
+    CHECK_ERR(shoal_app_new(dir, "io.shoal.tests.c") == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK(shoal_release(again));
+    CHECK(shoal_release(app));
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Synced realms and sessions (against the same shoal-server: its sync endpoint shares the     */
 /* auth URL's host and port)                                                                   */
@@ -3594,6 +3625,7 @@ int main(void) {
     RUN_TEST(test_delete_realm_files);
     RUN_TEST(test_encryption_read_only_and_compaction);
     RUN_TEST(test_users_against_a_server);
+    RUN_TEST(test_app_trusted_ca);
     RUN_TEST(test_sync_config_urls_and_paths);
     RUN_TEST(test_sync_two_apps_converge);
     RUN_TEST(test_sync_error_handler_and_token_binder);

@@ -447,6 +447,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_results_delete_all": (c_int64, [_handle]),
     # app, credentials and users
     "shoal_app_new": (_handle, [c_char_p, c_char_p]),
+    "shoal_app_new_with_trusted_ca": (_handle, [c_char_p, c_char_p, c_char_p]),
     "shoal_credentials_password": (_handle, [c_char_p, c_char_p, c_bool]),
     "shoal_credentials_custom": (_handle, [c_char_p, c_char_p, c_char_p]),
     "shoal_credentials_debug": (_handle, [c_char_p]),

@@ -239,11 +239,37 @@ class App(Handle):
 
     _kind = "app"
 
-    def __init__(self, base_dir: "str | os.PathLike[str]", app_id: str):
+    def __init__(
+        self,
+        base_dir: "str | os.PathLike[str]",
+        app_id: str,
+        trusted_ca: "str | bytes | os.PathLike[str] | None" = None,
+    ):
+        """``trusted_ca``: for servers whose TLS certificate is signed by a CA of your own (a
+        self-hosted ``shoal-server --tls-cert``, a test CA): PEM text (``bytes``, or a ``str``
+        holding ``-----BEGIN CERTIFICATE-----``) or the path of a PEM file. ``https://``
+        logins and ``realms://`` sync of this app then trust those certificates *instead of*
+        the public roots. :class:`~shoal.InvalidArgument` if it holds no usable certificate,
+        or an app of ``base_dir`` is alive with other trusted roots."""
         base = os.fspath(base_dir)
         if isinstance(base, bytes):
             base = os.fsdecode(base)
-        p = call_ptr(lib.shoal_app_new, _text(base, "the base directory"), _text(app_id, "the app id"))
+        if trusted_ca is None:
+            p = call_ptr(lib.shoal_app_new, _text(base, "the base directory"), _text(app_id, "the app id"))
+        else:
+            if isinstance(trusted_ca, bytes):
+                pem = trusted_ca.decode("ascii", errors="replace")
+            elif isinstance(trusted_ca, str) and "-----BEGIN" in trusted_ca:
+                pem = trusted_ca
+            else:
+                with open(os.fspath(trusted_ca), encoding="ascii", errors="replace") as f:
+                    pem = f.read()
+            p = call_ptr(
+                lib.shoal_app_new_with_trusted_ca,
+                _text(base, "the base directory"),
+                _text(app_id, "the app id"),
+                _text(pem, "the trusted CA"),
+            )
         super().__init__(p)
         self.base_dir: str = base
         self.app_id: str = app_id

@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -71,14 +72,17 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/auth"
 
 
-def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | None]:
-    """An HTTP request: (status, JSON answer or None); status 0 if nothing answered."""
+def http(
+    method: str, url: str, body: dict | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, dict | None]:
+    """An HTTP request: (status, JSON answer or None); status 0 if nothing answered.
+    ``context`` verifies ``https://`` servers (e.g. with a test CA)."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
             status, text = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read()
@@ -94,8 +98,12 @@ class ShoalServer:
     """One ``shoal-server`` process with its own data directory; :meth:`stop` and
     :meth:`start` again keep the data and the port."""
 
-    def __init__(self, data_dir: Path, *extra_args: str):
+    def __init__(self, data_dir: Path, *extra_args: str, ca_file: Path | None = None):
+        """``ca_file``: the server runs with TLS (``--tls-cert`` and ``--tls-key`` among
+        ``extra_args``) and its certificate chains to this CA: URLs are ``https://`` and the
+        health check verifies it."""
         self.binary = find_server()
+        self.ssl_context = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
@@ -107,8 +115,13 @@ class ShoalServer:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def base_url(self) -> str:
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{self.address}"
+
+    @property
     def auth_url(self) -> str:
-        return f"http://{self.address}/auth"
+        return f"{self.base_url}/auth"
 
     def log_text(self) -> str:
         try:
@@ -128,7 +141,7 @@ class ShoalServer:
                 raise RuntimeError(f"shoal-server did not start; its log:\n{self.log_text()}")
             time.sleep(0.1)  # the old port may still be taken: try again
         self.port = int(addr.rsplit(":", 1)[1])
-        while http("GET", f"http://{self.address}/health")[0] != 200:
+        while http("GET", f"{self.base_url}/health", context=self.ssl_context)[0] != 200:
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"shoal-server never became healthy; its log:\n{self.log_text()}")
