@@ -32,6 +32,8 @@ use crate::tokens::{random_id, unix_now, TokenError, TokenKeys, TokenVerifier};
 const MAX_PATH_LEN: usize = 1024;
 /// The longest user name accepted, in bytes.
 const MAX_USER_NAME_LEN: usize = 256;
+/// Revocations queued for each sync connection before it must re-check its sessions.
+const REVOCATION_BACKLOG: usize = 256;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
@@ -58,6 +60,9 @@ pub struct AuthService {
     refresh_ttl: i64,
     /// Whether the `debug` provider is enabled.
     debug_provider: bool,
+    /// Tells the sync service of every revocation (the token id), which ends the sessions
+    /// bound with access tokens issued from it.
+    revoked: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AuthService {
@@ -89,6 +94,7 @@ impl AuthService {
             access_ttl: i64::try_from(config.access_token_ttl).unwrap_or(i64::MAX),
             refresh_ttl: i64::try_from(config.refresh_token_ttl).unwrap_or(i64::MAX),
             debug_provider: config.debug_provider,
+            revoked: tokio::sync::broadcast::Sender::new(REVOCATION_BACKLOG),
         };
         let hash_err = |e: ApiError| crate::ServerError::Hash(e.to_string());
         service.dummy_hash = service.hash(&random_id()?).map_err(hash_err)?;
@@ -216,6 +222,7 @@ impl AuthService {
             is_admin: user.is_admin,
             app_id: refresh.app_id,
             token_id: None,
+            refresh_token_id: refresh.token_id,
         });
         Ok(AuthResponse {
             refresh_token: None,
@@ -262,7 +269,24 @@ impl AuthService {
             ));
         }
         tracing::info!(identity = %target.identity, by = %caller.id, "revoked a refresh token");
+        // Nobody listening (no sync connection) is fine: later BINDs check the store.
+        let _ = self.revoked.send(token_id.to_owned());
         Ok(())
+    }
+
+    /// Every revocation from now on, as the revoked refresh token's id (the sync service's
+    /// hook). A receiver that falls more than 256 behind gets `Lagged` and must check its
+    /// sessions with [`is_revoked`](Self::is_revoked).
+    pub(crate) fn revocations(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.revoked.subscribe()
+    }
+
+    /// Whether the refresh token with this id was revoked (entries stay until it expires).
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub(crate) fn is_revoked(&self, token_id: &str) -> Result<bool, StoreError> {
+        self.store.is_revoked(token_id)
     }
 
     /// `PUT /auth/password`.
@@ -374,6 +398,7 @@ impl AuthService {
             is_admin: user.is_admin,
             app_id: app_id.to_owned(),
             token_id: Some(token_id),
+            refresh_token_id: None,
         }))
     }
 

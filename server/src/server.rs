@@ -106,15 +106,18 @@ async fn open_services(
     let auth = tokio::task::spawn_blocking(move || AuthService::open(&open_config))
         .await
         .map_err(|e| ServerError::Join(e.to_string()))??;
+    let auth = Arc::new(auth);
+    let sync_auth = Arc::clone(&auth);
     let sync_data = config.data_dir.clone();
     let idle = config.sync_idle_timeout;
     let sync = tokio::task::spawn_blocking(move || {
         let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
-        Ok::<_, ServerError>(SyncService::open(&sync_data, verifier)?.with_idle_timeout(idle))
+        let sync = SyncService::open(&sync_data, verifier, sync_auth)?;
+        Ok::<_, ServerError>(sync.with_idle_timeout(idle))
     })
     .await
     .map_err(|e| ServerError::Join(e.to_string()))??;
-    Ok((Arc::new(auth), Arc::new(sync)))
+    Ok((auth, Arc::new(sync)))
 }
 
 /// The listening half: accepts connections and spawns one task per connection.
