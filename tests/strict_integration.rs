@@ -25,6 +25,9 @@ fn schema() -> Schema {
         .unwrap();
     s.add_property("Task", "tags", T::String, F::LIST, None)
         .unwrap();
+    s.add_class("Tag", None).unwrap();
+    s.add_property("Tag", "name", T::String, F::NONE, None)
+        .unwrap();
     s
 }
 
@@ -96,10 +99,19 @@ fn an_honest_replicas_changesets_integrate_strictly() {
                 prop: "title".into(),
                 value: ChangeValue::Value(Value::String("late".into())),
             },
+            // An object of a class without a key, with this replica's generated id (77).
+            Instruction::CreateObject {
+                class: "Tag".into(),
+                id: GlobalId::Generated { file: 77, seq: 5 },
+            },
         ],
     );
     server.integrate_changesets_strictly(&[&again]).unwrap();
-    assert_eq!(server.dump_json().unwrap(), device.dump_json().unwrap());
+    assert_eq!(server.objects("Tag").unwrap().count().unwrap(), 1);
+    assert_eq!(
+        server.objects("Task").unwrap().count().unwrap(),
+        device.objects("Task").unwrap().count().unwrap()
+    );
 }
 
 #[test]
@@ -182,6 +194,13 @@ fn what_a_replica_never_had_and_destructive_schema_changes_are_refused() {
                 class: "Task".into(),
                 name: "title".into(),
                 flags: F::NULLABLE,
+            }],
+        ),
+        (
+            "an object with another replica's generated id",
+            vec![Instruction::CreateObject {
+                class: "Tag".into(),
+                id: GlobalId::Generated { file: 78, seq: 5 },
             }],
         ),
         (

@@ -40,8 +40,10 @@
 //! element, a link's target) — a replica whose state differs could apply what the server
 //! skipped, and copies would diverge. Index-based list instructions (only realms without
 //! merge metadata make them) and schema changes other than additions
-//! (`SchemaChange::check_additive`) are errors too. An honest replica never trips these: it
-//! can only name what it has, and it had it from its own earlier uploads or from the log.
+//! (`SchemaChange::check_additive`) are errors too, and so is creating an object with a
+//! generated id of another replica (ids are `(creator's replica id, key)`: a forged one would
+//! collide with an object that replica creates later). An honest replica never trips these:
+//! it can only name what it has, and it had it from its own earlier uploads or from the log.
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::{decode_changeset_full, ChangeValue, Changeset, GlobalId, Instruction};
@@ -776,6 +778,16 @@ impl WriteTxn {
                 if !self.is_tombstoned(info, id)? {
                     let class_info = self.class(info)?;
                     if self.find_by_gid(&class_info, id)?.is_none() {
+                        if let (Some(_), GlobalId::Generated { file, .. }) = (&self.strict, id) {
+                            // A generated id is `(creating file's salt, key)`, and the salt is
+                            // the creator's replica id: another replica's id would collide
+                            // with an object that replica creates later.
+                            if *file != k.origin {
+                                return Err(Error::invalid(format!(
+                                    "the changeset creates the {class} object {id} with another replica's generated id"
+                                )));
+                            }
+                        }
                         // New here and never deleted: no registers are stored for it.
                         self.ensure_object(info, id)?;
                         self.mark_fresh(info, id);
