@@ -57,15 +57,6 @@ fn unix_now() -> i64 {
         .unwrap()
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .try_into()
-        .unwrap()
-}
-
 /// Sleeps until the unix clock reads at least `at` (plus a little).
 async fn sleep_until_unix(at: i64) {
     while unix_now() < at {
@@ -121,120 +112,6 @@ impl Honest {
         let got = self.client.sync_to_mark(self.session, request).await;
         self.take(&got);
         got
-    }
-}
-
-/// A hostile client file: a raw connection bound with a token of the path's owner, uploading
-/// changesets built by hand (its own replica id; stamps from the clock).
-struct Hostile {
-    client: Client,
-    token: String,
-    session: u64,
-    ident: u64,
-    salt: u64,
-    origin: u64,
-    stamp: u64,
-    /// Its last changeset in the log.
-    acked: u64,
-    server_version: u64,
-}
-
-/// How an upload was answered.
-#[derive(Debug, PartialEq, Eq)]
-enum Answer {
-    /// Acknowledged up to this client version.
-    Acked(u64),
-    /// A session ERROR with this code.
-    Refused(i32),
-}
-
-impl Hostile {
-    async fn new(server: &TestServer, token: &str) -> Hostile {
-        let mut client = Client::connect(server.addr).await;
-        let (ident, salt) = client.bind_new(1, PATH, token).await;
-        let mut hostile = Hostile {
-            client,
-            token: token.to_owned(),
-            session: 1,
-            ident,
-            salt,
-            origin: 0x5eed_0000_0000_0000 | u64::from(std::process::id()),
-            stamp: 0,
-            acked: 0,
-            server_version: 0,
-        };
-        hostile.client.upload(1, 0, vec![]).await;
-        let got = hostile.client.sync_to_mark(1, 1).await;
-        hostile.server_version = got.server_version;
-        hostile
-    }
-
-    /// A changeset of its own replica with the next stamp.
-    fn changeset(&mut self, instructions: Vec<Instruction>) -> Vec<u8> {
-        self.stamp = (now_ms() << 16).max(self.stamp + 1);
-        encode_changeset(&Changeset {
-            stamp: self.stamp,
-            origin: self.origin,
-            instructions,
-        })
-    }
-
-    /// The UPLOAD entry for `data` at `client_version` (the stamp read from its header).
-    fn entry(client_version: u64, data: Vec<u8>) -> UploadChangeset {
-        UploadChangeset {
-            client_version,
-            stamp: shoal::changeset_header(&data).map_or(1, |(stamp, _)| stamp),
-            data,
-        }
-    }
-
-    /// Uploads `changesets` and waits for the acknowledgement of the last one or an ERROR.
-    async fn upload(&mut self, changesets: Vec<UploadChangeset>) -> Answer {
-        let last = changesets.last().unwrap().client_version;
-        self.client
-            .upload(self.session, self.server_version, changesets)
-            .await;
-        loop {
-            match self.client.recv().await {
-                Message::Download {
-                    session,
-                    acked_client_version,
-                    progress,
-                    ..
-                } if session == self.session => {
-                    self.server_version = progress.server_version;
-                    self.acked = self.acked.max(acked_client_version);
-                    if acked_client_version >= last {
-                        return Answer::Acked(acked_client_version);
-                    }
-                }
-                Message::Error { session, code, .. } if session == self.session => {
-                    return Answer::Refused(code)
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-
-    /// Uploads one changeset as its next client version.
-    async fn upload_next(&mut self, data: Vec<u8>) -> Answer {
-        let version = self.acked + 1;
-        self.upload(vec![Hostile::entry(version, data)]).await
-    }
-
-    /// Binds the same file again in a new session (after an ERROR ended the last one); the
-    /// first DOWNLOAD tells what the server acknowledged.
-    async fn rebind(&mut self) {
-        self.session += 1;
-        self.client
-            .bind(self.session, PATH, &self.token, self.ident, self.salt)
-            .await;
-        self.client
-            .upload(self.session, self.server_version, vec![])
-            .await;
-        let got = self.client.sync_to_mark(self.session, 1).await;
-        self.acked = got.acked;
-        self.server_version = self.server_version.max(got.server_version);
     }
 }
 
@@ -357,7 +234,7 @@ async fn every_invalid_changeset_is_refused_with_212_and_the_others_keep_syncing
     let mut b = Honest::new(&server, &token).await;
     a.write(1, "one").await;
     b.catch_up(2).await;
-    let mut h = Hostile::new(&server, &token).await;
+    let mut h = Hostile::new(server.addr, PATH, &token, 0x5eed).await;
 
     // A valid changeset of the hostile client is taken: a class of its own with a list and a
     // link to a task, and an object.
@@ -706,4 +583,106 @@ async fn client_versions_beyond_the_files_history_are_refused_and_nothing_is_ack
     client.sync_to_mark(1, 1).await;
     client.upload(1, reader.server_version, mine).await;
     assert_eq!(client.until_acked(1, 4).await.acked, 4);
+}
+
+/// A device of the real client: its app (logged in as `user`), a synced realm of `Task`s, and
+/// the sync errors its handler saw.
+struct Device {
+    _dir: tempfile::TempDir,
+    app: shoal::App,
+    realm: shoal::Realm,
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Device {
+    fn new(server: &TestServer, register: bool) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let app = shoal::App::new(dir.path(), APP_ID).unwrap();
+        let credentials = shoal::Credentials::password("honest", "pw", register).unwrap();
+        let user = app
+            .login(&credentials, &server.url("/auth"))
+            .unwrap_or_else(|e| panic!("login: {e}\n{}", server.stderr()));
+        let mut sync =
+            shoal::SyncConfig::new(&user, &format!("realm://{}/~/tasks", server.addr)).unwrap();
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = errors.clone();
+        sync.set_error_handler(move |_, e| {
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {}: {}", e.code, e.is_fatal, e.message))
+        });
+        let mut config = shoal::Config::new("unused");
+        config.set_schema(schema()).unwrap();
+        config.set_sync(sync);
+        let realm = shoal::Realm::open(&config).unwrap();
+        Device {
+            _dir: dir,
+            app,
+            realm,
+            errors,
+        }
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+
+    fn write(&self, id: i64) {
+        self.realm.begin_write().unwrap();
+        let task = self
+            .realm
+            .create_object("Task", Some(&Value::Int(id)))
+            .unwrap();
+        task.set("title", format!("task {id}")).unwrap();
+        self.realm.commit().unwrap();
+    }
+
+    fn tasks(&self) -> usize {
+        self.realm.refresh().unwrap();
+        self.realm.objects("Task").unwrap().count().unwrap()
+    }
+}
+
+/// Honest clients never notice: with access tokens living 3 s, two devices sync for several
+/// token lives (renewing ahead of expiry), and logging one out (which revokes its refresh
+/// token and so ends its sessions on the server) reports nothing to it and leaves the other
+/// syncing.
+#[test]
+fn honest_clients_renew_their_tokens_and_log_out_without_an_error() {
+    let server = TestServer::binary(&["--access-token-ttl", "3"]);
+    let a = Device::new(&server, true);
+    let b = Device::new(&server, false);
+    let wait = Duration::from_secs(30);
+    let started = Instant::now();
+    let mut id = 0;
+    while started.elapsed() < Duration::from_secs(7) {
+        id += 1;
+        a.write(id);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let session_a = a.realm.session().unwrap();
+    let session_b = b.realm.session().unwrap();
+    session_a.wait_for_upload(wait).unwrap();
+    session_b.wait_for_download(wait).unwrap();
+    assert_eq!(b.tasks(), usize::try_from(id).unwrap());
+    assert_eq!(a.errors(), Vec::<String>::new());
+    assert_eq!(b.errors(), Vec::<String>::new());
+
+    // A logs out: its refresh token is revoked in the background.
+    let user = a.app.current_user().unwrap().unwrap();
+    user.logout();
+    let deadline = Instant::now() + wait;
+    while server
+        .stderr()
+        .lines()
+        .all(|l| !l.contains("revoked a refresh token"))
+    {
+        assert!(Instant::now() < deadline, "never revoked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.errors(), Vec::<String>::new());
+    b.write(1000);
+    session_b.wait_for_upload(wait).unwrap();
+    assert_eq!(b.errors(), Vec::<String>::new());
 }

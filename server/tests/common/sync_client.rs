@@ -9,7 +9,10 @@ use futures_util::{SinkExt, StreamExt};
 use shoal::protocol::sync::{
     DownloadChangeset, Message, UploadChangeset, UploadProgress, WEBSOCKET_SUBPROTOCOL,
 };
-use shoal::{Config, PropertyFlags as F, PropertyType as T, Realm, Schema, Value};
+use shoal::{
+    encode_changeset, Changeset, Config, Instruction, PropertyFlags as F, PropertyType as T, Realm,
+    Schema, Value,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -283,5 +286,162 @@ pub fn session_error(message: Message) -> (u64, i32, bool) {
             ..
         } => (session, code, try_again),
         other => panic!("expected ERROR, got {other:?}"),
+    }
+}
+
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .try_into()
+        .unwrap()
+}
+
+/// A hostile client file: a raw connection bound with a token of the path's owner, uploading
+/// changesets built by hand (its own replica id; stamps from the clock).
+pub struct Hostile {
+    pub client: Client,
+    path: String,
+    token: String,
+    pub session: u64,
+    ident: u64,
+    salt: u64,
+    /// The replica id its changesets carry.
+    pub origin: u64,
+    /// The stamp of its last changeset.
+    pub stamp: u64,
+    /// Its last changeset in the log.
+    pub acked: u64,
+    /// The last server version it was sent.
+    pub server_version: u64,
+    /// Every changeset it was sent (material to replay or mutate).
+    pub material: Vec<Vec<u8>>,
+}
+
+/// How an upload was answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Acknowledged up to this client version.
+    Acked(u64),
+    /// A session ERROR with this code.
+    Refused(i32),
+}
+
+impl Hostile {
+    /// Binds a new file on `path` with `token`; its changesets carry replica id `origin`.
+    pub async fn new(addr: SocketAddr, path: &str, token: &str, origin: u64) -> Hostile {
+        let mut client = Client::connect(addr).await;
+        let (ident, salt) = client.bind_new(1, path, token).await;
+        let mut hostile = Hostile {
+            client,
+            path: path.to_owned(),
+            token: token.to_owned(),
+            session: 1,
+            ident,
+            salt,
+            origin,
+            stamp: 0,
+            acked: 0,
+            server_version: 0,
+            material: Vec::new(),
+        };
+        hostile.client.upload(1, 0, vec![]).await;
+        let got = hostile.client.sync_to_mark(1, 1).await;
+        hostile.take(got);
+        hostile
+    }
+
+    fn take(&mut self, got: Downloaded) {
+        self.server_version = self.server_version.max(got.server_version);
+        self.acked = self.acked.max(got.acked);
+        self.material
+            .extend(got.changesets.into_iter().map(|c| c.data));
+    }
+
+    /// Everything the server has, as material.
+    pub async fn catch_up(&mut self, request: u64) {
+        let got = self.client.sync_to_mark(self.session, request).await;
+        self.take(got);
+    }
+
+    /// A changeset of its own replica with the next stamp.
+    pub fn changeset(&mut self, instructions: Vec<Instruction>) -> Vec<u8> {
+        self.stamp = (now_ms() << 16).max(self.stamp + 1);
+        encode_changeset(&Changeset {
+            stamp: self.stamp,
+            origin: self.origin,
+            instructions,
+        })
+    }
+
+    /// The UPLOAD entry for `data` at `client_version` (the stamp read from its header).
+    pub fn entry(client_version: u64, data: Vec<u8>) -> UploadChangeset {
+        UploadChangeset {
+            client_version,
+            stamp: shoal::changeset_header(&data).map_or(1, |(stamp, _)| stamp),
+            data,
+        }
+    }
+
+    /// Uploads `changesets`: `Acked(its last acknowledged version)` once the server has dealt
+    /// with them, or `Refused(code)` for a session ERROR.
+    pub async fn upload(&mut self, changesets: Vec<UploadChangeset>) -> Answer {
+        self.client
+            .upload(self.session, self.server_version, changesets)
+            .await;
+        // The MARK comes back once the UPLOAD is dealt with (an UPLOAD of changesets the log
+        // already has gets no answer of its own); an ERROR comes before it.
+        const REQUEST: u64 = u64::MAX;
+        self.client
+            .send(&Message::Mark {
+                session: self.session,
+                request: REQUEST,
+            })
+            .await;
+        loop {
+            match self.client.recv().await {
+                Message::Download {
+                    session,
+                    acked_client_version,
+                    progress,
+                    changesets,
+                } if session == self.session => {
+                    self.server_version = self.server_version.max(progress.server_version);
+                    self.acked = self.acked.max(acked_client_version);
+                    self.material.extend(changesets.into_iter().map(|c| c.data));
+                }
+                Message::Mark { session, request }
+                    if session == self.session && request == REQUEST =>
+                {
+                    return Answer::Acked(self.acked)
+                }
+                Message::Error { session, code, .. } if session == self.session => {
+                    return Answer::Refused(code)
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Uploads one changeset as its next client version.
+    pub async fn upload_next(&mut self, data: Vec<u8>) -> Answer {
+        let version = self.acked + 1;
+        self.upload(vec![Hostile::entry(version, data)]).await
+    }
+
+    /// Binds the same file again in a new session (after an ERROR ended the last one); the
+    /// first DOWNLOAD tells what the server acknowledged.
+    pub async fn rebind(&mut self) {
+        self.session += 1;
+        self.client
+            .bind(self.session, &self.path, &self.token, self.ident, self.salt)
+            .await;
+        self.client
+            .upload(self.session, self.server_version, vec![])
+            .await;
+        let got = self.client.sync_to_mark(self.session, 1).await;
+        self.take(got);
     }
 }
