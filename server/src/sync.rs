@@ -1379,6 +1379,96 @@ fn is_realm_path(path: &str) -> bool {
 mod tests {
     use super::*;
 
+    const ORIGIN: u64 = 0xabc;
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    fn entry(client_version: u64, stamp: u64, origin: u64) -> UploadChangeset {
+        let data = shoal::encode_changeset(&shoal::Changeset {
+            stamp,
+            origin,
+            instructions: Vec::new(),
+        });
+        UploadChangeset {
+            client_version,
+            stamp,
+            data,
+        }
+    }
+
+    fn gate(acked: u64, integrated: u64) -> UploadGate {
+        UploadGate {
+            ident: 7,
+            acked,
+            integrated,
+            now_ms: NOW_MS,
+        }
+    }
+
+    /// The log's `origins`: ORIGIN is file 7's (last stamp 100), 0xdef file 8's.
+    fn origins(origin: u64) -> Result<Option<(u64, u64)>, SyncStoreError> {
+        Ok(match origin {
+            ORIGIN => Some((7, 100)),
+            0xdef => Some((8, 100)),
+            _ => None,
+        })
+    }
+
+    fn refused(gate: &UploadGate, fresh: &[UploadChangeset]) -> Option<Sess> {
+        gate.check(fresh, origins).unwrap().err().map(|r| r.code)
+    }
+
+    #[test]
+    fn client_versions_stay_within_what_the_file_can_have_made() {
+        // 3 logged, 2 integrated: the first may be 6, the second 7.
+        let ok = [entry(6, 200, ORIGIN), entry(7, 201, ORIGIN)];
+        assert_eq!(refused(&gate(3, 2), &ok), None);
+        let beyond = [entry(6, 200, ORIGIN), entry(8, 201, ORIGIN)];
+        assert_eq!(refused(&gate(3, 2), &beyond), Some(Sess::BadClientVersion));
+        assert_eq!(
+            refused(&gate(0, 0), &[entry(u64::MAX, 200, ORIGIN)]),
+            Some(Sess::BadClientVersion)
+        );
+        assert_eq!(
+            refused(
+                &gate(u64::MAX - 1, u64::MAX),
+                &[entry(u64::MAX, 200, ORIGIN)]
+            ),
+            None,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn stamps_and_replica_ids_are_checked() {
+        let g = gate(0, 0);
+        let fresh = |stamp, origin| [entry(1, stamp, origin)];
+        assert_eq!(refused(&g, &fresh(101, ORIGIN)), None);
+        assert_eq!(refused(&g, &fresh(5, 0x123)), None, "a new replica id");
+        for (stamp, origin) in [(100, ORIGIN), (99, ORIGIN), (101, 0xdef), (0, ORIGIN)] {
+            assert_eq!(
+                refused(&g, &fresh(stamp, origin)),
+                Some(Sess::BadChangeset),
+                "{stamp} {origin:x}"
+            );
+        }
+        let day_ahead = (NOW_MS + MAX_STAMP_AHEAD_MS) << 16;
+        assert_eq!(refused(&g, &fresh(day_ahead | 0xFFFF, ORIGIN)), None);
+        assert_eq!(
+            refused(&g, &fresh((day_ahead | 0xFFFF) + 1, ORIGIN)),
+            Some(Sess::BadChangeset)
+        );
+        // Within one UPLOAD too: a replica's stamps grow.
+        let both = [entry(1, 300, 0x123), entry(2, 300, 0x123)];
+        assert_eq!(refused(&g, &both), Some(Sess::BadChangeset));
+        // The UPLOAD's stamp is the header's.
+        let mut other = entry(1, 300, ORIGIN);
+        other.stamp = 301;
+        assert_eq!(refused(&g, &[other]), Some(Sess::BadChangeset));
+        let mut garbage = entry(1, 300, ORIGIN);
+        garbage.data = b"garbage".to_vec();
+        assert_eq!(refused(&g, &[garbage]), Some(Sess::BadChangeset));
+    }
+
     #[test]
     fn realm_paths() {
         assert!(is_realm_path("/u1/tasks"));
