@@ -325,21 +325,10 @@ impl Realm {
         }
         let mut additions = Vec::new();
         for change in diff.first {
-            match change {
-                catalog::SchemaChange::AddClass { .. }
-                | catalog::SchemaChange::AddProperty { .. } => additions.push(change),
-                catalog::SchemaChange::SetPrimaryKey { ref class, .. }
-                    if catalog.class(class).is_none() =>
-                {
-                    additions.push(change)
-                }
-                other => {
-                    return Err(Error::invalid(format!(
-                        "synced realms only allow additive schema changes, not {other:?}"
-                    ))
-                    .with_path(path()))
-                }
-            }
+            change
+                .check_additive(&catalog, &catalog)
+                .map_err(|e| e.with_path(path()))?;
+            additions.push(change);
         }
         if additions.is_empty() && config.schema_version == file_version {
             return Ok(());
@@ -893,7 +882,7 @@ impl Realm {
         changesets: &[&[u8]],
         progress: &crate::sync::SyncProgress,
     ) -> Result<()> {
-        self.integrate_batch(changesets, Some(progress))
+        self.integrate_batch(changesets, Some(progress), false)
     }
 
     /// Integrates several changesets of other replicas (as [`integrate_changeset`]) in one
@@ -902,13 +891,26 @@ impl Realm {
     ///
     /// [`integrate_changeset`]: Self::integrate_changeset
     pub fn integrate_changesets(&self, changesets: &[&[u8]]) -> Result<()> {
-        self.integrate_batch(changesets, None)
+        self.integrate_batch(changesets, None, false)
+    }
+
+    /// Integrates changesets as [`integrate_changesets`](Self::integrate_changesets) does (one
+    /// transaction: all or none), refusing with `InvalidArgument` what a synced replica could
+    /// not have made: schema changes other than additions (the rule synced realms open with),
+    /// index-based list changes, and instructions naming a class, property, object, list
+    /// element or link target this realm never had (deleted objects are fine: the merge rules
+    /// skip them). `shoal-server` integrates every upload into its copy of the realm this way
+    /// before logging it, so that no replica is sent a changeset it could apply differently
+    /// from the server, or not at all.
+    pub fn integrate_changesets_strictly(&self, changesets: &[&[u8]]) -> Result<()> {
+        self.integrate_batch(changesets, None, true)
     }
 
     fn integrate_batch(
         &self,
         changesets: &[&[u8]],
         progress: Option<&crate::sync::SyncProgress>,
+        strict: bool,
     ) -> Result<()> {
         if !self.inner.config.merge_metadata {
             return Err(Error::invalid(
@@ -920,6 +922,7 @@ impl Realm {
         }
         self.begin_write()?;
         let r = self.with_write(|w| {
+            w.strict_mode = strict;
             for cs in changesets {
                 w.integrate(cs)?;
             }

@@ -774,6 +774,18 @@ impl Reader<'_> {
     }
 }
 
+/// Encodes a changeset in the current format (2), as a write transaction records it:
+/// [`decode_changeset_full`] gives it back. For tools and tests that build changesets by hand
+/// (a server's tests play a hostile client with it); nothing checks that the instructions
+/// make sense — integration does.
+pub fn encode_changeset(changeset: &Changeset) -> Vec<u8> {
+    let mut builder = ChangesetBuilder::default();
+    for ins in &changeset.instructions {
+        builder.push(ins);
+    }
+    builder.finish(changeset.stamp, changeset.origin)
+}
+
 /// Decodes a changeset into its instructions.
 ///
 /// Fails with `InvalidArgument` on any malformed input; never panics.

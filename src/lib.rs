@@ -61,8 +61,8 @@ pub use credentials::{Credentials, PROVIDER_ACCESS_TOKEN};
 pub use db::{delete_realm_files, Realm};
 pub use error::{Error, ErrorCategory, ErrorCode, Result};
 pub use history::{
-    changeset_header, decode_changeset, decode_changeset_full, ChangeValue, Changeset, GlobalId,
-    Instruction, OrderKey,
+    changeset_header, decode_changeset, decode_changeset_full, encode_changeset, ChangeValue,
+    Changeset, GlobalId, Instruction, OrderKey,
 };
 pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};

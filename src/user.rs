@@ -197,6 +197,7 @@ impl User {
                     is_admin: d.is_admin,
                     app_id: self.app.app_id().to_owned(),
                     token_id: None,
+                    refresh_token_id: None,
                 });
                 serde_json::json!({"token": token, "token_data": data})
             }

@@ -451,6 +451,7 @@ fn a_refused_revocation_is_final_and_sends_no_logged_out() {
         is_admin: false,
         app_id: APP_ID.into(),
         token_id: Some("0".repeat(32)),
+        refresh_token_id: None,
     };
     let forged = encode_token_string(&serde_json::to_vec(&data).unwrap(), &[7; 64]);
     let json = json!({"authUrl": server.auth_url(), "userToken": {"token": forged}});

@@ -61,6 +61,7 @@ fn main() {
         is_admin: false,
         app_id: "com.example".into(),
         token_id: Some("tid".into()),
+        refresh_token_id: None,
     };
     let token = encode_token_string(&serde_json::to_vec(&data).expect("JSON"), &[7; 64]);
     seeds.add(

@@ -38,6 +38,8 @@ const MAX_PATH_LEN: usize = 1024;
 const MAX_USER_NAME_LEN: usize = 256;
 /// Where a generated `realm-admin` password is written, under the data directory.
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+/// Revocations queued for each sync connection before it must re-check its sessions.
+const REVOCATION_BACKLOG: usize = 256;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
@@ -71,6 +73,9 @@ pub struct AuthService {
     refresh_ttl: i64,
     /// Whether the `debug` provider is enabled.
     debug_provider: bool,
+    /// Tells the sync service of every revocation (the token id), which ends the sessions
+    /// bound with access tokens issued from it.
+    revoked: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AuthService {
@@ -114,6 +119,7 @@ impl AuthService {
             access_ttl: i64::try_from(config.access_token_ttl).unwrap_or(i64::MAX),
             refresh_ttl: i64::try_from(config.refresh_token_ttl).unwrap_or(i64::MAX),
             debug_provider: config.debug_provider,
+            revoked: tokio::sync::broadcast::Sender::new(REVOCATION_BACKLOG),
         };
         service.admin_id = service.bootstrap_admin(config.admin_password.as_deref())?;
         Ok(service)
@@ -324,6 +330,7 @@ impl AuthService {
             is_admin: user.is_admin,
             app_id: refresh.app_id,
             token_id: None,
+            refresh_token_id: refresh.token_id,
         });
         Ok(AuthResponse {
             refresh_token: None,
@@ -370,7 +377,24 @@ impl AuthService {
             ));
         }
         tracing::info!(identity = %target.identity, by = %caller.id, "revoked a refresh token");
+        // Nobody listening (no sync connection) is fine: later BINDs check the store.
+        let _ = self.revoked.send(token_id.to_owned());
         Ok(())
+    }
+
+    /// Every revocation from now on, as the revoked refresh token's id (the sync service's
+    /// hook). A receiver that falls more than 256 behind gets `Lagged` and must check its
+    /// sessions with [`is_revoked`](Self::is_revoked).
+    pub(crate) fn revocations(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.revoked.subscribe()
+    }
+
+    /// Whether the refresh token with this id was revoked (entries stay until it expires).
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub(crate) fn is_revoked(&self, token_id: &str) -> Result<bool, StoreError> {
+        self.store.is_revoked(token_id)
     }
 
     /// `PUT /auth/password`.
@@ -485,6 +509,7 @@ impl AuthService {
             is_admin: user.is_admin,
             app_id: app_id.to_owned(),
             token_id: Some(token_id),
+            refresh_token_id: None,
         }))
     }
 

@@ -143,20 +143,22 @@ async fn open_services(
     })
     .await
     .map_err(|e| ServerError::Join(e.to_string()))??;
+    let auth = Arc::new(auth);
+    let sync_auth = Arc::clone(&auth);
     let sync_data = config.data_dir.clone();
     let idle = config.sync_idle_timeout;
     let bind = config.sync_bind_timeout;
     let sync = tokio::task::spawn_blocking(move || {
         let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
         Ok::<_, ServerError>(
-            SyncService::open(&sync_data, verifier)?
+            SyncService::open(&sync_data, verifier, sync_auth)?
                 .with_idle_timeout(idle)
                 .with_bind_timeout(bind),
         )
     })
     .await
     .map_err(|e| ServerError::Join(e.to_string()))??;
-    Ok((Arc::new(auth), Arc::new(sync)))
+    Ok((auth, Arc::new(sync)))
 }
 
 /// The listening half: accepts connections and spawns one task per connection.

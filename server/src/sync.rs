@@ -32,16 +32,17 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use shoal::protocol::auth::TokenData;
 use shoal::protocol::sync::{
     ConnectionErrorCode as Conn, DownloadChangeset, DownloadProgress, Message, Sender,
     SessionErrorCode as Sess, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES, MAX_PATH_BYTES,
     WEBSOCKET_SUBPROTOCOL,
 };
-use tokio::sync::{mpsc, watch, OnceCell};
+use tokio::sync::{broadcast, mpsc, watch, OnceCell};
 use tokio::task::JoinHandle;
 
+use crate::auth::AuthService;
 use crate::connection_limits::{Stage, Tracked, TrackedConnection};
 use crate::tokens::{unix_now, TokenError, TokenVerifier};
 
@@ -49,6 +50,7 @@ const SYNC_META: TableDefinition<&str, u64> = TableDefinition::new("sync_meta");
 const SYNC_REALMS: TableDefinition<&str, u64> = TableDefinition::new("sync_realms");
 const LOG: TableDefinition<u64, (u64, u64, u64, u64, &[u8])> = TableDefinition::new("log");
 const CLIENTS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("clients");
+const ORIGINS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("origins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The storage format this build writes (both `sync.redb` and each `log.redb`).
@@ -77,6 +79,9 @@ fn store_err(e: impl std::fmt::Display) -> SyncStoreError {
 pub struct SyncService {
     /// Checks access tokens with the public key alone.
     verifier: TokenVerifier,
+    /// The auth service: its revocation list (checked at BIND and REFRESH) and its feed of
+    /// revocations (which end the sessions bound with tokens of a revoked refresh token).
+    auth: Arc<AuthService>,
     /// `DATA/realms`.
     realms_dir: PathBuf,
     /// `DATA/sync.redb`: realm path → directory number.
@@ -101,7 +106,11 @@ impl SyncService {
     ///
     /// # Errors
     /// [`SyncStoreError`] when the storage cannot be opened or is of a newer format.
-    pub fn open(data_dir: &Path, verifier: TokenVerifier) -> Result<SyncService, SyncStoreError> {
+    pub(crate) fn open(
+        data_dir: &Path,
+        verifier: TokenVerifier,
+        auth: Arc<AuthService>,
+    ) -> Result<SyncService, SyncStoreError> {
         let realms_dir = data_dir.join(REALMS_DIR);
         std::fs::create_dir_all(&realms_dir).map_err(store_err)?;
         let index = Database::create(data_dir.join(INDEX_FILE)).map_err(store_err)?;
@@ -115,6 +124,7 @@ impl SyncService {
         let (connections, connections_done) = mpsc::channel(1);
         Ok(SyncService {
             verifier,
+            auth,
             realms_dir,
             index,
             hosts: StdMutex::new(HashMap::new()),
@@ -289,6 +299,12 @@ fn append(
         }
         let mut clients = txn.open_table(CLIENTS).map_err(store_err)?;
         clients.insert(ident, (salt, last)).map_err(store_err)?;
+        let mut origins = txn.open_table(ORIGINS).map_err(store_err)?;
+        for c in changesets {
+            // Checked by `UploadGate::check` before: the header decodes.
+            let (stamp, origin) = shoal::changeset_header(&c.data).map_err(store_err)?;
+            origins.insert(origin, (ident, stamp)).map_err(store_err)?;
+        }
     }
     txn.commit().map_err(store_err)?;
     writer.latest = version;
@@ -314,8 +330,134 @@ struct UploadOutcome {
     acked: u64,
     /// Whether anything was appended.
     appended: bool,
-    /// The changeset the realm copy refused, if any (those before it were appended).
-    refused: Option<String>,
+    /// Why the upload was refused, if it was: by [`UploadGate::check`] (nothing appended) or
+    /// by the realm copy (those before the refused changeset were appended).
+    refused: Option<Refusal>,
+}
+
+/// An uploaded changeset the server does not take: the session ERROR it gets.
+#[derive(Debug, PartialEq, Eq)]
+struct Refusal {
+    code: Sess,
+    message: String,
+}
+
+impl Refusal {
+    /// `BAD_CHANGESET` for the changeset of client version `version`.
+    fn changeset(version: u64, why: impl std::fmt::Display) -> Refusal {
+        Refusal {
+            code: Sess::BadChangeset,
+            message: format!("changeset {version}: {why}"),
+        }
+    }
+}
+
+/// How far ahead of the server's clock a changeset's stamp may be: a day (clients' clocks are
+/// assumed within seconds of it). Without a bound one stamp near `u64::MAX` would pin every
+/// replica's clock there, and their later changesets would look already integrated.
+const MAX_STAMP_AHEAD_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The checks every uploaded changeset passes before anything of its UPLOAD is integrated,
+/// logged or fanned out (the realm copy's integration then applies the core's rules: schema
+/// changes as the local API checks them, values of the property's type, ...).
+struct UploadGate {
+    /// The uploading client file.
+    ident: u64,
+    /// Its last client version in the log (0: none).
+    acked: u64,
+    /// The server version it says it has integrated, at most what it was sent.
+    integrated: u64,
+    /// The server's clock, unix milliseconds.
+    now_ms: u64,
+}
+
+impl UploadGate {
+    /// `fresh` are the UPLOAD's changesets above `acked`, in increasing client version order;
+    /// `origin_of` reads the log's `origins` table: replica id → (its client file, its last
+    /// stamp in the log).
+    ///
+    /// - *Client versions*: the `i`-th (from 1) may be at most `acked + i + integrated`
+    ///   (`BAD_CLIENT_VERSION`). A file's history versions are dense: each is one of its own
+    ///   changesets (all uploaded, in order: at most `acked` of them are in the log, `i` in
+    ///   this upload up to this one) or one it integrated from the log (at most
+    ///   `integrated`), so no honest client gets past the bound, and a client cannot claim
+    ///   versions it never made (which would make its real ones look already acknowledged).
+    /// - *Format*: each decodes as a changeset of format 2 (stamped), and its header's stamp
+    ///   is the UPLOAD's `stamp` (`BAD_CHANGESET`, as for the rest).
+    /// - *Stamps*: at most [`MAX_STAMP_AHEAD_MS`] ahead of the server's clock, and above the
+    ///   last stamp its replica has in the log (a replica's stamps only grow).
+    /// - *Origins*: a replica id belongs to the first client file that uploads it; another
+    ///   file uploading it (a replayed or forged changeset) is refused, since every replica
+    ///   would then drop the real owner's changesets as already integrated, and the owner
+    ///   would be sent its own.
+    fn check(
+        &self,
+        fresh: &[UploadChangeset],
+        origin_of: impl Fn(u64) -> Result<Option<(u64, u64)>, SyncStoreError>,
+    ) -> Result<Result<(), Refusal>, SyncStoreError> {
+        let max_stamp = (self.now_ms.saturating_add(MAX_STAMP_AHEAD_MS) << 16) | 0xFFFF;
+        let mut seen: HashMap<u64, u64> = HashMap::new();
+        for (i, c) in fresh.iter().enumerate() {
+            let bound = self
+                .acked
+                .saturating_add(i as u64 + 1)
+                .saturating_add(self.integrated);
+            if c.client_version > bound {
+                return Ok(Err(Refusal {
+                    code: Sess::BadClientVersion,
+                    message: format!(
+                        "client version {} is beyond what this file can have made ({bound}: {} logged, {} in this upload, {} integrated)",
+                        c.client_version,
+                        self.acked,
+                        i + 1,
+                        self.integrated
+                    ),
+                }));
+            }
+            let refuse = |why: String| Ok(Err(Refusal::changeset(c.client_version, why)));
+            let changeset = match shoal::decode_changeset_full(&c.data) {
+                Ok(cs) => cs,
+                Err(e) => return refuse(format!("does not decode: {}", e.message())),
+            };
+            if changeset.stamp == 0 {
+                return refuse("has no stamp (format 1 cannot be merged)".into());
+            }
+            if changeset.stamp != c.stamp {
+                return refuse(format!(
+                    "its stamp {} is not the UPLOAD's {}",
+                    changeset.stamp, c.stamp
+                ));
+            }
+            if changeset.stamp > max_stamp {
+                return refuse("its stamp is more than a day ahead of the server's clock".into());
+            }
+            let last = match seen.get(&changeset.origin) {
+                Some(stamp) => Some(*stamp),
+                None => match origin_of(changeset.origin)? {
+                    Some((owner, _)) if owner != self.ident => {
+                        return refuse(format!(
+                            "its replica id {:016x} belongs to another client file",
+                            changeset.origin
+                        ))
+                    }
+                    Some((_, stamp)) => Some(stamp),
+                    None => None,
+                },
+            };
+            if last.is_some_and(|last| changeset.stamp <= last) {
+                return refuse("its stamp is not above its replica's previous one".into());
+            }
+            seen.insert(changeset.origin, changeset.stamp);
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// The wall clock in unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl RealmHost {
@@ -327,6 +469,22 @@ impl RealmHost {
             check_format(&mut meta)?;
             txn.open_table(CLIENTS).map_err(store_err)?;
             let table = txn.open_table(LOG).map_err(store_err)?;
+            let mut origins = txn.open_table(ORIGINS).map_err(store_err)?;
+            if origins.is_empty().map_err(store_err)? {
+                // A log written before `origins` existed: the owner of each replica id is
+                // the first client file that logged it.
+                for item in table.iter().map_err(store_err)? {
+                    let (_, v) = item.map_err(store_err)?;
+                    let (ident, _, _, _, data) = v.value();
+                    if let Ok((stamp, origin)) = shoal::changeset_header(data) {
+                        let known = origins.get(origin).map_err(store_err)?.map(|v| v.value());
+                        let (owner, last) = known.unwrap_or((ident, 0));
+                        origins
+                            .insert(origin, (owner, last.max(stamp)))
+                            .map_err(store_err)?;
+                    }
+                }
+            }
             let last = table.last().map_err(store_err)?;
             last.map_or((0, 0), |(k, v)| (k.value(), v.value().3))
         };
@@ -386,12 +544,16 @@ impl RealmHost {
         .await
     }
 
-    /// Integrates and appends the changesets of `ident` newer than those it already has in
-    /// the log, in order, each durable before this returns.
+    /// Checks, integrates and appends the changesets of `ident` newer than those it already
+    /// has in the log, in order, each durable before this returns. `integrated` is the server
+    /// version the client says it has integrated (at most what it was sent), for the bound on
+    /// client versions. Nothing is integrated or appended unless every changeset passes
+    /// [`check_upload`]; if the realm copy then refuses one, those before it stay.
     async fn upload(
         self: &Arc<Self>,
         ident: u64,
         changesets: Vec<UploadChangeset>,
+        integrated: u64,
     ) -> Result<UploadOutcome, SyncStoreError> {
         let mut guard = Arc::clone(&self.writer).lock_owned().await;
         let host = Arc::clone(self);
@@ -405,29 +567,36 @@ impl RealmHost {
                 .map_err(store_err)?
                 .map(|v| v.value())
                 .ok_or_else(|| SyncStoreError(format!("unknown client file {ident}")))?;
-            drop(read);
             let fresh: Vec<UploadChangeset> = changesets
                 .into_iter()
                 .filter(|c| c.client_version > acked)
                 .collect();
-            // Refuse the whole upload if any changeset does not even decode.
-            for c in &fresh {
-                if let Err(e) = shoal::decode_changeset_full(&c.data) {
-                    let refused = Some(format!("changeset {}: {e}", c.client_version));
-                    let outcome = UploadOutcome {
-                        acked,
-                        appended: false,
-                        refused,
-                    };
-                    return Ok((outcome, writer.latest));
-                }
+            let origins = read.open_table(ORIGINS).map_err(store_err)?;
+            let origin_of = |origin: u64| -> Result<Option<(u64, u64)>, SyncStoreError> {
+                Ok(origins.get(origin).map_err(store_err)?.map(|v| v.value()))
+            };
+            let gate = UploadGate {
+                ident,
+                acked,
+                integrated,
+                now_ms: now_ms(),
+            };
+            if let Err(refused) = gate.check(&fresh, origin_of)? {
+                let outcome = UploadOutcome {
+                    acked,
+                    appended: false,
+                    refused: Some(refused),
+                };
+                return Ok((outcome, writer.latest));
             }
+            drop(origins);
+            drop(read);
             let mut refused = None;
             let mut appended = false;
             // The common case: every changeset integrates; one transaction for the copy and
             // one for the log. Otherwise, one by one, to keep those before the refused one.
             let batch: Vec<&[u8]> = fresh.iter().map(|c| c.data.as_slice()).collect();
-            if fresh.len() > 1 && writer.realm.integrate_changesets(&batch).is_ok() {
+            if fresh.len() > 1 && writer.realm.integrate_changesets_strictly(&batch).is_ok() {
                 let acked = append(&host.log, writer, ident, salt, &fresh)?.unwrap_or(acked);
                 let outcome = UploadOutcome {
                     acked,
@@ -437,8 +606,11 @@ impl RealmHost {
                 return Ok((outcome, writer.latest));
             }
             for c in &fresh {
-                if let Err(e) = writer.realm.integrate_changeset(&c.data) {
-                    refused = Some(format!("changeset {}: {e}", c.client_version));
+                if let Err(e) = writer.realm.integrate_changesets_strictly(&[&c.data]) {
+                    refused = Some(Refusal::changeset(
+                        c.client_version,
+                        format!("the server's copy refused it: {}", e.message()),
+                    ));
                     break;
                 }
                 acked = append(&host.log, writer, ident, salt, std::slice::from_ref(c))?
@@ -618,6 +790,8 @@ struct Connection {
     /// The connection's slot in the accept loop's limits: told whether a session is bound
     /// (a connection without one may be evicted to make room for others).
     tracked: Option<Arc<Tracked>>,
+    /// Revoked refresh token ids, from the auth service (`None` once it is gone).
+    revocations: Option<broadcast::Receiver<String>>,
 }
 
 impl Connection {
@@ -627,6 +801,8 @@ impl Connection {
         tracked: Option<Arc<Tracked>>,
     ) -> Connection {
         let (moved_tx, moved_rx) = mpsc::channel(64);
+        // Subscribed before any BIND is checked, so a revocation racing a BIND is seen.
+        let revocations = Some(service.auth.revocations());
         Connection {
             service,
             socket,
@@ -634,6 +810,7 @@ impl Connection {
             moved_tx,
             moved_rx,
             tracked,
+            revocations,
         }
     }
 
@@ -691,6 +868,7 @@ impl Connection {
                     }
                 },
                 Some(session) = self.moved_rx.recv() => self.on_moved(session).await,
+                revoked = next_revocation(&mut self.revocations) => self.on_revoked(revoked).await,
                 _ = shutdown.changed() => continue,
                 () = sleep_until_some(bind_by) => {
                     tracing::info!(seconds = bind_timeout.as_secs(),
@@ -852,23 +1030,100 @@ impl Connection {
     ) -> Result<bool, Close> {
         match result {
             Ok(r) => r,
-            Err(e) => {
-                tracing::info!(session, code = e.code as i32, message = %e.message, "session error");
-                self.sessions.insert(session, SessionState::Ended);
-                self.send(&Message::error(
-                    session,
-                    e.code as i32,
-                    &e.message,
-                    e.try_again,
-                ))
-                .await
-            }
+            Err(e) => self.fail_session(session, e).await,
         }
     }
 
-    /// Checks an access token for `path` (signature, expiry, path, download access).
-    fn check_token(&self, path: &str, token: &str) -> Result<TokenData, SessionError> {
-        let data = match self.service.verifier.verify(token, unix_now()) {
+    /// Sends the session its ERROR and ends it (its later messages are dropped).
+    async fn fail_session(&mut self, session: u64, e: SessionError) -> Result<bool, Close> {
+        tracing::info!(session, code = e.code as i32, message = %e.message, "session error");
+        self.sessions.insert(session, SessionState::Ended);
+        self.send(&Message::error(
+            session,
+            e.code as i32,
+            &e.message,
+            e.try_again,
+        ))
+        .await
+    }
+
+    /// `TOKEN_EXPIRED` (try again) if the session's access token has expired by the server's
+    /// clock: checked for every message the session sends or is sent, so a session stops
+    /// receiving changesets when its token expires (clients REFRESH ahead of that).
+    fn expired(&mut self, session: u64) -> Option<SessionError> {
+        let s = self.session(session)?;
+        s.token.is_expired_at(unix_now()).then(|| SessionError {
+            code: Sess::TokenExpired,
+            message: format!(
+                "the access token expired at {}; REFRESH it or bind again with a new one",
+                s.token.expires
+            ),
+            try_again: true,
+        })
+    }
+
+    /// A refresh token was revoked (`Ok(id)`), or revocations were missed (`Lagged`): ends
+    /// every bound session whose access token was issued from a revoked refresh token with
+    /// `BAD_AUTHENTICATION` (the token will never be valid again).
+    async fn on_revoked(
+        &mut self,
+        revoked: Result<String, broadcast::error::RecvError>,
+    ) -> Result<bool, Close> {
+        let bound = self.sessions.iter().filter_map(|(id, state)| match state {
+            SessionState::Bound(s) => Some((*id, s.token.refresh_token_id.clone())),
+            SessionState::Ended => None,
+        });
+        let bound: Vec<(u64, Option<String>)> = bound.collect();
+        let mut ended = Vec::new();
+        match revoked {
+            Ok(token_id) => ended.extend(
+                bound
+                    .into_iter()
+                    .filter(|(_, id)| id.as_deref() == Some(token_id.as_str()))
+                    .map(|(session, _)| session),
+            ),
+            Err(broadcast::error::RecvError::Closed) => {
+                self.revocations = None;
+                return Ok(true);
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed revocations; checking every session");
+                for (session, id) in bound {
+                    if let Some(id) = id {
+                        match is_revoked(&self.service, id).await {
+                            Ok(false) => {}
+                            Ok(true) => ended.push(session),
+                            Err(e) => {
+                                let result = self.fail_session(session, e).await;
+                                if !matches!(result, Ok(true)) {
+                                    return result;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for session in ended {
+            let error = sess_error(
+                Sess::BadAuthentication,
+                "the refresh token this session's access token was issued from was revoked",
+            );
+            if !self.fail_session(session, error).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Checks an access token for `path`: signature, expiry, path, download access, and that
+    /// the refresh token it was issued from is not revoked.
+    async fn check_token(
+        service: Arc<SyncService>,
+        path: &str,
+        token: &str,
+    ) -> Result<TokenData, SessionError> {
+        let data = match service.verifier.verify(token, unix_now()) {
             Ok(data) => data,
             Err(TokenError::Expired { expires }) => {
                 return Err(SessionError {
@@ -878,6 +1133,16 @@ impl Connection {
                 })
             }
             Err(e) => return Err(sess_error(Sess::BadAuthentication, e.to_string())),
+        };
+        let Some(refresh_id) = data.refresh_token_id.clone() else {
+            // Issued before access tokens named their refresh token: it cannot be checked
+            // against revocations, so the client is asked for a new one (honest clients
+            // renew silently on TOKEN_EXPIRED).
+            return Err(SessionError {
+                code: Sess::TokenExpired,
+                message: "the access token does not name its refresh token; get a new one".into(),
+                try_again: true,
+            });
         };
         if data.path.as_deref() != Some(path) {
             return Err(sess_error(
@@ -889,6 +1154,12 @@ impl Connection {
             return Err(sess_error(
                 Sess::PermissionDenied,
                 "the access token does not grant download",
+            ));
+        }
+        if is_revoked(&service, refresh_id).await? {
+            return Err(sess_error(
+                Sess::BadAuthentication,
+                "the refresh token this access token was issued from was revoked",
             ));
         }
         Ok(data)
@@ -908,7 +1179,7 @@ impl Connection {
                 format!("'{path}' is not a realm path"),
             ));
         }
-        let token = self.check_token(&path, token)?;
+        let token = Self::check_token(Arc::clone(&self.service), &path, token).await?;
         let host = self.service.host(&path).await?;
         let (ident, acked) = if ident == 0 {
             let (ident, salt) = host.new_client().await?;
@@ -972,16 +1243,12 @@ impl Connection {
         progress: UploadProgress,
         changesets: Vec<UploadChangeset>,
     ) -> Result<Result<bool, Close>, SessionError> {
+        if let Some(e) = self.expired(session) {
+            return Err(e);
+        }
         let Some(s) = self.session(session) else {
             return Ok(Ok(true));
         };
-        if s.token.is_expired_at(unix_now()) {
-            return Err(SessionError {
-                code: Sess::TokenExpired,
-                message: "the access token expired; REFRESH it".into(),
-                try_again: true,
-            });
-        }
         if !changesets.is_empty() && !s.token.access.iter().any(|a| a == "upload") {
             return Err(sess_error(
                 Sess::PermissionDenied,
@@ -1013,10 +1280,14 @@ impl Connection {
         }
         if !changesets.is_empty() {
             let host = Arc::clone(&s.host);
-            let outcome = host.upload(s.ident, changesets).await?;
+            // What the client can have integrated: at most what it has been sent.
+            let integrated = progress
+                .last_integrated_server_version
+                .min(s.cursor.unwrap_or(0));
+            let outcome = host.upload(s.ident, changesets, integrated).await?;
             s.acked = outcome.acked;
             if let Some(refused) = outcome.refused {
-                return Err(sess_error(Sess::BadChangeset, refused));
+                return Err(sess_error(refused.code, refused.message));
             }
         }
         Ok(self.catch_up(session, first).await)
@@ -1033,6 +1304,9 @@ impl Connection {
                 "MARK before the session's first UPLOAD",
             )));
         }
+        if let Some(e) = self.expired(session) {
+            return Err(e);
+        }
         match self.catch_up(session, false).await {
             Ok(true) => Ok(self.send(&Message::Mark { session, request }).await),
             other => Ok(other),
@@ -1047,7 +1321,7 @@ impl Connection {
         let Some(path) = self.session(session).map(|s| s.path.clone()) else {
             return Ok(Ok(true));
         };
-        let data = self.check_token(&path, token)?;
+        let data = Self::check_token(Arc::clone(&self.service), &path, token).await?;
         if let Some(s) = self.session(session) {
             s.token = data;
         }
@@ -1067,6 +1341,11 @@ impl Connection {
     async fn catch_up(&mut self, session: u64, force: bool) -> Result<bool, Close> {
         let mut force = force;
         loop {
+            // Nothing goes down once the token has expired; the session ends with
+            // TOKEN_EXPIRED and its client binds again from where it got to.
+            if let Some(e) = self.expired(session) {
+                return self.fail_session(session, e).await;
+            }
             let Some(s) = self.session(session) else {
                 return Ok(true);
             };
@@ -1143,6 +1422,22 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Whether the refresh token `id` is revoked (the auth service's list, on disk).
+async fn is_revoked(service: &Arc<SyncService>, id: String) -> Result<bool, SessionError> {
+    let auth = Arc::clone(&service.auth);
+    Ok(blocking(move || auth.is_revoked(&id).map_err(store_err)).await?)
+}
+
+/// The next revocation; never ready once the auth service's feed has closed.
+async fn next_revocation(
+    feed: &mut Option<broadcast::Receiver<String>>,
+) -> Result<String, broadcast::error::RecvError> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Whether `path` is a realm path as the auth service issues them: `/` then segments of
 /// `[A-Za-z0-9_.-]+` (not `.` or `..`), at most 1024 bytes, no reserved suffix.
 fn is_realm_path(path: &str) -> bool {
@@ -1161,6 +1456,96 @@ fn is_realm_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ORIGIN: u64 = 0xabc;
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    fn entry(client_version: u64, stamp: u64, origin: u64) -> UploadChangeset {
+        let data = shoal::encode_changeset(&shoal::Changeset {
+            stamp,
+            origin,
+            instructions: Vec::new(),
+        });
+        UploadChangeset {
+            client_version,
+            stamp,
+            data,
+        }
+    }
+
+    fn gate(acked: u64, integrated: u64) -> UploadGate {
+        UploadGate {
+            ident: 7,
+            acked,
+            integrated,
+            now_ms: NOW_MS,
+        }
+    }
+
+    /// The log's `origins`: ORIGIN is file 7's (last stamp 100), 0xdef file 8's.
+    fn origins(origin: u64) -> Result<Option<(u64, u64)>, SyncStoreError> {
+        Ok(match origin {
+            ORIGIN => Some((7, 100)),
+            0xdef => Some((8, 100)),
+            _ => None,
+        })
+    }
+
+    fn refused(gate: &UploadGate, fresh: &[UploadChangeset]) -> Option<Sess> {
+        gate.check(fresh, origins).unwrap().err().map(|r| r.code)
+    }
+
+    #[test]
+    fn client_versions_stay_within_what_the_file_can_have_made() {
+        // 3 logged, 2 integrated: the first may be 6, the second 7.
+        let ok = [entry(6, 200, ORIGIN), entry(7, 201, ORIGIN)];
+        assert_eq!(refused(&gate(3, 2), &ok), None);
+        let beyond = [entry(6, 200, ORIGIN), entry(8, 201, ORIGIN)];
+        assert_eq!(refused(&gate(3, 2), &beyond), Some(Sess::BadClientVersion));
+        assert_eq!(
+            refused(&gate(0, 0), &[entry(u64::MAX, 200, ORIGIN)]),
+            Some(Sess::BadClientVersion)
+        );
+        assert_eq!(
+            refused(
+                &gate(u64::MAX - 1, u64::MAX),
+                &[entry(u64::MAX, 200, ORIGIN)]
+            ),
+            None,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn stamps_and_replica_ids_are_checked() {
+        let g = gate(0, 0);
+        let fresh = |stamp, origin| [entry(1, stamp, origin)];
+        assert_eq!(refused(&g, &fresh(101, ORIGIN)), None);
+        assert_eq!(refused(&g, &fresh(5, 0x123)), None, "a new replica id");
+        for (stamp, origin) in [(100, ORIGIN), (99, ORIGIN), (101, 0xdef), (0, ORIGIN)] {
+            assert_eq!(
+                refused(&g, &fresh(stamp, origin)),
+                Some(Sess::BadChangeset),
+                "{stamp} {origin:x}"
+            );
+        }
+        let day_ahead = (NOW_MS + MAX_STAMP_AHEAD_MS) << 16;
+        assert_eq!(refused(&g, &fresh(day_ahead | 0xFFFF, ORIGIN)), None);
+        assert_eq!(
+            refused(&g, &fresh((day_ahead | 0xFFFF) + 1, ORIGIN)),
+            Some(Sess::BadChangeset)
+        );
+        // Within one UPLOAD too: a replica's stamps grow.
+        let both = [entry(1, 300, 0x123), entry(2, 300, 0x123)];
+        assert_eq!(refused(&g, &both), Some(Sess::BadChangeset));
+        // The UPLOAD's stamp is the header's.
+        let mut other = entry(1, 300, ORIGIN);
+        other.stamp = 301;
+        assert_eq!(refused(&g, &[other]), Some(Sess::BadChangeset));
+        let mut garbage = entry(1, 300, ORIGIN);
+        garbage.data = b"garbage".to_vec();
+        assert_eq!(refused(&g, &[garbage]), Some(Sess::BadChangeset));
+    }
 
     #[test]
     fn realm_paths() {

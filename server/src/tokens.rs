@@ -239,6 +239,7 @@ mod tests {
             is_admin: false,
             app_id: "app".into(),
             token_id: None,
+            refresh_token_id: None,
         }
     }
 

@@ -109,14 +109,18 @@
 //! The JSON object `token_data` ([`TokenData`]) has `identity` (string), `path` (string, access
 //! tokens only), `expires` (unix seconds; the token is expired once `now >= expires`),
 //! `access` (array of `"download"`, `"upload"`, `"manage"`, `"refresh"`), `is_admin` (bool),
-//! `app_id` (string) and `token_id` (32 hex characters, refresh tokens only). Readers ignore
-//! unknown fields. On the wire a token travels as `{"token": "<token string>", "token_data":
+//! `app_id` (string), `token_id` (32 hex characters, refresh tokens only) and
+//! `refresh_token_id` (access tokens only: the `token_id` of the refresh token the access
+//! token was issued from). Readers ignore unknown fields. On the wire a token travels as `{"token": "<token string>", "token_data":
 //! {...}}` ([`Token`]); `token_data` repeats the decoded payload for convenience.
 //!
 //! - A **refresh token** (ROS: "user token") has a `token_id`, no `path` and `access:
 //!   ["refresh"]`. It is refused once expired (default life 10 years) or revoked.
-//! - An **access token** has a `path` and no `token_id`; it grants `access` to that one realm
-//!   until `expires`. The sync service checks it with the server's public key alone.
+//! - An **access token** has a `path`, no `token_id` and the `refresh_token_id` it came from;
+//!   it grants `access` to that one realm until `expires`, or until that refresh token is
+//!   revoked. The sync service checks its signature and expiry with the server's public key
+//!   on every message, and its refresh token against the revocation list at BIND and REFRESH
+//!   (a revocation also ends the sessions already bound with it).
 //!
 //! Clients only read tokens ([`decode_token_unverified`]); only the server verifies the
 //! signature (the core does not depend on ed25519). A token is opaque to everyone else.
@@ -202,6 +206,12 @@ pub struct TokenData {
     /// access tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// In an access token: the `token_id` of the refresh token it was issued from, so that
+    /// revoking that refresh token also ends what the access token opened (its sync
+    /// sessions). Absent in refresh tokens, and in access tokens of servers before it existed
+    /// (the sync service asks for a new token then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_id: Option<String>,
 }
 
 impl TokenData {
@@ -566,6 +576,7 @@ mod tests {
             is_admin: false,
             app_id: "io.shoal.tests".into(),
             token_id: Some("fedcba9876543210fedcba9876543210".into()),
+            refresh_token_id: None,
         }
     }
 

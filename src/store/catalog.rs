@@ -376,6 +376,77 @@ pub(crate) enum SchemaChange {
     },
 }
 
+impl SchemaChange {
+    /// The schema change a changeset instruction makes, if it is one.
+    pub(crate) fn of_instruction(ins: &crate::history::Instruction) -> Option<SchemaChange> {
+        use crate::history::Instruction as I;
+        Some(match ins {
+            I::AddClass { name } => SchemaChange::AddClass { name: name.clone() },
+            I::AddProperty {
+                class,
+                name,
+                ty,
+                flags,
+                target,
+            } => SchemaChange::AddProperty {
+                class: class.clone(),
+                name: name.clone(),
+                ty: *ty,
+                flags: *flags,
+                target: target.clone(),
+            },
+            I::SetPrimaryKey { class, prop } => SchemaChange::SetPrimaryKey {
+                class: class.clone(),
+                prop: prop.clone(),
+            },
+            I::SetPropertyFlags { class, name, flags } => SchemaChange::SetFlags {
+                class: class.clone(),
+                name: name.clone(),
+                flags: *flags,
+            },
+            I::EraseClass { class } => SchemaChange::RemoveClass {
+                name: class.clone(),
+            },
+            I::EraseProperty { class, name } => SchemaChange::RemoveProperty {
+                class: class.clone(),
+                name: name.clone(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The rule of synced realms' schemas (Realm's additive rule): a class or property may be
+    /// added (`apply_schema_change` then checks it as `Schema` would), and a class that is
+    /// new may get its primary key; nothing is removed, no flag changes, no existing class
+    /// gets another key. `before` is the schema before the changes (the file's at open; the
+    /// realm's before the changeset, in strict integration), `now` the one this change
+    /// applies to: naming the primary key a class already has changes nothing and passes.
+    /// Opening a synced realm and a server's strict integration both apply it.
+    ///
+    /// Fails with `InvalidArgument`.
+    pub(crate) fn check_additive(&self, before: &Catalog, now: &Catalog) -> crate::Result<()> {
+        let allowed = match self {
+            SchemaChange::AddClass { .. } | SchemaChange::AddProperty { .. } => true,
+            SchemaChange::SetPrimaryKey { class, prop } => {
+                before.class(class).is_none()
+                    || now
+                        .class(class)
+                        .is_some_and(|c| c.pk_prop().map(|p| p.name.as_str()) == prop.as_deref())
+            }
+            SchemaChange::SetFlags { .. }
+            | SchemaChange::RemoveProperty { .. }
+            | SchemaChange::RemoveClass { .. } => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(crate::Error::invalid(format!(
+                "synced realms only allow additive schema changes, not {self:?}"
+            )))
+        }
+    }
+}
+
 /// The changes that turn a file's schema into a wanted one, split so that a migration can run
 /// between them and still read the old properties.
 #[derive(Debug, Default)]

@@ -54,6 +54,15 @@ pub(crate) struct WriteTxn {
     pub(crate) raw: Vec<Vec<u8>>,
     /// Set while a remote changeset is integrated (its deletes carry their own order keys).
     pub(crate) integrating: bool,
+    /// Strict integration (a server's copy, [`Realm::integrate_changesets_strictly`]):
+    /// `Some(schema before the changeset being integrated)`. Instructions that name what this
+    /// realm never had, index-based list changes and schema changes other than additions are
+    /// then errors instead of being skipped or applied.
+    ///
+    /// [`Realm::integrate_changesets_strictly`]: crate::Realm::integrate_changesets_strictly
+    pub(crate) strict: Option<Arc<Catalog>>,
+    /// Whether integrations of this transaction are strict.
+    pub(crate) strict_mode: bool,
     /// Merge metadata written by this transaction (`None`: removed), flushed in key order at
     /// commit: reads see it first, and the table gets one sorted batch.
     pub(crate) merge_overlay: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -96,6 +105,8 @@ impl WriteTxn {
             merge: None,
             raw: Vec::new(),
             integrating: false,
+            strict: None,
+            strict_mode: false,
             merge_overlay: Default::default(),
             merge_fresh: Default::default(),
             merge_counted: Default::default(),
@@ -507,7 +518,7 @@ impl WriteTxn {
 
     // ----- objects -----
 
-    fn catalog_arc(&self) -> Arc<Catalog> {
+    pub(crate) fn catalog_arc(&self) -> Arc<Catalog> {
         self.overlay
             .catalog
             .clone()
@@ -990,7 +1001,15 @@ impl WriteTxn {
                         class_id: target.id,
                         key,
                     }),
-                    None => Value::Null,
+                    None => {
+                        if self.strict.is_some() && !self.is_tombstoned(target.id, id)? {
+                            return Err(crate::sync::merge::never_had(format!(
+                                "the {} object {id} (a link's target)",
+                                target.name
+                            )));
+                        }
+                        Value::Null
+                    }
                 }
             }
         })
@@ -1137,47 +1156,16 @@ impl WriteTxn {
 
     /// Applies one instruction of a changeset (recording it again in this transaction).
     pub(crate) fn apply(&mut self, ins: &Instruction) -> Result<()> {
+        if let Some(change) = SchemaChange::of_instruction(ins) {
+            return self.apply_schema_change(&change);
+        }
         match ins {
-            Instruction::AddClass { name } => {
-                self.apply_schema_change(&SchemaChange::AddClass { name: name.clone() })
-            }
-            Instruction::AddProperty {
-                class,
-                name,
-                ty,
-                flags,
-                target,
-            } => self.apply_schema_change(&SchemaChange::AddProperty {
-                class: class.clone(),
-                name: name.clone(),
-                ty: *ty,
-                flags: *flags,
-                target: target.clone(),
-            }),
-            Instruction::SetPrimaryKey { class, prop } => {
-                self.apply_schema_change(&SchemaChange::SetPrimaryKey {
-                    class: class.clone(),
-                    prop: prop.clone(),
-                })
-            }
-            Instruction::SetPropertyFlags { class, name, flags } => {
-                self.apply_schema_change(&SchemaChange::SetFlags {
-                    class: class.clone(),
-                    name: name.clone(),
-                    flags: *flags,
-                })
-            }
-            Instruction::EraseClass { class } => {
-                self.apply_schema_change(&SchemaChange::RemoveClass {
-                    name: class.clone(),
-                })
-            }
-            Instruction::EraseProperty { class, name } => {
-                self.apply_schema_change(&SchemaChange::RemoveProperty {
-                    class: class.clone(),
-                    name: name.clone(),
-                })
-            }
+            Instruction::AddClass { .. }
+            | Instruction::AddProperty { .. }
+            | Instruction::SetPrimaryKey { .. }
+            | Instruction::SetPropertyFlags { .. }
+            | Instruction::EraseClass { .. }
+            | Instruction::EraseProperty { .. } => Ok(()), // schema: applied above
             Instruction::CreateObject { class, id } => {
                 let info = self.class_named(class)?;
                 self.ensure_object(info.id, id).map(|_| ())

@@ -32,10 +32,22 @@
 //!   clear = erase of the ids the replica saw. Visible elements (not erased, not a link to a
 //!   deleted object) are the stored list, in order; a set can show a hidden link element again.
 //! - schema: additions are idempotent (same class or property from two replicas is one).
+//!
+//! ## Strict integration (a server's copy)
+//! `Realm::integrate_changesets_strictly` is what a server integrates uploads with before it
+//! logs them for everyone: the rules above, plus errors where they would skip something this
+//! realm *never had* (a class, a property, an object neither alive nor tombstoned, a list
+//! element, a link's target) — a replica whose state differs could apply what the server
+//! skipped, and copies would diverge. Index-based list instructions (only realms without
+//! merge metadata make them) and schema changes other than additions
+//! (`SchemaChange::check_additive`) are errors too, and so is creating an object with a
+//! generated id of another replica (ids are `(creator's replica id, key)`: a forged one would
+//! collide with an object that replica creates later). An honest replica never trips these:
+//! it can only name what it has, and it had it from its own earlier uploads or from the log.
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::{decode_changeset_full, ChangeValue, Changeset, GlobalId, Instruction};
-use crate::store::catalog::{ClassInfo, PropInfo};
+use crate::store::catalog::{ClassInfo, PropInfo, SchemaChange};
 use crate::store::tables::{self, meta};
 use crate::store::write::WriteTxn;
 use crate::sync::clock::OrderKey;
@@ -180,6 +192,13 @@ fn encode_seq(seq: &[Elem]) -> Vec<u8> {
         b.push(u8::from(e.erased) | (u8::from(e.visible) << 1));
     }
     b
+}
+
+/// The error of strict integration for an instruction naming what the realm never had.
+pub(crate) fn never_had(what: String) -> Error {
+    Error::invalid(format!(
+        "the changeset names {what}, which this realm never had"
+    ))
 }
 
 impl WriteTxn {
@@ -634,6 +653,9 @@ impl WriteTxn {
     /// recorded in this file's history as it came (its origin tells it apart from local ones).
     pub(crate) fn integrate(&mut self, bytes: &[u8]) -> Result<()> {
         let cs: Changeset = decode_changeset_full(bytes)?;
+        if self.strict_mode {
+            self.strict = Some(self.catalog_arc());
+        }
         if cs.origin == self.file_salt || cs.stamp == 0 {
             return Err(Error::invalid(if cs.stamp == 0 {
                 "a changeset without a stamp (format 1) cannot be merged"
@@ -659,10 +681,12 @@ impl WriteTxn {
             };
             if let Err(e) = self.integrate_one(ins, k) {
                 self.integrating = false;
+                self.strict = None;
                 return Err(e);
             }
         }
         self.integrating = false;
+        self.strict = None;
         self.merge_put(&origin_key, &cs.stamp.to_le_bytes())?;
         let hlc = self.clock()?.max(cs.stamp);
         self.txn
@@ -672,15 +696,38 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// In strict integration, an error for naming what this realm never had; otherwise the
+    /// instruction is skipped (`Ok`).
+    fn unknown(&self, what: impl FnOnce() -> String) -> Result<()> {
+        match self.strict {
+            Some(_) => Err(never_had(what())),
+            None => Ok(()),
+        }
+    }
+
     /// The live, non-tombstoned object an instruction names.
     fn merge_target(&self, class: &str, id: &GlobalId) -> Result<Option<(u32, u64)>> {
         let Some(info) = self.catalog().class(class) else {
+            self.unknown(|| format!("the class '{class}'"))?;
             return Ok(None);
         };
         if self.is_tombstoned(info.id, id)? {
             return Ok(None);
         }
-        Ok(self.find_by_gid(info, id)?.map(|key| (info.id, key)))
+        let found = self.find_by_gid(info, id)?.map(|key| (info.id, key));
+        if found.is_none() {
+            self.unknown(|| format!("the {class} object {id}"))?;
+        }
+        Ok(found)
+    }
+
+    /// A property an instruction names; `None` (skipped) if the class lacks it.
+    fn merge_prop(&self, info: &ClassInfo, prop: &str) -> Result<Option<PropInfo>> {
+        let found = info.prop(prop).cloned();
+        if found.is_none() {
+            self.unknown(|| format!("the property '{}.{prop}'", info.name))?;
+        }
+        Ok(found)
     }
 
     /// The class, list property and object key of a list instruction's live target.
@@ -694,9 +741,18 @@ impl WriteTxn {
             return Ok(None);
         };
         let info = self.catalog().class_by_id_required(c)?.clone();
-        let Some(p) = info.prop(prop).filter(|p| p.is_list()).cloned() else {
+        let Some(p) = self.merge_prop(&info, prop)? else {
             return Ok(None);
         };
+        if !p.is_list() {
+            if self.strict.is_some() {
+                return Err(Error::invalid(format!(
+                    "a list change names '{}.{prop}', which is not a list",
+                    info.name
+                )));
+            }
+            return Ok(None);
+        }
         Ok(Some((info, p, key)))
     }
 
@@ -722,6 +778,16 @@ impl WriteTxn {
                 if !self.is_tombstoned(info, id)? {
                     let class_info = self.class(info)?;
                     if self.find_by_gid(&class_info, id)?.is_none() {
+                        if let (Some(_), GlobalId::Generated { file, .. }) = (&self.strict, id) {
+                            // A generated id is `(creating file's salt, key)`, and the salt is
+                            // the creator's replica id: another replica's id would collide
+                            // with an object that replica creates later.
+                            if *file != k.origin {
+                                return Err(Error::invalid(format!(
+                                    "the changeset creates the {class} object {id} with another replica's generated id"
+                                )));
+                            }
+                        }
                         // New here and never deleted: no registers are stored for it.
                         self.ensure_object(info, id)?;
                         self.mark_fresh(info, id);
@@ -730,7 +796,14 @@ impl WriteTxn {
                 Ok(())
             }
             Instruction::EraseObject { class, id } => {
-                let info = self.catalog().require_class(class)?.id;
+                let info = self.catalog().require_class(class)?;
+                if self.strict.is_some()
+                    && !self.is_tombstoned(info.id, id)?
+                    && self.find_by_gid(info, id)?.is_none()
+                {
+                    return Err(never_had(format!("the {class} object {id}")));
+                }
+                let info = info.id;
                 self.tombstone(info, id, k)?;
                 self.apply(ins)
             }
@@ -744,7 +817,7 @@ impl WriteTxn {
                     return Ok(());
                 };
                 let info = self.catalog().class_by_id_required(c)?.clone();
-                let Some(p) = info.prop(prop).cloned() else {
+                let Some(p) = self.merge_prop(&info, prop)? else {
                     return Ok(());
                 };
                 if info.pk == Some(p.id) {
@@ -777,7 +850,7 @@ impl WriteTxn {
                     return Ok(());
                 };
                 let info = self.catalog().class_by_id_required(c)?.clone();
-                let Some(p) = info.prop(prop).cloned() else {
+                let Some(p) = self.merge_prop(&info, prop)? else {
                     return Ok(());
                 };
                 let r = self.register(c, id, p.id)?;
@@ -813,7 +886,10 @@ impl WriteTxn {
                     Some(a) => match seq.iter().position(|e| e.id == *a) {
                         Some(i) => i + 1,
                         // Only lists from before merge metadata miss an anchor.
-                        None => return Ok(()),
+                        None => {
+                            self.unknown(|| format!("the list element {a:?} of '{class}.{prop}'"))?;
+                            return Ok(());
+                        }
                     },
                 };
                 // RGA: concurrent inserts after one element are ordered by descending id.
@@ -849,6 +925,7 @@ impl WriteTxn {
                 let mut items = self.view().list(info.id, &p, key)?;
                 let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
                 let Some(pos) = seq.iter().position(|e| e.id == *element) else {
+                    self.unknown(|| format!("the list element {element:?} of '{class}.{prop}'"))?;
                     return Ok(());
                 };
                 if seq[pos].erased {
@@ -876,6 +953,7 @@ impl WriteTxn {
                 let mut items = self.view().list(info.id, &p, key)?;
                 let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
                 let Some(pos) = seq.iter().position(|e| e.id == *element) else {
+                    self.unknown(|| format!("the list element {element:?} of '{class}.{prop}'"))?;
                     return Ok(());
                 };
                 if seq[pos].erased || seq[pos].set >= k {
@@ -904,6 +982,11 @@ impl WriteTxn {
             | Instruction::ListClear { class, id, .. } => {
                 // Index-based list instructions come only from realms without merge metadata;
                 // they apply where they still fit (no convergence guarantee).
+                if self.strict.is_some() {
+                    return Err(Error::invalid(
+                        "index-based list changes come only from realms without merge metadata and cannot be merged",
+                    ));
+                }
                 if self.merge_target(class, id)?.is_none() {
                     return Ok(());
                 }
@@ -913,7 +996,14 @@ impl WriteTxn {
                 }
             }
             // Schema: additions and flag changes are idempotent in `apply_schema_change`.
-            _ => self.apply(ins),
+            _ => {
+                if let (Some(before), Some(change)) =
+                    (&self.strict, SchemaChange::of_instruction(ins))
+                {
+                    change.check_additive(before, self.catalog())?;
+                }
+                self.apply(ins)
+            }
         }
     }
 }

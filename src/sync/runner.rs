@@ -582,6 +582,14 @@ impl Runner {
 
     fn on_session_error(&mut self, code: i32, message: String, try_again: bool) {
         use SessionErrorCode as E;
+        if code == E::BadAuthentication as i32 && !self.inner.sync.user.is_valid() {
+            // The user logged out, which revokes the refresh token, and the server ended the
+            // sessions of its access tokens: this session is stopping anyway, and a later
+            // login binds with a new token. Not an error for the application.
+            tracing::info!(path = %self.inner.config.path, "session ended by the logout");
+            self.token = None;
+            return;
+        }
         match SessionErrorCode::from_code(code) {
             Some(E::TokenExpired) => {
                 tracing::info!(path = %self.inner.config.path, "access token expired; renewing");

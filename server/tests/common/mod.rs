@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod sync_client;
 
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,8 @@ pub const APP_ID: &str = "io.shoal.tests";
 /// The `realm-admin` password of [`config`].
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
-/// A server running on its own tokio runtime in a background thread.
+/// A server running on its own tokio runtime in a background thread, or the real binary in a
+/// child process ([`TestServer::binary`]).
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
@@ -26,6 +30,10 @@ pub struct TestServer {
     _tmp: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The `shoal-server` process, for servers started with [`TestServer::binary`].
+    child: Option<Child>,
+    /// Where the process writes its stderr.
+    log: Option<PathBuf>,
     agent: ureq::Agent,
 }
 
@@ -81,21 +89,69 @@ impl TestServer {
         let addr = addr_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("server bound");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
         let server = TestServer {
             addr,
             data_dir,
             _tmp: tmp,
             stop: Some(stop),
             thread: Some(thread),
-            agent,
+            child: None,
+            log: None,
+            agent: agent(),
         };
         server.wait_healthy();
         server
+    }
+
+    /// The real `shoal-server` binary in a child process, on a free 127.0.0.1 port, with cheap
+    /// password hashing and `args` on top; data in `<tmp>/data`, stderr in `<tmp>/stderr.log`
+    /// ([`TestServer::stderr`]). `stop` (and drop) send SIGTERM and wait for it.
+    pub fn binary(args: &[&str]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let log = tmp.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-server"))
+            .arg("--data")
+            .arg(&data_dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--insecure-fast-password-hashing",
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn shoal-server");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("shoal-server did not start: {line:?}\n{stderr}");
+        };
+        let server = TestServer {
+            addr: addr.parse().expect("address"),
+            data_dir,
+            _tmp: Some(tmp),
+            stop: None,
+            thread: None,
+            child: Some(child),
+            log: Some(log),
+            agent: agent(),
+        };
+        server.wait_healthy();
+        server
+    }
+
+    /// What the binary wrote to stderr so far (empty for an in-process server).
+    pub fn stderr(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default()
     }
 
     /// Polls `GET /health` until it answers 200 (at most 30 s).
@@ -115,12 +171,31 @@ impl TestServer {
         self.shutdown();
     }
 
+    /// Stops the server and hands over its data directory, which the returned guard keeps
+    /// (`None` when the caller owns the directory).
+    pub fn stop_keeping_data(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.shutdown();
+        (self.data_dir.clone(), self._tmp.take())
+    }
+
     fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
             thread.join().expect("server thread");
+        }
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM (a clean shutdown) through kill(1); SIGKILL if it does not end in 10 s.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -300,6 +375,14 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 /// The `refresh_token.token` string of a login answer.
