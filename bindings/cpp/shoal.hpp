@@ -363,36 +363,30 @@ namespace detail {
 
 /// A C view of `v` (borrowing its strings and bytes: `v` must outlive the view).
 inline shoal_value_t to_c(const Value &v) noexcept {
-    shoal_value_t c;
-    std::memset(&c, 0, sizeof c);
-    c.kind = static_cast<int32_t>(v.kind());
-    std::visit(
-        [&c](const auto &x) {
+    return std::visit(
+        [](const auto &x) -> shoal_value_t {
             using X = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<X, bool>) {
-                c.data.boolean = x;
+                return shoal_value_bool(x);
             } else if constexpr (std::is_same_v<X, int64_t>) {
-                c.data.integer = x;
+                return shoal_value_int(x);
             } else if constexpr (std::is_same_v<X, float>) {
-                c.data.fnum = x;
+                return shoal_value_float(x);
             } else if constexpr (std::is_same_v<X, double>) {
-                c.data.dnum = x;
+                return shoal_value_double(x);
             } else if constexpr (std::is_same_v<X, std::string>) {
-                c.data.string.data = x.data();
-                c.data.string.size = x.size();
+                return shoal_value_string_n(x.data(), x.size());
             } else if constexpr (std::is_same_v<X, Binary>) {
-                c.data.binary.data = x.data();
-                c.data.binary.size = x.size();
+                return shoal_value_binary(x.data(), x.size());
             } else if constexpr (std::is_same_v<X, Timestamp>) {
-                c.data.timestamp.seconds = x.seconds;
-                c.data.timestamp.nanos = x.nanos;
+                return shoal_value_timestamp(x.seconds, x.nanos);
             } else if constexpr (std::is_same_v<X, Link>) {
-                c.data.link.class_name = x.class_name.c_str();
-                c.data.link.key = x.key;
+                return shoal_value_link(x.class_name.c_str(), x.key);
+            } else {
+                return shoal_value_null();
             }
         },
         v.variant());
-    return c;
 }
 
 /// A copy of a C value.
@@ -496,7 +490,7 @@ public:
     }
     Config clone() const { return Config(clone_raw()); }
 
-    std::string path() const { return detail::take_string(shoal_config_get_path(checked())); }
+    std::string path() const { return detail::take_string(shoal_config_path(checked())); }
     Config &set_schema(const Schema &schema) {
         detail::check(shoal_config_set_schema(checked(), schema.checked()));
         return *this;
@@ -559,7 +553,7 @@ public:
     using Handle::Handle;
     static Realm open(const Config &config) { return Realm(detail::check(shoal_realm_open(config.checked()))); }
     /// Deletes the realm file of `config` (SHOAL_ERR_REALM_IN_USE while it is open).
-    static void delete_files(const Config &config) { detail::check(shoal_delete_realm_files(config.checked())); }
+    static void delete_files(const Config &config) { detail::check(shoal_realm_delete_files(config.checked())); }
     Realm clone() const { return Realm(clone_raw()); }
 
     void close() { detail::check(shoal_realm_close(checked())); }
@@ -603,15 +597,15 @@ public:
     }
     uint64_t schema_version() const {
         uint64_t v = 0;
-        detail::check(shoal_realm_get_schema_version(checked(), &v));
+        detail::check(shoal_realm_schema_version(checked(), &v));
         return v;
     }
     uint64_t version() const {
         uint64_t v = 0;
-        detail::check(shoal_realm_get_version(checked(), &v));
+        detail::check(shoal_realm_version(checked(), &v));
         return v;
     }
-    std::string schema_json() const { return detail::take_string(shoal_realm_get_schema_json(checked())); }
+    std::string schema_json() const { return detail::take_string(shoal_realm_schema_json(checked())); }
     std::string dump_json() const { return detail::take_string(shoal_realm_dump_json(checked())); }
     void compact() { detail::check(shoal_realm_compact(checked())); }
 
@@ -682,10 +676,10 @@ public:
     }
     uint64_t key() const {
         uint64_t k = 0;
-        detail::check(shoal_object_get_key(checked(), &k));
+        detail::check(shoal_object_key(checked(), &k));
         return k;
     }
-    std::string class_name() const { return detail::take_string(shoal_object_get_class_name(checked())); }
+    std::string class_name() const { return detail::take_string(shoal_object_class_name(checked())); }
     /// A LINK value pointing at this object.
     Value as_link() const {
         return detail::read_value([&](shoal_value_t *out) { return shoal_object_as_link(checked(), out); });
@@ -986,9 +980,9 @@ public:
     void resume() { detail::check(shoal_session_resume(checked())); }
     /// Answers a token binder's request (from any thread).
     void bind_token(const std::string &token) { detail::check(shoal_session_bind_token(checked(), token.c_str())); }
-    std::string path() const { return detail::take_string(shoal_session_get_path(checked())); }
-    std::string server_url() const { return detail::take_string(shoal_session_get_server_url(checked())); }
-    User user() const { return User(detail::check(shoal_session_get_user(checked()))); }
+    std::string path() const { return detail::take_string(shoal_session_path(checked())); }
+    std::string server_url() const { return detail::take_string(shoal_session_server_url(checked())); }
+    User user() const { return User(detail::check(shoal_session_user(checked()))); }
 };
 
 class SyncConfig : public Handle<shoal_sync_config_t> {
@@ -1016,9 +1010,9 @@ public:
     /// Supplies access tokens: `binder(session, server_path)` must answer, now or later and
     /// from any thread, with session.bind_token(token). An empty function removes the binder.
     SyncConfig &set_token_binder(std::function<void(Session, const std::string &)> binder);
-    std::string path() const { return detail::take_string(shoal_sync_config_get_path(checked())); }
-    std::string server_url() const { return detail::take_string(shoal_sync_config_get_server_url(checked())); }
-    std::string server_path() const { return detail::take_string(shoal_sync_config_get_server_path(checked())); }
+    std::string path() const { return detail::take_string(shoal_sync_config_path(checked())); }
+    std::string server_url() const { return detail::take_string(shoal_sync_config_server_url(checked())); }
+    std::string server_path() const { return detail::take_string(shoal_sync_config_server_path(checked())); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1150,15 +1144,15 @@ inline Results Realm::query(const std::string &class_name, const std::string &pr
     c.reserve(args.size());
     for (const Value &v : args) c.push_back(detail::to_c(v));
     return Results(
-        detail::check(shoal_query(checked(), class_name.c_str(), predicate.c_str(), c.empty() ? nullptr : c.data(), c.size())));
+        detail::check(shoal_realm_query(checked(), class_name.c_str(), predicate.c_str(), c.empty() ? nullptr : c.data(), c.size())));
 }
 
-inline Session Realm::session() const { return Session(detail::check(shoal_realm_get_session(checked()))); }
+inline Session Realm::session() const { return Session(detail::check(shoal_realm_session(checked()))); }
 
 inline Token Realm::add_change_callback(std::function<void(uint64_t)> callback) {
     shoal_realm_t *r = checked();
     return Token(detail::check(detail::register_callback(
-        std::move(callback), &detail::on_change, [r](shoal_change_fn fn, void *ud, shoal_free_userdata_fn free) {
+        std::move(callback), &detail::on_change, [r](shoal_change_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
             return shoal_realm_add_change_callback(r, fn, ud, free);
         })));
 }
@@ -1175,7 +1169,7 @@ inline Token Session::add_state_callback(std::function<void(SessionState, Sessio
     shoal_session_t *s = checked();
     return Token(detail::check(detail::register_callback(
         std::move(callback), &detail::on_session_state,
-        [s](shoal_session_state_fn fn, void *ud, shoal_free_userdata_fn free) {
+        [s](shoal_session_state_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
             return shoal_session_add_state_callback(s, fn, ud, free);
         })));
 }
@@ -1184,7 +1178,7 @@ inline Token Session::add_connection_callback(std::function<void(ConnectionState
     shoal_session_t *s = checked();
     return Token(detail::check(detail::register_callback(
         std::move(callback), &detail::on_connection_state,
-        [s](shoal_connection_state_fn fn, void *ud, shoal_free_userdata_fn free) {
+        [s](shoal_connection_state_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
             return shoal_session_add_connection_callback(s, fn, ud, free);
         })));
 }
@@ -1194,7 +1188,7 @@ inline Token Session::add_progress_callback(ProgressDirection direction, Progres
     shoal_session_t *s = checked();
     return Token(detail::check(detail::register_callback(
         std::move(callback), &detail::on_progress,
-        [s, direction, mode](shoal_progress_fn fn, void *ud, shoal_free_userdata_fn free) {
+        [s, direction, mode](shoal_progress_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
             return shoal_session_add_progress_callback(s, static_cast<int32_t>(direction), static_cast<int32_t>(mode),
                                                        fn, ud, free);
         })));
@@ -1203,7 +1197,7 @@ inline Token Session::add_progress_callback(ProgressDirection direction, Progres
 inline SyncConfig &SyncConfig::set_error_handler(std::function<void(Session, SyncError)> handler) {
     shoal_sync_config_t *sc = checked();
     detail::check(detail::register_callback(std::move(handler), &detail::on_sync_error,
-                                            [sc](shoal_sync_error_fn fn, void *ud, shoal_free_userdata_fn free) {
+                                            [sc](shoal_sync_error_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
                                                 return shoal_sync_config_set_error_handler(sc, fn, ud, free);
                                             }));
     return *this;
@@ -1212,7 +1206,7 @@ inline SyncConfig &SyncConfig::set_error_handler(std::function<void(Session, Syn
 inline SyncConfig &SyncConfig::set_token_binder(std::function<void(Session, const std::string &)> binder) {
     shoal_sync_config_t *sc = checked();
     detail::check(detail::register_callback(std::move(binder), &detail::on_token_needed,
-                                            [sc](shoal_token_binder_fn fn, void *ud, shoal_free_userdata_fn free) {
+                                            [sc](shoal_token_binder_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
                                                 return shoal_sync_config_set_token_binder(sc, fn, ud, free);
                                             }));
     return *this;

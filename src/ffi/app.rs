@@ -1,6 +1,6 @@
 //! The app, credentials and users.
 
-use super::config::shoal_free_userdata_fn;
+use super::config::shoal_free_userdata_fn_t;
 use super::convert::{malloc_string, opt_str_arg, out_arg, str_arg, UserData};
 use super::error::{guard, shoal_error_t};
 use super::handle::{self, into_handle, Payload};
@@ -23,7 +23,7 @@ pub const SHOAL_AUTH_LOGGED_OUT: i32 = 2;
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT`, `SHOAL_ERR_FILE_IN_USE` (another process uses
 /// `base_dir`), file errors.
 ///
-/// # Safety
+/// Requires:
 /// Strings are NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_new(
@@ -44,10 +44,12 @@ pub unsafe extern "C" fn shoal_app_new(
 /// of this app trust the certificates in `ca_pem` (NUL-terminated PEM text, one or more
 /// `CERTIFICATE` blocks) *instead of* the public roots. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_app_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: as `shoal_app_new`; `SHOAL_ERR_INVALID_ARGUMENT` also when `ca_pem` holds no usable
 /// certificate, or an app of `base_dir` is alive in this process with other trusted roots.
 ///
-/// # Safety
+/// Requires:
 /// Strings are NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_new_with_trusted_ca(
@@ -72,9 +74,11 @@ fn credentials(c: Result<Credentials, Error>) -> crate::Result<*mut shoal_creden
 /// Username/password credentials (`register` creates the account). Release with
 /// `shoal_release`.
 ///
+/// Returns: a new `shoal_credentials_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for an empty or NULL username.
 ///
-/// # Safety
+/// Requires:
 /// Strings are NUL-terminated (`password` may be NULL: no password).
 #[no_mangle]
 pub unsafe extern "C" fn shoal_credentials_password(
@@ -92,9 +96,11 @@ pub unsafe extern "C" fn shoal_credentials_password(
 /// Credentials of a custom provider: a token the server's `provider` understands, and optional
 /// user info as a JSON object (NULL: none). Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_credentials_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (empty token or provider), `SHOAL_ERR_JSON`.
 ///
-/// # Safety
+/// Requires:
 /// Strings are NUL-terminated; `user_info_json` may be NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_credentials_custom(
@@ -114,7 +120,11 @@ pub unsafe extern "C" fn shoal_credentials_custom(
 /// Credentials of the server's `debug` provider (only when the server enables it): log in as
 /// `identity`. Release with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_credentials_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL or non-UTF-8 identity).
+///
+/// Requires:
 /// `identity` is NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_credentials_debug(
@@ -126,7 +136,11 @@ pub unsafe extern "C" fn shoal_credentials_debug(
 /// Credentials that log in on the device alone, with no network call: `token` becomes the
 /// user's refresh token. Release with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_credentials_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL or non-UTF-8 string).
+///
+/// Requires:
 /// Strings are NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_credentials_access_token(
@@ -144,11 +158,13 @@ pub unsafe extern "C" fn shoal_credentials_access_token(
 /// Logs in at the auth server `auth_url` (`http://` or `https://`, e.g.
 /// `http://127.0.0.1:9080/auth`), blocking. Release the user with `shoal_release`.
 ///
+/// Returns: a new `shoal_user_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_CREDENTIALS` (611), `SHOAL_ERR_EXISTING_ACCOUNT` (613), the other
 /// auth codes, `SHOAL_ERR_INVALID_ARGUMENT` (malformed URL, wrong scheme), `SHOAL_ERR_IO` (the
 /// server cannot be reached; recoverable).
 ///
-/// # Safety
+/// Requires:
 /// `app` and `creds` are handles; `auth_url` is NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_login(
@@ -167,7 +183,7 @@ pub unsafe extern "C" fn shoal_app_login(
 
 /// Called with the logged-in user (a new handle the callback must release) or NULL and the
 /// error (valid during the call).
-pub type shoal_login_fn = Option<
+pub type shoal_login_fn_t = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
         user: *mut shoal_user_t,
@@ -194,16 +210,21 @@ fn with_c_error<R>(e: &Error, f: impl FnOnce(*const shoal_error_t) -> R) -> R {
 /// `free_userdata` (may be NULL) runs after it. Returns false (and runs `free_userdata`) only
 /// for invalid arguments.
 ///
-/// # Safety
+/// Returns: true when the login started (`callback` will run), false on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL callback, malformed URL), `SHOAL_ERR_MISUSE` (a NULL
+/// or released handle); the login's own errors reach `callback`.
+///
+/// Requires:
 /// `app` and `creds` are handles; `auth_url` NUL-terminated; `callback` a valid function.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_login_async(
     app: *const shoal_app_t,
     creds: *const shoal_credentials_t,
     auth_url: *const c_char,
-    callback: shoal_login_fn,
+    callback: shoal_login_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     guard(move || {
@@ -232,9 +253,11 @@ pub unsafe extern "C" fn shoal_app_login_async(
 /// The only logged-in user, or NULL with no error when nobody is logged in. Release with
 /// `shoal_release`.
 ///
+/// Returns: a new `shoal_user_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN` when more than one user is logged in.
 ///
-/// # Safety
+/// Requires:
 /// `app` is an app handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_current_user(app: *const shoal_app_t) -> *mut shoal_user_t {
@@ -250,7 +273,12 @@ pub unsafe extern "C" fn shoal_app_current_user(app: *const shoal_app_t) -> *mut
 /// `out` (release each) and returns how many users there are (call with `out` NULL and
 /// `capacity` 0 to size the array), or -1 on error.
 ///
-/// # Safety
+/// `out` (out, may be NULL when `capacity` is 0): up to `capacity` new `shoal_user_t` handles;
+/// release each with `shoal_release`.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `app` is an app handle; `out` holds `capacity` writable pointers (or is NULL with 0).
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_all_users(
@@ -274,7 +302,11 @@ pub unsafe extern "C" fn shoal_app_all_users(
 /// The known user with this identity (logged in or not), or NULL with no error. Release with
 /// `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_user_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `app` is an app handle; `identity` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_get_user(
@@ -294,9 +326,11 @@ pub unsafe extern "C" fn shoal_app_get_user(
 /// Restores a user from `shoal_user_to_json` output (older forms load too) and adds it to the
 /// user store. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_user_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_JSON`, `SHOAL_ERR_INVALID_ARGUMENT`.
 ///
-/// # Safety
+/// Requires:
 /// `app` is an app handle; `json` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_user_from_json(
@@ -316,7 +350,11 @@ fn user_string(user: *const shoal_user_t, f: impl FnOnce(&User) -> Option<String
 
 /// The user's identity. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_identity(user: *const shoal_user_t) -> *mut c_char {
@@ -326,7 +364,11 @@ pub unsafe extern "C" fn shoal_user_identity(user: *const shoal_user_t) -> *mut 
 /// Whether the user is logged in with an unexpired refresh token. False for an invalid handle
 /// (with an error).
 ///
-/// # Safety
+/// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_is_valid(user: *const shoal_user_t) -> bool {
@@ -335,7 +377,11 @@ pub unsafe extern "C" fn shoal_user_is_valid(user: *const shoal_user_t) -> bool 
 
 /// Whether the user is an admin of the server.
 ///
-/// # Safety
+/// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_is_admin(user: *const shoal_user_t) -> bool {
@@ -344,7 +390,11 @@ pub unsafe extern "C" fn shoal_user_is_admin(user: *const shoal_user_t) -> bool 
 
 /// The auth URL the user logged in at. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_auth_url(user: *const shoal_user_t) -> *mut c_char {
@@ -353,7 +403,11 @@ pub unsafe extern "C" fn shoal_user_auth_url(user: *const shoal_user_t) -> *mut 
 
 /// The user's refresh token, or NULL with no error after logout. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_refresh_token(user: *const shoal_user_t) -> *mut c_char {
@@ -362,7 +416,11 @@ pub unsafe extern "C" fn shoal_user_refresh_token(user: *const shoal_user_t) -> 
 
 /// The user as JSON, for `shoal_app_user_from_json`. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_to_json(user: *const shoal_user_t) -> *mut c_char {
@@ -374,7 +432,11 @@ pub unsafe extern "C" fn shoal_user_to_json(user: *const shoal_user_t) -> *mut c
 /// background, retrying network errors with backoff. `SHOAL_AUTH_LOGGED_OUT` callbacks run
 /// only after the server confirmed.
 ///
-/// # Safety
+/// Returns: true on success (also for a user already logged out); false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `user` is a user handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_logout(user: *mut shoal_user_t) -> bool {
@@ -388,10 +450,12 @@ pub unsafe extern "C" fn shoal_user_logout(user: *mut shoal_user_t) -> bool {
 /// auth service (cached until 10 s before it expires): what a token binder hands to
 /// `shoal_session_bind_token`. Blocks. Free with `shoal_free`.
 ///
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_EXPIRED_REFRESH_TOKEN` (logged out), `SHOAL_ERR_ACCESS_DENIED` (614, a
 /// path the user may not access), `SHOAL_ERR_INVALID_PARAMETERS`, `SHOAL_ERR_IO`.
 ///
-/// # Safety
+/// Requires:
 /// `user` is a user handle; `path` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_access_token(
@@ -409,9 +473,11 @@ pub unsafe extern "C" fn shoal_user_access_token(
 /// have stopped and the sync callbacks already queued have run: for process exit in bindings
 /// whose callbacks must not run during shutdown. `shoal_session_resume` restarts a session.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_TIMEOUT`.
 ///
-/// # Safety
+/// Requires:
 /// `app` is an app handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_stop_sync(app: *const shoal_app_t, timeout_ms: u64) -> bool {
@@ -427,10 +493,12 @@ pub unsafe extern "C" fn shoal_app_stop_sync(app: *const shoal_app_t, timeout_ms
 /// Changes the password of the user (`identity` NULL) or, for an admin, of the user
 /// `identity`. Blocks.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_ACCESS_DENIED` (614), `SHOAL_ERR_UNKNOWN_ACCOUNT` (612),
 /// `SHOAL_ERR_INVALID_PARAMETERS` (601), `SHOAL_ERR_IO`.
 ///
-/// # Safety
+/// Requires:
 /// `user` is a user handle; strings NUL-terminated (`identity` may be NULL).
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_change_password(
@@ -449,22 +517,27 @@ pub unsafe extern "C" fn shoal_user_change_password(
 }
 
 /// Called once with NULL on success or the error (valid during the call).
-pub type shoal_completion_fn =
+pub type shoal_completion_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, error: *const shoal_error_t)>;
 
 /// Like `shoal_user_change_password` without blocking: `callback` runs once on a library
 /// thread, then `free_userdata`.
 ///
-/// # Safety
+/// Returns: true when the change started (`callback` will run), false on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL callback or password), `SHOAL_ERR_MISUSE` (a NULL or
+/// released handle); the change's own errors reach `callback`.
+///
+/// Requires:
 /// As `shoal_user_change_password`; `callback` a valid function.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_change_password_async(
     user: *mut shoal_user_t,
     new_password: *const c_char,
     identity: *const c_char,
-    callback: shoal_completion_fn,
+    callback: shoal_completion_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     guard(move || {
@@ -488,9 +561,11 @@ pub unsafe extern "C" fn shoal_user_change_password_async(
 /// `{"identity":..,"provider":..,"provider_id":..,"is_admin":..}` (free with `shoal_free`) or
 /// NULL with no error when there is no such user.
 ///
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_ACCESS_DENIED` (614) when `admin` is not an admin, `SHOAL_ERR_IO`.
 ///
-/// # Safety
+/// Requires:
 /// `admin` is a user handle; strings NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_user_lookup(
@@ -509,21 +584,27 @@ pub unsafe extern "C" fn shoal_user_lookup(
 }
 
 /// Called with the user (valid during the call; clone it to keep it) and `SHOAL_AUTH_*`.
-pub type shoal_auth_fn =
+pub type shoal_auth_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, user: *mut shoal_user_t, event: i32)>;
 
 /// Registers `callback` for logins (`SHOAL_AUTH_LOGGED_IN`) and server-confirmed logouts
 /// (`SHOAL_AUTH_LOGGED_OUT`) of any user of the app. Runs on a library thread. Release the
 /// token to unregister; `free_userdata` runs after the last call.
 ///
-/// # Safety
+/// Returns: a new `shoal_token_t` handle (release it with `shoal_release` to unregister), or NULL
+/// on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL callback), `SHOAL_ERR_MISUSE` (a NULL or released
+/// handle).
+///
+/// Requires:
 /// `app` is an app handle; `callback` a valid function; `userdata` usable from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_add_auth_callback(
     app: *mut shoal_app_t,
-    callback: shoal_auth_fn,
+    callback: shoal_auth_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> *mut shoal_token_t {
     let data = UserData::new(userdata, free_userdata);
     guard(move || {
@@ -548,7 +629,13 @@ pub unsafe extern "C" fn shoal_app_add_auth_callback(
 
 /// Sets `*out` to the number of refresh tokens still waiting to be revoked on a server.
 ///
-/// # Safety
+/// `out` (out): the number of refresh tokens waiting to be revoked.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `app` is an app handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_pending_revocations(

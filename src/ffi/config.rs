@@ -36,6 +36,11 @@ pub const SHOAL_PROPERTY_INDEXED: u32 = 2;
 pub const SHOAL_PROPERTY_LIST: u32 = 4;
 
 /// Creates an empty schema. Release with `shoal_release`.
+///
+/// Returns: a new `shoal_schema_t` handle (release with `shoal_release`); NULL only if memory ran
+/// out.
+///
+/// Errors: none in practice.
 #[no_mangle]
 pub extern "C" fn shoal_schema_new() -> *mut shoal_schema_t {
     guard(|| {
@@ -48,9 +53,11 @@ pub extern "C" fn shoal_schema_new() -> *mut shoal_schema_t {
 /// Adds a class. `primary_key` names the primary-key property (added with
 /// `shoal_schema_add_property`, INT or STRING) or is NULL.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (empty, reserved or duplicate name), `SHOAL_ERR_MISUSE`.
 ///
-/// # Safety
+/// Requires:
 /// `schema` is a schema handle; strings are NUL-terminated or NULL where allowed.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_schema_add_class(
@@ -71,9 +78,11 @@ pub unsafe extern "C" fn shoal_schema_add_class(
 /// combination of `SHOAL_PROPERTY_*` flags, `link_target` the target class of a LINK (NULL
 /// otherwise; the target may be added later).
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_NO_SUCH_CLASS`, `SHOAL_ERR_INVALID_ARGUMENT`, `SHOAL_ERR_MISUSE`.
 ///
-/// # Safety
+/// Requires:
 /// `schema` is a schema handle; strings are NUL-terminated or NULL where allowed.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_schema_add_property(
@@ -102,9 +111,11 @@ pub unsafe extern "C" fn shoal_schema_add_property(
 /// "indexed":true},{"name":"dogs","type":"link","list":true,"target":"Dog"}]}]}`. Types:
 /// bool, int, float, double, string, binary, timestamp, link. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_schema_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_JSON` (malformed), `SHOAL_ERR_INVALID_ARGUMENT` (not a valid schema).
 ///
-/// # Safety
+/// Requires:
 /// `json` is NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_schema_from_json(json: *const c_char) -> *mut shoal_schema_t {
@@ -116,7 +127,11 @@ pub unsafe extern "C" fn shoal_schema_from_json(json: *const c_char) -> *mut sho
 
 /// The schema as JSON (the form `shoal_schema_from_json` reads). Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `schema` is a schema handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_schema_to_json(schema: *const shoal_schema_t) -> *mut c_char {
@@ -127,9 +142,11 @@ pub unsafe extern "C" fn shoal_schema_to_json(schema: *const shoal_schema_t) -> 
 /// schema version 0, on disk, read-write, no encryption, no callbacks. Release with
 /// `shoal_release`.
 ///
+/// Returns: a new `shoal_config_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a NULL, empty or non-UTF-8 path.
 ///
-/// # Safety
+/// Requires:
 /// `path` is NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_new(path: *const c_char) -> *mut shoal_config_t {
@@ -154,19 +171,25 @@ fn with_config(
 
 /// The realm path of a configuration. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_get_path(config: *const shoal_config_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_config_path(config: *const shoal_config_t) -> *mut c_char {
     guard(|| Ok(malloc_string(handle::config(config)?.lock().path())))
 }
 
 /// Sets the schema the realm must have (copied; the schema handle stays the caller's).
 /// NULL removes it (the file's own schema is used).
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` if the schema is invalid (e.g. a link to a missing class).
 ///
-/// # Safety
+/// Requires:
 /// `config` is a config handle; `schema` a schema handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_schema(
@@ -191,7 +214,11 @@ pub unsafe extern "C" fn shoal_config_set_schema(
 
 /// Sets the schema version (default 0).
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_schema_version(
@@ -207,7 +234,11 @@ pub unsafe extern "C" fn shoal_config_set_schema_version(
 /// Keeps the realm in memory only (default false): nothing is written to disk, and the data
 /// lives while any handle of this path is open in the process.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_in_memory(
@@ -222,7 +253,11 @@ pub unsafe extern "C" fn shoal_config_set_in_memory(
 
 /// Opens read-only (default false): write transactions fail with `SHOAL_ERR_READ_ONLY`.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_read_only(
@@ -237,7 +272,11 @@ pub unsafe extern "C" fn shoal_config_set_read_only(
 
 /// Deletes the file and starts over when its schema needs a migration (default false).
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_delete_if_migration_needed(
@@ -256,14 +295,14 @@ pub unsafe extern "C" fn shoal_config_set_delete_if_migration_needed(
 /// `SHOAL_ERR_CALLBACK_FAILED`) is what `shoal_realm_open` reports. Runs on the thread that
 /// calls `shoal_realm_open`. `free_userdata` (may be NULL) runs when the configuration and
 /// every realm opened with it are released.
-pub type shoal_initial_data_fn =
+pub type shoal_initial_data_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, realm: *mut shoal_realm_t) -> bool>;
 
 /// Migrates a file from `old_version` to `new_version` inside the opening write transaction.
 /// The realm handle (valid during the call) shows the old and the new properties together:
 /// read the old ones, write the new ones; properties absent from the new schema are removed
 /// after the callback returns. Return false to abort the open.
-pub type shoal_migration_fn = Option<
+pub type shoal_migration_fn_t = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
         realm: *mut shoal_realm_t,
@@ -273,7 +312,7 @@ pub type shoal_migration_fn = Option<
 >;
 
 /// Frees a callback's userdata.
-pub type shoal_free_userdata_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+pub type shoal_free_userdata_fn_t = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// Runs a C callback with a temporary realm handle and turns `false` into an error.
 fn call_with_realm(realm: &Realm, f: impl FnOnce(*mut shoal_realm_t) -> bool) -> crate::Result<()> {
@@ -293,14 +332,18 @@ fn call_with_realm(realm: &Realm, f: impl FnOnce(*mut shoal_realm_t) -> bool) ->
 
 /// Sets the initial-data callback (NULL `callback` removes it).
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle; `callback` and `free_userdata` are valid functions or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_initial_data(
     config: *mut shoal_config_t,
-    callback: shoal_initial_data_fn,
+    callback: shoal_initial_data_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     with_config(config, move |c| {
@@ -320,14 +363,18 @@ pub unsafe extern "C" fn shoal_config_set_initial_data(
 
 /// Sets the migration callback (NULL `callback` removes it).
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle; `callback` and `free_userdata` are valid functions or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_migration(
     config: *mut shoal_config_t,
-    callback: shoal_migration_fn,
+    callback: shoal_migration_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     with_config(config, move |c| {
@@ -349,9 +396,11 @@ pub unsafe extern "C" fn shoal_config_set_migration(
 /// Every byte of an encrypted file is encrypted and authenticated (XChaCha20-Poly1305 per
 /// 4 KiB page); opening it needs the same key. In-memory realms ignore the key.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` unless `len` is exactly 64.
 ///
-/// # Safety
+/// Requires:
 /// `config` is a config handle; `key` NULL or `len` readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_encryption_key(
@@ -373,19 +422,23 @@ pub unsafe extern "C" fn shoal_config_set_encryption_key(
 /// Decides at open whether to compact the file: gets the file size and the bytes in use and
 /// returns true to compact. Called on the opening thread, only when the first handle of the
 /// file in this process opens.
-pub type shoal_should_compact_fn =
+pub type shoal_should_compact_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, total_bytes: u64, used_bytes: u64) -> bool>;
 
 /// Sets the compact-on-open rule (NULL `callback` removes it).
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle; `callback` and `free_userdata` are valid functions or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_should_compact(
     config: *mut shoal_config_t,
-    callback: shoal_should_compact_fn,
+    callback: shoal_should_compact_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     with_config(config, move |c| {

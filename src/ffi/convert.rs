@@ -54,7 +54,7 @@ pub struct shoal_timestamp_t {
     pub nanos: i32,
 }
 
-/// A link to an object: its class name and its object key (see `shoal_object_get_key`).
+/// A link to an object: its class name and its object key (see `shoal_object_key`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct shoal_link_t {

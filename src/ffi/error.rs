@@ -1,6 +1,7 @@
 //! The per-thread last error and the guard that every entry point runs its body in.
 
 use crate::error::{Error, ErrorCode};
+use crate::protocol::codes::{ConnectionErrorCode, SessionErrorCode};
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,18 +53,36 @@ pub(crate) fn take_last_error() -> Option<Error> {
     LAST.with(|l| {
         l.borrow_mut().take().map(|s| {
             let message = s.message.to_string_lossy().into_owned();
-            let code = ErrorCode::ALL.iter().copied().find(|c| *c as i32 == s.code);
-            let mut e = match code {
-                Some(code) => Error::new(code, message),
-                None if (300..=599).contains(&s.code) => Error::http(s.code as u16, message),
-                None => Error::new(ErrorCode::Unknown, message),
-            };
+            let mut e = error_of_code(s.code, message);
             if let Some(p) = s.path {
                 e = e.with_path(p.to_string_lossy().into_owned());
             }
             e
         })
     })
+}
+
+/// The HTTP status that `code` stands for, when it is one that passes through as itself (the
+/// core's rule, in `Error::http`; a status with a Realm code of its own is not one).
+pub(crate) fn http_status(code: i32) -> Option<u16> {
+    let status = u16::try_from(code).ok()?;
+    Error::http(status, "").http_status()
+}
+
+/// An error with the raw code `code` (`shoal_error_t.code`), classified by the code table:
+/// the API's codes, the sync protocol's (100–109, 200–213), HTTP statuses, else UNKNOWN.
+fn error_of_code(code: i32, message: String) -> Error {
+    if let Some(c) = ErrorCode::from_code(code) {
+        Error::new(c, message)
+    } else if ConnectionErrorCode::from_code(code).is_some()
+        || SessionErrorCode::from_code(code).is_some()
+    {
+        Error::sync(code, message)
+    } else if let Some(status) = http_status(code) {
+        Error::http(status, message)
+    } else {
+        Error::new(ErrorCode::Unknown, message)
+    }
 }
 
 pub(crate) fn fill_last_error(out: &mut shoal_error_t) -> bool {
@@ -131,5 +150,27 @@ pub(crate) fn guard<T: Failure>(body: impl FnOnce() -> crate::Result<T>) -> T {
             ));
             T::failure()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codes::ErrorCategory;
+
+    /// A callback's failure passes on with its code: every row of the code table, an HTTP
+    /// status, and UNKNOWN for a number the table does not have.
+    #[test]
+    fn last_error_round_trips_every_code_of_the_table() {
+        for row in crate::protocol::codes::all() {
+            set_last_error(&error_of_code(row.code, "m".into()));
+            let e = take_last_error().expect("an error");
+            assert_eq!(e.raw_code(), row.code, "{}", row.name);
+            assert_eq!(e.category(), row.category, "{}", row.name);
+        }
+        let e = error_of_code(404, "m".into());
+        assert_eq!((e.raw_code(), e.category()), (404, ErrorCategory::Http));
+        let e = error_of_code(150, "m".into());
+        assert_eq!(e.raw_code(), ErrorCode::Unknown as i32);
     }
 }

@@ -1,7 +1,7 @@
 //! Handles, memory, errors and versions: the functions every binding uses first.
 
 use super::convert::{free_value, shoal_value_t};
-use super::error::{clear_last_error, fill_last_error, guard, shoal_error_t};
+use super::error::{clear_last_error, fill_last_error, guard, http_status, shoal_error_t};
 use super::handle;
 use crate::error::{Error, ErrorCode};
 use std::ffi::{c_char, c_void};
@@ -18,7 +18,9 @@ pub const SHOAL_VERSION_NUMBER: i32 = 1000;
 /// Returns false (error `SHOAL_ERR_MISUSE`) if `handle` is not a live handle, e.g. released
 /// twice.
 ///
-/// # Safety
+/// Errors: `SHOAL_ERR_MISUSE` only.
+///
+/// Requires:
 /// `handle` is NULL or a pointer returned by Shoal; it must not be used after this call.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_release(handle: *mut c_void) -> bool {
@@ -38,7 +40,12 @@ pub unsafe extern "C" fn shoal_release(handle: *mut c_void) -> bool {
 ///
 /// Returns NULL (error `SHOAL_ERR_MISUSE`) for NULL or a released handle.
 ///
-/// # Safety
+/// Returns: a new handle of the same type as `handle` (release it with `shoal_release`), or NULL on
+/// error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` only.
+///
+/// Requires:
 /// `handle` is NULL or a pointer returned by Shoal.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_clone(handle: *const c_void) -> *mut c_void {
@@ -47,7 +54,9 @@ pub unsafe extern "C" fn shoal_clone(handle: *const c_void) -> *mut c_void {
 
 /// Frees a string or buffer returned by Shoal. NULL does nothing.
 ///
-/// # Safety
+/// Errors: none (it cannot fail and leaves the last error unchanged).
+///
+/// Requires:
 /// `ptr` is NULL or a buffer returned by a Shoal function documented as "free with
 /// shoal_free", not freed before.
 #[no_mangle]
@@ -60,7 +69,9 @@ pub unsafe extern "C" fn shoal_free(ptr: *mut c_void) {
 /// `SHOAL_VALUE_NULL` (whatever its kind: a number owns nothing and is just reset, so freeing
 /// twice is harmless). A NULL pointer does nothing.
 ///
-/// # Safety
+/// Errors: none (it cannot fail and leaves the last error unchanged).
+///
+/// Requires:
 /// `value` is NULL or points to a value filled in by Shoal (not one the caller built).
 #[no_mangle]
 pub unsafe extern "C" fn shoal_value_free(value: *mut shoal_value_t) {
@@ -77,7 +88,15 @@ pub unsafe extern "C" fn shoal_value_free(value: *mut shoal_value_t) {
 /// freeing a result does not lose the error of an earlier call. The message and path stay
 /// valid until the next Shoal call on this thread that resets it.
 ///
-/// # Safety
+/// `out` (out, may be NULL): the error; its `message` and `path` belong to Shoal and must not be
+/// freed.
+///
+/// Returns: true when the last call on this thread failed (and `*out` is filled), false when it
+/// succeeded.
+///
+/// Errors: none (it leaves the last error unchanged).
+///
+/// Requires:
 /// `out` is NULL (then only the return value is given) or points to writable memory.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_get_last_error(out: *mut shoal_error_t) -> bool {
@@ -97,6 +116,8 @@ pub unsafe extern "C" fn shoal_get_last_error(out: *mut shoal_error_t) -> bool {
 }
 
 /// Forgets the calling thread's last error.
+///
+/// Errors: none.
 #[no_mangle]
 pub extern "C" fn shoal_clear_last_error() {
     clear_last_error();
@@ -106,6 +127,10 @@ pub extern "C" fn shoal_clear_last_error() {
 /// sync protocol's codes ("BAD_SYNTAX", "TOKEN_EXPIRED", ...; 200 is "SYNC", the family, which
 /// `SHOAL_ERR_SESSION_CLOSED` shares); "HTTP" for other statuses 300–599; "UNKNOWN" for codes
 /// this library does not know. The string is static: do not free it.
+///
+/// Returns: a static NUL-terminated string; never NULL.
+///
+/// Errors: none (it leaves the last error unchanged).
 #[no_mangle]
 pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
     // NUL-terminated copies of the code table's names, built once.
@@ -114,16 +139,20 @@ pub extern "C" fn shoal_error_name(code: i32) -> *const c_char {
             .map(|row| (row.code, format!("{}\0", row.name)))
             .collect()
     });
-    let name = match NAMES.iter().find(|(n, _)| *n == code) {
-        Some((_, s)) => s.as_str(),
-        // An HTTP status without a Realm code passes through as itself.
-        None if (300..=599).contains(&code) => "HTTP\0",
-        None => "UNKNOWN\0",
-    };
+    let find = |c: i32| NAMES.iter().find(|(n, _)| *n == c).map(|(_, s)| s.as_str());
+    // An HTTP status without a Realm code passes through as itself: its family's name.
+    let name = find(code)
+        .or_else(|| http_status(code).and_then(|_| find(ErrorCode::Http as i32)))
+        .or_else(|| find(ErrorCode::Unknown as i32))
+        .unwrap_or("UNKNOWN\0");
     name.as_ptr().cast()
 }
 
 /// The library's version string "X.Y.Z" (static; do not free).
+///
+/// Returns: a static NUL-terminated string.
+///
+/// Errors: none (it leaves the last error unchanged).
 #[no_mangle]
 pub extern "C" fn shoal_libversion() -> *const c_char {
     static V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
@@ -131,6 +160,10 @@ pub extern "C" fn shoal_libversion() -> *const c_char {
 }
 
 /// The library's version as X*1000000 + Y*1000 + Z.
+///
+/// Returns: the version number (`SHOAL_VERSION_NUMBER` of the matching header).
+///
+/// Errors: none (it leaves the last error unchanged).
 #[no_mangle]
 pub extern "C" fn shoal_libversion_number() -> i32 {
     let parse = |s: &str| s.parse::<i32>().unwrap_or(0);

@@ -4,17 +4,30 @@
 //! pointers and handles.
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
-mod app;
-mod codes;
-mod config;
-mod convert;
-mod error;
+// The order of these modules is the order of `include/shoal.h`, since cbindgen walks them in
+// turn (one module per line, so that rustfmt keeps the order).
+// 1. General: handles, memory, the last error, error codes, values, versions.
 mod general;
-mod handle;
-mod object;
+// Error codes and categories (generated from the code table).
+mod codes;
+// The per-thread last error.
+mod error;
+// Values (`shoal_value_t`) and their conversions.
+mod convert;
+// 2. Schema and config.
+mod config;
+// 3. Realm.
 mod realm;
+// 4. Objects and lists.
+mod object;
+// 5. Queries and results.
 mod results;
+// 6. App, credentials and users.
+mod app;
+// 7. Sync: sync configs and sessions.
 mod sync;
+// Handle bookkeeping (publishes nothing).
+mod handle;
 
 pub use app::*;
 pub use codes::*;

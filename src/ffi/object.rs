@@ -22,10 +22,12 @@ fn optional_value(pk: *const shoal_value_t, realm: &Realm) -> crate::Result<Opti
 /// STRING, as declared); others take NULL. Required properties start at zero values. Needs a
 /// write transaction. Release the returned handle with `shoal_release`.
 ///
+/// Returns: a new `shoal_object_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_NO_SUCH_CLASS`,
 /// `SHOAL_ERR_DUPLICATE_PRIMARY_KEY`, `SHOAL_ERR_WRONG_TYPE`, `SHOAL_ERR_INVALID_ARGUMENT`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle; `class_name` NUL-terminated; `primary_key` NULL or a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_create(
@@ -49,7 +51,7 @@ pub unsafe extern "C" fn shoal_object_create(
 /// Errors: `SHOAL_ERR_NO_SUCH_CLASS`, `SHOAL_ERR_WRONG_TYPE`, `SHOAL_ERR_INVALID_ARGUMENT` (the
 /// class has no primary key).
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle; `class_name` NUL-terminated; `primary_key` a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_find(
@@ -78,10 +80,14 @@ fn with_object(obj: *const shoal_object_t, f: impl FnOnce(&Object) -> crate::Res
 /// Reads a scalar property into `*out` (free it with `shoal_value_free`). A link reads as
 /// `SHOAL_VALUE_LINK` or NULL.
 ///
+/// `out` (out): the value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_NO_SUCH_PROPERTY`, `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_WRONG_TYPE` (a
 /// list property: use `shoal_object_get_list`).
 ///
-/// # Safety
+/// Requires:
 /// `obj` is an object handle; `property` NUL-terminated; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_get(
@@ -100,11 +106,13 @@ pub unsafe extern "C" fn shoal_object_get(
 
 /// Sets a scalar property. Needs a write transaction.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_NO_SUCH_PROPERTY`,
 /// `SHOAL_ERR_WRONG_TYPE` (also NULL for a required property), `SHOAL_ERR_OBJECT_DELETED`,
 /// `SHOAL_ERR_INVALID_ARGUMENT` (the primary key cannot change).
 ///
-/// # Safety
+/// Requires:
 /// `obj` is an object handle; `property` NUL-terminated; `value` a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_set(
@@ -125,9 +133,15 @@ fn property_key(key: shoal_property_key_t) -> PropertyKey {
     }
 }
 
-/// Like `shoal_object_get` with a key from `shoal_property_key`.
+/// Like `shoal_object_get` with a key from `shoal_realm_property_key`.
 ///
-/// # Safety
+/// `out` (out): the value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: as `shoal_object_get`, and `SHOAL_ERR_NO_SUCH_PROPERTY` for a key of another class.
+///
+/// Requires:
 /// `obj` is an object handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_get_by_key(
@@ -140,9 +154,13 @@ pub unsafe extern "C" fn shoal_object_get_by_key(
     })
 }
 
-/// Like `shoal_object_set` with a key from `shoal_property_key`.
+/// Like `shoal_object_set` with a key from `shoal_realm_property_key`.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: as `shoal_object_set`, and `SHOAL_ERR_NO_SUCH_PROPERTY` for a key of another class.
+///
+/// Requires:
 /// `obj` is an object handle; `value` a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_set_by_key(
@@ -158,7 +176,13 @@ pub unsafe extern "C" fn shoal_object_set_by_key(
 /// Adds `delta` to an INT property: a counter whose concurrent additions from several devices
 /// add up under sync. Needs a write transaction.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_NO_SUCH_PROPERTY`,
+/// `SHOAL_ERR_WRONG_TYPE` (not an INT property), `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a
+/// NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle; `property` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_add_int(
@@ -174,7 +198,12 @@ pub unsafe extern "C" fn shoal_object_add_int(
 /// Deletes the object: links to it become NULL and list entries naming it vanish. The handle
 /// stays valid to release; other calls on it fail with `SHOAL_ERR_OBJECT_DELETED`.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a
+/// NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_delete(obj: *mut shoal_object_t) -> bool {
@@ -183,7 +212,12 @@ pub unsafe extern "C" fn shoal_object_delete(obj: *mut shoal_object_t) -> bool {
 
 /// Whether the object still exists (false after deletion, and for an invalid handle).
 ///
-/// # Safety
+/// Returns: true while the object exists; false after deletion and on error (then
+/// `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_is_valid(obj: *const shoal_object_t) -> bool {
@@ -193,10 +227,16 @@ pub unsafe extern "C" fn shoal_object_is_valid(obj: *const shoal_object_t) -> bo
 /// Sets `*out` to the object's key: its identity within its class in this file (used in
 /// `SHOAL_VALUE_LINK` values).
 ///
-/// # Safety
+/// `out` (out): the object key.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_get_key(obj: *const shoal_object_t, out: *mut u64) -> bool {
+pub unsafe extern "C" fn shoal_object_key(obj: *const shoal_object_t, out: *mut u64) -> bool {
     with_object(obj, |o| {
         *out_arg(out, "out")? = o.key();
         Ok(())
@@ -205,17 +245,27 @@ pub unsafe extern "C" fn shoal_object_get_key(obj: *const shoal_object_t, out: *
 
 /// The object's class name. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_object_get_class_name(obj: *const shoal_object_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_object_class_name(obj: *const shoal_object_t) -> *mut c_char {
     guard(|| Ok(malloc_string(&handle::object(obj)?.class_name()?)))
 }
 
 /// Writes a link value pointing at `obj` into `*out` (free with `shoal_value_free`), ready for
 /// `shoal_object_set` or `shoal_list_insert`.
 ///
-/// # Safety
+/// `out` (out): a `SHOAL_VALUE_LINK` value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_as_link(
@@ -228,7 +278,12 @@ pub unsafe extern "C" fn shoal_object_as_link(
 /// The object a link property points to, or NULL with no error when the link is NULL. Release
 /// the result with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_object_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_NO_SUCH_PROPERTY`, `SHOAL_ERR_WRONG_TYPE` (not a link property),
+/// `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `obj` is an object handle; `property` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_get_linked(
@@ -251,7 +306,7 @@ pub unsafe extern "C" fn shoal_object_get_linked(
 /// Errors: `SHOAL_ERR_WRONG_TYPE` (neither a link nor NULL), `SHOAL_ERR_NO_SUCH_CLASS`,
 /// `SHOAL_ERR_OBJECT_DELETED` (no such object in what `realm` sees).
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle; `link` a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_from_link(
@@ -285,10 +340,12 @@ pub unsafe extern "C" fn shoal_object_from_link(
 
 /// A list property of the object. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_list_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_NO_SUCH_PROPERTY`, `SHOAL_ERR_WRONG_TYPE` (not a list),
 /// `SHOAL_ERR_OBJECT_DELETED`.
 ///
-/// # Safety
+/// Requires:
 /// `obj` is an object handle; `property` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_object_get_list(
@@ -305,7 +362,12 @@ pub unsafe extern "C" fn shoal_object_get_list(
 
 /// The number of elements, or -1 on error.
 ///
-/// # Safety
+/// Returns: the number of elements, or -1 on error.
+///
+/// Errors: `SHOAL_ERR_OBJECT_DELETED` (the list's object was deleted), `SHOAL_ERR_MISUSE` (a NULL
+/// or released handle).
+///
+/// Requires:
 /// `list` is a list handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_size(list: *const shoal_list_t) -> i64 {
@@ -314,9 +376,13 @@ pub unsafe extern "C" fn shoal_list_size(list: *const shoal_list_t) -> i64 {
 
 /// Reads the element at `index` into `*out` (free with `shoal_value_free`).
 ///
+/// `out` (out): the element; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`, `SHOAL_ERR_OBJECT_DELETED`.
 ///
-/// # Safety
+/// Requires:
 /// `list` is a list handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_get(
@@ -340,10 +406,12 @@ fn with_list(list: *const shoal_list_t, f: impl FnOnce(&crate::List) -> crate::R
 
 /// Inserts `value` before `index` (`index` == size appends). Needs a write transaction.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`, `SHOAL_ERR_WRONG_TYPE`,
 /// `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`.
 ///
-/// # Safety
+/// Requires:
 /// `list` is a list handle; `value` a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_insert(
@@ -358,7 +426,13 @@ pub unsafe extern "C" fn shoal_list_insert(
 
 /// Replaces the element at `index`. Needs a write transaction.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`, `SHOAL_ERR_WRONG_TYPE`,
+/// `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or
+/// released handle).
+///
+/// Requires:
 /// `list` is a list handle; `value` a valid value.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_set(
@@ -373,7 +447,12 @@ pub unsafe extern "C" fn shoal_list_set(
 
 /// Removes the element at `index`. Needs a write transaction.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`, `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`,
+/// `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `list` is a list handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_erase(list: *mut shoal_list_t, index: usize) -> bool {
@@ -382,7 +461,12 @@ pub unsafe extern "C" fn shoal_list_erase(list: *mut shoal_list_t, index: usize)
 
 /// Moves the element at `from` so that it ends up at `to`. Needs a write transaction.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`, `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`,
+/// `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `list` is a list handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_move(list: *mut shoal_list_t, from: usize, to: usize) -> bool {
@@ -391,7 +475,12 @@ pub unsafe extern "C" fn shoal_list_move(list: *mut shoal_list_t, from: usize, t
 
 /// Removes every element. Needs a write transaction.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_OBJECT_DELETED`, `SHOAL_ERR_MISUSE` (a
+/// NULL or released handle).
+///
+/// Requires:
 /// `list` is a list handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_list_clear(list: *mut shoal_list_t) -> bool {

@@ -1,6 +1,6 @@
 //! Opening realms, transactions and change callbacks.
 
-use super::config::shoal_free_userdata_fn;
+use super::config::shoal_free_userdata_fn_t;
 use super::convert::{malloc_string, out_arg, str_arg, UserData};
 use super::error::guard;
 use super::handle::{self, into_handle, Payload};
@@ -13,12 +13,14 @@ use std::sync::Arc;
 /// `shoal_release` (or close it first with `shoal_realm_close`). Every handle of one path in
 /// one process shares the open file.
 ///
+/// Returns: a new `shoal_realm_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_FILE_IN_USE` (another process has it open), `SHOAL_ERR_FILE_NOT_FOUND`,
 /// `SHOAL_ERR_FILE_PERMISSION_DENIED`, `SHOAL_ERR_INCOMPATIBLE_FILE`,
 /// `SHOAL_ERR_MIGRATION_NEEDED`, `SHOAL_ERR_SCHEMA_VERSION_LOWER`, errors of the
 /// initial-data or migration callback.
 ///
-/// # Safety
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_open(config: *const shoal_config_t) -> *mut shoal_realm_t {
@@ -31,10 +33,15 @@ pub unsafe extern "C" fn shoal_realm_open(config: *const shoal_config_t) -> *mut
 /// Deletes the realm file of `config`. Fails with `SHOAL_ERR_REALM_IN_USE` while it is open
 /// anywhere in this process; a missing file is not an error.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_REALM_IN_USE`, file errors (e.g. `SHOAL_ERR_FILE_PERMISSION_DENIED`),
+/// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_delete_realm_files(config: *const shoal_config_t) -> bool {
+pub unsafe extern "C" fn shoal_realm_delete_files(config: *const shoal_config_t) -> bool {
     guard(|| {
         let config = handle::config(config)?.lock().clone();
         crate::delete_realm_files(&config)?;
@@ -53,7 +60,11 @@ fn with_realm(realm: *const shoal_realm_t, f: impl FnOnce(&Realm) -> crate::Resu
 /// realm (through any clone of this handle) fails with `SHOAL_ERR_REALM_CLOSED`. The handle
 /// itself must still be released. Closing twice is harmless.
 ///
-/// # Safety
+/// Returns: true on success (also for a realm already closed); false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_close(realm: *mut shoal_realm_t) -> bool {
@@ -65,7 +76,11 @@ pub unsafe extern "C" fn shoal_realm_close(realm: *mut shoal_realm_t) -> bool {
 
 /// Whether the realm was closed. False for an invalid handle (and the last error says so).
 ///
-/// # Safety
+/// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_is_closed(realm: *const shoal_realm_t) -> bool {
@@ -75,10 +90,12 @@ pub unsafe extern "C" fn shoal_realm_is_closed(realm: *const shoal_realm_t) -> b
 /// Starts a write transaction, first moving the realm to the latest version. Waits while
 /// another thread writes to the same file.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION` (this realm, or this thread through
 /// another realm handle, is already writing), `SHOAL_ERR_READ_ONLY`, `SHOAL_ERR_REALM_CLOSED`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_begin_write(realm: *mut shoal_realm_t) -> bool {
@@ -89,9 +106,11 @@ pub unsafe extern "C" fn shoal_realm_begin_write(realm: *mut shoal_realm_t) -> b
 /// then run on a library thread. On failure the transaction is gone and nothing of it was
 /// written.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_IO`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_commit(realm: *mut shoal_realm_t) -> bool {
@@ -100,9 +119,11 @@ pub unsafe extern "C" fn shoal_realm_commit(realm: *mut shoal_realm_t) -> bool {
 
 /// Discards the write transaction.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_cancel_write(realm: *mut shoal_realm_t) -> bool {
@@ -111,7 +132,11 @@ pub unsafe extern "C" fn shoal_realm_cancel_write(realm: *mut shoal_realm_t) -> 
 
 /// Whether a write transaction is open on this realm.
 ///
-/// # Safety
+/// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_is_in_transaction(realm: *const shoal_realm_t) -> bool {
@@ -119,10 +144,16 @@ pub unsafe extern "C" fn shoal_realm_is_in_transaction(realm: *const shoal_realm
 }
 
 /// Moves the realm to the latest committed version (a realm otherwise keeps reading the
-/// version it last saw, so each read is consistent). `did_change` (may be NULL) is set to
-/// whether the version moved. Inside a write transaction this does nothing.
+/// version it last saw, so each read is consistent). Inside a write transaction this does
+/// nothing.
 ///
-/// # Safety
+/// `did_change` (out, may be NULL): whether the realm moved to a newer version.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle; `did_change` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_refresh(
@@ -142,10 +173,12 @@ pub unsafe extern "C" fn shoal_realm_refresh(
 /// Rewrites the file so that it takes only the space its data needs (after large deletions).
 /// Encrypted files stay encrypted.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_REALM_IN_USE` (another handle of the file is open in this process),
 /// `SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION`, `SHOAL_ERR_READ_ONLY`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_compact(realm: *mut shoal_realm_t) -> bool {
@@ -154,7 +187,13 @@ pub unsafe extern "C" fn shoal_realm_compact(realm: *mut shoal_realm_t) -> bool 
 
 /// Sets `*out` to whether the realm holds no objects.
 ///
-/// # Safety
+/// `out` (out): true when the realm holds no objects.
+///
+/// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_is_empty(realm: *const shoal_realm_t, out: *mut bool) -> bool {
@@ -166,10 +205,16 @@ pub unsafe extern "C" fn shoal_realm_is_empty(realm: *const shoal_realm_t, out: 
 
 /// Sets `*out` to the file's schema version.
 ///
-/// # Safety
+/// `out` (out): the schema version.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_get_schema_version(
+pub unsafe extern "C" fn shoal_realm_schema_version(
     realm: *const shoal_realm_t,
     out: *mut u64,
 ) -> bool {
@@ -181,13 +226,16 @@ pub unsafe extern "C" fn shoal_realm_get_schema_version(
 
 /// Sets `*out` to the history version the realm reads (the number of changesets recorded).
 ///
-/// # Safety
+/// `out` (out): the history version.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_get_version(
-    realm: *const shoal_realm_t,
-    out: *mut u64,
-) -> bool {
+pub unsafe extern "C" fn shoal_realm_version(realm: *const shoal_realm_t, out: *mut u64) -> bool {
     with_realm(realm, |r| {
         *out_arg(out, "out")? = r.version()?;
         Ok(())
@@ -196,17 +244,25 @@ pub unsafe extern "C" fn shoal_realm_get_version(
 
 /// The realm's schema as JSON (see `shoal_schema_from_json`). Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_get_schema_json(realm: *const shoal_realm_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_realm_schema_json(realm: *const shoal_realm_t) -> *mut c_char {
     guard(|| Ok(malloc_string(&handle::realm(realm)?.schema()?.to_json())))
 }
 
 /// The realm's whole content as canonical JSON (objects by global id), for debugging and for
 /// comparing two copies. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_dump_json(realm: *const shoal_realm_t) -> *mut c_char {
@@ -214,21 +270,27 @@ pub unsafe extern "C" fn shoal_realm_dump_json(realm: *const shoal_realm_t) -> *
 }
 
 /// Called after a commit that changed the file, with the new history version.
-pub type shoal_change_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, version: u64)>;
+pub type shoal_change_fn_t = Option<unsafe extern "C" fn(userdata: *mut c_void, version: u64)>;
 
 /// Registers `callback` to run after every commit that changes this realm's file, made through
 /// any handle or thread. It runs on a library thread (never the committing one) and may call
 /// any Shoal function. Release the returned token to unregister; `free_userdata` (may be NULL)
 /// runs once, after the last call. On failure `free_userdata` runs before this returns.
 ///
-/// # Safety
+/// Returns: a new `shoal_token_t` handle (release it with `shoal_release` to unregister), or NULL
+/// on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL callback), `SHOAL_ERR_REALM_CLOSED`,
+/// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `realm` is a realm handle; `callback` a valid function; `userdata` usable from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_add_change_callback(
     realm: *mut shoal_realm_t,
-    callback: shoal_change_fn,
+    callback: shoal_change_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> *mut shoal_token_t {
     let data = UserData::new(userdata, free_userdata);
     guard(move || {
@@ -247,12 +309,16 @@ pub unsafe extern "C" fn shoal_realm_add_change_callback(
 
 /// Sets `*out` to the property key of `class_name.property` for the `_by_key` functions.
 ///
+/// `out` (out): the key, valid for this realm's file while its schema stays.
+///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_NO_SUCH_CLASS`, `SHOAL_ERR_NO_SUCH_PROPERTY`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle; strings NUL-terminated; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_property_key(
+pub unsafe extern "C" fn shoal_realm_property_key(
     realm: *const shoal_realm_t,
     class_name: *const c_char,
     property: *const c_char,

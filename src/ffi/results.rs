@@ -13,14 +13,16 @@ use std::ffi::c_char;
 /// `DISTINCT(a)`, `LIMIT(n)`) over `class_name`. The results are live: they re-run on access
 /// after the realm changed. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_results_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_QUERY` (syntax, unknown property, type mismatch, missing
 /// argument), `SHOAL_ERR_NO_SUCH_CLASS`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle; strings NUL-terminated; `args` points to `nargs` valid values
 /// (may be NULL when `nargs` is 0).
 #[no_mangle]
-pub unsafe extern "C" fn shoal_query(
+pub unsafe extern "C" fn shoal_realm_query(
     realm: *const shoal_realm_t,
     class_name: *const c_char,
     predicate: *const c_char,
@@ -51,7 +53,12 @@ pub unsafe extern "C" fn shoal_query(
 
 /// All objects of `class_name` as live results. Release with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_results_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_NO_SUCH_CLASS`, `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or
+/// released handle).
+///
+/// Requires:
 /// `realm` is a realm handle; `class_name` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_realm_objects(
@@ -68,7 +75,11 @@ pub unsafe extern "C" fn shoal_realm_objects(
 
 /// The number of results, or -1 on error.
 ///
-/// # Safety
+/// Returns: the number of objects, or -1 on error.
+///
+/// Errors: `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `results` is a results handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_count(results: *const shoal_results_t) -> i64 {
@@ -77,9 +88,11 @@ pub unsafe extern "C" fn shoal_results_count(results: *const shoal_results_t) ->
 
 /// The object at `index`. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_object_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INDEX_OUT_OF_BOUNDS`.
 ///
-/// # Safety
+/// Requires:
 /// `results` is a results handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_get(
@@ -107,7 +120,12 @@ fn derive(
 /// New results sorted by `property` (a dotted path through links is allowed), replacing any
 /// earlier sort. Release with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_results_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_NO_SUCH_PROPERTY`, `SHOAL_ERR_WRONG_TYPE` (a list property),
+/// `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `results` is a results handle; `property` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_sort(
@@ -123,7 +141,12 @@ pub unsafe extern "C" fn shoal_results_sort(
 /// New results sorted by several keys (`properties[0]` most significant), each with its own
 /// direction. Release with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_results_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_NO_SUCH_PROPERTY`, `SHOAL_ERR_WRONG_TYPE` (a list property),
+/// `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `results` is a results handle; `properties` and `ascending` hold `count` entries.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_sort_by(
@@ -151,7 +174,12 @@ pub unsafe extern "C" fn shoal_results_sort_by(
 /// New results keeping the first object of each distinct value of `property`. Release with
 /// `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_results_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_NO_SUCH_PROPERTY`, `SHOAL_ERR_WRONG_TYPE` (a list property),
+/// `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `results` is a results handle; `property` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_distinct(
@@ -179,9 +207,13 @@ fn aggregate(
 
 /// The smallest value of a numeric or timestamp property into `*out` (NULL when empty).
 ///
+/// `out` (out): the value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_WRONG_TYPE`, `SHOAL_ERR_NO_SUCH_PROPERTY`.
 ///
-/// # Safety
+/// Requires:
 /// `results` is a results handle; `property` NUL-terminated; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_min(
@@ -194,7 +226,13 @@ pub unsafe extern "C" fn shoal_results_min(
 
 /// The largest value (NULL when empty).
 ///
-/// # Safety
+/// `out` (out): the value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: as `shoal_results_min`.
+///
+/// Requires:
 /// As `shoal_results_min`.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_max(
@@ -207,7 +245,13 @@ pub unsafe extern "C" fn shoal_results_max(
 
 /// The sum: INT for int properties, DOUBLE for float and double; 0 when empty.
 ///
-/// # Safety
+/// `out` (out): the value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: as `shoal_results_min`.
+///
+/// Requires:
 /// As `shoal_results_min`.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_sum(
@@ -220,7 +264,13 @@ pub unsafe extern "C" fn shoal_results_sum(
 
 /// The mean as DOUBLE (NULL when empty).
 ///
-/// # Safety
+/// `out` (out): the value; free it with `shoal_value_free`.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: as `shoal_results_min`.
+///
+/// Requires:
 /// As `shoal_results_min`.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_average(
@@ -234,7 +284,12 @@ pub unsafe extern "C" fn shoal_results_average(
 /// Deletes every object in the results; returns how many, or -1 on error. Needs a write
 /// transaction.
 ///
-/// # Safety
+/// Returns: the number of objects deleted, or -1 on error.
+///
+/// Errors: `SHOAL_ERR_NOT_IN_WRITE_TRANSACTION`, `SHOAL_ERR_REALM_CLOSED`, `SHOAL_ERR_MISUSE` (a
+/// NULL or released handle).
+///
+/// Requires:
 /// `results` is a results handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_results_delete_all(results: *mut shoal_results_t) -> i64 {

@@ -1,7 +1,7 @@
 //! Synced realms: sync configurations, sessions (states, progress, waits, tokens) and client
 //! reset.
 
-use super::config::shoal_free_userdata_fn;
+use super::config::shoal_free_userdata_fn_t;
 use super::convert::{bytes_arg, malloc_string, str_arg, UserData};
 use super::error::guard;
 use super::handle::{self, into_handle, Payload};
@@ -87,7 +87,7 @@ pub struct shoal_sync_error_t {
 
 /// Gets every error of a session. `session` is valid only during the call (`shoal_clone` it to
 /// keep it); `error` and its strings too. Runs on the library's sync callback thread.
-pub type shoal_sync_error_fn = Option<
+pub type shoal_sync_error_fn_t = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
         session: *mut shoal_session_t,
@@ -99,7 +99,7 @@ pub type shoal_sync_error_fn = Option<
 /// current one expires, after the server said it expired): answer, now or later and from any
 /// thread, with `shoal_session_bind_token`. `session` (clone it to keep it) and `server_path`
 /// (e.g. `"/<identity>/tasks"`) are valid only during the call. Runs on the sync callback thread.
-pub type shoal_token_binder_fn = Option<
+pub type shoal_token_binder_fn_t = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
         session: *mut shoal_session_t,
@@ -108,16 +108,16 @@ pub type shoal_token_binder_fn = Option<
 >;
 
 /// Called with the old and the new `SHOAL_SESSION_*` state.
-pub type shoal_session_state_fn =
+pub type shoal_session_state_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, old_state: i32, new_state: i32)>;
 
 /// Called with the old and the new `SHOAL_CONNECTION_*` state.
-pub type shoal_connection_state_fn =
+pub type shoal_connection_state_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, old_state: i32, new_state: i32)>;
 
 /// Called with the bytes transferred and the bytes transferred plus still to transfer;
 /// complete when `transferred >= transferable`.
-pub type shoal_progress_fn =
+pub type shoal_progress_fn_t =
     Option<unsafe extern "C" fn(userdata: *mut c_void, transferred: u64, transferable: u64)>;
 
 fn c_string(s: &str) -> CString {
@@ -197,10 +197,12 @@ fn with_sync_config(
 /// `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`, no wait for initial data, tokens refreshed by
 /// the library. Use it with `shoal_config_set_sync`. Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_sync_config_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a URL that breaks a rule above, a logged-out or
 /// expired user), `SHOAL_ERR_MISUSE` (NULL or released user), file errors.
 ///
-/// # Safety
+/// Requires:
 /// `user` is a user handle; `url` is NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_new(
@@ -221,15 +223,19 @@ pub unsafe extern "C" fn shoal_sync_config_new(
 /// it was copied into and every session using it are released (before this returns if it
 /// fails).
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `sc` is a sync config handle; `callback` and `free_userdata` valid functions or NULL;
 /// `userdata` usable from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_set_error_handler(
     sc: *mut shoal_sync_config_t,
-    callback: shoal_sync_error_fn,
+    callback: shoal_sync_error_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     with_sync_config(sc, move |c| {
@@ -254,9 +260,11 @@ pub unsafe extern "C" fn shoal_sync_config_set_error_handler(
 /// Sets what the session does when the last realm handle of its file is released: one of
 /// `SHOAL_STOP_POLICY_*` (default `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`).
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for another number.
 ///
-/// # Safety
+/// Requires:
 /// `sc` is a sync config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_set_stop_policy(
@@ -276,7 +284,11 @@ pub unsafe extern "C" fn shoal_sync_config_set_stop_policy(
 /// practical limit); then `shoal_realm_open` fails with `SHOAL_ERR_TIMEOUT` (or the session's
 /// fatal error). `wait` false (the default) never waits: opening works offline.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `sc` is a sync config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_set_wait_for_initial_data(
@@ -290,19 +302,23 @@ pub unsafe extern "C" fn shoal_sync_config_set_wait_for_initial_data(
     })
 }
 
-/// Lets the binding supply access tokens itself (see `shoal_token_binder_fn`); NULL `callback`
+/// Lets the binding supply access tokens itself (see `shoal_token_binder_fn_t`); NULL `callback`
 /// removes the binder, and the library then gets tokens from the auth server on its own,
 /// 10 s before they expire. `free_userdata` runs as for `shoal_sync_config_set_error_handler`.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `sc` is a sync config handle; `callback` and `free_userdata` valid functions or NULL;
 /// `userdata` usable from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_set_token_binder(
     sc: *mut shoal_sync_config_t,
-    callback: shoal_token_binder_fn,
+    callback: shoal_token_binder_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     with_sync_config(sc, move |c| {
@@ -332,20 +348,28 @@ fn sync_config_string(
 
 /// The local realm file of the configuration. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `sc` is a sync config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_sync_config_get_path(sc: *const shoal_sync_config_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_sync_config_path(sc: *const shoal_sync_config_t) -> *mut c_char {
     sync_config_string(sc, |c| c.local_path().display().to_string())
 }
 
 /// The resolved server URL (`~` replaced by the user's identity), e.g.
 /// `"realm://127.0.0.1:9080/<identity>/tasks"`. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `sc` is a sync config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_sync_config_get_server_url(
+pub unsafe extern "C" fn shoal_sync_config_server_url(
     sc: *const shoal_sync_config_t,
 ) -> *mut c_char {
     sync_config_string(sc, |c| c.server_url().to_owned())
@@ -353,10 +377,14 @@ pub unsafe extern "C" fn shoal_sync_config_get_server_url(
 
 /// The server path, e.g. `"/<identity>/tasks"`. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `sc` is a sync config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_sync_config_get_server_path(
+pub unsafe extern "C" fn shoal_sync_config_server_path(
     sc: *const shoal_sync_config_t,
 ) -> *mut c_char {
     sync_config_string(sc, |c| c.server_path().to_owned())
@@ -364,11 +392,15 @@ pub unsafe extern "C" fn shoal_sync_config_get_server_path(
 
 /// Makes `config` a synced realm's configuration (the sync configuration is copied; `sc` stays
 /// the caller's): its path becomes the sync configuration's local file (see
-/// `shoal_config_get_path`). Synced realms are additive-only (a schema with additions needs a
+/// `shoal_config_path`). Synced realms are additive-only (a schema with additions needs a
 /// higher schema version; nothing is removed; no migration callback runs), cannot be in memory
 /// and cannot be compacted.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `config` is a config handle; `sc` a sync config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_set_sync(
@@ -388,10 +420,12 @@ pub unsafe extern "C" fn shoal_config_set_sync(
 /// key (`key` NULL and `key_len` 0: not encrypted) and `schema` (copied; NULL: the file's own).
 /// Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_config_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL or empty path, a key that is not 64 bytes, an
 /// invalid schema).
 ///
-/// # Safety
+/// Requires:
 /// `path` is NUL-terminated; `key` NULL or `key_len` readable bytes; `schema` a schema handle
 /// or NULL.
 #[no_mangle]
@@ -424,15 +458,15 @@ pub unsafe extern "C" fn shoal_config_for_recovery(
 /// The sync session of a synced realm (one per file and process, shared by every handle of the
 /// realm). Release with `shoal_release`.
 ///
+/// Returns: a new `shoal_session_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a realm that is not synced,
 /// `SHOAL_ERR_REALM_CLOSED`.
 ///
-/// # Safety
+/// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_get_session(
-    realm: *const shoal_realm_t,
-) -> *mut shoal_session_t {
+pub unsafe extern "C" fn shoal_realm_session(realm: *const shoal_realm_t) -> *mut shoal_session_t {
     guard(|| {
         let r = handle::realm(realm)?;
         if r.is_closed() {
@@ -449,10 +483,12 @@ pub unsafe extern "C" fn shoal_realm_get_session(
 /// `SHOAL_SESSION_INACTIVE` until the realm is opened) if there is none. Release with
 /// `shoal_release`.
 ///
+/// Returns: a new `shoal_session_t` handle (release it with `shoal_release`), or NULL on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (not a synced configuration, a user of another app, a
 /// file already synced with another URL or user).
 ///
-/// # Safety
+/// Requires:
 /// `app` is an app handle; `config` a config handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_get_session(
@@ -475,7 +511,11 @@ fn session_code(session: *const shoal_session_t, f: impl FnOnce(&Session) -> i32
 /// The session's state: one of `SHOAL_SESSION_*`, or -1 (with the error) for a NULL or
 /// released handle.
 ///
-/// # Safety
+/// Returns: one of `SHOAL_SESSION_*`, or -1 on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_state(session: *const shoal_session_t) -> i32 {
@@ -485,7 +525,11 @@ pub unsafe extern "C" fn shoal_session_state(session: *const shoal_session_t) ->
 /// The state of the session's connection: one of `SHOAL_CONNECTION_*`, or -1 (with the error)
 /// for a NULL or released handle.
 ///
-/// # Safety
+/// Returns: one of `SHOAL_CONNECTION_*`, or -1 on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_connection_state(session: *const shoal_session_t) -> i32 {
@@ -496,15 +540,21 @@ pub unsafe extern "C" fn shoal_session_connection_state(session: *const shoal_se
 /// thread. Release the token to unregister; `free_userdata` (may be NULL) runs once, after the
 /// last call (before this returns if it fails).
 ///
-/// # Safety
+/// Returns: a new `shoal_token_t` handle (release it with `shoal_release` to unregister), or NULL
+/// on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL callback), `SHOAL_ERR_MISUSE` (a NULL or released
+/// handle).
+///
+/// Requires:
 /// `session` is a session handle; `callback` a valid function; `userdata` usable from any
 /// thread.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_add_state_callback(
     session: *mut shoal_session_t,
-    callback: shoal_session_state_fn,
+    callback: shoal_session_state_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> *mut shoal_token_t {
     let data = Arc::new(UserData::new(userdata, free_userdata));
     guard(move || {
@@ -523,15 +573,21 @@ pub unsafe extern "C" fn shoal_session_add_state_callback(
 /// sync callback thread. Release the token to unregister; `free_userdata` (may be NULL) runs
 /// once, after the last call (before this returns if it fails).
 ///
-/// # Safety
+/// Returns: a new `shoal_token_t` handle (release it with `shoal_release` to unregister), or NULL
+/// on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL callback), `SHOAL_ERR_MISUSE` (a NULL or released
+/// handle).
+///
+/// Requires:
 /// `session` is a session handle; `callback` a valid function; `userdata` usable from any
 /// thread.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_add_connection_callback(
     session: *mut shoal_session_t,
-    callback: shoal_connection_state_fn,
+    callback: shoal_connection_state_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> *mut shoal_token_t {
     let data = Arc::new(UserData::new(userdata, free_userdata));
     guard(move || {
@@ -555,10 +611,13 @@ pub unsafe extern "C" fn shoal_session_add_connection_callback(
 /// keeps reporting. Release the token to unregister; `free_userdata` (may be NULL) runs once,
 /// after the last call (before this returns if it fails).
 ///
+/// Returns: a new `shoal_token_t` handle (release it with `shoal_release` to unregister), or NULL
+/// on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (unknown direction or mode, NULL callback), file
 /// errors (the realm's history cannot be read).
 ///
-/// # Safety
+/// Requires:
 /// `session` is a session handle; `callback` a valid function; `userdata` usable from any
 /// thread.
 #[no_mangle]
@@ -566,9 +625,9 @@ pub unsafe extern "C" fn shoal_session_add_progress_callback(
     session: *mut shoal_session_t,
     direction: i32,
     mode: i32,
-    callback: shoal_progress_fn,
+    callback: shoal_progress_fn_t,
     userdata: *mut c_void,
-    free_userdata: shoal_free_userdata_fn,
+    free_userdata: shoal_free_userdata_fn_t,
 ) -> *mut shoal_token_t {
     let data = Arc::new(UserData::new(userdata, free_userdata));
     guard(move || {
@@ -600,10 +659,12 @@ pub unsafe extern "C" fn shoal_session_add_progress_callback(
 /// Blocks until every local change committed before the call has been acknowledged by the
 /// server, or `timeout_ms` milliseconds pass (`UINT64_MAX`: no practical limit).
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_TIMEOUT` (also while paused or offline); the session's fatal error (e.g.
 /// `SHOAL_ERR_ACCESS_DENIED`, or a protocol code with category `SHOAL_ERR_CATEGORY_SYNC`).
 ///
-/// # Safety
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_wait_for_upload(
@@ -620,9 +681,11 @@ pub unsafe extern "C" fn shoal_session_wait_for_upload(
 /// integrated, or `timeout_ms` milliseconds pass (`UINT64_MAX`: no practical limit). Call
 /// `shoal_realm_refresh` afterwards to see the changes through a realm handle.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: as `shoal_session_wait_for_upload`.
 ///
-/// # Safety
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_wait_for_download(
@@ -638,7 +701,11 @@ pub unsafe extern "C" fn shoal_session_wait_for_download(
 /// Stops syncing until `shoal_session_resume` (state `SHOAL_SESSION_INACTIVE`); local writes
 /// go on and upload after resuming.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_pause(session: *mut shoal_session_t) -> bool {
@@ -650,7 +717,11 @@ pub unsafe extern "C" fn shoal_session_pause(session: *mut shoal_session_t) -> b
 
 /// Resumes a paused session.
 ///
-/// # Safety
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_resume(session: *mut shoal_session_t) -> bool {
@@ -663,9 +734,11 @@ pub unsafe extern "C" fn shoal_session_resume(session: *mut shoal_session_t) -> 
 /// Hands the session an access token that its token binder was asked for (see
 /// `shoal_sync_config_set_token_binder`). May be called from any thread.
 ///
+/// Returns: true on success, false on error.
+///
 /// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a NULL or empty token.
 ///
-/// # Safety
+/// Requires:
 /// `session` is a session handle; `token` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_session_bind_token(
@@ -681,32 +754,40 @@ pub unsafe extern "C" fn shoal_session_bind_token(
 
 /// The session's local realm file. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_session_get_path(session: *const shoal_session_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_session_path(session: *const shoal_session_t) -> *mut c_char {
     guard(|| Ok(malloc_string(handle::session(session)?.path())))
 }
 
 /// The session's resolved server URL. Free with `shoal_free`.
 ///
-/// # Safety
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_session_get_server_url(
-    session: *const shoal_session_t,
-) -> *mut c_char {
+pub unsafe extern "C" fn shoal_session_server_url(session: *const shoal_session_t) -> *mut c_char {
     guard(|| Ok(malloc_string(handle::session(session)?.server_url())))
 }
 
 /// The user the session syncs as. Release with `shoal_release`.
 ///
-/// # Safety
+/// Returns: a new `shoal_user_t` handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
 /// `session` is a session handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_session_get_user(
-    session: *const shoal_session_t,
-) -> *mut shoal_user_t {
+pub unsafe extern "C" fn shoal_session_user(session: *const shoal_session_t) -> *mut shoal_user_t {
     guard(|| {
         let s = handle::session(session)?;
         Ok(into_handle(Payload::User(s.config().user().clone())))
@@ -724,7 +805,7 @@ pub unsafe extern "C" fn shoal_session_get_user(
 /// Errors: `SHOAL_ERR_REALM_IN_USE` while a handle of the realm is open (release every realm
 /// handle first), `SHOAL_ERR_FILE_NOT_FOUND`, file errors.
 ///
-/// # Safety
+/// Requires:
 /// `app` is an app handle; `original_path` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn shoal_app_execute_client_reset(
@@ -798,10 +879,10 @@ mod tests {
             assert_eq!(shoal_session_connection_state(std::ptr::null()), -1);
             assert!(!shoal_session_pause(std::ptr::null_mut()));
             assert!(!shoal_session_wait_for_upload(std::ptr::null_mut(), 1));
-            assert!(shoal_session_get_path(std::ptr::null()).is_null());
+            assert!(shoal_session_path(std::ptr::null()).is_null());
             let schema = super::super::shoal_schema_new();
             assert_eq!(shoal_session_state(schema.cast()), -1);
-            assert!(shoal_sync_config_get_path(schema.cast()).is_null());
+            assert!(shoal_sync_config_path(schema.cast()).is_null());
             assert!(super::super::shoal_release(schema.cast()));
         }
     }

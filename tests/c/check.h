@@ -96,7 +96,7 @@ static void check_error_impl(const char *file, int line, const char *expr, bool 
 }
 
 /* CHECK_ERR(failed, code): `failed` (an expression that makes exactly one Shoal call, e.g.
- * `!shoal_realm_commit(r)` or `shoal_query(...) == NULL`) is true, and that call's last error
+ * `!shoal_realm_commit(r)` or `shoal_realm_query(...) == NULL`) is true, and that call's last error
  * has this code, a message and a category. */
 #define CHECK_ERR(failed, code) check_error_impl(__FILE__, __LINE__, #failed, (failed), (code), #code)
 

@@ -66,68 +66,8 @@ static bool file_exists(const char *path) {
 /* ------------------------------------------------------------------------------------------ */
 /* Values                                                                                      */
 
-static shoal_value_t v_null(void) {
-    shoal_value_t v;
-    memset(&v, 0, sizeof v);
-    v.kind = SHOAL_VALUE_NULL;
-    return v;
-}
-
-static shoal_value_t v_bool(bool b) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_BOOL;
-    v.data.boolean = b;
-    return v;
-}
-
-static shoal_value_t v_int(int64_t i) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_INT;
-    v.data.integer = i;
-    return v;
-}
-
-static shoal_value_t v_float(float f) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_FLOAT;
-    v.data.fnum = f;
-    return v;
-}
-
-static shoal_value_t v_double(double d) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_DOUBLE;
-    v.data.dnum = d;
-    return v;
-}
-
-static shoal_value_t v_strn(const char *s, size_t n) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_STRING;
-    v.data.string.data = s;
-    v.data.string.size = n;
-    return v;
-}
-
-static shoal_value_t v_str(const char *s) {
-    return v_strn(s, strlen(s));
-}
-
-static shoal_value_t v_bin(const void *p, size_t n) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_BINARY;
-    v.data.binary.data = (const uint8_t *)p;
-    v.data.binary.size = n;
-    return v;
-}
-
-static shoal_value_t v_ts(int64_t seconds, int32_t nanos) {
-    shoal_value_t v = v_null();
-    v.kind = SHOAL_VALUE_TIMESTAMP;
-    v.data.timestamp.seconds = seconds;
-    v.data.timestamp.nanos = nanos;
-    return v;
-}
+/* Values are built with the header's static inline constructors (shoal_value_int, ...),
+ * which this program also compile-tests. */
 
 /* Reads an INT property. */
 #define GET_INT(obj, prop) get_int_at(__FILE__, __LINE__, (obj), (prop))
@@ -230,7 +170,7 @@ static shoal_realm_t *open_people(const char *name) {
 }
 
 static shoal_object_t *create_person(shoal_realm_t *r, int64_t id) {
-    shoal_value_t pk = v_int(id);
+    shoal_value_t pk = shoal_value_int(id);
     shoal_object_t *o = shoal_object_create(r, "Person", &pk);
     CHECK(o != NULL);
     return o;
@@ -274,7 +214,7 @@ static void ids_csv(const shoal_results_t *res, bool sorted, char *buf, size_t c
     expect_query_at(__FILE__, __LINE__, (realm), (pred), (args), (nargs), (expected))
 static void expect_query_at(const char *file, int line, const shoal_realm_t *r, const char *pred,
                             const shoal_value_t *args, size_t nargs, const char *expected) {
-    shoal_results_t *res = shoal_query(r, "Person", pred, args, nargs);
+    shoal_results_t *res = shoal_realm_query(r, "Person", pred, args, nargs);
     if (!res) check_failf(file, line, "query \"%s\" failed", pred);
     char got[512];
     ids_csv(res, true, got, sizeof got);
@@ -293,6 +233,37 @@ static void test_versions(void) {
     int major = 0, minor = 0, patch = 0;
     CHECK(sscanf(shoal_libversion(), "%d.%d.%d", &major, &minor, &patch) == 3);
     CHECK_INT_EQ(shoal_libversion_number(), major * 1000000 + minor * 1000 + patch);
+}
+
+/* The header's static inline value constructors fill in the kind and the payload, and
+ * borrow what they point to. */
+static void test_value_constructors(void) {
+    shoal_value_t v = shoal_value_null();
+    CHECK(v.kind == SHOAL_VALUE_NULL);
+    v = shoal_value_bool(true);
+    CHECK(v.kind == SHOAL_VALUE_BOOL && v.data.boolean);
+    v = shoal_value_int(-42);
+    CHECK(v.kind == SHOAL_VALUE_INT && v.data.integer == -42);
+    v = shoal_value_float(1.5f);
+    CHECK(v.kind == SHOAL_VALUE_FLOAT && v.data.fnum == 1.5f);
+    v = shoal_value_double(2.25);
+    CHECK(v.kind == SHOAL_VALUE_DOUBLE && v.data.dnum == 2.25);
+    const char *text = "h\xc3\xa9llo";
+    v = shoal_value_string(text);
+    CHECK(v.kind == SHOAL_VALUE_STRING && v.data.string.data == text && v.data.string.size == 6);
+    v = shoal_value_string(NULL);
+    CHECK(v.kind == SHOAL_VALUE_NULL);
+    v = shoal_value_string_n("abc", 2);
+    CHECK(v.kind == SHOAL_VALUE_STRING && v.data.string.size == 2);
+    const uint8_t bytes[3] = {0, 1, 2};
+    v = shoal_value_binary(bytes, sizeof bytes);
+    CHECK(v.kind == SHOAL_VALUE_BINARY && v.data.binary.data == bytes && v.data.binary.size == 3);
+    v = shoal_value_timestamp(-5, 7);
+    CHECK(v.kind == SHOAL_VALUE_TIMESTAMP && v.data.timestamp.seconds == -5 &&
+          v.data.timestamp.nanos == 7);
+    v = shoal_value_link("Dog", 9);
+    CHECK(v.kind == SHOAL_VALUE_LINK && strcmp(v.data.link.class_name, "Dog") == 0 &&
+          v.data.link.key == 9);
 }
 
 static void test_error_names_and_last_error(void) {
@@ -384,7 +355,7 @@ static void test_error_names_and_last_error(void) {
     CHECK(e.path == NULL);
     CHECK(shoal_get_last_error(NULL));
     /* Freeing and version queries cannot fail and keep it too. */
-    shoal_value_t nothing = v_null();
+    shoal_value_t nothing = shoal_value_null();
     shoal_free(NULL);
     shoal_value_free(&nothing);
     shoal_value_free(NULL);
@@ -438,7 +409,7 @@ static void test_schema_builder_and_json(void) {
     CHECK(shoal_config_set_schema(c, back));
     shoal_realm_t *r = shoal_realm_open(c);
     CHECK(r != NULL);
-    char *realm_json = shoal_realm_get_schema_json(r);
+    char *realm_json = shoal_realm_schema_json(r);
     CHECK(realm_json != NULL);
     shoal_schema_t *from_realm = shoal_schema_from_json(realm_json);
     CHECK(from_realm != NULL);
@@ -501,7 +472,7 @@ static void test_config_setters(void) {
     path_in(path, "config.realm");
     shoal_config_t *c = shoal_config_new(path);
     CHECK(c != NULL);
-    char *got = shoal_config_get_path(c);
+    char *got = shoal_config_path(c);
     CHECK_STR_EQ(got, path);
     shoal_free(got);
 
@@ -519,9 +490,9 @@ static void test_config_setters(void) {
     shoal_realm_t *r = shoal_realm_open(c);
     CHECK(r != NULL);
     uint64_t version = 0;
-    CHECK(shoal_realm_get_schema_version(r, &version));
+    CHECK(shoal_realm_schema_version(r, &version));
     CHECK_INT_EQ(version, 7);
-    char *json = shoal_realm_get_schema_json(r);
+    char *json = shoal_realm_schema_json(r);
     CHECK(json != NULL);
     CHECK(strstr(json, "\"Person\"") != NULL);
     CHECK(strstr(json, "\"Later\"") == NULL);
@@ -605,12 +576,12 @@ static bool initial_data_cb(void *userdata, shoal_realm_t *realm) {
     /* The callback runs inside the creating transaction: a second begin fails. */
     shoal_error_t e;
     if (!shoal_realm_begin_write(realm) && shoal_get_last_error(&e)) st->nested_begin_error = e.code;
-    if (!shoal_realm_get_schema_version(realm, &st->schema_version)) return false;
+    if (!shoal_realm_schema_version(realm, &st->schema_version)) return false;
     for (int64_t id = 1; id <= 2; id++) {
-        shoal_value_t pk = v_int(id);
+        shoal_value_t pk = shoal_value_int(id);
         shoal_object_t *o = shoal_object_create(realm, "Person", &pk);
         if (!o) return false;
-        shoal_value_t name = v_str(id == 1 ? "first" : "second");
+        shoal_value_t name = shoal_value_string(id == 1 ? "first" : "second");
         bool ok = shoal_object_set(o, "name", &name);
         shoal_release(o);
         if (!ok) return false;
@@ -624,7 +595,7 @@ static void free_initial_state(void *userdata) {
 
 static bool failing_initial_data_cb(void *userdata, shoal_realm_t *realm) {
     (void)userdata;
-    shoal_value_t pk = v_int(1);
+    shoal_value_t pk = shoal_value_int(1);
     /* Fails with NO_SUCH_CLASS, which shoal_realm_open must report. */
     shoal_object_t *o = shoal_object_create(realm, "NoSuchClass", &pk);
     if (!o) return false; /* no other Shoal call: it would reset the last error */
@@ -653,7 +624,7 @@ static void test_initial_data_runs_once_in_creating_transaction(void) {
     CHECK_INT_EQ(st.schema_version, 4);
     CHECK(!shoal_realm_is_in_transaction(r));
     CHECK_INT_EQ(count_objects(r, "Person"), 2);
-    shoal_value_t pk = v_int(2);
+    shoal_value_t pk = shoal_value_int(2);
     shoal_object_t *second = shoal_object_find(r, "Person", &pk);
     CHECK(second != NULL);
     CHECK_PROP_STR(second, "name", "second");
@@ -712,7 +683,7 @@ static bool migration_cb(void *userdata, shoal_realm_t *realm, uint64_t old_vers
                 snprintf(buf, sizeof buf, "Dr. %s", old_name.data.string.data);
             else
                 snprintf(buf, sizeof buf, "Dr. ?");
-            shoal_value_t full = v_str(buf);
+            shoal_value_t full = shoal_value_string(buf);
             ok = shoal_object_set(o, "full_name", &full); /* a new property */
             shoal_value_free(&old_name);
         }
@@ -754,7 +725,7 @@ static void test_migration_and_delete_if_needed(void) {
     const char *names[] = {"Ann", "Bob"};
     for (int i = 0; i < 2; i++) {
         shoal_object_t *o = create_person(r, i + 1);
-        shoal_value_t name = v_str(names[i]);
+        shoal_value_t name = shoal_value_string(names[i]);
         CHECK(shoal_object_set(o, "name", &name));
         CHECK(shoal_release(o));
     }
@@ -782,9 +753,9 @@ static void test_migration_and_delete_if_needed(void) {
     CHECK_INT_EQ(st.new_version, 2);
     CHECK_INT_EQ(st.migrated, 2);
     uint64_t version = 0;
-    CHECK(shoal_realm_get_schema_version(r, &version));
+    CHECK(shoal_realm_schema_version(r, &version));
     CHECK_INT_EQ(version, 2);
-    shoal_value_t pk = v_int(1);
+    shoal_value_t pk = shoal_value_int(1);
     shoal_object_t *ann = shoal_object_find(r, "Person", &pk);
     CHECK(ann != NULL);
     CHECK_PROP_STR(ann, "full_name", "Dr. Ann");
@@ -814,7 +785,7 @@ static void test_migration_and_delete_if_needed(void) {
     bool empty = false;
     CHECK(shoal_realm_is_empty(r, &empty));
     CHECK(empty);
-    CHECK(shoal_realm_get_schema_version(r, &version));
+    CHECK(shoal_realm_schema_version(r, &version));
     CHECK_INT_EQ(version, 3);
     CHECK(shoal_release(r));
 
@@ -845,10 +816,10 @@ static void test_realm_transactions(void) {
     CHECK(shoal_realm_is_empty(r, &empty));
     CHECK(empty);
     uint64_t sv = 0;
-    CHECK(shoal_realm_get_schema_version(r, &sv));
+    CHECK(shoal_realm_schema_version(r, &sv));
     CHECK_INT_EQ(sv, 3);
     uint64_t v0 = 0, v1 = 0;
-    CHECK(shoal_realm_get_version(r, &v0));
+    CHECK(shoal_realm_version(r, &v0));
 
     /* Commit and cancel outside a transaction. */
     CHECK_ERR(!shoal_realm_commit(r), SHOAL_ERR_NOT_IN_WRITE_TRANSACTION);
@@ -860,7 +831,7 @@ static void test_realm_transactions(void) {
     CHECK_ERR(!shoal_realm_begin_write(r), SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION);
     CHECK(shoal_realm_is_in_transaction(r));
     shoal_object_t *o = create_person(r, 1);
-    shoal_value_t name = v_str("Committed");
+    shoal_value_t name = shoal_value_string("Committed");
     CHECK(shoal_object_set(o, "name", &name));
     /* Inside a write, refresh does nothing. */
     bool changed = true;
@@ -870,7 +841,7 @@ static void test_realm_transactions(void) {
     CHECK(!shoal_realm_is_in_transaction(r));
     CHECK(shoal_realm_is_empty(r, &empty));
     CHECK(!empty);
-    CHECK(shoal_realm_get_version(r, &v1));
+    CHECK(shoal_realm_version(r, &v1));
     CHECK(v1 > v0);
 
     /* begin / cancel: the write is discarded. */
@@ -883,7 +854,7 @@ static void test_realm_transactions(void) {
     CHECK(!shoal_object_is_valid(gone));
     CHECK_NO_ERROR();
     uint64_t v2 = 0;
-    CHECK(shoal_realm_get_version(r, &v2));
+    CHECK(shoal_realm_version(r, &v2));
     CHECK_INT_EQ(v2, v1);
 
     /* A commit without changes is fine. */
@@ -955,7 +926,7 @@ static void test_two_handles_on_one_file(void) {
     CHECK(shoal_realm_commit(a));
 
     CHECK_INT_EQ(count_objects(b, "Person"), 0);
-    shoal_value_t pk = v_int(42);
+    shoal_value_t pk = shoal_value_int(42);
     CHECK(shoal_object_find(b, "Person", &pk) == NULL);
     CHECK_NO_ERROR();
     bool changed = false;
@@ -980,8 +951,8 @@ static void test_two_handles_on_one_file(void) {
     CHECK(changed);
     CHECK_INT_EQ(count_objects(a, "Person"), 2);
     uint64_t va = 0, vb = 0;
-    CHECK(shoal_realm_get_version(a, &va));
-    CHECK(shoal_realm_get_version(b, &vb));
+    CHECK(shoal_realm_version(a, &va));
+    CHECK(shoal_realm_version(b, &vb));
     CHECK_INT_EQ(va, vb);
 
     CHECK(shoal_release(o2));
@@ -1000,18 +971,18 @@ static void test_object_create_find_primary_keys(void) {
     CHECK(shoal_realm_begin_write(r));
 
     shoal_object_t *p = create_person(r, 7);
-    shoal_value_t pk = v_int(7);
+    shoal_value_t pk = shoal_value_int(7);
     CHECK_ERR(shoal_object_create(r, "Person", &pk) == NULL, SHOAL_ERR_DUPLICATE_PRIMARY_KEY);
 
     const char *code = "caf\xc3\xa9-\xf0\x9f\x90\x9f"; /* "café-🐟" */
-    shoal_value_t spk = v_str(code);
+    shoal_value_t spk = shoal_value_string(code);
     shoal_object_t *t = shoal_object_create(r, "Tag", &spk);
     CHECK(t != NULL);
     CHECK_ERR(shoal_object_create(r, "Tag", &spk) == NULL, SHOAL_ERR_DUPLICATE_PRIMARY_KEY);
     CHECK_PROP_STR(t, "code", code);
 
     /* Primary key errors. */
-    shoal_value_t wrong = v_str("7");
+    shoal_value_t wrong = shoal_value_string("7");
     CHECK_ERR(shoal_object_create(r, "Person", &wrong) == NULL, SHOAL_ERR_WRONG_TYPE);
     CHECK_ERR(shoal_object_create(r, "Person", NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(shoal_object_create(r, "Dog", &pk) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
@@ -1020,8 +991,8 @@ static void test_object_create_find_primary_keys(void) {
     shoal_object_t *d2 = shoal_object_create(r, "Dog", NULL);
     CHECK(d1 != NULL && d2 != NULL);
     uint64_t k1 = 0, k2 = 0;
-    CHECK(shoal_object_get_key(d1, &k1));
-    CHECK(shoal_object_get_key(d2, &k2));
+    CHECK(shoal_object_key(d1, &k1));
+    CHECK(shoal_object_key(d2, &k2));
     CHECK(k1 != k2);
     CHECK(shoal_realm_commit(r));
 
@@ -1030,19 +1001,19 @@ static void test_object_create_find_primary_keys(void) {
     CHECK(found != NULL);
     CHECK_NO_ERROR();
     uint64_t kp = 0, kf = 0;
-    CHECK(shoal_object_get_key(p, &kp));
-    CHECK(shoal_object_get_key(found, &kf));
+    CHECK(shoal_object_key(p, &kp));
+    CHECK(shoal_object_key(found, &kf));
     CHECK_INT_EQ(kp, kf);
-    char *cls = shoal_object_get_class_name(found);
+    char *cls = shoal_object_class_name(found);
     CHECK_STR_EQ(cls, "Person");
     shoal_free(cls);
-    shoal_value_t missing = v_int(8);
+    shoal_value_t missing = shoal_value_int(8);
     CHECK(shoal_object_find(r, "Person", &missing) == NULL);
     CHECK_NO_ERROR();
 
     shoal_object_t *tf = shoal_object_find(r, "Tag", &spk);
     CHECK(tf != NULL);
-    shoal_value_t missing_s = v_str("cafe");
+    shoal_value_t missing_s = shoal_value_string("cafe");
     CHECK(shoal_object_find(r, "Tag", &missing_s) == NULL);
     CHECK_NO_ERROR();
 
@@ -1057,7 +1028,7 @@ static void test_object_create_find_primary_keys(void) {
     shoal_object_t *pc = shoal_clone(p);
     CHECK(pc != NULL && pc != (void *)p);
     uint64_t kc = 0;
-    CHECK(shoal_object_get_key(pc, &kc));
+    CHECK(shoal_object_key(pc, &kc));
     CHECK_INT_EQ(kc, kp);
     CHECK(shoal_release(pc));
     CHECK(shoal_object_is_valid(p));
@@ -1077,7 +1048,7 @@ static void test_object_values_of_every_kind(void) {
     shoal_object_t *p = create_person(r, 1);
     shoal_object_t *dog = shoal_object_create(r, "Dog", NULL);
     CHECK(dog != NULL);
-    shoal_value_t dog_name = v_str("Rex");
+    shoal_value_t dog_name = shoal_value_string("Rex");
     CHECK(shoal_object_set(dog, "name", &dog_name));
 
     /* Defaults: zero values for required properties, NULL for nullable ones. */
@@ -1090,46 +1061,46 @@ static void test_object_values_of_every_kind(void) {
 
     shoal_value_t v;
     /* bool */
-    shoal_value_t b = v_bool(true);
+    shoal_value_t b = shoal_value_bool(true);
     CHECK(shoal_object_set(p, "active", &b));
     CHECK(shoal_object_get(p, "active", &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_BOOL);
     CHECK(v.data.boolean == true);
     /* int: the extremes survive */
-    shoal_value_t i = v_int(INT64_MIN);
+    shoal_value_t i = shoal_value_int(INT64_MIN);
     CHECK(shoal_object_set(p, "age", &i));
     CHECK(GET_INT(p, "age") == INT64_MIN);
-    i = v_int(INT64_MAX);
+    i = shoal_value_int(INT64_MAX);
     CHECK(shoal_object_set(p, "age", &i));
     CHECK(GET_INT(p, "age") == INT64_MAX);
     /* float */
-    shoal_value_t f = v_float(1.25f);
+    shoal_value_t f = shoal_value_float(1.25f);
     CHECK(shoal_object_set(p, "ratio", &f));
     CHECK(shoal_object_get(p, "ratio", &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_FLOAT);
     CHECK(v.data.fnum == 1.25f);
     /* double */
-    shoal_value_t d = v_double(-3.141592653589793);
+    shoal_value_t d = shoal_value_double(-3.141592653589793);
     CHECK(shoal_object_set(p, "score", &d));
     CHECK(shoal_object_get(p, "score", &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_DOUBLE);
     CHECK(v.data.dnum == -3.141592653589793);
     /* string with multi-byte UTF-8 */
     const char *utf8 = "Zo\xc3\xab \xf0\x9f\x90\x9f \xe6\x97\xa5\xe6\x9c\xac"; /* "Zoë 🐟 日本" */
-    shoal_value_t s = v_str(utf8);
+    shoal_value_t s = shoal_value_string(utf8);
     CHECK(shoal_object_set(p, "name", &s));
     CHECK_PROP_STR(p, "name", utf8);
     /* a string value is (pointer, size): not NUL-terminated, and may hold a NUL byte */
     const char with_nul[] = {'a', '\0', 'b', 'X'};
-    shoal_value_t sn = v_strn(with_nul, 3);
+    shoal_value_t sn = shoal_value_string_n(with_nul, 3);
     CHECK(shoal_object_set(p, "nick", &sn));
     CHECK_PROP_STRN(p, "nick", with_nul, 3);
-    shoal_value_t empty_s = v_strn(NULL, 0);
+    shoal_value_t empty_s = shoal_value_string_n(NULL, 0);
     CHECK(shoal_object_set(p, "nick", &empty_s));
     CHECK_PROP_STR(p, "nick", "");
     /* binary with a 0 byte inside */
     const uint8_t bytes[] = {0x01, 0x00, 0xff, 0x00, 0x7f};
-    shoal_value_t bin = v_bin(bytes, sizeof bytes);
+    shoal_value_t bin = shoal_value_binary(bytes, sizeof bytes);
     CHECK(shoal_object_set(p, "photo", &bin));
     CHECK(shoal_object_get(p, "photo", &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_BINARY);
@@ -1138,20 +1109,20 @@ static void test_object_values_of_every_kind(void) {
     shoal_value_free(&v);
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_NULL); /* shoal_value_free resets the value */
     /* an empty binary is not NULL */
-    shoal_value_t empty_b = v_bin(NULL, 0);
+    shoal_value_t empty_b = shoal_value_binary(NULL, 0);
     CHECK(shoal_object_set(p, "photo", &empty_b));
     CHECK(shoal_object_get(p, "photo", &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_BINARY);
     CHECK_INT_EQ(v.data.binary.size, 0);
     shoal_value_free(&v);
     /* timestamp, after and before 1970 */
-    shoal_value_t ts = v_ts(1700000000, 123456789);
+    shoal_value_t ts = shoal_value_timestamp(1700000000, 123456789);
     CHECK(shoal_object_set(p, "born", &ts));
     CHECK(shoal_object_get(p, "born", &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_TIMESTAMP);
     CHECK_INT_EQ(v.data.timestamp.seconds, 1700000000);
     CHECK_INT_EQ(v.data.timestamp.nanos, 123456789);
-    ts = v_ts(-86400, 0);
+    ts = shoal_value_timestamp(-86400, 0);
     CHECK(shoal_object_set(p, "born", &ts));
     CHECK(shoal_object_get(p, "born", &v));
     CHECK_INT_EQ(v.data.timestamp.seconds, -86400);
@@ -1162,7 +1133,7 @@ static void test_object_values_of_every_kind(void) {
     CHECK_INT_EQ(link.kind, SHOAL_VALUE_LINK);
     CHECK_STR_EQ(link.data.link.class_name, "Dog");
     uint64_t dog_key = 0;
-    CHECK(shoal_object_get_key(dog, &dog_key));
+    CHECK(shoal_object_key(dog, &dog_key));
     CHECK_INT_EQ(link.data.link.key, dog_key);
     CHECK(shoal_object_set(p, "dog", &link));
     shoal_value_free(&link);
@@ -1184,7 +1155,7 @@ static void test_object_values_of_every_kind(void) {
 
     /* Everything reads back after the commit, through a second handle too. */
     shoal_realm_t *r2 = open_people("values.realm");
-    shoal_value_t pk = v_int(1);
+    shoal_value_t pk = shoal_value_int(1);
     shoal_object_t *p2 = shoal_object_find(r2, "Person", &pk);
     CHECK(p2 != NULL);
     CHECK_PROP_STR(p2, "name", utf8);
@@ -1199,7 +1170,7 @@ static void test_object_values_of_every_kind(void) {
 
     /* NULL: allowed for nullable properties and links, WRONG_TYPE for required ones. */
     CHECK(shoal_realm_begin_write(r));
-    shoal_value_t null = v_null();
+    shoal_value_t null = shoal_value_null();
     CHECK(shoal_object_set(p, "name", &null));
     CHECK(shoal_object_set(p, "photo", &null));
     CHECK(shoal_object_set(p, "born", &null));
@@ -1223,7 +1194,7 @@ static void test_object_values_of_every_kind(void) {
     CHECK_ERR(!shoal_object_get(p, "tags", &v), SHOAL_ERR_WRONG_TYPE);
     CHECK_ERR(shoal_object_get_linked(p, "age") == NULL, SHOAL_ERR_WRONG_TYPE);
     /* The primary key cannot change. */
-    shoal_value_t other_pk = v_int(2);
+    shoal_value_t other_pk = shoal_value_int(2);
     CHECK_ERR(!shoal_object_set(p, "id", &other_pk), SHOAL_ERR_INVALID_ARGUMENT);
     /* Unknown properties. */
     CHECK_ERR(!shoal_object_set(p, "nope", &i), SHOAL_ERR_NO_SUCH_PROPERTY);
@@ -1240,27 +1211,27 @@ static void test_object_values_of_every_kind(void) {
 static void test_property_keys_and_add_int(void) {
     shoal_realm_t *r = open_people("keys.realm");
     shoal_property_key_t age, name, dog_name;
-    CHECK(shoal_property_key(r, "Person", "age", &age));
-    CHECK(shoal_property_key(r, "Person", "name", &name));
-    CHECK(shoal_property_key(r, "Dog", "name", &dog_name));
+    CHECK(shoal_realm_property_key(r, "Person", "age", &age));
+    CHECK(shoal_realm_property_key(r, "Person", "name", &name));
+    CHECK(shoal_realm_property_key(r, "Dog", "name", &dog_name));
     CHECK(age.class_key == name.class_key);
     CHECK(age.property_key != name.property_key);
     CHECK(dog_name.class_key != name.class_key);
-    CHECK_ERR(!shoal_property_key(r, "Nope", "age", &age), SHOAL_ERR_NO_SUCH_CLASS);
-    CHECK_ERR(!shoal_property_key(r, "Person", "nope", &age), SHOAL_ERR_NO_SUCH_PROPERTY);
-    CHECK_ERR(!shoal_property_key(r, "Person", "age", NULL), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_realm_property_key(r, "Nope", "age", &age), SHOAL_ERR_NO_SUCH_CLASS);
+    CHECK_ERR(!shoal_realm_property_key(r, "Person", "nope", &age), SHOAL_ERR_NO_SUCH_PROPERTY);
+    CHECK_ERR(!shoal_realm_property_key(r, "Person", "age", NULL), SHOAL_ERR_INVALID_ARGUMENT);
 
     CHECK(shoal_realm_begin_write(r));
     shoal_object_t *p = create_person(r, 1);
     for (int64_t n = 0; n < 100; n++) {
-        shoal_value_t v = v_int(n * 3);
+        shoal_value_t v = shoal_value_int(n * 3);
         CHECK(shoal_object_set_by_key(p, age, &v));
         shoal_value_t out;
         CHECK(shoal_object_get_by_key(p, age, &out));
         CHECK_INT_EQ(out.kind, SHOAL_VALUE_INT);
         CHECK_INT_EQ(out.data.integer, n * 3);
     }
-    shoal_value_t s = v_str("by key");
+    shoal_value_t s = shoal_value_string("by key");
     CHECK(shoal_object_set_by_key(p, name, &s));
     CHECK_PROP_STR(p, "name", "by key");
     CHECK_ERR(!shoal_object_set_by_key(p, age, &s), SHOAL_ERR_WRONG_TYPE);
@@ -1269,7 +1240,7 @@ static void test_property_keys_and_add_int(void) {
     CHECK_ERR(!shoal_object_get_by_key(p, dog_name, &out), SHOAL_ERR_INVALID_ARGUMENT);
 
     /* add_int */
-    shoal_value_t ten = v_int(10);
+    shoal_value_t ten = shoal_value_int(10);
     CHECK(shoal_object_set(p, "counter", &ten));
     CHECK(shoal_object_add_int(p, "counter", 5));
     CHECK(shoal_object_add_int(p, "counter", -2));
@@ -1322,7 +1293,7 @@ static void test_object_delete_and_dangling_links(void) {
     CHECK_ERR(!shoal_object_get(rex, "name", &v), SHOAL_ERR_OBJECT_DELETED);
     CHECK_ERR(!shoal_object_get(rex2, "age", &v), SHOAL_ERR_OBJECT_DELETED);
     CHECK(shoal_realm_begin_write(r));
-    shoal_value_t n = v_str("x");
+    shoal_value_t n = shoal_value_string("x");
     CHECK_ERR(!shoal_object_set(rex, "name", &n), SHOAL_ERR_OBJECT_DELETED);
     CHECK_ERR(!shoal_object_delete(rex), SHOAL_ERR_OBJECT_DELETED);
     CHECK(shoal_realm_cancel_write(r));
@@ -1335,7 +1306,7 @@ static void test_object_delete_and_dangling_links(void) {
     CHECK(shoal_list_get(dogs, 0, &v));
     CHECK_INT_EQ(v.kind, SHOAL_VALUE_LINK);
     uint64_t fido_key = 0;
-    CHECK(shoal_object_get_key(fido, &fido_key));
+    CHECK(shoal_object_key(fido, &fido_key));
     CHECK_INT_EQ(v.data.link.key, fido_key);
     shoal_value_free(&v);
     CHECK_INT_EQ(count_objects(r, "Dog"), 1);
@@ -1385,7 +1356,7 @@ static void test_lists(void) {
     CHECK(tags != NULL);
     CHECK_INT_EQ(shoal_list_size(tags), 0);
 
-    shoal_value_t a = v_str("a"), b = v_str("b"), c = v_str("c"), B = v_str("B");
+    shoal_value_t a = shoal_value_string("a"), b = shoal_value_string("b"), c = shoal_value_string("c"), B = shoal_value_string("B");
     CHECK(shoal_list_insert(tags, 0, &b));
     CHECK(shoal_list_insert(tags, 0, &a));
     CHECK(shoal_list_insert(tags, 2, &c)); /* index == size appends */
@@ -1408,7 +1379,7 @@ static void test_lists(void) {
     CHECK_ERR(!shoal_list_move(tags, 0, 2), SHOAL_ERR_INDEX_OUT_OF_BOUNDS);
     CHECK_ERR(!shoal_list_move(tags, 5, 0), SHOAL_ERR_INDEX_OUT_OF_BOUNDS);
     /* Wrong element types. */
-    shoal_value_t one = v_int(1), null = v_null();
+    shoal_value_t one = shoal_value_int(1), null = shoal_value_null();
     CHECK_ERR(!shoal_list_insert(tags, 0, &one), SHOAL_ERR_WRONG_TYPE);
     CHECK_ERR(!shoal_list_set(tags, 0, &null), SHOAL_ERR_WRONG_TYPE);
     CHECK_ERR(!shoal_list_get(tags, 0, NULL), SHOAL_ERR_INVALID_ARGUMENT);
@@ -1424,7 +1395,7 @@ static void test_lists(void) {
     for (int i = 0; i < 3; i++) {
         shoal_object_t *d = shoal_object_create(r, "Dog", NULL);
         CHECK(d != NULL);
-        CHECK(shoal_object_get_key(d, &keys[i]));
+        CHECK(shoal_object_key(d, &keys[i]));
         shoal_value_t link;
         CHECK(shoal_object_as_link(d, &link));
         CHECK(shoal_list_insert(dogs, (size_t)i, &link));
@@ -1493,7 +1464,7 @@ static shoal_realm_t *open_query_fixture(const char *name) {
     for (int i = 0; i < 3; i++) {
         shoal_object_t *d = shoal_object_create(r, "Dog", NULL);
         CHECK(d != NULL);
-        shoal_value_t n = v_str(dog_names[i]), a = v_int(dog_ages[i]);
+        shoal_value_t n = shoal_value_string(dog_names[i]), a = shoal_value_int(dog_ages[i]);
         CHECK(shoal_object_set(d, "name", &n));
         CHECK(shoal_object_set(d, "age", &a));
         CHECK(shoal_object_as_link(d, &dog_links[i]));
@@ -1514,22 +1485,22 @@ static shoal_realm_t *open_query_fixture(const char *name) {
     };
     for (int i = 0; i < 5; i++) {
         shoal_object_t *p = create_person(r, i + 1);
-        shoal_value_t v = rows[i].name ? v_str(rows[i].name) : v_null();
+        shoal_value_t v = rows[i].name ? shoal_value_string(rows[i].name) : shoal_value_null();
         CHECK(shoal_object_set(p, "name", &v));
-        v = v_int(rows[i].age);
+        v = shoal_value_int(rows[i].age);
         CHECK(shoal_object_set(p, "age", &v));
-        v = v_double(rows[i].score);
+        v = shoal_value_double(rows[i].score);
         CHECK(shoal_object_set(p, "score", &v));
-        v = v_float((float)(i + 1) / 2.0f);
+        v = shoal_value_float((float)(i + 1) / 2.0f);
         CHECK(shoal_object_set(p, "ratio", &v));
-        v = v_bool(rows[i].active);
+        v = shoal_value_bool(rows[i].active);
         CHECK(shoal_object_set(p, "active", &v));
         if (rows[i].born) {
-            v = v_ts(rows[i].born, 0);
+            v = shoal_value_timestamp(rows[i].born, 0);
             CHECK(shoal_object_set(p, "born", &v));
         }
         if (i == 0) {
-            v = v_bin(k_photo, sizeof k_photo);
+            v = shoal_value_binary(k_photo, sizeof k_photo);
             CHECK(shoal_object_set(p, "photo", &v));
         }
         if (rows[i].dog >= 0) CHECK(shoal_object_set(p, "dog", &dog_links[rows[i].dog]));
@@ -1549,22 +1520,22 @@ static void test_queries(void) {
 
     EXPECT_QUERY(r, "TRUEPREDICATE", NULL, 0, "1,2,3,4,5");
     /* $n arguments of several kinds */
-    shoal_value_t a_int = v_int(31);
+    shoal_value_t a_int = shoal_value_int(31);
     EXPECT_QUERY(r, "age == $0", &a_int, 1, "1,5");
-    shoal_value_t a_two[] = {v_int(30), v_bool(true)};
+    shoal_value_t a_two[] = {shoal_value_int(30), shoal_value_bool(true)};
     EXPECT_QUERY(r, "age >= $0 AND active == $1", a_two, 2, "1,3,5");
     EXPECT_QUERY(r, "active == $1 AND age < $0", a_two, 2, "");
-    shoal_value_t a_double = v_double(2.0);
+    shoal_value_t a_double = shoal_value_double(2.0);
     EXPECT_QUERY(r, "score < $0", &a_double, 1, "2,3");
-    shoal_value_t a_float = v_float(1.0f);
+    shoal_value_t a_float = shoal_value_float(1.0f);
     EXPECT_QUERY(r, "ratio <= $0", &a_float, 1, "1,2");
-    shoal_value_t a_str = v_str("bob");
+    shoal_value_t a_str = shoal_value_string("bob");
     EXPECT_QUERY(r, "name == $0", &a_str, 1, "2");
-    shoal_value_t a_null = v_null();
+    shoal_value_t a_null = shoal_value_null();
     EXPECT_QUERY(r, "name == $0", &a_null, 1, "4");
-    shoal_value_t a_ts = v_ts(1500, 0);
+    shoal_value_t a_ts = shoal_value_timestamp(1500, 0);
     EXPECT_QUERY(r, "born > $0", &a_ts, 1, "2,5");
-    shoal_value_t a_bin = v_bin(k_photo, sizeof k_photo);
+    shoal_value_t a_bin = shoal_value_binary(k_photo, sizeof k_photo);
     EXPECT_QUERY(r, "photo == $0", &a_bin, 1, "1");
     /* comparisons, nil, boolean logic, parentheses */
     EXPECT_QUERY(r, "age != 31", NULL, 0, "2,3,4");
@@ -1580,7 +1551,7 @@ static void test_queries(void) {
     EXPECT_QUERY(r, "name ENDSWITH[c] 'OL'", NULL, 0, "3");
     EXPECT_QUERY(r, "name CONTAINS 'nn'", NULL, 0, "1,5");
     EXPECT_QUERY(r, "name CONTAINS[c] 'B'", NULL, 0, "2");
-    shoal_value_t a_sub = v_str("NN");
+    shoal_value_t a_sub = shoal_value_string("NN");
     EXPECT_QUERY(r, "name CONTAINS[c] $0", &a_sub, 1, "1,5");
     EXPECT_QUERY(r, "name LIKE '?ob'", NULL, 0, "2");
     EXPECT_QUERY(r, "name LIKE 'A*'", NULL, 0, "1");
@@ -1588,27 +1559,27 @@ static void test_queries(void) {
     EXPECT_QUERY(r, "name LIKE '*r*l'", NULL, 0, "3");
     /* paths through links, @count */
     EXPECT_QUERY(r, "dog.name == 'Rex'", NULL, 0, "1");
-    shoal_value_t a_fido = v_str("Fido");
+    shoal_value_t a_fido = shoal_value_string("Fido");
     EXPECT_QUERY(r, "dog.name == $0", &a_fido, 1, "2");
     EXPECT_QUERY(r, "dog.age > 2", NULL, 0, "1,2");
     EXPECT_QUERY(r, "dogs.@count > 1", NULL, 0, "1,5");
     EXPECT_QUERY(r, "dogs.@count == 0", NULL, 0, "3,4");
-    shoal_value_t a_one = v_int(1);
+    shoal_value_t a_one = shoal_value_int(1);
     EXPECT_QUERY(r, "dogs.@count == $0", &a_one, 1, "2");
 
     /* Errors. */
-    CHECK_ERR(shoal_query(r, "Person", "age >>> 3", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Person", "nope == 3", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Person", "age == $1", &a_int, 1) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Person", "age == 'old'", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Person", "age == $0", &a_str, 1) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Person", "age == 3 AND", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Person", "", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
-    CHECK_ERR(shoal_query(r, "Nope", "TRUEPREDICATE", NULL, 0) == NULL, SHOAL_ERR_NO_SUCH_CLASS);
-    CHECK_ERR(shoal_query(r, "Person", "age == $0", NULL, 1) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
-    CHECK_ERR(shoal_query(r, "Person", "age == $0", NULL, SIZE_MAX) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
-    CHECK_ERR(shoal_query(r, "Person", "name == '\xff'", NULL, 0) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
-    CHECK_ERR(shoal_query(r, "Person", NULL, NULL, 0) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age >>> 3", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Person", "nope == 3", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age == $1", &a_int, 1) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age == 'old'", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age == $0", &a_str, 1) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age == 3 AND", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Person", "", NULL, 0) == NULL, SHOAL_ERR_INVALID_QUERY);
+    CHECK_ERR(shoal_realm_query(r, "Nope", "TRUEPREDICATE", NULL, 0) == NULL, SHOAL_ERR_NO_SUCH_CLASS);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age == $0", NULL, 1) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_query(r, "Person", "age == $0", NULL, SIZE_MAX) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_query(r, "Person", "name == '\xff'", NULL, 0) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_query(r, "Person", NULL, NULL, 0) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(shoal_realm_objects(r, "Nope") == NULL, SHOAL_ERR_NO_SUCH_CLASS);
 
     CHECK(shoal_release(r));
@@ -1701,12 +1672,12 @@ static void test_results(void) {
     CHECK_ERR(!shoal_results_max(all, "nope", &v), SHOAL_ERR_NO_SUCH_PROPERTY);
     CHECK_ERR(!shoal_results_min(all, "age", NULL), SHOAL_ERR_INVALID_ARGUMENT);
     /* ...over a query, and over nothing */
-    shoal_value_t arg = v_bool(true);
-    shoal_results_t *active = shoal_query(r, "Person", "active == $0", &arg, 1);
+    shoal_value_t arg = shoal_value_bool(true);
+    shoal_results_t *active = shoal_realm_query(r, "Person", "active == $0", &arg, 1);
     CHECK(active != NULL);
     CHECK(shoal_results_sum(active, "age", &v));
     CHECK_INT_EQ(v.data.integer, 102);
-    shoal_results_t *none = shoal_query(r, "Person", "age > 1000", NULL, 0);
+    shoal_results_t *none = shoal_realm_query(r, "Person", "age > 1000", NULL, 0);
     CHECK(none != NULL);
     CHECK_INT_EQ(shoal_results_count(none), 0);
     CHECK(shoal_results_min(none, "age", &v));
@@ -1727,7 +1698,7 @@ static void test_results(void) {
     CHECK_INT_EQ(shoal_results_count(all), 5);
 
     /* delete_all */
-    shoal_results_t *young = shoal_query(r, "Person", "age < 30", NULL, 0);
+    shoal_results_t *young = shoal_realm_query(r, "Person", "age < 30", NULL, 0);
     CHECK(young != NULL);
     CHECK_ERR(shoal_results_delete_all(young) == -1, SHOAL_ERR_NOT_IN_WRITE_TRANSACTION);
     CHECK(shoal_realm_begin_write(r));
@@ -1790,7 +1761,7 @@ static void on_change(void *userdata, uint64_t version) {
     /* Callbacks may call Shoal: refresh a realm and read its version. */
     bool ok = true;
     uint64_t seen = 0;
-    if (s->probe) ok = shoal_realm_refresh(s->probe, NULL) && shoal_realm_get_version(s->probe, &seen);
+    if (s->probe) ok = shoal_realm_refresh(s->probe, NULL) && shoal_realm_version(s->probe, &seen);
     pthread_mutex_lock(&s->mu);
     if (s->freed) s->calls_after_free++;
     s->calls++;
@@ -1865,10 +1836,10 @@ static void *writer_main(void *arg) {
     writer_t *w = arg;
     shoal_config_t *c = shoal_config_new(w->path);
     shoal_realm_t *r = c ? shoal_realm_open(c) : NULL;
-    shoal_value_t pk = v_int(w->id);
+    shoal_value_t pk = shoal_value_int(w->id);
     shoal_object_t *o = NULL;
     w->ok = r && shoal_realm_begin_write(r) && (o = shoal_object_create(r, "Person", &pk)) != NULL &&
-            shoal_realm_commit(r) && shoal_realm_get_version(r, &w->version);
+            shoal_realm_commit(r) && shoal_realm_version(r, &w->version);
     shoal_error_t e;
     if (!w->ok && shoal_get_last_error(&e)) w->error = e.code;
     shoal_release(o);
@@ -1920,7 +1891,7 @@ static void test_change_callbacks_across_threads(void) {
     shoal_object_t *o = create_person(r, 2);
     CHECK(shoal_realm_commit(r));
     uint64_t v2 = 0;
-    CHECK(shoal_realm_get_version(r, &v2));
+    CHECK(shoal_realm_version(r, &v2));
     CHECK(v2 > w1.version);
     CHECK(wait_for_version(&first, v2));
 
@@ -1988,19 +1959,19 @@ static void test_null_released_and_wrong_handles(void) {
     CHECK_ERR(!shoal_realm_commit(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_realm_is_in_transaction(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_realm_is_empty(NULL, &flag), SHOAL_ERR_MISUSE);
-    CHECK_ERR(!shoal_realm_get_schema_version(NULL, &u), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_realm_schema_version(NULL, &u), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_realm_open(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_object_create(NULL, "Person", NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_object_get(NULL, "name", &v), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_object_is_valid(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_list_size(NULL) == -1, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_results_count(NULL) == -1, SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_query(NULL, "Person", "TRUEPREDICATE", NULL, 0) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_query(NULL, "Person", "TRUEPREDICATE", NULL, 0) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_schema_add_class(NULL, "A", NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_schema_to_json(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_config_set_schema_version(NULL, 1), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_config_get_path(NULL) == NULL, SHOAL_ERR_MISUSE);
-    CHECK_ERR(!shoal_delete_realm_files(NULL), SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_config_path(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_realm_delete_files(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_clone(NULL) == NULL, SHOAL_ERR_MISUSE);
     /* NULL is a no-op for the free functions. */
     CHECK(shoal_release(NULL));
@@ -2019,7 +1990,7 @@ static void test_null_released_and_wrong_handles(void) {
     CHECK(r2 != NULL);
     CHECK(shoal_release(r2));
     CHECK_ERR(!shoal_realm_begin_write(r2), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_realm_get_schema_json(r2) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_schema_json(r2) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_release(r2), SHOAL_ERR_MISUSE);
     CHECK(!shoal_realm_is_in_transaction(r)); /* the other handle is unaffected */
     CHECK_NO_ERROR();
@@ -2065,7 +2036,7 @@ static void test_null_released_and_wrong_handles(void) {
 static void test_bad_input(void) {
     shoal_realm_t *r = open_people("bad-input.realm");
     const char *bad_utf8 = "Per\xc3\x28son";
-    shoal_value_t pk = v_int(1), v;
+    shoal_value_t pk = shoal_value_int(1), v;
 
     /* Writes outside a transaction. */
     CHECK_ERR(shoal_object_create(r, "Person", &pk) == NULL, SHOAL_ERR_NOT_IN_WRITE_TRANSACTION);
@@ -2074,7 +2045,7 @@ static void test_bad_input(void) {
     shoal_list_t *tags = shoal_object_get_list(p, "tags");
     CHECK(tags != NULL);
     CHECK(shoal_realm_commit(r));
-    shoal_value_t s = v_str("x");
+    shoal_value_t s = shoal_value_string("x");
     CHECK_ERR(!shoal_object_set(p, "name", &s), SHOAL_ERR_NOT_IN_WRITE_TRANSACTION);
     CHECK_ERR(!shoal_object_delete(p), SHOAL_ERR_NOT_IN_WRITE_TRANSACTION);
     CHECK_ERR(!shoal_object_add_int(p, "age", 1), SHOAL_ERR_NOT_IN_WRITE_TRANSACTION);
@@ -2086,27 +2057,24 @@ static void test_bad_input(void) {
     CHECK_ERR(shoal_object_create(r, bad_utf8, &pk) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(shoal_realm_objects(r, bad_utf8) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(!shoal_object_get(p, "na\xffme", &v), SHOAL_ERR_INVALID_ARGUMENT);
-    shoal_value_t bad_s = v_str("caf\xc3");
+    shoal_value_t bad_s = shoal_value_string("caf\xc3");
     CHECK_ERR(!shoal_object_set(p, "name", &bad_s), SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(!shoal_list_insert(tags, 0, &bad_s), SHOAL_ERR_INVALID_ARGUMENT);
-    shoal_value_t bad_pk = v_str("\xed\xa0\x80"); /* an encoded surrogate is not UTF-8 */
+    shoal_value_t bad_pk = shoal_value_string("\xed\xa0\x80"); /* an encoded surrogate is not UTF-8 */
     CHECK_ERR(shoal_object_create(r, "Tag", &bad_pk) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     shoal_schema_t *schema = shoal_schema_new();
     CHECK(schema != NULL);
     CHECK_ERR(!shoal_schema_add_class(schema, bad_utf8, NULL), SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(shoal_schema_from_json("{\"classes\":[{\"name\":\"\xff\"}]}") == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     /* Malformed values. */
-    shoal_value_t bad_kind = v_null();
+    shoal_value_t bad_kind = shoal_value_null();
     bad_kind.kind = 99;
     CHECK_ERR(!shoal_object_set(p, "age", &bad_kind), SHOAL_ERR_INVALID_ARGUMENT);
-    shoal_value_t null_data = v_strn(NULL, 3);
+    shoal_value_t null_data = shoal_value_string_n(NULL, 3);
     CHECK_ERR(!shoal_object_set(p, "name", &null_data), SHOAL_ERR_INVALID_ARGUMENT);
-    shoal_value_t null_bin = v_bin(NULL, 2);
+    shoal_value_t null_bin = shoal_value_binary(NULL, 2);
     CHECK_ERR(!shoal_object_set(p, "photo", &null_bin), SHOAL_ERR_INVALID_ARGUMENT);
-    shoal_value_t bad_link = v_null();
-    bad_link.kind = SHOAL_VALUE_LINK;
-    bad_link.data.link.class_name = "Nope";
-    bad_link.data.link.key = 0;
+    shoal_value_t bad_link = shoal_value_link("Nope", 0);
     CHECK_ERR(!shoal_object_set(p, "dog", &bad_link), SHOAL_ERR_NO_SUCH_CLASS);
     CHECK_ERR(!shoal_object_set(p, "name", NULL), SHOAL_ERR_INVALID_ARGUMENT);
     /* NULL strings and out pointers. */
@@ -2114,7 +2082,7 @@ static void test_bad_input(void) {
     CHECK_ERR(!shoal_object_get(p, "name", NULL), SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(shoal_object_create(r, NULL, &pk) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK_ERR(!shoal_realm_is_empty(r, NULL), SHOAL_ERR_INVALID_ARGUMENT);
-    CHECK_ERR(!shoal_object_get_key(p, NULL), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_object_key(p, NULL), SHOAL_ERR_INVALID_ARGUMENT);
     /* Unknown classes and properties. */
     CHECK_ERR(shoal_object_create(r, "Nope", NULL) == NULL, SHOAL_ERR_NO_SUCH_CLASS);
     CHECK_ERR(shoal_realm_objects(r, "Nope") == NULL, SHOAL_ERR_NO_SUCH_CLASS);
@@ -2123,11 +2091,11 @@ static void test_bad_input(void) {
     CHECK_ERR(shoal_object_get_linked(p, "nope") == NULL, SHOAL_ERR_NO_SUCH_PROPERTY);
     /* Wrong value types. */
     CHECK_ERR(!shoal_object_set(p, "age", &s), SHOAL_ERR_WRONG_TYPE);
-    shoal_value_t d = v_double(1.5);
+    shoal_value_t d = shoal_value_double(1.5);
     CHECK_ERR(!shoal_object_set(p, "active", &d), SHOAL_ERR_WRONG_TYPE);
-    shoal_value_t ts = v_ts(1, 0);
+    shoal_value_t ts = shoal_value_timestamp(1, 0);
     CHECK_ERR(!shoal_object_set(p, "score", &ts), SHOAL_ERR_WRONG_TYPE);
-    shoal_value_t bin = v_bin("ab", 2);
+    shoal_value_t bin = shoal_value_binary("ab", 2);
     CHECK_ERR(!shoal_object_set(p, "nick", &bin), SHOAL_ERR_WRONG_TYPE);
     /* None of that changed anything. */
     CHECK_PROP_NULL(p, "name");
@@ -2154,27 +2122,27 @@ static void test_delete_realm_files(void) {
     CHECK(shoal_realm_commit(r));
     CHECK(file_exists(path));
 
-    CHECK_ERR(!shoal_delete_realm_files(c), SHOAL_ERR_REALM_IN_USE);
+    CHECK_ERR(!shoal_realm_delete_files(c), SHOAL_ERR_REALM_IN_USE);
     shoal_error_t e;
     CHECK(shoal_get_last_error(&e));
     CHECK_STR_EQ(e.path, path);
     CHECK(file_exists(path));
     CHECK(shoal_release(r));
     /* The object handle still keeps the realm open. */
-    CHECK_ERR(!shoal_delete_realm_files(c), SHOAL_ERR_REALM_IN_USE);
+    CHECK_ERR(!shoal_realm_delete_files(c), SHOAL_ERR_REALM_IN_USE);
     CHECK(shoal_release(o));
 
-    CHECK(shoal_delete_realm_files(c));
+    CHECK(shoal_realm_delete_files(c));
     CHECK(!file_exists(path));
     /* A missing file is not an error. */
-    CHECK(shoal_delete_realm_files(c));
+    CHECK(shoal_realm_delete_files(c));
     CHECK_NO_ERROR();
     /* The next open starts empty. */
     r = shoal_realm_open(c);
     CHECK(r != NULL);
     CHECK_INT_EQ(count_objects(r, "Person"), 0);
     CHECK(shoal_release(r));
-    CHECK(shoal_delete_realm_files(c));
+    CHECK(shoal_realm_delete_files(c));
     CHECK(shoal_release(c));
 }
 
@@ -2212,7 +2180,7 @@ static void fill_people(shoal_realm_t *r, int64_t from, int64_t to, const char *
     for (int64_t i = from; i < to; i++) {
         shoal_object_t *o = create_person(r, i);
         snprintf(name, sizeof name, "%s-%lld-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", marker, (long long)i);
-        shoal_value_t v = v_str(name);
+        shoal_value_t v = shoal_value_string(name);
         CHECK(shoal_object_set(o, "name", &v));
         CHECK(shoal_release(o));
     }
@@ -2255,8 +2223,8 @@ static void test_encryption_read_only_and_compaction(void) {
     r = shoal_realm_open(c);
     CHECK(r != NULL);
     CHECK(shoal_realm_begin_write(r));
-    shoal_value_t limit = v_int(100);
-    shoal_results_t *old = shoal_query(r, "Person", "id >= $0", &limit, 1);
+    shoal_value_t limit = shoal_value_int(100);
+    shoal_results_t *old = shoal_realm_query(r, "Person", "id >= $0", &limit, 1);
     CHECK(old != NULL);
     CHECK_INT_EQ(shoal_results_delete_all(old), 19900);
     CHECK(shoal_release(old));
@@ -2763,10 +2731,10 @@ static shoal_config_t *synced_config(const shoal_sync_config_t *sc) {
 static void add_items(shoal_realm_t *r, int64_t from, int64_t to) {
     CHECK(shoal_realm_begin_write(r));
     for (int64_t id = from; id < to; id++) {
-        shoal_value_t pk = v_int(id);
+        shoal_value_t pk = shoal_value_int(id);
         shoal_object_t *o = shoal_object_create(r, "Item", &pk);
         CHECK(o != NULL);
-        shoal_value_t name = v_str("item");
+        shoal_value_t name = shoal_value_string("item");
         CHECK(shoal_object_set(o, "name", &name));
         CHECK(shoal_release(o));
     }
@@ -2789,7 +2757,7 @@ static bool wait_for_session_state(const shoal_session_t *s, int32_t state) {
 
 /* The session's user's identity equals `identity`. */
 static bool session_user_is(const shoal_session_t *s, const char *identity) {
-    shoal_user_t *u = shoal_session_get_user(s);
+    shoal_user_t *u = shoal_session_user(s);
     if (!u) return false;
     char *id = shoal_user_identity(u);
     bool same = id && strcmp(id, identity) == 0;
@@ -2857,17 +2825,17 @@ static void test_sync_config_urls_and_paths(void) {
     shoal_sync_config_t *sb = shoal_sync_config_new(bob, "realm://127.0.0.1:9080/~/tasks");
     CHECK(sa != NULL && sb != NULL);
     CHECK_NO_ERROR();
-    char *s = shoal_sync_config_get_server_url(sa);
+    char *s = shoal_sync_config_server_url(sa);
     CHECK_STR_EQ(s, "realm://127.0.0.1:9080/alice/tasks");
     shoal_free(s);
-    s = shoal_sync_config_get_server_path(sa);
+    s = shoal_sync_config_server_path(sa);
     CHECK_STR_EQ(s, "/alice/tasks");
     shoal_free(s);
-    s = shoal_sync_config_get_server_url(sb);
+    s = shoal_sync_config_server_url(sb);
     CHECK_STR_EQ(s, "realm://127.0.0.1:9080/bob/tasks");
     shoal_free(s);
-    char *pa = shoal_sync_config_get_path(sa);
-    char *pb = shoal_sync_config_get_path(sb);
+    char *pa = shoal_sync_config_path(sa);
+    char *pb = shoal_sync_config_path(sb);
     CHECK(pa != NULL && pb != NULL);
     snprintf(file, sizeof file, "%s", pa);
     bool differ = strcmp(pa, pb) != 0;
@@ -2880,7 +2848,7 @@ static void test_sync_config_urls_and_paths(void) {
     /* An explicit identity instead of '~' names the same realm. */
     shoal_sync_config_t *same = shoal_sync_config_new(alice, "realm://127.0.0.1:9080/alice/tasks");
     CHECK(same != NULL);
-    s = shoal_sync_config_get_path(same);
+    s = shoal_sync_config_path(same);
     CHECK_STR_EQ(s, file);
     shoal_free(s);
     CHECK(shoal_release(same));
@@ -2897,7 +2865,7 @@ static void test_sync_config_urls_and_paths(void) {
     CHECK(shoal_sync_config_set_error_handler(sa, NULL, NULL, NULL));
     CHECK_ERR(!shoal_sync_config_set_stop_policy(NULL, 0), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_sync_config_set_stop_policy((shoal_sync_config_t *)alice, 0), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_sync_config_get_path(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_sync_config_path(NULL) == NULL, SHOAL_ERR_MISUSE);
 
     /* free_userdata of a handler runs once, when nothing uses the sync configuration any more:
      * at once if the call fails, else after the last config copied from it is released. */
@@ -2916,7 +2884,7 @@ static void test_sync_config_urls_and_paths(void) {
 
     /* shoal_config_set_sync moves the config's path to the sync file. */
     shoal_config_t *c = synced_config(sa);
-    s = shoal_config_get_path(c);
+    s = shoal_config_path(c);
     CHECK_STR_EQ(s, file);
     shoal_free(s);
     CHECK_ERR(!shoal_config_set_sync(c, NULL), SHOAL_ERR_MISUSE);
@@ -2926,10 +2894,10 @@ static void test_sync_config_urls_and_paths(void) {
     CHECK(session != NULL);
     CHECK_INT_EQ(shoal_session_state(session), SHOAL_SESSION_INACTIVE);
     CHECK_INT_EQ(shoal_session_connection_state(session), SHOAL_CONNECTION_DISCONNECTED);
-    s = shoal_session_get_path(session);
+    s = shoal_session_path(session);
     CHECK_STR_EQ(s, file);
     shoal_free(s);
-    s = shoal_session_get_server_url(session);
+    s = shoal_session_server_url(session);
     CHECK_STR_EQ(s, "realm://127.0.0.1:9080/alice/tasks");
     shoal_free(s);
     CHECK(session_user_is(session, "alice"));
@@ -2940,15 +2908,15 @@ static void test_sync_config_urls_and_paths(void) {
     CHECK_ERR(shoal_app_get_session(app, local) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     shoal_realm_t *lr = shoal_realm_open(local);
     CHECK(lr != NULL);
-    CHECK_ERR(shoal_realm_get_session(lr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_session(lr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK(shoal_realm_close(lr));
-    CHECK_ERR(shoal_realm_get_session(lr) == NULL, SHOAL_ERR_REALM_CLOSED);
+    CHECK_ERR(shoal_realm_session(lr) == NULL, SHOAL_ERR_REALM_CLOSED);
     CHECK(shoal_release(lr));
 
     /* Recovery configurations open any file read-only and unsynced. */
     CHECK_ERR(shoal_config_for_recovery(NULL, NULL, 0, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     static const uint8_t short_key[10] = {0};
-    char *local_path = shoal_config_get_path(local);
+    char *local_path = shoal_config_path(local);
     CHECK(local_path != NULL);
     shoal_config_t *bad_key = shoal_config_for_recovery(local_path, short_key, sizeof short_key, NULL);
     if (bad_key) {
@@ -2963,7 +2931,7 @@ static void test_sync_config_urls_and_paths(void) {
     shoal_realm_t *rr = shoal_realm_open(rc);
     CHECK(rr != NULL);
     CHECK_ERR(!shoal_realm_begin_write(rr), SHOAL_ERR_READ_ONLY);
-    CHECK_ERR(shoal_realm_get_session(rr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_session(rr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK(shoal_release(rr));
     CHECK(shoal_release(rc));
 
@@ -3110,17 +3078,17 @@ static void test_sync_two_apps_converge(void) {
     shoal_realm_t *ra = shoal_realm_open(ca);
     CHECK(ra != NULL);
     /* The realm's session is that session. */
-    shoal_session_t *same = shoal_realm_get_session(ra);
+    shoal_session_t *same = shoal_realm_session(ra);
     CHECK(same != NULL);
-    char *p1 = shoal_session_get_path(same);
-    char *p2 = shoal_config_get_path(ca);
+    char *p1 = shoal_session_path(same);
+    char *p2 = shoal_config_path(ca);
     bool same_path = p1 && p2 && strcmp(p1, p2) == 0;
     shoal_free(p1);
     shoal_free(p2);
     CHECK(same_path);
     CHECK(shoal_release(same));
     CHECK(session_user_is(sa, identity));
-    char *server_url = shoal_session_get_server_url(sa);
+    char *server_url = shoal_session_server_url(sa);
     CHECK(server_url != NULL);
     bool resolved = strstr(server_url, identity) != NULL && strstr(server_url, "/ctest") != NULL &&
                     strstr(server_url, "~") == NULL;
@@ -3156,7 +3124,7 @@ static void test_sync_two_apps_converge(void) {
     shoal_config_t *cb = synced_config(scb);
     shoal_realm_t *rb = shoal_realm_open(cb);
     CHECK(rb != NULL);
-    shoal_session_t *sb = shoal_realm_get_session(rb);
+    shoal_session_t *sb = shoal_realm_session(rb);
     CHECK(sb != NULL);
     CHECK(shoal_session_wait_for_download(sb, WAIT_MS));
     CHECK(shoal_realm_refresh(rb, NULL));
@@ -3249,7 +3217,7 @@ static void on_sync_error(void *userdata, shoal_session_t *session, const shoal_
     sync_errors_t *s = userdata;
     /* The session is valid during the call; a clone keeps it. */
     int32_t state = shoal_session_state(session);
-    char *path = shoal_session_get_path(session);
+    char *path = shoal_session_path(session);
     pthread_mutex_lock(&s->mu);
     s->calls++;
     if (error->is_fatal && s->fatal_calls++ == 0) {
@@ -3342,7 +3310,7 @@ static void test_sync_error_handler_and_token_binder(void) {
     shoal_config_t *config = synced_config(sc);
     shoal_realm_t *realm = shoal_realm_open(config);
     CHECK(realm != NULL);
-    shoal_session_t *session = shoal_realm_get_session(realm);
+    shoal_session_t *session = shoal_realm_session(realm);
     CHECK(session != NULL);
     CHECK(wait_for_count(&errs.mu, &errs.cv, &errs.fatal_calls, 1));
     pthread_mutex_lock(&errs.mu);
@@ -3383,7 +3351,7 @@ static void test_sync_error_handler_and_token_binder(void) {
     shoal_config_t *config2 = synced_config(sc2);
     shoal_realm_t *realm2 = shoal_realm_open(config2);
     CHECK(realm2 != NULL);
-    shoal_session_t *session2 = shoal_realm_get_session(realm2);
+    shoal_session_t *session2 = shoal_realm_session(realm2);
     CHECK(session2 != NULL);
     CHECK(wait_for_count(&errs2.mu, &errs2.cv, &errs2.fatal_calls, 1));
     CHECK(wait_for_count(&binder.mu, &binder.cv, &binder.calls, 1));
@@ -3472,10 +3440,10 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     CHECK_ERR(!shoal_session_bind_token(NULL, "token"), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_session_wait_for_upload(NULL, 10), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_session_wait_for_download(NULL, 10), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_session_get_path(NULL) == NULL, SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_session_get_server_url(NULL) == NULL, SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_session_get_user(NULL) == NULL, SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_realm_get_session(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_path(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_server_url(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_user(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_session(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_app_get_session(NULL, NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_app_execute_client_reset(NULL, "x") == NULL, SHOAL_ERR_MISUSE);
     g_sync_frees = 0;
@@ -3503,7 +3471,7 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     shoal_config_t *config = synced_config(sc);
     shoal_realm_t *realm = shoal_realm_open(config);
     CHECK(realm != NULL);
-    shoal_session_t *session = shoal_realm_get_session(realm);
+    shoal_session_t *session = shoal_realm_session(realm);
     CHECK(session != NULL);
     add_items(realm, 0, 2);
     CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
@@ -3543,13 +3511,13 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     CHECK_ERR(shoal_session_state(clone) == -1, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_session_pause(clone), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_session_wait_for_upload(clone, 10), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_session_get_path(clone) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_session_path(clone) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_release(clone), SHOAL_ERR_MISUSE);
     CHECK_INT_EQ(shoal_session_state(session), SHOAL_SESSION_ACTIVE); /* the original still works */
 
     /* Client reset: refused while the realm is open; once it is released and the session has
      * stopped, the file moves aside and opens read-only for recovery. */
-    char *original = shoal_session_get_path(session);
+    char *original = shoal_session_path(session);
     CHECK(original != NULL);
     char *backup = shoal_app_execute_client_reset(app, original);
     if (backup) {
@@ -3585,7 +3553,7 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     CHECK(recovered != NULL);
     CHECK_INT_EQ(count_objects(recovered, "Item"), 3);
     CHECK_ERR(!shoal_realm_begin_write(recovered), SHOAL_ERR_READ_ONLY);
-    CHECK_ERR(shoal_realm_get_session(recovered) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_session(recovered) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK(shoal_release(recovered));
     CHECK(shoal_release(rc));
 
@@ -3604,6 +3572,7 @@ int main(void) {
     printf("shoal %s (header %s), files in %s\n", shoal_libversion(), SHOAL_VERSION, g_dir);
 
     RUN_TEST(test_versions);
+    RUN_TEST(test_value_constructors);
     RUN_TEST(test_error_names_and_last_error);
     RUN_TEST(test_schema_builder_and_json);
     RUN_TEST(test_config_setters);

@@ -19,12 +19,12 @@ target directory of this repository; build it with ``cargo build``.
 from __future__ import annotations
 
 from . import _ffi
-from ._core import Float32, Timestamp
+from ._core import Float32, Timestamp, Token
 from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files
 from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
 from .errors import __all__ as _errors_all
-from .realm import List, Object, Realm, Results, Token
+from .realm import List, Object, Realm, Results
 from .schema import ClassInfo, PropertyFlag, PropertyInfo, PropertyType, Schema
 from .sync import (
     ConnectionState,

@@ -13,6 +13,12 @@ Two rules make the binding safe:
   callable in a registry under an integer id passed as ``userdata``, and the library's
   ``free_userdata`` removes it, after the last call. Exceptions raised by a Python callback are
   logged (logger ``"shoal"``) and turned into a ``false`` return where the C type has one.
+
+The package's modules import one another top to bottom only: ``_ffi`` (the ctypes
+declarations), ``errors``, ``_core`` (this module: handles, tokens, callbacks, values),
+``schema``, ``sync``, ``app``, ``config``, ``realm``, then ``__init__``. Where a lower module
+must hand out an object of a higher one, it goes through an object it already has (a session's
+user comes from its app) or :func:`handle_class`. ``tests/test_package.py`` checks the order.
 """
 
 from __future__ import annotations
@@ -99,10 +105,19 @@ def call_string(fn, *args) -> str:
     return _ffi.take_string(p)  # type: ignore[return-value]
 
 
+#: The public class of each kind of handle (``Handle._kind``), for modules that hand out
+#: handles of a class defined above them (see :func:`handle_class`).
+_handle_classes: dict[str, type] = {}
+
+
 class Handle:
     """Owns one reference to a Shoal handle (``shoal_*_t*``)."""
 
     _kind = "handle"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _handle_classes[cls._kind] = cls  # a subclass defined later (Object) replaces its base
 
     def __init__(self, ptr: int):
         if not ptr:
@@ -155,6 +170,40 @@ class Handle:
             pass
 
 
+def handle_class(kind: str) -> type:
+    """The public class of a kind of handle (``"realm"`` gives :class:`shoal.Realm`).
+
+    The modules import one another top to bottom only (``_ffi``, ``errors``, ``_core``,
+    ``schema``, ``sync``, ``app``, ``config``, ``realm``); the one place where a lower module
+    must hand out an object of a higher one (a config's initial-data and migration callbacks
+    receive a :class:`~shoal.Realm`) looks the class up here. Classes register themselves by
+    being defined, so the module that defines them must have been imported (``import shoal``
+    imports all)."""
+    return _handle_classes[kind]
+
+
+def check_kind(obj: Any, kind: str, public_name: str) -> None:
+    """Raises TypeError unless ``obj`` is a handle of ``kind`` (an isinstance check that needs
+    no import of the class's module)."""
+    if not isinstance(obj, Handle) or obj._kind != kind:
+        raise TypeError(f"expected a {public_name}, got {type(obj).__name__}")
+
+
+class ObjectHandle(Handle):
+    """The base of :class:`shoal.Object`: what a LINK value can point to. Subclasses provide
+    ``realm``, ``class_name`` and ``key``."""
+
+    _kind = "object"
+    realm: Any
+    class_name: str
+    key: int
+
+
+def same_file(a: Any, b: Any) -> bool:
+    """Whether two realms are handles of one file (True when that cannot be told)."""
+    return a is b or a._file_id is None or b._file_id is None or a._file_id == b._file_id
+
+
 # ---------------------------------------------------------------------------------------------
 # Callbacks
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +239,7 @@ def registry_size() -> int:
     return len(_registry)
 
 
-@_ffi.shoal_free_userdata_fn
+@_ffi.shoal_free_userdata_fn_t
 def FREE_USERDATA(userdata):  # noqa: N802 - a C function pointer
     try:
         _registry.pop(userdata or 0, None)
@@ -213,6 +262,27 @@ def take_callback_exception() -> BaseException | None:
 
 # Live tokens, released at exit so that no library thread calls into a finalizing interpreter.
 live_tokens: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+#: Every App alive, so that the exit handler of ``sync`` can stop their sessions.
+live_apps: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+class Token(Handle):
+    """A callback registration (change, auth, session state and progress callbacks):
+    :meth:`release` (or :meth:`close`, or leaving a ``with`` block) unregisters the callback."""
+
+    _kind = "token"
+
+    def __init__(self, ptr: int):
+        super().__init__(ptr)
+        live_tokens.add(self)
+
+    def close(self) -> None:
+        """Unregisters the callback (the same as :meth:`release`). Closing twice is harmless."""
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<shoal.Token{' (released)' if self.released else ''}>"
 
 #: How long the exit handler waits for library threads to finish their last callbacks.
 EXIT_WAIT_SECONDS = 5.0
@@ -313,8 +383,6 @@ def fill_value(v: shoal_value_t, py: Any, prop_type: int | None, keep: list[Any]
     an int for a DOUBLE or FLOAT property, a float for a FLOAT property. An Object becomes a
     LINK, which must point into ``realm``'s file when that is given (a LINK names an object
     by class and key, which mean nothing in another file)."""
-    from .realm import Object, _same_file  # circular
-
     if py is None:
         v.kind = _ffi.SHOAL_VALUE_NULL
     elif isinstance(py, bool):
@@ -353,8 +421,8 @@ def fill_value(v: shoal_value_t, py: Any, prop_type: int | None, keep: list[Any]
         v.kind = _ffi.SHOAL_VALUE_TIMESTAMP
         v.data.timestamp.seconds = py.seconds
         v.data.timestamp.nanos = py.nanos
-    elif isinstance(py, Object):
-        if realm is not None and not _same_file(py.realm, realm):
+    elif isinstance(py, ObjectHandle):
+        if realm is not None and not same_file(py.realm, realm):
             raise ValueError(f"{py!r} belongs to another realm file: copy its values instead of linking to it")
         cls_name = py.class_name.encode("utf-8")
         keep.append(cls_name)

@@ -311,35 +311,35 @@ class shoal_sync_error_t(Structure):
 # ---------------------------------------------------------------------------------------------
 
 #: ``bool (*)(void* userdata, shoal_realm_t* realm)``
-shoal_initial_data_fn = CFUNCTYPE(c_bool, c_void_p, c_void_p)
+shoal_initial_data_fn_t = CFUNCTYPE(c_bool, c_void_p, c_void_p)
 #: ``void (*)(void* userdata)``
-shoal_free_userdata_fn = CFUNCTYPE(None, c_void_p)
+shoal_free_userdata_fn_t = CFUNCTYPE(None, c_void_p)
 #: ``bool (*)(void* userdata, shoal_realm_t* realm, uint64_t old_version, uint64_t new_version)``
-shoal_migration_fn = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_uint64, c_uint64)
+shoal_migration_fn_t = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, uint64_t version)``
-shoal_change_fn = CFUNCTYPE(None, c_void_p, c_uint64)
+shoal_change_fn_t = CFUNCTYPE(None, c_void_p, c_uint64)
 #: ``bool (*)(void* userdata, uint64_t total_bytes, uint64_t used_bytes)``
-shoal_should_compact_fn = CFUNCTYPE(c_bool, c_void_p, c_uint64, c_uint64)
+shoal_should_compact_fn_t = CFUNCTYPE(c_bool, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, shoal_user_t* user, const shoal_error_t* error)``: the user is a
 #: new handle (or NULL), the error is valid during the call only (or NULL).
-shoal_login_fn = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_error_t))
+shoal_login_fn_t = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_error_t))
 #: ``void (*)(void* userdata, const shoal_error_t* error)``: NULL on success.
-shoal_completion_fn = CFUNCTYPE(None, c_void_p, POINTER(shoal_error_t))
+shoal_completion_fn_t = CFUNCTYPE(None, c_void_p, POINTER(shoal_error_t))
 #: ``void (*)(void* userdata, shoal_user_t* user, int32_t event)``: the user is valid during the
 #: call only; the event is a ``SHOAL_AUTH_*``.
-shoal_auth_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_int32)
+shoal_auth_fn_t = CFUNCTYPE(None, c_void_p, c_void_p, c_int32)
 #: ``void (*)(void* userdata, shoal_session_t* session, const shoal_sync_error_t* error)``: both
 #: valid during the call only.
-shoal_sync_error_fn = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_sync_error_t))
+shoal_sync_error_fn_t = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_sync_error_t))
 #: ``void (*)(void* userdata, shoal_session_t* session, const char* server_path)``: both valid
 #: during the call only; answer with ``shoal_session_bind_token``.
-shoal_token_binder_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_char_p)
+shoal_token_binder_fn_t = CFUNCTYPE(None, c_void_p, c_void_p, c_char_p)
 #: ``void (*)(void* userdata, int32_t old_state, int32_t new_state)`` (``SHOAL_SESSION_*``).
-shoal_session_state_fn = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
+shoal_session_state_fn_t = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
 #: ``void (*)(void* userdata, int32_t old_state, int32_t new_state)`` (``SHOAL_CONNECTION_*``).
-shoal_connection_state_fn = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
+shoal_connection_state_fn_t = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
 #: ``void (*)(void* userdata, uint64_t transferred, uint64_t transferable)``
-shoal_progress_fn = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
+shoal_progress_fn_t = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
 # ---------------------------------------------------------------------------------------------
 # Functions
@@ -358,7 +358,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_schema_to_json": (c_void_p, [_handle]),
     # config
     "shoal_config_new": (_handle, [c_char_p]),
-    "shoal_config_get_path": (c_void_p, [_handle]),
+    "shoal_config_path": (c_void_p, [_handle]),
     "shoal_config_set_schema": (c_bool, [_handle, _handle]),
     "shoal_config_set_schema_version": (c_bool, [_handle, c_uint64]),
     "shoal_config_set_in_memory": (c_bool, [_handle, c_bool]),
@@ -366,16 +366,16 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_config_set_delete_if_migration_needed": (c_bool, [_handle, c_bool]),
     "shoal_config_set_initial_data": (
         c_bool,
-        [_handle, shoal_initial_data_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_initial_data_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_config_set_migration": (
         c_bool,
-        [_handle, shoal_migration_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_migration_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_config_set_encryption_key": (c_bool, [_handle, POINTER(c_uint8), c_size_t]),
     "shoal_config_set_should_compact": (
         c_bool,
-        [_handle, shoal_should_compact_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_should_compact_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     # general
     "shoal_release": (c_bool, [c_void_p]),
@@ -397,8 +397,8 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_object_add_int": (c_bool, [_handle, c_char_p, c_int64]),
     "shoal_object_delete": (c_bool, [_handle]),
     "shoal_object_is_valid": (c_bool, [_handle]),
-    "shoal_object_get_key": (c_bool, [_handle, POINTER(c_uint64)]),
-    "shoal_object_get_class_name": (c_void_p, [_handle]),
+    "shoal_object_key": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_object_class_name": (c_void_p, [_handle]),
     "shoal_object_as_link": (c_bool, [_handle, _value_p]),
     "shoal_object_get_linked": (_handle, [_handle, c_char_p]),
     "shoal_object_from_link": (_handle, [_handle, _value_p]),
@@ -413,7 +413,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_list_clear": (c_bool, [_handle]),
     # realms
     "shoal_realm_open": (_handle, [_handle]),
-    "shoal_delete_realm_files": (c_bool, [_handle]),
+    "shoal_realm_delete_files": (c_bool, [_handle]),
     "shoal_realm_close": (c_bool, [_handle]),
     "shoal_realm_is_closed": (c_bool, [_handle]),
     "shoal_realm_begin_write": (c_bool, [_handle]),
@@ -423,17 +423,17 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_realm_refresh": (c_bool, [_handle, POINTER(c_bool)]),
     "shoal_realm_compact": (c_bool, [_handle]),
     "shoal_realm_is_empty": (c_bool, [_handle, POINTER(c_bool)]),
-    "shoal_realm_get_schema_version": (c_bool, [_handle, POINTER(c_uint64)]),
-    "shoal_realm_get_version": (c_bool, [_handle, POINTER(c_uint64)]),
-    "shoal_realm_get_schema_json": (c_void_p, [_handle]),
+    "shoal_realm_schema_version": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_realm_version": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_realm_schema_json": (c_void_p, [_handle]),
     "shoal_realm_dump_json": (c_void_p, [_handle]),
     "shoal_realm_add_change_callback": (
         _handle,
-        [_handle, shoal_change_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
-    "shoal_property_key": (c_bool, [_handle, c_char_p, c_char_p, POINTER(shoal_property_key_t)]),
+    "shoal_realm_property_key": (c_bool, [_handle, c_char_p, c_char_p, POINTER(shoal_property_key_t)]),
     # queries and results
-    "shoal_query": (_handle, [_handle, c_char_p, c_char_p, _value_p, c_size_t]),
+    "shoal_realm_query": (_handle, [_handle, c_char_p, c_char_p, _value_p, c_size_t]),
     "shoal_realm_objects": (_handle, [_handle, c_char_p]),
     "shoal_results_count": (c_int64, [_handle]),
     "shoal_results_get": (_handle, [_handle, c_size_t]),
@@ -455,7 +455,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_app_login": (_handle, [_handle, _handle, c_char_p]),
     "shoal_app_login_async": (
         c_bool,
-        [_handle, _handle, c_char_p, shoal_login_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, _handle, c_char_p, shoal_login_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_app_current_user": (_handle, [_handle]),
     "shoal_app_all_users": (c_int64, [_handle, POINTER(c_void_p), c_size_t]),
@@ -471,56 +471,56 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_user_change_password": (c_bool, [_handle, c_char_p, c_char_p]),
     "shoal_user_change_password_async": (
         c_bool,
-        [_handle, c_char_p, c_char_p, shoal_completion_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, c_char_p, c_char_p, shoal_completion_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_user_lookup": (c_void_p, [_handle, c_char_p, c_char_p]),
     "shoal_app_add_auth_callback": (
         _handle,
-        [_handle, shoal_auth_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_auth_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_app_pending_revocations": (c_bool, [_handle, POINTER(c_uint64)]),
     # sync configurations
     "shoal_sync_config_new": (_handle, [_handle, c_char_p]),
     "shoal_sync_config_set_error_handler": (
         c_bool,
-        [_handle, shoal_sync_error_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_sync_error_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_sync_config_set_stop_policy": (c_bool, [_handle, c_int32]),
     "shoal_sync_config_set_wait_for_initial_data": (c_bool, [_handle, c_bool, c_uint64]),
     "shoal_sync_config_set_token_binder": (
         c_bool,
-        [_handle, shoal_token_binder_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_token_binder_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
-    "shoal_sync_config_get_path": (c_void_p, [_handle]),
-    "shoal_sync_config_get_server_url": (c_void_p, [_handle]),
-    "shoal_sync_config_get_server_path": (c_void_p, [_handle]),
+    "shoal_sync_config_path": (c_void_p, [_handle]),
+    "shoal_sync_config_server_url": (c_void_p, [_handle]),
+    "shoal_sync_config_server_path": (c_void_p, [_handle]),
     "shoal_config_set_sync": (c_bool, [_handle, _handle]),
     "shoal_config_for_recovery": (_handle, [c_char_p, POINTER(c_uint8), c_size_t, _handle]),
     # sessions
-    "shoal_realm_get_session": (_handle, [_handle]),
+    "shoal_realm_session": (_handle, [_handle]),
     "shoal_app_get_session": (_handle, [_handle, _handle]),
     "shoal_session_state": (c_int32, [_handle]),
     "shoal_session_connection_state": (c_int32, [_handle]),
     "shoal_session_add_state_callback": (
         _handle,
-        [_handle, shoal_session_state_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_session_state_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_session_add_connection_callback": (
         _handle,
-        [_handle, shoal_connection_state_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, shoal_connection_state_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_session_add_progress_callback": (
         _handle,
-        [_handle, c_int32, c_int32, shoal_progress_fn, c_void_p, shoal_free_userdata_fn],
+        [_handle, c_int32, c_int32, shoal_progress_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_session_wait_for_upload": (c_bool, [_handle, c_uint64]),
     "shoal_session_wait_for_download": (c_bool, [_handle, c_uint64]),
     "shoal_session_pause": (c_bool, [_handle]),
     "shoal_session_resume": (c_bool, [_handle]),
     "shoal_session_bind_token": (c_bool, [_handle, c_char_p]),
-    "shoal_session_get_path": (c_void_p, [_handle]),
-    "shoal_session_get_server_url": (c_void_p, [_handle]),
-    "shoal_session_get_user": (_handle, [_handle]),
+    "shoal_session_path": (c_void_p, [_handle]),
+    "shoal_session_server_url": (c_void_p, [_handle]),
+    "shoal_session_user": (_handle, [_handle]),
     # client reset
     "shoal_app_execute_client_reset": (c_void_p, [_handle, c_char_p]),
     "shoal_app_stop_sync": (c_bool, [_handle, c_uint64]),

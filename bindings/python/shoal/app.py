@@ -21,7 +21,6 @@ import ctypes
 import enum
 import json
 import os
-import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _ffi
@@ -33,17 +32,19 @@ from ._core import (
     call_count,
     call_ptr,
     call_string,
+    check_kind,
+    live_apps,
     log,
     register,
     registered,
+    Token,
 )
 from ._ffi import lib
-from .errors import ShoalError, error_from_c, last_error
-from .realm import Token
+from .errors import Internal, ShoalError, error_from_c, last_error
+from .sync import Session
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: config.py is above this module
     from .config import Config
-    from .sync import Session
 
 __all__ = ["App", "AuthEvent", "Credentials", "User"]
 
@@ -102,7 +103,7 @@ class _Pending:
             self.future.set_exception(error)
 
 
-@_ffi.shoal_login_fn
+@_ffi.shoal_login_fn_t
 def LOGIN(userdata, user_ptr, error):  # noqa: N802 - a C function pointer
     try:
         entry = registered(userdata)
@@ -120,7 +121,7 @@ def LOGIN(userdata, user_ptr, error):  # noqa: N802 - a C function pointer
         log.exception("the login callback failed")
 
 
-@_ffi.shoal_completion_fn
+@_ffi.shoal_completion_fn_t
 def COMPLETION(userdata, error):  # noqa: N802 - a C function pointer
     try:
         entry = registered(userdata)
@@ -132,7 +133,7 @@ def COMPLETION(userdata, error):  # noqa: N802 - a C function pointer
         log.exception("the completion callback failed")
 
 
-@_ffi.shoal_auth_fn
+@_ffi.shoal_auth_fn_t
 def AUTH(userdata, user_ptr, event):  # noqa: N802 - a C function pointer
     try:
         entry = registered(userdata)
@@ -151,8 +152,6 @@ def AUTH(userdata, user_ptr, event):  # noqa: N802 - a C function pointer
 
 
 def _no_error(what: str) -> ShoalError:
-    from .errors import Internal
-
     return Internal(_ffi.SHOAL_ERR_INTERNAL, _ffi.SHOAL_ERR_CATEGORY_INTERNAL, f"{what} failed without an error")
 
 
@@ -223,10 +222,6 @@ class Credentials(Handle):
 # ---------------------------------------------------------------------------------------------
 
 
-#: Apps alive in this process, so that their sync sessions can be stopped at exit.
-_live_apps: "weakref.WeakSet[App]" = weakref.WeakSet()
-
-
 class App(Handle):
     """The app of this process for ``base_dir``: its users (kept in a user store under
     ``base_dir``, so they survive restarts), logins and auth callbacks.
@@ -275,7 +270,11 @@ class App(Handle):
         self.app_id: str = app_id
         #: Identifies the app across handles and spellings of its directory.
         self._key = os.path.realpath(base)
-        _live_apps.add(self)
+        live_apps.add(self)
+
+    def _wrap_user(self, p: int) -> "User":
+        """A User of this app owning the handle ``p`` (for modules below this one)."""
+        return User(p, self)
 
     def close(self) -> None:
         """Releases this handle of the app. Users obtained from it stay usable. Closing twice
@@ -388,11 +387,7 @@ class App(Handle):
         :attr:`SessionState.INACTIVE <shoal.SessionState.INACTIVE>` until the realm is opened)
         if there is none. :class:`~shoal.InvalidArgument` for a configuration that is not
         synced, a user of another app, or a file already synced with another URL or user."""
-        from .config import Config
-        from .sync import Session
-
-        if not isinstance(config, Config):
-            raise TypeError(f"expected a shoal.Config, got {type(config).__name__}")
+        check_kind(config, "config", "shoal.Config")
         return Session(call_ptr(lib.shoal_app_get_session, self._h, config._h), self)
 
     def execute_client_reset(self, original_path: "str | os.PathLike[str]") -> str:

@@ -18,6 +18,7 @@ from ._core import (
     call_ptr,
     call_string,
     file_id,
+    handle_class,
     log,
     note_callback_exception,
     register,
@@ -25,10 +26,12 @@ from ._core import (
 )
 from ._ffi import lib
 from .schema import Schema
+from .sync import SyncConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: realm.py imports this module
     from .realm import Realm
-    from .sync import SyncConfig
+
+__all__ = ["Config", "delete_realm_files"]
 
 InitialDataFn = Callable[["Realm"], Any]
 MigrationFn = Callable[["Realm", int, int], Any]
@@ -36,13 +39,12 @@ MigrationFn = Callable[["Realm", int, int], Any]
 
 def _callback_realm(realm_ptr: int, file: tuple[bool, str] | None):
     """A Realm wrapper for the temporary handle a callback receives: a clone, so objects and
-    the realm itself may be kept after the call."""
-    from .realm import Realm
+    the realm itself may be kept after the call. (Realm is defined above this module.)"""
+    realm_class = handle_class("realm")
+    return realm_class(call_ptr(lib.shoal_clone, realm_ptr), _file_id=file)
 
-    return Realm(call_ptr(lib.shoal_clone, realm_ptr), _file_id=file)
 
-
-@_ffi.shoal_initial_data_fn
+@_ffi.shoal_initial_data_fn_t
 def INITIAL_DATA(userdata, realm_ptr):  # noqa: N802 - a C function pointer
     try:
         entry = registered(userdata)
@@ -56,7 +58,7 @@ def INITIAL_DATA(userdata, realm_ptr):  # noqa: N802 - a C function pointer
         return False
 
 
-@_ffi.shoal_migration_fn
+@_ffi.shoal_migration_fn_t
 def MIGRATION(userdata, realm_ptr, old_version, new_version):  # noqa: N802
     try:
         entry = registered(userdata)
@@ -70,7 +72,7 @@ def MIGRATION(userdata, realm_ptr, old_version, new_version):  # noqa: N802
         return False
 
 
-@_ffi.shoal_should_compact_fn
+@_ffi.shoal_should_compact_fn_t
 def SHOULD_COMPACT(userdata, total_bytes, used_bytes):  # noqa: N802
     try:
         fn = registered(userdata)
@@ -94,8 +96,6 @@ def _as_schema(schema: "Schema | str | dict[str, Any] | None") -> Schema | None:
 
 
 def _check_sync_config(sync_config: Any) -> None:
-    from .sync import SyncConfig
-
     if not isinstance(sync_config, SyncConfig):
         raise TypeError(f"expected a shoal.SyncConfig, got {type(sync_config).__name__}")
 
@@ -227,7 +227,7 @@ class Config(Handle):
     def path(self) -> str:
         """The realm path, as the library holds it (for a synced configuration: the sync
         configuration's local file)."""
-        return call_string(lib.shoal_config_get_path, self._h)
+        return call_string(lib.shoal_config_path, self._h)
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -307,7 +307,7 @@ class Config(Handle):
     @initial_data.setter
     def initial_data(self, fn: InitialDataFn | None) -> None:
         if fn is None:
-            call_bool(lib.shoal_config_set_initial_data, self._h, _ffi.shoal_initial_data_fn(), None, _ffi.shoal_free_userdata_fn())
+            call_bool(lib.shoal_config_set_initial_data, self._h, _ffi.shoal_initial_data_fn_t(), None, _ffi.shoal_free_userdata_fn_t())
         else:
             if not callable(fn):
                 raise TypeError("initial_data must be callable")
@@ -322,7 +322,7 @@ class Config(Handle):
     @migration.setter
     def migration(self, fn: MigrationFn | None) -> None:
         if fn is None:
-            call_bool(lib.shoal_config_set_migration, self._h, _ffi.shoal_migration_fn(), None, _ffi.shoal_free_userdata_fn())
+            call_bool(lib.shoal_config_set_migration, self._h, _ffi.shoal_migration_fn_t(), None, _ffi.shoal_free_userdata_fn_t())
         else:
             if not callable(fn):
                 raise TypeError("migration must be callable")
@@ -350,7 +350,7 @@ class Config(Handle):
     @should_compact.setter
     def should_compact(self, fn: Callable[[int, int], bool] | None) -> None:
         if fn is None:
-            call_bool(lib.shoal_config_set_should_compact, self._h, _ffi.shoal_should_compact_fn(), None, _ffi.shoal_free_userdata_fn())
+            call_bool(lib.shoal_config_set_should_compact, self._h, _ffi.shoal_should_compact_fn_t(), None, _ffi.shoal_free_userdata_fn_t())
         else:
             if not callable(fn):
                 raise TypeError("should_compact must be callable")
@@ -363,7 +363,7 @@ class Config(Handle):
     def delete_realm_files(self) -> None:
         """Deletes the realm file (:class:`~shoal.RealmInUse` while it is open in this
         process; a missing file is not an error)."""
-        call_bool(lib.shoal_delete_realm_files, self._h)
+        call_bool(lib.shoal_realm_delete_files, self._h)
 
     def __repr__(self) -> str:
         if self.released:

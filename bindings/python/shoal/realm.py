@@ -6,38 +6,41 @@ import contextlib
 import ctypes
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import _ffi
 from ._core import (
     FREE_USERDATA,
     Handle,
     InValue,
+    ObjectHandle,
     OutValue,
+    Token,
     call,
     call_bool,
     call_count,
     call_ptr,
     call_string,
     fill_value,
-    live_tokens,
     log,
     register,
     registered,
+    same_file,
     take_callback_exception,
 )
 from ._ffi import lib, shoal_value_t
 from .config import Config
 from .errors import (
     IndexOutOfBounds,
+    NoSuchProperty,
     RealmClosed,
     ShoalError,
     last_error,
 )
 from .schema import ClassInfo, PropertyInfo, PropertyType, parse_schema_json
+from .sync import Session, _keep_session_while_it_runs, _track_synced_realm
 
-if TYPE_CHECKING:
-    from .sync import Session
+__all__ = ["Realm", "Object", "List", "Results", "Token"]
 
 _MISSING = object()
 
@@ -51,7 +54,7 @@ def _b(s: str) -> bytes:
     return s.encode("utf-8")
 
 
-@_ffi.shoal_change_fn
+@_ffi.shoal_change_fn_t
 def CHANGE(userdata, version):  # noqa: N802 - a C function pointer
     try:
         fn = registered(userdata)
@@ -59,24 +62,6 @@ def CHANGE(userdata, version):  # noqa: N802 - a C function pointer
             fn(version)
     except BaseException:  # never unwind into Rust
         log.exception("a change callback raised")
-
-
-class Token(Handle):
-    """A callback registration (change, auth, session state and progress callbacks):
-    :meth:`release` (or :meth:`close`, or leaving a ``with`` block) unregisters the callback."""
-
-    _kind = "token"
-
-    def __init__(self, ptr: int):
-        super().__init__(ptr)
-        live_tokens.add(self)
-
-    def close(self) -> None:
-        """Unregisters the callback (the same as :meth:`release`). Closing twice is harmless."""
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"<shoal.Token{' (released)' if self.released else ''}>"
 
 
 class Realm(Handle):
@@ -112,8 +97,6 @@ class Realm(Handle):
             raise err from cause
         realm = cls(p, config)
         if config.sync is not None:
-            from .sync import _track_synced_realm
-
             _track_synced_realm(realm)
         return realm
 
@@ -128,8 +111,6 @@ class Realm(Handle):
         if not p:
             return
         if self.config is not None and self.config.sync is not None:
-            from .sync import _keep_session_while_it_runs
-
             _keep_session_while_it_runs(p)
         ok = call(lib.shoal_realm_close, p)
         err = None if ok else last_error()
@@ -213,18 +194,18 @@ class Realm(Handle):
     @property
     def schema_version(self) -> int:
         out = ctypes.c_uint64(0)
-        call_bool(lib.shoal_realm_get_schema_version, self._h, ctypes.byref(out))
+        call_bool(lib.shoal_realm_schema_version, self._h, ctypes.byref(out))
         return out.value
 
     @property
     def version(self) -> int:
         """The history version this handle reads."""
         out = ctypes.c_uint64(0)
-        call_bool(lib.shoal_realm_get_version, self._h, ctypes.byref(out))
+        call_bool(lib.shoal_realm_version, self._h, ctypes.byref(out))
         return out.value
 
     def schema_json(self) -> str:
-        return call_string(lib.shoal_realm_get_schema_json, self._h)
+        return call_string(lib.shoal_realm_schema_json, self._h)
 
     def schema(self) -> dict[str, ClassInfo]:
         """The realm's classes, by name."""
@@ -302,13 +283,13 @@ class Realm(Handle):
         arr = (shoal_value_t * max(len(args), 1))()
         for i, a in enumerate(args):
             fill_value(arr[i], a, None, keep, self)
-        p = call_ptr(lib.shoal_query, self._h, _b(cls), _b(predicate), arr if args else None, len(args))
+        p = call_ptr(lib.shoal_realm_query, self._h, _b(cls), _b(predicate), arr if args else None, len(args))
         return Results(p, self, cls)
 
     def property_key(self, cls: str, prop: str) -> _ffi.shoal_property_key_t:
         """A key for :meth:`Object.get_by_key` / :meth:`Object.set_by_key`."""
         out = _ffi.shoal_property_key_t()
-        call_bool(lib.shoal_property_key, self._h, _b(cls), _b(prop), ctypes.byref(out))
+        call_bool(lib.shoal_realm_property_key, self._h, _b(cls), _b(prop), ctypes.byref(out))
         return out
 
     def _resolve_link(self, v: shoal_value_t) -> "Object | None":
@@ -323,11 +304,9 @@ class Realm(Handle):
         """The sync session of this synced realm (one per file and process, shared by every
         handle of it). :class:`~shoal.InvalidArgument` for a realm that is not synced,
         :class:`RealmClosed` once closed."""
-        from .sync import Session
-
         sync = self.config.sync if self.config is not None else None
         app = sync.user.app if sync is not None else None
-        return Session(call_ptr(lib.shoal_realm_get_session, self._h), app)
+        return Session(call_ptr(lib.shoal_realm_session, self._h), app)
 
     # -- notifications ---------------------------------------------------------------------------
 
@@ -349,7 +328,7 @@ class Realm(Handle):
         return f"<shoal.Realm {self._file_id[1] if self._file_id else ''}>"
 
 
-class Object(Handle):
+class Object(ObjectHandle):
     """An object of a realm, read and written like a dict: ``obj["name"]``,
     ``obj["name"] = "Ann"``, ``obj.get("name")``, ``obj.keys()``..."""
 
@@ -364,7 +343,7 @@ class Object(Handle):
     @property
     def class_name(self) -> str:
         if self._class_name is None:
-            self._class_name = call_string(lib.shoal_object_get_class_name, self._h)
+            self._class_name = call_string(lib.shoal_object_class_name, self._h)
         return self._class_name
 
     @property
@@ -372,7 +351,7 @@ class Object(Handle):
         """The object's key within its class in this file."""
         if self._key is None:
             out = ctypes.c_uint64(0)
-            call_bool(lib.shoal_object_get_key, self._h, ctypes.byref(out))
+            call_bool(lib.shoal_object_key, self._h, ctypes.byref(out))
             self._key = out.value
         return self._key
 
@@ -422,8 +401,6 @@ class Object(Handle):
         """``obj[prop]``; with ``default``, that for a property the class does not have."""
         if default is _MISSING:
             return self[prop]
-        from .errors import NoSuchProperty
-
         try:
             return self[prop]
         except NoSuchProperty:
@@ -499,7 +476,7 @@ class Object(Handle):
         if self is other:
             return True
         try:
-            return (self.class_name, self.key) == (other.class_name, other.key) and _same_file(self.realm, other.realm)
+            return (self.class_name, self.key) == (other.class_name, other.key) and same_file(self.realm, other.realm)
         except ShoalError:
             return False
 
@@ -513,11 +490,6 @@ class Object(Handle):
             return f"<shoal.Object {self.class_name} key={self.key}{'' if self.is_valid else ' (deleted)'}>"
         except ShoalError as e:
             return f"<shoal.Object ({e.name})>"
-
-
-def _same_file(a: Realm, b: Realm) -> bool:
-    """Whether two realms are handles of one file (True when that cannot be told)."""
-    return a is b or a._file_id is None or b._file_id is None or a._file_id == b._file_id
 
 
 def _index(i: Any, n: int) -> int:

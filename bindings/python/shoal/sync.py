@@ -31,13 +31,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _core, _ffi
-from ._core import FREE_USERDATA, Handle, call, call_bool, call_ptr, call_string, log, register, registered
+from ._core import (
+    FREE_USERDATA,
+    Handle,
+    Token,
+    call,
+    call_bool,
+    call_ptr,
+    call_string,
+    check_kind,
+    live_apps,
+    log,
+    register,
+    registered,
+)
 from ._ffi import lib
-from .errors import ShoalError, error_for, last_error
+from .errors import Misuse, ShoalError, error_for, last_error
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: app.py and realm.py import this module
     from .app import App, User
-    from .realm import Realm, Token
+    from .realm import Realm
 
 __all__ = [
     "ConnectionState",
@@ -226,7 +239,7 @@ def _callback_session(session_ptr: int | None, app: "App | None") -> "Session | 
     return Session(call_ptr(lib.shoal_clone, session_ptr), app)
 
 
-@_ffi.shoal_sync_error_fn
+@_ffi.shoal_sync_error_fn_t
 def SYNC_ERROR(userdata, session_ptr, error):  # noqa: N802 - a C function pointer
     try:
         entry = registered(userdata)
@@ -239,7 +252,7 @@ def SYNC_ERROR(userdata, session_ptr, error):  # noqa: N802 - a C function point
         log.exception("a sync error handler raised")
 
 
-@_ffi.shoal_token_binder_fn
+@_ffi.shoal_token_binder_fn_t
 def TOKEN_BINDER(userdata, session_ptr, server_path):  # noqa: N802 - a C function pointer
     try:
         entry = registered(userdata)
@@ -254,7 +267,7 @@ def TOKEN_BINDER(userdata, session_ptr, server_path):  # noqa: N802 - a C functi
         log.exception("a token binder raised")
 
 
-@_ffi.shoal_session_state_fn
+@_ffi.shoal_session_state_fn_t
 def SESSION_STATE(userdata, old, new):  # noqa: N802 - a C function pointer
     try:
         fn = registered(userdata)
@@ -264,7 +277,7 @@ def SESSION_STATE(userdata, old, new):  # noqa: N802 - a C function pointer
         log.exception("a session state callback raised")
 
 
-@_ffi.shoal_connection_state_fn
+@_ffi.shoal_connection_state_fn_t
 def CONNECTION_STATE(userdata, old, new):  # noqa: N802 - a C function pointer
     try:
         fn = registered(userdata)
@@ -274,7 +287,7 @@ def CONNECTION_STATE(userdata, old, new):  # noqa: N802 - a C function pointer
         log.exception("a connection state callback raised")
 
 
-@_ffi.shoal_progress_fn
+@_ffi.shoal_progress_fn_t
 def PROGRESS(userdata, transferred, transferable):  # noqa: N802 - a C function pointer
     try:
         fn = registered(userdata)
@@ -305,10 +318,7 @@ class SyncConfig(Handle):
     _kind = "sync config"
 
     def __init__(self, user: "User", url: str):
-        from .app import User
-
-        if not isinstance(user, User):
-            raise TypeError(f"expected a shoal.User, got {type(user).__name__}")
+        check_kind(user, "user", "shoal.User")
         super().__init__(call_ptr(lib.shoal_sync_config_new, user._h, _text(url, "the sync URL")))
         self._user = user
         self.url: str = url
@@ -326,17 +336,17 @@ class SyncConfig(Handle):
     @property
     def path(self) -> str:
         """The local realm file."""
-        return call_string(lib.shoal_sync_config_get_path, self._h)
+        return call_string(lib.shoal_sync_config_path, self._h)
 
     @property
     def server_url(self) -> str:
         """The resolved server URL (``~`` replaced by the user's identity)."""
-        return call_string(lib.shoal_sync_config_get_server_url, self._h)
+        return call_string(lib.shoal_sync_config_server_url, self._h)
 
     @property
     def server_path(self) -> str:
         """The server path, e.g. ``"/<identity>/tasks"``."""
-        return call_string(lib.shoal_sync_config_get_server_path, self._h)
+        return call_string(lib.shoal_sync_config_server_path, self._h)
 
     # -- options ----------------------------------------------------------------------------
 
@@ -351,7 +361,7 @@ class SyncConfig(Handle):
         the handler (errors are then only logged by the library)."""
         if fn is None:
             call_bool(
-                lib.shoal_sync_config_set_error_handler, self._h, _ffi.shoal_sync_error_fn(), None, _ffi.shoal_free_userdata_fn()
+                lib.shoal_sync_config_set_error_handler, self._h, _ffi.shoal_sync_error_fn_t(), None, _ffi.shoal_free_userdata_fn_t()
             )
         else:
             if not callable(fn):
@@ -409,7 +419,7 @@ class SyncConfig(Handle):
         auth server itself."""
         if fn is None:
             call_bool(
-                lib.shoal_sync_config_set_token_binder, self._h, _ffi.shoal_token_binder_fn(), None, _ffi.shoal_free_userdata_fn()
+                lib.shoal_sync_config_set_token_binder, self._h, _ffi.shoal_token_binder_fn_t(), None, _ffi.shoal_free_userdata_fn_t()
             )
         else:
             if not callable(fn):
@@ -485,21 +495,18 @@ class Session(Handle):
     def path(self) -> str:
         """The local realm file."""
         if self._path_cache is None:
-            self._path_cache = call_string(lib.shoal_session_get_path, self._h)
+            self._path_cache = call_string(lib.shoal_session_path, self._h)
         return self._path_cache
 
     @property
     def server_url(self) -> str:
         """The resolved server URL."""
-        return call_string(lib.shoal_session_get_server_url, self._h)
+        return call_string(lib.shoal_session_server_url, self._h)
 
     @property
     def user(self) -> "User":
         """The user the session syncs as."""
-        from .app import User
-        from .errors import Misuse
-
-        p = call_ptr(lib.shoal_session_get_user, self._h)
+        p = call_ptr(lib.shoal_session_user, self._h)
         if self._app is None:
             lib.shoal_release(p)
             raise Misuse(
@@ -507,7 +514,7 @@ class Session(Handle):
                 _ffi.SHOAL_ERR_CATEGORY_LOGIC,
                 "the session's app is unknown here: get the session through Realm.open(config).session or App.get_session",
             )
-        return User(p, self._app)
+        return self._app._wrap_user(p)  # User is defined above this module, by the app
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -515,8 +522,6 @@ class Session(Handle):
         """Calls ``fn(old, new)`` (:class:`SessionState` values) on every state change, on the
         sync callback thread. Release (or close) the returned token, or use it in a ``with``
         block, to unregister. Exceptions raised by ``fn`` are logged."""
-        from .realm import Token
-
         if not callable(fn):
             raise TypeError("the state callback must be callable")
         # On failure the library runs FREE_USERDATA at once, which drops the registration.
@@ -532,8 +537,6 @@ class Session(Handle):
     def add_connection_callback(self, fn: "Callable[[ConnectionState, ConnectionState], Any]") -> "Token":
         """Calls ``fn(old, new)`` (:class:`ConnectionState` values) on every connection state
         change, on the sync callback thread; returns a token like :meth:`add_state_callback`."""
-        from .realm import Token
-
         if not callable(fn):
             raise TypeError("the connection callback must be callable")
         p = call_ptr(
@@ -558,8 +561,6 @@ class Session(Handle):
         whenever the figures change. ``mode`` (:class:`ProgressMode`) ``CURRENT_CHANGES``
         follows only what is to transfer now and stops after it completes; ``INDEFINITELY``
         keeps reporting. Returns a token like :meth:`add_state_callback`."""
-        from .realm import Token
-
         d = _enum_value(ProgressDirection, direction, "the progress direction")
         m = _enum_value(ProgressMode, mode, "the progress mode")
         if not callable(fn):
@@ -646,7 +647,7 @@ def _keep_session_while_it_runs(realm_ptr: int) -> None:
     ``LIVE_INDEFINITELY``), so that it can be paused at exit. A state callback lets the handle
     go once the session stops."""
     try:
-        p = lib.shoal_realm_get_session(realm_ptr)
+        p = lib.shoal_realm_session(realm_ptr)
         if not p:
             return
         if _state_of(p) not in _RUNNING_STATES:
@@ -686,9 +687,7 @@ def _stop_sessions_at_exit() -> None:
         deadline = time.monotonic() + _core.EXIT_WAIT_SECONDS
         # Every session of every live app, tracked here or not (a synced realm whose object
         # was collected without close): paused, and the callbacks queued before run.
-        from .app import _live_apps
-
-        for app in list(_live_apps):
+        for app in list(live_apps):
             p = app._ptr
             if p:
                 lib.shoal_app_stop_sync(p, int(_core.EXIT_WAIT_SECONDS * 1000))
@@ -696,7 +695,7 @@ def _stop_sessions_at_exit() -> None:
         for realm in list(_synced_realms):
             p = realm._ptr
             if p:
-                s = lib.shoal_realm_get_session(p)
+                s = lib.shoal_realm_session(p)
                 if s:
                     handles.append(s)
         for session in list(_live_sessions.values()):

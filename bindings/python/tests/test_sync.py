@@ -786,7 +786,7 @@ def test_misuse_is_reported_clearly(app, shoal_server, tmp_path):
     schema = lib.shoal_schema_new()
     assert lib.shoal_session_state(schema) == -1, "a handle of another kind"
     assert isinstance(errors.last_error(), shoal.Misuse)
-    assert not lib.shoal_sync_config_get_path(schema)
+    assert not lib.shoal_sync_config_path(schema)
     assert isinstance(errors.last_error(), shoal.Misuse)
     lib.shoal_release(schema)
 
@@ -796,7 +796,7 @@ def test_misuse_is_reported_clearly(app, shoal_server, tmp_path):
         s.add_progress_callback("sideways", "indefinitely", print)
     with pytest.raises(TypeError):
         s.add_progress_callback(shoal.ProgressDirection.UPLOAD, shoal.ProgressMode.INDEFINITELY, "not callable")
-    assert not lib.shoal_session_add_progress_callback(s._h, 9, 0, shoal.sync.PROGRESS, None, _ffi.shoal_free_userdata_fn())
+    assert not lib.shoal_session_add_progress_callback(s._h, 9, 0, shoal.sync.PROGRESS, None, _ffi.shoal_free_userdata_fn_t())
     assert isinstance(errors.last_error(), shoal.InvalidArgument)
     with pytest.raises(shoal.InvalidArgument):
         s.add_progress_callback(9, 0, print)
