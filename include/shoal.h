@@ -6,10 +6,13 @@
  *  - Published: only what this header declares. Everything is prefixed shoal_ / SHOAL_.
  *  - Names: functions are shoal_<object>_<verb> (shoal_realm_open, shoal_results_sort,
  *    shoal_realm_query). An attribute of a handle is read by shoal_<object>_<attribute>
- *    (shoal_user_identity, shoal_session_state, shoal_realm_schema_version), a yes/no one by
+ *    (shoal_user_identity, shoal_session_state, shoal_sync_config_path), a yes/no one by
  *    shoal_<object>_is_<adjective>, and set by shoal_<object>_set_<attribute>; "get" names
- *    only the lookup of an element or member by key or index (shoal_object_get(obj, property),
- *    shoal_list_get, shoal_app_get_user(app, identity)). Library-wide functions have no
+ *    the lookup of an element or member by key or index (shoal_object_get(obj, property),
+ *    shoal_list_get, shoal_app_get_user(app, identity)). Five names fixed by the 0.x contract
+ *    keep their "get": shoal_config_get_path, shoal_realm_get_schema_version,
+ *    shoal_realm_get_schema_json, shoal_realm_get_session, and shoal_delete_realm_files
+ *    keeps its verb first. Library-wide functions have no
  *    object (shoal_release, shoal_free, shoal_get_last_error, ...). Types are shoal_<thing>_t
  *    (callbacks: shoal_<event>_fn_t), constants SHOAL_<FAMILY>_<NAME>. Every function is
  *    declared with SHOAL_API.
@@ -811,7 +814,7 @@ SHOAL_API shoal_config_t *shoal_config_new(const char *path);
 //
 // Requires:
 // `config` is a config handle.
-SHOAL_API char *shoal_config_path(const shoal_config_t *config);
+SHOAL_API char *shoal_config_get_path(const shoal_config_t *config);
 
 // Sets the schema the realm must have (copied; the schema handle stays the caller's).
 // NULL removes it (the file's own schema is used).
@@ -947,7 +950,7 @@ SHOAL_API shoal_realm_t *shoal_realm_open(const shoal_config_t *config);
 //
 // Requires:
 // `config` is a config handle.
-SHOAL_API bool shoal_realm_delete_files(const shoal_config_t *config);
+SHOAL_API bool shoal_delete_realm_files(const shoal_config_t *config);
 
 // Closes the realm: an open write transaction is cancelled and every later call on this
 // realm (through any clone of this handle) fails with `SHOAL_ERR_REALM_CLOSED`. The handle
@@ -1063,7 +1066,7 @@ SHOAL_API bool shoal_realm_is_empty(const shoal_realm_t *realm, bool *out);
 //
 // Requires:
 // `realm` is a realm handle; `out` writable.
-SHOAL_API bool shoal_realm_schema_version(const shoal_realm_t *realm, uint64_t *out);
+SHOAL_API bool shoal_realm_get_schema_version(const shoal_realm_t *realm, uint64_t *out);
 
 // Sets `*out` to the history version the realm reads (the number of changesets recorded).
 //
@@ -1085,7 +1088,7 @@ SHOAL_API bool shoal_realm_version(const shoal_realm_t *realm, uint64_t *out);
 //
 // Requires:
 // `realm` is a realm handle.
-SHOAL_API char *shoal_realm_schema_json(const shoal_realm_t *realm);
+SHOAL_API char *shoal_realm_get_schema_json(const shoal_realm_t *realm);
 
 // The realm's whole content as canonical JSON (objects by global id), for debugging and for
 // comparing two copies. Free with `shoal_free`.
@@ -2033,7 +2036,7 @@ SHOAL_API char *shoal_sync_config_server_path(const shoal_sync_config_t *sc);
 
 // Makes `config` a synced realm's configuration (the sync configuration is copied; `sc` stays
 // the caller's): its path becomes the sync configuration's local file (see
-// `shoal_config_path`). Synced realms are additive-only (a schema with additions needs a
+// `shoal_config_get_path`). Synced realms are additive-only (a schema with additions needs a
 // higher schema version; nothing is removed; no migration callback runs), cannot be in memory
 // and cannot be compacted.
 //
@@ -2074,7 +2077,7 @@ shoal_config_t *shoal_config_for_recovery(const char *path,
 //
 // Requires:
 // `realm` is a realm handle.
-SHOAL_API shoal_session_t *shoal_realm_session(const shoal_realm_t *realm);
+SHOAL_API shoal_session_t *shoal_realm_get_session(const shoal_realm_t *realm);
 
 // The sync session of the synced realm `config` describes, created (state
 // `SHOAL_SESSION_INACTIVE` until the realm is opened) if there is none. Release with

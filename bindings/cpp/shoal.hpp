@@ -490,7 +490,7 @@ public:
     }
     Config clone() const { return Config(clone_raw()); }
 
-    std::string path() const { return detail::take_string(shoal_config_path(checked())); }
+    std::string path() const { return detail::take_string(shoal_config_get_path(checked())); }
     Config &set_schema(const Schema &schema) {
         detail::check(shoal_config_set_schema(checked(), schema.checked()));
         return *this;
@@ -553,7 +553,7 @@ public:
     using Handle::Handle;
     static Realm open(const Config &config) { return Realm(detail::check(shoal_realm_open(config.checked()))); }
     /// Deletes the realm file of `config` (SHOAL_ERR_REALM_IN_USE while it is open).
-    static void delete_files(const Config &config) { detail::check(shoal_realm_delete_files(config.checked())); }
+    static void delete_files(const Config &config) { detail::check(shoal_delete_realm_files(config.checked())); }
     Realm clone() const { return Realm(clone_raw()); }
 
     void close() { detail::check(shoal_realm_close(checked())); }
@@ -597,7 +597,7 @@ public:
     }
     uint64_t schema_version() const {
         uint64_t v = 0;
-        detail::check(shoal_realm_schema_version(checked(), &v));
+        detail::check(shoal_realm_get_schema_version(checked(), &v));
         return v;
     }
     uint64_t version() const {
@@ -605,7 +605,7 @@ public:
         detail::check(shoal_realm_version(checked(), &v));
         return v;
     }
-    std::string schema_json() const { return detail::take_string(shoal_realm_schema_json(checked())); }
+    std::string schema_json() const { return detail::take_string(shoal_realm_get_schema_json(checked())); }
     std::string dump_json() const { return detail::take_string(shoal_realm_dump_json(checked())); }
     void compact() { detail::check(shoal_realm_compact(checked())); }
 
@@ -1147,7 +1147,7 @@ inline Results Realm::query(const std::string &class_name, const std::string &pr
         detail::check(shoal_realm_query(checked(), class_name.c_str(), predicate.c_str(), c.empty() ? nullptr : c.data(), c.size())));
 }
 
-inline Session Realm::session() const { return Session(detail::check(shoal_realm_session(checked()))); }
+inline Session Realm::session() const { return Session(detail::check(shoal_realm_get_session(checked()))); }
 
 inline Token Realm::add_change_callback(std::function<void(uint64_t)> callback) {
     shoal_realm_t *r = checked();

@@ -178,7 +178,7 @@ fn with_config(
 /// Requires:
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_config_path(config: *const shoal_config_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_config_get_path(config: *const shoal_config_t) -> *mut c_char {
     guard(|| Ok(malloc_string(handle::config(config)?.lock().path())))
 }
 

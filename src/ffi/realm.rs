@@ -41,7 +41,7 @@ pub unsafe extern "C" fn shoal_realm_open(config: *const shoal_config_t) -> *mut
 /// Requires:
 /// `config` is a config handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_delete_files(config: *const shoal_config_t) -> bool {
+pub unsafe extern "C" fn shoal_delete_realm_files(config: *const shoal_config_t) -> bool {
     guard(|| {
         let config = handle::config(config)?.lock().clone();
         crate::delete_realm_files(&config)?;
@@ -214,7 +214,7 @@ pub unsafe extern "C" fn shoal_realm_is_empty(realm: *const shoal_realm_t, out: 
 /// Requires:
 /// `realm` is a realm handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_schema_version(
+pub unsafe extern "C" fn shoal_realm_get_schema_version(
     realm: *const shoal_realm_t,
     out: *mut u64,
 ) -> bool {
@@ -251,7 +251,7 @@ pub unsafe extern "C" fn shoal_realm_version(realm: *const shoal_realm_t, out: *
 /// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_schema_json(realm: *const shoal_realm_t) -> *mut c_char {
+pub unsafe extern "C" fn shoal_realm_get_schema_json(realm: *const shoal_realm_t) -> *mut c_char {
     guard(|| Ok(malloc_string(&handle::realm(realm)?.schema()?.to_json())))
 }
 

@@ -392,7 +392,7 @@ pub unsafe extern "C" fn shoal_sync_config_server_path(
 
 /// Makes `config` a synced realm's configuration (the sync configuration is copied; `sc` stays
 /// the caller's): its path becomes the sync configuration's local file (see
-/// `shoal_config_path`). Synced realms are additive-only (a schema with additions needs a
+/// `shoal_config_get_path`). Synced realms are additive-only (a schema with additions needs a
 /// higher schema version; nothing is removed; no migration callback runs), cannot be in memory
 /// and cannot be compacted.
 ///
@@ -466,7 +466,9 @@ pub unsafe extern "C" fn shoal_config_for_recovery(
 /// Requires:
 /// `realm` is a realm handle.
 #[no_mangle]
-pub unsafe extern "C" fn shoal_realm_session(realm: *const shoal_realm_t) -> *mut shoal_session_t {
+pub unsafe extern "C" fn shoal_realm_get_session(
+    realm: *const shoal_realm_t,
+) -> *mut shoal_session_t {
     guard(|| {
         let r = handle::realm(realm)?;
         if r.is_closed() {

@@ -409,7 +409,7 @@ static void test_schema_builder_and_json(void) {
     CHECK(shoal_config_set_schema(c, back));
     shoal_realm_t *r = shoal_realm_open(c);
     CHECK(r != NULL);
-    char *realm_json = shoal_realm_schema_json(r);
+    char *realm_json = shoal_realm_get_schema_json(r);
     CHECK(realm_json != NULL);
     shoal_schema_t *from_realm = shoal_schema_from_json(realm_json);
     CHECK(from_realm != NULL);
@@ -472,7 +472,7 @@ static void test_config_setters(void) {
     path_in(path, "config.realm");
     shoal_config_t *c = shoal_config_new(path);
     CHECK(c != NULL);
-    char *got = shoal_config_path(c);
+    char *got = shoal_config_get_path(c);
     CHECK_STR_EQ(got, path);
     shoal_free(got);
 
@@ -490,9 +490,9 @@ static void test_config_setters(void) {
     shoal_realm_t *r = shoal_realm_open(c);
     CHECK(r != NULL);
     uint64_t version = 0;
-    CHECK(shoal_realm_schema_version(r, &version));
+    CHECK(shoal_realm_get_schema_version(r, &version));
     CHECK_INT_EQ(version, 7);
-    char *json = shoal_realm_schema_json(r);
+    char *json = shoal_realm_get_schema_json(r);
     CHECK(json != NULL);
     CHECK(strstr(json, "\"Person\"") != NULL);
     CHECK(strstr(json, "\"Later\"") == NULL);
@@ -576,7 +576,7 @@ static bool initial_data_cb(void *userdata, shoal_realm_t *realm) {
     /* The callback runs inside the creating transaction: a second begin fails. */
     shoal_error_t e;
     if (!shoal_realm_begin_write(realm) && shoal_get_last_error(&e)) st->nested_begin_error = e.code;
-    if (!shoal_realm_schema_version(realm, &st->schema_version)) return false;
+    if (!shoal_realm_get_schema_version(realm, &st->schema_version)) return false;
     for (int64_t id = 1; id <= 2; id++) {
         shoal_value_t pk = shoal_value_int(id);
         shoal_object_t *o = shoal_object_create(realm, "Person", &pk);
@@ -753,7 +753,7 @@ static void test_migration_and_delete_if_needed(void) {
     CHECK_INT_EQ(st.new_version, 2);
     CHECK_INT_EQ(st.migrated, 2);
     uint64_t version = 0;
-    CHECK(shoal_realm_schema_version(r, &version));
+    CHECK(shoal_realm_get_schema_version(r, &version));
     CHECK_INT_EQ(version, 2);
     shoal_value_t pk = shoal_value_int(1);
     shoal_object_t *ann = shoal_object_find(r, "Person", &pk);
@@ -785,7 +785,7 @@ static void test_migration_and_delete_if_needed(void) {
     bool empty = false;
     CHECK(shoal_realm_is_empty(r, &empty));
     CHECK(empty);
-    CHECK(shoal_realm_schema_version(r, &version));
+    CHECK(shoal_realm_get_schema_version(r, &version));
     CHECK_INT_EQ(version, 3);
     CHECK(shoal_release(r));
 
@@ -816,7 +816,7 @@ static void test_realm_transactions(void) {
     CHECK(shoal_realm_is_empty(r, &empty));
     CHECK(empty);
     uint64_t sv = 0;
-    CHECK(shoal_realm_schema_version(r, &sv));
+    CHECK(shoal_realm_get_schema_version(r, &sv));
     CHECK_INT_EQ(sv, 3);
     uint64_t v0 = 0, v1 = 0;
     CHECK(shoal_realm_version(r, &v0));
@@ -1959,7 +1959,7 @@ static void test_null_released_and_wrong_handles(void) {
     CHECK_ERR(!shoal_realm_commit(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_realm_is_in_transaction(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_realm_is_empty(NULL, &flag), SHOAL_ERR_MISUSE);
-    CHECK_ERR(!shoal_realm_schema_version(NULL, &u), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_realm_get_schema_version(NULL, &u), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_realm_open(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_object_create(NULL, "Person", NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_object_get(NULL, "name", &v), SHOAL_ERR_MISUSE);
@@ -1970,8 +1970,8 @@ static void test_null_released_and_wrong_handles(void) {
     CHECK_ERR(!shoal_schema_add_class(NULL, "A", NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_schema_to_json(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_config_set_schema_version(NULL, 1), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_config_path(NULL) == NULL, SHOAL_ERR_MISUSE);
-    CHECK_ERR(!shoal_realm_delete_files(NULL), SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_config_get_path(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_delete_realm_files(NULL), SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_clone(NULL) == NULL, SHOAL_ERR_MISUSE);
     /* NULL is a no-op for the free functions. */
     CHECK(shoal_release(NULL));
@@ -1990,7 +1990,7 @@ static void test_null_released_and_wrong_handles(void) {
     CHECK(r2 != NULL);
     CHECK(shoal_release(r2));
     CHECK_ERR(!shoal_realm_begin_write(r2), SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_realm_schema_json(r2) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_get_schema_json(r2) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(!shoal_release(r2), SHOAL_ERR_MISUSE);
     CHECK(!shoal_realm_is_in_transaction(r)); /* the other handle is unaffected */
     CHECK_NO_ERROR();
@@ -2122,27 +2122,27 @@ static void test_delete_realm_files(void) {
     CHECK(shoal_realm_commit(r));
     CHECK(file_exists(path));
 
-    CHECK_ERR(!shoal_realm_delete_files(c), SHOAL_ERR_REALM_IN_USE);
+    CHECK_ERR(!shoal_delete_realm_files(c), SHOAL_ERR_REALM_IN_USE);
     shoal_error_t e;
     CHECK(shoal_get_last_error(&e));
     CHECK_STR_EQ(e.path, path);
     CHECK(file_exists(path));
     CHECK(shoal_release(r));
     /* The object handle still keeps the realm open. */
-    CHECK_ERR(!shoal_realm_delete_files(c), SHOAL_ERR_REALM_IN_USE);
+    CHECK_ERR(!shoal_delete_realm_files(c), SHOAL_ERR_REALM_IN_USE);
     CHECK(shoal_release(o));
 
-    CHECK(shoal_realm_delete_files(c));
+    CHECK(shoal_delete_realm_files(c));
     CHECK(!file_exists(path));
     /* A missing file is not an error. */
-    CHECK(shoal_realm_delete_files(c));
+    CHECK(shoal_delete_realm_files(c));
     CHECK_NO_ERROR();
     /* The next open starts empty. */
     r = shoal_realm_open(c);
     CHECK(r != NULL);
     CHECK_INT_EQ(count_objects(r, "Person"), 0);
     CHECK(shoal_release(r));
-    CHECK(shoal_realm_delete_files(c));
+    CHECK(shoal_delete_realm_files(c));
     CHECK(shoal_release(c));
 }
 
@@ -2884,7 +2884,7 @@ static void test_sync_config_urls_and_paths(void) {
 
     /* shoal_config_set_sync moves the config's path to the sync file. */
     shoal_config_t *c = synced_config(sa);
-    s = shoal_config_path(c);
+    s = shoal_config_get_path(c);
     CHECK_STR_EQ(s, file);
     shoal_free(s);
     CHECK_ERR(!shoal_config_set_sync(c, NULL), SHOAL_ERR_MISUSE);
@@ -2908,15 +2908,15 @@ static void test_sync_config_urls_and_paths(void) {
     CHECK_ERR(shoal_app_get_session(app, local) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     shoal_realm_t *lr = shoal_realm_open(local);
     CHECK(lr != NULL);
-    CHECK_ERR(shoal_realm_session(lr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_get_session(lr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK(shoal_realm_close(lr));
-    CHECK_ERR(shoal_realm_session(lr) == NULL, SHOAL_ERR_REALM_CLOSED);
+    CHECK_ERR(shoal_realm_get_session(lr) == NULL, SHOAL_ERR_REALM_CLOSED);
     CHECK(shoal_release(lr));
 
     /* Recovery configurations open any file read-only and unsynced. */
     CHECK_ERR(shoal_config_for_recovery(NULL, NULL, 0, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     static const uint8_t short_key[10] = {0};
-    char *local_path = shoal_config_path(local);
+    char *local_path = shoal_config_get_path(local);
     CHECK(local_path != NULL);
     shoal_config_t *bad_key = shoal_config_for_recovery(local_path, short_key, sizeof short_key, NULL);
     if (bad_key) {
@@ -2931,7 +2931,7 @@ static void test_sync_config_urls_and_paths(void) {
     shoal_realm_t *rr = shoal_realm_open(rc);
     CHECK(rr != NULL);
     CHECK_ERR(!shoal_realm_begin_write(rr), SHOAL_ERR_READ_ONLY);
-    CHECK_ERR(shoal_realm_session(rr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_get_session(rr) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK(shoal_release(rr));
     CHECK(shoal_release(rc));
 
@@ -3078,10 +3078,10 @@ static void test_sync_two_apps_converge(void) {
     shoal_realm_t *ra = shoal_realm_open(ca);
     CHECK(ra != NULL);
     /* The realm's session is that session. */
-    shoal_session_t *same = shoal_realm_session(ra);
+    shoal_session_t *same = shoal_realm_get_session(ra);
     CHECK(same != NULL);
     char *p1 = shoal_session_path(same);
-    char *p2 = shoal_config_path(ca);
+    char *p2 = shoal_config_get_path(ca);
     bool same_path = p1 && p2 && strcmp(p1, p2) == 0;
     shoal_free(p1);
     shoal_free(p2);
@@ -3124,7 +3124,7 @@ static void test_sync_two_apps_converge(void) {
     shoal_config_t *cb = synced_config(scb);
     shoal_realm_t *rb = shoal_realm_open(cb);
     CHECK(rb != NULL);
-    shoal_session_t *sb = shoal_realm_session(rb);
+    shoal_session_t *sb = shoal_realm_get_session(rb);
     CHECK(sb != NULL);
     CHECK(shoal_session_wait_for_download(sb, WAIT_MS));
     CHECK(shoal_realm_refresh(rb, NULL));
@@ -3310,7 +3310,7 @@ static void test_sync_error_handler_and_token_binder(void) {
     shoal_config_t *config = synced_config(sc);
     shoal_realm_t *realm = shoal_realm_open(config);
     CHECK(realm != NULL);
-    shoal_session_t *session = shoal_realm_session(realm);
+    shoal_session_t *session = shoal_realm_get_session(realm);
     CHECK(session != NULL);
     CHECK(wait_for_count(&errs.mu, &errs.cv, &errs.fatal_calls, 1));
     pthread_mutex_lock(&errs.mu);
@@ -3351,7 +3351,7 @@ static void test_sync_error_handler_and_token_binder(void) {
     shoal_config_t *config2 = synced_config(sc2);
     shoal_realm_t *realm2 = shoal_realm_open(config2);
     CHECK(realm2 != NULL);
-    shoal_session_t *session2 = shoal_realm_session(realm2);
+    shoal_session_t *session2 = shoal_realm_get_session(realm2);
     CHECK(session2 != NULL);
     CHECK(wait_for_count(&errs2.mu, &errs2.cv, &errs2.fatal_calls, 1));
     CHECK(wait_for_count(&binder.mu, &binder.cv, &binder.calls, 1));
@@ -3443,7 +3443,7 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     CHECK_ERR(shoal_session_path(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_session_server_url(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_session_user(NULL) == NULL, SHOAL_ERR_MISUSE);
-    CHECK_ERR(shoal_realm_session(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_get_session(NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_app_get_session(NULL, NULL) == NULL, SHOAL_ERR_MISUSE);
     CHECK_ERR(shoal_app_execute_client_reset(NULL, "x") == NULL, SHOAL_ERR_MISUSE);
     g_sync_frees = 0;
@@ -3471,7 +3471,7 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     shoal_config_t *config = synced_config(sc);
     shoal_realm_t *realm = shoal_realm_open(config);
     CHECK(realm != NULL);
-    shoal_session_t *session = shoal_realm_session(realm);
+    shoal_session_t *session = shoal_realm_get_session(realm);
     CHECK(session != NULL);
     add_items(realm, 0, 2);
     CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
@@ -3553,7 +3553,7 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     CHECK(recovered != NULL);
     CHECK_INT_EQ(count_objects(recovered, "Item"), 3);
     CHECK_ERR(!shoal_realm_begin_write(recovered), SHOAL_ERR_READ_ONLY);
-    CHECK_ERR(shoal_realm_session(recovered) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_realm_get_session(recovered) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
     CHECK(shoal_release(recovered));
     CHECK(shoal_release(rc));
 

@@ -358,7 +358,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_schema_to_json": (c_void_p, [_handle]),
     # config
     "shoal_config_new": (_handle, [c_char_p]),
-    "shoal_config_path": (c_void_p, [_handle]),
+    "shoal_config_get_path": (c_void_p, [_handle]),
     "shoal_config_set_schema": (c_bool, [_handle, _handle]),
     "shoal_config_set_schema_version": (c_bool, [_handle, c_uint64]),
     "shoal_config_set_in_memory": (c_bool, [_handle, c_bool]),
@@ -413,7 +413,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_list_clear": (c_bool, [_handle]),
     # realms
     "shoal_realm_open": (_handle, [_handle]),
-    "shoal_realm_delete_files": (c_bool, [_handle]),
+    "shoal_delete_realm_files": (c_bool, [_handle]),
     "shoal_realm_close": (c_bool, [_handle]),
     "shoal_realm_is_closed": (c_bool, [_handle]),
     "shoal_realm_begin_write": (c_bool, [_handle]),
@@ -423,9 +423,9 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_realm_refresh": (c_bool, [_handle, POINTER(c_bool)]),
     "shoal_realm_compact": (c_bool, [_handle]),
     "shoal_realm_is_empty": (c_bool, [_handle, POINTER(c_bool)]),
-    "shoal_realm_schema_version": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_realm_get_schema_version": (c_bool, [_handle, POINTER(c_uint64)]),
     "shoal_realm_version": (c_bool, [_handle, POINTER(c_uint64)]),
-    "shoal_realm_schema_json": (c_void_p, [_handle]),
+    "shoal_realm_get_schema_json": (c_void_p, [_handle]),
     "shoal_realm_dump_json": (c_void_p, [_handle]),
     "shoal_realm_add_change_callback": (
         _handle,
@@ -497,7 +497,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_config_set_sync": (c_bool, [_handle, _handle]),
     "shoal_config_for_recovery": (_handle, [c_char_p, POINTER(c_uint8), c_size_t, _handle]),
     # sessions
-    "shoal_realm_session": (_handle, [_handle]),
+    "shoal_realm_get_session": (_handle, [_handle]),
     "shoal_app_get_session": (_handle, [_handle, _handle]),
     "shoal_session_state": (c_int32, [_handle]),
     "shoal_session_connection_state": (c_int32, [_handle]),

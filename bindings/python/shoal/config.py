@@ -227,7 +227,7 @@ class Config(Handle):
     def path(self) -> str:
         """The realm path, as the library holds it (for a synced configuration: the sync
         configuration's local file)."""
-        return call_string(lib.shoal_config_path, self._h)
+        return call_string(lib.shoal_config_get_path, self._h)
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -363,7 +363,7 @@ class Config(Handle):
     def delete_realm_files(self) -> None:
         """Deletes the realm file (:class:`~shoal.RealmInUse` while it is open in this
         process; a missing file is not an error)."""
-        call_bool(lib.shoal_realm_delete_files, self._h)
+        call_bool(lib.shoal_delete_realm_files, self._h)
 
     def __repr__(self) -> str:
         if self.released:

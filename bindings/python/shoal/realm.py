@@ -194,7 +194,7 @@ class Realm(Handle):
     @property
     def schema_version(self) -> int:
         out = ctypes.c_uint64(0)
-        call_bool(lib.shoal_realm_schema_version, self._h, ctypes.byref(out))
+        call_bool(lib.shoal_realm_get_schema_version, self._h, ctypes.byref(out))
         return out.value
 
     @property
@@ -205,7 +205,7 @@ class Realm(Handle):
         return out.value
 
     def schema_json(self) -> str:
-        return call_string(lib.shoal_realm_schema_json, self._h)
+        return call_string(lib.shoal_realm_get_schema_json, self._h)
 
     def schema(self) -> dict[str, ClassInfo]:
         """The realm's classes, by name."""
@@ -306,7 +306,7 @@ class Realm(Handle):
         :class:`RealmClosed` once closed."""
         sync = self.config.sync if self.config is not None else None
         app = sync.user.app if sync is not None else None
-        return Session(call_ptr(lib.shoal_realm_session, self._h), app)
+        return Session(call_ptr(lib.shoal_realm_get_session, self._h), app)
 
     # -- notifications ---------------------------------------------------------------------------
 

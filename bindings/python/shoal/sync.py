@@ -647,7 +647,7 @@ def _keep_session_while_it_runs(realm_ptr: int) -> None:
     ``LIVE_INDEFINITELY``), so that it can be paused at exit. A state callback lets the handle
     go once the session stops."""
     try:
-        p = lib.shoal_realm_session(realm_ptr)
+        p = lib.shoal_realm_get_session(realm_ptr)
         if not p:
             return
         if _state_of(p) not in _RUNNING_STATES:
@@ -695,7 +695,7 @@ def _stop_sessions_at_exit() -> None:
         for realm in list(_synced_realms):
             p = realm._ptr
             if p:
-                s = lib.shoal_realm_session(p)
+                s = lib.shoal_realm_get_session(p)
                 if s:
                     handles.append(s)
         for session in list(_live_sessions.values()):

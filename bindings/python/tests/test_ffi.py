@@ -114,7 +114,7 @@ def test_released_handle_is_misuse_not_crash(config):
     assert isinstance(e, shoal.Misuse) and "released" in e.message
     assert not lib.shoal_release(realm)  # released twice
     assert isinstance(last(), shoal.Misuse)
-    assert not lib.shoal_realm_schema_json(realm)
+    assert not lib.shoal_realm_get_schema_json(realm)
     assert isinstance(last(), shoal.Misuse)
 
 
