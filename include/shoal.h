@@ -124,7 +124,8 @@
 #define SHOAL_ERR_BAD_MESSAGE_ORDER 109
 
 // A sync session or connection error: the protocol's code (100–109 connection,
-// 200–213 session) is `Error::raw_code`; 200 stands for the whole family.
+// 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
+// Rust: `Error::raw_code`); 200 stands for the whole family.
 #define SHOAL_ERR_SYNC 200
 
 // Session 200 (recoverable): The session was closed; not an error.
@@ -170,8 +171,9 @@
 #define SHOAL_ERR_DISABLED_SESSION 213
 
 // The auth server answered with an HTTP status (300–599) that carries no Realm code
-// of its own (an unknown route, a server error, a redirect). The status itself is
-// `Error::raw_code` and `Error::http_status`; 300 stands for the whole family.
+// of its own (an unknown route, a server error, a redirect). The status itself is what
+// the error reports as its code (C: `shoal_error_t.code`; Rust: `Error::raw_code`,
+// `Error::http_status`); 300 stands for the whole family.
 #define SHOAL_ERR_HTTP 300
 
 // Auth: a parameter of the request is malformed (the server's `601`).

@@ -31,7 +31,8 @@ pub const SHOAL_ERR_BOUND_IN_OTHER_SESSION: i32 = 108;
 /// Connection 109: A message that is not allowed at this point of the session.
 pub const SHOAL_ERR_BAD_MESSAGE_ORDER: i32 = 109;
 /// A sync session or connection error: the protocol's code (100–109 connection,
-/// 200–213 session) is `Error::raw_code`; 200 stands for the whole family.
+/// 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
+/// Rust: `Error::raw_code`); 200 stands for the whole family.
 pub const SHOAL_ERR_SYNC: i32 = 200;
 /// Session 200 (recoverable): The session was closed; not an error.
 pub const SHOAL_ERR_SESSION_CLOSED: i32 = 200;
@@ -62,8 +63,9 @@ pub const SHOAL_ERR_BAD_CHANGESET: i32 = 212;
 /// Session 213: The session has been disabled.
 pub const SHOAL_ERR_DISABLED_SESSION: i32 = 213;
 /// The auth server answered with an HTTP status (300–599) that carries no Realm code
-/// of its own (an unknown route, a server error, a redirect). The status itself is
-/// `Error::raw_code` and `Error::http_status`; 300 stands for the whole family.
+/// of its own (an unknown route, a server error, a redirect). The status itself is what
+/// the error reports as its code (C: `shoal_error_t.code`; Rust: `Error::raw_code`,
+/// `Error::http_status`); 300 stands for the whole family.
 pub const SHOAL_ERR_HTTP: i32 = 300;
 /// Auth: a parameter of the request is malformed (the server's `601`).
 pub const SHOAL_ERR_INVALID_PARAMETERS: i32 = 601;

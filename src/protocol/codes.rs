@@ -183,11 +183,13 @@ code_table! {
         /// The synced realm must be reset from the server.
         ClientReset = 7 => "CLIENT_RESET", Client, ClientReset;
         /// A sync session or connection error: the protocol's code (100–109 connection,
-        /// 200–213 session) is `Error::raw_code`; 200 stands for the whole family.
+        /// 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
+        /// Rust: `Error::raw_code`); 200 stands for the whole family.
         Sync = 200 => "SYNC", Sync, Recoverable;
         /// The auth server answered with an HTTP status (300–599) that carries no Realm code
-        /// of its own (an unknown route, a server error, a redirect). The status itself is
-        /// `Error::raw_code` and `Error::http_status`; 300 stands for the whole family.
+        /// of its own (an unknown route, a server error, a redirect). The status itself is what
+        /// the error reports as its code (C: `shoal_error_t.code`; Rust: `Error::raw_code`,
+        /// `Error::http_status`); 300 stands for the whole family.
         Http = 300 => "HTTP", Http, Fatal;
         /// Auth: a parameter of the request is malformed (the server's `601`).
         InvalidParameters = 601 => "INVALID_PARAMETERS", Auth, Fatal;
