@@ -25,11 +25,13 @@
 mod auth;
 pub mod config;
 mod connection_limits;
+mod extract;
 mod files;
 mod http;
 mod login_limits;
 mod password;
 mod problem;
+mod revocations;
 mod server;
 mod store;
 mod sync;

@@ -36,14 +36,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use shoal::protocol::auth::TokenData;
 use shoal::protocol::sync::{
     ConnectionErrorCode as Conn, DownloadChangeset, DownloadProgress, Message, Sender,
-    SessionErrorCode as Sess, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES, MAX_PATH_BYTES,
+    SessionErrorCode as Sess, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES,
     WEBSOCKET_SUBPROTOCOL,
 };
 use tokio::sync::{broadcast, mpsc, watch, OnceCell};
 use tokio::task::JoinHandle;
 
-use crate::auth::AuthService;
 use crate::connection_limits::{Stage, Tracked, TrackedConnection};
+use crate::revocations::Revocations;
 use crate::tokens::{unix_now, TokenError, TokenVerifier};
 
 const SYNC_META: TableDefinition<&str, u64> = TableDefinition::new("sync_meta");
@@ -79,9 +79,9 @@ fn store_err(e: impl std::fmt::Display) -> SyncStoreError {
 pub struct SyncService {
     /// Checks access tokens with the public key alone.
     verifier: TokenVerifier,
-    /// The auth service: its revocation list (checked at BIND and REFRESH) and its feed of
-    /// revocations (which end the sessions bound with tokens of a revoked refresh token).
-    auth: Arc<AuthService>,
+    /// The revocation list (checked at BIND and REFRESH) and its feed (which ends the
+    /// sessions bound with tokens of a revoked refresh token).
+    revocations: Arc<Revocations>,
     /// `DATA/realms`.
     realms_dir: PathBuf,
     /// `DATA/sync.redb`: realm path → directory number.
@@ -109,7 +109,7 @@ impl SyncService {
     pub(crate) fn open(
         data_dir: &Path,
         verifier: TokenVerifier,
-        auth: Arc<AuthService>,
+        revocations: Arc<Revocations>,
     ) -> Result<SyncService, SyncStoreError> {
         let realms_dir = data_dir.join(REALMS_DIR);
         std::fs::create_dir_all(&realms_dir).map_err(store_err)?;
@@ -124,7 +124,7 @@ impl SyncService {
         let (connections, connections_done) = mpsc::channel(1);
         Ok(SyncService {
             verifier,
-            auth,
+            revocations,
             realms_dir,
             index,
             hosts: StdMutex::new(HashMap::new()),
@@ -790,7 +790,7 @@ struct Connection {
     /// The connection's slot in the accept loop's limits: told whether a session is bound
     /// (a connection without one may be evicted to make room for others).
     tracked: Option<Arc<Tracked>>,
-    /// Revoked refresh token ids, from the auth service (`None` once it is gone).
+    /// Revoked refresh token ids, from the revocation feed (`None` once it is gone).
     revocations: Option<broadcast::Receiver<String>>,
 }
 
@@ -802,7 +802,7 @@ impl Connection {
     ) -> Connection {
         let (moved_tx, moved_rx) = mpsc::channel(64);
         // Subscribed before any BIND is checked, so a revocation racing a BIND is seen.
-        let revocations = Some(service.auth.revocations());
+        let revocations = Some(service.revocations.subscribe());
         Connection {
             service,
             socket,
@@ -1173,7 +1173,7 @@ impl Connection {
         ident: u64,
         salt: u64,
     ) -> Result<Result<bool, Close>, SessionError> {
-        if !is_realm_path(&path) {
+        if !shoal::protocol::path::is_realm_path(&path) {
             return Err(sess_error(
                 Sess::IllegalRealmPath,
                 format!("'{path}' is not a realm path"),
@@ -1422,13 +1422,13 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Whether the refresh token `id` is revoked (the auth service's list, on disk).
+/// Whether the refresh token `id` is revoked (the list on disk).
 async fn is_revoked(service: &Arc<SyncService>, id: String) -> Result<bool, SessionError> {
-    let auth = Arc::clone(&service.auth);
-    Ok(blocking(move || auth.is_revoked(&id).map_err(store_err)).await?)
+    let revocations = Arc::clone(&service.revocations);
+    Ok(blocking(move || revocations.is_revoked(&id).map_err(store_err)).await?)
 }
 
-/// The next revocation; never ready once the auth service's feed has closed.
+/// The next revocation; never ready once the feed has closed.
 async fn next_revocation(
     feed: &mut Option<broadcast::Receiver<String>>,
 ) -> Result<String, broadcast::error::RecvError> {
@@ -1436,21 +1436,6 @@ async fn next_revocation(
         Some(feed) => feed.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// Whether `path` is a realm path as the auth service issues them: `/` then segments of
-/// `[A-Za-z0-9_.-]+` (not `.` or `..`), at most 1024 bytes, no reserved suffix.
-fn is_realm_path(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.last().copied().unwrap_or_default();
-    path.len() <= MAX_PATH_BYTES
-        && segments.iter().all(|s| crate::auth::is_path_segment(s))
-        && ![".realm", ".realm.lock", ".realm.management"]
-            .iter()
-            .any(|suffix| last.ends_with(suffix))
 }
 
 #[cfg(test)]
@@ -1545,23 +1530,5 @@ mod tests {
         let mut garbage = entry(1, 300, ORIGIN);
         garbage.data = b"garbage".to_vec();
         assert_eq!(refused(&g, &[garbage]), Some(Sess::BadChangeset));
-    }
-
-    #[test]
-    fn realm_paths() {
-        assert!(is_realm_path("/u1/tasks"));
-        assert!(is_realm_path("/public"));
-        for bad in [
-            "",
-            "u1",
-            "/",
-            "/u1/",
-            "/u1/../x",
-            "/~/x",
-            "/u1/x.realm",
-            "/a b",
-        ] {
-            assert!(!is_realm_path(bad), "{bad:?}");
-        }
     }
 }
