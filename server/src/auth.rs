@@ -21,25 +21,23 @@ use shoal::protocol::auth::{
     RevokeRequest, Token, TokenData, ACCESS_DOWNLOAD, ACCESS_MANAGE, ACCESS_REFRESH, ACCESS_UPLOAD,
     ADMIN_USER_NAME, PROVIDER_DEBUG, PROVIDER_PASSWORD, PROVIDER_REALM,
 };
+use shoal::protocol::path::{self as realm_path, Tilde};
 use tracing::instrument;
 
 use crate::config::{PasswordHashing, ServerConfig};
+use crate::extract::{Authorization, JsonBody, Peer};
 use crate::files;
-use crate::http::{Authorization, JsonBody, Peer};
 use crate::login_limits::{HashPool, LoginKeys, Throttle};
 use crate::password;
 use crate::problem::ApiError;
+use crate::revocations::Revocations;
 use crate::store::{Store, StoreError, User};
 use crate::tokens::{random_id, unix_now, TokenError, TokenKeys, TokenVerifier};
 
-/// The longest realm path accepted, in bytes.
-const MAX_PATH_LEN: usize = 1024;
 /// The longest user name accepted, in bytes.
 const MAX_USER_NAME_LEN: usize = 256;
 /// Where a generated `realm-admin` password is written, under the data directory.
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
-/// Revocations queued for each sync connection before it must re-check its sessions.
-const REVOCATION_BACKLOG: usize = 256;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
@@ -50,7 +48,7 @@ impl From<StoreError> for ApiError {
 /// The auth service's state, shared by every request.
 pub struct AuthService {
     /// Users, accounts, password hashes, revoked token ids.
-    store: Store,
+    store: Arc<Store>,
     /// Signs every token this server issues.
     keys: TokenKeys,
     /// Checks tokens presented to us (the public half of `keys`).
@@ -73,9 +71,8 @@ pub struct AuthService {
     refresh_ttl: i64,
     /// Whether the `debug` provider is enabled.
     debug_provider: bool,
-    /// Tells the sync service of every revocation (the token id), which ends the sessions
-    /// bound with access tokens issued from it.
-    revoked: tokio::sync::broadcast::Sender<String>,
+    /// Revoked refresh tokens (in `store`), shared with the sync service.
+    revocations: Arc<Revocations>,
 }
 
 impl AuthService {
@@ -89,7 +86,7 @@ impl AuthService {
     /// harmless).
     pub fn open(config: &ServerConfig) -> Result<AuthService, crate::ServerError> {
         files::create_private_dir(&config.data_dir)?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir)?);
         let keys = TokenKeys::load_or_create(&config.data_dir)?;
         let params = match config.password_hashing {
             // The argon2 crate's defaults: 19 MiB, 2 passes, 1 lane.
@@ -108,6 +105,7 @@ impl AuthService {
             .map_err(|e| crate::ServerError::Hash(e.to_string()))?
             .map_err(crate::ServerError::Hash)?;
         let mut service = AuthService {
+            revocations: Arc::new(Revocations::new(Arc::clone(&store))),
             store,
             verifier: keys.verifier(),
             keys,
@@ -119,7 +117,6 @@ impl AuthService {
             access_ttl: i64::try_from(config.access_token_ttl).unwrap_or(i64::MAX),
             refresh_ttl: i64::try_from(config.refresh_token_ttl).unwrap_or(i64::MAX),
             debug_provider: config.debug_provider,
-            revoked: tokio::sync::broadcast::Sender::new(REVOCATION_BACKLOG),
         };
         service.admin_id = service.bootstrap_admin(config.admin_password.as_deref())?;
         Ok(service)
@@ -291,7 +288,7 @@ impl AuthService {
 
     fn debug_login(&self, request: &AuthRequest) -> Result<AuthResponse, ApiError> {
         let identity = request.data.as_str();
-        if !is_path_segment(identity) {
+        if !realm_path::is_segment(identity) {
             return Err(ApiError::invalid(
                 "a debug identity is one path segment: [A-Za-z0-9_.-]+, not '.' or '..'",
             ));
@@ -371,30 +368,18 @@ impl AuthService {
         if target.is_expired_at(unix_now()) {
             return Err(ApiError::expired_refresh_token("the token is expired"));
         }
-        if !self.store.revoke(token_id, target.expires)? {
+        if !self.revocations.revoke(token_id, target.expires)? {
             return Err(ApiError::expired_refresh_token(
                 "the token is already revoked",
             ));
         }
         tracing::info!(identity = %target.identity, by = %caller.id, "revoked a refresh token");
-        // Nobody listening (no sync connection) is fine: later BINDs check the store.
-        let _ = self.revoked.send(token_id.to_owned());
         Ok(())
     }
 
-    /// Every revocation from now on, as the revoked refresh token's id (the sync service's
-    /// hook). A receiver that falls more than 256 behind gets `Lagged` and must check its
-    /// sessions with [`is_revoked`](Self::is_revoked).
-    pub(crate) fn revocations(&self) -> tokio::sync::broadcast::Receiver<String> {
-        self.revoked.subscribe()
-    }
-
-    /// Whether the refresh token with this id was revoked (entries stay until it expires).
-    ///
-    /// # Errors
-    /// A storage failure.
-    pub(crate) fn is_revoked(&self, token_id: &str) -> Result<bool, StoreError> {
-        self.store.is_revoked(token_id)
+    /// The revocation list and its feed (the sync service's view of this service).
+    pub(crate) fn revocations(&self) -> Arc<Revocations> {
+        Arc::clone(&self.revocations)
     }
 
     /// `PUT /auth/password`.
@@ -484,7 +469,7 @@ impl AuthService {
                 "an access token is not a refresh token",
             ));
         };
-        if self.store.is_revoked(token_id)? {
+        if self.revocations.is_revoked(token_id)? {
             return Err(ApiError::expired_refresh_token(
                 "the refresh token was revoked",
             ));
@@ -521,41 +506,16 @@ impl AuthService {
     }
 }
 
-/// Whether `s` is one realm path segment: `[A-Za-z0-9_.-]+`, not `.` or `..`.
-pub(crate) fn is_path_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
-/// Validates a realm path and resolves a leading `~` to `identity`. Returns the resolved path
-/// and the owner (the first segment when there are at least two).
+/// Validates a realm path and resolves a leading `~` to `identity`
+/// ([`shoal::protocol::path`]). Returns the resolved path and the owner (the first segment
+/// when there are at least two).
 fn resolve_path(path: &str, identity: &str) -> Result<(String, Option<String>), ApiError> {
-    let invalid = |why: &str| ApiError::invalid(format!("invalid realm path '{path}': {why}"));
-    if path.len() > MAX_PATH_LEN {
-        return Err(invalid("too long"));
-    }
-    let Some(rest) = path.strip_prefix('/') else {
-        return Err(invalid("it must start with '/'"));
-    };
-    let mut segments: Vec<&str> = rest.split('/').collect();
-    if segments.first() == Some(&"~") {
-        segments[0] = identity;
-    }
-    if !segments.iter().all(|s| is_path_segment(s)) {
-        return Err(invalid("segments are [A-Za-z0-9_.-]+, not '.' or '..'"));
-    }
-    let last = segments.last().copied().unwrap_or_default();
-    if [".realm", ".realm.lock", ".realm.management"]
-        .iter()
-        .any(|suffix| last.ends_with(suffix))
-    {
-        return Err(invalid("the last segment ends in a reserved suffix"));
-    }
-    let owner = (segments.len() >= 2).then(|| segments[0].to_owned());
-    Ok((format!("/{}", segments.join("/")), owner))
+    let resolved = realm_path::resolve(path, identity, Tilde::FirstSegment)
+        .map_err(|e| ApiError::invalid(format!("invalid realm path '{path}': {e}")))?;
+    let mut segments = resolved[1..].split('/');
+    let first = segments.next().unwrap_or_default().to_owned();
+    let owner = segments.next().is_some().then_some(first);
+    Ok((resolved, owner))
 }
 
 /// Runs `f` on the blocking pool (argon2 and redb block); a panic in it is a 500.
@@ -614,6 +574,7 @@ pub async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal::protocol::sync::MAX_PATH_BYTES;
 
     /// Data of a server from before the rule: `realm-admin` with the empty password.
     #[test]
@@ -673,6 +634,16 @@ mod tests {
         ] {
             assert!(resolve_path(bad, "u1").is_err(), "{bad:?}");
         }
-        assert!(resolve_path(&format!("/u1/{}", "a".repeat(MAX_PATH_LEN)), "u1").is_err());
+        let long = |n: usize| format!("/u1/{}", "a".repeat(n));
+        assert!(resolve_path(&long(MAX_PATH_BYTES - 4), "u1").is_ok());
+        assert!(resolve_path(&long(MAX_PATH_BYTES - 3), "u1").is_err());
+        // The limit applies to the resolved path.
+        let tilde = format!("/~/{}", "a".repeat(MAX_PATH_BYTES - 3));
+        assert!(resolve_path(&tilde, "u1").is_err());
+        assert!(resolve_path(&tilde, "u").is_ok());
+        assert!(
+            resolve_path("/x/~", "u1").is_err(),
+            "only a leading '~' is resolved"
+        );
     }
 }

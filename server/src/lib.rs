@@ -14,9 +14,10 @@
 //! ```
 //!
 //! Layout: [`run`] (`server.rs`, the accept loop; `limits.rs`, connection limits; `tls.rs`,
-//! TLS) → `http.rs` (router, extractors) →
-//! `auth.rs` (the auth service) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
-//! `sync.rs` (the sync WebSocket, sessions, the per-path log and realm copy);
+//! TLS) → `http.rs` (the router) → `auth.rs` (the auth service, over `extract.rs`, the
+//! extractors) and `sync/` (the sync WebSocket: `connection.rs` sessions, `log.rs` the
+//! per-path log and realm copy, `gate.rs` upload checks) → `revocations.rs` (revoked refresh
+//! tokens, shared by both) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
 //! `limits.rs` bounds password hashing and slows down failed logins; `files.rs` keeps
 //! everything under the data directory owner-only; `problem.rs` turns every failure into an
 //! RFC 7807 answer. [`router`] opens the same state
@@ -25,11 +26,13 @@
 mod auth;
 pub mod config;
 mod connection_limits;
+mod extract;
 mod files;
 mod http;
 mod login_limits;
 mod password;
 mod problem;
+mod revocations;
 mod server;
 mod store;
 mod sync;

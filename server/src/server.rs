@@ -144,14 +144,14 @@ async fn open_services(
     .await
     .map_err(|e| ServerError::Join(e.to_string()))??;
     let auth = Arc::new(auth);
-    let sync_auth = Arc::clone(&auth);
+    let revocations = auth.revocations();
     let sync_data = config.data_dir.clone();
     let idle = config.sync_idle_timeout;
     let bind = config.sync_bind_timeout;
     let sync = tokio::task::spawn_blocking(move || {
         let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
         Ok::<_, ServerError>(
-            SyncService::open(&sync_data, verifier, sync_auth)?
+            SyncService::open(&sync_data, verifier, revocations)?
                 .with_idle_timeout(idle)
                 .with_bind_timeout(bind),
         )
@@ -249,7 +249,7 @@ impl Listener {
             self.summary.maybe_log();
             let _ = socket.set_nodelay(true);
             let connection = ConnectionTask {
-                // The peer address, for throttling failed logins by address (`http::Peer`).
+                // The peer address, for throttling failed logins by address (`extract::Peer`).
                 service: TowerToHyperService::new(
                     self.router.clone().layer(Extension(ConnectInfo(peer))),
                 ),

@@ -7,4 +7,5 @@
 
 pub mod auth;
 pub mod codes;
+pub mod path;
 pub mod sync;

@@ -2,10 +2,9 @@
 //! `SyncConfiguration`.
 //!
 //! A sync URL is `realm://host[:port]/path` (plain) or `realms://host[:port]/path` (TLS). The
-//! path is what the auth service and the sync service call the realm path: `/`-separated
-//! segments of `[A-Za-z0-9_.-]+` (not `.` or `..`), the last one not ending in a reserved Realm
-//! file suffix, at most [`MAX_PATH_BYTES`] bytes. A segment that is exactly `~` stands for the
-//! user's identity and is replaced by it here, so that the resolved URL names one realm.
+//! path is a realm path as [`crate::protocol::path`] defines it (what the auth service and the
+//! sync service accept), after every segment that is exactly `~` is replaced by the user's
+//! identity here, so that the resolved URL names one realm.
 //!
 //! The local file of a synced realm is `<root>/<identity>/<server path>`, so two users of the
 //! same URL never share a file; paths longer than Realm's limits get a hashed file name.
@@ -15,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::protocol::path::{self, PathError, Tilde};
 use crate::protocol::sync::MAX_PATH_BYTES;
 
 /// Realm's `MAX_FULL_PATH_LENGTH`: the longest local realm path, in bytes. Longer paths get a
@@ -26,10 +26,6 @@ const MAX_FILE_NAME_LENGTH: usize = 255;
 
 /// Hex characters kept of the file name hash (Realm used the 32 hex characters of an MD5).
 const HASHED_NAME_LEN: usize = 32;
-
-/// Suffixes of the files Realm keeps next to a realm; a server path ending in one would clash
-/// with the auxiliary files of the local realm, so Realm refuses them.
-const RESERVED_SUFFIXES: [&str; 3] = [".realm", ".realm.lock", ".realm.management"];
 
 /// The path of the sync service's WebSocket endpoint on the server.
 const SYNC_ENDPOINT: &str = "/realm-sync";
@@ -98,54 +94,38 @@ impl SyncUrl {
         }
         let (host, port) = parse_authority(authority).map_err(bad)?;
 
-        let Some(segments) = raw_path.strip_prefix('/').filter(|p| !p.is_empty()) else {
+        if raw_path.strip_prefix('/').is_none_or(str::is_empty) {
             return Err(bad(
                 "the path is missing; a realm path such as '/~/default' is required".to_owned(),
             ));
-        };
-        let mut resolved_segments = Vec::new();
-        for segment in segments.split('/') {
-            if segment == "~" {
-                if identity.is_empty() {
-                    return Err(bad(
-                        "'~' cannot be resolved: the user identity is empty".to_owned()
-                    ));
+        }
+        let path = path::resolve(raw_path, identity, Tilde::AnySegment).map_err(|e| {
+            bad(match e {
+                PathError::EmptySegment => {
+                    "the path has an empty segment ('//' or a trailing '/')".to_owned()
                 }
-                if !is_path_segment(identity) {
-                    return Err(bad(format!(
-                        "'~' cannot be resolved: the user identity '{identity}' is not a valid \
-                         path segment ([A-Za-z0-9_.-]+, not '.' or '..')"
-                    )));
-                }
-                resolved_segments.push(identity);
-            } else if segment.is_empty() {
-                return Err(bad(
-                    "the path has an empty segment ('//' or a trailing '/')".to_owned(),
-                ));
-            } else if !is_path_segment(segment) {
-                return Err(bad(format!(
+                PathError::InvalidSegment(segment) => format!(
                     "the path segment '{segment}' is invalid; segments are [A-Za-z0-9_.-]+ \
                      (not '.' or '..') or exactly '~'"
-                )));
-            } else {
-                resolved_segments.push(segment);
-            }
-        }
-        let last = resolved_segments.last().copied().unwrap_or_default();
-        if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| last.ends_with(*s)) {
-            return Err(bad(format!(
-                "the last path segment '{last}' ends with '{suffix}', which is reserved for \
-                 Realm's own files"
-            )));
-        }
-        let path = format!("/{}", resolved_segments.join("/"));
-        if path.len() > MAX_PATH_BYTES {
-            return Err(bad(format!(
-                "the resolved path is {} bytes long; the sync protocol allows at most \
-                 {MAX_PATH_BYTES}",
-                path.len()
-            )));
-        }
+                ),
+                PathError::InvalidIdentity(identity) if identity.is_empty() => {
+                    "'~' cannot be resolved: the user identity is empty".to_owned()
+                }
+                PathError::InvalidIdentity(identity) => format!(
+                    "'~' cannot be resolved: the user identity '{identity}' is not a valid \
+                     path segment ([A-Za-z0-9_.-]+, not '.' or '..')"
+                ),
+                PathError::ReservedSuffix { segment, suffix } => format!(
+                    "the last path segment '{segment}' ends with '{suffix}', which is reserved \
+                     for Realm's own files"
+                ),
+                PathError::TooLong(len) => format!(
+                    "the resolved path is {len} bytes long; the sync protocol allows at most \
+                     {MAX_PATH_BYTES}"
+                ),
+                other @ PathError::NotAbsolute => other.to_string(),
+            })
+        })?;
         let scheme = if secure { "realms" } else { "realm" };
         let resolved = format!("{scheme}://{}{path}", host_port(&host, port));
         Ok(SyncUrl {
@@ -210,7 +190,7 @@ pub fn local_realm_path(root: &Path, identity: &str, url: &SyncUrl) -> Result<Pa
             url.path
         )));
     };
-    if let Some(bad) = segments.iter().find(|s| !is_path_segment(s)) {
+    if let Some(bad) = segments.iter().find(|s| !path::is_segment(s)) {
         return Err(Error::invalid(format!(
             "the sync path '{}' has the invalid segment '{bad}'",
             url.path
@@ -256,16 +236,6 @@ fn hashed_file_name(name: &str) -> String {
         .collect();
     hex.truncate(HASHED_NAME_LEN);
     hex
-}
-
-/// Whether `s` is one realm path segment: `[A-Za-z0-9_.-]+`, not `.` or `..` (the auth
-/// service's rule, which also keeps local paths inside their directory).
-fn is_path_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// `host` or `host:port`.
