@@ -14,6 +14,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::auth::{
     AuthRequest, AuthResponse, ChangePasswordRequest, LookupResponse, RevokeRequest,
 };
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
 use std::time::Duration;
 
@@ -104,17 +105,16 @@ impl AuthUrl {
     }
 }
 
+/// What a path segment percent-encodes: everything but RFC 3986 unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
 fn percent_encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 /// The blocking HTTP client of one app. Cheap to clone (the pool is shared).
@@ -287,6 +287,28 @@ pub(crate) fn problem_error(status: u16, body: Option<&str>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded_but_unreserved_characters() {
+        for (segment, encoded) in [
+            ("", ""),
+            ("AZaz09-._~", "AZaz09-._~"),
+            ("a b/c?d#e", "a%20b%2Fc%3Fd%23e"),
+            (
+                "%+&=:@!$'()*,;",
+                "%25%2B%26%3D%3A%40%21%24%27%28%29%2A%2C%3B",
+            ),
+            (
+                "\0\u{7f}\"<>[]{}|^`",
+                "%00%7F%22%3C%3E%5B%5D%7B%7D%7C%5E%60",
+            ),
+            ("jürgen@example.com", "j%C3%BCrgen%40example.com"),
+            ("€𝄞😀", "%E2%82%AC%F0%9D%84%9E%F0%9F%98%80"),
+            ("..", ".."),
+        ] {
+            assert_eq!(percent_encode(segment), encoded, "{segment:?}");
+        }
+    }
 
     #[test]
     fn auth_urls_are_validated_and_the_endpoint_derived() {

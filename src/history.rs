@@ -43,6 +43,7 @@
 //! Decoding checks every length against the buffer: a hostile changeset is an error.
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::protocol::varint::{self, put as put_varint, unzigzag64, zigzag64, VarintError};
 use crate::schema::PropertyFlags;
 use crate::value::{PropertyType, Timestamp, Value};
 
@@ -50,6 +51,29 @@ const MAGIC: u8 = 0x53;
 const FORMAT: u8 = 2;
 /// Bytes of a format-2 header: magic, format, stamp, origin.
 pub(crate) const HEADER_LEN: usize = 18;
+
+// Instruction tags (the encoding above).
+const TAG_ADD_CLASS: u8 = 1;
+const TAG_ADD_PROPERTY: u8 = 2;
+const TAG_SET_PRIMARY_KEY: u8 = 3;
+const TAG_ERASE_CLASS: u8 = 4;
+const TAG_ERASE_PROPERTY: u8 = 5;
+const TAG_SET_PROPERTY_FLAGS: u8 = 6;
+const TAG_SELECT: u8 = 10;
+const TAG_CREATE_OBJECT: u8 = 11;
+const TAG_ERASE_OBJECT: u8 = 12;
+/// The first of the object instructions (20..=29), which act on the selected object.
+const TAG_SET: u8 = 20;
+const TAG_ADD_INT: u8 = 21;
+const TAG_LIST_INSERT: u8 = 22;
+const TAG_LIST_SET: u8 = 23;
+const TAG_LIST_ERASE: u8 = 24;
+const TAG_LIST_MOVE: u8 = 25;
+const TAG_LIST_CLEAR: u8 = 26;
+const TAG_LIST_INSERT_AFTER: u8 = 27;
+const TAG_LIST_ERASE_ELEMENT: u8 = 28;
+/// The last of the object instructions.
+const TAG_LIST_SET_ELEMENT: u8 = 29;
 
 /// The device-independent identity of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -280,22 +304,6 @@ pub fn changeset_header(bytes: &[u8]) -> Result<(u64, u64)> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
 /// A value to record, borrowed (the hot path records without cloning values).
 #[derive(Clone, Copy)]
 pub(crate) enum ChangeRef<'a> {
@@ -392,7 +400,7 @@ impl ChangesetBuilder {
         match id {
             GlobalId::Int(i) => {
                 self.buf.push(0);
-                put_varint(&mut self.buf, zigzag(*i));
+                put_varint(&mut self.buf, zigzag64(*i));
             }
             GlobalId::String(s) => {
                 self.buf.push(1);
@@ -420,7 +428,7 @@ impl ChangesetBuilder {
                 Value::Bool(true) => b.push(2),
                 Value::Int(i) => {
                     b.push(3);
-                    put_varint(b, zigzag(*i));
+                    put_varint(b, zigzag64(*i));
                 }
                 Value::Float(f) => {
                     b.push(4);
@@ -442,8 +450,8 @@ impl ChangesetBuilder {
                 }
                 Value::Timestamp(t) => {
                     b.push(8);
-                    put_varint(b, zigzag(t.seconds));
-                    put_varint(b, zigzag(i64::from(t.nanos)));
+                    put_varint(b, zigzag64(t.seconds));
+                    put_varint(b, zigzag64(i64::from(t.nanos)));
                 }
             },
         }
@@ -455,7 +463,7 @@ impl ChangesetBuilder {
                 return;
             }
         }
-        self.buf.push(10);
+        self.buf.push(TAG_SELECT);
         let n = self.str(class);
         self.gid(id);
         self.selected = Some((n, id.clone()));
@@ -468,7 +476,7 @@ impl ChangesetBuilder {
 
     /// Records the creation of an object (and selects it).
     pub(crate) fn create(&mut self, class: &str, id: &GlobalId) {
-        self.begin(11);
+        self.begin(TAG_CREATE_OBJECT);
         let n = self.str(class);
         self.gid(id);
         self.selected = Some((n, id.clone()));
@@ -477,7 +485,7 @@ impl ChangesetBuilder {
     /// Records setting a property of an object.
     pub(crate) fn set(&mut self, class: &str, id: &GlobalId, prop: &str, value: ChangeRef<'_>) {
         self.select(class, id);
-        self.begin(20);
+        self.begin(TAG_SET);
         self.str(prop);
         self.value(value);
     }
@@ -485,14 +493,14 @@ impl ChangesetBuilder {
     /// Records an addition to a counter.
     pub(crate) fn add_int(&mut self, class: &str, id: &GlobalId, prop: &str, delta: i64) {
         self.select(class, id);
-        self.begin(21);
+        self.begin(TAG_ADD_INT);
         self.str(prop);
-        put_varint(&mut self.buf, zigzag(delta));
+        put_varint(&mut self.buf, zigzag64(delta));
     }
 
     /// Records the deletion of an object.
     pub(crate) fn erase(&mut self, class: &str, id: &GlobalId) {
-        self.begin(12);
+        self.begin(TAG_ERASE_OBJECT);
         self.str(class);
         self.gid(id);
         self.selected = None;
@@ -508,7 +516,7 @@ impl ChangesetBuilder {
     pub(crate) fn push(&mut self, ins: &Instruction) {
         match ins {
             Instruction::AddClass { name } => {
-                self.begin(1);
+                self.begin(TAG_ADD_CLASS);
                 self.str(name);
             }
             Instruction::AddProperty {
@@ -518,7 +526,7 @@ impl ChangesetBuilder {
                 flags,
                 target,
             } => {
-                self.begin(2);
+                self.begin(TAG_ADD_PROPERTY);
                 self.str(class);
                 self.str(name);
                 self.buf.push(*ty as u8);
@@ -526,22 +534,22 @@ impl ChangesetBuilder {
                 self.opt_str(target.as_deref());
             }
             Instruction::SetPrimaryKey { class, prop } => {
-                self.begin(3);
+                self.begin(TAG_SET_PRIMARY_KEY);
                 self.str(class);
                 self.opt_str(prop.as_deref());
             }
             Instruction::EraseClass { class } => {
                 self.selected = None;
-                self.begin(4);
+                self.begin(TAG_ERASE_CLASS);
                 self.str(class);
             }
             Instruction::EraseProperty { class, name } => {
-                self.begin(5);
+                self.begin(TAG_ERASE_PROPERTY);
                 self.str(class);
                 self.str(name);
             }
             Instruction::SetPropertyFlags { class, name, flags } => {
-                self.begin(6);
+                self.begin(TAG_SET_PROPERTY_FLAGS);
                 self.str(class);
                 self.str(name);
                 put_varint(&mut self.buf, u64::from(flags.bits()));
@@ -567,7 +575,7 @@ impl ChangesetBuilder {
                 index,
                 value,
             } => {
-                self.object_op(22, class, id, prop);
+                self.object_op(TAG_LIST_INSERT, class, id, prop);
                 put_varint(&mut self.buf, *index);
                 self.value(value.as_change_ref());
             }
@@ -578,7 +586,7 @@ impl ChangesetBuilder {
                 index,
                 value,
             } => {
-                self.object_op(23, class, id, prop);
+                self.object_op(TAG_LIST_SET, class, id, prop);
                 put_varint(&mut self.buf, *index);
                 self.value(value.as_change_ref());
             }
@@ -588,7 +596,7 @@ impl ChangesetBuilder {
                 prop,
                 index,
             } => {
-                self.object_op(24, class, id, prop);
+                self.object_op(TAG_LIST_ERASE, class, id, prop);
                 put_varint(&mut self.buf, *index);
             }
             Instruction::ListMove {
@@ -598,11 +606,13 @@ impl ChangesetBuilder {
                 from,
                 to,
             } => {
-                self.object_op(25, class, id, prop);
+                self.object_op(TAG_LIST_MOVE, class, id, prop);
                 put_varint(&mut self.buf, *from);
                 put_varint(&mut self.buf, *to);
             }
-            Instruction::ListClear { class, id, prop } => self.object_op(26, class, id, prop),
+            Instruction::ListClear { class, id, prop } => {
+                self.object_op(TAG_LIST_CLEAR, class, id, prop)
+            }
             Instruction::ListInsertAfter {
                 class,
                 id,
@@ -610,7 +620,7 @@ impl ChangesetBuilder {
                 after,
                 value,
             } => {
-                self.object_op(27, class, id, prop);
+                self.object_op(TAG_LIST_INSERT_AFTER, class, id, prop);
                 self.elem(after.as_ref());
                 self.value(value.as_change_ref());
             }
@@ -620,7 +630,7 @@ impl ChangesetBuilder {
                 prop,
                 element,
             } => {
-                self.object_op(28, class, id, prop);
+                self.object_op(TAG_LIST_ERASE_ELEMENT, class, id, prop);
                 self.elem(Some(element));
             }
             Instruction::ListSetElement {
@@ -630,7 +640,7 @@ impl ChangesetBuilder {
                 element,
                 value,
             } => {
-                self.object_op(29, class, id, prop);
+                self.object_op(TAG_LIST_SET_ELEMENT, class, id, prop);
                 self.elem(Some(element));
                 self.value(value.as_change_ref());
             }
@@ -658,16 +668,17 @@ impl Reader<'_> {
         Ok(b)
     }
 
+    /// A varint as changesets have always been read: overlong forms are accepted, bits beyond
+    /// 64 dropped ([`varint::decode_lenient`]).
     fn varint(&mut self) -> Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
+        match varint::decode_lenient(self.buf.get(self.pos..).unwrap_or_default()) {
+            Ok((v, len)) => {
+                self.pos += len;
+                Ok(v)
             }
+            Err(VarintError::Truncated) => Err(bad("truncated")),
+            Err(_) => Err(bad("varint too long")),
         }
-        Err(bad("varint too long"))
     }
 
     fn bytes(&mut self, n: u64) -> Result<&[u8]> {
@@ -735,7 +746,7 @@ impl Reader<'_> {
 
     fn gid(&mut self) -> Result<GlobalId> {
         Ok(match self.byte()? {
-            0 => GlobalId::Int(unzigzag(self.varint()?)),
+            0 => GlobalId::Int(unzigzag64(self.varint()?)),
             1 => GlobalId::String(self.string()?),
             2 => GlobalId::Generated {
                 file: self.fixed_u64()?,
@@ -750,7 +761,7 @@ impl Reader<'_> {
             0 => Value::Null,
             1 => Value::Bool(false),
             2 => Value::Bool(true),
-            3 => Value::Int(unzigzag(self.varint()?)),
+            3 => Value::Int(unzigzag64(self.varint()?)),
             4 => Value::Float(f32::from_le_bytes(
                 self.bytes(4)?.try_into().expect("4 bytes"),
             )),
@@ -763,9 +774,9 @@ impl Reader<'_> {
                 Value::Binary(self.bytes(n)?.to_vec())
             }
             8 => {
-                let seconds = unzigzag(self.varint()?);
+                let seconds = unzigzag64(self.varint()?);
                 let nanos =
-                    i32::try_from(unzigzag(self.varint()?)).map_err(|_| bad("nanoseconds"))?;
+                    i32::try_from(unzigzag64(self.varint()?)).map_err(|_| bad("nanoseconds"))?;
                 Value::Timestamp(Timestamp { seconds, nanos })
             }
             9 => return Ok(ChangeValue::Link(self.gid()?)),
@@ -814,8 +825,8 @@ pub fn decode_changeset_full(bytes: &[u8]) -> Result<Changeset> {
     while r.pos < bytes.len() {
         let tag = r.byte()?;
         let ins = match tag {
-            1 => Instruction::AddClass { name: r.str()? },
-            2 => Instruction::AddProperty {
+            TAG_ADD_CLASS => Instruction::AddClass { name: r.str()? },
+            TAG_ADD_PROPERTY => Instruction::AddProperty {
                 class: r.str()?,
                 name: r.str()?,
                 ty: PropertyType::from_code(i32::from(r.byte()?))
@@ -826,19 +837,19 @@ pub fn decode_changeset_full(bytes: &[u8]) -> Result<Changeset> {
                 .map_err(|_| bad("flags"))?,
                 target: r.opt_str()?,
             },
-            3 => Instruction::SetPrimaryKey {
+            TAG_SET_PRIMARY_KEY => Instruction::SetPrimaryKey {
                 class: r.str()?,
                 prop: r.opt_str()?,
             },
-            4 => {
+            TAG_ERASE_CLASS => {
                 selected = None;
                 Instruction::EraseClass { class: r.str()? }
             }
-            5 => Instruction::EraseProperty {
+            TAG_ERASE_PROPERTY => Instruction::EraseProperty {
                 class: r.str()?,
                 name: r.str()?,
             },
-            6 => Instruction::SetPropertyFlags {
+            TAG_SET_PROPERTY_FLAGS => Instruction::SetPropertyFlags {
                 class: r.str()?,
                 name: r.str()?,
                 flags: PropertyFlags::from_bits(
@@ -846,81 +857,82 @@ pub fn decode_changeset_full(bytes: &[u8]) -> Result<Changeset> {
                 )
                 .map_err(|_| bad("flags"))?,
             },
-            10 => {
+            TAG_SELECT => {
                 selected = Some((r.str()?, r.gid()?));
                 continue;
             }
-            11 => {
+            TAG_CREATE_OBJECT => {
                 let (class, id) = (r.str()?, r.gid()?);
                 selected = Some((class.clone(), id.clone()));
                 Instruction::CreateObject { class, id }
             }
-            12 => {
+            TAG_ERASE_OBJECT => {
                 selected = None;
                 Instruction::EraseObject {
                     class: r.str()?,
                     id: r.gid()?,
                 }
             }
-            20..=29 => {
+            TAG_SET..=TAG_LIST_SET_ELEMENT => {
                 let (class, id) = selected
                     .clone()
                     .ok_or_else(|| bad("object instruction before any object"))?;
                 let prop = r.str()?;
                 match tag {
-                    20 => Instruction::Set {
+                    TAG_SET => Instruction::Set {
                         class,
                         id,
                         prop,
                         value: r.value()?,
                     },
-                    21 => Instruction::AddInt {
+                    TAG_ADD_INT => Instruction::AddInt {
                         class,
                         id,
                         prop,
-                        delta: unzigzag(r.varint()?),
+                        delta: unzigzag64(r.varint()?),
                     },
-                    22 => Instruction::ListInsert {
+                    TAG_LIST_INSERT => Instruction::ListInsert {
                         class,
                         id,
                         prop,
                         index: r.varint()?,
                         value: r.value()?,
                     },
-                    23 => Instruction::ListSet {
+                    TAG_LIST_SET => Instruction::ListSet {
                         class,
                         id,
                         prop,
                         index: r.varint()?,
                         value: r.value()?,
                     },
-                    24 => Instruction::ListErase {
+                    TAG_LIST_ERASE => Instruction::ListErase {
                         class,
                         id,
                         prop,
                         index: r.varint()?,
                     },
-                    25 => Instruction::ListMove {
+                    TAG_LIST_MOVE => Instruction::ListMove {
                         class,
                         id,
                         prop,
                         from: r.varint()?,
                         to: r.varint()?,
                     },
-                    26 => Instruction::ListClear { class, id, prop },
-                    27 => Instruction::ListInsertAfter {
+                    TAG_LIST_CLEAR => Instruction::ListClear { class, id, prop },
+                    TAG_LIST_INSERT_AFTER => Instruction::ListInsertAfter {
                         class,
                         id,
                         prop,
                         after: r.elem()?,
                         value: r.value()?,
                     },
-                    28 => Instruction::ListEraseElement {
+                    TAG_LIST_ERASE_ELEMENT => Instruction::ListEraseElement {
                         class,
                         id,
                         prop,
                         element: r.some_elem()?,
                     },
+                    // TAG_LIST_SET_ELEMENT, the last of the range.
                     _ => Instruction::ListSetElement {
                         class,
                         id,
@@ -1128,5 +1140,48 @@ mod tests {
             "reference to an unknown string"
         );
         assert!(decode_changeset(&[MAGIC, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+
+    /// Changeset varints are read as they always were: an overlong form is accepted, a varint
+    /// cut short is "truncated", an 11th byte is "varint too long".
+    #[test]
+    fn changeset_varints_are_read_leniently() {
+        let message = |bytes: &[u8]| decode_changeset(bytes).unwrap_err().to_string();
+        // AddClass "A" with its string header as overlong varints (0 as 80 00, 1 as 81 00).
+        let c = decode_changeset(&[MAGIC, 1, 1, 0x80, 0x00, 0x81, 0x80, 0x00, b'A']).unwrap();
+        assert_eq!(c, vec![Instruction::AddClass { name: "A".into() }]);
+        assert!(message(&[MAGIC, 1, 1, 0x80]).contains("malformed changeset: truncated"));
+        let mut long = vec![MAGIC, 1, 1];
+        long.extend_from_slice(&[0x80; 10]);
+        long.push(0);
+        assert!(message(&long).contains("malformed changeset: varint too long"));
+    }
+
+    #[test]
+    fn instruction_tags_are_never_renumbered() {
+        let tags = [
+            (TAG_ADD_CLASS, 1),
+            (TAG_ADD_PROPERTY, 2),
+            (TAG_SET_PRIMARY_KEY, 3),
+            (TAG_ERASE_CLASS, 4),
+            (TAG_ERASE_PROPERTY, 5),
+            (TAG_SET_PROPERTY_FLAGS, 6),
+            (TAG_SELECT, 10),
+            (TAG_CREATE_OBJECT, 11),
+            (TAG_ERASE_OBJECT, 12),
+            (TAG_SET, 20),
+            (TAG_ADD_INT, 21),
+            (TAG_LIST_INSERT, 22),
+            (TAG_LIST_SET, 23),
+            (TAG_LIST_ERASE, 24),
+            (TAG_LIST_MOVE, 25),
+            (TAG_LIST_CLEAR, 26),
+            (TAG_LIST_INSERT_AFTER, 27),
+            (TAG_LIST_ERASE_ELEMENT, 28),
+            (TAG_LIST_SET_ELEMENT, 29),
+        ];
+        for (tag, number) in tags {
+            assert_eq!(tag, number);
+        }
     }
 }

@@ -13,6 +13,8 @@
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
 /// Random bytes in a generated password (32 base64url characters, 192 bits).
 const GENERATED_PASSWORD_BYTES: usize = 24;
@@ -135,17 +137,14 @@ impl Hasher {
 /// # Errors
 /// The OS random source failed.
 pub(crate) fn generate() -> std::io::Result<String> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut bytes = [0u8; GENERATED_PASSWORD_BYTES];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    let mut out = String::with_capacity(GENERATED_PASSWORD_BYTES / 3 * 4);
-    for chunk in bytes.chunks_exact(3) {
-        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
-        for shift in [18, 12, 6, 0] {
-            out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
-        }
-    }
-    Ok(out)
+    Ok(password_text(&bytes))
+}
+
+/// The password text of random bytes: base64url without padding.
+fn password_text(bytes: &[u8; GENERATED_PASSWORD_BYTES]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -184,6 +183,18 @@ mod tests {
         assert!(!hasher.verify("x", "$pbkdf2$i=1$c2FsdHNhbHQ$aGFzaA"));
         // A fresh salt each time.
         assert_ne!(hasher.hash("same").unwrap(), hasher.hash("same").unwrap());
+    }
+
+    #[test]
+    fn password_text_is_unpadded_base64url() {
+        let mut bytes = [0u8; GENERATED_PASSWORD_BYTES];
+        assert_eq!(password_text(&bytes), "A".repeat(32));
+        bytes = [0xff; GENERATED_PASSWORD_BYTES];
+        assert_eq!(password_text(&bytes), "_".repeat(32));
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37) ^ 0xa5;
+        }
+        assert_eq!(password_text(&bytes), "pYDvyjEce6aN6NcyGUSjjvXQPxpBrIv2");
     }
 
     #[test]

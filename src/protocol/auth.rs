@@ -130,6 +130,8 @@
 
 use std::fmt;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// The largest request body the server reads, in bytes (64 KiB); more is `413`/`601`.
@@ -519,48 +521,16 @@ pub fn decode_token_unverified(token: &str) -> Result<TokenData, TokenFormatErro
     split_token(token)?.token_data()
 }
 
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// RFC 4648 §5 base64url without padding. Hand-written (30 lines) rather than a dependency:
-/// the core's dependency tree is what every binding links, and this is the only user.
+/// RFC 4648 §5 base64url without padding.
 fn base64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(BASE64URL[(n >> (18 - 6 * i)) as usize & 63]));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Strict decoding: only the base64url alphabet, no padding, and the unused low bits of the
-/// last character must be zero, so every byte string has exactly one encoding.
+/// last character must be zero (`URL_SAFE_NO_PAD` refuses padding and trailing bits), so every
+/// byte string has exactly one encoding.
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| BASE64URL.iter().position(|&a| a == c).map(|p| p as u32);
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 2);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= digit(c)? << (18 - 6 * i);
-        }
-        let produced = chunk.len() - 1;
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        if decoded[produced..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&decoded[..produced]);
-    }
-    Some(out)
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 #[cfg(test)]
@@ -605,6 +575,32 @@ mod tests {
             let encoded = base64url_encode(&bytes[..len]);
             assert_eq!(base64url_decode(&encoded).unwrap(), &bytes[..len]);
         }
+    }
+
+    #[test]
+    fn base64url_of_tricky_inputs() {
+        for (bytes, encoded) in [
+            (&[0u8][..], "AA"),
+            (&[0, 0], "AAA"),
+            (&[0, 0, 0], "AAAA"),
+            (&[0xff], "_w"),
+            (&[0xff, 0xff], "__8"),
+            (&[0xff, 0xff, 0xff], "____"),
+            (&[0x3e, 0xff, 0xbf], "Pv-_"),
+            (b"{\"sub\":\"\xc3\xa9\"}", "eyJzdWIiOiLDqSJ9"),
+        ] {
+            assert_eq!(base64url_encode(bytes), encoded, "{bytes:?}");
+            assert_eq!(base64url_decode(encoded).unwrap(), bytes, "{encoded}");
+        }
+        // Non-canonical or foreign forms are refused: unused low bits set, padding, the
+        // standard alphabet, whitespace, a lone character, non-ASCII.
+        for bad in [
+            "_x", "__9", "AB", "AAB", "AA==", "AAA=", "+/+/", "AA AA", " AA", "AA\t", "A", "AAAAA",
+            "AAAA_", "ÿÿ", ".",
+        ] {
+            assert_eq!(base64url_decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(base64url_decode("").unwrap(), b"");
     }
 
     #[test]

@@ -136,6 +136,7 @@
 use std::fmt;
 
 use super::auth::MAX_TOKEN_LEN;
+use super::varint::{self, unzigzag32, zigzag32, VarintError};
 
 /// The protocol version: the first byte of every message.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -840,25 +841,13 @@ impl Sink for Counter {
     }
 }
 
-fn put_varint<S: Sink>(out: &mut S, mut v: u64) {
-    while v >= 0x80 {
-        out.byte((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.byte(v as u8);
+fn put_varint<S: Sink>(out: &mut S, v: u64) {
+    out.slice(varint::encode(v).as_slice());
 }
 
 fn put_blob<S: Sink>(out: &mut S, bytes: &[u8]) {
     put_varint(out, bytes.len() as u64);
     out.slice(bytes);
-}
-
-fn zigzag32(n: i32) -> u32 {
-    ((n << 1) ^ (n >> 31)) as u32
-}
-
-fn unzigzag32(n: u32) -> i32 {
-    ((n >> 1) as i32) ^ -((n & 1) as i32)
 }
 
 /// A cursor over a message being decoded; every read is bounds-checked.
@@ -902,37 +891,25 @@ impl<'a> Reader<'a> {
 
     fn varint(&mut self, field: &str) -> Result<u64, ProtocolError> {
         let at = self.pos;
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte(field)?;
-            if shift == 63 && b > 1 {
-                return Err(self.fail(
-                    at,
-                    ConnectionErrorCode::BadSyntax,
-                    field,
-                    format_args!("varint does not fit in 64 bits"),
-                ));
+        match varint::decode(&self.bytes[self.pos..]) {
+            Ok((value, len)) => {
+                self.pos += len;
+                Ok(value)
             }
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                if b == 0 && shift > 0 {
-                    return Err(self.fail(
-                        at,
-                        ConnectionErrorCode::BadSyntax,
-                        field,
-                        format_args!("overlong varint"),
-                    ));
-                }
-                return Ok(value);
-            }
+            // The missing byte is the one just past the message.
+            Err(e @ VarintError::Truncated) => Err(self.fail(
+                self.bytes.len(),
+                ConnectionErrorCode::BadSyntax,
+                field,
+                format_args!("{e}"),
+            )),
+            Err(e) => Err(self.fail(
+                at,
+                ConnectionErrorCode::BadSyntax,
+                field,
+                format_args!("{e}"),
+            )),
         }
-        // Unreachable: the 10th byte is 0 or 1 here, which ends the varint.
-        Err(self.fail(
-            at,
-            ConnectionErrorCode::BadSyntax,
-            field,
-            format_args!("varint longer than 10 bytes"),
-        ))
     }
 
     fn zigzag32(&mut self, field: &str) -> Result<i32, ProtocolError> {
