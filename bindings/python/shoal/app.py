@@ -21,7 +21,7 @@ import ctypes
 import enum
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import _ffi
 from ._core import (
@@ -43,8 +43,7 @@ from ._ffi import lib
 from .errors import Internal, ShoalError, error_from_c, last_error
 from .sync import Session
 
-if TYPE_CHECKING:  # annotations only: config.py is above this module
-    from .config import Config
+from .config import Config
 
 __all__ = ["App", "AuthEvent", "Credentials", "User"]
 

@@ -8,7 +8,7 @@ import ctypes
 import json
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import _ffi
 from ._core import (
@@ -28,8 +28,8 @@ from ._ffi import lib
 from .schema import Schema
 from .sync import SyncConfig
 
-if TYPE_CHECKING:  # annotations only: realm.py imports this module
-    from .realm import Realm
+# `Realm` in annotations names shoal.realm.Realm, a module above this one (it imports this
+# module); annotations are never evaluated (`from __future__ import annotations`).
 
 __all__ = ["Config", "delete_realm_files"]
 

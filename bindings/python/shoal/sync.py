@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import _core, _ffi
 from ._core import (
@@ -48,9 +48,9 @@ from ._core import (
 from ._ffi import lib
 from .errors import Misuse, ShoalError, error_for, last_error
 
-if TYPE_CHECKING:  # annotations only: app.py and realm.py import this module
-    from .app import App, User
-    from .realm import Realm
+# `App`, `User` and `Realm` in annotations name the classes of shoal.app and shoal.realm,
+# modules above this one (they import it); annotations are never evaluated
+# (`from __future__ import annotations`).
 
 __all__ = [
     "ConnectionState",

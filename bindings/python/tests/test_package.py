@@ -15,14 +15,7 @@ PACKAGE = REPO_ROOT / "bindings" / "python" / "shoal"
 HEADER = (REPO_ROOT / "include" / "shoal.h").read_text()
 
 #: The modules from the bottom up: each imports only modules before it.
-LAYERS = ["_ffi", "errors", "_core", "schema", "sync", "app", "config", "realm", "__init__"]
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+LAYERS = ["_ffi", "errors", "_core", "schema", "sync", "config", "app", "realm", "__init__"]
 
 
 def _package_imports(node: ast.AST) -> list[str]:
@@ -36,16 +29,15 @@ def _package_imports(node: ast.AST) -> list[str]:
 
 
 def _imports_of(module: str) -> tuple[set[str], list[tuple[int, str]]]:
-    """The sibling modules ``module`` imports when it runs (module level, outside ``if
-    TYPE_CHECKING:``), and the imports it makes inside functions (line, module)."""
+    """The sibling modules ``module`` imports at module level (``if TYPE_CHECKING:`` blocks
+    included: an upward import for annotations is still an arrow up), and the imports it makes
+    inside functions (line, module)."""
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
     runtime: set[str] = set()
     in_functions: list[tuple[int, str]] = []
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
-                continue  # annotations only; never executed
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             for name in _package_imports(child):
                 if in_function:
