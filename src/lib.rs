@@ -41,6 +41,7 @@ mod dump;
 mod error;
 pub mod ffi;
 mod history;
+mod merge;
 mod notify;
 mod object;
 pub mod protocol;

@@ -7,7 +7,7 @@
 //! | `shoal_lists`    | `class << 96 | prop << 64 | object`   | encoded chunk of list items   |
 //! | `shoal_index`    | `(class << 32 | prop, hash, object)`  | index chunk (see `index.rs`)  |
 //! | `shoal_history`  | version (1, 2, ...)                   | encoded changeset             |
-//! | `shoal_merge`    | bytes (see `sync/merge.rs`)           | merge metadata; only in realms with merge metadata on |
+//! | `shoal_merge`    | bytes (see `merge/integrate.rs`)           | merge metadata; only in realms with merge metadata on |
 //!
 //! Packing class, property and chunk into one `u128` keeps all chunks of one column adjacent
 //! and in chunk order, so a scan is one range read.
@@ -20,7 +20,7 @@ pub(crate) const LISTS: TableDefinition<u128, &[u8]> = TableDefinition::new("sho
 pub(crate) const INDEX: TableDefinition<(u64, u64, u64), &[u8]> =
     TableDefinition::new("shoal_index");
 pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("shoal_history");
-/// Merge metadata (registers, tombstones, integrated origins); layout in `sync/merge.rs`.
+/// Merge metadata (registers, tombstones, integrated origins); layout in `merge/integrate.rs`.
 pub(crate) const MERGE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("shoal_merge");
 
 /// Names of the entries of the meta table.

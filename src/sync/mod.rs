@@ -1,15 +1,11 @@
-//! Sync: the hybrid logical clock that stamps changesets ([`clock`]), the merge engine that
-//! integrates other replicas' changesets so that every copy converges whatever the arrival
-//! order ([`merge`]), sync URLs and local paths ([`url`]), and the sync client: configuration
+//! Sync: sync URLs and local paths ([`url`]), and the sync client: configuration
 //! ([`config`]), sessions ([`session`]) driven by a per-session task ([`runner`]) over one
 //! WebSocket per server ([`connection`]), all on the app's sync runtime ([`client`]).
 
 pub(crate) mod client;
 pub(crate) mod client_reset;
-pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod connection;
-pub(crate) mod merge;
 pub(crate) mod runner;
 pub(crate) mod session;
 pub(crate) mod url;
