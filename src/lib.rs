@@ -46,6 +46,7 @@ mod notify;
 mod object;
 pub mod protocol;
 mod query;
+pub mod replica;
 mod results;
 mod schema;
 mod store;

@@ -415,7 +415,7 @@ impl UploadGate {
                 }));
             }
             let refuse = |why: String| Ok(Err(Refusal::changeset(c.client_version, why)));
-            let changeset = match shoal::decode_changeset_full(&c.data) {
+            let changeset = match shoal::replica::decode_changeset(&c.data) {
                 Ok(cs) => cs,
                 Err(e) => return refuse(format!("does not decode: {}", e.message())),
             };
@@ -489,9 +489,8 @@ impl RealmHost {
             last.map_or((0, 0), |(k, v)| (k.value(), v.value().3))
         };
         txn.commit().map_err(store_err)?;
-        let mut config = shoal::Config::new(dir.join("server.realm").to_string_lossy());
-        config.set_merge_metadata(true);
-        let realm = shoal::Realm::open(&config).map_err(store_err)?;
+        let realm =
+            shoal::replica::open(dir.join("server.realm").to_string_lossy()).map_err(store_err)?;
         // redb and the core created these files with the process umask: owner-only now.
         crate::files::restrict_tree(dir).map_err(store_err)?;
         tracing::info!(path, dir = %dir.display(), latest, "opened sync realm");
@@ -596,7 +595,8 @@ impl RealmHost {
             // The common case: every changeset integrates; one transaction for the copy and
             // one for the log. Otherwise, one by one, to keep those before the refused one.
             let batch: Vec<&[u8]> = fresh.iter().map(|c| c.data.as_slice()).collect();
-            if fresh.len() > 1 && writer.realm.integrate_changesets_strictly(&batch).is_ok() {
+            if fresh.len() > 1 && shoal::replica::integrate_strictly(&writer.realm, &batch).is_ok()
+            {
                 let acked = append(&host.log, writer, ident, salt, &fresh)?.unwrap_or(acked);
                 let outcome = UploadOutcome {
                     acked,
@@ -606,7 +606,7 @@ impl RealmHost {
                 return Ok((outcome, writer.latest));
             }
             for c in &fresh {
-                if let Err(e) = writer.realm.integrate_changesets_strictly(&[&c.data]) {
+                if let Err(e) = shoal::replica::integrate_strictly(&writer.realm, &[&c.data]) {
                     refused = Some(Refusal::changeset(
                         c.client_version,
                         format!("the server's copy refused it: {}", e.message()),
@@ -1461,7 +1461,7 @@ mod tests {
     const NOW_MS: u64 = 1_800_000_000_000;
 
     fn entry(client_version: u64, stamp: u64, origin: u64) -> UploadChangeset {
-        let data = shoal::encode_changeset(&shoal::Changeset {
+        let data = shoal::replica::encode_changeset(&shoal::replica::Changeset {
             stamp,
             origin,
             instructions: Vec::new(),
