@@ -203,8 +203,8 @@ impl Config {
     /// Keep the metadata the merge rules need (registers, tombstones) in every write, so that
     /// changesets of other replicas can be integrated with [`Realm::integrate_changeset`]. Sync
     /// configurations set it; plain local realms leave it off (it costs write speed). Default
-    /// false. List changes of such realms are recorded by element id (RGA).
-    #[doc(hidden)]
+    /// false. List changes of such realms are recorded by element id (RGA). See also
+    /// [`replica::open`](crate::replica::open).
     pub fn set_merge_metadata(&mut self, on: bool) -> &mut Config {
         self.merge_metadata = on;
         self

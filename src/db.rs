@@ -569,11 +569,9 @@ impl Realm {
             });
         }
         let mut txn = txn;
-        if self.inner.config.merge_metadata {
-            if let Err(e) = txn.enable_merge() {
-                file.end_write();
-                return Err(e);
-            }
+        if let Err(e) = crate::merge::begin(&mut txn, self.inner.config.merge_metadata) {
+            file.end_write();
+            return Err(e);
         }
         state.write = Some(txn);
         state.read = None;
@@ -850,7 +848,7 @@ impl Realm {
         }
         decode_changeset(changeset)?;
         self.begin_write()?;
-        match self.with_write(|w| w.integrate(changeset)) {
+        match self.with_write(|w| crate::merge::integrate_changeset(w, changeset, false)) {
             Ok(()) => self.commit(),
             Err(e) => {
                 let _ = self.cancel_write();
@@ -922,9 +920,8 @@ impl Realm {
         }
         self.begin_write()?;
         let r = self.with_write(|w| {
-            w.strict_mode = strict;
             for cs in changesets {
-                w.integrate(cs)?;
+                crate::merge::integrate_changeset(w, cs, strict)?;
             }
             match progress {
                 Some(p) => w.put_meta(tables::meta::SYNC, &p.encode()),
@@ -970,10 +967,7 @@ fn trim_history(file: &SharedFile, config: &Config) -> Result<()> {
     let mut txn = file.begin_write()?;
     // Decide with the merge flag of the file's handles: it tells which local changesets a
     // sync upload still needs.
-    let prepared = match config.merge_metadata {
-        true => txn.enable_merge(),
-        false => Ok(()),
-    };
+    let prepared = crate::merge::begin(&mut txn, config.merge_metadata);
     let needed_after = match config.keep_full_history {
         true => Some(0),
         false => file.history_needed_after(txn.base.version),

@@ -557,3 +557,14 @@ impl Drop for SharedFile {
         }
     }
 }
+
+impl SharedFile {
+    /// The version after which a commit starting from version `base` must keep every
+    /// changeset for this process's handles and callbacks (`None`: none needed).
+    pub(crate) fn history_needed_after(&self, base: u64) -> Option<u64> {
+        if self.history_holds.any_full() {
+            return Some(0);
+        }
+        self.notifier.undelivered_since(base)
+    }
+}

@@ -16,7 +16,6 @@
 //! commit deletes the previous one in the same B-tree leaf, which costs next to nothing.
 
 use crate::error::Result;
-use crate::store::file::SharedFile;
 use crate::store::snapshot::Snapshot;
 use crate::store::tables::{self, meta};
 use redb::ReadableTable;
@@ -36,6 +35,11 @@ pub(crate) struct FullHistoryHold {
 }
 
 impl HistoryHolds {
+    /// Whether some handle keeps the full history.
+    pub(crate) fn any_full(&self) -> bool {
+        self.full.load(Ordering::Acquire) > 0
+    }
+
     pub(crate) fn hold_full(&self) -> FullHistoryHold {
         self.full.fetch_add(1, Ordering::AcqRel);
         FullHistoryHold {
@@ -47,17 +51,6 @@ impl HistoryHolds {
 impl Drop for FullHistoryHold {
     fn drop(&mut self) {
         self.full.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl SharedFile {
-    /// The version after which a commit starting from version `base` must keep every
-    /// changeset for this process's handles and callbacks (`None`: none needed).
-    pub(crate) fn history_needed_after(&self, base: u64) -> Option<u64> {
-        if self.history_holds.full.load(Ordering::Acquire) > 0 {
-            return Some(0);
-        }
-        self.notifier.undelivered_since(base)
     }
 }
 
@@ -86,7 +79,7 @@ pub(crate) fn upload_need(
         Some(v) => Some(v.value().to_vec()),
         None => before,
     };
-    let acked = progress.map_or(0, |b| crate::sync::SyncProgress::decode(&b).acked);
+    let acked = progress.map_or(0, |b| tables::SyncProgress::decode(&b).acked);
     Ok(Some(UploadNeed { acked, origin }))
 }
 

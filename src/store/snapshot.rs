@@ -255,6 +255,6 @@ impl Snapshot {
         let key = tables::column_key(class, crate::store::catalog::STATE_PROP, 0);
         Ok(self
             .column_bytes(key)?
-            .map_or((0, 0), |b| crate::store::view::decode_state(&b)))
+            .map_or((0, 0), |b| tables::decode_state(&b)))
     }
 }

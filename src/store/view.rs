@@ -11,7 +11,7 @@ use crate::store::catalog::{Catalog, ClassInfo, PropInfo, GID_PROP, LIVE_PROP, S
 use crate::store::chunk::{self, ChunkView, CHUNK_ROWS};
 use crate::store::index::{self, IndexAccess, IndexOverlay};
 use crate::store::snapshot::Snapshot;
-use crate::store::tables::{self, column_key, meta};
+use crate::store::tables::{self, column_key, encode_state, meta};
 use crate::value::{Value, ValueRef};
 use redb::WriteTransaction;
 use rustc_hash::FxHashMap as HashMap;
@@ -28,24 +28,6 @@ pub(crate) fn decode_live(bytes: &[u8]) -> LiveBits {
         *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
     }
     bits
-}
-
-/// `(next object key, live count)` of a class, stored under its reserved property.
-pub(crate) fn encode_state((next, live): (u64, u64)) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&next.to_le_bytes());
-    b[8..].copy_from_slice(&live.to_le_bytes());
-    b
-}
-
-pub(crate) fn decode_state(bytes: &[u8]) -> (u64, u64) {
-    match (bytes.get(..8), bytes.get(8..16)) {
-        (Some(a), Some(b)) => (
-            u64::from_le_bytes(a.try_into().expect("8 bytes")),
-            u64::from_le_bytes(b.try_into().expect("8 bytes")),
-        ),
-        _ => (0, 0),
-    }
 }
 
 fn encode_live(bits: &LiveBits) -> Vec<u8> {

@@ -19,6 +19,82 @@ use crate::value::{ObjLink, PropertyType, Value, ValueRef};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// What the layer above a write transaction adds to its writes: the stamp of the changeset
+/// and, in realms with merge metadata, that metadata. The store calls these at fixed points
+/// and knows nothing else of them, so it stays below the merge layer.
+pub(crate) trait WriteHooks: Send + std::any::Any {
+    /// For a caller that installed the hooks and wants its own type back.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// Whether the realm keeps merge metadata (its lists and upload needs differ).
+    fn merge_metadata(&self) -> bool {
+        false
+    }
+    /// The stamp of this transaction's own changeset, at commit.
+    fn stamp(&mut self, w: &WriteTxn) -> Result<u64>;
+    /// Before an object with global id `id` is created by a local write.
+    fn creating(&mut self, _w: &mut WriteTxn, _class: &ClassInfo, _id: &GlobalId) -> Result<()> {
+        Ok(())
+    }
+    /// Before the object `id` of class `class` is deleted.
+    fn deleting(&mut self, _w: &mut WriteTxn, _class: u32, _id: &GlobalId) -> Result<()> {
+        Ok(())
+    }
+    /// Records a list change given by index (`ins`; `items`: the list after it, `before` its
+    /// length before); `false` leaves the recording to the store.
+    #[allow(clippy::too_many_arguments)]
+    fn record_list(
+        &mut self,
+        _w: &mut WriteTxn,
+        _class: &ClassInfo,
+        _prop: &PropInfo,
+        _id: &GlobalId,
+        _ins: &Instruction,
+        _items: &[Value],
+        _before: usize,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+    /// The entries at these positions of a list of `stored` items vanished (links to objects
+    /// just deleted).
+    fn list_entries_hidden(
+        &mut self,
+        _w: &mut WriteTxn,
+        _class: u32,
+        _id: &GlobalId,
+        _prop: u32,
+        _stored: usize,
+        _positions: &[usize],
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// A recorded link names an object this realm does not have (it reads as NULL unless
+    /// this is an error).
+    fn missing_link_target(
+        &self,
+        _w: &WriteTxn,
+        _target: &ClassInfo,
+        _id: &GlobalId,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// At commit, before anything is written: `local` is this transaction's own changeset.
+    fn committing(&mut self, _w: &mut WriteTxn, _local: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A transaction without a layer above (copies, store tests): it must not record changes.
+struct NoHooks;
+
+impl WriteHooks for NoHooks {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn stamp(&mut self, _w: &WriteTxn) -> Result<u64> {
+        Err(Error::internal("changes recorded without a clock"))
+    }
+}
+
 /// Reads a stored value, giving required properties their default where nothing was written.
 pub(crate) fn or_default<'v>(v: ValueRef<'v>, prop: &PropInfo) -> ValueRef<'v> {
     if v.is_null() && !prop.is_nullable() {
@@ -47,33 +123,12 @@ pub(crate) struct WriteTxn {
     /// The file's salt: the high half of generated global ids, and the replica id that
     /// stamps this file's changesets.
     pub(crate) file_salt: u64,
-    /// With merge metadata on: this transaction's stamp (fixed when it began).
-    pub(crate) merge: Option<u64>,
-    /// Integrated remote changesets, recorded in history as they came (one version each)
-    /// instead of `changes`.
-    pub(crate) raw: Vec<Vec<u8>>,
-    /// Set while a remote changeset is integrated (its deletes carry their own order keys).
-    pub(crate) integrating: bool,
-    /// Strict integration (a server's copy, [`Realm::integrate_changesets_strictly`]):
-    /// `Some(schema before the changeset being integrated)`. Instructions that name what this
-    /// realm never had, index-based list changes and schema changes other than additions are
-    /// then errors instead of being skipped or applied.
-    ///
-    /// [`Realm::integrate_changesets_strictly`]: crate::Realm::integrate_changesets_strictly
-    pub(crate) strict: Option<Arc<Catalog>>,
-    /// Whether integrations of this transaction are strict.
-    pub(crate) strict_mode: bool,
-    /// Merge metadata written by this transaction (`None`: removed), flushed in key order at
-    /// commit: reads see it first, and the table gets one sorted batch.
-    pub(crate) merge_overlay: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Register-key prefixes of objects known to have no stored registers (created by this
-    /// transaction): their register reads skip the table.
-    pub(crate) merge_fresh: rustc_hash::FxHashSet<Vec<u8>>,
-    /// Register keys this transaction stored counter adds for (with `merge_fresh`: a register
-    /// of a new object without adds has nothing to drop when a set wins).
-    pub(crate) merge_counted: rustc_hash::FxHashSet<Vec<u8>>,
-    /// Per class: whether the table may hold tombstones of it (checked once per transaction).
-    pub(crate) merge_tombstones: std::cell::RefCell<rustc_hash::FxHashMap<u32, bool>>,
+    /// Changesets recorded in history as they came (one version each) instead of `changes`:
+    /// other replicas' changesets that the layer above integrated.
+    raw: Vec<Vec<u8>>,
+    /// What the layer above adds to the writes (merge metadata, the changeset stamp); `None`
+    /// while a caller holds it (see [`WriteTxn::take_hooks`]).
+    hooks: Option<Box<dyn WriteHooks>>,
     /// An error after which history and data may disagree: the commit is refused.
     poisoned: Option<Error>,
     /// The object the last write named, with its global id: a run of writes to one object
@@ -102,15 +157,8 @@ impl WriteTxn {
             overlay: Overlay::default(),
             changes: ChangesetBuilder::default(),
             file_salt,
-            merge: None,
             raw: Vec::new(),
-            integrating: false,
-            strict: None,
-            strict_mode: false,
-            merge_overlay: Default::default(),
-            merge_fresh: Default::default(),
-            merge_counted: Default::default(),
-            merge_tombstones: Default::default(),
+            hooks: None,
             poisoned: None,
             recent: None,
             key_floor,
@@ -165,20 +213,41 @@ impl WriteTxn {
         self.overlay.schema_version = Some(v);
     }
 
-    /// Turns merge metadata on for this transaction and fixes its stamp.
-    pub(crate) fn enable_merge(&mut self) -> Result<()> {
-        let stamp = crate::sync::clock::next_stamp(self.clock()?, crate::util::now_ms());
-        self.merge = Some(stamp);
-        Ok(())
+    /// Installs what the layer above adds to this transaction's writes.
+    pub(crate) fn set_hooks(&mut self, hooks: Box<dyn WriteHooks>) {
+        self.hooks = Some(hooks);
     }
 
-    /// The order key the next recorded instruction of this transaction gets (merge realms).
-    pub(crate) fn next_order_key(&self) -> Option<crate::sync::clock::OrderKey> {
-        self.merge.map(|stamp| crate::sync::clock::OrderKey {
-            stamp,
-            origin: self.file_salt,
-            index: self.changes.len() as u32,
-        })
+    /// Takes the hooks out, for a caller that drives this transaction with them itself (the
+    /// `*_in` methods); give them back with [`set_hooks`](Self::set_hooks).
+    pub(crate) fn take_hooks(&mut self) -> Option<Box<dyn WriteHooks>> {
+        self.hooks.take()
+    }
+
+    /// Runs `f` with the installed hooks (or none), put back afterwards.
+    fn with_hooks<R>(
+        &mut self,
+        f: impl FnOnce(&mut WriteTxn, &mut dyn WriteHooks) -> Result<R>,
+    ) -> Result<R> {
+        match self.hooks.take() {
+            Some(mut h) => {
+                let r = f(self, h.as_mut());
+                self.hooks = Some(h);
+                r
+            }
+            None => f(self, &mut NoHooks),
+        }
+    }
+
+    /// How many instructions this transaction has recorded so far.
+    pub(crate) fn recorded_len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Records a changeset in history as it is (one version), instead of this transaction's
+    /// own changes.
+    pub(crate) fn record_verbatim(&mut self, changeset: Vec<u8>) {
+        self.raw.push(changeset);
     }
 
     /// Writes everything, trims the history to what is still needed (see
@@ -187,31 +256,30 @@ impl WriteTxn {
     /// history, a change notification not yet delivered). After an error nothing of the
     /// transaction is visible (redb discards an uncommitted transaction).
     pub(crate) fn commit(mut self, needed_after: Option<u64>) -> Result<CommitOutcome> {
+        let mut hooks = self.hooks.take();
         let mut records = std::mem::take(&mut self.raw);
         let local = match records.is_empty() {
             false => None,
             true if self.changes.is_empty() || self.poisoned.is_some() => None,
             true => {
-                let stamp = match self.merge {
-                    Some(s) => s,
-                    None => crate::sync::clock::next_stamp(self.clock()?, crate::util::now_ms()),
+                let stamp = match hooks.as_mut() {
+                    Some(h) => h.stamp(&self)?,
+                    None => return Err(Error::internal("changes recorded without a clock")),
                 };
                 let changes = std::mem::take(&mut self.changes);
-                let bytes = changes.finish(stamp, self.file_salt);
-                if self.merge.is_some() {
-                    self.record_local_metadata(&bytes)?;
-                }
-                Some(bytes)
+                Some(changes.finish(stamp, self.file_salt))
             }
         };
+        if let Some(h) = hooks.as_mut() {
+            h.committing(&mut self, local.as_deref())?;
+        }
         records.extend(local);
-        self.flush_merge_overlay()?;
+        let merge = hooks.as_ref().is_some_and(|h| h.merge_metadata());
         let WriteTxn {
             txn,
             base,
             overlay,
             poisoned,
-            merge,
             file_salt,
             ..
         } = self;
@@ -229,7 +297,7 @@ impl WriteTxn {
             .clone()
             .unwrap_or_else(|| base.catalog.clone());
         overlay.flush(&txn, &catalog)?;
-        let upload = retention::upload_need(&txn, &base, merge.is_some(), file_salt)?;
+        let upload = retention::upload_need(&txn, &base, merge, file_salt)?;
         let version =
             retention::append_and_trim(&txn, base.version, &records, needed_after, upload)?;
         txn.commit()?;
@@ -539,6 +607,15 @@ impl WriteTxn {
     /// Fails with `DuplicatePrimaryKey` if the key exists, `WrongType`/`InvalidArgument` for a
     /// key that does not fit the class; nothing changes then.
     pub(crate) fn create_object(&mut self, class_id: u32, pk: Option<&Value>) -> Result<u64> {
+        self.with_hooks(|w, h| w.create_object_in(h, class_id, pk))
+    }
+
+    fn create_object_in(
+        &mut self,
+        h: &mut dyn WriteHooks,
+        class_id: u32,
+        pk: Option<&Value>,
+    ) -> Result<u64> {
         let class = self.class(class_id)?;
         let gid = match (class.pk_prop(), pk) {
             (Some(p), Some(v)) => pk_to_gid(&class, p, v)?,
@@ -564,15 +641,7 @@ impl WriteTxn {
                 }
             }
         };
-        if self.merge.is_some() && self.is_tombstoned(class_id, &gid)? {
-            return Err(Error::new(
-                ErrorCode::DuplicatePrimaryKey,
-                format!(
-                    "the {} object with primary key {gid} was deleted; a realm with merge metadata cannot create it again",
-                    class.name
-                ),
-            ));
-        }
+        h.creating(self, &class, &gid)?;
         if self.find_by_gid(&class, &gid)?.is_some() {
             return Err(Error::new(
                 ErrorCode::DuplicatePrimaryKey,
@@ -899,6 +968,17 @@ impl WriteTxn {
         prop_id: u32,
         op: ListOp,
     ) -> Result<()> {
+        self.with_hooks(|w, h| w.list_op_in(h, class_id, key, prop_id, op))
+    }
+
+    fn list_op_in(
+        &mut self,
+        h: &mut dyn WriteHooks,
+        class_id: u32,
+        key: u64,
+        prop_id: u32,
+        op: ListOp,
+    ) -> Result<()> {
         let (class, prop) = self.list_prop(class_id, key, prop_id)?;
         let mut items = self.view().list(class.id, &prop, key)?;
         let len = items.len() as u64;
@@ -979,19 +1059,22 @@ impl WriteTxn {
                 }
             }
         };
-        if self.merge.is_some() {
-            // Lists of merge realms are RGA sequences: record element-addressed instructions.
-            let id = self.gid_of(&class, key)?;
-            self.rga_local(&class, &prop, &id, &ins, &items, len as usize)?;
-        } else {
+        let id = self.gid_of(&class, key)?;
+        if !h.record_list(self, &class, &prop, &id, &ins, &items, len as usize)? {
             self.record(&ins);
         }
         self.overlay.set_list(class.id, prop.id, key, items);
         Ok(())
     }
 
-    /// A recorded value in stored form for `prop` (links to missing objects are NULL).
-    pub(crate) fn change_to_value(&self, prop: &PropInfo, value: &ChangeValue) -> Result<Value> {
+    /// A recorded value in stored form for `prop` (links to missing objects are NULL unless
+    /// `h` makes that an error).
+    pub(crate) fn change_to_value_in(
+        &self,
+        h: &dyn WriteHooks,
+        prop: &PropInfo,
+        value: &ChangeValue,
+    ) -> Result<Value> {
         Ok(match value {
             ChangeValue::Value(v) => v.clone(),
             ChangeValue::Link(id) => {
@@ -1002,12 +1085,7 @@ impl WriteTxn {
                         key,
                     }),
                     None => {
-                        if self.strict.is_some() && !self.is_tombstoned(target.id, id)? {
-                            return Err(crate::sync::merge::never_had(format!(
-                                "the {} object {id} (a link's target)",
-                                target.name
-                            )));
-                        }
+                        h.missing_link_target(self, target, id)?;
                         Value::Null
                     }
                 }
@@ -1020,6 +1098,16 @@ impl WriteTxn {
     /// Deletes objects of one class: links to them become NULL and list entries naming them
     /// vanish. Already-deleted keys are skipped.
     pub(crate) fn delete_objects(&mut self, class_id: u32, keys: &[u64]) -> Result<()> {
+        self.with_hooks(|w, h| w.delete_objects_in(h, class_id, keys))
+    }
+
+    /// [`delete_objects`](Self::delete_objects) with these hooks.
+    pub(crate) fn delete_objects_in(
+        &mut self,
+        h: &mut dyn WriteHooks,
+        class_id: u32,
+        keys: &[u64],
+    ) -> Result<()> {
         self.recent = None;
         let class = self.class(class_id)?;
         let mut deleted = HashSet::new();
@@ -1028,9 +1116,7 @@ impl WriteTxn {
                 continue;
             }
             let id = self.gid_of(&class, key)?;
-            if let (Some(k), false) = (self.next_order_key(), self.integrating) {
-                self.tombstone(class_id, &id, k)?;
-            }
+            h.deleting(self, class_id, &id)?;
             self.erase_row(&class, key)?;
             self.record(&Instruction::EraseObject {
                 class: class.name.clone(),
@@ -1038,7 +1124,7 @@ impl WriteTxn {
             });
         }
         if !deleted.is_empty() {
-            self.unlink(class_id, &deleted)?;
+            self.unlink(h, class_id, &deleted)?;
         }
         Ok(())
     }
@@ -1070,7 +1156,12 @@ impl WriteTxn {
     }
 
     /// Nulls links and removes list entries that point at deleted objects of `target`.
-    fn unlink(&mut self, target: u32, deleted: &HashSet<u64>) -> Result<()> {
+    fn unlink(
+        &mut self,
+        h: &mut dyn WriteHooks,
+        target: u32,
+        deleted: &HashSet<u64>,
+    ) -> Result<()> {
         let sources: Vec<(ClassInfo, PropInfo)> = self
             .catalog()
             .classes
@@ -1092,14 +1183,21 @@ impl WriteTxn {
                         .cloned()
                         .collect();
                     if kept.len() != items.len() {
-                        if self.merge.is_some() {
+                        if h.merge_metadata() {
                             let removed: Vec<usize> = (0..items.len())
                                 .filter(|&i| {
                                     matches!(&items[i], Value::Link(l) if deleted.contains(&l.key))
                                 })
                                 .collect();
                             let id = self.gid_of(&class, key)?;
-                            self.rga_hide(class.id, &id, prop.id, items.len(), &removed)?;
+                            h.list_entries_hidden(
+                                self,
+                                class.id,
+                                &id,
+                                prop.id,
+                                items.len(),
+                                &removed,
+                            )?;
                         }
                         self.overlay.set_list(class.id, prop.id, key, kept);
                     }
@@ -1156,6 +1254,11 @@ impl WriteTxn {
 
     /// Applies one instruction of a changeset (recording it again in this transaction).
     pub(crate) fn apply(&mut self, ins: &Instruction) -> Result<()> {
+        self.with_hooks(|w, h| w.apply_in(h, ins))
+    }
+
+    /// [`apply`](Self::apply) with these hooks.
+    pub(crate) fn apply_in(&mut self, h: &mut dyn WriteHooks, ins: &Instruction) -> Result<()> {
         if let Some(change) = SchemaChange::of_instruction(ins) {
             return self.apply_schema_change(&change);
         }
@@ -1173,7 +1276,7 @@ impl WriteTxn {
             Instruction::EraseObject { class, id } => {
                 let info = self.class_named(class)?;
                 match self.find_by_gid(&info, id)? {
-                    Some(key) => self.delete_objects(info.id, &[key]),
+                    Some(key) => self.delete_objects_in(h, info.id, &[key]),
                     None => Ok(()),
                 }
             }
@@ -1221,7 +1324,7 @@ impl WriteTxn {
                 } else {
                     ListOp::Set(*index, v)
                 };
-                self.list_op(info.id, key, prop_id, op)
+                self.list_op_in(h, info.id, key, prop_id, op)
             }
             Instruction::ListErase {
                 class,
@@ -1231,7 +1334,7 @@ impl WriteTxn {
             } => {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
-                self.list_op(info.id, key, prop_id, ListOp::Erase(*index))
+                self.list_op_in(h, info.id, key, prop_id, ListOp::Erase(*index))
             }
             Instruction::ListMove {
                 class,
@@ -1242,12 +1345,12 @@ impl WriteTxn {
             } => {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
-                self.list_op(info.id, key, prop_id, ListOp::Move(*from, *to))
+                self.list_op_in(h, info.id, key, prop_id, ListOp::Move(*from, *to))
             }
             Instruction::ListClear { class, id, prop } => {
                 let (info, key) = self.resolve(class, id)?;
                 let prop_id = info.require_prop(prop)?.id;
-                self.list_op(info.id, key, prop_id, ListOp::Clear)
+                self.list_op_in(h, info.id, key, prop_id, ListOp::Clear)
             }
             Instruction::ListInsertAfter { .. }
             | Instruction::ListEraseElement { .. }

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 
 use shoal::protocol::sync::{SessionErrorCode as Sess, UploadChangeset};
 
-use super::log::SyncStoreError;
-
 /// An uploaded changeset the server does not take: the session ERROR it gets.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Refusal {
@@ -63,11 +61,11 @@ impl UploadGate {
     ///   file uploading it (a replayed or forged changeset) is refused, since every replica
     ///   would then drop the real owner's changesets as already integrated, and the owner
     ///   would be sent its own.
-    pub(super) fn check(
+    pub(super) fn check<E>(
         &self,
         fresh: &[UploadChangeset],
-        origin_of: impl Fn(u64) -> Result<Option<(u64, u64)>, SyncStoreError>,
-    ) -> Result<Option<Refusal>, SyncStoreError> {
+        origin_of: impl Fn(u64) -> Result<Option<(u64, u64)>, E>,
+    ) -> Result<Option<Refusal>, E> {
         let max_stamp = (self.now_ms.saturating_add(MAX_STAMP_AHEAD_MS) << 16) | 0xFFFF;
         let mut seen: HashMap<u64, u64> = HashMap::new();
         for (i, c) in fresh.iter().enumerate() {
@@ -88,7 +86,7 @@ impl UploadGate {
                 }));
             }
             let refuse = |why: String| Ok(Some(Refusal::changeset(c.client_version, why)));
-            let changeset = match shoal::decode_changeset_full(&c.data) {
+            let changeset = match shoal::replica::decode_changeset(&c.data) {
                 Ok(cs) => cs,
                 Err(e) => return refuse(format!("does not decode: {}", e.message())),
             };
@@ -141,7 +139,7 @@ mod tests {
     const NOW_MS: u64 = 1_800_000_000_000;
 
     fn entry(client_version: u64, stamp: u64, origin: u64) -> UploadChangeset {
-        let data = shoal::encode_changeset(&shoal::Changeset {
+        let data = shoal::replica::encode_changeset(&shoal::replica::Changeset {
             stamp,
             origin,
             instructions: Vec::new(),
@@ -163,7 +161,7 @@ mod tests {
     }
 
     /// The log's `origins`: ORIGIN is file 7's (last stamp 100), 0xdef file 8's.
-    fn origins(origin: u64) -> Result<Option<(u64, u64)>, SyncStoreError> {
+    fn origins(origin: u64) -> Result<Option<(u64, u64)>, std::convert::Infallible> {
         Ok(match origin {
             ORIGIN => Some((7, 100)),
             0xdef => Some((8, 100)),

@@ -235,7 +235,7 @@ fn append(
         let mut origins = txn.open_table(ORIGINS).map_err(store_err)?;
         for c in changesets {
             // Checked by `UploadGate::check` before: the header decodes.
-            let (stamp, origin) = shoal::changeset_header(&c.data).map_err(store_err)?;
+            let (stamp, origin) = shoal::replica::changeset_header(&c.data).map_err(store_err)?;
             origins.insert(origin, (ident, stamp)).map_err(store_err)?;
         }
     }
@@ -284,7 +284,7 @@ impl RealmHost {
                 for item in table.iter().map_err(store_err)? {
                     let (_, v) = item.map_err(store_err)?;
                     let (ident, _, _, _, data) = v.value();
-                    if let Ok((stamp, origin)) = shoal::changeset_header(data) {
+                    if let Ok((stamp, origin)) = shoal::replica::changeset_header(data) {
                         let known = origins.get(origin).map_err(store_err)?.map(|v| v.value());
                         let (owner, last) = known.unwrap_or((ident, 0));
                         origins
@@ -297,9 +297,8 @@ impl RealmHost {
             last.map_or((0, 0), |(k, v)| (k.value(), v.value().3))
         };
         txn.commit().map_err(store_err)?;
-        let mut config = shoal::Config::new(dir.join("server.realm").to_string_lossy());
-        config.set_merge_metadata(true);
-        let realm = shoal::Realm::open(&config).map_err(store_err)?;
+        let realm =
+            shoal::replica::open(dir.join("server.realm").to_string_lossy()).map_err(store_err)?;
         // redb and the core created these files with the process umask: owner-only now.
         crate::files::restrict_tree(dir).map_err(store_err)?;
         tracing::info!(path, dir = %dir.display(), latest, "opened sync realm");
@@ -407,7 +406,8 @@ impl RealmHost {
             // The common case: every changeset integrates; one transaction for the copy and
             // one for the log. Otherwise, one by one, to keep those before the refused one.
             let batch: Vec<&[u8]> = fresh.iter().map(|c| c.data.as_slice()).collect();
-            if fresh.len() > 1 && writer.realm.integrate_changesets_strictly(&batch).is_ok() {
+            if fresh.len() > 1 && shoal::replica::integrate_strictly(&writer.realm, &batch).is_ok()
+            {
                 let acked = append(&host.log, writer, ident, salt, &fresh)?.unwrap_or(acked);
                 let outcome = UploadOutcome {
                     acked,
@@ -417,7 +417,7 @@ impl RealmHost {
                 return Ok((outcome, writer.latest));
             }
             for c in &fresh {
-                if let Err(e) = writer.realm.integrate_changesets_strictly(&[&c.data]) {
+                if let Err(e) = shoal::replica::integrate_strictly(&writer.realm, &[&c.data]) {
                     refused = Some(Refusal::changeset(
                         c.client_version,
                         format!("the server's copy refused it: {}", e.message()),

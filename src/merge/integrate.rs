@@ -47,42 +47,14 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::{decode_changeset_full, ChangeValue, Changeset, GlobalId, Instruction};
+use crate::merge::clock::OrderKey;
+use crate::merge::state::{never_had, object_key, MergeTxn, REGISTER, TOMBSTONE};
 use crate::store::catalog::{ClassInfo, PropInfo, SchemaChange};
 use crate::store::tables::{self, meta};
-use crate::store::write::WriteTxn;
-use crate::sync::clock::OrderKey;
 use crate::value::{PropertyType, Value};
 use redb::ReadableTable;
 
-const REGISTER: u8 = 1;
-const TOMBSTONE: u8 = 2;
 const ORIGIN: u8 = 3;
-
-fn gid_bytes(out: &mut Vec<u8>, id: &GlobalId) {
-    match id {
-        GlobalId::Int(i) => {
-            out.push(0);
-            out.extend_from_slice(&i.to_be_bytes());
-        }
-        GlobalId::String(s) => {
-            out.push(1);
-            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        GlobalId::Generated { file, seq } => {
-            out.push(2);
-            out.extend_from_slice(&file.to_be_bytes());
-            out.extend_from_slice(&seq.to_be_bytes());
-        }
-    }
-}
-
-fn object_key(kind: u8, class: u32, id: &GlobalId) -> Vec<u8> {
-    let mut k = vec![kind];
-    k.extend_from_slice(&class.to_be_bytes());
-    gid_bytes(&mut k, id);
-    k
-}
 
 fn register_key(class: u32, id: &GlobalId, prop: u32) -> Vec<u8> {
     let mut k = object_key(REGISTER, class, id);
@@ -194,14 +166,7 @@ fn encode_seq(seq: &[Elem]) -> Vec<u8> {
     b
 }
 
-/// The error of strict integration for an instruction naming what the realm never had.
-pub(crate) fn never_had(what: String) -> Error {
-    Error::invalid(format!(
-        "the changeset names {what}, which this realm never had"
-    ))
-}
-
-impl WriteTxn {
+impl MergeTxn<'_> {
     /// The RGA sequence of a list whose stored form has `stored` items. A list without a
     /// matching sequence (written before merge metadata was on) gets ids `(0, 0, i)`.
     fn seq_load(&self, class: u32, id: &GlobalId, prop: u32, stored: usize) -> Result<Vec<Elem>> {
@@ -355,36 +320,21 @@ impl WriteTxn {
         });
     }
 
-    fn merge_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.merge_overlay.get(key) {
-            return Ok(v.clone());
-        }
-        if key.first() == Some(&REGISTER)
-            && key.len() > 4
-            && self.merge_fresh.contains(&key[..key.len() - 4])
-        {
-            return Ok(None);
-        }
-        let t = self.txn.open_table(tables::MERGE)?;
-        let v = t.get(key)?.map(|v| v.value().to_vec());
-        Ok(v)
-    }
-
     fn merge_put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.merge_overlay
-            .insert(key.to_vec(), Some(value.to_vec()));
+        self.st.overlay.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
     /// Removes every entry whose key starts with `prefix`.
     fn merge_remove_prefix(&mut self, prefix: &[u8]) -> Result<()> {
         let mut keys: Vec<Vec<u8>> = self
-            .merge_overlay
+            .st
+            .overlay
             .range(prefix.to_vec()..)
             .map(|(k, _)| k.clone())
             .take_while(|k| k.starts_with(prefix))
             .collect();
-        if !self.merge_fresh.contains(prefix) {
+        if !self.st.fresh.contains(prefix) {
             let t = self.txn.open_table(tables::MERGE)?;
             for e in t.range(prefix..)? {
                 let k = e?.0.value().to_vec();
@@ -395,7 +345,7 @@ impl WriteTxn {
             }
         }
         for k in keys {
-            self.merge_overlay.insert(k, None);
+            self.st.overlay.insert(k, None);
         }
         Ok(())
     }
@@ -411,7 +361,7 @@ impl WriteTxn {
     ) -> Result<Vec<(OrderKey, i64)>> {
         let prefix = adds_prefix(class, id, prop);
         let mut found: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
-        if !self.merge_fresh.contains(&object_key(REGISTER, class, id)) {
+        if !self.st.fresh.contains(&object_key(REGISTER, class, id)) {
             let t = self.txn.open_table(tables::MERGE)?;
             for e in t.range(prefix.as_slice()..)? {
                 let (k, v) = e?;
@@ -422,7 +372,8 @@ impl WriteTxn {
             }
         }
         for (k, v) in self
-            .merge_overlay
+            .st
+            .overlay
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
         {
@@ -454,18 +405,18 @@ impl WriteTxn {
         at: OrderKey,
     ) -> Result<bool> {
         let key = register_key(class, id, prop);
-        if !self.merge_fresh.contains(&key[..key.len() - 4]) || self.merge_counted.contains(&key) {
+        if !self.st.fresh.contains(&key[..key.len() - 4]) || self.st.counted.contains(&key) {
             return Ok(false);
         }
         let mut b = Vec::with_capacity(OrderKey::LEN);
         at.encode(&mut b);
-        self.merge_overlay.insert(key, Some(b));
+        self.st.overlay.insert(key, Some(b));
         Ok(true)
     }
 
     fn put_add(&mut self, class: u32, id: &GlobalId, prop: u32, at: OrderKey, delta: i64) {
-        self.merge_counted.insert(register_key(class, id, prop));
-        self.merge_overlay.insert(
+        self.st.counted.insert(register_key(class, id, prop));
+        self.st.overlay.insert(
             add_key(class, id, prop, at),
             Some(delta.to_le_bytes().to_vec()),
         );
@@ -487,7 +438,7 @@ impl WriteTxn {
             if k > at {
                 later.push((k, d));
             } else {
-                self.merge_overlay.insert(add_key(class, id, prop, k), None);
+                self.st.overlay.insert(add_key(class, id, prop, k), None);
             }
         }
         // Inline adds of an older encoding move to entries.
@@ -510,11 +461,12 @@ impl WriteTxn {
 
     /// Writes the merge metadata of this transaction to its table, in key order.
     pub(crate) fn flush_merge_overlay(&mut self) -> Result<()> {
-        if self.merge_overlay.is_empty() {
+        if self.st.overlay.is_empty() {
             return Ok(());
         }
-        let mut t = self.txn.open_table(tables::MERGE)?;
-        for (k, v) in std::mem::take(&mut self.merge_overlay) {
+        let overlay = std::mem::take(&mut self.st.overlay);
+        let mut t = self.w.txn.open_table(tables::MERGE)?;
+        for (k, v) in overlay {
             match v {
                 Some(v) => {
                     t.insert(k.as_slice(), v.as_slice())?;
@@ -529,23 +481,7 @@ impl WriteTxn {
 
     /// Notes that an object created by this transaction has no stored registers.
     fn mark_fresh(&mut self, class: u32, id: &GlobalId) {
-        self.merge_fresh.insert(object_key(REGISTER, class, id));
-    }
-
-    /// Whether the table may hold a tombstone of `class` (one range probe per transaction).
-    fn may_have_tombstones(&self, class: u32) -> Result<bool> {
-        if let Some(&known) = self.merge_tombstones.borrow().get(&class) {
-            return Ok(known);
-        }
-        let mut prefix = vec![TOMBSTONE];
-        prefix.extend_from_slice(&class.to_be_bytes());
-        let t = self.txn.open_table(tables::MERGE)?;
-        let any = match t.range(prefix.as_slice()..)?.next() {
-            Some(e) => e?.0.value().starts_with(&prefix),
-            None => false,
-        };
-        self.merge_tombstones.borrow_mut().insert(class, any);
-        Ok(any)
+        self.st.fresh.insert(object_key(REGISTER, class, id));
     }
 
     fn register(&self, class: u32, id: &GlobalId, prop: u32) -> Result<Register> {
@@ -559,17 +495,9 @@ impl WriteTxn {
         self.merge_put(&register_key(class, id, prop), &r.encode())
     }
 
-    /// Whether the object was ever deleted (tombstones are permanent).
-    pub(crate) fn is_tombstoned(&self, class: u32, id: &GlobalId) -> Result<bool> {
-        if !self.may_have_tombstones(class)? {
-            return Ok(false);
-        }
-        Ok(self.merge_get(&object_key(TOMBSTONE, class, id))?.is_some())
-    }
-
     /// Tombstones an object with order key `k` and drops its registers.
     pub(crate) fn tombstone(&mut self, class: u32, id: &GlobalId, k: OrderKey) -> Result<()> {
-        self.merge_tombstones.borrow_mut().insert(class, true);
+        self.st.tombstones.borrow_mut().insert(class, true);
         let key = object_key(TOMBSTONE, class, id);
         let old = self
             .merge_get(&key)?
@@ -579,18 +507,6 @@ impl WriteTxn {
         old.max(k).encode(&mut b);
         self.merge_put(&key, &b)?;
         self.merge_remove_prefix(&object_key(REGISTER, class, id))
-    }
-
-    /// The highest stamp this file has produced or integrated.
-    pub(crate) fn clock(&self) -> Result<u64> {
-        let hlc = self.base.meta_u64(meta::HLC)?;
-        let last = match self.base.history.last()? {
-            Some((_, v)) => crate::history::changeset_header(v.value())
-                .map(|(s, _)| s)
-                .unwrap_or(0),
-            None => 0,
-        };
-        Ok(hlc.max(last))
     }
 
     /// Updates the metadata for this transaction's own changeset (merge realms, at commit):
@@ -653,8 +569,8 @@ impl WriteTxn {
     /// recorded in this file's history as it came (its origin tells it apart from local ones).
     pub(crate) fn integrate(&mut self, bytes: &[u8]) -> Result<()> {
         let cs: Changeset = decode_changeset_full(bytes)?;
-        if self.strict_mode {
-            self.strict = Some(self.catalog_arc());
+        if self.st.strict_mode {
+            self.st.strict = Some(self.catalog_arc());
         }
         if cs.origin == self.file_salt || cs.stamp == 0 {
             return Err(Error::invalid(if cs.stamp == 0 {
@@ -672,7 +588,7 @@ impl WriteTxn {
         if cs.stamp <= seen {
             return Ok(()); // Already integrated: changesets of one origin arrive in order.
         }
-        self.integrating = true;
+        self.st.integrating = true;
         for (i, ins) in cs.instructions.iter().enumerate() {
             let k = OrderKey {
                 stamp: cs.stamp,
@@ -680,26 +596,26 @@ impl WriteTxn {
                 index: i as u32,
             };
             if let Err(e) = self.integrate_one(ins, k) {
-                self.integrating = false;
-                self.strict = None;
+                self.st.integrating = false;
+                self.st.strict = None;
                 return Err(e);
             }
         }
-        self.integrating = false;
-        self.strict = None;
+        self.st.integrating = false;
+        self.st.strict = None;
         self.merge_put(&origin_key, &cs.stamp.to_le_bytes())?;
         let hlc = self.clock()?.max(cs.stamp);
         self.txn
             .open_table(tables::META)?
             .insert(meta::HLC, hlc.to_le_bytes().as_slice())?;
-        self.raw.push(bytes.to_vec());
+        self.w.record_verbatim(bytes.to_vec());
         Ok(())
     }
 
     /// In strict integration, an error for naming what this realm never had; otherwise the
     /// instruction is skipped (`Ok`).
     fn unknown(&self, what: impl FnOnce() -> String) -> Result<()> {
-        match self.strict {
+        match self.st.strict {
             Some(_) => Err(never_had(what())),
             None => Ok(()),
         }
@@ -745,7 +661,7 @@ impl WriteTxn {
             return Ok(None);
         };
         if !p.is_list() {
-            if self.strict.is_some() {
+            if self.st.strict.is_some() {
                 return Err(Error::invalid(format!(
                     "a list change names '{}.{prop}', which is not a list",
                     info.name
@@ -764,7 +680,7 @@ impl WriteTxn {
         prop: &PropInfo,
         value: &ChangeValue,
     ) -> Result<Option<Value>> {
-        let v = self.change_to_value(prop, value)?;
+        let v = self.w.change_to_value_in(&*self.st, prop, value)?;
         if v.is_null() && matches!(value, ChangeValue::Link(_)) {
             return Ok(None);
         }
@@ -778,7 +694,7 @@ impl WriteTxn {
                 if !self.is_tombstoned(info, id)? {
                     let class_info = self.class(info)?;
                     if self.find_by_gid(&class_info, id)?.is_none() {
-                        if let (Some(_), GlobalId::Generated { file, .. }) = (&self.strict, id) {
+                        if let (Some(_), GlobalId::Generated { file, .. }) = (&self.st.strict, id) {
                             // A generated id is `(creating file's salt, key)`, and the salt is
                             // the creator's replica id: another replica's id would collide
                             // with an object that replica creates later.
@@ -797,7 +713,7 @@ impl WriteTxn {
             }
             Instruction::EraseObject { class, id } => {
                 let info = self.catalog().require_class(class)?;
-                if self.strict.is_some()
+                if self.st.strict.is_some()
                     && !self.is_tombstoned(info.id, id)?
                     && self.find_by_gid(info, id)?.is_none()
                 {
@@ -805,7 +721,7 @@ impl WriteTxn {
                 }
                 let info = info.id;
                 self.tombstone(info, id, k)?;
-                self.apply(ins)
+                self.w.apply_in(self.st, ins)
             }
             Instruction::Set {
                 class,
@@ -832,7 +748,7 @@ impl WriteTxn {
                 } else {
                     self.win_set(c, id, p.id, &r, k)?
                 };
-                let mut v = self.change_to_value(&p, value)?;
+                let mut v = self.w.change_to_value_in(&*self.st, &p, value)?;
                 if let (Value::Int(x), PropertyType::Int) = (&mut v, p.ty) {
                     for (_, d) in &later {
                         *x = x.wrapping_add(*d);
@@ -982,7 +898,7 @@ impl WriteTxn {
             | Instruction::ListClear { class, id, .. } => {
                 // Index-based list instructions come only from realms without merge metadata;
                 // they apply where they still fit (no convergence guarantee).
-                if self.strict.is_some() {
+                if self.st.strict.is_some() {
                     return Err(Error::invalid(
                         "index-based list changes come only from realms without merge metadata and cannot be merged",
                     ));
@@ -990,7 +906,7 @@ impl WriteTxn {
                 if self.merge_target(class, id)?.is_none() {
                     return Ok(());
                 }
-                match self.apply(ins) {
+                match self.w.apply_in(self.st, ins) {
                     Err(e) if e.code() == ErrorCode::IndexOutOfBounds => Ok(()),
                     r => r,
                 }
@@ -998,11 +914,11 @@ impl WriteTxn {
             // Schema: additions and flag changes are idempotent in `apply_schema_change`.
             _ => {
                 if let (Some(before), Some(change)) =
-                    (&self.strict, SchemaChange::of_instruction(ins))
+                    (&self.st.strict, SchemaChange::of_instruction(ins))
                 {
                     change.check_additive(before, self.catalog())?;
                 }
-                self.apply(ins)
+                self.w.apply_in(self.st, ins)
             }
         }
     }

@@ -13,6 +13,19 @@ pub(crate) fn next_stamp(last: u64, now_ms: u64) -> u64 {
 
 pub(crate) use crate::history::OrderKey;
 
+/// The highest stamp the file of `w` has produced or integrated.
+pub(crate) fn last_stamp(w: &crate::store::write::WriteTxn) -> crate::error::Result<u64> {
+    use redb::ReadableTable;
+    let hlc = w.base.meta_u64(crate::store::tables::meta::HLC)?;
+    let last = match w.base.history.last()? {
+        Some((_, v)) => crate::history::changeset_header(v.value())
+            .map(|(s, _)| s)
+            .unwrap_or(0),
+        None => 0,
+    };
+    Ok(hlc.max(last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
