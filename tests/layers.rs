@@ -1,7 +1,8 @@
 //! The import layering, checked from the sources (issue 11).
 //!
-//! - The module import graphs of the core (`src/`, without `src/ffi/`), of the server
-//!   (`server/src/`) and of the Python binding (`bindings/python/shoal/*.py`) have no cycles.
+//! - The module import graphs of the server (`server/src/`) and of the Python binding
+//!   (`bindings/python/shoal/*.py`) have no cycles; the core's (`src/`, without `src/ffi/`)
+//!   has none but the one still open ([`KNOWN_CORE_CIRCLE`]), which no file may join.
 //! - `src/ffi/` is the top layer: it may import anything, and nothing else imports it.
 //! - The storage engine (`src/store/`) imports neither the merge nor the sync layer
 //!   (`crate::sync::`, `crate::merge::`).
@@ -14,6 +15,7 @@
 //! `from .x import …`, `from . import x`, `import shoal.x` and `from shoal.x import …`
 //! statements, at module level and inside functions alike (an import moved into a function
 //! still closes the circle at run time).
+//! - DESIGN.md's code map names every source file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -23,12 +25,28 @@ use std::path::{Path, PathBuf};
 /// Files and their imports: file → files it imports. Files are named relative to the root.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
+/// The files of the one import circle of the core still open (issue 11): the API files and
+/// the sync client. No other file may join it, and no other circle may appear; when it is
+/// broken, empty this list.
+const KNOWN_CORE_CIRCLE: &[&str] = &[
+    "app.rs",
+    "config.rs",
+    "db.rs",
+    "object.rs",
+    "results.rs",
+    "sync/client.rs",
+    "sync/config.rs",
+    "sync/connection.rs",
+    "sync/runner.rs",
+    "sync/session.rs",
+    "user.rs",
+    "user_store.rs",
+];
+
 #[test]
-#[ignore = "enabled once the layering lands (issue 11)"]
-fn import_layering_holds() {
+fn ffi_is_the_top_layer_and_the_store_imports_neither_merge_nor_sync() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut problems = String::new();
-
     let core = rust_graph(&root.join("src"), "lib.rs");
     for (file, imports) in &core {
         if file.starts_with("ffi/") {
@@ -48,7 +66,16 @@ fn import_layering_holds() {
              sync layers"
         );
     }
-    report_cycles(&mut problems, "src/", &without_ffi(core));
+    assert!(
+        problems.is_empty(),
+        "the import layering is broken:\n{problems}"
+    );
+}
+
+#[test]
+fn the_server_and_the_python_package_have_no_import_circle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = String::new();
     report_cycles(
         &mut problems,
         "server/src/",
@@ -59,10 +86,77 @@ fn import_layering_holds() {
         "bindings/python/shoal/",
         &python_graph(&root.join("bindings/python/shoal")),
     );
+    assert!(problems.is_empty(), "import circles:\n{problems}");
+}
 
+#[test]
+fn the_core_has_no_import_circle_but_the_known_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let core = without_ffi(rust_graph(&root.join("src"), "lib.rs"));
+    let known: BTreeSet<&str> = KNOWN_CORE_CIRCLE.iter().copied().collect();
+    let mut problems = String::new();
+    for component in cycles(&core) {
+        let unknown: Vec<&String> = component
+            .iter()
+            .filter(|f| !known.contains(f.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            let example = example_cycle(&core, &component);
+            let _ = writeln!(
+                problems,
+                "a new import circle (or a new file in the known one): {}\n  for example: {}",
+                unknown
+                    .iter()
+                    .map(|f| format!("src/{f}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                example
+                    .iter()
+                    .map(|f| format!("src/{f}"))
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{problems}");
+}
+
+/// Every source file of the core and the server is named in DESIGN.md's code map, either by
+/// its whole path or by its name under an entry for its folder (`src/store/` … `tables.rs`).
+#[test]
+fn the_design_code_map_names_every_source_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let design = fs::read_to_string(root.join("docs/DESIGN.md")).expect("docs/DESIGN.md");
+    let map_start = design.find("## Code map").expect("a '## Code map' section");
+    let map_len = design[map_start + 3..]
+        .find("\n## ")
+        .map_or(design.len() - map_start, |n| n + 3);
+    let map = &design[map_start..map_start + map_len];
+    let mut missing = Vec::new();
+    for (dir, shown) in [("src", "src/"), ("server/src", "")] {
+        for rel in rust_files(&root.join(dir)) {
+            if rel.starts_with("ffi/") {
+                continue; // the C ABI has its own section
+            }
+            let whole = format!("{shown}{rel}");
+            let named = match rel.rsplit_once('/') {
+                None => map.contains(&format!("`{whole}`")),
+                Some((folder, name)) => {
+                    map.contains(&format!("`{whole}`"))
+                        || (map.contains(&format!("`{shown}{folder}/`"))
+                            && map.contains(&format!("`{name}`")))
+                        || map.contains(&format!("`{folder}/{name}`"))
+                }
+            };
+            if !named {
+                missing.push(format!("{dir}/{rel}"));
+            }
+        }
+    }
     assert!(
-        problems.is_empty(),
-        "the import layering is broken:\n{problems}"
+        missing.is_empty(),
+        "docs/DESIGN.md's code map does not name: {}",
+        missing.join(", ")
     );
 }
 
