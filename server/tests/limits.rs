@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::binary::Binary;
+use common::notes_config;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shoal::protocol::sync::{Message, WEBSOCKET_SUBPROTOCOL};
-use shoal::{App, Config, Credentials, PropertyFlags as F, PropertyType as T, Realm, Schema};
-use shoal::{SyncConfig, Value as V};
+use shoal::Value as V;
+use shoal::{App, Credentials, Realm};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -199,21 +200,6 @@ fn wait_for(what: &str, done: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn notes_config(user: &shoal::User, url: &str) -> Config {
-    let mut schema = Schema::new();
-    schema.add_class("Note", Some("id")).unwrap();
-    schema
-        .add_property("Note", "id", T::Int, F::NONE, None)
-        .unwrap();
-    schema
-        .add_property("Note", "text", T::String, F::NONE, None)
-        .unwrap();
-    let mut config = Config::new("unused");
-    config.set_schema(schema).unwrap();
-    config.set_sync(SyncConfig::new(user, url).unwrap());
-    config
 }
 
 /// `GET /health` on a fresh connection; the status (0: no answer) and how long it took.

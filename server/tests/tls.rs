@@ -9,11 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::binary::Binary;
+use common::notes_config;
 use shoal::protocol::sync::WEBSOCKET_SUBPROTOCOL;
-use shoal::{
-    App, Config, Credentials, ErrorCode, PropertyFlags as F, PropertyType as T, Realm, Schema,
-    SyncConfig, Value,
-};
+use shoal::{App, Credentials, ErrorCode, Realm, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const APP_ID: &str = "io.shoal.tests.tls";
@@ -64,21 +62,6 @@ fn start_tls(pki: &TestPki) -> Binary {
     let cert = pki.cert_path.to_str().unwrap();
     let key = pki.key_path.to_str().unwrap();
     Binary::start(&["--tls-cert", cert, "--tls-key", key], "info")
-}
-
-fn notes_config(user: &shoal::User, url: &str) -> Config {
-    let mut schema = Schema::new();
-    schema.add_class("Note", Some("id")).unwrap();
-    schema
-        .add_property("Note", "id", T::Int, F::NONE, None)
-        .unwrap();
-    schema
-        .add_property("Note", "text", T::String, F::NONE, None)
-        .unwrap();
-    let mut config = Config::new("unused");
-    config.set_schema(schema).unwrap();
-    config.set_sync(SyncConfig::new(user, url).unwrap());
-    config
 }
 
 /// Logs in, retrying while the server is starting.

@@ -423,3 +423,31 @@ pub fn assert_problem(answer: &(u16, Value), status: u16, code: i64) {
         assert_eq!(kind, "about:blank");
     }
 }
+
+/// A synced configuration of `url` with one class, `Note {id: int (primary key), text: string}`.
+pub fn notes_config(user: &shoal::User, url: &str) -> shoal::Config {
+    let mut schema = shoal::Schema::new();
+    schema.add_class("Note", Some("id")).unwrap();
+    schema
+        .add_property(
+            "Note",
+            "id",
+            shoal::PropertyType::Int,
+            shoal::PropertyFlags::NONE,
+            None,
+        )
+        .unwrap();
+    schema
+        .add_property(
+            "Note",
+            "text",
+            shoal::PropertyType::String,
+            shoal::PropertyFlags::NONE,
+            None,
+        )
+        .unwrap();
+    let mut config = shoal::Config::new("unused");
+    config.set_schema(schema).unwrap();
+    config.set_sync(shoal::SyncConfig::new(user, url).unwrap());
+    config
+}
