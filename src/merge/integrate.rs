@@ -130,6 +130,15 @@ impl Register {
 /// One element of an RGA list: its id (the order key of its insert), the order key of the set
 /// that gave it its value, whether it was erased, and whether it shows in the stored list (not
 /// erased and not a link to a deleted object).
+/// A list being changed by one instruction: its target, stored items and sequence.
+struct OpenList {
+    info: ClassInfo,
+    p: PropInfo,
+    key: u64,
+    items: Vec<Value>,
+    seq: Vec<Elem>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Elem {
     id: OrderKey,
@@ -672,6 +681,41 @@ impl MergeTxn<'_> {
         Ok(Some((info, p, key)))
     }
 
+    /// A list instruction's live target with its stored items and RGA sequence, or `None`
+    /// (skipped) as [`list_target`](Self::list_target).
+    fn open_list(&self, class: &str, id: &GlobalId, prop: &str) -> Result<Option<OpenList>> {
+        let Some((info, p, key)) = self.list_target(class, id, prop)? else {
+            return Ok(None);
+        };
+        let items = self.view().list(info.id, &p, key)?;
+        let seq = self.seq_load(info.id, id, p.id, items.len())?;
+        Ok(Some(OpenList {
+            info,
+            p,
+            key,
+            items,
+            seq,
+        }))
+    }
+
+    /// The position of `element` in `list`'s sequence; `None` (skipped, or an error in strict
+    /// integration) if the list never had it.
+    fn element_position(
+        &self,
+        list: &OpenList,
+        element: &OrderKey,
+        class: &str,
+        prop: &str,
+    ) -> Result<Option<usize>> {
+        match list.seq.iter().position(|e| e.id == *element) {
+            Some(pos) => Ok(Some(pos)),
+            None => {
+                self.unknown(|| format!("the list element {element:?} of '{class}.{prop}'"))?;
+                Ok(None)
+            }
+        }
+    }
+
     /// An element value in stored form; `None` for a link to a deleted object (the element is
     /// then hidden).
     fn element_value(
@@ -789,11 +833,16 @@ impl MergeTxn<'_> {
                 after,
                 value,
             } => {
-                let Some((info, p, key)) = self.list_target(class, id, prop)? else {
+                let Some(OpenList {
+                    info,
+                    p,
+                    key,
+                    mut items,
+                    mut seq,
+                }) = self.open_list(class, id, prop)?
+                else {
                     return Ok(());
                 };
-                let mut items = self.view().list(info.id, &p, key)?;
-                let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
                 if seq.iter().any(|e| e.id == k) {
                     return Ok(());
                 }
@@ -835,15 +884,19 @@ impl MergeTxn<'_> {
                 prop,
                 element,
             } => {
-                let Some((info, p, key)) = self.list_target(class, id, prop)? else {
+                let Some(list) = self.open_list(class, id, prop)? else {
                     return Ok(());
                 };
-                let mut items = self.view().list(info.id, &p, key)?;
-                let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
-                let Some(pos) = seq.iter().position(|e| e.id == *element) else {
-                    self.unknown(|| format!("the list element {element:?} of '{class}.{prop}'"))?;
+                let Some(pos) = self.element_position(&list, element, class, prop)? else {
                     return Ok(());
                 };
+                let OpenList {
+                    info,
+                    p,
+                    key,
+                    mut items,
+                    mut seq,
+                } = list;
                 if seq[pos].erased {
                     return Ok(());
                 }
@@ -863,15 +916,19 @@ impl MergeTxn<'_> {
                 element,
                 value,
             } => {
-                let Some((info, p, key)) = self.list_target(class, id, prop)? else {
+                let Some(list) = self.open_list(class, id, prop)? else {
                     return Ok(());
                 };
-                let mut items = self.view().list(info.id, &p, key)?;
-                let mut seq = self.seq_load(info.id, id, p.id, items.len())?;
-                let Some(pos) = seq.iter().position(|e| e.id == *element) else {
-                    self.unknown(|| format!("the list element {element:?} of '{class}.{prop}'"))?;
+                let Some(pos) = self.element_position(&list, element, class, prop)? else {
                     return Ok(());
                 };
+                let OpenList {
+                    info,
+                    p,
+                    key,
+                    mut items,
+                    mut seq,
+                } = list;
                 if seq[pos].erased || seq[pos].set >= k {
                     return Ok(());
                 }
