@@ -10,10 +10,9 @@
 //! holds every commit whose call returned before the crash, and nothing half-applied.
 
 use parking_lot::Mutex;
-use redb::{BackendError, StorageBackend};
+use redb::StorageBackend;
 use std::collections::HashMap;
 use std::io;
-use std::ops::Bound;
 use std::sync::{Arc, LazyLock};
 
 /// One operation that reached the file, or a marker of the test.
@@ -92,28 +91,7 @@ impl StorageBackend for Recorded {
     fn close(&self) -> Result<(), io::Error> {
         self.inner.close()
     }
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_range(start, end)
-    }
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.query_lock_range(start, end)
-    }
+    forward_range_locks!();
 }
 
 /// Which unsynced operations before the crashing write reached the disk.
