@@ -232,12 +232,9 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// Uniqueness is checked with the code table (`protocol::codes`).
     #[test]
-    fn error_codes_are_unique_and_never_renumbered() {
-        let mut seen = HashSet::new();
-        for code in ErrorCode::ALL {
-            assert!(seen.insert(*code as i32), "duplicate number for {code:?}");
-        }
+    fn error_codes_are_never_renumbered() {
         // Pinned numbers: changing one breaks every binding.
         assert_eq!(ErrorCode::Unknown as i32, -1);
         assert_eq!(ErrorCode::Io as i32, 0);
@@ -247,6 +244,7 @@ mod tests {
         assert_eq!(ErrorCode::DuplicatePrimaryKey as i32, 1008);
         assert_eq!(ErrorCode::DecryptionFailed as i32, 1016);
         assert_eq!(ErrorCode::RealmInUse as i32, 1025);
+        assert_eq!(ErrorCode::Timeout as i32, 1027);
         assert_eq!(ErrorCode::Http as i32, 300);
         let auth: Vec<i32> = [
             ErrorCode::InvalidParameters,
