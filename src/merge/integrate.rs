@@ -698,17 +698,20 @@ impl MergeTxn<'_> {
         }))
     }
 
-    /// The position of `element` in `list`'s sequence; `None` (skipped, or an error in strict
-    /// integration) if the list never had it.
-    fn element_position(
+    /// A list instruction's live target and the position of `element` in its sequence; `None`
+    /// (skipped, or an error in strict integration) if the list never had the element.
+    fn open_element(
         &self,
-        list: &OpenList,
-        element: &OrderKey,
         class: &str,
+        id: &GlobalId,
         prop: &str,
-    ) -> Result<Option<usize>> {
+        element: &OrderKey,
+    ) -> Result<Option<(OpenList, usize)>> {
+        let Some(list) = self.open_list(class, id, prop)? else {
+            return Ok(None);
+        };
         match list.seq.iter().position(|e| e.id == *element) {
-            Some(pos) => Ok(Some(pos)),
+            Some(pos) => Ok(Some((list, pos))),
             None => {
                 self.unknown(|| format!("the list element {element:?} of '{class}.{prop}'"))?;
                 Ok(None)
@@ -884,10 +887,7 @@ impl MergeTxn<'_> {
                 prop,
                 element,
             } => {
-                let Some(list) = self.open_list(class, id, prop)? else {
-                    return Ok(());
-                };
-                let Some(pos) = self.element_position(&list, element, class, prop)? else {
+                let Some((list, pos)) = self.open_element(class, id, prop, element)? else {
                     return Ok(());
                 };
                 let OpenList {
@@ -916,10 +916,7 @@ impl MergeTxn<'_> {
                 element,
                 value,
             } => {
-                let Some(list) = self.open_list(class, id, prop)? else {
-                    return Ok(());
-                };
-                let Some(pos) = self.element_position(&list, element, class, prop)? else {
+                let Some((list, pos)) = self.open_element(class, id, prop, element)? else {
                     return Ok(());
                 };
                 let OpenList {
