@@ -18,17 +18,18 @@
 //! Threads: an app runs two library threads. `shoal-auth-events` delivers auth callbacks in
 //! order (one at a time, no lock held, so callbacks may call back into Shoal);
 //! `shoal-auth-revoke` revokes the refresh tokens of logged-out users with retries. Both end
-//! once the last handle of the app (an [`App`] or a [`User`]) is gone. Asynchronous calls
+//! once the last handle of the app (an [`App`] or a [`User`](crate::User)) is gone. Asynchronous calls
 //! (`*_async`) each run on a thread of their own.
 
 use crate::auth_client::{AuthClient, AuthUrl};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorCode, Result};
+use crate::login::{Login, UserState};
 use crate::protocol::auth::{decode_token_unverified, AuthRequest};
-use crate::user::{Login, User, UserState};
 use crate::user_store::{StoredRevocation, StoredUser, UserStore};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -62,20 +63,31 @@ pub enum AuthEvent {
     LoggedOut = 2,
 }
 
-type AuthCallback = Arc<dyn Fn(&User, AuthEvent) + Send + Sync>;
+/// An auth callback in this layer's terms; `App::add_auth_callback` (in `user.rs`) adapts the
+/// application's `Fn(&User, AuthEvent)` to it.
+pub(crate) type AuthCallback =
+    Arc<dyn Fn(&Arc<AppInner>, &Arc<UserState>, AuthEvent) + Send + Sync>;
+
+/// The app's sync client as the app sees it. The client lives in the sync layer above (it
+/// is started by the first synced realm, see `sync/client.rs`); the app only tells it when a
+/// user's login changes, so that the user's sessions stop or resume.
+pub(crate) trait LoginListener: Any + Send + Sync {
+    /// `identity` logged in, logged in again or logged out.
+    fn user_changed(&self, identity: &str);
+}
 
 #[derive(Default)]
-struct Registry {
-    entries: Vec<(u64, AuthCallback)>,
-    next_id: u64,
+pub(crate) struct Registry {
+    pub(crate) entries: Vec<(u64, AuthCallback)>,
+    pub(crate) next_id: u64,
 }
 
 /// Keeps an auth callback registered; dropping it unregisters the callback. The callback
 /// itself is dropped after its last run has finished.
 #[must_use = "dropping the token unregisters the callback"]
 pub struct AuthCallbackToken {
-    registry: Weak<Mutex<Registry>>,
-    id: u64,
+    pub(crate) registry: Weak<Mutex<Registry>>,
+    pub(crate) id: u64,
 }
 
 impl Drop for AuthCallbackToken {
@@ -131,18 +143,18 @@ pub(crate) struct AppInner {
     sync_root: PathBuf,
     app_id: String,
     pub(crate) client: AuthClient,
-    store: Arc<UserStore>,
-    users: Mutex<HashMap<String, Arc<UserState>>>,
+    pub(crate) store: Arc<UserStore>,
+    pub(crate) users: Mutex<HashMap<String, Arc<UserState>>>,
     /// Serialises login-state changes (memory and store) so both see them in one order.
     state_lock: Mutex<()>,
-    callbacks: Arc<Mutex<Registry>>,
+    pub(crate) callbacks: Arc<Mutex<Registry>>,
     events: mpsc::Sender<Event>,
     revocations: mpsc::Sender<Job>,
     closed: Arc<Closed>,
-    /// The sync client, started by the first synced realm.
-    sync: std::sync::OnceLock<Arc<crate::sync::client::SyncClient>>,
+    /// The sync client, started by the first synced realm (see [`LoginListener`]).
+    pub(crate) sync: std::sync::OnceLock<Arc<dyn LoginListener>>,
     /// The roots trusted instead of the public ones ([`App::with_trusted_ca`]).
-    trusted: Option<crate::tls::TrustedRoots>,
+    pub(crate) trusted: Option<crate::tls::TrustedRoots>,
 }
 
 /// Set once an app has closed its user store, so that the next [`App::new`] of its base
@@ -337,205 +349,6 @@ impl App {
         Ok(App { inner })
     }
 
-    /// The sync session of the synced realm `config` describes (created, not started, if
-    /// the realm is not open).
-    ///
-    /// # Errors
-    /// `InvalidArgument` if `config` is not a synced configuration of this app's users.
-    pub fn session(&self, config: &crate::Config) -> Result<crate::sync::Session> {
-        let sync = config
-            .sync_config()
-            .ok_or_else(|| Error::invalid("the configuration is not a synced one"))?;
-        if !Arc::ptr_eq(&sync.user.app, &self.inner) {
-            return Err(Error::invalid(
-                "the configuration's user belongs to another app",
-            ));
-        }
-        self.sync_session(config)
-    }
-
-    pub(crate) fn sync_session(&self, config: &crate::Config) -> Result<crate::sync::Session> {
-        self.inner.sync_client()?.session(config)
-    }
-
-    /// Every sync session alive in this app.
-    pub fn all_sessions(&self) -> Vec<crate::sync::Session> {
-        self.inner
-            .sync
-            .get()
-            .map(|c| c.all_sessions())
-            .unwrap_or_default()
-    }
-
-    /// Pauses every sync session of the app, then waits (at most `timeout`) until their
-    /// tasks have stopped and the sync callbacks already queued have run. Meant for process
-    /// exit in bindings whose callbacks must not run during interpreter shutdown; sessions
-    /// sync again after [`Session::resume`](crate::Session::resume).
-    ///
-    /// # Errors
-    /// `Timeout` if the sessions or callbacks did not finish in time.
-    pub fn stop_sync(&self, timeout: std::time::Duration) -> Result<()> {
-        match self.inner.sync.get() {
-            Some(client) => client.stop_all(timeout),
-            None => Ok(()),
-        }
-    }
-
-    /// Executes a client reset the error handler announced: moves the realm file at
-    /// `original_path` to the backup path the error carried (or a new one under
-    /// `<sync root>/recovered-realms/`) and forgets its session, so that the next open starts
-    /// afresh from the server. Returns the backup path; open it with
-    /// [`Config::for_recovery`](crate::Config::for_recovery).
-    ///
-    /// # Errors
-    /// `RealmInUse` while a handle of the realm is open; `FileNotFound`; file errors.
-    pub fn execute_client_reset(&self, original_path: &str) -> Result<String> {
-        let original = std::path::Path::new(original_path);
-        let session = self
-            .inner
-            .sync
-            .get()
-            .and_then(|c| c.existing_session(original));
-        let backup = session
-            .as_ref()
-            .and_then(|s| s.error())
-            .and_then(|e| e.backup_path)
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| crate::sync::client_reset::backup_path(&self.sync_root()));
-        if let Some(s) = &session {
-            if s.inner.shared.lock().running {
-                return Err(Error::new(
-                    ErrorCode::RealmInUse,
-                    "the realm's session is still running; close the realm first",
-                )
-                .with_path(original_path));
-            }
-        }
-        crate::sync::client_reset::execute(original, &backup)?;
-        if let Some(c) = self.inner.sync.get() {
-            c.forget_session(original);
-        }
-        Ok(backup.display().to_string())
-    }
-
-    /// Logs in with `credentials` at the auth server `auth_url`, blocking the calling thread
-    /// (up to 5 s to connect, 30 s in all). On success the user is stored (replacing an
-    /// earlier login of the same identity, which becomes valid again with the new token) and
-    /// the [`AuthEvent::LoggedIn`] callbacks run.
-    ///
-    /// `auth_url` is an absolute `http://` or `https://` URL; its login endpoint is the URL
-    /// itself if its path ends with `/auth` (`http://127.0.0.1:9080/auth`), else the path
-    /// with `/auth` appended (`http://127.0.0.1:9080` works too).
-    ///
-    /// [`Credentials::AccessToken`] logs in on the device alone, without any network call:
-    /// the token becomes the refresh token of the given identity, admin if the token is a
-    /// Shoal token saying so.
-    ///
-    /// # Errors
-    /// `InvalidArgument` for a malformed URL ("Invalid URL ..."), a scheme other than http(s),
-    /// or an access token or identity that is empty; from the server `InvalidCredentials`
-    /// (unknown user or wrong password), `ExistingAccount` (registering a taken name),
-    /// `InvalidParameters`/`MissingParameters` (e.g. an unknown provider), `Http` for other
-    /// statuses; `Json` for an answer that is not the expected JSON; `Io` when the server
-    /// cannot be reached (recoverable: retry later).
-    pub fn login(&self, credentials: &Credentials, auth_url: &str) -> Result<User> {
-        self.inner.login(credentials, auth_url)
-    }
-
-    /// [`login`](Self::login) on a library thread; `callback` gets the result there. A panic
-    /// in the callback is caught and logged.
-    pub fn login_async(
-        &self,
-        credentials: Credentials,
-        auth_url: &str,
-        callback: impl FnOnce(Result<User>) + Send + 'static,
-    ) {
-        let inner = self.inner.clone();
-        let auth_url = auth_url.to_owned();
-        crate::util::spawn_library_thread("shoal-auth-login", callback, move || {
-            inner.login(&credentials, &auth_url)
-        });
-    }
-
-    /// The one valid user, `None` if no user is logged in.
-    ///
-    /// # Errors
-    /// `MultipleUsersLoggedIn` if more than one user is valid (ask by identity or use
-    /// [`all_users`](Self::all_users)).
-    pub fn current_user(&self) -> Result<Option<User>> {
-        let mut valid = self.all_users().into_values();
-        match (valid.next(), valid.next()) {
-            (None, _) => Ok(None),
-            (Some(user), None) => Ok(Some(user)),
-            (Some(_), Some(_)) => Err(Error::new(
-                ErrorCode::MultipleUsersLoggedIn,
-                format!(
-                    "{} users are logged in: there is no current user; pick one from all_users",
-                    valid.count() + 2
-                ),
-            )),
-        }
-    }
-
-    /// Every valid user (logged in, token not expired), by identity.
-    pub fn all_users(&self) -> BTreeMap<String, User> {
-        let states: Vec<Arc<UserState>> = self.inner.users.lock().values().cloned().collect();
-        states
-            .into_iter()
-            .filter(|s| s.is_valid())
-            .map(|state| {
-                let user = self.inner.user(state);
-                (user.identity().to_owned(), user)
-            })
-            .collect()
-    }
-
-    /// The user of this identity known to this app — logged in or not (check
-    /// [`User::is_valid`]) — or `None` if the identity never logged in here.
-    pub fn user(&self, identity: &str) -> Option<User> {
-        let state = self.inner.users.lock().get(identity).cloned()?;
-        Some(self.inner.user(state))
-    }
-
-    /// A user from [`User::to_json`], which is also added to the store as logged in (as
-    /// Realm's `SyncUser.fromJson` + `UserStore.put` did); the user is valid unless its token
-    /// has expired. No [`AuthEvent::LoggedIn`] callback runs and nothing is sent anywhere.
-    ///
-    /// Keys read: `authUrl` (required); `userToken` (required, an object) with the token
-    /// string in `token` (or `value`, older ROS clients); the identity from the top-level
-    /// `identity`, else `userToken.token_data.identity`, else `userToken.identity`, else the
-    /// token's own payload; the admin flag likewise from `isAdmin`,
-    /// `userToken.token_data.is_admin`, `userToken.isAdmin`/`is_admin`, the token, else
-    /// false; the expiry from the token's payload when it is a Shoal token, else
-    /// `userToken.token_data.expires` or `userToken.expires` (unix seconds), else none.
-    /// Other keys (`realms` of ROS 1 clients) are ignored, so JSON written by ROS-era Realm
-    /// Java (`{"authUrl", "userToken": {"token", "token_data": {...}}, "realms": []}`) loads.
-    ///
-    /// # Errors
-    /// `Json` for text that is not JSON or lacks a required key (a logged-out user's JSON has
-    /// `"userToken": null` and cannot be loaded); `InvalidArgument` for an invalid `authUrl`.
-    pub fn user_from_json(&self, json: &str) -> Result<User> {
-        let (identity, login) = parse_user_json(json)?;
-        self.inner.log_in(identity, login)
-    }
-
-    /// Registers `callback(user, event)` for logins and confirmed logouts of every user of
-    /// this app. Callbacks run on the app's event thread, one at a time and in the order of
-    /// the events; a panic in one is caught and logged. Dropping the token unregisters.
-    pub fn add_auth_callback(
-        &self,
-        callback: impl Fn(&User, AuthEvent) + Send + Sync + 'static,
-    ) -> AuthCallbackToken {
-        let mut r = self.inner.callbacks.lock();
-        r.next_id += 1;
-        let id = r.next_id;
-        r.entries.push((id, Arc::new(callback)));
-        AuthCallbackToken {
-            registry: Arc::downgrade(&self.inner.callbacks),
-            id,
-        }
-    }
-
     /// The number of logouts whose token revocation the server has not yet confirmed (or
     /// finally refused), from the store: includes those this process gave up retrying.
     ///
@@ -584,14 +397,16 @@ impl AppInner {
         &self.app_id
     }
 
-    fn user(self: &Arc<Self>, state: Arc<UserState>) -> User {
-        User {
-            app: self.clone(),
-            state,
-        }
+    /// `base_dir/shoal-object-server`: the default root for synced realm files.
+    pub(crate) fn sync_root(&self) -> &Path {
+        &self.sync_root
     }
 
-    fn login(self: &Arc<Self>, credentials: &Credentials, auth_url: &str) -> Result<User> {
+    pub(crate) fn login(
+        &self,
+        credentials: &Credentials,
+        auth_url: &str,
+    ) -> Result<Arc<UserState>> {
         let url = AuthUrl::parse(auth_url)?;
         let (identity, login) = match credentials {
             Credentials::AccessToken { token, identity } => {
@@ -635,10 +450,10 @@ impl AppInner {
                 (token.token_data.identity, login)
             }
         };
-        let user = self.log_in(identity, login)?;
-        tracing::info!(identity = %user.identity(), provider = credentials.provider(), "logged in");
-        self.send_event(user.identity(), AuthEvent::LoggedIn);
-        Ok(user)
+        let state = self.log_in(identity, login)?;
+        tracing::info!(identity = %state.identity(), provider = credentials.provider(), "logged in");
+        self.send_event(state.identity(), AuthEvent::LoggedIn);
+        Ok(state)
     }
 
     fn request(&self, credentials: &Credentials) -> AuthRequest {
@@ -665,7 +480,7 @@ impl AppInner {
     }
 
     /// Records a login in the store and in the shared user state.
-    fn log_in(self: &Arc<Self>, identity: String, login: Login) -> Result<User> {
+    pub(crate) fn log_in(&self, identity: String, login: Login) -> Result<Arc<UserState>> {
         let _order = self.state_lock.lock();
         self.store.put_user(&StoredUser {
             identity: identity.clone(),
@@ -689,10 +504,10 @@ impl AppInner {
         if let Some(sync) = self.sync.get() {
             sync.user_changed(state.identity());
         }
-        Ok(self.user(state))
+        Ok(state)
     }
 
-    /// [`User::logout`]: local at once, revocation in the background.
+    /// [`User::logout`](crate::User::logout): local at once, revocation in the background.
     pub(crate) fn logout(&self, state: &UserState) {
         let _order = self.state_lock.lock();
         let Some((token, url)) = state.take_refresh_token() else {
@@ -713,19 +528,6 @@ impl AppInner {
         if let Some(sync) = self.sync.get() {
             sync.user_changed(state.identity());
         }
-    }
-
-    /// The sync client, started on first use.
-    pub(crate) fn sync_client(&self) -> Result<Arc<crate::sync::client::SyncClient>> {
-        if let Some(c) = self.sync.get() {
-            return Ok(c.clone());
-        }
-        let tls = self
-            .trusted
-            .as_ref()
-            .map(crate::tls::TrustedRoots::sync_config);
-        let client = Arc::new(crate::sync::client::SyncClient::new(tls)?);
-        Ok(self.sync.get_or_init(|| client).clone())
     }
 
     fn queue_revocation(&self, token: String, identity: String, url: AuthUrl) {
@@ -764,10 +566,9 @@ fn deliver_events(app: &Weak<AppInner>, events: &mpsc::Receiver<Event>) {
             .map(|(_, cb)| cb.clone())
             .collect();
         if let Some(state) = state {
-            let user = app.user(state);
             for callback in callbacks {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    callback(&user, event);
+                    callback(&app, &state, event);
                 }));
                 if outcome.is_err() {
                     tracing::error!(?event, "an auth callback panicked; ignored");
@@ -871,8 +672,9 @@ impl RevocationWorker {
     }
 }
 
-/// Reads [`User::to_json`] and ROS-era user JSON (see [`App::user_from_json`]).
-fn parse_user_json(json: &str) -> Result<(String, Login)> {
+/// Reads [`User::to_json`](crate::User::to_json) and ROS-era user JSON (see
+/// [`App::user_from_json`]).
+pub(crate) fn parse_user_json(json: &str) -> Result<(String, Login)> {
     use serde_json::Value;
     let bad = |why: &str| Error::new(ErrorCode::Json, format!("Could not parse user JSON: {why}"));
     let root: Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;

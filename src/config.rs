@@ -1,8 +1,9 @@
 //! How a realm is opened: path, schema, version, callbacks and modes.
 
-use crate::db::Realm;
+use crate::db::{Realm, Settings};
 use crate::error::{Error, Result};
 use crate::schema::Schema;
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -28,7 +29,16 @@ pub struct Config {
     pub(crate) should_compact: Option<Arc<ShouldCompactFn>>,
     pub(crate) merge_metadata: bool,
     pub(crate) keep_full_history: bool,
-    pub(crate) sync: Option<crate::sync::SyncConfig>,
+    /// The sync part (`Config::set_sync`), opaque here: the realm layer sits below sync.
+    pub(crate) sync: Option<Arc<dyn SyncedOpen>>,
+}
+
+/// What the realm layer needs of a synced configuration's sync part, which the sync layer
+/// above implements: that the configuration is synced (its schema rules differ; it cannot be
+/// in memory or compacted), and who opens it.
+pub(crate) trait SyncedOpen: Any + Send + Sync {
+    /// Opens the realm `config` describes, with its sync session.
+    fn open(&self, config: &Config) -> Result<Realm>;
 }
 
 /// Decides at open whether to compact: gets the file size and the bytes in use.
@@ -82,22 +92,6 @@ impl Config {
             config.set_schema(schema)?;
         }
         Ok(config)
-    }
-
-    /// Makes this a synced realm: the path becomes the sync configuration's local file and
-    /// the file keeps the metadata the merge rules need. Synced realms are additive-only (a
-    /// schema with additions needs a higher schema version; nothing is ever removed; no
-    /// migration callback runs) and cannot be compacted.
-    pub fn set_sync(&mut self, sync: crate::sync::SyncConfig) -> &mut Config {
-        self.path = sync.local_path.display().to_string();
-        self.merge_metadata = true;
-        self.sync = Some(sync);
-        self
-    }
-
-    /// The sync configuration, for synced realms.
-    pub fn sync_config(&self) -> Option<&crate::sync::SyncConfig> {
-        self.sync.as_ref()
     }
 
     /// The file path (or in-memory name).
@@ -218,6 +212,19 @@ impl Config {
     pub fn set_keep_full_history(&mut self, keep: bool) -> &mut Config {
         self.keep_full_history = keep;
         self
+    }
+
+    /// What a handle keeps of this configuration.
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            path: self.path.clone(),
+            in_memory: self.in_memory,
+            read_only: self.read_only,
+            encryption_key: self.encryption_key,
+            merge_metadata: self.merge_metadata,
+            keep_full_history: self.keep_full_history,
+            synced: self.sync.is_some(),
+        }
     }
 
     pub(crate) fn check(&self) -> Result<()> {

@@ -4,23 +4,24 @@
 //! [`Realm::begin_write`] or its own commit moves it to the latest version; readers are never
 //! blocked by writers. One write transaction per file runs at a time: `begin_write` on another
 //! thread waits for the current writer.
+//!
+//! How a [`Config`](crate::Config) becomes a handle (schema rules, migrations) is `open.rs`;
+//! objects and queries add their entry points in `object.rs` and `results.rs`. This file knows
+//! neither configurations nor sync: a handle keeps the `Settings` it was opened with and,
+//! for the layer above, one opaque attachment (`Realm::attach`).
 
-use crate::config::Config;
 use crate::error::{Error, ErrorCode, Result};
-use crate::history::{decode_changeset, GlobalId};
+use crate::history::decode_changeset;
 use crate::notify::ChangeToken;
-use crate::object::{Object, PropertyKey};
-use crate::results::Results;
 use crate::schema::Schema;
-use crate::store::catalog;
 use crate::store::file::{self, SharedFile};
 use crate::store::retention::FullHistoryHold;
 use crate::store::snapshot::Snapshot;
-use crate::store::tables;
+use crate::store::tables::{self, SyncProgress};
 use crate::store::view::View;
-use crate::store::write::{self, WriteTxn};
-use crate::value::Value;
+use crate::store::write::WriteTxn;
 use parking_lot::Mutex;
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,10 +31,37 @@ pub struct Realm {
     pub(crate) inner: Arc<RealmInner>,
 }
 
+/// What a handle keeps of the configuration it was opened with: the file and its modes.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) path: String,
+    pub(crate) in_memory: bool,
+    pub(crate) read_only: bool,
+    pub(crate) encryption_key: Option<[u8; 64]>,
+    /// Changes are recorded with merge metadata (synced realms, server copies).
+    pub(crate) merge_metadata: bool,
+    pub(crate) keep_full_history: bool,
+    /// A synced realm: it cannot be compacted.
+    pub(crate) synced: bool,
+}
+
+impl Settings {
+    pub(crate) fn open_options(&self) -> file::OpenOptions<'_> {
+        file::OpenOptions {
+            path: &self.path,
+            in_memory: self.in_memory,
+            read_only: self.read_only,
+            key: self.encryption_key.as_ref(),
+        }
+    }
+}
+
 pub(crate) struct RealmInner {
-    /// The sync session's count of this handle (dropped first, while the file is still open).
-    session: Mutex<Option<crate::sync::session::HandleGuard>>,
-    config: Config,
+    /// Whatever the layer above hangs on this handle (a synced realm's session keeps its
+    /// count of open handles here). Opaque to the realm; dropped first, by `close` or with
+    /// the last clone, while the file is still open.
+    attachment: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+    settings: Settings,
     state: Mutex<State>,
     /// Set by `close`; read by this handle's change callbacks on the notifier thread.
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -59,6 +87,8 @@ fn next_generation() -> u64 {
 
 impl Drop for RealmInner {
     fn drop(&mut self) {
+        // The attachment goes first, while the file is still open (it may read it).
+        drop(self.attachment.get_mut().take());
         let state = self.state.get_mut();
         if let Some(write) = state.write.take() {
             // Clear the writer mark before the transaction (and the file's write lock) goes:
@@ -74,335 +104,55 @@ impl Drop for RealmInner {
 impl std::fmt::Debug for Realm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Realm")
-            .field("path", &self.inner.config.path)
+            .field("path", &self.inner.settings.path)
             .finish_non_exhaustive()
     }
 }
 
 impl Realm {
-    /// Opens (creating if needed) the realm described by `config`, applying its schema rules:
-    ///
-    /// - a new file gets the schema and version, and the initial-data callback runs in the
-    ///   creating transaction;
-    /// - a file whose schema version is higher than the config's fails with
-    ///   `SchemaVersionLower`;
-    /// - a changed schema needs a higher version and a migration callback (else
-    ///   `MigrationNeeded`), unless delete-if-migration-needed is set, which starts over.
-    ///
-    /// Fails with `FileInUse` if another process has the file open, `FileNotFound` for a
-    /// read-only open of a missing file, `IncompatibleFile` for a file that is not a realm. A
-    /// failed open leaves the file as it was, except that a new empty file may remain.
-    pub fn open(config: &Config) -> Result<Realm> {
-        match &config.sync {
-            Some(_) => Self::open_synced(config),
-            None => Self::open_internal(config),
-        }
-    }
-
-    /// Opens a synced realm: the file, then its session (started, never waited on unless the
-    /// configuration asks to wait for the initial data on a new file).
-    fn open_synced(config: &Config) -> Result<Realm> {
-        config.check()?;
-        let sync = config
-            .sync
-            .as_ref()
-            .ok_or_else(|| Error::invalid("not a synced configuration"))?;
-        let is_new = !std::path::Path::new(&config.path).exists();
-        let session = sync.user.app().sync_session(config)?;
-        let realm = Self::open_internal(config)?;
-        let guard = session.attach_handle();
-        *realm.inner.session.lock() = Some(guard);
-        if let (Some(timeout), true) = (sync.wait_for_initial_data, is_new) {
-            if let Err(e) = session.wait_for_download(timeout) {
-                // As Realm did: a download that did not complete leaves no file behind, so
-                // the next open waits for the initial data again.
-                realm.close();
-                drop(realm);
-                session.discard_new_file();
-                return Err(e);
-            }
-            realm.refresh()?;
-        }
-        Ok(realm)
-    }
-
-    /// The sync session of a synced realm.
-    pub fn session(&self) -> Option<crate::sync::Session> {
-        self.inner
-            .session
-            .lock()
-            .as_ref()
-            .map(|g| g.session().clone())
-    }
-
-    /// Opens the file without its sync session (the session's own handles).
-    pub(crate) fn open_internal(config: &Config) -> Result<Realm> {
-        config.check()?;
-        if config.read_only && !config.in_memory && !std::path::Path::new(&config.path).exists() {
-            return Err(Error::new(
-                ErrorCode::FileNotFound,
-                format!("no realm file at '{}'", config.path),
-            )
-            .with_path(config.path.clone()));
-        }
-        let (file, needs_init) = SharedFile::open(&open_options(config))?;
-        if let (Some(rule), false) = (&config.should_compact, needs_init || config.read_only) {
-            if Arc::strong_count(&file) == 1 {
-                let (total, used) = file.space()?;
-                if rule(total, used) {
-                    tracing::info!(path = %config.path, total, used, "compacting on open");
-                    trim_history(&file, config)?;
-                    SharedFile::compact(&file, &open_options(config))?;
-                }
-            }
-        }
-        if needs_init && config.read_only {
-            return Err(Error::new(
-                ErrorCode::IncompatibleFile,
-                "a read-only realm must already exist",
-            ));
-        }
-        let realm = Realm {
+    /// A handle on an opened file. The caller (`open.rs`) applies the schema rules next.
+    pub(crate) fn from_file(file: Arc<SharedFile>, settings: Settings) -> Result<Realm> {
+        Ok(Realm {
             inner: Arc::new(RealmInner {
-                session: Mutex::new(None),
-                config: config.clone(),
+                attachment: Mutex::new(None),
                 closed: Arc::default(),
                 state: Mutex::new(State {
                     read: Some(file.snapshot()?),
-                    full_history: config
+                    full_history: settings
                         .keep_full_history
                         .then(|| file.history_holds.hold_full()),
                     file: Some(file),
                     write: None,
                     generation: next_generation(),
                 }),
+                settings,
             }),
-        };
-        match realm.prepare_schema() {
-            Ok(()) => Ok(realm),
-            Err(e)
-                if e.code() == ErrorCode::MigrationNeeded && config.delete_if_migration_needed =>
-            {
-                drop(realm);
-                delete_realm_files(config)?;
-                let mut fresh = config.clone();
-                fresh.delete_if_migration_needed = false;
-                Realm::open_internal(&fresh)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn prepare_schema(&self) -> Result<()> {
-        let config = &self.inner.config;
-        let (catalog, file_version, history_version) = self.with_snapshot(|s| {
-            Ok((
-                s.catalog.clone(),
-                s.meta_u64(tables::meta::SCHEMA_VERSION)?,
-                s.version,
-            ))
-        })?;
-        let Some(wanted) = &config.schema else {
-            return Ok(());
-        };
-        let is_new = catalog.classes.is_empty() && history_version == 0;
-        let diff = catalog::diff(&catalog, wanted);
-        if is_new {
-            if config.read_only {
-                return Err(Error::new(
-                    ErrorCode::IncompatibleFile,
-                    "the read-only realm has no schema",
-                ));
-            }
-            self.begin_write()?;
-            if self.file_changed_since(&catalog, file_version, history_version)? {
-                // Another handle set the file up meanwhile: decide again on what it wrote.
-                self.cancel_write()?;
-                return self.prepare_schema();
-            }
-            let result = self.with_write(|w| {
-                for change in &diff.first {
-                    w.apply_schema_change(change)?;
-                }
-                w.set_schema_version(config.schema_version);
-                Ok(())
-            });
-            let result = result.and_then(|()| match &config.initial_data {
-                Some(f) => f(self),
-                None => Ok(()),
-            });
-            return self.finish_open_write(result);
-        }
-        if config.sync.is_some() {
-            return self.prepare_additive_schema(diff, file_version, catalog, history_version);
-        }
-        if config.schema_version < file_version {
-            return Err(Error::new(
-                ErrorCode::SchemaVersionLower,
-                format!(
-                    "the schema version {} is lower than the file's {file_version}",
-                    config.schema_version
-                ),
-            )
-            .with_path(config.path.clone()));
-        }
-        if diff.is_empty() && config.schema_version == file_version {
-            return Ok(());
-        }
-        if config.read_only {
-            return Err(Error::new(
-                ErrorCode::MigrationNeeded,
-                "the read-only realm's schema or version differs from the configuration",
-            )
-            .with_path(config.path.clone()));
-        }
-        if !diff.is_empty() && config.schema_version == file_version {
-            return Err(Error::new(
-                ErrorCode::MigrationNeeded,
-                format!("the schema changed but the schema version is still {file_version}: raise it and migrate"),
-            )
-            .with_path(config.path.clone()));
-        }
-        if !diff.is_empty() && config.migration.is_none() {
-            return Err(Error::new(
-                ErrorCode::MigrationNeeded,
-                format!(
-                    "migrating from schema version {file_version} to {} needs a migration callback",
-                    config.schema_version
-                ),
-            )
-            .with_path(config.path.clone()));
-        }
-        self.begin_write()?;
-        if self.file_changed_since(&catalog, file_version, history_version)? {
-            self.cancel_write()?;
-            return self.prepare_schema();
-        }
-        let result = self
-            .with_write(|w| {
-                for change in &diff.first {
-                    w.apply_schema_change(change)?;
-                }
-                w.set_schema_version(config.schema_version);
-                Ok(())
-            })
-            .and_then(|()| match &config.migration {
-                Some(f) => f(self, file_version, config.schema_version),
-                None => Ok(()),
-            })
-            .and_then(|()| {
-                self.with_write(|w| {
-                    for change in &diff.last {
-                        w.apply_schema_change(change)?;
-                    }
-                    Ok(())
-                })
-            });
-        self.finish_open_write(result)
-    }
-
-    /// Synced realms' schema rules: the configured schema may add classes and properties
-    /// (with a higher schema version; no migration callback runs), never remove or change
-    /// one. What the file has beyond the configured schema (from other devices) stays.
-    fn prepare_additive_schema(
-        &self,
-        diff: catalog::SchemaDiff,
-        file_version: u64,
-        catalog: Arc<catalog::Catalog>,
-        history_version: u64,
-    ) -> Result<()> {
-        let config = &self.inner.config;
-        let path = || config.path.clone();
-        if config.schema_version < file_version {
-            return Err(Error::new(
-                ErrorCode::SchemaVersionLower,
-                format!(
-                    "the schema version {} is lower than the synced file's {file_version}",
-                    config.schema_version
-                ),
-            )
-            .with_path(path()));
-        }
-        let mut additions = Vec::new();
-        for change in diff.first {
-            change
-                .check_additive(&catalog, &catalog)
-                .map_err(|e| e.with_path(path()))?;
-            additions.push(change);
-        }
-        if additions.is_empty() && config.schema_version == file_version {
-            return Ok(());
-        }
-        if !additions.is_empty() && config.schema_version == file_version {
-            return Err(Error::new(
-                ErrorCode::SchemaChangedWithoutVersionBump,
-                format!("the schema adds to the synced file's but the schema version is still {file_version}: raise it"),
-            )
-            .with_path(path()));
-        }
-        if config.read_only {
-            return Err(Error::new(
-                ErrorCode::MigrationNeeded,
-                "the read-only realm's schema or version differs from the configuration",
-            )
-            .with_path(path()));
-        }
-        self.begin_write()?;
-        if self.file_changed_since(&catalog, file_version, history_version)? {
-            self.cancel_write()?;
-            return self.prepare_schema();
-        }
-        let result = self.with_write(|w| {
-            for change in &additions {
-                w.apply_schema_change(change)?;
-            }
-            w.set_schema_version(config.schema_version);
-            Ok(())
-        });
-        self.finish_open_write(result)
-    }
-
-    /// Whether the file, as the open write transaction sees it, differs from what the
-    /// open-time decisions were based on.
-    fn file_changed_since(
-        &self,
-        catalog: &Arc<catalog::Catalog>,
-        file_version: u64,
-        history_version: u64,
-    ) -> Result<bool> {
-        self.with_snapshot(|s| {
-            Ok(!Arc::ptr_eq(&s.catalog, catalog) && *s.catalog != **catalog
-                || s.meta_u64(tables::meta::SCHEMA_VERSION)? != file_version
-                || s.version != history_version)
         })
     }
 
-    fn finish_open_write(&self, result: Result<()>) -> Result<()> {
-        match result {
-            Ok(()) => self.commit(),
-            Err(e) => {
-                let _ = self.cancel_write();
-                Err(e)
-            }
-        }
+    /// Hangs `attachment` on this handle (replacing an earlier one); see [`RealmInner`].
+    pub(crate) fn attach(&self, attachment: Box<dyn Any + Send + Sync>) {
+        let old = self.inner.attachment.lock().replace(attachment);
+        drop(old);
     }
 
-    /// The configuration this realm was opened with.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// Calls `f` with the attachment if there is one of type `T`.
+    pub(crate) fn with_attachment<T: Any, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let attachment = self.inner.attachment.lock();
+        attachment.as_ref()?.downcast_ref::<T>().map(f)
     }
 
     /// The file path.
     pub fn path(&self) -> &str {
-        &self.inner.config.path
+        &self.inner.settings.path
     }
 
     /// Closes the handle: an open write transaction is cancelled and every later call fails
     /// with `RealmClosed`. Closing twice is harmless.
     pub fn close(&self) {
-        // The session hears of it outside the state lock (it may read the file).
-        let guard = self.inner.session.lock().take();
-        drop(guard);
+        // The attachment goes outside the state lock (it may read the file).
+        let attachment = self.inner.attachment.lock().take();
+        drop(attachment);
         self.inner.closed.store(true, Ordering::Release);
         let mut state = self.inner.state.lock();
         if let Some(write) = state.write.take() {
@@ -423,7 +173,7 @@ impl Realm {
     /// `AlreadyInWriteTransaction` inside a write transaction, `ReadOnly`. The data is unchanged
     /// whether it succeeds or fails.
     pub fn compact(&self) -> Result<()> {
-        if self.inner.config.sync.is_some() {
+        if self.inner.settings.synced {
             return Err(Error::new(
                 ErrorCode::NotSupported,
                 "synced realms cannot be compacted",
@@ -436,7 +186,7 @@ impl Realm {
                 "cannot compact inside a write transaction",
             ));
         }
-        if self.inner.config.read_only {
+        if self.inner.settings.read_only {
             return Err(Error::new(
                 ErrorCode::ReadOnly,
                 "a read-only realm cannot be compacted",
@@ -444,12 +194,12 @@ impl Realm {
         }
         // What the history no longer needs goes first, so that the copy leaves it out.
         if let Some(file) = &state.file {
-            trim_history(file, &self.inner.config)?;
+            trim_history(file, &self.inner.settings)?;
         }
         let file = state.file.take().ok_or_else(Self::closed)?;
         // The snapshot's read transaction would pin the pages compaction wants to move.
         state.read = None;
-        let result = SharedFile::compact(&file, &open_options(&self.inner.config));
+        let result = SharedFile::compact(&file, &self.inner.settings.open_options());
         let snapshot = file.snapshot();
         state.file = Some(file);
         state.read = Some(snapshot?);
@@ -495,7 +245,7 @@ impl Realm {
         }
     }
 
-    fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> Result<R>) -> Result<R> {
+    pub(crate) fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> Result<R>) -> Result<R> {
         let state = self.inner.state.lock();
         match (&state.write, &state.read) {
             (Some(w), _) => f(&w.base),
@@ -513,7 +263,7 @@ impl Realm {
         state.generation = next_generation();
         match state.write.as_mut() {
             Some(w) => f(w),
-            None if self.inner.config.read_only => Err(Error::new(
+            None if self.inner.settings.read_only => Err(Error::new(
                 ErrorCode::ReadOnly,
                 "the realm was opened read-only",
             )),
@@ -546,7 +296,7 @@ impl Realm {
             }
             file
         };
-        if self.inner.config.read_only {
+        if self.inner.settings.read_only {
             return Err(Error::new(
                 ErrorCode::ReadOnly,
                 "the realm was opened read-only",
@@ -569,7 +319,7 @@ impl Realm {
             });
         }
         let mut txn = txn;
-        if let Err(e) = crate::merge::begin(&mut txn, self.inner.config.merge_metadata) {
+        if let Err(e) = crate::merge::begin(&mut txn, self.inner.settings.merge_metadata) {
             file.end_write();
             return Err(e);
         }
@@ -627,6 +377,18 @@ impl Realm {
         state.read = Some(file.snapshot()?);
         state.generation = next_generation();
         Ok(())
+    }
+
+    /// Commits the open write transaction if `result` is `Ok`, else cancels it and returns
+    /// the error.
+    pub(crate) fn commit_or_cancel(&self, result: Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                let _ = self.cancel_write();
+                Err(e)
+            }
+        }
     }
 
     /// Whether a write transaction is open on this handle.
@@ -690,73 +452,6 @@ impl Realm {
     /// The id of a class in the schema this handle sees.
     pub(crate) fn class_id(&self, class: &str) -> Result<u32> {
         self.with_view(|v| Ok(v.catalog().require_class(class)?.id))
-    }
-
-    /// Creates an object. Classes with a primary key need `Some(key)`; others `None`.
-    /// Required properties start at their type's zero value, nullable ones at NULL.
-    ///
-    /// Fails with `NotInWriteTransaction`, `NoSuchClass`, `DuplicatePrimaryKey`, `WrongType`.
-    pub fn create_object(&self, class: &str, primary_key: Option<&Value>) -> Result<Object> {
-        let class_id = self.class_id(class)?;
-        let key = self.with_write(|w| w.create_object(class_id, primary_key))?;
-        Ok(Object::new(self.clone(), class_id, key))
-    }
-
-    /// The object of `class` with this primary key, if it exists.
-    pub fn find_object(&self, class: &str, primary_key: &Value) -> Result<Option<Object>> {
-        let found = self.with_view(|v| {
-            let info = v.catalog().require_class(class)?;
-            let Some(pk) = info.pk_prop() else {
-                return Err(Error::invalid(format!(
-                    "class '{class}' has no primary key"
-                )));
-            };
-            if primary_key.property_type() != Some(pk.ty) {
-                return Err(Error::wrong_type(format!(
-                    "primary key '{class}.{}' is {}, not {}",
-                    pk.name,
-                    pk.ty.name(),
-                    primary_key.type_name()
-                )));
-            }
-            Ok(write::find_by_value(v, info, pk, primary_key)?.map(|k| (info.id, k)))
-        })?;
-        Ok(found.map(|(class_id, k)| Object::new(self.clone(), class_id, k)))
-    }
-
-    /// The object with this global id, if it exists.
-    pub fn find_by_global_id(&self, class: &str, id: &GlobalId) -> Result<Option<Object>> {
-        let (class_id, key) = self.with_view(|v| {
-            let info = v.catalog().require_class(class)?;
-            Ok((info.id, write::find_by_gid(v, info, id)?))
-        })?;
-        Ok(key.map(|k| Object::new(self.clone(), class_id, k)))
-    }
-
-    /// A key for fast repeated access to one property.
-    pub fn property_key(&self, class: &str, property: &str) -> Result<PropertyKey> {
-        self.with_view(|v| {
-            let info = v.catalog().require_class(class)?;
-            let prop = info.require_prop(property)?;
-            Ok(PropertyKey {
-                class_id: info.id,
-                prop_id: prop.id,
-            })
-        })
-    }
-
-    /// Every object of a class, as live results.
-    pub fn objects(&self, class: &str) -> Result<Results> {
-        self.query(class, "TRUEPREDICATE", &[])
-    }
-
-    /// The objects of `class` matching `predicate` (Realm's query language; `$0`.. refer to
-    /// `args`), as live results.
-    ///
-    /// Fails with `InvalidQuery` for a predicate that does not parse or does not fit the
-    /// schema, `NoSuchClass`.
-    pub fn query(&self, class: &str, predicate: &str, args: &[Value]) -> Result<Results> {
-        Results::new(self.clone(), class, predicate, args)
     }
 
     /// Registers `callback(version)` to run after every commit that changed this file, from
@@ -841,7 +536,7 @@ impl Realm {
     /// one from this very realm, or when the realm was not opened with merge metadata;
     /// `AlreadyInWriteTransaction` inside a write transaction. On failure nothing changes.
     pub fn integrate_changeset(&self, changeset: &[u8]) -> Result<()> {
-        if !self.inner.config.merge_metadata {
+        if !self.inner.settings.merge_metadata {
             return Err(Error::invalid(
                 "integrating changesets needs a realm opened with merge metadata",
             ));
@@ -858,19 +553,19 @@ impl Realm {
     }
 
     /// The sync progress stored in the file (all zero for a file never synced).
-    pub(crate) fn sync_progress(&self) -> Result<crate::sync::SyncProgress> {
+    pub(crate) fn sync_progress(&self) -> Result<SyncProgress> {
         self.with_snapshot(|s| {
             Ok(s.meta_bytes(tables::meta::SYNC)?
-                .map(|b| crate::sync::SyncProgress::decode(&b))
+                .map(|b| SyncProgress::decode(&b))
                 .unwrap_or_default())
         })
     }
 
     /// Stores sync progress in a transaction of its own (no history entry).
-    pub(crate) fn save_sync_progress(&self, progress: &crate::sync::SyncProgress) -> Result<()> {
+    pub(crate) fn save_sync_progress(&self, progress: &SyncProgress) -> Result<()> {
         self.begin_write()?;
         let r = self.with_write(|w| w.put_meta(tables::meta::SYNC, &progress.encode()));
-        self.finish_open_write(r)
+        self.commit_or_cancel(r)
     }
 
     /// Integrates a batch of downloaded changesets and stores `progress`, all in one
@@ -878,7 +573,7 @@ impl Realm {
     pub(crate) fn integrate_download(
         &self,
         changesets: &[&[u8]],
-        progress: &crate::sync::SyncProgress,
+        progress: &SyncProgress,
     ) -> Result<()> {
         self.integrate_batch(changesets, Some(progress), false)
     }
@@ -907,10 +602,10 @@ impl Realm {
     fn integrate_batch(
         &self,
         changesets: &[&[u8]],
-        progress: Option<&crate::sync::SyncProgress>,
+        progress: Option<&SyncProgress>,
         strict: bool,
     ) -> Result<()> {
-        if !self.inner.config.merge_metadata {
+        if !self.inner.settings.merge_metadata {
             return Err(Error::invalid(
                 "integrating changesets needs a realm opened with merge metadata",
             ));
@@ -928,7 +623,7 @@ impl Realm {
                 None => Ok(()),
             }
         });
-        self.finish_open_write(r)
+        self.commit_or_cancel(r)
     }
 
     /// `(version, byte length)` of every changeset this file made itself after `after`,
@@ -963,58 +658,16 @@ impl Realm {
 
 /// Commits an empty transaction, which drops the changesets nothing needs any more (see
 /// `store/retention.rs`): before a compaction, so that the copy leaves them out.
-fn trim_history(file: &SharedFile, config: &Config) -> Result<()> {
+pub(crate) fn trim_history(file: &SharedFile, settings: &Settings) -> Result<()> {
     let mut txn = file.begin_write()?;
     // Decide with the merge flag of the file's handles: it tells which local changesets a
     // sync upload still needs.
-    let prepared = crate::merge::begin(&mut txn, config.merge_metadata);
-    let needed_after = match config.keep_full_history {
+    let prepared = crate::merge::begin(&mut txn, settings.merge_metadata);
+    let needed_after = match settings.keep_full_history {
         true => Some(0),
         false => file.history_needed_after(txn.base.version),
     };
     file.end_write();
     prepared?;
     txn.commit(needed_after).map(|_| ())
-}
-
-fn open_options(config: &Config) -> file::OpenOptions<'_> {
-    file::OpenOptions {
-        path: &config.path,
-        in_memory: config.in_memory,
-        read_only: config.read_only,
-        key: config.encryption_key.as_ref(),
-    }
-}
-
-/// Deletes a realm file. Fails with `RealmInUse` while any handle of it is open in this
-/// process; a missing file is not an error.
-pub fn delete_realm_files(config: &Config) -> Result<()> {
-    let key = file::registry_key(&config.path, config.in_memory)?;
-    if file::is_open(&key) {
-        return Err(Error::new(
-            ErrorCode::RealmInUse,
-            format!(
-                "the realm '{}' is open; close every handle first",
-                config.path
-            ),
-        )
-        .with_path(config.path.clone()));
-    }
-    if config.in_memory {
-        return Ok(());
-    }
-    // The file, and what an interrupted creation, compaction or upgrade left beside it.
-    for path in [
-        key.clone(),
-        format!("{key}.creating"),
-        format!("{key}.compact"),
-        format!("{key}.upgrade"),
-    ] {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::from(e).with_path(config.path.clone())),
-        }
-    }
-    Ok(())
 }

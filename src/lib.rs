@@ -41,9 +41,11 @@ mod dump;
 mod error;
 pub mod ffi;
 mod history;
+mod login;
 mod merge;
 mod notify;
 mod object;
+mod open;
 pub mod protocol;
 mod query;
 pub mod replica;
@@ -60,7 +62,7 @@ mod value;
 pub use app::{App, AuthCallbackToken, AuthEvent, METADATA_DIR, SYNC_ROOT_DIR, USER_STORE_FILE};
 pub use config::{Config, InitialDataFn, MigrationFn};
 pub use credentials::{Credentials, PROVIDER_ACCESS_TOKEN};
-pub use db::{delete_realm_files, Realm};
+pub use db::Realm;
 pub use error::{Error, ErrorCategory, ErrorCode, Result};
 pub use history::{
     changeset_header, decode_changeset, decode_changeset_full, encode_changeset, ChangeValue,
@@ -68,6 +70,7 @@ pub use history::{
 };
 pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
+pub use open::delete_realm_files;
 pub use results::Results;
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
 pub use sync::{

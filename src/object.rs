@@ -8,6 +8,62 @@ use crate::store::view::View;
 use crate::store::write::{self, ListOp};
 use crate::value::{ObjLink, Value};
 
+/// The object entry points of a realm handle.
+impl Realm {
+    /// Creates an object. Classes with a primary key need `Some(key)`; others `None`.
+    /// Required properties start at their type's zero value, nullable ones at NULL.
+    ///
+    /// Fails with `NotInWriteTransaction`, `NoSuchClass`, `DuplicatePrimaryKey`, `WrongType`.
+    pub fn create_object(&self, class: &str, primary_key: Option<&Value>) -> Result<Object> {
+        let class_id = self.class_id(class)?;
+        let key = self.with_write(|w| w.create_object(class_id, primary_key))?;
+        Ok(Object::new(self.clone(), class_id, key))
+    }
+
+    /// The object of `class` with this primary key, if it exists.
+    pub fn find_object(&self, class: &str, primary_key: &Value) -> Result<Option<Object>> {
+        let found = self.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            let Some(pk) = info.pk_prop() else {
+                return Err(Error::invalid(format!(
+                    "class '{class}' has no primary key"
+                )));
+            };
+            if primary_key.property_type() != Some(pk.ty) {
+                return Err(Error::wrong_type(format!(
+                    "primary key '{class}.{}' is {}, not {}",
+                    pk.name,
+                    pk.ty.name(),
+                    primary_key.type_name()
+                )));
+            }
+            Ok(write::find_by_value(v, info, pk, primary_key)?.map(|k| (info.id, k)))
+        })?;
+        Ok(found.map(|(class_id, k)| Object::new(self.clone(), class_id, k)))
+    }
+
+    /// The object with this global id, if it exists.
+    pub fn find_by_global_id(&self, class: &str, id: &GlobalId) -> Result<Option<Object>> {
+        let (class_id, key) = self.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            Ok((info.id, write::find_by_gid(v, info, id)?))
+        })?;
+        Ok(key.map(|k| Object::new(self.clone(), class_id, k)))
+    }
+
+    /// A key for fast repeated access to one property.
+    pub fn property_key(&self, class: &str, property: &str) -> Result<PropertyKey> {
+        self.with_view(|v| {
+            let info = v.catalog().require_class(class)?;
+            let prop = info.require_prop(property)?;
+            Ok(PropertyKey {
+                class_id: info.id,
+                prop_id: prop.id,
+            })
+        })
+    }
+}
+
 /// A property resolved once for fast repeated access (`_by_key` calls). It stays valid while
 /// the property exists in the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

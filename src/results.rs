@@ -12,6 +12,23 @@ use crate::value::{sort_order, PropertyType, Value};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
+/// The query entry points of a realm handle.
+impl Realm {
+    /// Every object of a class, as live results.
+    pub fn objects(&self, class: &str) -> Result<Results> {
+        self.query(class, "TRUEPREDICATE", &[])
+    }
+
+    /// The objects of `class` matching `predicate` (Realm's query language; `$0`.. refer to
+    /// `args`), as live results.
+    ///
+    /// Fails with `InvalidQuery` for a predicate that does not parse or does not fit the
+    /// schema, `NoSuchClass`.
+    pub fn query(&self, class: &str, predicate: &str, args: &[Value]) -> Result<Results> {
+        Results::new(self.clone(), class, predicate, args)
+    }
+}
+
 /// The objects of a class that match a predicate, optionally sorted and made distinct.
 ///
 /// Results are live: they run their query again on first access after the realm handle's

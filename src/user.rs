@@ -1,19 +1,22 @@
 //! [`User`]: a logged-in (or formerly logged-in) user of an [`App`], and [`UserInfo`], what an
-//! admin's lookup tells about another user.
+//! admin's lookup tells about another user. The [`App`] methods that hand out users (logins,
+//! `current_user`, `all_users`, auth callbacks) are here too: the app's core (`app.rs`) sits
+//! below this file and knows only the login states the handles share.
 //!
 //! A `User` is a handle: every handle of one identity in one `App` shares one state, so a
 //! logout through any of them makes [`User::is_valid`] false on all, and a new login of the
 //! identity makes them valid again.
 
-use crate::app::{App, AppInner};
+use crate::app::{parse_user_json, App, AppInner, AuthCallback, AuthCallbackToken, AuthEvent};
 use crate::auth_client::AuthUrl;
+use crate::credentials::Credentials;
 use crate::error::{Error, ErrorCode, Result};
+use crate::login::UserState;
 use crate::protocol::auth::{
     decode_token_unverified, AuthRequest, ChangePasswordRequest, Token, TokenData, ACCESS_REFRESH,
 };
 use crate::util::{spawn_library_thread, unix_now};
-use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,72 +24,141 @@ use std::sync::Arc;
 /// `REFRESH_MARGIN_DELAY`).
 const ACCESS_TOKEN_MARGIN_SECS: i64 = 10;
 
-/// The state shared by every handle of one identity.
-pub(crate) struct UserState {
-    identity: String,
-    data: Mutex<UserData>,
-}
+/// The app's user entry points: they hand out [`User`] handles, which this file defines (the
+/// app's core in `app.rs` knows only the shared login states).
+impl App {
+    /// Logs in with `credentials` at the auth server `auth_url`, blocking the calling thread
+    /// (up to 5 s to connect, 30 s in all). On success the user is stored (replacing an
+    /// earlier login of the same identity, which becomes valid again with the new token) and
+    /// the [`AuthEvent::LoggedIn`] callbacks run.
+    ///
+    /// `auth_url` is an absolute `http://` or `https://` URL; its login endpoint is the URL
+    /// itself if its path ends with `/auth` (`http://127.0.0.1:9080/auth`), else the path
+    /// with `/auth` appended (`http://127.0.0.1:9080` works too).
+    ///
+    /// [`Credentials::AccessToken`] logs in on the device alone, without any network call:
+    /// the token becomes the refresh token of the given identity, admin if the token is a
+    /// Shoal token saying so.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed URL ("Invalid URL ..."), a scheme other than http(s),
+    /// or an access token or identity that is empty; from the server `InvalidCredentials`
+    /// (unknown user or wrong password), `ExistingAccount` (registering a taken name),
+    /// `InvalidParameters`/`MissingParameters` (e.g. an unknown provider), `Http` for other
+    /// statuses; `Json` for an answer that is not the expected JSON; `Io` when the server
+    /// cannot be reached (recoverable: retry later).
+    pub fn login(&self, credentials: &Credentials, auth_url: &str) -> Result<User> {
+        let state = self.inner.login(credentials, auth_url)?;
+        Ok(self.user_handle(state))
+    }
 
-struct UserData {
-    auth_url: AuthUrl,
-    /// `None` once logged out.
-    refresh_token: Option<String>,
-    /// Unix seconds; `None` = never expires.
-    expires: Option<i64>,
-    is_admin: bool,
-    /// Access tokens by requested realm path, for the current refresh token.
-    access_tokens: HashMap<String, Token>,
-}
+    /// [`login`](Self::login) on a library thread; `callback` gets the result there. A panic
+    /// in the callback is caught and logged.
+    pub fn login_async(
+        &self,
+        credentials: Credentials,
+        auth_url: &str,
+        callback: impl FnOnce(Result<User>) + Send + 'static,
+    ) {
+        let app = self.clone();
+        let auth_url = auth_url.to_owned();
+        spawn_library_thread("shoal-auth-login", callback, move || {
+            app.login(&credentials, &auth_url)
+        });
+    }
 
-/// What a login (or a stored user) gives a user.
-pub(crate) struct Login {
-    pub auth_url: AuthUrl,
-    pub refresh_token: Option<String>,
-    pub expires: Option<i64>,
-    pub is_admin: bool,
-}
-
-impl UserState {
-    pub(crate) fn new(identity: String, login: Login) -> UserState {
-        UserState {
-            identity,
-            data: Mutex::new(UserData {
-                auth_url: login.auth_url,
-                refresh_token: login.refresh_token,
-                expires: login.expires,
-                is_admin: login.is_admin,
-                access_tokens: HashMap::new(),
-            }),
+    /// The one valid user, `None` if no user is logged in.
+    ///
+    /// # Errors
+    /// `MultipleUsersLoggedIn` if more than one user is valid (ask by identity or use
+    /// [`all_users`](Self::all_users)).
+    pub fn current_user(&self) -> Result<Option<User>> {
+        let mut valid = self.all_users().into_values();
+        match (valid.next(), valid.next()) {
+            (None, _) => Ok(None),
+            (Some(user), None) => Ok(Some(user)),
+            (Some(_), Some(_)) => Err(Error::new(
+                ErrorCode::MultipleUsersLoggedIn,
+                format!(
+                    "{} users are logged in: there is no current user; pick one from all_users",
+                    valid.count() + 2
+                ),
+            )),
         }
     }
 
-    pub(crate) fn identity(&self) -> &str {
-        &self.identity
+    /// Every valid user (logged in, token not expired), by identity.
+    pub fn all_users(&self) -> BTreeMap<String, User> {
+        let states: Vec<Arc<UserState>> = self.inner.users.lock().values().cloned().collect();
+        states
+            .into_iter()
+            .filter(|s| s.is_valid())
+            .map(|state| {
+                let user = self.user_handle(state);
+                (user.identity().to_owned(), user)
+            })
+            .collect()
     }
 
-    /// Replaces the login state (a new login, or a user loaded from JSON).
-    pub(crate) fn set(&self, login: Login) {
-        let mut d = self.data.lock();
-        if d.refresh_token != login.refresh_token {
-            d.access_tokens.clear();
+    /// The user of this identity known to this app — logged in or not (check
+    /// [`User::is_valid`]) — or `None` if the identity never logged in here.
+    pub fn user(&self, identity: &str) -> Option<User> {
+        let state = self.inner.users.lock().get(identity).cloned()?;
+        Some(self.user_handle(state))
+    }
+
+    /// A user from [`User::to_json`], which is also added to the store as logged in (as
+    /// Realm's `SyncUser.fromJson` + `UserStore.put` did); the user is valid unless its token
+    /// has expired. No [`AuthEvent::LoggedIn`] callback runs and nothing is sent anywhere.
+    ///
+    /// Keys read: `authUrl` (required); `userToken` (required, an object) with the token
+    /// string in `token` (or `value`, older ROS clients); the identity from the top-level
+    /// `identity`, else `userToken.token_data.identity`, else `userToken.identity`, else the
+    /// token's own payload; the admin flag likewise from `isAdmin`,
+    /// `userToken.token_data.is_admin`, `userToken.isAdmin`/`is_admin`, the token, else
+    /// false; the expiry from the token's payload when it is a Shoal token, else
+    /// `userToken.token_data.expires` or `userToken.expires` (unix seconds), else none.
+    /// Other keys (`realms` of ROS 1 clients) are ignored, so JSON written by ROS-era Realm
+    /// Java (`{"authUrl", "userToken": {"token", "token_data": {...}}, "realms": []}`) loads.
+    ///
+    /// # Errors
+    /// `Json` for text that is not JSON or lacks a required key (a logged-out user's JSON has
+    /// `"userToken": null` and cannot be loaded); `InvalidArgument` for an invalid `authUrl`.
+    pub fn user_from_json(&self, json: &str) -> Result<User> {
+        let (identity, login) = parse_user_json(json)?;
+        let state = self.inner.log_in(identity, login)?;
+        Ok(self.user_handle(state))
+    }
+
+    /// Registers `callback(user, event)` for logins and confirmed logouts of every user of
+    /// this app. Callbacks run on the app's event thread, one at a time and in the order of
+    /// the events; a panic in one is caught and logged. Dropping the token unregisters.
+    pub fn add_auth_callback(
+        &self,
+        callback: impl Fn(&User, AuthEvent) + Send + Sync + 'static,
+    ) -> AuthCallbackToken {
+        let adapted: AuthCallback = Arc::new(move |app, state, event| {
+            let user = User {
+                app: app.clone(),
+                state: state.clone(),
+            };
+            callback(&user, event);
+        });
+        let mut r = self.inner.callbacks.lock();
+        r.next_id += 1;
+        let id = r.next_id;
+        r.entries.push((id, adapted));
+        AuthCallbackToken {
+            registry: Arc::downgrade(&self.inner.callbacks),
+            id,
         }
-        d.auth_url = login.auth_url;
-        d.refresh_token = login.refresh_token;
-        d.expires = login.expires;
-        d.is_admin = login.is_admin;
     }
 
-    /// Logs out locally: takes the refresh token (and the URL to revoke it at), if logged in.
-    pub(crate) fn take_refresh_token(&self) -> Option<(String, AuthUrl)> {
-        let mut d = self.data.lock();
-        d.access_tokens.clear();
-        let token = d.refresh_token.take()?;
-        Some((token, d.auth_url.clone()))
-    }
-
-    pub(crate) fn is_valid(&self) -> bool {
-        let d = self.data.lock();
-        d.refresh_token.is_some() && d.expires.is_none_or(|e| unix_now() < e)
+    fn user_handle(&self, state: Arc<UserState>) -> User {
+        User {
+            app: self.inner.clone(),
+            state,
+        }
     }
 }
 

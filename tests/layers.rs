@@ -1,11 +1,12 @@
 //! The import layering, checked from the sources (issue 11).
 //!
-//! - The module import graphs of the server (`server/src/`) and of the Python binding
-//!   (`bindings/python/shoal/*.py`) have no cycles; the core's (`src/`, without `src/ffi/`)
-//!   has none but the one still open ([`KNOWN_CORE_CIRCLE`]), which no file may join.
+//! - The module import graphs of the core (`src/`), the server (`server/src/`) and the Python
+//!   binding (`bindings/python/shoal/*.py`) have no cycles.
 //! - `src/ffi/` is the top layer: it may import anything, and nothing else imports it.
 //! - The storage engine (`src/store/`) imports neither the merge nor the sync layer
 //!   (`crate::sync::`, `crate::merge::`).
+//! - The core's layers above the store import only downwards ([`CORE_LAYERS`]): the realm
+//!   knows neither users nor sync, users do not know sync.
 //!
 //! Rust edges are the `crate::…` and `super::…` paths of a file (in `use` trees, grouped ones
 //! included, and anywhere in the code), after comments, string and char literals and
@@ -25,22 +26,15 @@ use std::path::{Path, PathBuf};
 /// Files and their imports: file → files it imports. Files are named relative to the root.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// The files of the one import circle of the core still open (issue 11): the API files and
-/// the sync client. No other file may join it, and no other circle may appear; when it is
-/// broken, empty this list.
-const KNOWN_CORE_CIRCLE: &[&str] = &[
-    "app.rs",
-    "config.rs",
-    "db.rs",
-    "object.rs",
-    "results.rs",
-    "sync/client.rs",
-    "sync/config.rs",
-    "sync/connection.rs",
-    "sync/runner.rs",
-    "sync/session.rs",
-    "user.rs",
-    "user_store.rs",
+/// The core's API layers, bottom to top, by file (a name ending in `/` is a folder). A file of
+/// one layer may import files of its own layer or of layers below, never above.
+const CORE_LAYERS: &[(&str, &[&str])] = &[
+    (
+        "realm",
+        &["db.rs", "config.rs", "object.rs", "results.rs", "open.rs"],
+    ),
+    ("users", &["login.rs", "app.rs", "user.rs", "user_store.rs"]),
+    ("sync client", &["sync/"]),
 ];
 
 #[test]
@@ -90,35 +84,54 @@ fn the_server_and_the_python_package_have_no_import_circle() {
 }
 
 #[test]
-fn the_core_has_no_import_circle_but_the_known_one() {
+fn the_core_has_no_import_circle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let core = without_ffi(rust_graph(&root.join("src"), "lib.rs"));
-    let known: BTreeSet<&str> = KNOWN_CORE_CIRCLE.iter().copied().collect();
     let mut problems = String::new();
-    for component in cycles(&core) {
-        let unknown: Vec<&String> = component
-            .iter()
-            .filter(|f| !known.contains(f.as_str()))
-            .collect();
-        if !unknown.is_empty() {
-            let example = example_cycle(&core, &component);
-            let _ = writeln!(
-                problems,
-                "a new import circle (or a new file in the known one): {}\n  for example: {}",
-                unknown
-                    .iter()
-                    .map(|f| format!("src/{f}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                example
-                    .iter()
-                    .map(|f| format!("src/{f}"))
-                    .collect::<Vec<_>>()
-                    .join(" -> ")
-            );
+    report_cycles(
+        &mut problems,
+        "src/",
+        &rust_graph(&root.join("src"), "lib.rs"),
+    );
+    assert!(problems.is_empty(), "import circles:\n{problems}");
+}
+
+#[test]
+fn the_core_layers_import_only_downwards() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let core = rust_graph(&root.join("src"), "lib.rs");
+    let layer_of = |file: &str| {
+        CORE_LAYERS.iter().position(|(_, files)| {
+            files
+                .iter()
+                .any(|f| file == *f || (f.ends_with('/') && file.starts_with(f)))
+        })
+    };
+    let mut problems = String::new();
+    for (file, imports) in &core {
+        let Some(from) = layer_of(file) else { continue };
+        for imported in imports {
+            if let Some(to) = layer_of(imported).filter(|to| *to > from) {
+                let _ = writeln!(
+                    problems,
+                    "src/{file} ({}) imports src/{imported} ({}), a layer above",
+                    CORE_LAYERS[from].0, CORE_LAYERS[to].0
+                );
+            }
         }
     }
-    assert!(problems.is_empty(), "{problems}");
+    // Every file the layers name exists, so that a rename cannot silently empty a layer.
+    for (_, files) in CORE_LAYERS {
+        for f in *files {
+            let found = core
+                .keys()
+                .any(|file| file == f || (f.ends_with('/') && file.starts_with(f)));
+            assert!(found, "CORE_LAYERS names src/{f}, which does not exist");
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the core's layering is broken:\n{problems}"
+    );
 }
 
 /// Every source file of the core and the server is named in DESIGN.md's code map, either by
@@ -161,19 +174,6 @@ fn the_design_code_map_names_every_source_file() {
 }
 
 /// The core's graph without `src/ffi/` (the top layer, which may import anything).
-fn without_ffi(core: Graph) -> Graph {
-    core.into_iter()
-        .filter(|(f, _)| !f.starts_with("ffi/"))
-        .map(|(f, imports)| {
-            let imports = imports
-                .into_iter()
-                .filter(|t| !t.starts_with("ffi/"))
-                .collect();
-            (f, imports)
-        })
-        .collect()
-}
-
 fn report_cycles(out: &mut String, prefix: &str, graph: &Graph) {
     for component in cycles(graph) {
         let files: Vec<String> = component.iter().map(|f| format!("{prefix}{f}")).collect();
@@ -1015,29 +1015,4 @@ def f():
             .map(str::to_owned)
             .collect()
     );
-}
-
-/// Prints the graphs' cycles without failing: `cargo test --test layers -- --nocapture
-/// --ignored show_cycles`.
-#[test]
-#[ignore = "diagnostic"]
-fn show_cycles() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut report = String::new();
-    report_cycles(
-        &mut report,
-        "src/",
-        &without_ffi(rust_graph(&root.join("src"), "lib.rs")),
-    );
-    report_cycles(
-        &mut report,
-        "server/src/",
-        &rust_graph(&root.join("server/src"), "lib.rs"),
-    );
-    report_cycles(
-        &mut report,
-        "bindings/python/shoal/",
-        &python_graph(&root.join("bindings/python/shoal")),
-    );
-    println!("{report}");
 }

@@ -221,7 +221,6 @@ fn schema_version_is_reported_for_new_and_existing_files() {
     let t = TempRealm::new();
     let realm = Realm::open(&config(&t, v1_schema(), 7)).unwrap();
     assert_eq!(realm.schema_version().unwrap(), 7);
-    assert_eq!(realm.config().schema_version(), 7);
     drop(realm);
     let dynamic = Realm::open(&Config::new(t.path.clone())).unwrap();
     assert_eq!(dynamic.schema_version().unwrap(), 7);

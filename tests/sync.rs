@@ -179,12 +179,13 @@ fn session_states_follow_login_and_logout_for_every_session_of_the_user() {
     let d = device();
     let name = unique("u");
     let user = login(&d, &server, &name, true);
-    let r1 = Realm::open(&config(&user, &sync_url(&server, "/~/tests"))).unwrap();
+    let c1 = config(&user, &sync_url(&server, "/~/tests"));
+    let r1 = Realm::open(&c1).unwrap();
     let r2 = Realm::open(&config(&user, &sync_url(&server, "/~/tests2"))).unwrap();
     let (s1, s2) = (r1.session().unwrap(), r2.session().unwrap());
     assert_ne!(s1, s2, "two files, two sessions");
     assert_eq!(s1, r1.session().unwrap(), "one session per file");
-    assert_eq!(s1, d.app.session(r1.config()).unwrap());
+    assert_eq!(s1, d.app.session(&c1).unwrap());
     wait_state(&s1, SessionState::Active);
     wait_state(&s2, SessionState::Active);
     let seen = Arc::new(Mutex::new(Vec::new()));

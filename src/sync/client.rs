@@ -1,5 +1,6 @@
 //! The app's sync client: its tokio runtime, the thread that runs sync callbacks, the
-//! connections by server and the sessions by local file.
+//! connections by server and the sessions by local file; and the [`App`] methods that reach
+//! it (the app's core, below the sync layer, holds it only as a `LoginListener`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,8 @@ use std::sync::{mpsc, Arc, Weak};
 use parking_lot::Mutex;
 
 use super::connection::ConnectionHandle;
-use super::session::{Session, SessionInner, SessionState};
+use super::session::{Session, SessionHost, SessionInner, SessionState};
+use crate::app::{App, AppInner, LoginListener};
 use crate::config::Config;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -38,7 +40,28 @@ impl Drop for SyncClient {
 }
 
 impl SyncClient {
-    pub(crate) fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Result<SyncClient> {
+    /// The sync client of `app`, started on first use.
+    pub(crate) fn of(app: &AppInner) -> Result<Arc<SyncClient>> {
+        if let Some(client) = Self::existing(app) {
+            return Ok(client);
+        }
+        let tls = app
+            .trusted
+            .as_ref()
+            .map(crate::tls::TrustedRoots::sync_config);
+        let client: Arc<dyn LoginListener> = Arc::new(SyncClient::new(tls)?);
+        // Another thread may have started one meanwhile: that one wins, this one is dropped.
+        let _ = app.sync.set(client);
+        Self::existing(app).ok_or_else(|| Error::new(ErrorCode::Unknown, "no sync client"))
+    }
+
+    /// The sync client of `app` if it was started.
+    pub(crate) fn existing(app: &AppInner) -> Option<Arc<SyncClient>> {
+        let listener: Arc<dyn std::any::Any + Send + Sync> = app.sync.get()?.clone();
+        listener.downcast::<SyncClient>().ok()
+    }
+
+    fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Result<SyncClient> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("shoal-sync")
@@ -68,27 +91,11 @@ impl SyncClient {
         })
     }
 
-    /// Queues `job` on the sync callback thread.
-    pub(crate) fn callback(&self, job: impl FnOnce() + Send + 'static) {
-        let _ = self.callbacks.lock().send(Box::new(job));
-    }
-
-    /// The connection to the server at `url`, started if there is none.
-    pub(crate) fn connection(&self, url: &str) -> ConnectionHandle {
-        let mut conns = self.connections.lock();
-        if let Some(c) = conns.get(url).filter(|c| !c.is_closed()) {
-            return c.clone();
-        }
-        let c = ConnectionHandle::spawn(&self.handle, url.to_owned(), self.tls.clone());
-        conns.insert(url.to_owned(), c.clone());
-        c
-    }
-
     /// The session of the synced realm `config` describes, created if there is none.
     pub(crate) fn session(self: &Arc<Self>, config: &Config) -> Result<Session> {
         let sync = config
-            .sync
-            .clone()
+            .sync_config()
+            .cloned()
             .ok_or_else(|| Error::invalid("the configuration is not a synced one"))?;
         let key = PathBuf::from(&config.path);
         let mut sessions = self.sessions.lock();
@@ -104,7 +111,8 @@ impl SyncClient {
             return Ok(Session { inner });
         }
         sessions.retain(|_, w| w.strong_count() > 0);
-        let inner = Arc::new(SessionInner::new(self.clone(), config.clone(), sync));
+        let host: Arc<dyn SessionHost> = self.clone();
+        let inner = Arc::new(SessionInner::new(host, config.clone(), sync));
         sessions.insert(key, Arc::downgrade(&inner));
         Ok(Session { inner })
     }
@@ -118,11 +126,6 @@ impl SyncClient {
             .map(|inner| Session { inner })
     }
 
-    /// Forgets the session of a file (after a client reset the next open starts afresh).
-    pub(crate) fn forget_session(&self, path: &Path) {
-        self.sessions.lock().remove(path);
-    }
-
     /// Every live session.
     pub(crate) fn all_sessions(&self) -> Vec<Session> {
         self.sessions
@@ -131,30 +134,6 @@ impl SyncClient {
             .filter_map(Weak::upgrade)
             .map(|inner| Session { inner })
             .collect()
-    }
-
-    /// Starts the session's task if the session should run and has none; otherwise wakes it.
-    pub(crate) fn start(&self, inner: &Arc<SessionInner>) {
-        let mut s = inner.shared.lock();
-        if s.running {
-            drop(s);
-            inner.wake.notify_one();
-            return;
-        }
-        if !SessionInner::wants_to_run(&s, inner.sync.user.is_valid()) {
-            let state = if s.fatal.is_some() {
-                SessionState::Error
-            } else {
-                SessionState::Inactive
-            };
-            inner.set_state(&mut s, state);
-            return;
-        }
-        s.running = true;
-        inner.set_state(&mut s, SessionState::WaitingForAccessToken);
-        drop(s);
-        let task = inner.clone();
-        self.handle.spawn(super::runner::run(task));
     }
 
     /// Pauses every session, waits for their tasks to stop, then for the callback thread to
@@ -181,9 +160,9 @@ impl SyncClient {
             }
         }
         let (tx, rx) = mpsc::channel::<()>();
-        self.callback(move || {
+        self.callback(Box::new(move || {
             let _ = tx.send(());
-        });
+        }));
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         rx.recv_timeout(left).map_err(|_| {
             Error::new(
@@ -192,9 +171,56 @@ impl SyncClient {
             )
         })
     }
+}
 
+impl SessionHost for SyncClient {
+    fn callback(&self, job: Box<dyn FnOnce() + Send>) {
+        let _ = self.callbacks.lock().send(job);
+    }
+
+    /// Starts the session's task if the session should run and has none; otherwise wakes it.
+    fn start(&self, inner: &Arc<SessionInner>) {
+        let mut s = inner.shared.lock();
+        if s.running {
+            drop(s);
+            inner.wake.notify_one();
+            return;
+        }
+        if !SessionInner::wants_to_run(&s, inner.sync.user.is_valid()) {
+            let state = if s.fatal.is_some() {
+                SessionState::Error
+            } else {
+                SessionState::Inactive
+            };
+            inner.set_state(&mut s, state);
+            return;
+        }
+        s.running = true;
+        inner.set_state(&mut s, SessionState::WaitingForAccessToken);
+        drop(s);
+        let task = inner.clone();
+        self.handle.spawn(super::runner::run(task));
+    }
+
+    fn connection(&self, url: &str) -> ConnectionHandle {
+        let mut conns = self.connections.lock();
+        if let Some(c) = conns.get(url).filter(|c| !c.is_closed()) {
+            return c.clone();
+        }
+        let c = ConnectionHandle::spawn(&self.handle, url.to_owned(), self.tls.clone());
+        conns.insert(url.to_owned(), c.clone());
+        c
+    }
+
+    /// Forgets the session of a file (after a client reset the next open starts afresh).
+    fn forget_session(&self, path: &Path) {
+        self.sessions.lock().remove(path);
+    }
+}
+
+impl LoginListener for SyncClient {
     /// A user logged in or out: wake (or start) its sessions.
-    pub(crate) fn user_changed(&self, identity: &str) {
+    fn user_changed(&self, identity: &str) {
         for session in self.all_sessions() {
             if session.inner.sync.user.identity() == identity {
                 let handles = session.inner.shared.lock().handles;
@@ -205,5 +231,80 @@ impl SyncClient {
                 }
             }
         }
+    }
+}
+
+/// The app's sync entry points.
+impl App {
+    /// The sync session of the synced realm `config` describes (created, not started, if
+    /// the realm is not open).
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `config` is not a synced configuration of this app's users.
+    pub fn session(&self, config: &Config) -> Result<Session> {
+        let sync = config
+            .sync_config()
+            .ok_or_else(|| Error::invalid("the configuration is not a synced one"))?;
+        if !Arc::ptr_eq(&sync.user.app, &self.inner) {
+            return Err(Error::invalid(
+                "the configuration's user belongs to another app",
+            ));
+        }
+        SyncClient::of(&self.inner)?.session(config)
+    }
+
+    /// Every sync session alive in this app.
+    pub fn all_sessions(&self) -> Vec<Session> {
+        SyncClient::existing(&self.inner)
+            .map(|c| c.all_sessions())
+            .unwrap_or_default()
+    }
+
+    /// Pauses every sync session of the app, then waits (at most `timeout`) until their
+    /// tasks have stopped and the sync callbacks already queued have run. Meant for process
+    /// exit in bindings whose callbacks must not run during interpreter shutdown; sessions
+    /// sync again after [`Session::resume`](crate::Session::resume).
+    ///
+    /// # Errors
+    /// `Timeout` if the sessions or callbacks did not finish in time.
+    pub fn stop_sync(&self, timeout: std::time::Duration) -> Result<()> {
+        match SyncClient::existing(&self.inner) {
+            Some(client) => client.stop_all(timeout),
+            None => Ok(()),
+        }
+    }
+
+    /// Executes a client reset the error handler announced: moves the realm file at
+    /// `original_path` to the backup path the error carried (or a new one under
+    /// `<sync root>/recovered-realms/`) and forgets its session, so that the next open starts
+    /// afresh from the server. Returns the backup path; open it with
+    /// [`Config::for_recovery`](crate::Config::for_recovery).
+    ///
+    /// # Errors
+    /// `RealmInUse` while a handle of the realm is open; `FileNotFound`; file errors.
+    pub fn execute_client_reset(&self, original_path: &str) -> Result<String> {
+        let original = std::path::Path::new(original_path);
+        let client = SyncClient::existing(&self.inner);
+        let session = client.as_ref().and_then(|c| c.existing_session(original));
+        let backup = session
+            .as_ref()
+            .and_then(|s| s.error())
+            .and_then(|e| e.backup_path)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| super::client_reset::backup_path(&self.sync_root()));
+        if let Some(s) = &session {
+            if s.inner.shared.lock().running {
+                return Err(Error::new(
+                    ErrorCode::RealmInUse,
+                    "the realm's session is still running; close the realm first",
+                )
+                .with_path(original_path));
+            }
+        }
+        super::client_reset::execute(original, &backup)?;
+        if let Some(c) = &client {
+            c.forget_session(original);
+        }
+        Ok(backup.display().to_string())
     }
 }

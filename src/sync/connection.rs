@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::session::SyncError;
+use super::error::SyncError;
 use crate::error::ErrorCode;
 use crate::protocol::sync::{Message, MAX_MESSAGE_BYTES, WEBSOCKET_SUBPROTOCOL};
 

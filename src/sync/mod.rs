@@ -1,20 +1,20 @@
-//! Sync: sync URLs and local paths ([`url`]), and the sync client: configuration
-//! ([`config`]), sessions ([`session`]) driven by a per-session task ([`runner`]) over one
-//! WebSocket per server ([`connection`]), all on the app's sync runtime ([`client`]).
+//! Sync: the client side. Sync URLs and local paths ([`url`]); sessions and their
+//! configuration ([`session`]), reporting [`error`]s, driven by a per-session task
+//! ([`runner`]) over one WebSocket per server ([`connection`]), all on the app's sync runtime
+//! ([`client`]); opening synced realms ([`realm`]); client resets ([`client_reset`]).
 
 pub(crate) mod client;
 pub(crate) mod client_reset;
-pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod error;
+pub(crate) mod realm;
 pub(crate) mod runner;
 pub(crate) mod session;
 pub(crate) mod url;
 
-pub use config::{ErrorHandler, StopPolicy, SyncConfig, TokenBinder};
+pub use error::SyncError;
 pub use session::{
-    ConnectionState, Progress, ProgressDirection, ProgressMode, Session, SessionState,
-    SyncCallbackToken, SyncError,
+    ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
+    SessionState, StopPolicy, SyncCallbackToken, SyncConfig, TokenBinder,
 };
 pub use url::SyncUrl;
-
-pub(crate) use crate::store::tables::SyncProgress;

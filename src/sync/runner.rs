@@ -15,14 +15,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::connection::{backoff, ConnEvent, ConnectionHandle};
-use super::session::{ConnectionState, SessionInner, SessionState, SyncError};
-use super::SyncProgress;
+use super::error::{code_name, SyncError};
+use super::session::{ConnectionState, Session, SessionInner, SessionState};
 use crate::db::Realm;
 use crate::error::{Error, ErrorCode};
 use crate::protocol::auth::decode_token_unverified;
 use crate::protocol::sync::{
     Message, SessionErrorCode, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES,
 };
+use crate::store::tables::SyncProgress;
 
 /// Session idents on the wire: unique per process, so never reused on a connection.
 static WIRE_IDENTS: AtomicU64 = AtomicU64::new(1);
@@ -59,10 +60,12 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
 fn report(inner: &Arc<SessionInner>, error: SyncError) {
     tracing::warn!(path = %inner.config.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
     if let Some(handler) = inner.sync.error_handler.clone() {
-        let session = super::Session {
+        let session = Session {
             inner: inner.clone(),
         };
-        inner.client.callback(move || handler(&session, &error));
+        inner
+            .client
+            .callback(Box::new(move || handler(&session, &error)));
     }
 }
 
@@ -247,12 +250,14 @@ impl Runner {
                     if !self.token_requested {
                         self.token_requested = true;
                         let binder = self.inner.sync.token_binder.clone();
-                        let session = super::Session {
+                        let session = Session {
                             inner: self.inner.clone(),
                         };
                         let path = self.inner.sync.url.path.clone();
                         if let Some(binder) = binder {
-                            self.inner.client.callback(move || binder(&session, &path));
+                            self.inner
+                                .client
+                                .callback(Box::new(move || binder(&session, &path)));
                         }
                     }
                     return Ok(self.token.is_some());
@@ -603,13 +608,12 @@ impl Runner {
                 | E::BadServerVersion
                 | E::DivergingHistories,
             ) => {
-                let backup =
-                    super::client_reset::backup_path(&self.inner.sync.user.app().sync_root());
+                let backup = super::client_reset::backup_path(self.inner.sync.user.app.sync_root());
                 let mut error = SyncError::new(
                     ErrorCode::ClientReset as i32,
                     format!(
                         "the server cannot continue this file's history ({} {code}: {message}); the realm must be reset",
-                        super::session::code_name(code)
+                        code_name(code)
                     ),
                     true,
                 );

@@ -1,19 +1,186 @@
-//! Sessions: the public handle of one synced realm file's sync state ([`Session`]), its
-//! states, progress notifications and waits. The protocol work is done by the session's task
-//! (`runner.rs`); this file holds what both sides share and what users call.
+//! Sessions: how a realm is synced ([`SyncConfig`]: the user, the server URL, the session's
+//! options and callbacks) and the public handle of one synced realm file's sync state
+//! ([`Session`]): its states, progress notifications and waits. The two live together because
+//! each names the other (a config's callbacks get the session). The protocol work is done by
+//! the session's task (`runner.rs`), started by its host, the app's sync client
+//! (`client.rs`, seen here as [`SessionHost`]); this file holds what they share and what
+//! users call.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::client::SyncClient;
-use super::config::SyncConfig;
+use super::connection::ConnectionHandle;
+use super::error::SyncError;
+use super::url::{local_realm_path, SyncUrl};
 use crate::config::Config;
 use crate::db::Realm;
-use crate::error::{Error, ErrorCategory, ErrorCode, Result};
+use crate::error::{Error, ErrorCode, Result};
+use crate::user::User;
+
+/// Gets every error of a session (see [`SyncError`]). Runs on the sync callback thread.
+pub type ErrorHandler = Arc<dyn Fn(&Session, &SyncError) + Send + Sync>;
+
+/// Asked for an access token whenever the session needs one (first bind, 10 s before the
+/// current one expires, after the server said it expired); answers later, from any thread,
+/// with [`Session::bind_token`]. Gets the session and the server path. Runs on the sync
+/// callback thread.
+pub type TokenBinder = Arc<dyn Fn(&Session, &str) + Send + Sync>;
+
+/// What a session does when the last realm handle of its file is closed.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopPolicy {
+    /// Stop at once; changes not uploaded yet wait for the next open.
+    Immediately = 0,
+    /// Keep syncing as long as the process runs.
+    LiveIndefinitely = 1,
+    /// Keep uploading until every local change has been acknowledged by the server, then stop
+    /// (the session is `DYING` meanwhile).
+    #[default]
+    AfterChangesUploaded = 2,
+}
+
+impl StopPolicy {
+    /// The policy for a C constant.
+    pub fn from_i32(v: i32) -> Option<StopPolicy> {
+        match v {
+            0 => Some(StopPolicy::Immediately),
+            1 => Some(StopPolicy::LiveIndefinitely),
+            2 => Some(StopPolicy::AfterChangesUploaded),
+            _ => None,
+        }
+    }
+}
+
+/// The sync part of a realm's [`Config`](crate::Config): set it with
+/// [`Config::set_sync`](crate::Config::set_sync), which also moves the realm's path to
+/// [`local_path`](Self::local_path).
+#[derive(Clone)]
+pub struct SyncConfig {
+    pub(crate) user: User,
+    pub(crate) url: SyncUrl,
+    pub(crate) local_path: PathBuf,
+    pub(crate) error_handler: Option<ErrorHandler>,
+    pub(crate) stop_policy: StopPolicy,
+    pub(crate) wait_for_initial_data: Option<Duration>,
+    pub(crate) token_binder: Option<TokenBinder>,
+}
+
+impl fmt::Debug for SyncConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("user", &self.user.identity())
+            .field("url", &self.url.resolved)
+            .field("local_path", &self.local_path)
+            .field("stop_policy", &self.stop_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncConfig {
+    /// A sync configuration for `user` and the realm at `url` (`realm://host[:port]/path` or
+    /// `realms://` for TLS; `~` segments stand for the user's identity). The local file is
+    /// `<app sync root>/<identity>/<server path>`, so two users of one URL get two files.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a logged-out or expired user, or a URL that breaks a rule of
+    /// [`SyncUrl::parse`]; file errors if the folder cannot be created.
+    pub fn new(user: &User, url: &str) -> Result<SyncConfig> {
+        if !user.is_valid() {
+            return Err(Error::invalid(format!(
+                "the user '{}' is not logged in or its login expired",
+                user.identity()
+            )));
+        }
+        let url = SyncUrl::parse(url, user.identity())?;
+        let local_path = local_realm_path(user.app.sync_root(), user.identity(), &url)?;
+        if let Some(dir) = local_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::from(e).with_path(dir.display().to_string()))?;
+        }
+        Ok(SyncConfig {
+            user: user.clone(),
+            url,
+            local_path,
+            error_handler: None,
+            stop_policy: StopPolicy::default(),
+            wait_for_initial_data: None,
+            token_binder: None,
+        })
+    }
+
+    /// The user.
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// The resolved server URL (`~` replaced by the identity).
+    pub fn server_url(&self) -> &str {
+        &self.url.resolved
+    }
+
+    /// The server path, e.g. `/<identity>/tasks`.
+    pub fn server_path(&self) -> &str {
+        &self.url.path
+    }
+
+    /// The local file this realm is stored in.
+    pub fn local_path(&self) -> &std::path::Path {
+        &self.local_path
+    }
+
+    /// Sets the error handler (default: errors are only logged).
+    pub fn set_error_handler(
+        &mut self,
+        handler: impl Fn(&Session, &SyncError) + Send + Sync + 'static,
+    ) -> &mut SyncConfig {
+        self.error_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Sets the stop policy (default [`StopPolicy::AfterChangesUploaded`]).
+    pub fn set_stop_policy(&mut self, policy: StopPolicy) -> &mut SyncConfig {
+        self.stop_policy = policy;
+        self
+    }
+
+    /// Makes the first open of the realm wait until everything on the server has been
+    /// downloaded (at most `timeout`; then the open fails with `Timeout`). `None`: never wait
+    /// (the default).
+    pub fn set_wait_for_initial_data(&mut self, timeout: Option<Duration>) -> &mut SyncConfig {
+        self.wait_for_initial_data = timeout;
+        self
+    }
+
+    /// Lets the binding supply access tokens (see [`TokenBinder`]); without one the session
+    /// asks the auth server itself.
+    pub fn set_token_binder(
+        &mut self,
+        binder: impl Fn(&Session, &str) + Send + Sync + 'static,
+    ) -> &mut SyncConfig {
+        self.token_binder = Some(Arc::new(binder));
+        self
+    }
+}
+
+/// What a session needs of the sync client that hosts it (`client.rs`, above this file):
+/// the callback thread, its task, connections, and forgetting it.
+pub(crate) trait SessionHost: Send + Sync {
+    /// Queues `job` on the sync callback thread (callbacks never run on the sync tasks).
+    fn callback(&self, job: Box<dyn FnOnce() + Send>);
+    /// Starts the session's task if it should run and has none; otherwise wakes it.
+    fn start(&self, session: &Arc<SessionInner>);
+    /// The connection to the server at `url`, started if there is none.
+    fn connection(&self, url: &str) -> ConnectionHandle;
+    /// Forgets the session of a file (after a client reset or a discarded new file, the next
+    /// open starts afresh).
+    fn forget_session(&self, path: &Path);
+}
 
 /// A session's state (the numbers are the reference system's).
 #[repr(i32)]
@@ -90,71 +257,6 @@ impl Progress {
     }
 }
 
-/// An error reported to a session's error handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncError {
-    /// The code: the protocol's 100–109 (connection) or 200–213 (session), `CLIENT_RESET` (7),
-    /// `IO` (0) for network failures, or an auth/database code.
-    pub code: i32,
-    /// The family of `code`.
-    pub category: ErrorCategory,
-    /// What happened.
-    pub message: String,
-    /// Whether the session stopped for good (state ERROR); otherwise it retries by itself.
-    pub is_fatal: bool,
-    /// Whether the realm must be reset: close it and call
-    /// [`App::execute_client_reset`](crate::App::execute_client_reset).
-    pub is_client_reset: bool,
-    /// For a client reset: the realm file.
-    pub original_path: Option<String>,
-    /// For a client reset: where the file will be moved by the reset.
-    pub backup_path: Option<String>,
-}
-
-impl SyncError {
-    pub(crate) fn new(code: i32, message: impl Into<String>, is_fatal: bool) -> SyncError {
-        let category =
-            crate::protocol::codes::info(code).map_or(ErrorCategory::Client, |row| row.category);
-        SyncError {
-            code,
-            category,
-            message: message.into(),
-            is_fatal,
-            is_client_reset: false,
-            original_path: None,
-            backup_path: None,
-        }
-    }
-
-    pub(crate) fn from_error(e: &Error, is_fatal: bool) -> SyncError {
-        SyncError::new(e.raw_code(), e.message(), is_fatal)
-    }
-
-    /// The code's constant name without prefix (`TOKEN_EXPIRED`, `CLIENT_RESET`, ...).
-    pub fn name(&self) -> &'static str {
-        code_name(self.code)
-    }
-
-    /// This error as an [`Error`] (for failed waits).
-    pub fn to_error(&self) -> Error {
-        if self.category == ErrorCategory::Sync {
-            Error::sync(self.code, self.message.clone())
-        } else {
-            let code = ErrorCode::ALL
-                .iter()
-                .copied()
-                .find(|c| *c as i32 == self.code)
-                .unwrap_or(ErrorCode::Unknown);
-            Error::new(code, self.message.clone())
-        }
-    }
-}
-
-/// The name of any code a [`SyncError`] can carry.
-pub(crate) fn code_name(code: i32) -> &'static str {
-    crate::protocol::codes::info(code).map_or("UNKNOWN", |row| row.name)
-}
-
 pub(crate) type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 pub(crate) type StateFn = Arc<dyn Fn(SessionState, SessionState) + Send + Sync>;
 pub(crate) type ConnectionFn = Arc<dyn Fn(ConnectionState, ConnectionState) + Send + Sync>;
@@ -212,7 +314,7 @@ pub(crate) struct Shared {
 }
 
 pub(crate) struct SessionInner {
-    pub(crate) client: Arc<SyncClient>,
+    pub(crate) client: Arc<dyn SessionHost>,
     /// The realm's configuration (the sync part in `sync`).
     pub(crate) config: Config,
     pub(crate) sync: SyncConfig,
@@ -287,7 +389,11 @@ impl fmt::Debug for SyncCallbackToken {
 }
 
 impl SessionInner {
-    pub(crate) fn new(client: Arc<SyncClient>, config: Config, sync: SyncConfig) -> SessionInner {
+    pub(crate) fn new(
+        client: Arc<dyn SessionHost>,
+        config: Config,
+        sync: SyncConfig,
+    ) -> SessionInner {
         SessionInner {
             client,
             config,
@@ -333,7 +439,7 @@ impl SessionInner {
         config.migration = None;
         config.should_compact = None;
         config.read_only = false;
-        Realm::open_internal(&config)
+        Realm::open_local(&config)
     }
 
     /// Whether the session should be syncing now.
@@ -351,7 +457,7 @@ impl SessionInner {
         tracing::debug!(url = %self.sync.url.resolved, ?old, new = ?state, "session state");
         for (_, cb) in &s.state_listeners {
             let cb = cb.clone();
-            self.client.callback(move || cb(old, state));
+            self.client.callback(Box::new(move || cb(old, state)));
         }
         self.changed.notify_all();
     }
@@ -364,7 +470,7 @@ impl SessionInner {
         s.connection = state;
         for (_, cb) in &s.connection_listeners {
             let cb = cb.clone();
-            self.client.callback(move || cb(old, state));
+            self.client.callback(Box::new(move || cb(old, state)));
         }
         self.changed.notify_all();
     }
@@ -496,7 +602,7 @@ impl SessionInner {
             if l.last != Some(report) {
                 l.last = Some(report);
                 let cb = l.callback.clone();
-                client.callback(move || cb(report));
+                client.callback(Box::new(move || cb(report)));
             }
             !(l.mode == ProgressMode::CurrentChanges && report.is_complete())
         });
@@ -683,97 +789,5 @@ impl Session {
         self.inner.shared.lock().bound_token = Some(token.to_owned());
         self.inner.wake.notify_one();
         Ok(())
-    }
-}
-
-impl Session {
-    /// After a failed wait for the initial data of a new file: stops the session, deletes
-    /// the file if no handle of it is left, and forgets the session (best effort; logged).
-    pub(crate) fn discard_new_file(&self) {
-        let inner = &self.inner;
-        if inner.shared.lock().handles > 0 {
-            return; // another handle opened it meanwhile: keep everything
-        }
-        self.pause();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut s = inner.shared.lock();
-        while s.running {
-            if inner.changed.wait_until(&mut s, deadline).timed_out() {
-                tracing::warn!(path = %inner.config.path, "the session did not stop; the partial file stays");
-                return;
-            }
-        }
-        drop(s);
-        inner.drop_scan_realm();
-        match crate::db::delete_realm_files(&inner.config) {
-            Ok(()) => inner
-                .client
-                .forget_session(std::path::Path::new(&inner.config.path)),
-            Err(e) => {
-                tracing::warn!(path = %inner.config.path, error = %e, "could not delete the partial file")
-            }
-        }
-    }
-}
-
-/// One open realm handle of a session's file: counted while alive; the last one to go applies
-/// the stop policy.
-pub(crate) struct HandleGuard {
-    session: Session,
-}
-
-impl HandleGuard {
-    pub(crate) fn session(&self) -> &Session {
-        &self.session
-    }
-}
-
-impl Session {
-    /// Counts a newly opened realm handle and (re)starts the session.
-    pub(crate) fn attach_handle(&self) -> HandleGuard {
-        {
-            let mut s = self.inner.shared.lock();
-            s.handles += 1;
-            s.dying = false;
-            s.stopped = false;
-        }
-        self.inner.client.start(&self.inner);
-        HandleGuard {
-            session: self.clone(),
-        }
-    }
-}
-
-impl Drop for HandleGuard {
-    fn drop(&mut self) {
-        let inner = &self.session.inner;
-        let last = {
-            let mut s = inner.shared.lock();
-            s.handles = s.handles.saturating_sub(1);
-            s.handles == 0
-        };
-        if !last {
-            return;
-        }
-        match inner.sync.stop_policy {
-            super::StopPolicy::LiveIndefinitely => {}
-            super::StopPolicy::Immediately => {
-                inner.shared.lock().stopped = true;
-            }
-            super::StopPolicy::AfterChangesUploaded => {
-                // Count the last commits before deciding what is left to upload.
-                if let Err(e) = inner.scan() {
-                    tracing::warn!(error = %e, "could not read the realm's history at close");
-                }
-                let mut s = inner.shared.lock();
-                if s.handles == 0 {
-                    s.dying = true;
-                    if s.running && s.state == SessionState::Active {
-                        inner.set_state(&mut s, SessionState::Dying);
-                    }
-                }
-            }
-        }
-        inner.wake.notify_one();
     }
 }
