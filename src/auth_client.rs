@@ -31,6 +31,8 @@ pub(crate) struct AuthUrl {
     given: String,
     /// `scheme://authority/.../auth`, no trailing `/`, no query.
     endpoint: String,
+    /// `realm://authority` or `realms://authority`.
+    sync_origin: String,
 }
 
 impl fmt::Debug for AuthUrl {
@@ -75,15 +77,23 @@ impl AuthUrl {
         } else {
             format!("{path}/auth")
         };
+        let sync_scheme = if scheme == "https" { "realms" } else { "realm" };
         Ok(AuthUrl {
             given: url.to_owned(),
             endpoint: format!("{scheme}://{authority}{base}"),
+            sync_origin: format!("{sync_scheme}://{authority}"),
         })
     }
 
     /// The URL as the caller gave it.
     pub(crate) fn as_str(&self) -> &str {
         &self.given
+    }
+
+    /// The sync server beside this auth server: `realm://host:port` for `http`,
+    /// `realms://host:port` for `https` (ROS served both on one port).
+    pub(crate) fn sync_origin(&self) -> &str {
+        &self.sync_origin
     }
 
     /// `POST` here to log in or get an access token.

@@ -241,6 +241,25 @@ impl Config {
                     "synced realms cannot be compacted",
                 ));
             }
+            // Synced schemas only grow, the same on every device: a local migration or a
+            // fresh start would make this copy differ from the others.
+            if self.migration.is_some() {
+                return Err(Error::invalid(
+                    "a synced realm cannot have a migration callback: synced schemas only \
+                     grow, by additions with a higher schema version",
+                ));
+            }
+            if self.delete_if_migration_needed {
+                return Err(Error::invalid(
+                    "a synced realm cannot be deleted when a migration is needed; use a client \
+                     reset to start over from the server",
+                ));
+            }
+        }
+        if self.read_only && self.initial_data.is_some() {
+            return Err(Error::invalid(
+                "a read-only realm cannot have an initial-data callback",
+            ));
         }
         Ok(())
     }

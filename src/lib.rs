@@ -73,6 +73,8 @@ pub use object::{List, Object, PropertyKey};
 pub use open::delete_realm_files;
 pub use results::Results;
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
+/// Sharing realms between users: the management realm and its objects.
+pub use sync::management;
 pub use sync::{
     ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
     SessionState, StopPolicy, SyncCallbackToken, SyncConfig, SyncError, SyncUrl, TokenBinder,

@@ -2,6 +2,7 @@
 //! it (and stores it in the user store), each [`User`](crate::User) handle reads it.
 
 use crate::auth_client::AuthUrl;
+use crate::config::Config;
 use crate::protocol::auth::Token;
 use crate::util::unix_now;
 use parking_lot::Mutex;
@@ -11,6 +12,8 @@ use std::collections::HashMap;
 pub(crate) struct UserState {
     identity: String,
     pub(crate) data: Mutex<UserData>,
+    /// The management realm's configuration, built on first use (`sync/management.rs`).
+    pub(crate) management: Mutex<Option<Config>>,
 }
 
 pub(crate) struct UserData {
@@ -43,6 +46,7 @@ impl UserState {
                 is_admin: login.is_admin,
                 access_tokens: HashMap::new(),
             }),
+            management: Mutex::new(None),
         }
     }
 

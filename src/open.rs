@@ -94,6 +94,16 @@ impl Realm {
         let is_new = catalog.classes.is_empty() && history_version == 0;
         let diff = catalog::diff(&catalog, wanted);
         if is_new {
+            if config.read_only && config.sync.is_some() {
+                // A read-only synced realm whose first download brought none of its schema
+                // (the server's realm is empty or has another schema).
+                return Err(Error::new(
+                    ErrorCode::MigrationNeeded,
+                    "the synced realm has no schema yet: the server's realm lacks the \
+                     configured classes, and a read-only realm cannot add them",
+                )
+                .with_path(config.path.clone()));
+            }
             if config.read_only {
                 return Err(Error::new(
                     ErrorCode::IncompatibleFile,
@@ -205,6 +215,19 @@ impl Realm {
         history_version: u64,
     ) -> Result<()> {
         let path = || config.path.clone();
+        if config.read_only {
+            // Read-only: the server's schema must hold the configured one; versions are the
+            // writers' business (a downloaded file's version is not the writer's).
+            if diff.first.is_empty() {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorCode::MigrationNeeded,
+                "the synced realm's schema lacks classes or properties of the configuration, \
+                 and a read-only realm cannot add them",
+            )
+            .with_path(path()));
+        }
         if config.schema_version < file_version {
             return Err(Error::new(
                 ErrorCode::SchemaVersionLower,

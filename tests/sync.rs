@@ -1338,3 +1338,185 @@ fn the_history_keeps_local_changesets_until_the_server_acknowledged_them() {
     session.wait_for_download(WAIT).unwrap();
     assert_eq!(count(&realm), 101 + (next - 1_000) as usize);
 }
+
+// ---- read-only synced realms (SyncedRealmTests.waitForInitialRemoteData_readOnly*) ---------
+
+/// A read-only configuration of `url` for `user` with wait-for-initial-data.
+fn read_only_config(user: &User, url: &str, schema: Schema) -> Config {
+    let mut sync = SyncConfig::new(user, url).unwrap();
+    sync.set_wait_for_initial_data(Some(WAIT));
+    let mut c = Config::new("unused");
+    c.set_schema(schema).unwrap();
+    c.set_read_only(true);
+    c.set_sync(sync);
+    c
+}
+
+#[test]
+fn a_read_only_synced_realm_downloads_first_receives_changes_and_refuses_writes() {
+    let server = Server::start();
+    let name = unique("ro");
+    let (a, b) = (device(), device());
+    let writer_user = login(&a, &server, &name, true);
+    let reader_user = login(&b, &server, &name, false);
+    let url = sync_url(&server, "/~/read-only");
+    let writer = Realm::open(&config(&writer_user, &url)).unwrap();
+    add_items(&writer, 0..10);
+    writer.session().unwrap().wait_for_upload(WAIT).unwrap();
+
+    let c = read_only_config(&reader_user, &url, schema());
+    assert!(!std::path::Path::new(c.path()).exists());
+    let reader = Realm::open(&c).unwrap();
+    assert_eq!(
+        count(&reader),
+        10,
+        "the initial data came before the open returned"
+    );
+    let session = reader
+        .session()
+        .expect("a read-only synced realm has a session");
+
+    add_items(&writer, 10..15);
+    writer.session().unwrap().wait_for_upload(WAIT).unwrap();
+    wait_until("the reader to receive the writer's changes", || {
+        count(&reader) == 15
+    });
+    assert_eq!(
+        session.state(),
+        SessionState::Active,
+        "{:?}",
+        session.error()
+    );
+
+    let refused = reader.begin_write().unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::ReadOnly);
+    assert_eq!(count(&reader), 15, "nothing lost");
+
+    // An existing file opens read-only again (the session keeps syncing, no ERROR).
+    drop(session);
+    reader.close();
+    drop(reader);
+    let reader = Realm::open(&c).unwrap();
+    add_items(&writer, 15..16);
+    writer.session().unwrap().wait_for_upload(WAIT).unwrap();
+    wait_until("changes after the reopen", || count(&reader) == 16);
+    assert_eq!(
+        reader.session().unwrap().state(),
+        SessionState::Active,
+        "{:?}",
+        reader.session().unwrap().error()
+    );
+}
+
+#[test]
+fn a_read_only_synced_realm_needs_the_servers_schema_and_initial_data() {
+    let server = Server::start();
+    let name = unique("ro");
+    let d = device();
+    let user = login(&d, &server, &name, true);
+    // An empty server realm: the configured schema is not there (MIGRATION_NEEDED), and no
+    // partial file is left behind.
+    let url = sync_url(&server, "/~/empty");
+    let c = read_only_config(&user, &url, schema());
+    let e = Realm::open(&c).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::MigrationNeeded, "{e}");
+    wait_until("the partial file to go", || {
+        !std::path::Path::new(c.path()).exists()
+    });
+
+    // A new read-only file without wait-for-initial-data has nothing to read.
+    let mut sync = SyncConfig::new(&user, &sync_url(&server, "/~/never")).unwrap();
+    sync.set_stop_policy(StopPolicy::Immediately);
+    let mut no_wait = Config::new("unused");
+    no_wait.set_read_only(true).set_sync(sync);
+    let e = Realm::open(&no_wait).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    assert!(e.message().contains("wait_for_initial_data"), "{e}");
+}
+
+#[test]
+fn synced_configs_refuse_migrations_and_delete_if_migration_needed() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("mig"), true);
+    let url = sync_url(&server, "/~/migrations");
+    let mut with_migration = config(&user, &url);
+    with_migration.set_migration(|_, _, _| Ok(()));
+    let e = Realm::open(&with_migration).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(e.message().contains("migration callback"), "{e}");
+    let mut with_delete = config(&user, &url);
+    with_delete.set_delete_if_migration_needed(true);
+    let e = Realm::open(&with_delete).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(!std::path::Path::new(with_delete.path()).exists());
+}
+
+// ---- the management realm (SyncUserTests.getManagementRealm*) ----------------------------
+
+#[test]
+fn the_management_realm_is_the_users_own_synced_realm_with_the_permission_classes() {
+    use shoal::management::{self, Access};
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("m"), true);
+    let config = user.management_realm_config().unwrap();
+    let sync = config.sync_config().unwrap();
+    assert_eq!(
+        sync.server_url(),
+        format!("realm://{}/{}/__management", server.addr, user.identity())
+    );
+    assert_eq!(
+        user.management_realm_config().unwrap().path(),
+        config.path(),
+        "cached per user"
+    );
+    let realm = user.open_management_realm().unwrap();
+    let schema = realm.schema().unwrap();
+    for class in management::MANAGEMENT_CLASSES {
+        assert!(schema.class(class).is_some(), "{class}");
+    }
+    realm.begin_write().unwrap();
+    let offer = management::create_offer(
+        &realm,
+        "/~/shared",
+        Access {
+            read: true,
+            write: true,
+            manage: false,
+        },
+        None,
+    )
+    .unwrap();
+    let id = offer.get("id").unwrap();
+    assert!(matches!(&id, Value::String(s) if s.len() == 36), "{id:?}");
+    assert_eq!(
+        offer.get("statusCode").unwrap(),
+        Value::Null,
+        "not processed yet"
+    );
+    assert_eq!(offer.get("mayWrite").unwrap(), Value::Bool(true));
+    let empty = management::create_offer_response(&realm, "").unwrap_err();
+    assert_eq!(empty.code(), ErrorCode::InvalidArgument);
+    realm.commit().unwrap();
+    realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+
+    // https auth → realms://, same host and port.
+    let tls_device = device();
+    let token = user.refresh_token().unwrap();
+    let offline = tls_device
+        .app
+        .login(
+            &Credentials::access_token(&token, user.identity()),
+            "https://example.invalid:8443/auth",
+        )
+        .unwrap();
+    let tls = offline.management_realm_config().unwrap();
+    assert_eq!(
+        tls.sync_config().unwrap().server_url(),
+        format!(
+            "realms://example.invalid:8443/{}/__management",
+            user.identity()
+        )
+    );
+}

@@ -11,7 +11,7 @@ use super::client::SyncClient;
 use super::session::{Session, SessionState, StopPolicy, SyncConfig};
 use crate::config::{Config, SyncedOpen};
 use crate::db::Realm;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 impl Config {
     /// Makes this a synced realm: the path becomes the sync configuration's local file and
@@ -35,10 +35,19 @@ impl Config {
 impl SyncedOpen for SyncConfig {
     /// Opens a synced realm: the file, then its session (started, never waited on unless the
     /// configuration asks to wait for the initial data on a new file).
+    ///
+    /// A read-only synced realm is written by its session alone: the session's own
+    /// read-write handle opens the file first (creating it if new), so that the app's
+    /// read-only handle shares it; a new file needs wait-for-initial-data (there is nothing
+    /// to read before the first download), and its schema must then match the
+    /// configuration's (else `MigrationNeeded`).
     fn open(&self, config: &Config) -> Result<Realm> {
         config.check()?;
         let is_new = !std::path::Path::new(&config.path).exists();
         let session = SyncClient::of(&self.user.app)?.session(config)?;
+        if config.read_only {
+            return self.open_read_only(config, &session, is_new);
+        }
         let realm = Realm::open_local(config)?;
         realm.attach(Box::new(session.attach_handle()));
         if let (Some(timeout), true) = (self.wait_for_initial_data, is_new) {
@@ -53,6 +62,44 @@ impl SyncedOpen for SyncConfig {
             realm.refresh()?;
         }
         Ok(realm)
+    }
+}
+
+impl SyncConfig {
+    fn open_read_only(&self, config: &Config, session: &Session, is_new: bool) -> Result<Realm> {
+        let wait =
+            match (self.wait_for_initial_data, is_new) {
+                (None, true) => return Err(Error::invalid(
+                    "a new read-only synced realm needs wait_for_initial_data: there is nothing \
+                     to read before the first download",
+                )
+                .with_path(config.path.clone())),
+                (wait, _) => wait.filter(|_| is_new),
+            };
+        // The session's read-write handle, held until the app's handle shares the file.
+        let writer = session.inner.open_internal()?;
+        let guard = session.attach_handle();
+        let opened = match wait {
+            Some(timeout) => session
+                .wait_for_download(timeout)
+                .and_then(|()| writer.refresh().map(drop))
+                .and_then(|()| Realm::open_local(config)),
+            None => Realm::open_local(config),
+        };
+        drop(writer);
+        match opened {
+            Ok(realm) => {
+                realm.attach(Box::new(guard));
+                Ok(realm)
+            }
+            Err(e) => {
+                drop(guard);
+                if is_new {
+                    session.discard_new_file();
+                }
+                Err(e)
+            }
+        }
     }
 }
 
