@@ -1832,6 +1832,23 @@ SHOAL_API bool shoal_user_logout(shoal_user_t *user);
 // `user` is a user handle; `path` NUL-terminated.
 SHOAL_API char *shoal_user_access_token(const shoal_user_t *user, const char *path);
 
+// Opens (creating if needed) the user's management realm: the synced realm at
+// `/~/__management` on the sync server beside the user's auth server (`realm://` for an
+// `http` auth URL, `realms://` for `https`, same host and port), with the classes
+// `PermissionOffer`, `PermissionOfferResponse` and `PermissionChange` (see `docs/DESIGN.md`,
+// "Permissions"). Write those objects with the object functions to share realms; the server
+// answers in the same objects (`statusCode`, `statusMessage`, `token`, `realmUrl`). Sync
+// errors of the management realm are logged.
+//
+// Returns: a new realm handle (release it with `shoal_release`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a logged-out user), file errors as for
+// `shoal_realm_open`.
+//
+// Requires:
+// `user` is a user handle.
+SHOAL_API shoal_realm_t *shoal_user_open_management_realm(const shoal_user_t *user);
+
 // Pauses every sync session of the app and waits (at most `timeout_ms`) until their tasks
 // have stopped and the sync callbacks already queued have run: for process exit in bindings
 // whose callbacks must not run during shutdown. `shoal_session_resume` restarts a session.

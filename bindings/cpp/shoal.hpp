@@ -838,6 +838,11 @@ public:
     std::string access_token(const std::string &server_path) const {
         return detail::take_string(shoal_user_access_token(checked(), server_path.c_str()));
     }
+    /// Opens (creating if needed) the user's management realm at /~/__management, whose
+    /// PermissionOffer, PermissionOfferResponse and PermissionChange objects share realms.
+    Realm open_management_realm() const {
+        return Realm(detail::check(shoal_user_open_management_realm(checked())));
+    }
 };
 
 class App : public Handle<shoal_app_t> {

@@ -4,7 +4,7 @@ use super::config::shoal_free_userdata_fn_t;
 use super::convert::{malloc_string, opt_str_arg, out_arg, str_arg, UserData};
 use super::error::{guard, shoal_error_t};
 use super::handle::{self, into_handle, Payload};
-use super::{shoal_app_t, shoal_credentials_t, shoal_token_t, shoal_user_t};
+use super::{shoal_app_t, shoal_credentials_t, shoal_realm_t, shoal_token_t, shoal_user_t};
 use crate::error::Error;
 use crate::{App, AuthEvent, Credentials, User};
 use std::ffi::{c_char, c_void, CString};
@@ -466,6 +466,31 @@ pub unsafe extern "C" fn shoal_user_access_token(
         let u = handle::user(user)?;
         let token = u.access_token(str_arg(path, "the realm path")?)?;
         Ok(malloc_string(&token.token))
+    })
+}
+
+/// Opens (creating if needed) the user's management realm: the synced realm at
+/// `/~/__management` on the sync server beside the user's auth server (`realm://` for an
+/// `http` auth URL, `realms://` for `https`, same host and port), with the classes
+/// `PermissionOffer`, `PermissionOfferResponse` and `PermissionChange` (see `docs/DESIGN.md`,
+/// "Permissions"). Write those objects with the object functions to share realms; the server
+/// answers in the same objects (`statusCode`, `statusMessage`, `token`, `realmUrl`). Sync
+/// errors of the management realm are logged.
+///
+/// Returns: a new realm handle (release it with `shoal_release`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a logged-out user), file errors as for
+/// `shoal_realm_open`.
+///
+/// Requires:
+/// `user` is a user handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_user_open_management_realm(
+    user: *const shoal_user_t,
+) -> *mut shoal_realm_t {
+    guard(|| {
+        let realm = handle::user(user)?.open_management_realm()?;
+        Ok(into_handle(Payload::Realm(realm)))
     })
 }
 

@@ -856,6 +856,14 @@ void test_users() {
     CHECK(!app.get_user("nobody").has_value());
     CHECK_EQ(app.all_users().size(), 1u);
     CHECK(!user.access_token("/" + identity + "/things").empty());
+    {
+        // The management realm: the user's synced realm with the permission classes.
+        shoal::Realm management = user.open_management_realm();
+        std::string schema = management.schema_json();
+        for (const char *cls : {"PermissionOffer", "PermissionOfferResponse", "PermissionChange"})
+            CHECK(schema.find(cls) != std::string::npos);
+        management.close();
+    }
 
     // Auth errors.
     CHECK_ERROR(SHOAL_ERR_EXISTING_ACCOUNT, app.login(shoal::Credentials::password(name, "x", true), url));

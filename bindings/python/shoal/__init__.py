@@ -18,7 +18,7 @@ target directory of this repository; build it with ``cargo build``.
 
 from __future__ import annotations
 
-from . import _ffi
+from . import _ffi, management
 from ._core import Float32, Timestamp, Token
 from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files

@@ -69,10 +69,21 @@ class Realm(Handle):
 
     _kind = "realm"
 
-    def __init__(self, ptr: int, _owned_config: Config | None = None, _file_id: tuple[bool, str] | None = None):
+    def __init__(
+        self,
+        ptr: int,
+        _owned_config: Config | None = None,
+        _file_id: tuple[bool, str] | None = None,
+        _sync_user: Any = None,
+    ):
         super().__init__(ptr)
         # Kept so that the config (and its callbacks) live as long as the realm.
         self.config = _owned_config
+        #: The user of a synced realm the library opened without a Python config (the
+        #: management realm).
+        self._sync_user = _sync_user if _sync_user is not None else (
+            _owned_config.sync.user if _owned_config is not None and _owned_config.sync is not None else None
+        )
         self._classes: dict[str, ClassInfo] | None = None
         #: Which file this is, to refuse links to objects of another file (None: unknown).
         self._file_id = _file_id if _file_id is not None else (_owned_config._file_id() if _owned_config else None)
@@ -110,7 +121,7 @@ class Realm(Handle):
         p = self._take()
         if not p:
             return
-        if self.config is not None and self.config.sync is not None:
+        if self._sync_user is not None:
             _keep_session_while_it_runs(p)
         ok = call(lib.shoal_realm_close, p)
         err = None if ok else last_error()
@@ -304,8 +315,7 @@ class Realm(Handle):
         """The sync session of this synced realm (one per file and process, shared by every
         handle of it). :class:`~shoal.InvalidArgument` for a realm that is not synced,
         :class:`RealmClosed` once closed."""
-        sync = self.config.sync if self.config is not None else None
-        app = sync.user.app if sync is not None else None
+        app = self._sync_user.app if self._sync_user is not None else None
         return Session(call_ptr(lib.shoal_realm_get_session, self._h), app)
 
     # -- notifications ---------------------------------------------------------------------------

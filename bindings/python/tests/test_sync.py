@@ -909,3 +909,51 @@ def test_access_tokens_expiring_every_5_s_are_renewed_without_user_action(device
         wait_until("B has all four", lambda: count(rb) == 4)
         assert ra.session.state == shoal.SessionState.ACTIVE
     assert not [e for e in errors if e.is_fatal], errors
+
+
+def test_the_management_realm_holds_permission_objects_and_syncs(app, shoal_server):
+    """``shoal_user_open_management_realm`` through the binding: the user's own synced realm at
+    ``/~/__management`` with the permission classes; offers written with the helpers sync up."""
+    from shoal import management
+
+    user = register(app, shoal_server, unique("mgmt"))
+    realm = management.open_management_realm(user)
+    try:
+        assert set(management.MANAGEMENT_CLASSES) <= set(realm.schema())
+        with realm.write():
+            offer = management.create_offer(realm, "/~/shared", read=True, write=True)
+        assert len(offer["id"]) == 36
+        assert offer["statusCode"] is None, "not processed yet"
+        assert offer["mayWrite"] is True and offer["mayManage"] is False
+        session = realm.session
+        assert session.server_url.endswith(f"/{user.identity}/__management")
+        session.wait_for_upload(WAIT)
+        with pytest.raises(ValueError):
+            with realm.write():
+                management.create_offer_response(realm, "")
+    finally:
+        realm.close()
+
+
+def test_a_read_only_synced_realm_gets_the_initial_data_and_refuses_writes(devices, shoal_server):
+    a, b = devices
+    name = unique("ro")
+    writer_user = register(a, shoal_server, name)
+    reader_user = login(b, shoal_server, name)
+    url = sync_url(shoal_server, "/~/read-only")
+    with shoal.Realm.open(synced(writer_user, url)) as writer:
+        add_items(writer, range(5))
+        writer.session.wait_for_upload(WAIT)
+
+        def read_only(sync):
+            sync.set_wait_for_initial_data(WAIT)
+
+        config = synced(reader_user, url, read_only)
+        config.read_only = True
+        with shoal.Realm.open(config) as reader:
+            assert count(reader) == 5
+            with pytest.raises(shoal.ReadOnly):
+                reader.begin_write()
+            add_items(writer, range(5, 7))
+            writer.session.wait_for_upload(WAIT)
+            wait_until("the reader has the new items", lambda: count(reader) == 7)
