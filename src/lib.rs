@@ -76,7 +76,7 @@ pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
 /// Sharing realms between users: the management realm and its objects.
 pub use sync::management;
 pub use sync::{
-    ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
+    set_default_error_handler, ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
     SessionState, StopPolicy, SyncCallbackToken, SyncConfig, SyncError, SyncUrl, TokenBinder,
 };
 pub use user::{User, UserInfo};

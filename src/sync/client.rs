@@ -308,3 +308,19 @@ impl App {
         Ok(backup.display().to_string())
     }
 }
+
+/// A user's sync entry points.
+impl crate::User {
+    /// The sessions of this user that are not stopped by an error (Realm's
+    /// `SyncUser.allSessions`), in no particular order.
+    pub fn all_sessions(&self) -> Vec<Session> {
+        let Some(client) = SyncClient::existing(&self.app) else {
+            return Vec::new();
+        };
+        client
+            .all_sessions()
+            .into_iter()
+            .filter(|s| s.inner.sync.user == *self && s.state() != SessionState::Error)
+            .collect()
+    }
+}

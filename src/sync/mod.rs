@@ -16,7 +16,7 @@ pub(crate) mod url;
 
 pub use error::SyncError;
 pub use session::{
-    ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
-    SessionState, StopPolicy, SyncCallbackToken, SyncConfig, TokenBinder,
+    set_default_error_handler, ConnectionState, ErrorHandler, Progress, ProgressDirection,
+    ProgressMode, Session, SessionState, StopPolicy, SyncCallbackToken, SyncConfig, TokenBinder,
 };
 pub use url::SyncUrl;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::connection::{backoff, ConnEvent, ConnectionHandle};
 use super::error::{code_name, SyncError};
-use super::session::{ConnectionState, Session, SessionInner, SessionState};
+use super::session::{log_session_error, ConnectionState, Session, SessionInner, SessionState};
 use crate::db::Realm;
 use crate::error::{Error, ErrorCode};
 use crate::protocol::auth::decode_token_unverified;
@@ -58,14 +58,15 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
 }
 
 fn report(inner: &Arc<SessionInner>, error: SyncError) {
-    tracing::warn!(path = %inner.config.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
-    if let Some(handler) = inner.sync.error_handler.clone() {
-        let session = Session {
-            inner: inner.clone(),
-        };
-        inner
+    tracing::debug!(path = %inner.config.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
+    let session = Session {
+        inner: inner.clone(),
+    };
+    match inner.sync.error_handler.clone() {
+        Some(handler) => inner
             .client
-            .callback(Box::new(move || handler(&session, &error)));
+            .callback(Box::new(move || handler(&session, &error))),
+        None => log_session_error(&session, &error),
     }
 }
 

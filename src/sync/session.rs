@@ -31,6 +31,28 @@ pub type ErrorHandler = Arc<dyn Fn(&Session, &SyncError) + Send + Sync>;
 /// callback thread.
 pub type TokenBinder = Arc<dyn Fn(&Session, &str) + Send + Sync>;
 
+/// The handler new [`SyncConfig`]s start with (`None`: the built-in one, which logs).
+static DEFAULT_ERROR_HANDLER: parking_lot::RwLock<Option<ErrorHandler>> =
+    parking_lot::RwLock::new(None);
+
+/// Sets the error handler every [`SyncConfig`] made from now on starts with (Realm's
+/// `SyncManager.setDefaultSessionErrorHandler`); `None` restores the built-in one, which logs
+/// fatal errors at ERROR and recoverable ones at INFO as `Session Error[<url>]: <message>`
+/// (target `shoal::sync`). Configurations made earlier keep the handler they had.
+pub fn set_default_error_handler(handler: Option<ErrorHandler>) {
+    *DEFAULT_ERROR_HANDLER.write() = handler;
+}
+
+/// The built-in error handler (see [`set_default_error_handler`]).
+pub(crate) fn log_session_error(session: &Session, error: &SyncError) {
+    let url = &session.inner.sync.url.resolved;
+    if error.is_fatal {
+        tracing::error!(target: "shoal::sync", code = error.code, "Session Error[{url}]: {}", error.message);
+    } else {
+        tracing::info!(target: "shoal::sync", code = error.code, "Session Error[{url}]: {}", error.message);
+    }
+}
+
 /// What a session does when the last realm handle of its file is closed.
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,7 +129,7 @@ impl SyncConfig {
             user: user.clone(),
             url,
             local_path,
-            error_handler: None,
+            error_handler: DEFAULT_ERROR_HANDLER.read().clone(),
             stop_policy: StopPolicy::default(),
             wait_for_initial_data: None,
             token_binder: None,
@@ -134,7 +156,14 @@ impl SyncConfig {
         &self.local_path
     }
 
-    /// Sets the error handler (default: errors are only logged).
+    /// The error handler: the one set, or the default at creation (see
+    /// [`set_default_error_handler`]); `None` means the built-in logging one.
+    pub fn error_handler(&self) -> Option<&ErrorHandler> {
+        self.error_handler.as_ref()
+    }
+
+    /// Sets the error handler (default: the one given to [`set_default_error_handler`], else
+    /// the built-in one, which logs).
     pub fn set_error_handler(
         &mut self,
         handler: impl Fn(&Session, &SyncError) + Send + Sync + 'static,
