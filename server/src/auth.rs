@@ -115,7 +115,11 @@ impl AuthService {
             .map_err(crate::ServerError::Hash)?;
         let mut service = AuthService {
             revocations: Arc::new(Revocations::new(Arc::clone(&store))),
-            permissions: Arc::new(Permissions::open(&config.data_dir, Arc::clone(&store))?),
+            permissions: Arc::new(Permissions::open(
+                &config.data_dir,
+                Arc::clone(&store),
+                config.test_abort_at,
+            )?),
             store,
             verifier: keys.verifier(),
             keys,

@@ -17,6 +17,7 @@ use shoal::{ErrorCode, Object, ObjectSchema, PropertyType, Realm, Timestamp, Val
 use super::rules::{fail, Context, Item, Request};
 use super::store::Outcome;
 use super::{management_realm_owner, perr, Access, Permissions, PermissionsError};
+use crate::config::AbortPoint;
 
 /// Objects answered per transaction.
 const BATCH: usize = 256;
@@ -267,8 +268,12 @@ impl Permissions {
                 now_ms: millis(now),
                 owned_realms,
             };
-            let outcomes = self.decide_batch(&cx, &items)?;
+            let (outcomes, decided) = self.decide_batch(&cx, &items)?;
+            if decided {
+                self.abort_if_at(AbortPoint::PermissionsRecorded);
+            }
             write_back(realm, &shapes, &items, &outcomes, now)?;
+            self.abort_if_at(AbortPoint::AnswersWritten);
             wrote = true;
             if items.len() < BATCH {
                 break;

@@ -28,6 +28,7 @@ use shoal::protocol::auth::{
 };
 use tokio::sync::broadcast;
 
+use crate::config::AbortPoint;
 use crate::store::{Store, StoreError};
 
 /// Grant changes queued for each subscriber before it must re-check every session.
@@ -161,6 +162,8 @@ pub struct Permissions {
     auth: Arc<Store>,
     /// Every grant change, once committed.
     feed: broadcast::Sender<GrantChange>,
+    /// Crash tests only: where to abort the process.
+    abort_at: Option<AbortPoint>,
 }
 
 impl Permissions {
@@ -168,12 +171,25 @@ impl Permissions {
     ///
     /// # Errors
     /// [`PermissionsError`] when the file cannot be opened or is of a newer format.
-    pub fn open(data_dir: &Path, auth: Arc<Store>) -> Result<Permissions, PermissionsError> {
+    pub fn open(
+        data_dir: &Path,
+        auth: Arc<Store>,
+        abort_at: Option<AbortPoint>,
+    ) -> Result<Permissions, PermissionsError> {
         Ok(Permissions {
             store: store::GrantStore::open(data_dir)?,
             auth,
             feed: broadcast::Sender::new(BACKLOG),
+            abort_at,
         })
+    }
+
+    /// Crash tests: aborts the process if it was told to at `point`.
+    fn abort_if_at(&self, point: AbortPoint) {
+        if self.abort_at == Some(point) {
+            tracing::error!(?point, "aborting for a crash test (--test-abort-at)");
+            std::process::abort();
+        }
     }
 
     /// Whether `identity` is an admin, by the stored flag. Blocks (redb I/O).

@@ -155,6 +155,7 @@ impl Permissions {
     /// Answers `items`, in order, in one transaction: an object answered before gets its
     /// recorded answer again (nothing is decided twice); the others are decided, and their
     /// grants, offers and answers recorded. Grant changes are announced once committed.
+    /// Returns the answers and whether any was decided now.
     ///
     /// # Errors
     /// A storage failure: nothing was recorded.
@@ -162,7 +163,8 @@ impl Permissions {
         &self,
         cx: &Context<'_>,
         items: &[Item],
-    ) -> Result<Vec<Outcome>, PermissionsError> {
+    ) -> Result<(Vec<Outcome>, bool), PermissionsError> {
+        let mut decided = false;
         let (outcomes, changes) = self.store.write(|tables| {
             let mut outcomes = Vec::with_capacity(items.len());
             let mut changes = Vec::new();
@@ -177,11 +179,12 @@ impl Permissions {
                 };
                 tables.insert_processed(cx.management_path, item.class, &item.id, &outcome)?;
                 outcomes.push(outcome);
+                decided = true;
             }
             Ok((outcomes, changes))
         })?;
         self.announce(changes);
-        Ok(outcomes)
+        Ok((outcomes, decided))
     }
 
     fn decide(

@@ -1,7 +1,7 @@
 //! The sync connections: one task per WebSocket serving its sessions. BIND checks the path,
 //! the access token (signature, expiry, path, access, revocation of its refresh token) and
 //! the user's read access now (`permissions/`), and registers or checks the client file;
-//! UPLOAD goes through the path's log (`log.rs`) if the session may write; the log after each
+//! UPLOAD goes through the path's log (`log.rs`) if the user may write now; the log after each
 //! session's cursor goes down in DOWNLOADs whenever the path moves; MARK, REFRESH and UNBIND;
 //! revocations end the sessions of a revoked refresh token, and grant changes re-check the
 //! sessions they concern (read access lost: the session ends with `PERMISSION_DENIED`).
@@ -72,9 +72,6 @@ struct Session {
     host: Arc<RealmHost>,
     /// The access token's payload (checked at BIND and REFRESH).
     token: TokenData,
-    /// Whether UPLOADs with changesets are taken: the token grants `upload` and the user has
-    /// write access (checked at BIND and REFRESH, and again at every grant change).
-    may_write: bool,
     /// The client file ident.
     ident: u64,
     /// The server version sent up to; `None` until the first UPLOAD says where to start.
@@ -481,7 +478,7 @@ impl Connection {
 
     /// A grant changed (`Ok`), or changes were missed (`Lagged`): checks the access of every
     /// session it may concern (all of them after a lag) again. A session whose user lost read
-    /// access ends with `PERMISSION_DENIED`; one that lost write access takes no more uploads.
+    /// access ends with `PERMISSION_DENIED` at once. (Write access is checked at each UPLOAD.)
     async fn on_grant_change(
         &mut self,
         change: Result<GrantChange, broadcast::error::RecvError>,
@@ -505,14 +502,8 @@ impl Connection {
                 continue;
             };
             let (token, path) = (s.token.clone(), s.path.clone());
-            let checked = may_write(Arc::clone(&self.service), &token, &path).await;
-            let flow = match checked {
-                Ok(may_write) => {
-                    if let Some(s) = self.session(session) {
-                        s.may_write = may_write;
-                    }
-                    Flow::Continue
-                }
+            let flow = match may_write(Arc::clone(&self.service), &token, &path).await {
+                Ok(_) => Flow::Continue,
                 Err(e) => self.fail_session(session, e).await,
             };
             if !matches!(flow, Flow::Continue) {
@@ -597,7 +588,7 @@ impl Connection {
             ));
         }
         let token = Self::check_token(Arc::clone(&self.service), &path, token).await?;
-        let may_write = may_write(Arc::clone(&self.service), &token, &path).await?;
+        may_write(Arc::clone(&self.service), &token, &path).await?;
         let host = self.service.logs.host(&path).await?;
         if host.is_management() {
             // Requests a crash or a storage failure left unanswered are answered now.
@@ -641,7 +632,6 @@ impl Connection {
                 path,
                 host,
                 token,
-                may_write,
                 ident,
                 cursor: None,
                 acked,
@@ -672,13 +662,20 @@ impl Connection {
         let Some(s) = self.session(session) else {
             return Ok(Flow::Continue);
         };
-        if !changesets.is_empty() && !s.may_write {
-            // Nothing of it is integrated or logged: the realm's data stays as it is.
-            return Err(sess_error(
-                Sess::PermissionDenied,
-                format!("'{}' may not write to '{}'", s.token.identity, s.path),
-            ));
+        if !changesets.is_empty() {
+            // Checked at every UPLOAD that carries changesets, against the grants as they are
+            // now; a refusal integrates and logs nothing: the realm's data stays as it is.
+            let (token, path) = (s.token.clone(), s.path.clone());
+            if !may_write(Arc::clone(&self.service), &token, &path).await? {
+                return Err(sess_error(
+                    Sess::PermissionDenied,
+                    format!("'{}' may not write to '{path}'", token.identity),
+                ));
+            }
         }
+        let Some(s) = self.session(session) else {
+            return Ok(Flow::Continue);
+        };
         if changesets
             .windows(2)
             .any(|w| w[1].client_version <= w[0].client_version)
@@ -738,10 +735,9 @@ impl Connection {
             return Ok(Flow::Continue);
         };
         let data = Self::check_token(Arc::clone(&self.service), &path, token).await?;
-        let may_write = may_write(Arc::clone(&self.service), &data, &path).await?;
+        may_write(Arc::clone(&self.service), &data, &path).await?;
         if let Some(s) = self.session(session) {
             s.token = data;
-            s.may_write = may_write;
         }
         Ok(Flow::Continue)
     }
