@@ -22,6 +22,10 @@ const TOKEN_BYTES: usize = 32;
 const MIN_PROPOSED_TOKEN: usize = 43;
 /// The longest token an offer may propose.
 const MAX_PROPOSED_TOKEN: usize = 256;
+/// The longest `realmUrl` taken (a realm path is at most 1024 bytes).
+const MAX_URL: usize = 2048;
+/// The longest `userId` taken (identities are 32 characters, debug ones path segments).
+const MAX_USER_ID: usize = 256;
 
 /// One request read out of a management realm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,9 @@ pub(super) fn access(
 /// or a bare path, whose `~` segments stand for `owner`. Returns the resolved path and the URL
 /// with that path.
 pub(super) fn parse_realm_url(url: &str, owner: &str) -> Result<(String, String), String> {
+    if url.len() > MAX_URL {
+        return Err(format!("'realmUrl' is longer than {MAX_URL} bytes"));
+    }
     let (prefix, path) = if url.starts_with('/') {
         ("", url)
     } else {
@@ -111,8 +118,16 @@ pub(super) fn parse_realm_url(url: &str, owner: &str) -> Result<(String, String)
         let Some(slash) = rest.find('/') else {
             return Err(format!("'realmUrl' '{url}' has no path"));
         };
-        if slash == 0 || rest.contains(['?', '#', '@']) {
+        // host[:port] or [IPv6]:port; no user info, query or fragment.
+        let authority = &rest[..slash];
+        let host_char = |b: u8| b.is_ascii_alphanumeric() || b".-:[]".contains(&b);
+        if authority.is_empty() || !authority.bytes().all(host_char) {
             return Err(format!("'realmUrl' '{url}' is not a sync URL"));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(format!(
+                "'realmUrl' '{url}' has a query or fragment, which a sync URL has not"
+            ));
         }
         (&url[..scheme.len() + 3 + slash], &rest[slash..])
     };
@@ -290,6 +305,12 @@ impl Permissions {
         if user_id.is_empty() {
             return Ok(fail(ErrorCode::MissingParameters, "'userId' is required"));
         }
+        if user_id.len() > MAX_USER_ID {
+            return Ok(fail(
+                ErrorCode::InvalidParameters,
+                format!("'userId' is longer than {MAX_USER_ID} bytes"),
+            ));
+        }
         let paths: BTreeSet<String> = if realm_url == "*" {
             let mut paths: BTreeSet<String> = (cx.owned_realms)(cx.owner)?.into_iter().collect();
             paths.extend(tables.managed_by_grant(cx.owner)?);
@@ -441,6 +462,109 @@ fn offer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use std::sync::Arc;
+
+    /// Users u1 (the owner of `/u1/...`) and u2, and their permissions.
+    fn permissions(dir: &std::path::Path) -> Permissions {
+        let store = Arc::new(Store::open(dir).unwrap());
+        store.debug_user("u1").unwrap();
+        store.debug_user("u2").unwrap();
+        Permissions::open(dir, store, None).unwrap()
+    }
+
+    fn item(class: &'static str, id: &str, request: Request) -> Item {
+        Item {
+            class,
+            id: id.into(),
+            request: Ok(request),
+        }
+    }
+
+    #[test]
+    fn an_answered_object_gets_its_recorded_answer_and_nothing_is_decided_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = permissions(dir.path());
+        let mut changes = p.subscribe();
+        let none = |_: &str| Ok(Vec::new());
+        let cx = |owner: &'static str, path: &'static str| Context {
+            management_path: path,
+            owner,
+            owner_is_admin: false,
+            now_ms: 1_000,
+            owned_realms: &none,
+        };
+        let read = Access {
+            read: true,
+            ..Access::NONE
+        };
+        let offer = item(
+            "PermissionOffer",
+            "o1",
+            Request::Offer {
+                realm_url: "/~/r".into(),
+                access: read,
+                expires_ms: None,
+                proposed_token: None,
+            },
+        );
+        let owner = cx("u1", "/u1/__management");
+        let (first, decided) = p.decide_batch(&owner, &[offer.clone()]).unwrap();
+        assert!(decided);
+        let token = first[0].value.clone().unwrap();
+        let (again, decided) = p.decide_batch(&owner, &[offer]).unwrap();
+        assert!(!decided);
+        assert_eq!(again, first, "the same token, not a second offer");
+
+        let response = item(
+            "PermissionOfferResponse",
+            "r1",
+            Request::Response {
+                token: token.clone(),
+            },
+        );
+        let grantee = cx("u2", "/u2/__management");
+        let (answered, _) = p.decide_batch(&grantee, &[response.clone()]).unwrap();
+        assert_eq!(answered[0], ok(Some("/u1/r".into())));
+        let (answered, decided) = p.decide_batch(&grantee, &[response]).unwrap();
+        assert!(!decided);
+        assert_eq!(answered[0].code, 0);
+        assert_eq!(p.access("u2", "/u1/r").unwrap(), read);
+        assert_eq!(
+            changes.try_recv().unwrap(),
+            GrantChange {
+                path: "/u1/r".into(),
+                user: "u2".into()
+            }
+        );
+        assert!(changes.try_recv().is_err(), "one grant, announced once");
+
+        // Expiry is checked against the clock of the batch.
+        let expiring = item(
+            "PermissionOffer",
+            "o2",
+            Request::Offer {
+                realm_url: "/~/r".into(),
+                access: read,
+                expires_ms: Some(2_000),
+                proposed_token: None,
+            },
+        );
+        let (made, _) = p.decide_batch(&owner, &[expiring]).unwrap();
+        let late = Context {
+            now_ms: 2_000,
+            ..cx("u2", "/u2/__management")
+        };
+        let response = item(
+            "PermissionOfferResponse",
+            "r2",
+            Request::Response {
+                token: made[0].value.clone().unwrap(),
+            },
+        );
+        let (answered, _) = p.decide_batch(&late, &[response]).unwrap();
+        assert_eq!(answered[0].code, ErrorCode::ExpiredPermissionOffer as i32);
+    }
 
     #[test]
     fn realm_urls_resolve_tilde_and_keep_their_authority() {
@@ -454,6 +578,9 @@ mod tests {
             ("/u2/a/b".into(), "realms://h/u2/a/b".into())
         );
         assert_eq!(ok("/~/x"), ("/u1/x".into(), "/u1/x".into()));
+        assert_eq!(ok("realm://[::1]:9080/~/x").1, "realm://[::1]:9080/u1/x");
+        let long = format!("realm://{}/~/x", "h".repeat(MAX_URL));
+        assert!(parse_realm_url(&long, "u1").is_err());
         for bad in [
             "",
             "tasks",
@@ -461,7 +588,9 @@ mod tests {
             "realm://h",
             "realm:///~/x",
             "realm://h/~/x?q",
+            "realm://h/~/x#f",
             "realm://u@h/~/x",
+            "realm://h h/~/x",
             "realm://h/~/x.realm",
             "realm://h/../x",
             "/",
