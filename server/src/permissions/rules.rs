@@ -509,7 +509,9 @@ mod tests {
             },
         );
         let owner = cx("u1", "/u1/__management");
-        let (first, decided) = p.decide_batch(&owner, &[offer.clone()]).unwrap();
+        let (first, decided) = p
+            .decide_batch(&owner, std::slice::from_ref(&offer))
+            .unwrap();
         assert!(decided);
         let token = first[0].value.clone().unwrap();
         let (again, decided) = p.decide_batch(&owner, &[offer]).unwrap();
@@ -524,7 +526,9 @@ mod tests {
             },
         );
         let grantee = cx("u2", "/u2/__management");
-        let (answered, _) = p.decide_batch(&grantee, &[response.clone()]).unwrap();
+        let (answered, _) = p
+            .decide_batch(&grantee, std::slice::from_ref(&response))
+            .unwrap();
         assert_eq!(answered[0], ok(Some("/u1/r".into())));
         let (answered, decided) = p.decide_batch(&grantee, &[response]).unwrap();
         assert!(!decided);

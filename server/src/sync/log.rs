@@ -182,17 +182,17 @@ impl LogStore {
 
 /// The realm paths under `/<user>/` in the index (every realm of `user` that was ever bound).
 fn owned_paths(index: &Database, user: &str) -> Result<Vec<String>, PermissionsError> {
-    let perr = |e: redb::StorageError| PermissionsError::storage(e);
     let prefix = format!("/{user}/");
-    let txn = index
-        .begin_read()
-        .map_err(|e| PermissionsError::storage(e))?;
+    let txn = index.begin_read().map_err(PermissionsError::storage)?;
     let realms = txn
         .open_table(SYNC_REALMS)
-        .map_err(|e| PermissionsError::storage(e))?;
+        .map_err(PermissionsError::storage)?;
     let mut out = Vec::new();
-    for item in realms.range(prefix.as_str()..).map_err(perr)? {
-        let (k, _) = item.map_err(perr)?;
+    for item in realms
+        .range(prefix.as_str()..)
+        .map_err(PermissionsError::storage)?
+    {
+        let (k, _) = item.map_err(PermissionsError::storage)?;
         let path = k.value();
         if !path.starts_with(&prefix) {
             break;
