@@ -666,7 +666,7 @@ fn an_expired_offer_is_701() {
     let id = offer(&m, &url, [true, false, false], Some(past));
     failed(&answer(&m, OFFER, &id), ErrorCode::ExpiredPermissionOffer);
 
-    let soon = Timestamp::new(now().seconds + 3, 0);
+    let soon = Timestamp::new(now().seconds + 5, 0);
     let id = offer(&m, &url, [true, false, false], Some(soon));
     let token = succeeded(answer(&m, OFFER, &id)).unwrap();
     wait_until("the offer's expiry", || now().seconds > soon.seconds);
