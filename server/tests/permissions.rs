@@ -635,6 +635,7 @@ fn revoking_write_refuses_uploads_and_revoking_read_ends_a_live_session() {
     let live = synced(&device.user, &url, dog_schema(), &errors);
     upload_and_download(&live);
     assert_eq!(dogs(&live), 1);
+    let old_token = device.user.access_token(&path).unwrap().token;
     applied([Some(false), None, None]);
     let session = live.session().unwrap();
     wait_until("the session's end", || {
@@ -644,6 +645,18 @@ fn revoking_write_refuses_uploads_and_revoking_read_ends_a_live_session() {
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0].code, Sess::PermissionDenied as i32);
     assert_eq!(access(&device, &path), Err(ErrorCode::AccessDenied));
+    // An access token from before the revocation, still valid, no longer binds.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = Client::connect(server.addr).await;
+        client.bind(1, &path, &old_token, 0, 0).await;
+        match client.recv().await {
+            Message::Error { session, code, .. } => {
+                assert_eq!((session, code), (1, Sess::PermissionDenied as i32));
+            }
+            other => panic!("expected PERMISSION_DENIED, got {other:?}"),
+        }
+    });
     // The owner is not affected.
     add_dog(&realm, "still mine");
     upload_and_download(&realm);

@@ -591,8 +591,12 @@ impl Connection {
         may_write(Arc::clone(&self.service), &token, &path).await?;
         let host = self.service.logs.host(&path).await?;
         if host.is_management() {
-            // Requests a crash or a storage failure left unanswered are answered now.
-            host.process_management().await?;
+            // Requests a crash or a storage failure left unanswered are answered now. A
+            // failure leaves them for the next UPLOAD or BIND; the session goes on.
+            if let Err(e) = host.process_management().await {
+                tracing::error!(path = %path, error = %e,
+                    "answering the management realm's requests failed");
+            }
         }
         let (ident, acked) = if ident == 0 {
             let (ident, salt) = host.new_client().await?;
