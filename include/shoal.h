@@ -197,6 +197,19 @@
 // Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 #define SHOAL_ERR_EXPIRED_REFRESH_TOKEN 615
 
+// Permissions: the `PermissionOffer` a `PermissionOfferResponse` names has expired, or
+// an offer was made with an `expiresAt` already past (`701`, a management realm
+// object's `statusCode`).
+#define SHOAL_ERR_EXPIRED_PERMISSION_OFFER 701
+
+// Permissions: the token matches more than one `PermissionOffer`: an offer proposed a
+// token that another offer has already (`702`).
+#define SHOAL_ERR_AMBIGUOUS_PERMISSION_OFFER_TOKEN 702
+
+// Permissions: the realm may not be shared or its permissions changed by this user: a
+// management realm, or a realm the user may not manage (`703`).
+#define SHOAL_ERR_FILE_MAY_NOT_BE_SHARED 703
+
 // An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 #define SHOAL_ERR_INVALID_ARGUMENT 1000
 

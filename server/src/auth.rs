@@ -18,8 +18,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use shoal::protocol::auth::{
     AuthRequest, AuthResponse, ChangePasswordRequest, LookupResponse, PasswordUserInfo,
-    RevokeRequest, Token, TokenData, ACCESS_DOWNLOAD, ACCESS_MANAGE, ACCESS_REFRESH, ACCESS_UPLOAD,
-    ADMIN_USER_NAME, PROVIDER_DEBUG, PROVIDER_PASSWORD, PROVIDER_REALM,
+    PermissionsResponse, RevokeRequest, Token, TokenData, ACCESS_REFRESH, ADMIN_USER_NAME,
+    PROVIDER_DEBUG, PROVIDER_PASSWORD, PROVIDER_REALM,
 };
 use shoal::protocol::path::{self as realm_path, Tilde};
 use tracing::instrument;
@@ -29,6 +29,7 @@ use crate::extract::{Authorization, JsonBody, Peer};
 use crate::files;
 use crate::login_limits::{HashPool, LoginKeys, Throttle};
 use crate::password;
+use crate::permissions::{Permissions, PermissionsError};
 use crate::problem::ApiError;
 use crate::revocations::Revocations;
 use crate::store::{Store, StoreError, User};
@@ -41,6 +42,12 @@ pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<PermissionsError> for ApiError {
+    fn from(e: PermissionsError) -> ApiError {
         ApiError::internal(&e)
     }
 }
@@ -73,6 +80,8 @@ pub struct AuthService {
     debug_provider: bool,
     /// Revoked refresh tokens (in `store`), shared with the sync service.
     revocations: Arc<Revocations>,
+    /// Who may access which realm (grants), shared with the sync service.
+    permissions: Arc<Permissions>,
 }
 
 impl AuthService {
@@ -106,6 +115,11 @@ impl AuthService {
             .map_err(crate::ServerError::Hash)?;
         let mut service = AuthService {
             revocations: Arc::new(Revocations::new(Arc::clone(&store))),
+            permissions: Arc::new(Permissions::open(
+                &config.data_dir,
+                Arc::clone(&store),
+                config.test_abort_at,
+            )?),
             store,
             verifier: keys.verifier(),
             keys,
@@ -306,16 +320,15 @@ impl AuthService {
             .as_deref()
             .ok_or_else(|| ApiError::missing("'path' is required for the realm provider"))?;
         let (refresh, user) = self.check_refresh_token(&request.data)?;
-        let (path, owner) = resolve_path(path, &user.id)?;
-        let access: &[&str] = if user.is_admin {
-            &[ACCESS_DOWNLOAD, ACCESS_UPLOAD, ACCESS_MANAGE]
-        } else if owner.as_deref() == Some(user.id.as_str()) {
-            &[ACCESS_DOWNLOAD, ACCESS_UPLOAD]
-        } else {
+        let path = resolve_path(path, &user.id)?;
+        // Owners and admins have every level; others what they were granted. Without read
+        // access there is nothing an access token could be used for.
+        let access = self.permissions.access(&user.id, &path)?;
+        if !access.read {
             return Err(ApiError::access_denied(format!(
-                "'{path}' belongs to another user"
+                "'{path}' is another user's realm and was not shared with you"
             )));
-        };
+        }
         let expires = unix_now()
             .saturating_add(self.access_ttl)
             .min(refresh.expires);
@@ -323,7 +336,7 @@ impl AuthService {
             identity: user.id,
             path: Some(path),
             expires,
-            access: access.iter().map(|a| (*a).to_owned()).collect(),
+            access: access.token_access(),
             is_admin: user.is_admin,
             app_id: refresh.app_id,
             token_id: None,
@@ -380,6 +393,23 @@ impl AuthService {
     /// The revocation list and its feed (the sync service's view of this service).
     pub(crate) fn revocations(&self) -> Arc<Revocations> {
         Arc::clone(&self.revocations)
+    }
+
+    /// The grants and their feed (shared with the sync service).
+    pub(crate) fn permissions(&self) -> Arc<Permissions> {
+        Arc::clone(&self.permissions)
+    }
+
+    /// `GET /auth/permissions`: the realms shared with the caller.
+    ///
+    /// # Errors
+    /// The refresh token problems of `shoal::protocol::auth`.
+    #[instrument(level = "debug", skip_all)]
+    pub fn shared_with(&self, authorization: &str) -> Result<PermissionsResponse, ApiError> {
+        let (_, caller) = self.check_refresh_token(authorization)?;
+        Ok(PermissionsResponse {
+            permissions: self.permissions.shared_with(&caller.id)?,
+        })
     }
 
     /// `PUT /auth/password`.
@@ -507,15 +537,10 @@ impl AuthService {
 }
 
 /// Validates a realm path and resolves a leading `~` to `identity`
-/// ([`shoal::protocol::path`]). Returns the resolved path and the owner (the first segment
-/// when there are at least two).
-fn resolve_path(path: &str, identity: &str) -> Result<(String, Option<String>), ApiError> {
-    let resolved = realm_path::resolve(path, identity, Tilde::FirstSegment)
-        .map_err(|e| ApiError::invalid(format!("invalid realm path '{path}': {e}")))?;
-    let mut segments = resolved[1..].split('/');
-    let first = segments.next().unwrap_or_default().to_owned();
-    let owner = segments.next().is_some().then_some(first);
-    Ok((resolved, owner))
+/// ([`shoal::protocol::path`]).
+fn resolve_path(path: &str, identity: &str) -> Result<String, ApiError> {
+    realm_path::resolve(path, identity, Tilde::FirstSegment)
+        .map_err(|e| ApiError::invalid(format!("invalid realm path '{path}': {e}")))
 }
 
 /// Runs `f` on the blocking pool (argon2 and redb block); a panic in it is a 500.
@@ -556,6 +581,16 @@ pub async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     blocking(move || service.change_password(&token, &request)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /auth/permissions`.
+pub async fn shared_with(
+    State(service): State<Arc<AuthService>>,
+    Authorization(token): Authorization,
+) -> Result<Json<PermissionsResponse>, ApiError> {
+    blocking(move || service.shared_with(&token))
+        .await
+        .map(Json)
 }
 
 /// `GET /auth/users/:provider/:provider_id`.
@@ -614,10 +649,10 @@ mod tests {
     #[test]
     fn realm_paths_are_validated_and_tilde_resolved() {
         let ok = |p: &str| resolve_path(p, "u1").unwrap();
-        assert_eq!(ok("/u1/tasks"), ("/u1/tasks".into(), Some("u1".into())));
-        assert_eq!(ok("/~/a/b"), ("/u1/a/b".into(), Some("u1".into())));
-        assert_eq!(ok("/public"), ("/public".into(), None));
-        assert_eq!(ok("/~"), ("/u1".into(), None));
+        assert_eq!(ok("/u1/tasks"), "/u1/tasks");
+        assert_eq!(ok("/~/a/b"), "/u1/a/b");
+        assert_eq!(ok("/public"), "/public");
+        assert_eq!(ok("/~"), "/u1");
         for bad in [
             "",
             "u1/x",

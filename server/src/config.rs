@@ -70,6 +70,24 @@ pub struct ServerConfig {
     pub sync_idle_timeout: std::time::Duration,
     /// How password hashing and failed logins are bounded.
     pub login_limits: LoginLimits,
+    /// For crash tests of the real binary only (`--test-abort-at`, hidden): abort the process
+    /// at this point of the permission processing. `None` always, but in those tests.
+    #[doc(hidden)]
+    pub test_abort_at: Option<AbortPoint>,
+}
+
+/// A point of the management realm processing where a server under a crash test aborts
+/// itself (`--test-abort-at`), so that the tests can kill the real binary exactly between two
+/// durable steps and check what it does after a restart.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AbortPoint {
+    /// After a batch of answers (and the grants and offers they make) is recorded in
+    /// `permissions.redb`, before the answers are written into the management realm.
+    PermissionsRecorded,
+    /// After the answers are written into the server's copy of the management realm, before
+    /// they are appended to its log.
+    AnswersWritten,
 }
 
 impl ServerConfig {
@@ -89,6 +107,7 @@ impl ServerConfig {
             header_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_TIMEOUT),
             sync_bind_timeout: std::time::Duration::from_secs(DEFAULT_SYNC_BIND_TIMEOUT),
             tls: None,
+            test_abort_at: None,
         }
     }
 
@@ -269,6 +288,9 @@ pub struct Cli {
     #[arg(long, hide = true, env = "SHOAL_INSECURE_FAST_PASSWORD_HASHING",
         value_parser = BoolishValueParser::new())]
     pub insecure_fast_password_hashing: bool,
+    /// Abort the process at this point of the permission processing. Crash tests only.
+    #[arg(long, hide = true, value_name = "POINT", env = "SHOAL_TEST_ABORT_AT")]
+    pub test_abort_at: Option<AbortPoint>,
     /// Whether `admin_password` was given on the command line (rather than in the
     /// environment): set by [`Cli::parse_args`], which then warns.
     #[arg(skip)]
@@ -325,6 +347,7 @@ impl Cli {
                 }),
                 _ => None,
             },
+            test_abort_at: self.test_abort_at,
         })
     }
 }

@@ -26,6 +26,7 @@ pub fn router(auth_service: Arc<AuthService>, sync_service: Arc<SyncService>) ->
         .route("/auth/revoke", post(auth::revoke))
         .route("/auth/password", put(auth::change_password))
         .route("/auth/users/{provider}/{provider_id}", get(auth::lookup))
+        .route("/auth/permissions", get(auth::shared_with))
         .with_state(auth_service)
         .merge(sync_routes)
         .fallback(|request: Request| async move { ApiError::not_found(request.uri().path()) })

@@ -17,7 +17,9 @@
 //! TLS) → `http.rs` (the router) → `auth.rs` (the auth service, over `extract.rs`, the
 //! extractors) and `sync/` (the sync WebSocket: `connection.rs` sessions, `log.rs` the
 //! per-path log and realm copy, `gate.rs` upload checks) → `revocations.rs` (revoked refresh
-//! tokens, shared by both) → `store.rs` (redb tables) and [`tokens`] (ed25519 signing);
+//! tokens, shared by both) and `permissions/` (who may read, write and manage each realm:
+//! grants, and the processing of management realms; shared by both) → `store.rs` (redb
+//! tables) and [`tokens`] (ed25519 signing);
 //! `limits.rs` bounds password hashing and slows down failed logins; `files.rs` keeps
 //! everything under the data directory owner-only; `problem.rs` turns every failure into an
 //! RFC 7807 answer. [`router`] opens the same state
@@ -31,6 +33,7 @@ mod files;
 mod http;
 mod login_limits;
 mod password;
+mod permissions;
 mod problem;
 mod revocations;
 mod server;
@@ -58,6 +61,9 @@ pub enum ServerError {
     /// The sync storage could not be opened.
     #[error(transparent)]
     Sync(#[from] sync::SyncStoreError),
+    /// The permission storage could not be opened.
+    #[error(transparent)]
+    Permissions(#[from] permissions::PermissionsError),
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),

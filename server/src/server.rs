@@ -145,13 +145,14 @@ async fn open_services(
     .map_err(|e| ServerError::Join(e.to_string()))??;
     let auth = Arc::new(auth);
     let revocations = auth.revocations();
+    let permissions = auth.permissions();
     let sync_data = config.data_dir.clone();
     let idle = config.sync_idle_timeout;
     let bind = config.sync_bind_timeout;
     let sync = tokio::task::spawn_blocking(move || {
         let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
         Ok::<_, ServerError>(
-            SyncService::open(&sync_data, verifier, revocations)?
+            SyncService::open(&sync_data, verifier, revocations, permissions)?
                 .with_idle_timeout(idle)
                 .with_bind_timeout(bind),
         )

@@ -239,7 +239,7 @@ fn access_tokens_for_own_paths_others_are_614_and_admins_get_any_path() {
         data.path.as_deref(),
         Some(format!("/{alice_id}/tasks").as_str())
     );
-    assert_eq!(data.access, ["download", "upload"]);
+    assert_eq!(data.access, ["download", "upload", "manage"]);
     assert_eq!(
         (data.identity.as_str(), data.is_admin),
         (alice_id.as_str(), false)

@@ -81,6 +81,16 @@ pub const SHOAL_ERR_EXISTING_ACCOUNT: i32 = 613;
 pub const SHOAL_ERR_ACCESS_DENIED: i32 = 614;
 /// Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 pub const SHOAL_ERR_EXPIRED_REFRESH_TOKEN: i32 = 615;
+/// Permissions: the `PermissionOffer` a `PermissionOfferResponse` names has expired, or
+/// an offer was made with an `expiresAt` already past (`701`, a management realm
+/// object's `statusCode`).
+pub const SHOAL_ERR_EXPIRED_PERMISSION_OFFER: i32 = 701;
+/// Permissions: the token matches more than one `PermissionOffer`: an offer proposed a
+/// token that another offer has already (`702`).
+pub const SHOAL_ERR_AMBIGUOUS_PERMISSION_OFFER_TOKEN: i32 = 702;
+/// Permissions: the realm may not be shared or its permissions changed by this user: a
+/// management realm, or a realm the user may not manage (`703`).
+pub const SHOAL_ERR_FILE_MAY_NOT_BE_SHARED: i32 = 703;
 /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 pub const SHOAL_ERR_INVALID_ARGUMENT: i32 = 1000;
 /// A value of the wrong type for a property or operation.

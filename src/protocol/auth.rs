@@ -21,6 +21,7 @@
 //! | `POST /auth/revoke` | [`RevokeRequest`], header `Authorization` | `204`, no body |
 //! | `PUT /auth/password` | [`ChangePasswordRequest`], header `Authorization` | `204`, no body |
 //! | `GET /auth/users/:provider/:provider_id` | none, header `Authorization` (an admin's) | `200` [`LookupResponse`] |
+//! | `GET /auth/permissions` | none, header `Authorization` | `200` [`PermissionsResponse`] |
 //! | `GET /health` | none | `200` `{"status":"ok"}` once the server serves requests |
 //!
 //! ## `POST /auth` by provider
@@ -42,11 +43,13 @@
 //! - `realm`: `data` is a refresh token, `path` the realm path (required here, else `602`):
 //!   `/`-separated segments of `[A-Za-z0-9_.-]+` (not `.`/`..`), the last one not ending in
 //!   `.realm`, `.realm.lock` or `.realm.management`, at most 1024 bytes; a first segment `~`
-//!   stands for the token's identity. A user may access `/<identity>/...` (at least two
-//!   segments, the first its own identity) with access `["download","upload"]`; an admin may
-//!   access any path with `["download","upload","manage"]`; anything else is `614` (per-realm
-//!   permissions come later). Answer: `{"access_token": Token}` whose `path` is the resolved
-//!   path and whose `expires` is `min(now + access TTL, refresh token's expires)`.
+//!   stands for the token's identity. The owner of a path (`/<identity>/...`: at least two
+//!   segments, the first its own identity) and an admin get `["download","upload","manage"]`;
+//!   another user gets what it has been granted (see [Permissions](#permissions)): `download`
+//!   for read, `upload` for write, `manage` for manage, and `614` without read access (a
+//!   management realm is never granted to anyone but its owner). Answer: `{"access_token":
+//!   Token}` whose `path` is the resolved path and whose `expires` is `min(now + access TTL,
+//!   refresh token's expires)`.
 //! - `user_info` must be a JSON object when present. The `app_id` of a login is copied into
 //!   the refresh token; an access token carries its refresh token's `app_id`.
 //!
@@ -72,6 +75,65 @@
 //! Admin only (`Authorization` = an admin's refresh token; a non-admin gets `403`/`614`).
 //! Answer: [`LookupResponse`] `{"user_id", "is_admin", "accounts": [{"provider",
 //! "provider_id"}]}`. An unknown provider or account is `404`/`612`.
+//!
+//! ## `GET /auth/permissions`
+//!
+//! "Shared with me": the realms the caller (`Authorization` = its refresh token) has been
+//! granted access to by others, its own realms left out. Answer: [`PermissionsResponse`]
+//! `{"permissions": [{"path", "may_read", "may_write", "may_manage"}]}`, sorted by path; each
+//! entry is the caller's access as the sync service applies it (its own grant and the grant to
+//! everyone, `*`, together). A path is a realm path; the sync URL is `realm://` (or
+//! `realms://`) + the auth server's host and port + the path.
+//!
+//! # Permissions
+//!
+//! Access to a realm has three levels: *read* (bind a sync session and download), *write*
+//! (upload changes) and *manage* (share it and change others' access). The owner of a path and
+//! admins always have all three; anyone else has what was granted to it, together with what
+//! was granted to everyone (`*`). The access token's `access` is what the user had when the
+//! token was issued; the sync service checks the grants again at BIND and REFRESH and applies
+//! every later change to live sessions (see `shoal-server`'s design, "Permissions").
+//!
+//! Grants are made through each user's **management realm**, the synced realm
+//! `/<identity>/`[`MANAGEMENT_REALM`] (only its owner and admins may open it). Its classes
+//! (the Realm Object Server's `PermissionModule`, property names as there):
+//!
+//! | class | properties |
+//! |---|---|
+//! | [`PERMISSION_OFFER`] | `id` string primary key, `createdAt`, `updatedAt` timestamps, `statusCode` int?, `statusMessage` string?, `token` string? indexed, `realmUrl` string, `mayRead`, `mayWrite`, `mayManage` bool, `expiresAt` timestamp? |
+//! | [`PERMISSION_OFFER_RESPONSE`] | `id`, `createdAt`, `updatedAt`, `statusCode`, `statusMessage` as above, `token` string, `realmUrl` string? |
+//! | [`PERMISSION_CHANGE`] | `id`, `createdAt`, `updatedAt`, `statusCode`, `statusMessage` as above, `realmUrl` string, `userId` string, `mayRead`, `mayWrite`, `mayManage` bool? |
+//!
+//! A client writes such an object with `statusCode` null; the server processes it and answers
+//! in the same object, a change that syncs down like any other: `statusCode` 0 on success,
+//! else an error code with `statusMessage`. Each object is processed once (later edits of it
+//! are ignored). A `realmUrl` is a sync URL (`realm[s]://host[:port]/path`, the host is not
+//! checked) or a bare realm path; a `~` segment stands for the management realm's owner.
+//!
+//! - `PermissionOffer`: the owner may manage the realm → `statusCode` 0 and `token`, a new
+//!   random token (256 bits from the OS, 43 base64url characters). An offer may propose its
+//!   own `token` (43 to 256 characters of `[A-Za-z0-9_-]`), e.g. to share it before the
+//!   server has seen the offer: it is kept if no other offer has it, else the offer is
+//!   `702`. A management realm, or a realm the owner may not manage, is `703`; an
+//!   `expiresAt` already past is `701`; no access level set, or a malformed `realmUrl`, is
+//!   `601`. Any number of users may accept an offer until it expires.
+//! - `PermissionOfferResponse`: the `token` of an offer that has not expired → the responding
+//!   user (the owner of this management realm) is granted the offer's levels on the offer's
+//!   realm, on top of what it had, and the response gets `statusCode` 0 and `realmUrl` (the
+//!   offer's URL with its path resolved). An expired offer is `701`; a token no offer has is
+//!   `601`.
+//! - `PermissionChange`: if the owner may manage the realm (`realmUrl` `*`: every realm it
+//!   manages) the access of `userId` (`*`: the grant to everyone, and every user's own grant)
+//!   is changed: each level that is not null is set, null keeps the current one. A realm it
+//!   may not manage, or a management realm, is `703`; an unknown user `612`; a malformed
+//!   `realmUrl` `601`. The owner's own access never changes. Revoking read access ends the
+//!   grantee's live sync sessions of that realm (`PERMISSION_DENIED`, 206); revoking write
+//!   access makes their later uploads fail with 206.
+//!
+//! Codes (the API's [`ErrorCode`](crate::ErrorCode) numbers): 701
+//! `EXPIRED_PERMISSION_OFFER`, 702 `AMBIGUOUS_PERMISSION_OFFER_TOKEN`, 703
+//! `FILE_MAY_NOT_BE_SHARED`, and 601, 602 (a required property missing), 612 as in the table
+//! below.
 //!
 //! # Errors
 //!
@@ -157,13 +219,23 @@ pub const PROVIDER_REALM: &str = "realm";
 pub const ACCESS_DOWNLOAD: &str = "download";
 /// The access right to upload changes to a realm.
 pub const ACCESS_UPLOAD: &str = "upload";
-/// The access right to manage a realm (admins).
+/// The access right to manage a realm: share it, change others' access (owners, admins, grants).
 pub const ACCESS_MANAGE: &str = "manage";
 /// The access right of a refresh token: to obtain access tokens.
 pub const ACCESS_REFRESH: &str = "refresh";
 
 /// The name of the built-in admin account of the `password` provider (ROS 2's `realm-admin`).
 pub const ADMIN_USER_NAME: &str = "realm-admin";
+
+/// The last segment of a user's management realm, `/<identity>/__management` (see
+/// [Permissions](self#permissions)).
+pub const MANAGEMENT_REALM: &str = "__management";
+/// The management realm class that offers access to a realm: the server answers with a token.
+pub const PERMISSION_OFFER: &str = "PermissionOffer";
+/// The management realm class that accepts an offer by its token.
+pub const PERMISSION_OFFER_RESPONSE: &str = "PermissionOfferResponse";
+/// The management realm class that changes a user's access to a realm directly.
+pub const PERMISSION_CHANGE: &str = "PermissionChange";
 
 /// A signed token and its decoded payload, as sent in [`AuthResponse`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +413,26 @@ pub struct LookupResponse {
     pub is_admin: bool,
     /// Every account (provider, provider id) that logs in as this user.
     pub accounts: Vec<Account>,
+}
+
+/// The answer to `GET /auth/permissions`: the realms shared with the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PermissionsResponse {
+    /// One entry per realm path, sorted by path.
+    pub permissions: Vec<GrantedPermission>,
+}
+
+/// A user's access to one realm of someone else's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantedPermission {
+    /// The realm path, e.g. `/<owner identity>/tasks`.
+    pub path: String,
+    /// Whether the user may read it (bind and download).
+    pub may_read: bool,
+    /// Whether the user may write it (upload).
+    pub may_write: bool,
+    /// Whether the user may share it and change others' access to it.
+    pub may_manage: bool,
 }
 
 /// One way of logging in as a user.

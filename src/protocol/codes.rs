@@ -33,7 +33,8 @@ pub enum ErrorCategory {
     Client = 3,
     /// A bug inside the library.
     Internal = 4,
-    /// The auth server refused a request (codes 601–615).
+    /// The auth server refused a request (codes 601–615), or refused a permission request of
+    /// a management realm (codes 701–703, and 601–614 written into its `statusCode`).
     Auth = 5,
     /// The auth server answered with a plain HTTP error status ([`ErrorCode::Http`]).
     Http = 6,
@@ -205,6 +206,16 @@ code_table! {
         AccessDenied = 614 => "ACCESS_DENIED", Auth, Fatal;
         /// Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
         ExpiredRefreshToken = 615 => "EXPIRED_REFRESH_TOKEN", Auth, Fatal;
+        /// Permissions: the `PermissionOffer` a `PermissionOfferResponse` names has expired, or
+        /// an offer was made with an `expiresAt` already past (`701`, a management realm
+        /// object's `statusCode`).
+        ExpiredPermissionOffer = 701 => "EXPIRED_PERMISSION_OFFER", Auth, Fatal;
+        /// Permissions: the token matches more than one `PermissionOffer`: an offer proposed a
+        /// token that another offer has already (`702`).
+        AmbiguousPermissionOfferToken = 702 => "AMBIGUOUS_PERMISSION_OFFER_TOKEN", Auth, Fatal;
+        /// Permissions: the realm may not be shared or its permissions changed by this user: a
+        /// management realm, or a realm the user may not manage (`703`).
+        FileMayNotBeShared = 703 => "FILE_MAY_NOT_BE_SHARED", Auth, Fatal;
         /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
         InvalidArgument = 1000 => "INVALID_ARGUMENT", Logic, Fatal;
         /// A value of the wrong type for a property or operation.
@@ -441,8 +452,19 @@ mod tests {
                 assert!(seen.insert(row.code), "{} twice", row.code);
             }
         }
-        // Pinned numbers of the protocol (those of `ErrorCode` are pinned in `error.rs`).
+        // Pinned numbers of the protocol (those of `ErrorCode` are pinned in `error.rs`, but
+        // for the permission codes, which are the management realms' protocol).
         assert_eq!(SessionErrorCode::BadChangeset as i32, 212);
+        let permissions: Vec<i32> = [
+            ErrorCode::ExpiredPermissionOffer,
+            ErrorCode::AmbiguousPermissionOfferToken,
+            ErrorCode::FileMayNotBeShared,
+        ]
+        .iter()
+        .map(|c| *c as i32)
+        .collect();
+        assert_eq!(permissions, [701, 702, 703]);
+        assert_eq!(info(703).map(|r| r.name), Some("FILE_MAY_NOT_BE_SHARED"));
         assert_eq!(ConnectionErrorCode::BadMessageOrder as i32, 109);
     }
 

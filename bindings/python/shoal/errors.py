@@ -6,9 +6,10 @@ built-in exception, so ``except IndexError`` / ``except TypeError`` work as a Py
 expects: :class:`IndexOutOfBounds` is an ``IndexError``, :class:`WrongType` a ``TypeError``,
 :class:`InvalidArgument` a ``ValueError``, :class:`NoSuchProperty` a ``KeyError``.
 
-The auth server's refusals (codes 601–615) derive from :class:`AuthError`; an HTTP status the
-server answered without a Realm code is an :class:`HttpError` whose ``code`` is the status
-itself (300–599; 300 alone when the status was not in that range).
+The auth server's refusals (codes 601–615) and the permission codes of management realms
+(701–703) derive from :class:`AuthError`; an HTTP status the server answered without a Realm
+code is an :class:`HttpError` whose ``code`` is the status itself (300–599; 300 alone when the
+status was not in that range).
 
 The sync protocol's codes (100–109 for the connection, 200–213 for a session; category
 ``SYNC``) derive from :class:`SyncProtocolError`: a wait on a session that stopped for good
@@ -66,6 +67,9 @@ __all__ = [
     "ExistingAccount",
     "AccessDenied",
     "ExpiredRefreshToken",
+    "ExpiredPermissionOffer",
+    "AmbiguousPermissionOfferToken",
+    "FileMayNotBeShared",
     "HttpError",
     "SyncProtocolError",
     "ConnectionClosed",
@@ -272,7 +276,8 @@ class Timeout(ShoalError, TimeoutError):
 
 
 class AuthError(ShoalError):
-    """The auth server refused a request (codes 601–615, category ``AUTH``)."""
+    """The auth server refused a request (codes 601–615, category ``AUTH``), or a permission
+    request of a management realm was refused (701–703)."""
 
 
 class InvalidParameters(AuthError):
@@ -307,6 +312,24 @@ class ExpiredRefreshToken(AuthError):
     """The refresh token is expired or revoked, or the user is logged out."""
 
     code_constant = _ffi.SHOAL_ERR_EXPIRED_REFRESH_TOKEN
+
+
+class ExpiredPermissionOffer(AuthError):
+    """A management realm's permission offer has expired (701)."""
+
+    code_constant = _ffi.SHOAL_ERR_EXPIRED_PERMISSION_OFFER
+
+
+class AmbiguousPermissionOfferToken(AuthError):
+    """A permission offer token matches more than one offer (702)."""
+
+    code_constant = _ffi.SHOAL_ERR_AMBIGUOUS_PERMISSION_OFFER_TOKEN
+
+
+class FileMayNotBeShared(AuthError):
+    """The realm may not be shared, or its permissions changed, by this user (703)."""
+
+    code_constant = _ffi.SHOAL_ERR_FILE_MAY_NOT_BE_SHARED
 
 
 class HttpError(ShoalError):
@@ -520,6 +543,9 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
         ExistingAccount,
         AccessDenied,
         ExpiredRefreshToken,
+        ExpiredPermissionOffer,
+        AmbiguousPermissionOfferToken,
+        FileMayNotBeShared,
         HttpError,
         ConnectionClosed,
         OtherError,

@@ -1,8 +1,10 @@
-//! The sync connections: one task per WebSocket serving its sessions. BIND checks the path
-//! and the access token (signature, expiry, path, access, revocation of its refresh token)
-//! and registers or checks the client file; UPLOAD goes through the path's log
-//! (`log.rs`); the log after each session's cursor goes down in DOWNLOADs whenever the path
-//! moves; MARK, REFRESH and UNBIND; revocations end the sessions of a revoked refresh token.
+//! The sync connections: one task per WebSocket serving its sessions. BIND checks the path,
+//! the access token (signature, expiry, path, access, revocation of its refresh token) and
+//! the user's read access now (`permissions/`), and registers or checks the client file;
+//! UPLOAD goes through the path's log (`log.rs`) if the user may write now; the log after each
+//! session's cursor goes down in DOWNLOADs whenever the path moves; MARK, REFRESH and UNBIND;
+//! revocations end the sessions of a revoked refresh token, and grant changes re-check the
+//! sessions they concern (read access lost: the session ends with `PERMISSION_DENIED`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::log::{blocking, lock, store_err, RealmHost, SyncStoreError};
 use super::SyncService;
 use crate::connection_limits::{Stage, Tracked, TrackedConnection};
+use crate::permissions::{GrantChange, EVERYONE};
 use crate::tokens::{unix_now, TokenError};
 
 /// `GET /realm-sync`: upgrades to the sync WebSocket if the client offers `shoal-sync/1`
@@ -143,6 +146,8 @@ struct Connection {
     tracked: Option<Arc<Tracked>>,
     /// Revoked refresh token ids, from the revocation feed (`None` once it is gone).
     revocations: Option<broadcast::Receiver<String>>,
+    /// Grant changes, from the permission feed (`None` once it is gone).
+    grants: Option<broadcast::Receiver<GrantChange>>,
 }
 
 impl Connection {
@@ -152,8 +157,10 @@ impl Connection {
         tracked: Option<Arc<Tracked>>,
     ) -> Connection {
         let (moved_tx, moved_rx) = mpsc::channel(64);
-        // Subscribed before any BIND is checked, so a revocation racing a BIND is seen.
+        // Subscribed before any BIND is checked, so a revocation or a grant change racing a
+        // BIND is seen by one or the other.
         let revocations = Some(service.revocations.subscribe());
+        let grants = Some(service.permissions.subscribe());
         Connection {
             service,
             socket,
@@ -162,6 +169,7 @@ impl Connection {
             moved_rx,
             tracked,
             revocations,
+            grants,
         }
     }
 
@@ -220,6 +228,7 @@ impl Connection {
                 },
                 Some(session) = self.moved_rx.recv() => self.on_moved(session).await,
                 revoked = next_revocation(&mut self.revocations) => self.on_revoked(revoked).await,
+                change = next_grant_change(&mut self.grants) => self.on_grant_change(change).await,
                 _ = shutdown.changed() => continue,
                 () = sleep_until_some(bind_by) => {
                     tracing::info!(seconds = bind_timeout.as_secs(),
@@ -467,6 +476,54 @@ impl Connection {
         Flow::Continue
     }
 
+    /// A grant changed (`Ok`), or changes were missed (`Lagged`): checks the access of every
+    /// session it may concern (all of them after a lag) again. A session whose user lost read
+    /// access ends with `PERMISSION_DENIED` at once. (Write access is checked at each UPLOAD.)
+    async fn on_grant_change(
+        &mut self,
+        change: Result<GrantChange, broadcast::error::RecvError>,
+    ) -> Flow {
+        let concerned: Vec<u64> = match &change {
+            Err(broadcast::error::RecvError::Closed) => {
+                self.grants = None;
+                return Flow::Continue;
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed grant changes; checking every session");
+                self.bound_sessions(|_| true)
+            }
+            Ok(change) => self.bound_sessions(|s| {
+                s.path == change.path
+                    && (change.user == EVERYONE || change.user == s.token.identity)
+            }),
+        };
+        for session in concerned {
+            let Some(s) = self.session(session) else {
+                continue;
+            };
+            let (token, path) = (s.token.clone(), s.path.clone());
+            let flow = match may_write(Arc::clone(&self.service), &token, &path).await {
+                Ok(_) => Flow::Continue,
+                Err(e) => self.fail_session(session, e).await,
+            };
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The bound sessions for which `f` holds.
+    fn bound_sessions(&self, f: impl Fn(&Session) -> bool) -> Vec<u64> {
+        self.sessions
+            .iter()
+            .filter_map(|(id, state)| match state {
+                SessionState::Bound(s) if f(s) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Checks an access token for `path`: signature, expiry, path, download access, and that
     /// the refresh token it was issued from is not revoked.
     async fn check_token(
@@ -531,7 +588,16 @@ impl Connection {
             ));
         }
         let token = Self::check_token(Arc::clone(&self.service), &path, token).await?;
+        may_write(Arc::clone(&self.service), &token, &path).await?;
         let host = self.service.logs.host(&path).await?;
+        if host.is_management() {
+            // Requests a crash or a storage failure left unanswered are answered now. A
+            // failure leaves them for the next UPLOAD or BIND; the session goes on.
+            if let Err(e) = host.process_management().await {
+                tracing::error!(path = %path, error = %e,
+                    "answering the management realm's requests failed");
+            }
+        }
         let (ident, acked) = if ident == 0 {
             let (ident, salt) = host.new_client().await?;
             let ident_message = Message::Ident {
@@ -600,12 +666,20 @@ impl Connection {
         let Some(s) = self.session(session) else {
             return Ok(Flow::Continue);
         };
-        if !changesets.is_empty() && !s.token.access.iter().any(|a| a == "upload") {
-            return Err(sess_error(
-                Sess::PermissionDenied,
-                "the access token does not grant upload",
-            ));
+        if !changesets.is_empty() {
+            // Checked at every UPLOAD that carries changesets, against the grants as they are
+            // now; a refusal integrates and logs nothing: the realm's data stays as it is.
+            let (token, path) = (s.token.clone(), s.path.clone());
+            if !may_write(Arc::clone(&self.service), &token, &path).await? {
+                return Err(sess_error(
+                    Sess::PermissionDenied,
+                    format!("'{}' may not write to '{path}'", token.identity),
+                ));
+            }
         }
+        let Some(s) = self.session(session) else {
+            return Ok(Flow::Continue);
+        };
         if changesets
             .windows(2)
             .any(|w| w[1].client_version <= w[0].client_version)
@@ -665,6 +739,7 @@ impl Connection {
             return Ok(Flow::Continue);
         };
         let data = Self::check_token(Arc::clone(&self.service), &path, token).await?;
+        may_write(Arc::clone(&self.service), &data, &path).await?;
         if let Some(s) = self.session(session) {
             s.token = data;
         }
@@ -756,6 +831,42 @@ impl Connection {
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks that the token's user may read `path` now (`PERMISSION_DENIED` if not) and says
+/// whether its session may write: the token grants `upload` and the user has write access.
+/// An access token carries the access its user had when it was issued; the grants decide
+/// what is left of it.
+async fn may_write(
+    service: Arc<SyncService>,
+    token: &TokenData,
+    path: &str,
+) -> Result<bool, SessionError> {
+    let permissions = Arc::clone(&service.permissions);
+    let (identity, owned_path) = (token.identity.clone(), path.to_owned());
+    let access = blocking(move || {
+        permissions
+            .access(&identity, &owned_path)
+            .map_err(store_err)
+    })
+    .await?;
+    if !access.read {
+        return Err(sess_error(
+            Sess::PermissionDenied,
+            format!("'{}' has no read access to '{path}'", token.identity),
+        ));
+    }
+    Ok(access.write && token.access.iter().any(|a| a == "upload"))
+}
+
+/// The next grant change; never ready once the feed has closed.
+async fn next_grant_change(
+    feed: &mut Option<broadcast::Receiver<GrantChange>>,
+) -> Result<GrantChange, broadcast::error::RecvError> {
+    match feed {
+        Some(feed) => feed.recv().await,
         None => std::future::pending().await,
     }
 }

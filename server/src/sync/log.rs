@@ -8,9 +8,18 @@
 //!                                      version, stamp, cumulative bytes through it, bytes)
 //!                          clients     u64 client file ident → (salt, last client version)
 //!                          origins     u64 replica id → (its client file ident, its last stamp)
-//!                          meta        &str "format" → 1, "next_ident" → next file ident
+//!                          meta        &str "format" → 1, "next_ident" → next file ident,
+//!                                      "server_logged" → the copy's last own version logged
 //! DATA/realms/<n>/server.realm         the server's copy (a shoal realm with merge metadata)
 //! ```
+//!
+//! **The server's own changes** (the answers in a management realm, `permissions/`) are
+//! written into the copy as local transactions, then logged like an upload of a client file
+//! that does not exist, [`SERVER_IDENT`]: origin ident `SERVER_IDENT`, client version = the
+//! copy's version, replica id = the copy's own (owned by `SERVER_IDENT` in `origins`, so no
+//! client can upload under it), `server_logged` moved in the same transaction. Whatever the
+//! copy made that the log lacks (a crash between the two commits) is logged when the path is
+//! opened next, before anything reads the log.
 //!
 //! Realm paths map to numbered directories through `sync_realms` (paths can be longer than a
 //! file name; numbers never collide). **Ordering and durability:** an uploaded changeset is
@@ -31,6 +40,7 @@ use shoal::protocol::sync::{DownloadChangeset, UploadChangeset};
 use tokio::sync::{watch, OnceCell};
 
 use super::gate::{now_ms, Refusal, UploadGate};
+use crate::permissions::{management_realm_owner, Permissions, PermissionsError};
 
 const SYNC_META: TableDefinition<&str, u64> = TableDefinition::new("sync_meta");
 const SYNC_REALMS: TableDefinition<&str, u64> = TableDefinition::new("sync_realms");
@@ -45,6 +55,11 @@ const FORMAT: u64 = 1;
 pub const INDEX_FILE: &str = "sync.redb";
 /// The directory of per-path state under the data directory.
 pub const REALMS_DIR: &str = "realms";
+/// The client file ident of the server's own changesets in a log: never a client's (idents
+/// are counted up from 1, and a BIND must name an ident in `clients`).
+pub(super) const SERVER_IDENT: u64 = u64::MAX;
+/// The `meta` key of the copy's last own version in the log.
+const SERVER_LOGGED: &str = "server_logged";
 /// Changeset bytes per DOWNLOAD (at least one changeset is always sent).
 const DOWNLOAD_BATCH_BYTES: usize = 1024 * 1024;
 /// Changesets per DOWNLOAD.
@@ -58,15 +73,24 @@ pub(super) fn store_err(e: impl std::fmt::Display) -> SyncStoreError {
     SyncStoreError(e.to_string())
 }
 
+impl From<PermissionsError> for SyncStoreError {
+    fn from(e: PermissionsError) -> SyncStoreError {
+        store_err(e)
+    }
+}
+
 /// The changeset logs of every realm path: the index of paths and the open per-path state.
 pub(super) struct LogStore {
     /// `DATA/realms`.
     realms_dir: PathBuf,
-    /// `DATA/sync.redb`: realm path → directory number.
-    index: Database,
+    /// `DATA/sync.redb`: realm path → directory number. Shared with the management realms'
+    /// hosts, which list a user's realms from it.
+    index: Arc<Database>,
     /// The open per-path state. A std mutex: held only to look up or insert a cell, never
     /// across an await; the `OnceCell` makes concurrent first binds open a path once.
     hosts: StdMutex<HashMap<String, Arc<OnceCell<Arc<RealmHost>>>>>,
+    /// The grants; management realms are processed through it.
+    permissions: Arc<Permissions>,
 }
 
 impl LogStore {
@@ -74,7 +98,10 @@ impl LogStore {
     ///
     /// # Errors
     /// [`SyncStoreError`] when the storage cannot be opened or is of a newer format.
-    pub(super) fn open(data_dir: &Path) -> Result<LogStore, SyncStoreError> {
+    pub(super) fn open(
+        data_dir: &Path,
+        permissions: Arc<Permissions>,
+    ) -> Result<LogStore, SyncStoreError> {
         let realms_dir = data_dir.join(REALMS_DIR);
         std::fs::create_dir_all(&realms_dir).map_err(store_err)?;
         let index = Database::create(data_dir.join(INDEX_FILE)).map_err(store_err)?;
@@ -87,8 +114,9 @@ impl LogStore {
         txn.commit().map_err(store_err)?;
         Ok(LogStore {
             realms_dir,
-            index,
+            index: Arc::new(index),
             hosts: StdMutex::new(HashMap::new()),
+            permissions,
         })
     }
 
@@ -112,7 +140,11 @@ impl LogStore {
             async move {
                 blocking(move || {
                     let dir = logs.realm_dir(&path)?;
-                    RealmHost::open(&path, &dir).map(Arc::new)
+                    let management = management_realm_owner(&path).map(|_| Management {
+                        permissions: Arc::clone(&logs.permissions),
+                        index: Arc::clone(&logs.index),
+                    });
+                    RealmHost::open(&path, &dir, management).map(Arc::new)
                 })
                 .await
             }
@@ -146,6 +178,28 @@ impl LogStore {
         crate::files::create_private_dir(&dir).map_err(store_err)?;
         Ok(dir)
     }
+}
+
+/// The realm paths under `/<user>/` in the index (every realm of `user` that was ever bound).
+fn owned_paths(index: &Database, user: &str) -> Result<Vec<String>, PermissionsError> {
+    let prefix = format!("/{user}/");
+    let txn = index.begin_read().map_err(PermissionsError::storage)?;
+    let realms = txn
+        .open_table(SYNC_REALMS)
+        .map_err(PermissionsError::storage)?;
+    let mut out = Vec::new();
+    for item in realms
+        .range(prefix.as_str()..)
+        .map_err(PermissionsError::storage)?
+    {
+        let (k, _) = item.map_err(PermissionsError::storage)?;
+        let path = k.value();
+        if !path.starts_with(&prefix) {
+            break;
+        }
+        out.push(path.to_owned());
+    }
+    Ok(out)
 }
 
 pub(super) fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -184,6 +238,37 @@ pub(super) struct RealmHost {
     writer: Arc<tokio::sync::Mutex<Writer>>,
     /// The latest server version; every session of the path watches it.
     pub(super) latest: watch::Sender<u64>,
+    /// The realm path.
+    path: String,
+    /// Set for a management realm (`/<owner>/__management`): its requests are answered.
+    management: Option<Management>,
+}
+
+/// What a management realm's host needs to answer its requests.
+struct Management {
+    /// Decides and records the answers.
+    permissions: Arc<Permissions>,
+    /// `DATA/sync.redb`, for the realms a user owns.
+    index: Arc<Database>,
+}
+
+impl Management {
+    /// Answers the requests of the management realm `path` not answered yet, then logs what
+    /// the copy wrote (also after a failure: the answers written so far go out).
+    fn process(
+        &self,
+        path: &str,
+        log: &Database,
+        writer: &mut Writer,
+    ) -> Result<bool, SyncStoreError> {
+        let index = &self.index;
+        let processed = self
+            .permissions
+            .process_management_realm(&writer.realm, path, &|user| owned_paths(index, user));
+        let logged = append_own(log, writer)?;
+        processed?;
+        Ok(logged)
+    }
 }
 
 /// What only the writer touches.
@@ -245,6 +330,55 @@ fn append(
     Ok(Some(last))
 }
 
+/// Logs the copy's own changesets the log does not have yet (see the module doc), in one
+/// durable transaction with `server_logged`. Returns whether there were any.
+fn append_own(log: &Database, writer: &mut Writer) -> Result<bool, SyncStoreError> {
+    let txn = log.begin_write().map_err(store_err)?;
+    let mut version = writer.latest;
+    let mut cumulative = writer.total_bytes;
+    {
+        let mut meta = txn.open_table(META).map_err(store_err)?;
+        let logged = meta
+            .get(SERVER_LOGGED)
+            .map_err(store_err)?
+            .map_or(0, |v| v.value());
+        let own = writer
+            .realm
+            .local_changesets_since(logged)
+            .map_err(store_err)?;
+        let Some(&(last, _)) = own.last() else {
+            return Ok(false);
+        };
+        let mut table = txn.open_table(LOG).map_err(store_err)?;
+        let mut origins = txn.open_table(ORIGINS).map_err(store_err)?;
+        for (copy_version, data) in &own {
+            let (stamp, origin) = shoal::replica::changeset_header(data).map_err(store_err)?;
+            version += 1;
+            cumulative += data.len() as u64;
+            table
+                .insert(
+                    version,
+                    (
+                        SERVER_IDENT,
+                        *copy_version,
+                        stamp,
+                        cumulative,
+                        data.as_slice(),
+                    ),
+                )
+                .map_err(store_err)?;
+            origins
+                .insert(origin, (SERVER_IDENT, stamp))
+                .map_err(store_err)?;
+        }
+        meta.insert(SERVER_LOGGED, last).map_err(store_err)?;
+    }
+    txn.commit().map_err(store_err)?;
+    writer.latest = version;
+    writer.total_bytes = cumulative;
+    Ok(true)
+}
+
 /// A batch of the log read for one session.
 pub(super) struct LogBatch {
     /// The entries not made by the session's own file.
@@ -269,7 +403,11 @@ pub(super) struct UploadOutcome {
 }
 
 impl RealmHost {
-    fn open(path: &str, dir: &Path) -> Result<RealmHost, SyncStoreError> {
+    fn open(
+        path: &str,
+        dir: &Path,
+        management: Option<Management>,
+    ) -> Result<RealmHost, SyncStoreError> {
         let log = Database::create(dir.join("log.redb")).map_err(store_err)?;
         let txn = log.begin_write().map_err(store_err)?;
         let (latest, total_bytes) = {
@@ -301,16 +439,56 @@ impl RealmHost {
             shoal::replica::open(dir.join("server.realm").to_string_lossy()).map_err(store_err)?;
         // redb and the core created these files with the process umask: owner-only now.
         crate::files::restrict_tree(dir).map_err(store_err)?;
+        let mut writer = Writer {
+            realm,
+            latest,
+            total_bytes,
+        };
+        // The server's own changes a crash kept out of the log.
+        if append_own(&log, &mut writer)? {
+            tracing::info!(
+                path,
+                "logged changes of the server's copy left out by a crash"
+            );
+        }
+        let latest = writer.latest;
         tracing::info!(path, dir = %dir.display(), latest, "opened sync realm");
         Ok(RealmHost {
             log,
-            writer: Arc::new(tokio::sync::Mutex::new(Writer {
-                realm,
-                latest,
-                total_bytes,
-            })),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
             latest: watch::Sender::new(latest),
+            path: path.to_owned(),
+            management,
         })
+    }
+
+    /// Whether this is a management realm.
+    pub(super) fn is_management(&self) -> bool {
+        self.management.is_some()
+    }
+
+    /// For a management realm: answers the requests not answered yet (left by a crash or a
+    /// storage failure) and logs the answers. Nothing for other realms.
+    pub(super) async fn process_management(self: &Arc<Self>) -> Result<(), SyncStoreError> {
+        if self.management.is_none() {
+            return Ok(());
+        }
+        let mut guard = Arc::clone(&self.writer).lock_owned().await;
+        let host = Arc::clone(self);
+        let latest = blocking(move || {
+            let writer = &mut *guard;
+            if let Some(management) = &host.management {
+                management.process(&host.path, &host.log, writer)?;
+            }
+            Ok(writer.latest)
+        })
+        .await?;
+        self.latest.send_if_modified(|v| {
+            let moved = *v != latest;
+            *v = latest;
+            moved
+        });
+        Ok(())
     }
 
     /// Registers a new client file: `(ident, salt)`, durable when returned.
@@ -414,6 +592,7 @@ impl RealmHost {
                     appended: true,
                     refused: None,
                 };
+                host.after_upload(writer, &outcome);
                 return Ok((outcome, writer.latest));
             }
             for c in &fresh {
@@ -433,6 +612,7 @@ impl RealmHost {
                 appended,
                 refused,
             };
+            host.after_upload(writer, &outcome);
             Ok((outcome, writer.latest))
         })
         .await?;
@@ -440,6 +620,19 @@ impl RealmHost {
             self.latest.send_replace(latest);
         }
         Ok(outcome)
+    }
+
+    /// After an upload that appended something to a management realm: answers its new
+    /// requests. A failure is logged, not the upload's: the requests stay unanswered until the
+    /// next upload or BIND of the realm.
+    fn after_upload(&self, writer: &mut Writer, outcome: &UploadOutcome) {
+        let Some(management) = self.management.as_ref().filter(|_| outcome.appended) else {
+            return;
+        };
+        if let Err(e) = management.process(&self.path, &self.log, writer) {
+            tracing::error!(path = %self.path, error = %e,
+                "answering the management realm's requests failed");
+        }
     }
 
     /// The log after `after` for the file `own` (its own entries are left out but advance the

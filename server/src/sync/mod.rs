@@ -3,9 +3,11 @@
 //! the per-path server state behind it.
 //!
 //! - `connection.rs`: one task per WebSocket; its sessions (BIND, UPLOAD, MARK, REFRESH,
-//!   UNBIND), access token checks, revocations, and the DOWNLOADs of each session.
+//!   UNBIND), access token and permission checks, revocations, grant changes, and the
+//!   DOWNLOADs of each session.
 //! - `log.rs`: the storage: the index of realm paths, each path's changeset log, client files
-//!   and server copy; appending uploads and reading the log for downloads.
+//!   and server copy; appending uploads and reading the log for downloads; logging the
+//!   server's own answers in management realms.
 //! - `gate.rs`: the checks an uploaded changeset passes before it is integrated or logged.
 //!
 //! **Fan-out:** each path has a `watch` of its latest server version; every session bound to
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 pub use connection::realm_sync;
 pub use log::{SyncStoreError, INDEX_FILE, REALMS_DIR};
 
+use crate::permissions::Permissions;
 use crate::revocations::Revocations;
 use crate::tokens::TokenVerifier;
 use log::{lock, LogStore};
@@ -39,6 +42,9 @@ pub struct SyncService {
     /// The revocation list (checked at BIND and REFRESH) and its feed (which ends the
     /// sessions bound with tokens of a revoked refresh token).
     revocations: Arc<Revocations>,
+    /// Who may read and write each realm (checked at BIND and REFRESH), and the feed of grant
+    /// changes (which re-checks live sessions).
+    permissions: Arc<Permissions>,
     /// The changeset logs and server copies of every realm path.
     logs: Arc<LogStore>,
     /// Set to true at shutdown: every connection sends `CONNECTION_CLOSED` and closes.
@@ -62,12 +68,14 @@ impl SyncService {
         data_dir: &Path,
         verifier: TokenVerifier,
         revocations: Arc<Revocations>,
+        permissions: Arc<Permissions>,
     ) -> Result<SyncService, SyncStoreError> {
         let (connections, connections_done) = mpsc::channel(1);
         Ok(SyncService {
             verifier,
             revocations,
-            logs: Arc::new(LogStore::open(data_dir)?),
+            logs: Arc::new(LogStore::open(data_dir, Arc::clone(&permissions))?),
+            permissions,
             shutdown: watch::Sender::new(false),
             connections: StdMutex::new(Some(connections)),
             connections_done: tokio::sync::Mutex::new(connections_done),
