@@ -12,7 +12,8 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::auth::{
-    AuthRequest, AuthResponse, ChangePasswordRequest, LookupResponse, RevokeRequest,
+    AuthRequest, AuthResponse, ChangePasswordRequest, LookupResponse, PermissionsResponse,
+    RevokeRequest,
 };
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
@@ -103,6 +104,10 @@ impl AuthUrl {
 
     fn action(&self, action: &str) -> String {
         format!("{}/{action}", self.endpoint)
+    }
+
+    fn permissions(&self) -> String {
+        format!("{}/permissions", self.endpoint)
     }
 
     fn lookup(&self, provider: &str, provider_id: &str) -> String {
@@ -213,6 +218,27 @@ impl AuthClient {
             Error::new(
                 ErrorCode::Json,
                 format!("the auth server's lookup answer is not valid: {e}"),
+            )
+        })
+    }
+
+    /// `GET /auth/permissions` as the holder of `refresh_token`: the realms shared with it.
+    pub(crate) fn permissions(
+        &self,
+        url: &AuthUrl,
+        refresh_token: &str,
+    ) -> Result<PermissionsResponse> {
+        let response = self
+            .agent
+            .get(&url.permissions())
+            .header("Accept", "application/json")
+            .header("Authorization", refresh_token)
+            .call();
+        let body = answer(response)?;
+        serde_json::from_str(&body).map_err(|e| {
+            Error::new(
+                ErrorCode::Json,
+                format!("the auth server's permissions answer is not valid: {e}"),
             )
         })
     }

@@ -13,7 +13,7 @@ use crate::credentials::Credentials;
 use crate::error::{Error, ErrorCode, Result};
 use crate::login::UserState;
 use crate::protocol::auth::{
-    decode_token_unverified, AuthRequest, ChangePasswordRequest, Token, TokenData, ACCESS_REFRESH,
+    decode_token_unverified, GrantedPermission, AuthRequest, ChangePasswordRequest, Token, TokenData, ACCESS_REFRESH,
 };
 use crate::util::{spawn_library_thread, unix_now};
 use std::collections::BTreeMap;
@@ -370,6 +370,17 @@ impl User {
         }
     }
 
+    /// The realms other users have shared with this user ("shared with me"), with the access
+    /// granted, sorted by path; its own realms are left out. Open one with a sync URL of the
+    /// same server and the returned `path` (read-only unless `may_write`).
+    ///
+    /// # Errors
+    /// `ExpiredRefreshToken` if this user is logged out; `Io` if the server cannot be reached.
+    pub fn granted_permissions(&self) -> Result<Vec<GrantedPermission>> {
+        let (token, url) = self.logged_in_token()?;
+        Ok(self.app.client.permissions(&url, &token)?.permissions)
+    }
+
     /// [`lookup`](Self::lookup) on a library thread; `callback` gets the result there.
     pub fn lookup_async(
         &self,
@@ -382,6 +393,12 @@ impl User {
         spawn_library_thread("shoal-auth-lookup", callback, move || {
             user.lookup(&provider, &provider_id)
         });
+    }
+
+    /// Drops the cached access token of `path` (after the server refused it: the grants
+    /// changed), so that the next [`access_token`](Self::access_token) asks the server.
+    pub(crate) fn forget_access_token(&self, path: &str) {
+        self.state.data.lock().access_tokens.remove(path);
     }
 
     /// An access token for the realm at `path` (e.g. `/~/tasks`; `~` is this user's identity),

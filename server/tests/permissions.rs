@@ -1111,3 +1111,84 @@ fn a_crash_after_writing_answers_logs_them_at_the_restart() {
     server.stop();
     assert_eq!(recorded(&data, &offer_id), (1, 2));
 }
+
+// ---- the client library's own management API ----------------------------------------------
+
+/// The seed's flow through `User::open_management_realm` and the `shoal::management` helpers
+/// (not a schema declared by the test), with the grantee opening the shared realm the way a
+/// read-only grantee must: read-only, waiting for the initial data. It receives the owner's
+/// changes, its local writes are refused, its session stays active, and "shared with me" lists
+/// the grant.
+#[test]
+fn a_read_only_grantee_opens_the_shared_realm_read_only_through_the_client_api() {
+    use shoal::management::{self, Access};
+    let server = TestServer::start();
+    let auth = auth_url(&server);
+    let owner = Device::new(&auth, &unique("owner"), true);
+    let reader = Device::new(&auth, &unique("reader"), true);
+    assert_eq!(
+        management::management_schema().to_json(),
+        management_schema().to_json(),
+        "the library's schema is the seed's"
+    );
+    let (realm, path, url) = realm_with_a_dog(&server, &owner, "read-only-client");
+
+    let owner_management = owner.user.open_management_realm().unwrap();
+    owner_management.begin_write().unwrap();
+    let offer = management::create_offer(
+        &owner_management,
+        &url,
+        Access {
+            read: true,
+            ..Access::default()
+        },
+        None,
+    )
+    .unwrap();
+    let offer_id = offer.get("id").unwrap();
+    owner_management.commit().unwrap();
+    let Value::String(offer_id) = offer_id else {
+        panic!("a string id")
+    };
+    let token = succeeded(answer(&owner_management, OFFER, &offer_id)).expect("a token");
+
+    let reader_management = reader.user.open_management_realm().unwrap();
+    reader_management.begin_write().unwrap();
+    let response = management::create_offer_response(&reader_management, &token).unwrap();
+    let Value::String(response_id) = response.get("id").unwrap() else {
+        panic!("a string id")
+    };
+    reader_management.commit().unwrap();
+    assert_eq!(
+        succeeded(answer(&reader_management, RESPONSE, &response_id)).as_deref(),
+        Some(url.as_str())
+    );
+    let granted = reader.user.granted_permissions().unwrap();
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(granted[0].path, path);
+    assert!(granted[0].may_read && !granted[0].may_write && !granted[0].may_manage);
+    assert!(owner.user.granted_permissions().unwrap().is_empty());
+
+    let errors = Errors::default();
+    let mut sync = SyncConfig::new(&reader.user, &url).unwrap();
+    sync.set_wait_for_initial_data(Some(WAIT));
+    let recorded = errors.clone();
+    sync.set_error_handler(move |_, e| recorded.0.lock().unwrap().push(e.clone()));
+    let mut config = Config::new("unused");
+    config.set_schema(dog_schema()).unwrap();
+    config.set_read_only(true);
+    config.set_sync(sync);
+    let shared = Realm::open(&config).unwrap();
+    assert_eq!(dogs(&shared), 1, "the owner's Dog came with the initial data");
+    add_dog(&realm, "second");
+    realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+    wait_until("the reader receives the owner's change", || dogs(&shared) == 2);
+    assert_eq!(
+        shared.begin_write().unwrap_err().code(),
+        ErrorCode::ReadOnly,
+        "local writes are refused"
+    );
+    let session = shared.session().unwrap();
+    assert_eq!(session.state(), SessionState::Active);
+    assert!(errors.0.lock().unwrap().is_empty(), "{:?}", errors.0.lock().unwrap());
+}

@@ -15,6 +15,8 @@ use crate::schema::{PropertyFlags, Schema};
 use crate::user::User;
 use crate::value::{PropertyType, Timestamp, Value};
 
+pub use crate::protocol::auth::GrantedPermission;
+
 /// The server path of every user's management realm (`~` is the user's identity).
 pub const MANAGEMENT_REALM_PATH: &str = "/~/__management";
 

@@ -596,6 +596,15 @@ impl Runner {
             self.token = None;
             return;
         }
+        if code == E::PermissionDenied as i32 {
+            // The grants changed: a cached token carries the old access, so a later bind
+            // (after a new grant) must fetch a new one.
+            self.inner
+                .sync
+                .user
+                .forget_access_token(&self.inner.sync.url.path);
+            self.token = None;
+        }
         match SessionErrorCode::from_code(code) {
             Some(E::TokenExpired) => {
                 tracing::info!(path = %self.inner.config.path, "access token expired; renewing");
