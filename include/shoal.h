@@ -1862,6 +1862,18 @@ SHOAL_API char *shoal_user_access_token(const shoal_user_t *user, const char *pa
 // `user` is a user handle.
 SHOAL_API shoal_realm_t *shoal_user_open_management_realm(const shoal_user_t *user);
 
+// The realms other users have shared with the user ("shared with me"), as JSON: an array of
+// `{"path": "/<owner>/<name>", "may_read": bool, "may_write": bool, "may_manage": bool}`
+// sorted by path (the user's own realms are left out). Blocks on the network.
+//
+// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_EXPIRED_REFRESH_TOKEN` (logged out), `SHOAL_ERR_IO`.
+//
+// Requires:
+// `user` is a user handle.
+SHOAL_API char *shoal_user_granted_permissions_json(const shoal_user_t *user);
+
 // Pauses every sync session of the app and waits (at most `timeout_ms`) until their tasks
 // have stopped and the sync callbacks already queued have run: for process exit in bindings
 // whose callbacks must not run during shutdown. `shoal_session_resume` restarts a session.

@@ -76,8 +76,9 @@ pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
 /// Sharing realms between users: the management realm and its objects.
 pub use sync::management;
 pub use sync::{
-    set_default_error_handler, ConnectionState, ErrorHandler, Progress, ProgressDirection, ProgressMode, Session,
-    SessionState, StopPolicy, SyncCallbackToken, SyncConfig, SyncError, SyncUrl, TokenBinder,
+    set_default_error_handler, ConnectionState, ErrorHandler, Progress, ProgressDirection,
+    ProgressMode, Session, SessionState, StopPolicy, SyncCallbackToken, SyncConfig, SyncError,
+    SyncUrl, TokenBinder,
 };
 pub use user::{User, UserInfo};
 pub use value::{compare_values, ObjLink, PropertyType, Timestamp, Value, ValueRef};

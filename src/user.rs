@@ -13,7 +13,8 @@ use crate::credentials::Credentials;
 use crate::error::{Error, ErrorCode, Result};
 use crate::login::UserState;
 use crate::protocol::auth::{
-    decode_token_unverified, GrantedPermission, AuthRequest, ChangePasswordRequest, Token, TokenData, ACCESS_REFRESH,
+    decode_token_unverified, AuthRequest, ChangePasswordRequest, GrantedPermission, Token,
+    TokenData, ACCESS_REFRESH,
 };
 use crate::util::{spawn_library_thread, unix_now};
 use std::collections::BTreeMap;

@@ -1179,10 +1179,16 @@ fn a_read_only_grantee_opens_the_shared_realm_read_only_through_the_client_api()
     config.set_read_only(true);
     config.set_sync(sync);
     let shared = Realm::open(&config).unwrap();
-    assert_eq!(dogs(&shared), 1, "the owner's Dog came with the initial data");
+    assert_eq!(
+        dogs(&shared),
+        1,
+        "the owner's Dog came with the initial data"
+    );
     add_dog(&realm, "second");
     realm.session().unwrap().wait_for_upload(WAIT).unwrap();
-    wait_until("the reader receives the owner's change", || dogs(&shared) == 2);
+    wait_until("the reader receives the owner's change", || {
+        dogs(&shared) == 2
+    });
     assert_eq!(
         shared.begin_write().unwrap_err().code(),
         ErrorCode::ReadOnly,
@@ -1190,5 +1196,9 @@ fn a_read_only_grantee_opens_the_shared_realm_read_only_through_the_client_api()
     );
     let session = shared.session().unwrap();
     assert_eq!(session.state(), SessionState::Active);
-    assert!(errors.0.lock().unwrap().is_empty(), "{:?}", errors.0.lock().unwrap());
+    assert!(
+        errors.0.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.0.lock().unwrap()
+    );
 }

@@ -494,6 +494,28 @@ pub unsafe extern "C" fn shoal_user_open_management_realm(
     })
 }
 
+/// The realms other users have shared with the user ("shared with me"), as JSON: an array of
+/// `{"path": "/<owner>/<name>", "may_read": bool, "may_write": bool, "may_manage": bool}`
+/// sorted by path (the user's own realms are left out). Blocks on the network.
+///
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_EXPIRED_REFRESH_TOKEN` (logged out), `SHOAL_ERR_IO`.
+///
+/// Requires:
+/// `user` is a user handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_user_granted_permissions_json(
+    user: *const shoal_user_t,
+) -> *mut c_char {
+    guard(|| {
+        let granted = handle::user(user)?.granted_permissions()?;
+        let json = serde_json::to_string(&granted)
+            .map_err(|e| Error::internal(format!("permissions to JSON: {e}")))?;
+        Ok(malloc_string(&json))
+    })
+}
+
 /// Pauses every sync session of the app and waits (at most `timeout_ms`) until their tasks
 /// have stopped and the sync callbacks already queued have run: for process exit in bindings
 /// whose callbacks must not run during shutdown. `shoal_session_resume` restarts a session.

@@ -529,6 +529,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_app_stop_sync": (c_bool, [_handle, c_uint64]),
     "shoal_user_access_token": (c_void_p, [_handle, c_char_p]),
     "shoal_user_open_management_realm": (_handle, [_handle]),
+    "shoal_user_granted_permissions_json": (c_void_p, [_handle]),
 }
 
 #: Functions that newer libraries have and older ones may lack; declared when present.

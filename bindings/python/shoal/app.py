@@ -457,6 +457,13 @@ class User(Handle):
         """The refresh token, None after logout."""
         return _ffi.take_string(call_ptr(lib.shoal_user_refresh_token, self._h, allow_null=True))
 
+    def granted_permissions(self) -> list[dict[str, Any]]:
+        """The realms other users have shared with this user ("shared with me"): a list of
+        ``{"path", "may_read", "may_write", "may_manage"}`` sorted by path. Blocks on the
+        network."""
+        text = _ffi.take_string(call_ptr(lib.shoal_user_granted_permissions_json, self._h))
+        return json.loads(text)
+
     def access_token(self, path: str) -> str:
         """An access token for the realm at server ``path`` (``"/<identity>/tasks"``) from the
         auth service, cached until shortly before it expires: what a token binder passes to

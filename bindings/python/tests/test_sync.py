@@ -957,3 +957,79 @@ def test_a_read_only_synced_realm_gets_the_initial_data_and_refuses_writes(devic
             add_items(writer, range(5, 7))
             writer.session.wait_for_upload(WAIT)
             wait_until("the reader has the new items", lambda: count(reader) == 7)
+
+
+DOG_SCHEMA = shoal.Schema().add_class("Dog").add_property("Dog", "name", "string")
+
+
+def _answer(realm: shoal.Realm, cls: str, obj_id: str):
+    """Waits until the server answered the management object ``obj_id``; returns it."""
+    found = {}
+
+    def answered():
+        realm.refresh()
+        obj = realm.find(cls, obj_id)
+        if obj is not None and obj["statusCode"] is not None:
+            found["obj"] = obj
+            return True
+        return False
+
+    wait_until(f"the server answers the {cls}", answered)
+    return found["obj"]
+
+
+def test_create_accept_offer_shares_a_realm_between_two_users(devices, shoal_server):
+    """ManagementRealmTests.create_acceptOffer through the binding: user1 writes a Dog into
+    /~/permission-offer-test and offers read+write; user2 accepts with the token, sees the Dog in
+    its own copy, and both edit and converge."""
+    from shoal import management
+
+    a, b = devices
+    user1 = register(a, shoal_server, unique("offerer"))
+    user2 = register(b, shoal_server, unique("taker"))
+    url = sync_url(shoal_server, f"/{user1.identity}/permission-offer-test")
+    with shoal.Realm.open(shoal.Config(sync=shoal.SyncConfig(user1, url), schema=DOG_SCHEMA)) as r1:
+        with r1.write():
+            r1.create("Dog", name="Fido")
+        r1.session.wait_for_upload(WAIT)
+
+        m1 = management.open_management_realm(user1)
+        m2 = management.open_management_realm(user2)
+        try:
+            with m1.write():
+                offer = management.create_offer(m1, url, read=True, write=True)
+            offer = _answer(m1, "PermissionOffer", offer["id"])
+            assert offer["statusCode"] == 0, offer["statusMessage"]
+            token = offer["token"]
+            assert token
+
+            with m2.write():
+                response = management.create_offer_response(m2, token)
+            response = _answer(m2, "PermissionOfferResponse", response["id"])
+            assert response["statusCode"] == 0, response["statusMessage"]
+            assert response["realmUrl"] == url
+        finally:
+            m1.close()
+            m2.close()
+
+        granted = user2.granted_permissions()
+        assert [g["path"] for g in granted] == [f"/{user1.identity}/permission-offer-test"]
+        assert granted[0]["may_write"] and not granted[0]["may_manage"]
+
+        with shoal.Realm.open(shoal.Config(sync=shoal.SyncConfig(user2, url), schema=DOG_SCHEMA)) as r2:
+            r2.session.wait_for_download(WAIT)
+            r2.refresh()
+            assert [d["name"] for d in r2.objects("Dog")] == ["Fido"]
+            assert r2.config.path != r1.config.path, "user2 has its own local copy"
+            with r2.write():
+                r2.create("Dog", name="Rex")
+            with r1.write():
+                r1.create("Dog", name="Bella")
+            r2.session.wait_for_upload(WAIT)
+            r1.session.wait_for_upload(WAIT)
+            r1.session.wait_for_download(WAIT)
+            r2.session.wait_for_download(WAIT)
+            r1.refresh()
+            r2.refresh()
+            names = lambda r: sorted(d["name"] for d in r.objects("Dog"))  # noqa: E731
+            assert names(r1) == names(r2) == ["Bella", "Fido", "Rex"]
