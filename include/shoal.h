@@ -81,6 +81,30 @@
 // The library version as X*1000000 + Y*1000 + Z.
 #define SHOAL_VERSION_NUMBER 1000
 
+// Log levels for `shoal_set_log_level` and the log callback (Realm's `RealmLog` numbers).
+#define SHOAL_LOG_LEVEL_ALL 1
+
+// Protocol and storage detail.
+#define SHOAL_LOG_LEVEL_TRACE 2
+
+// What the library does and why.
+#define SHOAL_LOG_LEVEL_DEBUG 3
+
+// Logins, sessions starting and stopping, compactions (the default level).
+#define SHOAL_LOG_LEVEL_INFO 4
+
+// A failure that is retried or worked around.
+#define SHOAL_LOG_LEVEL_WARN 5
+
+// A failure for good.
+#define SHOAL_LOG_LEVEL_ERROR 6
+
+// An unrecoverable failure.
+#define SHOAL_LOG_LEVEL_FATAL 7
+
+// Nothing.
+#define SHOAL_LOG_LEVEL_OFF 8
+
 // An error without a more specific code.
 #define SHOAL_ERR_UNKNOWN -1
 
@@ -544,6 +568,17 @@ typedef struct {
   const char *path;
 } shoal_error_t;
 
+// Gets one log event: `level` (`SHOAL_LOG_LEVEL_*`), `category` (where it comes from, e.g.
+// `shoal::sync::runner`) and `message` (with its fields as `name=value`), both NUL-terminated
+// and valid only during the call. Runs on the thread that logs: it must not block for long.
+typedef void (*shoal_log_fn_t)(void *userdata,
+                               int32_t level,
+                               const char *category,
+                               const char *message);
+
+// Frees a callback's userdata.
+typedef void (*shoal_free_userdata_fn_t)(void *userdata);
+
 // Fills a new realm: called once, inside the write transaction that creates the file, with a
 // realm handle that is valid only during the call (clone it to keep it). Return false to
 // abort the open; the error set by the failing Shoal call inside (or
@@ -551,9 +586,6 @@ typedef struct {
 // calls `shoal_realm_open`. `free_userdata` (may be NULL) runs when the configuration and
 // every realm opened with it are released.
 typedef bool (*shoal_initial_data_fn_t)(void *userdata, shoal_realm_t *realm);
-
-// Frees a callback's userdata.
-typedef void (*shoal_free_userdata_fn_t)(void *userdata);
 
 // Migrates a file from `old_version` to `new_version` inside the opening write transaction.
 // The realm handle (valid during the call) shows the old and the new properties together:
@@ -745,6 +777,29 @@ SHOAL_API const char *shoal_libversion(void);
 //
 // Errors: none (it leaves the last error unchanged).
 SHOAL_API int32_t shoal_libversion_number(void);
+
+// Sets the level below which log events are dropped (default `SHOAL_LOG_LEVEL_INFO`).
+//
+// Returns: true on success, false on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a number that is not a `SHOAL_LOG_LEVEL_*`.
+SHOAL_API bool shoal_set_log_level(int32_t level);
+
+// Sends every log event at or above the level to `callback` (NULL stops it; `free_userdata`,
+// may be NULL, runs once when the callback is replaced). Without a callback nothing is logged
+// anywhere.
+//
+// Returns: true on success, false on error.
+//
+// Errors: `SHOAL_ERR_NOT_SUPPORTED` when the process has another global `tracing` subscriber
+// (a Rust application with its own logging).
+//
+// Requires:
+// `callback` and `free_userdata` valid functions or NULL; `userdata` usable from any thread.
+SHOAL_API
+bool shoal_set_log_callback(shoal_log_fn_t callback,
+                            void *userdata,
+                            shoal_free_userdata_fn_t free_userdata);
 
 // Creates an empty schema. Release with `shoal_release`.
 //

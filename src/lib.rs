@@ -41,6 +41,7 @@ mod dump;
 mod error;
 pub mod ffi;
 mod history;
+mod log;
 mod login;
 mod merge;
 mod notify;
@@ -68,6 +69,7 @@ pub use history::{
     changeset_header, decode_changeset, decode_changeset_full, encode_changeset, ChangeValue,
     Changeset, GlobalId, Instruction, OrderKey,
 };
+pub use log::{log_level, set_log_callback, set_log_level, LogCallback, LogLevel};
 pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
 pub use open::delete_realm_files;

@@ -1,11 +1,13 @@
 //! Handles, memory, errors and versions: the functions every binding uses first.
 
-use super::convert::{free_value, shoal_value_t};
+use super::config::shoal_free_userdata_fn_t;
+use super::convert::{free_value, shoal_value_t, UserData};
 use super::error::{clear_last_error, fill_last_error, guard, http_status, shoal_error_t};
 use super::handle;
 use crate::error::{Error, ErrorCode};
-use std::ffi::{c_char, c_void};
-use std::sync::LazyLock;
+use crate::{LogCallback, LogLevel};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::{Arc, LazyLock};
 
 /// The library version as X*1000000 + Y*1000 + Z.
 pub const SHOAL_VERSION_NUMBER: i32 = 1000;
@@ -170,6 +172,85 @@ pub extern "C" fn shoal_libversion_number() -> i32 {
     parse(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
         + parse(env!("CARGO_PKG_VERSION_MINOR")) * 1000
         + parse(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+/// Log levels for `shoal_set_log_level` and the log callback (Realm's `RealmLog` numbers).
+pub const SHOAL_LOG_LEVEL_ALL: i32 = 1;
+/// Protocol and storage detail.
+pub const SHOAL_LOG_LEVEL_TRACE: i32 = 2;
+/// What the library does and why.
+pub const SHOAL_LOG_LEVEL_DEBUG: i32 = 3;
+/// Logins, sessions starting and stopping, compactions (the default level).
+pub const SHOAL_LOG_LEVEL_INFO: i32 = 4;
+/// A failure that is retried or worked around.
+pub const SHOAL_LOG_LEVEL_WARN: i32 = 5;
+/// A failure for good.
+pub const SHOAL_LOG_LEVEL_ERROR: i32 = 6;
+/// An unrecoverable failure.
+pub const SHOAL_LOG_LEVEL_FATAL: i32 = 7;
+/// Nothing.
+pub const SHOAL_LOG_LEVEL_OFF: i32 = 8;
+
+/// Gets one log event: `level` (`SHOAL_LOG_LEVEL_*`), `category` (where it comes from, e.g.
+/// `shoal::sync::runner`) and `message` (with its fields as `name=value`), both NUL-terminated
+/// and valid only during the call. Runs on the thread that logs: it must not block for long.
+pub type shoal_log_fn_t = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        level: i32,
+        category: *const c_char,
+        message: *const c_char,
+    ),
+>;
+
+/// Sets the level below which log events are dropped (default `SHOAL_LOG_LEVEL_INFO`).
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` for a number that is not a `SHOAL_LOG_LEVEL_*`.
+#[no_mangle]
+pub extern "C" fn shoal_set_log_level(level: i32) -> bool {
+    guard(|| {
+        let level = LogLevel::from_i32(level)
+            .ok_or_else(|| Error::invalid(format!("unknown log level {level}")))?;
+        crate::set_log_level(level);
+        Ok(true)
+    })
+}
+
+/// Sends every log event at or above the level to `callback` (NULL stops it; `free_userdata`,
+/// may be NULL, runs once when the callback is replaced). Without a callback nothing is logged
+/// anywhere.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_NOT_SUPPORTED` when the process has another global `tracing` subscriber
+/// (a Rust application with its own logging).
+///
+/// Requires:
+/// `callback` and `free_userdata` valid functions or NULL; `userdata` usable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_set_log_callback(
+    callback: shoal_log_fn_t,
+    userdata: *mut c_void,
+    free_userdata: shoal_free_userdata_fn_t,
+) -> bool {
+    let data = UserData::new(userdata, free_userdata);
+    guard(move || {
+        let callback: Option<LogCallback> = callback.map(|cb| {
+            let forward = move |level: LogLevel, category: &str, message: &str| {
+                let data = &data;
+                // Interior NULs cannot cross as C strings: they become spaces.
+                let c = |s: &str| CString::new(s.replace('\0', " ")).unwrap_or_default();
+                let (category, message) = (c(category), c(message));
+                // Safety: the caller promised a valid callback for its userdata.
+                unsafe { cb(data.ptr, level as i32, category.as_ptr(), message.as_ptr()) }
+            };
+            Arc::new(forward) as LogCallback
+        });
+        crate::set_log_callback(callback)?;
+        Ok(true)
+    })
 }
 
 #[cfg(test)]
