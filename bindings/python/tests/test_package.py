@@ -226,3 +226,25 @@ def test_enums_print_their_names():
             assert isinstance(member, int)  # still the C constant
     both = shoal.PropertyFlag.NULLABLE | shoal.PropertyFlag.INDEXED
     assert str(both) == "PropertyFlag.NULLABLE|INDEXED"
+
+
+# ---- the package, the library and the build agree ----------------------------------------------
+
+
+def test_versions_of_package_library_and_crate_agree():
+    import tomllib
+
+    crate = tomllib.loads((REPO_ROOT / "Cargo.toml").read_text())["package"]["version"]
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["version"]
+    assert crate == project == shoal.__version__ == _ffi.SHOAL_VERSION == shoal.LIBRARY_VERSION
+
+
+def test_loader_name_is_the_librarys_soname():
+    import subprocess
+
+    if not sys.platform.startswith("linux"):
+        return
+    dynamic = subprocess.run(["readelf", "-d", str(shoal.LIBRARY_PATH)], check=True, capture_output=True, text=True)
+    assert f"Library soname: [{_ffi.soname(_ffi.SHOAL_VERSION)}]" in dynamic.stdout
+    assert _ffi.loader_names()[0] == _ffi.soname(_ffi.SHOAL_VERSION)
+    assert _ffi.soname("0.1.7") == "libshoal.so.0.1" and _ffi.soname("2.3.4") == "libshoal.so.2"
