@@ -1,8 +1,10 @@
 /*
  * shoal.hpp: a header-only C++17 binding of Shoal's C API (include/shoal.h).
  *
- * Build: add `-I include -I bindings/cpp`, `#include "shoal.hpp"`, link libshoal.a (with
- * `-lpthread -ldl -lm`) or libshoal.so. tests/cpp/test_shoal.cpp uses every part of it.
+ * Build: installed by scripts/install.sh beside shoal.h, so `#include <shoal.hpp>` with
+ * `pkg-config --cflags --libs shoal` or CMake's Shoal::shoal; in the repository, add
+ * `-I include -I bindings/cpp` and link libshoal.a (with `-lpthread -ldl -lm`) or libshoal.so.
+ * tests/cpp/test_shoal.cpp uses every part of it.
  *
  * Ownership. Every class over a C handle (Realm, Object, Results, Session, Token, ...) derives
  * from shoal::Handle<T>: it owns one reference, is move-only, releases the reference in its
@@ -10,7 +12,9 @@
  * default-constructed or moved-from wrapper is empty; calling a method on it throws
  * shoal::Error with code SHOAL_ERR_MISUSE (never a crash). Strings come back as std::string
  * (the C string is freed), bytes as std::vector<uint8_t>, values as shoal::Value; "nothing"
- * (a C NULL without an error) comes back as std::optional.
+ * (a C NULL without an error) comes back as std::optional. String arguments are StringArg: a C
+ * string, std::string or std::string_view (copied, since the C API needs the NUL). Results and
+ * List work with range-for (`for (auto &object : results)`, `for (const auto &v : list)`).
  *
  * Errors. Every C call that reports failure becomes a thrown shoal::Error (a
  * std::runtime_error) carrying code() (SHOAL_ERR_*), category() (SHOAL_ERR_CATEGORY_*), name()
