@@ -85,7 +85,10 @@ fn swift_module_map_names_the_installed_header_and_library() {
             .map(|rest| rest.trim().trim_matches('"').to_owned())
             .collect()
     };
-    assert!(map.contains("module Shoal [system] {"), "the module is not `Shoal`");
+    assert!(
+        map.contains("module Shoal [system] {"),
+        "the module is not `Shoal`"
+    );
     assert_eq!(quoted_after("header "), ["shoal.h"]);
     assert!(repo().join("include/shoal.h").is_file());
     assert_eq!(quoted_after("link "), [library_name()]);
@@ -169,7 +172,15 @@ fn header_parses_on_its_own_as_c_and_cpp() {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
     for (language, standard) in [("c", "-std=c99"), ("c++", "-std=c++11")] {
         let output = Command::new(&cc)
-            .args(["-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-x", language, standard])
+            .args([
+                "-fsyntax-only",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-x",
+                language,
+                standard,
+            ])
             .arg(repo().join("include/shoal.h"))
             .output()
             .unwrap_or_else(|e| panic!("could not run the C compiler `{cc}`: {e}"));
@@ -218,7 +229,9 @@ fn shared_library_carries_the_soname_install_sh_links_to() {
     );
     // install.sh derives the same name from the header's version.
     let script = read("scripts/install.sh");
-    assert!(script.contains(r#"if [ "$major" = 0 ]; then compat="0.$minor"; else compat="$major"; fi"#));
+    assert!(
+        script.contains(r#"if [ "$major" = 0 ]; then compat="0.$minor"; else compat="$major"; fi"#)
+    );
     assert!(script.contains(r#"soname="libshoal.so.$compat""#));
     assert!(read("include/shoal.h").contains(&format!(
         "#define SHOAL_VERSION \"{}\"",

@@ -707,7 +707,7 @@ void test_iteration_and_string_arguments() {
     std::string_view age_view(text.data() + 5, 3);
     CHECK_EQ(r.find_object("Person", 2)->get(name_view), Value("bob"));
     CHECK_EQ(r.objects(std::string_view("Person")).max(age_view), Value(20));
-    CHECK_EQ(ids(r.query("Person", std::string_view("age == $0 trailing", 8), {18})), std::string("4"));
+    CHECK_EQ(ids(r.query("Person", std::string_view("age == $0 trailing", 9), {18})), std::string("4"));
     shoal::Schema schema = shoal::Schema::create();
     schema.add_class(std::string_view("Thing"), std::string_view("code"))
         .add_property("Thing", std::string("code"), shoal::PropertyType::String)
