@@ -37,8 +37,15 @@ fail() {
     echo "check_install: $*" >&2
     exit 1
 }
+step_started=""
+# Prints the time the step before took, then the next step's title.
+step() {
+    if [ -n "$step_started" ]; then echo "   ($((SECONDS - step_started)) s)"; fi
+    step_started=$SECONDS
+    echo "== $*"
+}
 
-echo "== scripts/install.sh $prefix"
+step "scripts/install.sh $prefix (a release build)"
 bash scripts/install.sh "$prefix" >"$work/install.log" 2>&1 || {
     cat "$work/install.log" >&2
     fail "scripts/install.sh failed"
@@ -85,7 +92,7 @@ run_dynamic() {
     LD_LIBRARY_PATH="$prefix/lib" "$exe" "$@"
 }
 
-echo "== C and C++ programs through pkg-config"
+step "C and C++ programs through pkg-config"
 mkdir -p "$work/c" "$work/cpp"
 # shellcheck disable=SC2086 # the flags are words
 ${CC:-cc} -std=c11 -Wall -Wextra -Werror tests/install/hello.c $cflags $libs -o "$work/hello_c"
@@ -94,7 +101,7 @@ ${CXX:-c++} -std=c++17 -Wall -Wextra -Werror -pedantic tests/install/hello.cpp $
 run_dynamic "$work/hello_c" "$work/c"
 run_dynamic "$work/hello_cpp" "$work/cpp"
 
-echo "== a C++ project through CMake find_package(Shoal)"
+step "a C++ project through CMake find_package(Shoal)"
 cmake -S tests/install/cmake -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_BUILD_TYPE=Release >"$work/cmake.log" 2>&1 || {
     cat "$work/cmake.log" >&2
@@ -108,7 +115,7 @@ run_dynamic "$work/cmake-build/count_shared"
 readelf -d "$work/cmake-build/count_static" | grep -q "NEEDED.*libshoal" && fail "count_static links libshoal dynamically"
 "$work/cmake-build/count_static"
 
-echo "== a fresh virtualenv: pip install ./bindings/python"
+step "a fresh virtualenv: pip install ./bindings/python, a synced realm"
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check ./bindings/python \
     >"$work/pip.log" 2>&1 || {
@@ -129,7 +136,7 @@ fi
     "$work/venv/bin/python" "$repo/tests/install/python_sync.py" "$server")
 
 wheel="$(ls "$work"/wheel/shoal-*.whl)"
-echo "== sizes"
+step "sizes"
 printf '  %-40s %10s bytes\n' "lib/libshoal.so.$version (stripped)" "$(stat -c %s "$prefix/lib/libshoal.so.$version")"
 printf '  %-40s %10s bytes\n' "lib/libshoal.a (debug info stripped)" "$(stat -c %s "$prefix/lib/libshoal.a")"
 printf '  %-40s %10s bytes\n' "$(basename "$wheel")" "$(stat -c %s "$wheel")"

@@ -21,18 +21,21 @@ import shoal
 WAIT = 30.0
 
 
-def start_server(binary: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Runs shoal-server on a free loopback port; returns it and its address."""
-    server = subprocess.Popen(
-        [binary, "--data", str(data), "--listen", "127.0.0.1:0", "--insecure-fast-password-hashing"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+def start_server(binary: str, data: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Runs shoal-server on a free loopback port, its log in ``log``; returns it and its
+    address."""
+    with open(log, "wb") as log_file:
+        server = subprocess.Popen(
+            [binary, "--data", str(data), "--listen", "127.0.0.1:0", "--insecure-fast-password-hashing"],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+        )
     assert server.stdout is not None
     line = server.stdout.readline().decode().strip()
     if not line.startswith("listening on "):
         server.kill()
-        raise SystemExit(f"python_sync.py: shoal-server did not start ({line!r})")
+        raise SystemExit(f"python_sync.py: shoal-server did not start ({line!r}):\n{log.read_text()}")
     return server, line.removeprefix("listening on ")
 
 
@@ -48,7 +51,8 @@ def main() -> None:
     schema.add_property("Task", "done", "bool")
 
     with tempfile.TemporaryDirectory() as tmp:
-        server, address = start_server(sys.argv[1], Path(tmp) / "server")
+        log = Path(tmp) / "server.log"
+        server, address = start_server(sys.argv[1], Path(tmp) / "server", log)
         try:
             auth_url = f"http://{address}/auth"
             with shoal.App(Path(tmp) / "phone", "io.shoal.install-check") as phone, shoal.App(
@@ -75,6 +79,9 @@ def main() -> None:
                     a.refresh()
                     assert a.find("Task", 1)["done"] is True
                     assert len(a.query("Task", "done == true")) == 3
+        except BaseException:
+            print(f"python_sync.py: failed; the server's log:\n{log.read_text()}", file=sys.stderr)
+            raise
         finally:
             server.terminate()
             server.wait(timeout=WAIT)
