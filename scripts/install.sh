@@ -19,6 +19,9 @@
 #
 # Usage: scripts/install.sh PREFIX        e.g. /usr/local, "$HOME/.local", /opt/shoal
 #
+# For Linux and other ELF systems (the SONAME, the .so names); needs cargo, coreutils' install,
+# sed, and binutils' strip and readelf (installed with gcc).
+#
 # Builds the release library first (`cargo build --release -p shoal --lib`: nothing to do when
 # it is current) in $CARGO_TARGET_DIR or target/. $DESTDIR stages the files for a package
 # (they go to $DESTDIR$PREFIX and name $PREFIX inside). $STRIP names the strip to run.
