@@ -2,9 +2,13 @@
 # The whole test suite: Rust unit and integration tests (including the C program against the
 # static library, once more under AddressSanitizer/UBSan/LeakSanitizer, and the header
 # check), every fuzz target for a short while (scripts/fuzz.sh; SHOAL_FUZZ_SECONDS per
-# target, 45 by default here, 0 skips fuzzing), then the Python binding's pytest suite.
-# Installs what it needs on a fresh machine (pytest, cargo-fuzz) and needs only cargo, a C
-# compiler and Python 3.
+# target, 45 by default here, 0 skips fuzzing), the Python binding's pytest suite, then the
+# install check (scripts/check_install.sh: a release build installed into a temporary prefix,
+# C and C++ programs built with pkg-config and CMake against it, the Python package
+# pip-installed into a fresh virtualenv and syncing; SHOAL_INSTALL_CHECK=0 skips it).
+# Installs what it needs on a fresh machine (pytest, cargo-fuzz) and needs cargo, a C and C++
+# compiler and Python 3, plus pkg-config, cmake and Python's venv for the install check
+# (.ci/run installs those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +32,11 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 SHOAL_LIBRARY="${SHOAL_LIBRARY:-$TARGET_DIR/debug/libshoal.so}" \
 SHOAL_SERVER="${SHOAL_SERVER:-$TARGET_DIR/debug/shoal-server}" \
     python3 -m pytest bindings/python/tests -q
+
+echo "== third-party notices"
+python3 scripts/third_party_notices.py --check
+
+if [ "${SHOAL_INSTALL_CHECK:-1}" != 0 ]; then
+    echo "== install check (scripts/check_install.sh)"
+    bash scripts/check_install.sh
+fi

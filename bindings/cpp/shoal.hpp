@@ -1,8 +1,10 @@
 /*
  * shoal.hpp: a header-only C++17 binding of Shoal's C API (include/shoal.h).
  *
- * Build: add `-I include -I bindings/cpp`, `#include "shoal.hpp"`, link libshoal.a (with
- * `-lpthread -ldl -lm`) or libshoal.so. tests/cpp/test_shoal.cpp uses every part of it.
+ * Build: installed by scripts/install.sh beside shoal.h, so `#include <shoal.hpp>` with
+ * `pkg-config --cflags --libs shoal` or CMake's Shoal::shoal; in the repository, add
+ * `-I include -I bindings/cpp` and link libshoal.a (with `-lpthread -ldl -lm`) or libshoal.so.
+ * tests/cpp/test_shoal.cpp uses every part of it.
  *
  * Ownership. Every class over a C handle (Realm, Object, Results, Session, Token, ...) derives
  * from shoal::Handle<T>: it owns one reference, is move-only, releases the reference in its
@@ -10,7 +12,9 @@
  * default-constructed or moved-from wrapper is empty; calling a method on it throws
  * shoal::Error with code SHOAL_ERR_MISUSE (never a crash). Strings come back as std::string
  * (the C string is freed), bytes as std::vector<uint8_t>, values as shoal::Value; "nothing"
- * (a C NULL without an error) comes back as std::optional.
+ * (a C NULL without an error) comes back as std::optional. String arguments are StringArg: a C
+ * string, std::string or std::string_view (copied, since the C API needs the NUL). Results and
+ * List work with range-for (`for (auto &object : results)`, `for (const auto &v : list)`).
  *
  * Errors. Every C call that reports failure becomes a thrown shoal::Error (a
  * std::runtime_error) carrying code() (SHOAL_ERR_*), category() (SHOAL_ERR_CATEGORY_*), name()
@@ -33,11 +37,13 @@
 #define SHOAL_HPP
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -99,6 +105,32 @@ private:
     std::shared_ptr<const Detail> detail_;  // shared: copying an exception never throws
 };
 
+/// A string argument: a C string, a std::string or a std::string_view (or anything that
+/// converts to one of them). The C API takes NUL-terminated strings, so a std::string or a C
+/// string is passed as it is and a std::string_view is copied (a string_view need not end in a
+/// NUL). Only for parameters: it may point into its argument.
+class StringArg {
+public:
+    StringArg(const char *s) noexcept : p_(s) {}
+    StringArg(const std::string &s) noexcept : p_(s.c_str()) {}
+    StringArg(std::string_view s) : copy_(s), p_(copy_.c_str()) {}
+    /// Anything else that converts to std::string (a std::filesystem::path, ...): copied.
+    template <typename T, std::enable_if_t<std::is_convertible_v<const T &, std::string> &&
+                                               !std::is_convertible_v<const T &, std::string_view> &&
+                                               !std::is_convertible_v<const T &, const char *>,
+                                           int> = 0>
+    StringArg(const T &s) : copy_(s), p_(copy_.c_str()) {}
+    StringArg(const StringArg &) = delete;
+    StringArg &operator=(const StringArg &) = delete;
+
+    /// The NUL-terminated string, valid while the argument lives.
+    const char *c_str() const noexcept { return p_; }
+
+private:
+    std::string copy_;  // the copy of a string_view (declared first: p_ points into it)
+    const char *p_;
+};
+
 namespace detail {
 
 /// Throws the calling thread's last error (call right after the failing C call).
@@ -158,6 +190,18 @@ inline void report_callback_exception(const char *callback) noexcept {
         std::fprintf(stderr, "shoal: a %s callback threw (ignored): unknown exception\n", callback);
     }
 }
+
+/// An optional string argument as the C API takes it: NULL, or a NUL-terminated copy.
+class OptionalCString {
+public:
+    explicit OptionalCString(std::optional<std::string_view> s) {
+        if (s) copy_.emplace(*s);
+    }
+    const char *get() const noexcept { return copy_ ? copy_->c_str() : nullptr; }
+
+private:
+    std::optional<std::string> copy_;
+};
 
 template <typename F>
 void free_box(void *userdata) noexcept {
@@ -431,6 +475,59 @@ Value read_value(F &&call) {
     return from_c(out);
 }
 
+/// The iterator of List and Results: an input iterator over the elements at indices
+/// [0, size) (the size read when the loop begins), each read with get(i) when first
+/// dereferenced. `*it` is a reference to the element the iterator holds, so that
+/// `for (auto &x : results)` binds; it is valid until the iterator moves (move it out to keep
+/// it). Copying an iterator copies its position, not the element it holds.
+template <typename Container, typename Element>
+class IndexIterator {
+public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Element;
+    using difference_type = std::ptrdiff_t;
+    using pointer = Element *;
+    using reference = Element &;
+
+    IndexIterator() noexcept = default;
+    IndexIterator(const Container *container, size_t index) noexcept : container_(container), index_(index) {}
+    IndexIterator(const IndexIterator &other) noexcept : container_(other.container_), index_(other.index_) {}
+    IndexIterator &operator=(const IndexIterator &other) noexcept {
+        container_ = other.container_;
+        index_ = other.index_;
+        current_.reset();
+        return *this;
+    }
+
+    reference operator*() const {
+        if (!current_) current_.emplace(container_->get(index_));
+        return *current_;
+    }
+    pointer operator->() const { return &**this; }
+    IndexIterator &operator++() {
+        ++index_;
+        current_.reset();
+        return *this;
+    }
+    /// Post-increment moves on; the element read before, if any, is not carried over.
+    IndexIterator operator++(int) {
+        IndexIterator before(*this);
+        ++*this;
+        return before;
+    }
+    size_t index() const noexcept { return index_; }
+
+    friend bool operator==(const IndexIterator &a, const IndexIterator &b) noexcept {
+        return a.container_ == b.container_ && a.index_ == b.index_;
+    }
+    friend bool operator!=(const IndexIterator &a, const IndexIterator &b) noexcept { return !(a == b); }
+
+private:
+    const Container *container_ = nullptr;
+    size_t index_ = 0;
+    mutable std::optional<Element> current_;
+};
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
@@ -449,22 +546,22 @@ public:
     using Handle::Handle;
     /// An empty schema (shoal_schema_new).
     static Schema create() { return Schema(detail::check(shoal_schema_new())); }
-    static Schema from_json(const std::string &json) {
+    static Schema from_json(StringArg json) {
         return Schema(detail::check(shoal_schema_from_json(json.c_str())));
     }
     Schema clone() const { return Schema(clone_raw()); }
 
-    Schema &add_class(const std::string &name, const std::optional<std::string> &primary_key = std::nullopt) {
-        detail::check(shoal_schema_add_class(checked(), name.c_str(), primary_key ? primary_key->c_str() : nullptr));
+    Schema &add_class(StringArg name, std::optional<std::string_view> primary_key = std::nullopt) {
+        detail::check(shoal_schema_add_class(checked(), name.c_str(), detail::OptionalCString(primary_key).get()));
         return *this;
     }
     /// `flags`: shoal::property::nullable | indexed | list; `link_target` for links only.
-    Schema &add_property(const std::string &class_name, const std::string &name, PropertyType type,
+    Schema &add_property(StringArg class_name, StringArg name, PropertyType type,
                          uint32_t flags = property::none,
-                         const std::optional<std::string> &link_target = std::nullopt) {
+                         std::optional<std::string_view> link_target = std::nullopt) {
         detail::check(shoal_schema_add_property(checked(), class_name.c_str(), name.c_str(),
                                                 static_cast<int32_t>(type), flags,
-                                                link_target ? link_target->c_str() : nullptr));
+                                                detail::OptionalCString(link_target).get()));
         return *this;
     }
     std::string to_json() const { return detail::take_string(shoal_schema_to_json(checked())); }
@@ -476,15 +573,15 @@ class Config : public Handle<shoal_config_t> {
 public:
     using Handle::Handle;
     /// A configuration of the realm file at `path` (shoal_config_new).
-    static Config create(const std::string &path) { return Config(detail::check(shoal_config_new(path.c_str()))); }
+    static Config create(StringArg path) { return Config(detail::check(shoal_config_new(path.c_str()))); }
     /// Opens the file at `path` read-only and unsynced (e.g. a client reset's backup), with the
     /// file's own schema; `key` is its 64-byte encryption key, or empty.
-    static Config for_recovery(const std::string &path, const std::vector<uint8_t> &key = {}) {
+    static Config for_recovery(StringArg path, const std::vector<uint8_t> &key = {}) {
         return Config(detail::check(
             shoal_config_for_recovery(path.c_str(), key.empty() ? nullptr : key.data(), key.size(), nullptr)));
     }
     /// As above with an explicit schema.
-    static Config for_recovery(const std::string &path, const std::vector<uint8_t> &key, const Schema &schema) {
+    static Config for_recovery(StringArg path, const std::vector<uint8_t> &key, const Schema &schema) {
         return Config(detail::check(shoal_config_for_recovery(path.c_str(), key.empty() ? nullptr : key.data(),
                                                               key.size(), schema.checked())));
     }
@@ -610,16 +707,16 @@ public:
     void compact() { detail::check(shoal_realm_compact(checked())); }
 
     /// Creates an object of a class without a primary key.
-    Object create_object(const std::string &class_name);
+    Object create_object(StringArg class_name);
     /// Creates an object of a class with a primary key.
-    Object create_object(const std::string &class_name, const Value &primary_key);
+    Object create_object(StringArg class_name, const Value &primary_key);
     /// The object with this primary key, or std::nullopt.
-    std::optional<Object> find_object(const std::string &class_name, const Value &primary_key) const;
+    std::optional<Object> find_object(StringArg class_name, const Value &primary_key) const;
     /// The object a LINK value points to, or std::nullopt for a null value.
     std::optional<Object> object_from_link(const Value &link) const;
-    Results objects(const std::string &class_name) const;
+    Results objects(StringArg class_name) const;
     /// Runs a query; `$0`..`$n` in the predicate are bound to `args`.
-    Results query(const std::string &class_name, const std::string &predicate,
+    Results query(StringArg class_name, StringArg predicate,
                   const std::vector<Value> &args = {}) const;
     /// The realm's sync session (SHOAL_ERR_INVALID_ARGUMENT for a local realm).
     Session session() const;
@@ -653,16 +750,16 @@ public:
     using Handle::Handle;
     Object clone() const { return Object(clone_raw()); }
 
-    Value get(const std::string &property) const {
+    Value get(StringArg property) const {
         return detail::read_value([&](shoal_value_t *out) { return shoal_object_get(checked(), property.c_str(), out); });
     }
-    Object &set(const std::string &property, const Value &value) {
+    Object &set(StringArg property, const Value &value) {
         shoal_value_t c = detail::to_c(value);
         detail::check(shoal_object_set(checked(), property.c_str(), &c));
         return *this;
     }
     /// Adds `delta` to an INT property (additions from several devices add up under sync).
-    Object &add_int(const std::string &property, int64_t delta) {
+    Object &add_int(StringArg property, int64_t delta) {
         detail::check(shoal_object_add_int(checked(), property.c_str(), delta));
         return *this;
     }
@@ -685,7 +782,7 @@ public:
         return detail::read_value([&](shoal_value_t *out) { return shoal_object_as_link(checked(), out); });
     }
     /// The object a link property points to, or std::nullopt.
-    std::optional<Object> linked(const std::string &property) const {
+    std::optional<Object> linked(StringArg property) const {
         shoal_object_t *o = shoal_object_get_linked(checked(), property.c_str());
         if (!o) {
             if (shoal_get_last_error(nullptr)) detail::throw_last_error();
@@ -693,7 +790,7 @@ public:
         }
         return Object(o);
     }
-    List list(const std::string &property) const;
+    List list(StringArg property) const;
 };
 
 class List : public Handle<shoal_list_t> {
@@ -706,6 +803,13 @@ public:
         return detail::read_value([&](shoal_value_t *out) { return shoal_list_get(checked(), index, out); });
     }
     Value operator[](size_t index) const { return get(index); }
+
+    using iterator = detail::IndexIterator<List, Value>;
+    using const_iterator = iterator;
+    /// `for (const auto &v : list)`: the elements in order (copies; set() changes the list).
+    iterator begin() const { return iterator(this, 0); }
+    iterator end() const { return iterator(this, size()); }
+
     std::vector<Value> to_vector() const {
         std::vector<Value> out;
         size_t n = size();
@@ -747,8 +851,32 @@ public:
     size_t count() const { return static_cast<size_t>(detail::check_count(shoal_results_count(checked()))); }
     Object get(size_t index) const { return Object(detail::check(shoal_results_get(checked(), index))); }
     Object operator[](size_t index) const { return get(index); }
+
+    using iterator = detail::IndexIterator<Results, Object>;
+    using const_iterator = iterator;
+    /// `for (auto &object : results)`: the objects at indices [0, count()) with count() read
+    /// when the loop begins. Results are live: deleting or changing objects inside the loop
+    /// can move the others; take to_vector() first to loop over a fixed set.
+    iterator begin() const { return iterator(this, 0); }
+    iterator end() const { return iterator(this, count()); }
+
+    /// The first object, or std::nullopt when the results are empty.
+    std::optional<Object> first() const {
+        if (count() == 0) return std::nullopt;
+        return get(0);
+    }
+    /// Every object of the results now (a handle each): a fixed set to loop over while
+    /// deleting or changing them.
+    std::vector<Object> to_vector() const {
+        std::vector<Object> out;
+        size_t n = count();
+        out.reserve(n);
+        for (size_t i = 0; i < n; i++) out.push_back(get(i));
+        return out;
+    }
+
     /// New results sorted by `property` (a dotted path through links is allowed).
-    Results sort(const std::string &property, bool ascending = true) const {
+    Results sort(StringArg property, bool ascending = true) const {
         return Results(detail::check(shoal_results_sort(checked(), property.c_str(), ascending)));
     }
     /// New results sorted by several (property, ascending) keys, the first most significant.
@@ -761,23 +889,23 @@ public:
         }
         return Results(detail::check(shoal_results_sort_by(checked(), names.data(), ascending.get(), keys.size())));
     }
-    Results distinct(const std::string &property) const {
+    Results distinct(StringArg property) const {
         return Results(detail::check(shoal_results_distinct(checked(), property.c_str())));
     }
     /// INT for int properties, DOUBLE for float and double; 0 when empty.
-    Value sum(const std::string &property) const { return aggregate(shoal_results_sum, property); }
+    Value sum(StringArg property) const { return aggregate(shoal_results_sum, property.c_str()); }
     /// Null when empty.
-    Value min(const std::string &property) const { return aggregate(shoal_results_min, property); }
-    Value max(const std::string &property) const { return aggregate(shoal_results_max, property); }
+    Value min(StringArg property) const { return aggregate(shoal_results_min, property.c_str()); }
+    Value max(StringArg property) const { return aggregate(shoal_results_max, property.c_str()); }
     /// DOUBLE, or null when empty.
-    Value average(const std::string &property) const { return aggregate(shoal_results_average, property); }
+    Value average(StringArg property) const { return aggregate(shoal_results_average, property.c_str()); }
     /// Deletes every object in the results (needs a write transaction); returns how many.
     size_t delete_all() { return static_cast<size_t>(detail::check_count(shoal_results_delete_all(checked()))); }
 
 private:
     using AggregateFn = bool (*)(const shoal_results_t *, const char *, shoal_value_t *);
-    Value aggregate(AggregateFn fn, const std::string &property) const {
-        return detail::read_value([&](shoal_value_t *out) { return fn(checked(), property.c_str(), out); });
+    Value aggregate(AggregateFn fn, const char *property) const {
+        return detail::read_value([&](shoal_value_t *out) { return fn(checked(), property, out); });
     }
 };
 
@@ -789,22 +917,22 @@ public:
     using Handle::Handle;
     Credentials clone() const { return Credentials(clone_raw()); }
     /// Username and password; `register_account` creates the account on the server.
-    static Credentials password(const std::string &username, const std::string &password,
+    static Credentials password(StringArg username, StringArg password,
                                 bool register_account = false) {
         return Credentials(
             detail::check(shoal_credentials_password(username.c_str(), password.c_str(), register_account)));
     }
-    static Credentials custom(const std::string &token, const std::string &provider,
-                              const std::optional<std::string> &user_info_json = std::nullopt) {
+    static Credentials custom(StringArg token, StringArg provider,
+                              std::optional<std::string_view> user_info_json = std::nullopt) {
         return Credentials(detail::check(shoal_credentials_custom(
-            token.c_str(), provider.c_str(), user_info_json ? user_info_json->c_str() : nullptr)));
+            token.c_str(), provider.c_str(), detail::OptionalCString(user_info_json).get())));
     }
     /// The server's `debug` provider (only when it enables it).
-    static Credentials debug(const std::string &identity) {
+    static Credentials debug(StringArg identity) {
         return Credentials(detail::check(shoal_credentials_debug(identity.c_str())));
     }
     /// Logs in on the device alone: `token` becomes the refresh token.
-    static Credentials access_token(const std::string &token, const std::string &identity) {
+    static Credentials access_token(StringArg token, StringArg identity) {
         return Credentials(detail::check(shoal_credentials_access_token(token.c_str(), identity.c_str())));
     }
 };
@@ -835,7 +963,7 @@ public:
     /// Logs out at once; the refresh token is revoked on the server in the background.
     void logout() { detail::check(shoal_user_logout(checked())); }
     /// An access token for the realm at `server_path` (e.g. "/<identity>/tasks"); blocks.
-    std::string access_token(const std::string &server_path) const {
+    std::string access_token(StringArg server_path) const {
         return detail::take_string(shoal_user_access_token(checked(), server_path.c_str()));
     }
     /// Opens (creating if needed) the user's management realm at /~/__management, whose
@@ -849,13 +977,13 @@ class App : public Handle<shoal_app_t> {
 public:
     using Handle::Handle;
     /// The app of this process for `base_dir` (shoal_app_new).
-    static App create(const std::string &base_dir, const std::string &app_id) {
+    static App create(StringArg base_dir, StringArg app_id) {
         return App(detail::check(shoal_app_new(base_dir.c_str(), app_id.c_str())));
     }
     App clone() const { return App(clone_raw()); }
 
     /// Logs in at `auth_url` (e.g. "http://127.0.0.1:9080/auth"); blocks.
-    User login(const Credentials &credentials, const std::string &auth_url) const {
+    User login(const Credentials &credentials, StringArg auth_url) const {
         return User(detail::check(shoal_app_login(checked(), credentials.checked(), auth_url.c_str())));
     }
     /// The only logged-in user, std::nullopt if nobody is logged in (SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN
@@ -882,7 +1010,7 @@ public:
         }
     }
     /// The known user with this identity, or std::nullopt.
-    std::optional<User> get_user(const std::string &identity) const {
+    std::optional<User> get_user(StringArg identity) const {
         shoal_user_t *u = shoal_app_get_user(checked(), identity.c_str());
         if (!u) {
             if (shoal_get_last_error(nullptr)) detail::throw_last_error();
@@ -903,7 +1031,7 @@ public:
     }
     /// Moves the realm file at `original_path` aside after a client reset (every realm handle of
     /// it must be released first); returns the backup's path, for Config::for_recovery.
-    std::string execute_client_reset(const std::string &original_path) {
+    std::string execute_client_reset(StringArg original_path) {
         return detail::take_string(shoal_app_execute_client_reset(checked(), original_path.c_str()));
     }
 };
@@ -984,7 +1112,7 @@ public:
     void pause() { detail::check(shoal_session_pause(checked())); }
     void resume() { detail::check(shoal_session_resume(checked())); }
     /// Answers a token binder's request (from any thread).
-    void bind_token(const std::string &token) { detail::check(shoal_session_bind_token(checked(), token.c_str())); }
+    void bind_token(StringArg token) { detail::check(shoal_session_bind_token(checked(), token.c_str())); }
     std::string path() const { return detail::take_string(shoal_session_path(checked())); }
     std::string server_url() const { return detail::take_string(shoal_session_server_url(checked())); }
     User user() const { return User(detail::check(shoal_session_user(checked()))); }
@@ -994,7 +1122,7 @@ class SyncConfig : public Handle<shoal_sync_config_t> {
 public:
     using Handle::Handle;
     /// How `user` syncs the realm at `url` ("realm://host:port/~/path"; `~` is the identity).
-    static SyncConfig create(const User &user, const std::string &url) {
+    static SyncConfig create(const User &user, StringArg url) {
         return SyncConfig(detail::check(shoal_sync_config_new(user.checked(), url.c_str())));
     }
     SyncConfig clone() const { return SyncConfig(clone_raw()); }
@@ -1110,16 +1238,16 @@ inline Config &Config::set_sync(const SyncConfig &sync) {
     return *this;
 }
 
-inline Object Realm::create_object(const std::string &class_name) {
+inline Object Realm::create_object(StringArg class_name) {
     return Object(detail::check(shoal_object_create(checked(), class_name.c_str(), nullptr)));
 }
 
-inline Object Realm::create_object(const std::string &class_name, const Value &primary_key) {
+inline Object Realm::create_object(StringArg class_name, const Value &primary_key) {
     shoal_value_t pk = detail::to_c(primary_key);
     return Object(detail::check(shoal_object_create(checked(), class_name.c_str(), &pk)));
 }
 
-inline std::optional<Object> Realm::find_object(const std::string &class_name, const Value &primary_key) const {
+inline std::optional<Object> Realm::find_object(StringArg class_name, const Value &primary_key) const {
     shoal_value_t pk = detail::to_c(primary_key);
     shoal_object_t *o = shoal_object_find(checked(), class_name.c_str(), &pk);
     if (!o) {
@@ -1139,11 +1267,11 @@ inline std::optional<Object> Realm::object_from_link(const Value &link) const {
     return Object(o);
 }
 
-inline Results Realm::objects(const std::string &class_name) const {
+inline Results Realm::objects(StringArg class_name) const {
     return Results(detail::check(shoal_realm_objects(checked(), class_name.c_str())));
 }
 
-inline Results Realm::query(const std::string &class_name, const std::string &predicate,
+inline Results Realm::query(StringArg class_name, StringArg predicate,
                             const std::vector<Value> &args) const {
     std::vector<shoal_value_t> c;
     c.reserve(args.size());
@@ -1162,7 +1290,7 @@ inline Token Realm::add_change_callback(std::function<void(uint64_t)> callback) 
         })));
 }
 
-inline List Object::list(const std::string &property) const {
+inline List Object::list(StringArg property) const {
     return List(detail::check(shoal_object_get_list(checked(), property.c_str())));
 }
 

@@ -17,6 +17,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -651,6 +652,73 @@ void test_queries_and_aggregates() {
     CHECK_EQ(ids(all.sort("id")), std::string("1,3,5,6"));
 }
 
+void test_iteration_and_string_arguments() {
+    shoal::Realm r = open_fixture("iterate.realm");
+    shoal::Results by_age = r.objects("Person").sort("age");
+
+    // Range-for binds references to the objects, in order.
+    std::vector<int64_t> seen;
+    for (auto &person : by_age) seen.push_back(person.get("id").as_int());
+    CHECK(seen == (std::vector<int64_t>{4, 2, 1, 5, 3}));
+    int64_t total = 0;
+    for (const shoal::Object &person : by_age) total += person.get("age").as_int();
+    CHECK_EQ(total, int64_t{145});
+    // A standard algorithm over the same iterators.
+    CHECK_EQ(std::count_if(by_age.begin(), by_age.end(), [](const shoal::Object &p) { return p.get("active").as_bool(); }),
+             std::ptrdiff_t{3});
+    // Moving an object out of the loop keeps it.
+    std::vector<shoal::Object> kept;
+    for (auto &person : by_age)
+        if (person.get("age").as_int() > 35) kept.push_back(std::move(person));
+    CHECK_EQ(kept.size(), 2u);
+    CHECK_EQ(kept[1].get("id"), Value(3));
+    shoal::Results none = r.query("Person", "age > 1000");
+    CHECK(none.begin() == none.end());
+    CHECK(!none.first().has_value());
+    CHECK_EQ(by_age.first()->get("id"), Value(4));
+
+    // to_vector() is a fixed set: deleting while looping over it visits every object.
+    size_t deleted = r.write([&] {
+        size_t n = 0;
+        for (auto &person : r.query("Person", "active == true").to_vector()) {
+            person.remove();
+            n++;
+        }
+        return n;
+    });
+    CHECK_EQ(deleted, 3u);
+    CHECK_EQ(r.objects("Person").count(), 2u);
+
+    // Lists iterate over their values.
+    r.write([&] {
+        shoal::List tags = r.find_object("Person", 2)->list("tags");
+        for (const char *tag : {"x", "y", "z"}) tags.push_back(tag);
+    });
+    shoal::List tags = r.find_object("Person", 2)->list("tags");
+    std::string joined;
+    for (const auto &tag : tags) joined += tag.as_string();
+    CHECK_EQ(joined, std::string("xyz"));
+    CHECK(std::vector<Value>(tags.begin(), tags.end()) == tags.to_vector());
+
+    // String arguments: C strings, std::string, std::string_view (not NUL-terminated: a
+    // slice of a longer string) and std::filesystem::path.
+    const std::string text = "name age";
+    std::string_view name_view(text.data(), 4);
+    std::string_view age_view(text.data() + 5, 3);
+    CHECK_EQ(r.find_object("Person", 2)->get(name_view), Value("bob"));
+    CHECK_EQ(r.objects(std::string_view("Person")).max(age_view), Value(20));
+    CHECK_EQ(ids(r.query("Person", std::string_view("age == $0 trailing", 9), {18})), std::string("4"));
+    shoal::Schema schema = shoal::Schema::create();
+    schema.add_class(std::string_view("Thing"), std::string_view("code"))
+        .add_property("Thing", std::string("code"), shoal::PropertyType::String)
+        .add_property("Thing", "parent", shoal::PropertyType::Link, shoal::property::nullable,
+                      std::string_view("Thing"));
+    CHECK(schema.to_json().find("\"Thing\"") != std::string::npos);
+    CHECK_ERROR(SHOAL_ERR_NO_SUCH_CLASS, schema.add_property(std::string_view("Nope"), "x", shoal::PropertyType::Int));
+    std::filesystem::path path = std::filesystem::path(g_dir) / "by-path.realm";
+    CHECK_EQ(shoal::Config::create(path).path(), path.string());
+}
+
 void test_lists() {
     shoal::Realm r = open_people("lists.realm");
     r.write([&] {
@@ -1182,6 +1250,7 @@ int main() {
     RUN_TEST(test_moved_from_and_released_handles);
     RUN_TEST(test_write_commits_or_rolls_back);
     RUN_TEST(test_queries_and_aggregates);
+    RUN_TEST(test_iteration_and_string_arguments);
     RUN_TEST(test_lists);
     RUN_TEST(test_encryption);
     RUN_TEST(test_change_callback);

@@ -27,12 +27,27 @@ pub fn profile_dir_of_this_exe() -> Option<PathBuf> {
 /// test. So both places are looked at, for the profile directory of this test executable and
 /// for `$CARGO_TARGET_DIR` (else `<manifest>/target`), and the newest file wins.
 pub fn find_static_lib() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib_name = if cfg!(windows) {
+    find_built_library(if cfg!(windows) {
         "shoal.lib"
     } else {
         "libshoal.a"
-    };
+    })
+}
+
+/// Finds the shared library of this build (`libshoal.so`), as [`find_static_lib`] does.
+pub fn find_shared_lib() -> PathBuf {
+    find_built_library(if cfg!(windows) {
+        "shoal.dll"
+    } else if cfg!(target_os = "macos") {
+        "libshoal.dylib"
+    } else {
+        "libshoal.so"
+    })
+}
+
+/// The newest `lib_name` of this build (see [`find_static_lib`]).
+fn find_built_library(lib_name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut dirs = Vec::new();
     let profile_dir = profile_dir_of_this_exe();
     if let Some(dir) = &profile_dir {
@@ -65,8 +80,8 @@ pub fn find_static_lib() -> PathBuf {
     match newest {
         Some(p) => p,
         None => panic!(
-            "the static library {lib_name} was not found; looked at:\n  {}\n\
-             `cargo test` builds it with the library (crate-type staticlib in Cargo.toml); \
+            "the library {lib_name} was not found; looked at:\n  {}\n\
+             `cargo test` builds it with the library (crate-types in Cargo.toml); \
              try `cargo build --lib` (with the same profile and target) first",
             candidates
                 .iter()

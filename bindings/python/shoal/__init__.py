@@ -1,7 +1,8 @@
 """Shoal for Python: an embedded object database (a re-creation of Realm), through its C ABI.
 
-Pure Python (ctypes). The shared library is found through ``SHOAL_LIBRARY`` or the Cargo
-target directory of this repository; build it with ``cargo build``.
+Pure Python (ctypes) over the Shoal library, which a wheel (``pip install ./bindings/python``)
+carries inside the package; otherwise it is looked for on the loader's path, through
+``SHOAL_LIBRARY`` and in the repository's ``target/`` (see :mod:`shoal._ffi`).
 
 >>> import shoal, tempfile, os
 >>> schema = (shoal.Schema()
@@ -24,7 +25,7 @@ from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files
 from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
 from .errors import __all__ as _errors_all
-from .realm import List, Object, Realm, Results
+from .realm import List, Object, PropertyValue, Realm, Results, Value
 from .schema import ClassInfo, PropertyFlag, PropertyInfo, PropertyType, Schema
 from .sync import (
     ConnectionState,
@@ -52,6 +53,8 @@ __all__ = [
     "List",
     "Results",
     "Token",
+    "Value",
+    "PropertyValue",
     "PropertyType",
     "PropertyFlag",
     "PropertyInfo",

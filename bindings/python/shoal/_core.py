@@ -26,13 +26,14 @@ from __future__ import annotations
 import atexit
 import ctypes
 import datetime as _dt
+import enum
 import itertools
 import logging
 import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Self
 
 from . import _ffi
 from ._ffi import lib, shoal_value_t
@@ -119,7 +120,7 @@ class Handle:
         super().__init_subclass__(**kwargs)
         _handle_classes[cls._kind] = cls  # a subclass defined later (Object) replaces its base
 
-    def __init__(self, ptr: int):
+    def __init__(self, ptr: int) -> None:
         if not ptr:
             raise ValueError("a NULL handle")
         self._ptr: int | None = ptr
@@ -154,10 +155,10 @@ class Handle:
         if p:
             call_bool(lib.shoal_release, p)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def __del__(self) -> None:
@@ -273,7 +274,7 @@ class Token(Handle):
 
     _kind = "token"
 
-    def __init__(self, ptr: int):
+    def __init__(self, ptr: int) -> None:
         super().__init__(ptr)
         live_tokens.add(self)
 
@@ -309,6 +310,28 @@ def _at_exit() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Enums
+# ---------------------------------------------------------------------------------------------
+
+
+class NamedIntEnum(enum.IntEnum):
+    """The base of the binding's enums: members are ints (they are the C constants) that print
+    as their names (``SessionState.ACTIVE``), where Python 3.11's ``IntEnum`` prints the
+    number."""
+
+    __str__ = enum.Enum.__str__
+    __format__ = enum.Enum.__format__
+
+
+class NamedIntFlag(enum.IntFlag):
+    """The base of the binding's flag sets: ints that print as their names
+    (``PropertyFlag.NULLABLE|INDEXED``), where Python 3.11's ``IntFlag`` prints the number."""
+
+    __str__ = enum.Flag.__str__
+    __format__ = enum.Flag.__format__
+
+
+# ---------------------------------------------------------------------------------------------
 # Values
 # ---------------------------------------------------------------------------------------------
 
@@ -330,11 +353,14 @@ class Timestamp(NamedTuple):
     nanos: int = 0
 
     def to_datetime(self) -> _dt.datetime:
+        """The time as an aware UTC ``datetime`` (microseconds: the nanoseconds below are
+        dropped); OverflowError outside the years 1-9999."""
         # int() truncates toward zero: nanos carry the sign of seconds (Realm's convention).
         return EPOCH + _dt.timedelta(seconds=self.seconds, microseconds=int(self.nanos / 1000))
 
     @classmethod
     def from_datetime(cls, dt: _dt.datetime) -> "Timestamp":
+        """The exact timestamp of an aware ``datetime`` (ValueError for a naive one)."""
         if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
             raise ValueError("a naive datetime is ambiguous: give it a timezone (e.g. timezone.utc)")
         delta = dt - EPOCH
@@ -359,7 +385,7 @@ class InValue:
 
     __slots__ = ("value", "_keep")
 
-    def __init__(self, py: Any = None, prop_type: int | None = None, realm: Any = None):
+    def __init__(self, py: Any = None, prop_type: int | None = None, realm: Any = None) -> None:
         self.value = shoal_value_t()
         self._keep: list[Any] = []
         fill_value(self.value, py, prop_type, self._keep, realm)
@@ -473,7 +499,7 @@ class OutValue:
 
     __slots__ = ("value",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.value = shoal_value_t()
 
     @property

@@ -9,8 +9,16 @@ Opaque handles (``shoal_realm_t*`` and friends) are declared as ``c_void_p``. Fu
 return a string the caller must free return ``c_void_p`` (not ``c_char_p``, which would copy
 the text and lose the pointer that ``shoal_free`` needs); use :func:`take_string`.
 
-The library is found through, in order: the ``SHOAL_LIBRARY`` environment variable (a full
-path), ``$CARGO_TARGET_DIR/{release,debug}`` and ``<repo>/target/{release,debug}``.
+The library is loaded from the first of these that has it (:func:`load_library`):
+
+1. the package itself (``shoal/libshoal.so``: what a wheel built by ``pip install
+   ./bindings/python`` ships);
+2. the dynamic loader's search path, by the installed library's SONAME (``libshoal.so.0.1``),
+   then ``libshoal.so`` (``LD_LIBRARY_PATH``, ``/etc/ld.so.conf``: what ``scripts/install.sh``
+   installs);
+3. the ``SHOAL_LIBRARY`` environment variable (a full path), then
+   ``$CARGO_TARGET_DIR/{release,debug}``;
+4. the repository's ``target/{release,debug}`` (``cargo build`` in a checkout).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 #: The repository root: three levels above the package directory (bindings/python/shoal).
+#: Only meaningful in a checkout; an installed package never finds a ``target/`` there.
 REPO_ROOT = _PACKAGE_DIR.parents[2]
 
 if sys.platform == "darwin":
@@ -54,8 +63,30 @@ else:
     _LIB_NAME = "libshoal.so"
 
 
+def packaged_path() -> Path:
+    """Where a wheel puts the library: inside the package."""
+    return _PACKAGE_DIR / _LIB_NAME
+
+
+def soname(version: str) -> str:
+    """The SONAME of the library of ``version`` (the rule of ``build.rs``): the part of the
+    version that changes on a breaking change, by Cargo's rule (``0.1`` for 0.1.z, ``1`` for
+    1.y.z)."""
+    major, minor = version.split(".")[:2]
+    return f"libshoal.so.{major}.{minor}" if major == "0" else f"libshoal.so.{major}"
+
+
+def loader_names() -> list[str]:
+    """The names handed to the dynamic loader, which searches its own path for them: the
+    installed library's SONAME first (a runtime-only install has no ``libshoal.so``)."""
+    if sys.platform.startswith("linux") or "bsd" in sys.platform:
+        return [soname(SHOAL_VERSION), _LIB_NAME]
+    return [_LIB_NAME]
+
+
 def candidate_paths() -> list[Path]:
-    """Where the library is looked for, in order (``SHOAL_LIBRARY`` aside)."""
+    """The build folders searched after the loader's path, in order: ``SHOAL_LIBRARY`` aside,
+    ``$CARGO_TARGET_DIR/{release,debug}``, then the repository's ``target/{release,debug}``."""
     dirs: list[Path] = []
     target = os.environ.get("CARGO_TARGET_DIR")
     if target:
@@ -67,29 +98,75 @@ def candidate_paths() -> list[Path]:
     return [d / _LIB_NAME for d in dirs]
 
 
-def find_library() -> Path:
-    """The path of the Shoal cdylib, or ImportError telling how to build it."""
+class _DlInfo(Structure):
+    """``Dl_info`` of ``dladdr(3)``."""
+
+    _fields_ = [
+        ("dli_fname", c_char_p),
+        ("dli_fbase", c_void_p),
+        ("dli_sname", c_char_p),
+        ("dli_saddr", c_void_p),
+    ]
+
+
+def _path_of(loaded: ctypes.CDLL, name: str) -> Path:
+    """The file the dynamic loader picked for ``name`` (``dladdr`` of one of its functions), or
+    ``name`` itself where ``dladdr`` is not available."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = [c_void_p, POINTER(_DlInfo)]
+        dladdr.restype = ctypes.c_int
+        info = _DlInfo()
+        if dladdr(ctypes.cast(loaded.shoal_libversion, c_void_p), ctypes.byref(info)) and info.dli_fname:
+            return Path(os.fsdecode(info.dli_fname))
+    except (OSError, AttributeError, TypeError):
+        pass
+    return Path(name)
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as e:  # pragma: no cover - depends on the machine
+        raise ImportError(f"could not load the Shoal library {path}: {e}") from e
+
+
+def load_library() -> tuple[ctypes.CDLL, Path]:
+    """Loads the Shoal library from the first place that has it (see the module's doc);
+    returns it and its path. ImportError, listing every place searched, when none has it."""
+    searched: list[str] = []
+    packaged = packaged_path()
+    if packaged.is_file():
+        return _open(packaged), packaged
+    searched.append(str(packaged))
+    for name in loader_names():
+        try:
+            loaded = ctypes.CDLL(name)
+        except OSError:
+            searched.append(f"{name} on the dynamic loader's path")
+            continue
+        if hasattr(loaded, "shoal_libversion"):
+            return loaded, _path_of(loaded, name)
+        searched.append(f"{name} on the dynamic loader's path (not Shoal's: no shoal_libversion)")
     explicit = os.environ.get("SHOAL_LIBRARY")
     if explicit:
         p = Path(explicit)
         if not p.is_file():
             raise ImportError(f"SHOAL_LIBRARY={explicit!r} does not name an existing file")
-        return p
+        return _open(p), p
+    searched.append("$SHOAL_LIBRARY (not set)")
     for p in candidate_paths():
         if p.is_file():
-            return p
-    searched = "\n  ".join(str(p) for p in candidate_paths())
+            return _open(p), p
+        searched.append(str(p))
+    listed = "\n  ".join(searched)
     raise ImportError(
-        "the Shoal library was not found; build it with `cargo build` (or `cargo build --release`) "
-        f"in {REPO_ROOT}, or set SHOAL_LIBRARY to the full path of {_LIB_NAME}. Searched:\n  {searched}"
+        "the Shoal library was not found. Install the package with `pip install ./bindings/python` "
+        "(its wheel contains the library), install the library with `scripts/install.sh PREFIX`, "
+        f"build it with `cargo build` in a checkout, or set SHOAL_LIBRARY to the full path of "
+        f"{_LIB_NAME}. Searched:\n  {listed}"
     )
 
-
-LIBRARY_PATH = find_library()
-try:
-    lib = ctypes.CDLL(str(LIBRARY_PATH))
-except OSError as e:  # pragma: no cover - depends on the machine
-    raise ImportError(f"could not load the Shoal library {LIBRARY_PATH}: {e}") from e
 
 # ---------------------------------------------------------------------------------------------
 # Constants (same names and numbers as the header)
@@ -224,6 +301,12 @@ UINT64_MAX = 2**64 - 1
 
 SHOAL_VERSION = "0.1.0"
 SHOAL_VERSION_NUMBER = 1000
+
+# ---------------------------------------------------------------------------------------------
+# Loading the library (after the constants: the loader's names come from SHOAL_VERSION)
+# ---------------------------------------------------------------------------------------------
+
+lib, LIBRARY_PATH = load_library()
 
 # ---------------------------------------------------------------------------------------------
 # Structs

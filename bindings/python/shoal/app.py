@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
-import enum
 import json
 import os
 from typing import Any, Callable
@@ -27,6 +26,7 @@ from . import _ffi
 from ._core import (
     FREE_USERDATA,
     Handle,
+    NamedIntEnum,
     call,
     call_bool,
     call_count,
@@ -61,7 +61,7 @@ def _opt_text(s: Any, what: str) -> bytes | None:
     return None if s is None else _text(s, what)
 
 
-class AuthEvent(enum.IntEnum):
+class AuthEvent(NamedIntEnum):
     """What an auth callback is told (``SHOAL_AUTH_*``)."""
 
     #: A login succeeded (an access-token login too; not a user loaded from JSON).
@@ -81,7 +81,7 @@ class _Pending:
 
     __slots__ = ("app", "callback", "future")
 
-    def __init__(self, app: "App", callback: Callable[..., Any] | None):
+    def __init__(self, app: "App", callback: Callable[..., Any] | None) -> None:
         if callback is not None and not callable(callback):
             raise TypeError("the callback must be callable")
         self.app = app
@@ -166,7 +166,7 @@ class Credentials(Handle):
 
     _kind = "credentials"
 
-    def __init__(self, ptr: int, description: str):
+    def __init__(self, ptr: int, description: str) -> None:
         super().__init__(ptr)
         self._description = description
 
@@ -238,7 +238,7 @@ class App(Handle):
         base_dir: "str | os.PathLike[str]",
         app_id: str,
         trusted_ca: "str | bytes | os.PathLike[str] | None" = None,
-    ):
+    ) -> None:
         """``trusted_ca``: for servers whose TLS certificate is signed by a CA of your own (a
         self-hosted ``shoal-server --tls-cert``, a test CA): PEM text (``bytes``, or a ``str``
         holding ``-----BEGIN CERTIFICATE-----``) or the path of a PEM file. ``https://``
@@ -282,6 +282,7 @@ class App(Handle):
 
     @property
     def is_closed(self) -> bool:
+        """Whether :meth:`close` was called (or the app left its ``with`` block)."""
         return self.released
 
     # -- logging in -------------------------------------------------------------------------------
@@ -418,7 +419,7 @@ class User(Handle):
 
     _kind = "user"
 
-    def __init__(self, ptr: int, app: App):
+    def __init__(self, ptr: int, app: App) -> None:
         super().__init__(ptr)
         self._app = app
         self.identity: str = call_string(lib.shoal_user_identity, ptr)

@@ -107,7 +107,7 @@ class _ConfigRef:
 
     __slots__ = ("_ref",)
 
-    def __init__(self, config: "Config"):
+    def __init__(self, config: "Config") -> None:
         self._ref = weakref.ref(config)
 
     def _file_id(self) -> tuple[bool, str] | None:
@@ -146,7 +146,7 @@ class Config(Handle):
         encryption_key: bytes | None = None,
         should_compact: Callable[[int, int], bool] | None = None,
         sync: "SyncConfig | None" = None,
-    ):
+    ) -> None:
         if sync is not None:
             _check_sync_config(sync)
         if path is None:
@@ -250,6 +250,8 @@ class Config(Handle):
 
     @property
     def schema(self) -> Schema | None:
+        """The schema the realm is opened with (None: the file's own). Set it to a
+        :class:`Schema`, its JSON text or the same as a dict."""
         return self._schema
 
     @schema.setter
@@ -264,6 +266,8 @@ class Config(Handle):
 
     @property
     def schema_version(self) -> int:
+        """The schema version to open with (default 0); an unsigned 64-bit number. A file
+        with a lower version runs :attr:`migration`."""
         return self._schema_version
 
     @schema_version.setter
@@ -275,6 +279,7 @@ class Config(Handle):
 
     @property
     def in_memory(self) -> bool:
+        """Whether the realm lives in memory only (default False); the path names it."""
         return self._in_memory
 
     @in_memory.setter
@@ -284,6 +289,7 @@ class Config(Handle):
 
     @property
     def read_only(self) -> bool:
+        """Whether the realm is opened read-only (default False)."""
         return self._read_only
 
     @read_only.setter
@@ -293,6 +299,8 @@ class Config(Handle):
 
     @property
     def delete_if_migration_needed(self) -> bool:
+        """Whether a file that needs a migration is deleted and created anew instead
+        (default False)."""
         return self._delete
 
     @delete_if_migration_needed.setter
@@ -302,6 +310,8 @@ class Config(Handle):
 
     @property
     def initial_data(self) -> InitialDataFn | None:
+        """Called as ``fn(realm)`` once, in the transaction that creates the file (None:
+        nothing); returning False or raising makes the open fail."""
         return self._initial_data
 
     @initial_data.setter
@@ -317,6 +327,9 @@ class Config(Handle):
 
     @property
     def migration(self) -> MigrationFn | None:
+        """Called as ``fn(realm, old_version, new_version)`` when the file's schema version
+        is lower than :attr:`schema_version` (None: nothing); returning False or raising makes
+        the open fail."""
         return self._migration
 
     @migration.setter
@@ -331,6 +344,7 @@ class Config(Handle):
 
     @property
     def encryption_key(self) -> bytes | None:
+        """The 64-byte key of an encrypted realm (None: not encrypted)."""
         return self._encryption_key
 
     @encryption_key.setter
@@ -345,6 +359,8 @@ class Config(Handle):
 
     @property
     def should_compact(self) -> Callable[[int, int], bool] | None:
+        """Called as ``fn(total_bytes, used_bytes)`` at open; True compacts the file (an
+        exception counts as False). None: never."""
         return self._should_compact
 
     @should_compact.setter

@@ -112,7 +112,7 @@ class ShoalError(Exception):
     #: The ``SHOAL_ERR_*`` code this class stands for (None for the base class).
     code_constant: int | None = None
 
-    def __init__(self, code: int, category: int, message: str, path: str | None = None):
+    def __init__(self, code: int, category: int, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.category = category
@@ -133,11 +133,13 @@ class ShoalError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code}, category={self.category}, message={self.message!r}, path={self.path!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ShoalError], tuple[int, int, str, str | None]]:
         return (type(self), (self.code, self.category, self.message, self.path))
 
 
 class UnknownError(ShoalError):
+    """An error without a more specific code (``SHOAL_ERR_UNKNOWN``)."""
+
     code_constant = _ffi.SHOAL_ERR_UNKNOWN
 
 
@@ -148,42 +150,66 @@ class IoError(ShoalError):
 
 
 class JsonError(ShoalError, ValueError):
+    """Malformed JSON handed to the library (``SHOAL_ERR_JSON``)."""
+
     code_constant = _ffi.SHOAL_ERR_JSON
 
 
 class ClientReset(ShoalError):
+    """The synced realm must be reset from the server (``SHOAL_ERR_CLIENT_RESET``)."""
+
     code_constant = _ffi.SHOAL_ERR_CLIENT_RESET
 
 
 class InvalidArgument(ShoalError, ValueError):
+    """An argument is invalid (empty name, out-of-range number, bad UTF-8, ...)
+    (``SHOAL_ERR_INVALID_ARGUMENT``)."""
+
     code_constant = _ffi.SHOAL_ERR_INVALID_ARGUMENT
 
 
 class WrongType(ShoalError, TypeError):
+    """A value of the wrong type for a property or operation (``SHOAL_ERR_WRONG_TYPE``)."""
+
     code_constant = _ffi.SHOAL_ERR_WRONG_TYPE
 
 
 class NotInWriteTransaction(ShoalError):
+    """The operation needs a write transaction and none is open
+    (``SHOAL_ERR_NOT_IN_WRITE_TRANSACTION``)."""
+
     code_constant = _ffi.SHOAL_ERR_NOT_IN_WRITE_TRANSACTION
 
 
 class AlreadyInWriteTransaction(ShoalError):
+    """A write transaction is already open on this realm handle
+    (``SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION``)."""
+
     code_constant = _ffi.SHOAL_ERR_ALREADY_IN_WRITE_TRANSACTION
 
 
 class RealmClosed(ShoalError):
+    """The realm handle was closed (``SHOAL_ERR_REALM_CLOSED``)."""
+
     code_constant = _ffi.SHOAL_ERR_REALM_CLOSED
 
 
 class ObjectDeleted(ShoalError):
+    """The object was deleted (or belongs to a snapshot where it does not exist)
+    (``SHOAL_ERR_OBJECT_DELETED``)."""
+
     code_constant = _ffi.SHOAL_ERR_OBJECT_DELETED
 
 
 class NoSuchClass(ShoalError):
+    """No class of that name exists in the schema (``SHOAL_ERR_NO_SUCH_CLASS``)."""
+
     code_constant = _ffi.SHOAL_ERR_NO_SUCH_CLASS
 
 
 class NoSuchProperty(ShoalError, KeyError):
+    """No property of that name exists in the class (``SHOAL_ERR_NO_SUCH_PROPERTY``)."""
+
     code_constant = _ffi.SHOAL_ERR_NO_SUCH_PROPERTY
 
     # KeyError.__str__ would print the repr of the message.
@@ -191,74 +217,117 @@ class NoSuchProperty(ShoalError, KeyError):
 
 
 class DuplicatePrimaryKey(ShoalError):
+    """An object with that primary key already exists (``SHOAL_ERR_DUPLICATE_PRIMARY_KEY``)."""
+
     code_constant = _ffi.SHOAL_ERR_DUPLICATE_PRIMARY_KEY
 
 
 class MigrationNeeded(ShoalError):
+    """The file's schema differs from the configuration's and no migration was provided
+    (``SHOAL_ERR_MIGRATION_NEEDED``)."""
+
     code_constant = _ffi.SHOAL_ERR_MIGRATION_NEEDED
 
 
 class SchemaVersionLower(ShoalError):
+    """The configured schema version is lower than the file's
+    (``SHOAL_ERR_SCHEMA_VERSION_LOWER``)."""
+
     code_constant = _ffi.SHOAL_ERR_SCHEMA_VERSION_LOWER
 
 
 class SchemaChangedWithoutVersionBump(ShoalError):
+    """The schema changed but the schema version was not raised
+    (``SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP``)."""
+
     code_constant = _ffi.SHOAL_ERR_SCHEMA_CHANGED_WITHOUT_VERSION_BUMP
 
 
 class ReadOnly(ShoalError):
+    """A write on a read-only realm (``SHOAL_ERR_READ_ONLY``)."""
+
     code_constant = _ffi.SHOAL_ERR_READ_ONLY
 
 
 class FileNotFound(ShoalError):
+    """The realm file does not exist (``SHOAL_ERR_FILE_NOT_FOUND``)."""
+
     code_constant = _ffi.SHOAL_ERR_FILE_NOT_FOUND
 
 
 class FilePermissionDenied(ShoalError):
+    """The file system refused access (``SHOAL_ERR_FILE_PERMISSION_DENIED``)."""
+
     code_constant = _ffi.SHOAL_ERR_FILE_PERMISSION_DENIED
 
 
 class IncompatibleFile(ShoalError):
+    """The file is not a Shoal realm or is corrupt (``SHOAL_ERR_INCOMPATIBLE_FILE``)."""
+
     code_constant = _ffi.SHOAL_ERR_INCOMPATIBLE_FILE
 
 
 class DecryptionFailed(ShoalError):
+    """The encryption key is wrong, missing, or the file was tampered with
+    (``SHOAL_ERR_DECRYPTION_FAILED``)."""
+
     code_constant = _ffi.SHOAL_ERR_DECRYPTION_FAILED
 
 
 class FormatUpgradeRequired(ShoalError):
+    """The file was written by an older format and must be upgraded
+    (``SHOAL_ERR_FORMAT_UPGRADE_REQUIRED``)."""
+
     code_constant = _ffi.SHOAL_ERR_FORMAT_UPGRADE_REQUIRED
 
 
 class FileInUse(ShoalError):
+    """Another process has the realm file open (``SHOAL_ERR_FILE_IN_USE``)."""
+
     code_constant = _ffi.SHOAL_ERR_FILE_IN_USE
 
 
 class InvalidQuery(ShoalError, ValueError):
+    """The query string could not be parsed or does not fit the schema
+    (``SHOAL_ERR_INVALID_QUERY``)."""
+
     code_constant = _ffi.SHOAL_ERR_INVALID_QUERY
 
 
 class Misuse(ShoalError):
+    """A NULL or released handle, or another misuse of the API (``SHOAL_ERR_MISUSE``)."""
+
     code_constant = _ffi.SHOAL_ERR_MISUSE
 
 
 class Internal(ShoalError):
+    """An internal error (a bug); reported instead of a crash (``SHOAL_ERR_INTERNAL``)."""
+
     code_constant = _ffi.SHOAL_ERR_INTERNAL
 
 
 class IndexOutOfBounds(ShoalError, IndexError):
+    """An index is past the end of a list or results (``SHOAL_ERR_INDEX_OUT_OF_BOUNDS``)."""
+
     code_constant = _ffi.SHOAL_ERR_INDEX_OUT_OF_BOUNDS
 
 
 class NotSupported(ShoalError):
+    """The operation is not supported for this kind of realm (``SHOAL_ERR_NOT_SUPPORTED``)."""
+
     code_constant = _ffi.SHOAL_ERR_NOT_SUPPORTED
 
 
 class CallbackFailed(ShoalError):
+    """A user callback (migration, initial data) reported failure
+    (``SHOAL_ERR_CALLBACK_FAILED``)."""
+
     code_constant = _ffi.SHOAL_ERR_CALLBACK_FAILED
 
 
 class RealmInUse(ShoalError):
+    """The realm is open and the operation needs it closed (``SHOAL_ERR_REALM_IN_USE``)."""
+
     code_constant = _ffi.SHOAL_ERR_REALM_IN_USE
 
 
@@ -281,10 +350,16 @@ class AuthError(ShoalError):
 
 
 class InvalidParameters(AuthError):
+    """Auth: a parameter of the request is malformed (the server's `601`)
+    (``SHOAL_ERR_INVALID_PARAMETERS``)."""
+
     code_constant = _ffi.SHOAL_ERR_INVALID_PARAMETERS
 
 
 class MissingParameters(AuthError):
+    """Auth: a required parameter is missing (the server's `602`)
+    (``SHOAL_ERR_MISSING_PARAMETERS``)."""
+
     code_constant = _ffi.SHOAL_ERR_MISSING_PARAMETERS
 
 
@@ -295,6 +370,8 @@ class InvalidCredentials(AuthError):
 
 
 class UnknownAccount(AuthError):
+    """Auth: the account or user does not exist (`612`) (``SHOAL_ERR_UNKNOWN_ACCOUNT``)."""
+
     code_constant = _ffi.SHOAL_ERR_UNKNOWN_ACCOUNT
 
 
@@ -305,6 +382,9 @@ class ExistingAccount(AuthError):
 
 
 class AccessDenied(AuthError):
+    """Auth: the user may not do this, e.g. a non-admin looking up users (`614`)
+    (``SHOAL_ERR_ACCESS_DENIED``)."""
+
     code_constant = _ffi.SHOAL_ERR_ACCESS_DENIED
 
 
@@ -341,6 +421,7 @@ class HttpError(ShoalError):
 
     @property
     def name(self) -> str:
+        """``"HTTP"``: the family, whatever the status."""
         return "HTTP"
 
     @property

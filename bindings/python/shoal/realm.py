@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import json
 import os
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeAlias, Union
 
 from . import _ffi
 from ._core import (
@@ -15,6 +16,7 @@ from ._core import (
     InValue,
     ObjectHandle,
     OutValue,
+    Timestamp,
     Token,
     call,
     call_bool,
@@ -40,7 +42,8 @@ from .errors import (
 from .schema import ClassInfo, PropertyInfo, PropertyType, parse_schema_json
 from .sync import Session, _keep_session_while_it_runs, _track_synced_realm
 
-__all__ = ["Realm", "Object", "List", "Results", "Token"]
+__all__ = ["Realm", "Object", "List", "Results", "Token", "Value", "PropertyValue"]
+
 
 _MISSING = object()
 
@@ -75,7 +78,7 @@ class Realm(Handle):
         _owned_config: Config | None = None,
         _file_id: tuple[bool, str] | None = None,
         _sync_user: Any = None,
-    ):
+    ) -> None:
         super().__init__(ptr)
         # Kept so that the config (and its callbacks) live as long as the realm.
         self.config = _owned_config
@@ -129,7 +132,7 @@ class Realm(Handle):
         if err is not None:
             raise err
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -151,13 +154,17 @@ class Realm(Handle):
         call_bool(lib.shoal_realm_begin_write, self._h)
 
     def commit(self) -> None:
+        """Commits the write transaction: durable when this returns; change callbacks and
+        sync see it after."""
         call_bool(lib.shoal_realm_commit, self._h)
 
     def cancel_write(self) -> None:
+        """Cancels the write transaction, dropping every change made in it."""
         call_bool(lib.shoal_realm_cancel_write, self._h)
 
     @property
     def in_transaction(self) -> bool:
+        """Whether a write transaction is open on this handle."""
         r = call(lib.shoal_realm_is_in_transaction, self._h)
         if not r:
             e = last_error()
@@ -198,12 +205,14 @@ class Realm(Handle):
 
     @property
     def is_empty(self) -> bool:
+        """Whether the realm holds no objects."""
         out = ctypes.c_bool(False)
         call_bool(lib.shoal_realm_is_empty, self._h, ctypes.byref(out))
         return out.value
 
     @property
     def schema_version(self) -> int:
+        """The file's schema version."""
         out = ctypes.c_uint64(0)
         call_bool(lib.shoal_realm_get_schema_version, self._h, ctypes.byref(out))
         return out.value
@@ -216,6 +225,7 @@ class Realm(Handle):
         return out.value
 
     def schema_json(self) -> str:
+        """The realm's schema as JSON (the form :meth:`Schema.from_json` reads)."""
         return call_string(lib.shoal_realm_get_schema_json, self._h)
 
     def schema(self) -> dict[str, ClassInfo]:
@@ -228,6 +238,7 @@ class Realm(Handle):
         return call_string(lib.shoal_realm_dump_json, self._h)
 
     def dump(self) -> Any:
+        """The whole content, parsed from :meth:`dump_json` (dicts and lists)."""
         return json.loads(self.dump_json())
 
     def _class_info(self, class_name: str) -> ClassInfo | None:
@@ -251,7 +262,7 @@ class Realm(Handle):
 
     # -- objects and queries ---------------------------------------------------------------------
 
-    def create(self, cls: str, /, pk: Any = None, **values: Any) -> "Object":
+    def create(self, cls: str, /, pk: Value = None, **values: "Value | Iterable[Value]") -> "Object":
         """Creates an object of class ``cls`` (in a write transaction) and sets ``values``.
 
         A class with a primary key takes it as ``pk`` (positional or keyword) or by its
@@ -275,7 +286,7 @@ class Realm(Handle):
             obj[k] = val
         return obj
 
-    def find(self, cls: str, pk: Any) -> "Object | None":
+    def find(self, cls: str, pk: Value) -> "Object | None":
         """The object of ``cls`` with primary key ``pk``, or None."""
         info = self._class_info(cls)
         pk_type = info.properties[info.primary_key].type if info and info.primary_key else None
@@ -287,7 +298,7 @@ class Realm(Handle):
         """Every object of ``cls``, as live results."""
         return Results(call_ptr(lib.shoal_realm_objects, self._h, _b(cls)), self, cls)
 
-    def query(self, cls: str, predicate: str, *args: Any) -> "Results":
+    def query(self, cls: str, predicate: str, *args: Value) -> "Results":
         """The objects of ``cls`` matching ``predicate`` (Realm's query language; ``$0``..
         are ``args``), as live results."""
         keep: list[Any] = []
@@ -344,7 +355,7 @@ class Object(ObjectHandle):
 
     _kind = "object"
 
-    def __init__(self, ptr: int, realm: Realm):
+    def __init__(self, ptr: int, realm: Realm) -> None:
         super().__init__(ptr)
         self.realm = realm
         self._class_name: str | None = None
@@ -352,6 +363,7 @@ class Object(ObjectHandle):
 
     @property
     def class_name(self) -> str:
+        """The name of the object's class."""
         if self._class_name is None:
             self._class_name = call_string(lib.shoal_object_class_name, self._h)
         return self._class_name
@@ -383,7 +395,7 @@ class Object(ObjectHandle):
             return None
         return self.realm._prop_info(cls, prop)
 
-    def __getitem__(self, prop: str) -> Any:
+    def __getitem__(self, prop: str) -> PropertyValue:
         info = self._info(prop)
         if info is not None and info.is_list:
             return self.list(prop)
@@ -396,7 +408,7 @@ class Object(ObjectHandle):
             return self.linked(prop)
         return out.take()
 
-    def __setitem__(self, prop: str, value: Any) -> None:
+    def __setitem__(self, prop: str, value: "Value | Iterable[Value]") -> None:
         info = self._info(prop)
         if info is not None and info.is_list:
             lst = self.list(prop)
@@ -416,19 +428,21 @@ class Object(ObjectHandle):
         except NoSuchProperty:
             return default
 
-    def set(self, prop: str = None, value: Any = None, /, **values: Any) -> None:  # type: ignore[assignment]
+    def set(self, prop: str | None = None, value: "Value | Iterable[Value]" = None, /, **values: "Value | Iterable[Value]") -> None:
         """``obj.set("name", "Ann")`` or ``obj.set(name="Ann", age=3)``."""
         if prop is not None:
             self[prop] = value
         for k, v in values.items():
             self[k] = v
 
-    def get_by_key(self, key: _ffi.shoal_property_key_t) -> Any:
+    def get_by_key(self, key: _ffi.shoal_property_key_t) -> PropertyValue:
+        """``obj[prop]`` through a key from :meth:`Realm.property_key` (no name lookup)."""
         out = OutValue()
         call_bool(lib.shoal_object_get_by_key, self._h, key, out.ref)
         return out.take(self.realm._resolve_link)
 
-    def set_by_key(self, key: _ffi.shoal_property_key_t, value: Any) -> None:
+    def set_by_key(self, key: _ffi.shoal_property_key_t, value: Value) -> None:
+        """``obj[prop] = value`` through a key from :meth:`Realm.property_key`."""
         v = InValue(value, None, self.realm)
         call_bool(lib.shoal_object_set_by_key, self._h, key, v.ref)
 
@@ -463,13 +477,15 @@ class Object(ObjectHandle):
     def __contains__(self, prop: object) -> bool:
         return isinstance(prop, str) and prop in self.keys()
 
-    def values(self) -> list[Any]:
+    def values(self) -> list[PropertyValue]:
+        """The values of :meth:`keys`, in that order."""
         return [self[k] for k in self.keys()]
 
-    def items(self) -> list[tuple[str, Any]]:
+    def items(self) -> list[tuple[str, PropertyValue]]:
+        """(name, value) of every property, in the order of :meth:`keys`."""
         return [(k, self[k]) for k in self.keys()]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, "Value | list[Value]"]:
         """Every property: lists as Python lists, links as :class:`Object`."""
         out: dict[str, Any] = {}
         for k in self.keys():
@@ -522,7 +538,7 @@ class List(Handle):
 
     _kind = "list"
 
-    def __init__(self, ptr: int, owner: Object, prop: str):
+    def __init__(self, ptr: int, owner: Object, prop: str) -> None:
         super().__init__(ptr)
         self.owner = owner
         self.property = prop
@@ -532,25 +548,25 @@ class List(Handle):
     def __len__(self) -> int:
         return call_count(lib.shoal_list_size, self._h)
 
-    def _get(self, i: int) -> Any:
+    def _get(self, i: int) -> Value:
         out = OutValue()
         call_bool(lib.shoal_list_get, self._h, i, out.ref)
         return out.take(self.owner.realm._resolve_link)
 
-    def __getitem__(self, i: "int | slice") -> Any:
+    def __getitem__(self, i: "int | slice") -> "Value | list[Value]":
         if isinstance(i, slice):
             return [self._get(j) for j in range(*i.indices(len(self)))]
         if i < 0:
             i = _index(i, len(self))
         return self._get(_index(i, 0))
 
-    def __setitem__(self, i: int, value: Any) -> None:
+    def __setitem__(self, i: int, value: Value) -> None:
         self.set(i, value)
 
     def __delitem__(self, i: int) -> None:
         self.erase(i)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Value]:
         for j in range(len(self)):
             try:
                 yield self._get(j)
@@ -569,34 +585,39 @@ class List(Handle):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def insert(self, i: int, value: Any) -> None:
+    def insert(self, i: int, value: Value) -> None:
         """Inserts before index ``i`` (``len(list)`` appends; negative counts from the end)."""
         if i < 0:
             i = max(i + len(self), 0)
         v = InValue(value, self._type, self.owner.realm)
         call_bool(lib.shoal_list_insert, self._h, _index(i, 0), v.ref)
 
-    def append(self, value: Any) -> None:
+    def append(self, value: Value) -> None:
+        """Adds ``value`` at the end."""
         self.insert(len(self), value)
 
-    def extend(self, values: Iterable[Any]) -> None:
+    def extend(self, values: Iterable[Value]) -> None:
+        """Appends every element of ``values`` (not a str or bytes: those are one value)."""
         if isinstance(values, (str, bytes)):
             raise TypeError("extend() takes an iterable of elements, not a str or bytes")
         for v in values:
             self.append(v)
 
-    def set(self, i: int, value: Any) -> None:
+    def set(self, i: int, value: Value) -> None:
+        """Replaces the element at index ``i`` (negative counts from the end)."""
         if i < 0:
             i = _index(i, len(self))
         v = InValue(value, self._type, self.owner.realm)
         call_bool(lib.shoal_list_set, self._h, _index(i, 0), v.ref)
 
     def erase(self, i: int) -> None:
+        """Removes the element at index ``i`` (negative counts from the end)."""
         if i < 0:
             i = _index(i, len(self))
         call_bool(lib.shoal_list_erase, self._h, _index(i, 0))
 
-    def pop(self, i: int = -1) -> Any:
+    def pop(self, i: int = -1) -> Value:
+        """Removes the element at index ``i`` (the last by default) and returns it."""
         if i < 0:
             i = _index(i, len(self))
         v = self[i]
@@ -609,6 +630,7 @@ class List(Handle):
         call_bool(lib.shoal_list_move, self._h, _index(from_index, n), _index(to_index, n))
 
     def clear(self) -> None:
+        """Removes every element."""
         call_bool(lib.shoal_list_clear, self._h)
 
     def __repr__(self) -> str:
@@ -629,7 +651,7 @@ class Results(Handle):
 
     _kind = "results"
 
-    def __init__(self, ptr: int, realm: Realm, class_name: str):
+    def __init__(self, ptr: int, realm: Realm, class_name: str) -> None:
         super().__init__(ptr)
         self.realm = realm
         self.class_name = class_name
@@ -637,7 +659,7 @@ class Results(Handle):
     def __len__(self) -> int:
         return call_count(lib.shoal_results_count, self._h)
 
-    def __getitem__(self, i: "int | slice") -> Any:
+    def __getitem__(self, i: "int | slice") -> "Object | list[Object]":
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
@@ -648,6 +670,7 @@ class Results(Handle):
         return iter(self[:])
 
     def first(self) -> Object | None:
+        """The first object, or None when the results are empty."""
         return self[0] if len(self) else None
 
     def _derive(self, p: int) -> "Results":
@@ -672,23 +695,24 @@ class Results(Handle):
         """New results keeping the first object of each distinct value of ``prop``."""
         return self._derive(call_ptr(lib.shoal_results_distinct, self._h, _b(prop)))
 
-    def _aggregate(self, fn, prop: str) -> Any:
+    def _aggregate(self, fn: Any, prop: str) -> Value:
         out = OutValue()
         call_bool(fn, self._h, _b(prop), out.ref)
         return out.take()
 
-    def min(self, prop: str) -> Any:
+    def min(self, prop: str) -> Value:
         """The smallest value of a numeric or timestamp property (None when empty)."""
         return self._aggregate(lib.shoal_results_min, prop)
 
-    def max(self, prop: str) -> Any:
+    def max(self, prop: str) -> Value:
+        """The largest value of a numeric or timestamp property (None when empty)."""
         return self._aggregate(lib.shoal_results_max, prop)
 
-    def sum(self, prop: str) -> Any:
+    def sum(self, prop: str) -> Value:
         """int for INT properties, float for FLOAT and DOUBLE; 0 when empty."""
         return self._aggregate(lib.shoal_results_sum, prop)
 
-    def average(self, prop: str) -> Any:
+    def average(self, prop: str) -> Value:
         """The mean as a float (None when empty)."""
         return self._aggregate(lib.shoal_results_average, prop)
 
@@ -703,3 +727,16 @@ class Results(Handle):
             return f"<shoal.Results {self.class_name} count={len(self)}>"
         except ShoalError as e:
             return f"<shoal.Results {self.class_name} ({e.name})>"
+
+
+# The value types, after the classes they name (annotations above are strings: they may name them
+# before they exist).
+#: What a property or a list element holds, as Python sees it: ``None``, ``bool``, ``int``
+#: (INT, 64-bit), ``float`` (DOUBLE; :class:`~shoal.Float32` for FLOAT), ``str``, ``bytes``
+#: (BINARY), an aware ``datetime`` or a :class:`~shoal.Timestamp` (TIMESTAMP), or an
+#: :class:`Object` (LINK). Query arguments and primary keys are values too.
+Value: TypeAlias = Union[None, bool, int, float, str, bytes, datetime.datetime, Timestamp, Object]
+
+#: What reading a property gives: a :data:`Value`, or a :class:`List` for a list property.
+#: Writing one takes a :data:`Value`, or any iterable of them for a list property.
+PropertyValue: TypeAlias = Union[Value, List]

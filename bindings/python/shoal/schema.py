@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _ffi
-from ._core import Handle, call_bool, call_ptr, call_string
+from ._core import Handle, NamedIntEnum, NamedIntFlag, call_bool, call_ptr, call_string
 from ._ffi import lib
 
 
-class PropertyType(enum.IntEnum):
+class PropertyType(NamedIntEnum):
     """``SHOAL_PROPERTY_TYPE_*``."""
 
     BOOL = _ffi.SHOAL_PROPERTY_TYPE_BOOL
@@ -35,7 +34,7 @@ class PropertyType(enum.IntEnum):
         return cls(t)
 
 
-class PropertyFlag(enum.IntFlag):
+class PropertyFlag(NamedIntFlag):
     """``SHOAL_PROPERTY_*`` flags."""
 
     NONE = 0
@@ -92,7 +91,7 @@ class Schema(Handle):
 
     _kind = "schema"
 
-    def __init__(self, _ptr: int | None = None):
+    def __init__(self, _ptr: int | None = None) -> None:
         super().__init__(_ptr or call_ptr(lib.shoal_schema_new))
 
     @classmethod
@@ -109,9 +108,11 @@ class Schema(Handle):
         return call_string(lib.shoal_schema_to_json, self._h)
 
     def to_dict(self) -> dict[str, Any]:
+        """The schema as a dict: :meth:`to_json`, parsed."""
         return json.loads(self.to_json())
 
     def classes(self) -> dict[str, ClassInfo]:
+        """The schema's classes, by name."""
         return parse_schema_json(self.to_json())
 
     def add_class(self, name: str, primary_key: str | None = None) -> "Schema":

@@ -34,6 +34,7 @@ from . import _core, _ffi
 from ._core import (
     FREE_USERDATA,
     Handle,
+    NamedIntEnum,
     Token,
     call,
     call_bool,
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 
-class StopPolicy(enum.IntEnum):
+class StopPolicy(NamedIntEnum):
     """What a session does when the last realm handle of its file is released
     (``SHOAL_STOP_POLICY_*``)."""
 
@@ -76,7 +77,7 @@ class StopPolicy(enum.IntEnum):
     AFTER_CHANGES_UPLOADED = _ffi.SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED
 
 
-class SessionState(enum.IntEnum):
+class SessionState(NamedIntEnum):
     """A session's state (``SHOAL_SESSION_*``)."""
 
     #: The session needs an access token before it can sync.
@@ -91,7 +92,7 @@ class SessionState(enum.IntEnum):
     ERROR = _ffi.SHOAL_SESSION_ERROR
 
 
-class ConnectionState(enum.IntEnum):
+class ConnectionState(NamedIntEnum):
     """The state of a session's connection (``SHOAL_CONNECTION_*``)."""
 
     DISCONNECTED = _ffi.SHOAL_CONNECTION_DISCONNECTED
@@ -101,7 +102,7 @@ class ConnectionState(enum.IntEnum):
     CONNECTED = _ffi.SHOAL_CONNECTION_CONNECTED
 
 
-class ProgressDirection(enum.IntEnum):
+class ProgressDirection(NamedIntEnum):
     """Which transfer a progress callback follows (``SHOAL_PROGRESS_DOWNLOAD/UPLOAD``)."""
 
     #: Changes from the server.
@@ -110,7 +111,7 @@ class ProgressDirection(enum.IntEnum):
     UPLOAD = _ffi.SHOAL_PROGRESS_UPLOAD
 
 
-class ProgressMode(enum.IntEnum):
+class ProgressMode(NamedIntEnum):
     """How long a progress callback reports (``SHOAL_PROGRESS_CURRENT_CHANGES/INDEFINITELY``)."""
 
     #: Follows what is to transfer at registration (for downloads: at the server's first
@@ -317,7 +318,7 @@ class SyncConfig(Handle):
 
     _kind = "sync config"
 
-    def __init__(self, user: "User", url: str):
+    def __init__(self, user: "User", url: str) -> None:
         check_kind(user, "user", "shoal.User")
         super().__init__(call_ptr(lib.shoal_sync_config_new, user._h, _text(url, "the sync URL")))
         self._user = user
@@ -352,6 +353,7 @@ class SyncConfig(Handle):
 
     @property
     def error_handler(self) -> "Callable[[Session | None, SyncError], Any] | None":
+        """The handler given to :meth:`set_error_handler` (None: errors are only logged)."""
         return self._error_handler
 
     def set_error_handler(self, fn: "Callable[[Session | None, SyncError], Any] | None") -> "SyncConfig":
@@ -375,6 +377,7 @@ class SyncConfig(Handle):
 
     @property
     def stop_policy(self) -> StopPolicy:
+        """The policy given to :meth:`set_stop_policy`."""
         return self._stop_policy
 
     def set_stop_policy(self, policy: "StopPolicy | int | str") -> "SyncConfig":
@@ -408,6 +411,8 @@ class SyncConfig(Handle):
 
     @property
     def token_binder(self) -> "Callable[[Session | None, str], Any] | None":
+        """The binder given to :meth:`set_token_binder` (None: the library gets tokens from the auth server
+        itself)."""
         return self._token_binder
 
     def set_token_binder(self, fn: "Callable[[Session | None, str], Any] | None") -> "SyncConfig":
@@ -465,7 +470,7 @@ class Session(Handle):
 
     _kind = "session"
 
-    def __init__(self, ptr: int, app: "App | None" = None):
+    def __init__(self, ptr: int, app: "App | None" = None) -> None:
         super().__init__(ptr)
         self._app = app
         self._path_cache: str | None = None

@@ -1,12 +1,14 @@
-"""The raw ctypes layer: declarations match the header, and misuse through the C ABI is
-reported as an error, never a crash."""
+"""The raw ctypes layer: declarations match the header, misuse through the C ABI is reported as
+an error, never a crash, and the library is found where it is installed."""
 
 from __future__ import annotations
 
 import ctypes
 import re
-
-import pytest
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import shoal
 from shoal import _ffi, errors
@@ -245,9 +247,6 @@ def test_object_from_link(people):
 
 
 def test_import_error_when_library_missing(tmp_path):
-    import subprocess
-    import sys
-
     env = {"SHOAL_LIBRARY": str(tmp_path / "nope.so"), "PATH": "/usr/bin:/bin"}
     r = subprocess.run(
         [sys.executable, "-c", "import shoal"],
@@ -259,20 +258,101 @@ def test_import_error_when_library_missing(tmp_path):
     assert r.returncode != 0 and "ImportError" in r.stderr and "SHOAL_LIBRARY" in r.stderr
 
 
-def test_library_search_order(monkeypatch, tmp_path):
+def test_build_folders_searched_after_the_loader(monkeypatch, tmp_path):
     monkeypatch.setenv("CARGO_TARGET_DIR", str(tmp_path / "tgt"))
     paths = _ffi.candidate_paths()
     assert paths[0] == tmp_path / "tgt" / "release" / "libshoal.so"
     assert paths[1] == tmp_path / "tgt" / "debug" / "libshoal.so"
     assert paths[2] == REPO_ROOT / "target" / "release" / "libshoal.so"
     assert paths[3] == REPO_ROOT / "target" / "debug" / "libshoal.so"
-    monkeypatch.delenv("SHOAL_LIBRARY", raising=False)
-    monkeypatch.setenv("CARGO_TARGET_DIR", str(tmp_path / "empty"))
-    # The repository's own target folder is searched next (it may be empty when the build
-    # went to another CARGO_TARGET_DIR; then the error lists every place searched).
-    in_repo = [p for p in paths[2:4] if p.exists()]
-    if in_repo:
-        assert _ffi.find_library() == in_repo[0]
-    else:
-        with pytest.raises(ImportError, match="libshoal.so"):
-            _ffi.find_library()
+    assert _ffi.packaged_path() == REPO_ROOT / "bindings" / "python" / "shoal" / "libshoal.so"
+
+
+# ---- where `import shoal` finds the library, tried in fresh interpreters ------------------------
+#
+# Each test copies the package out of the repository (as an installed one is: no target/ above
+# it), arranges the places the library may be, and imports it in a new interpreter with only the
+# variables given.
+
+
+def _installed_copy(tmp_path: Path) -> Path:
+    """A copy of the package (without a library) in `<tmp>/a/b/site/shoal`; returns `site`."""
+    site = tmp_path / "a" / "b" / "site"
+    shutil.copytree(
+        REPO_ROOT / "bindings" / "python" / "shoal",
+        site / "shoal",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so*"),
+    )
+    return site
+
+
+def _library_path_in_fresh_interpreter(site: Path, **env: str) -> str:
+    r = subprocess.run(
+        [sys.executable, "-c", "import shoal; print(shoal.LIBRARY_PATH)"],
+        cwd=str(site.parent),
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), **env},
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def _on_loader_path(tmp_path: Path) -> Path:
+    """A folder holding the library under its SONAME, as scripts/install.sh leaves it."""
+    lib_dir = tmp_path / "prefix" / "lib"
+    lib_dir.mkdir(parents=True)
+    (lib_dir / _ffi.soname(_ffi.SHOAL_VERSION)).symlink_to(Path(shoal.LIBRARY_PATH).resolve())
+    return lib_dir
+
+
+def test_the_library_inside_the_package_comes_first(tmp_path):
+    site = _installed_copy(tmp_path)
+    (site / "shoal" / "libshoal.so").symlink_to(Path(shoal.LIBRARY_PATH).resolve())
+    found = _library_path_in_fresh_interpreter(
+        site,
+        LD_LIBRARY_PATH=str(_on_loader_path(tmp_path)),
+        SHOAL_LIBRARY=str(tmp_path / "not-there.so"),
+    )
+    assert found == str(site / "shoal" / "libshoal.so")
+
+
+def test_the_loader_path_comes_before_the_environment(tmp_path):
+    site = _installed_copy(tmp_path)
+    lib_dir = _on_loader_path(tmp_path)
+    found = _library_path_in_fresh_interpreter(
+        site, LD_LIBRARY_PATH=str(lib_dir), SHOAL_LIBRARY=str(tmp_path / "not-there.so")
+    )
+    assert Path(found) == lib_dir / _ffi.soname(_ffi.SHOAL_VERSION)
+
+
+def test_shoal_library_then_cargo_target_dir(tmp_path):
+    site = _installed_copy(tmp_path)
+    real = str(Path(shoal.LIBRARY_PATH).resolve())
+    assert _library_path_in_fresh_interpreter(site, SHOAL_LIBRARY=real) == real
+    debug = tmp_path / "tgt" / "debug"
+    debug.mkdir(parents=True)
+    (debug / "libshoal.so").symlink_to(real)
+    assert _library_path_in_fresh_interpreter(site, CARGO_TARGET_DIR=str(tmp_path / "tgt")) == str(
+        debug / "libshoal.so"
+    )
+
+
+def test_import_error_lists_every_place_searched(tmp_path):
+    site = _installed_copy(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", "import shoal"],
+        cwd=str(site.parent),
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "ImportError" in r.stderr
+    for place in [
+        str(site / "shoal" / "libshoal.so"),
+        f"{_ffi.soname(_ffi.SHOAL_VERSION)} on the dynamic loader's path",
+        "$SHOAL_LIBRARY (not set)",
+        "target/debug/libshoal.so",
+        "pip install ./bindings/python",
+    ]:
+        assert place in r.stderr, place
