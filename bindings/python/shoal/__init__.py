@@ -19,7 +19,7 @@ carries inside the package; otherwise it is looked for on the loader's path, thr
 
 from __future__ import annotations
 
-from . import _ffi, management
+from . import _ffi, log, management
 from ._core import Float32, Timestamp, Token
 from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files

@@ -36,6 +36,7 @@ from ctypes import (
     c_char_p,
     c_double,
     c_float,
+    c_int,
     c_int32,
     c_int64,
     c_size_t,
@@ -242,6 +243,15 @@ SHOAL_ERR_REALM_IN_USE = 1025
 SHOAL_ERR_MULTIPLE_USERS_LOGGED_IN = 1026
 SHOAL_ERR_TIMEOUT = 1027
 
+SHOAL_LOG_LEVEL_ALL = 1
+SHOAL_LOG_LEVEL_TRACE = 2
+SHOAL_LOG_LEVEL_DEBUG = 3
+SHOAL_LOG_LEVEL_INFO = 4
+SHOAL_LOG_LEVEL_WARN = 5
+SHOAL_LOG_LEVEL_ERROR = 6
+SHOAL_LOG_LEVEL_FATAL = 7
+SHOAL_LOG_LEVEL_OFF = 8
+
 SHOAL_ERR_CATEGORY_NONE = 0
 SHOAL_ERR_CATEGORY_LOGIC = 1
 SHOAL_ERR_CATEGORY_FILE = 2
@@ -426,6 +436,8 @@ shoal_session_state_fn_t = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
 shoal_connection_state_fn_t = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
 #: ``void (*)(void* userdata, uint64_t transferred, uint64_t transferable)``
 shoal_progress_fn_t = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
+#: ``void (*)(void* userdata, int level, const char* category, const char* message)``
+shoal_log_fn_t = CFUNCTYPE(None, c_void_p, c_int, c_char_p, c_char_p)
 
 # ---------------------------------------------------------------------------------------------
 # Functions
@@ -472,6 +484,8 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_clear_last_error": (None, []),
     "shoal_error_name": (c_char_p, [c_int32]),
     "shoal_libversion": (c_char_p, []),
+    "shoal_set_log_level": (c_bool, [c_int]),
+    "shoal_set_log_callback": (c_bool, [shoal_log_fn_t, c_void_p, shoal_free_userdata_fn_t]),
     "shoal_libversion_number": (c_int32, []),
     # objects
     "shoal_object_create": (_handle, [_handle, c_char_p, _value_p]),
