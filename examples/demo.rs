@@ -20,24 +20,7 @@ fn schema() -> shoal::Result<Schema> {
 
 /// Runs `shoal-server` on a free loopback port in a background thread; returns its auth URL.
 fn start_server(data: &std::path::Path) -> String {
-    let config = shoal_server::ServerConfig::new(data);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("address"))
-                .expect("main thread waits");
-            shoal_server::run(listener, config, std::future::pending::<()>())
-                .await
-                .expect("server runs");
-        });
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server started");
+    let addr = shoal_examples::start_server(data).expect("shoal-server starts");
     format!("http://{addr}/auth")
 }
 

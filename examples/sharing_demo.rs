@@ -8,7 +8,6 @@
 
 use std::fmt::Display;
 use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use shoal::management::{self, Access};
@@ -30,38 +29,6 @@ impl<T, E: Display> Context<T> for std::result::Result<T, E> {
     fn ctx(self, what: &str) -> Result<T> {
         self.map_err(|e| format!("{what}: {e}"))
     }
-}
-
-/// Starts `shoal-server` on a free loopback port in a background thread.
-fn start_server(data: &std::path::Path) -> Result<SocketAddr> {
-    let config = shoal_server::ServerConfig::new(data);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Runtime::new() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Err(format!("tokio runtime: {e}")));
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("bind: {e}")));
-                    return;
-                }
-            };
-            let _ = tx.send(listener.local_addr().map_err(|e| e.to_string()));
-            if let Err(e) = shoal_server::run(listener, config, std::future::pending::<()>()).await
-            {
-                eprintln!("sharing_demo: shoal-server stopped: {e}");
-            }
-        });
-    });
-    rx.recv_timeout(WAIT)
-        .ctx("shoal-server did not start")?
-        .map_err(|e| format!("shoal-server did not start: {e}"))
 }
 
 /// A user with an app of its own (its own device).
@@ -149,7 +116,7 @@ fn answered(realm: &Realm, class: &str, id: &Value) -> Result<shoal::Object> {
 
 fn run() -> Result<()> {
     let data = tempfile::tempdir().ctx("server directory")?;
-    let addr = start_server(data.path())?;
+    let addr = shoal_examples::start_server(data.path())?;
     println!("shoal-server on {addr}");
     let alice = register("alice", addr)?;
     let bob = register("bob", addr)?;

@@ -13,7 +13,7 @@
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,40 +54,6 @@ fn schema() -> shoal::Result<Schema> {
     s.add_property("Item", "name", T::String, F::NONE, None)?;
     s.add_property("Item", "count", T::Int, F::NONE, None)?;
     Ok(s)
-}
-
-// ---- the server -------------------------------------------------------------------------------
-
-/// Starts `shoal-server` on a free loopback port in a background thread.
-fn start_server(data: &Path) -> Result<SocketAddr> {
-    let config = shoal_server::ServerConfig::new(data);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Runtime::new() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Err(format!("tokio runtime: {e}")));
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("bind 127.0.0.1:0: {e}")));
-                    return;
-                }
-            };
-            let _ = tx.send(listener.local_addr().map_err(|e| e.to_string()));
-            if let Err(e) = shoal_server::run(listener, config, std::future::pending::<()>()).await
-            {
-                eprintln!("sync_demo: shoal-server stopped: {e}");
-            }
-        });
-    });
-    rx.recv_timeout(WAIT)
-        .ctx("shoal-server did not start")?
-        .map_err(|e| format!("shoal-server did not start: {e}"))
 }
 
 // ---- the devices ------------------------------------------------------------------------------
@@ -326,7 +292,7 @@ fn run() -> Result<()> {
     if data.exists() {
         std::fs::remove_dir_all(&data).ctx(&format!("emptying {}", data.display()))?;
     }
-    let addr = start_server(&data)?;
+    let addr = shoal_examples::start_server(&data)?;
     println!(
         "shoal-server: listening on {addr}, data in {}",
         data.display()

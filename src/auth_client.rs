@@ -207,19 +207,7 @@ impl AuthClient {
         provider: &str,
         provider_id: &str,
     ) -> Result<LookupResponse> {
-        let response = self
-            .agent
-            .get(&url.lookup(provider, provider_id))
-            .header("Accept", "application/json")
-            .header("Authorization", refresh_token)
-            .call();
-        let body = answer(response)?;
-        serde_json::from_str(&body).map_err(|e| {
-            Error::new(
-                ErrorCode::Json,
-                format!("the auth server's lookup answer is not valid: {e}"),
-            )
-        })
+        self.get(&url.lookup(provider, provider_id), refresh_token, "lookup")
     }
 
     /// `GET /auth/permissions` as the holder of `refresh_token`: the realms shared with it.
@@ -228,9 +216,19 @@ impl AuthClient {
         url: &AuthUrl,
         refresh_token: &str,
     ) -> Result<PermissionsResponse> {
+        self.get(&url.permissions(), refresh_token, "permissions")
+    }
+
+    /// A `GET` authorized by `refresh_token` whose answer is the JSON of `T`.
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        refresh_token: &str,
+        what: &str,
+    ) -> Result<T> {
         let response = self
             .agent
-            .get(&url.permissions())
+            .get(endpoint)
             .header("Accept", "application/json")
             .header("Authorization", refresh_token)
             .call();
@@ -238,7 +236,7 @@ impl AuthClient {
         serde_json::from_str(&body).map_err(|e| {
             Error::new(
                 ErrorCode::Json,
-                format!("the auth server's permissions answer is not valid: {e}"),
+                format!("the auth server's {what} answer is not valid: {e}"),
             )
         })
     }

@@ -1034,24 +1034,68 @@ fn recorded(data: &std::path::Path, offer_id: &str) -> (usize, usize) {
     (mine, usize::try_from(processed).unwrap())
 }
 
+/// A binary server that will abort at `abort_at`, an owner with a realm holding one `Dog`, and
+/// a grantee: where both crash tests start.
+struct CrashScene {
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    server: Binary,
+    listen: String,
+    addr: std::net::SocketAddr,
+    owner: Device,
+    grantee: Device,
+    path: String,
+    url: String,
+    realm: Realm,
+}
+
+impl CrashScene {
+    fn start(abort_at: &str) -> CrashScene {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let server = Binary::start(&data, "127.0.0.1:0", Some(abort_at));
+        let listen = server.addr.clone();
+        let addr = server.socket_addr();
+        let auth = format!("http://{listen}/auth");
+        let owner = Device::new(&auth, &unique("owner"), true);
+        let grantee = Device::new(&auth, &unique("grantee"), true);
+        let path = format!("/{}/crash", owner.id());
+        let url = realm_url(addr, &path);
+        let realm = synced(&owner.user, &url, dog_schema(), &Errors::default());
+        add_dog(&realm, "fido");
+        upload_and_download(&realm);
+        CrashScene {
+            _tmp: tmp,
+            data,
+            server,
+            listen,
+            addr,
+            owner,
+            grantee,
+            path,
+            url,
+            realm,
+        }
+    }
+}
+
 /// The binary aborts right after it recorded an answer (the offer's token, the response's
 /// grant) and before writing it into the management realm: after the restart the recorded
 /// answer is written, the same token, one offer, the grant there once.
 #[test]
 fn a_crash_after_recording_answers_neither_repeats_nor_loses_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let server = Binary::start(&data, "127.0.0.1:0", Some("permissions-recorded"));
-    let listen = server.addr.clone();
-    let addr = server.socket_addr();
-    let auth = format!("http://{listen}/auth");
-    let owner = Device::new(&auth, &unique("owner"), true);
-    let grantee = Device::new(&auth, &unique("grantee"), true);
-    let path = format!("/{}/crash", owner.id());
-    let url = realm_url(addr, &path);
-    let realm = synced(&owner.user, &url, dog_schema(), &Errors::default());
-    add_dog(&realm, "fido");
-    upload_and_download(&realm);
+    let CrashScene {
+        _tmp,
+        data,
+        server,
+        listen,
+        addr,
+        owner,
+        grantee,
+        path,
+        url,
+        realm,
+    } = CrashScene::start("permissions-recorded");
 
     // The offer: recorded, then the server dies before answering.
     let m_owner = management(&owner, addr);
@@ -1082,19 +1126,18 @@ fn a_crash_after_recording_answers_neither_repeats_nor_loses_them() {
 /// the answers.
 #[test]
 fn a_crash_after_writing_answers_logs_them_at_the_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let server = Binary::start(&data, "127.0.0.1:0", Some("answers-written"));
-    let listen = server.addr.clone();
-    let addr = server.socket_addr();
-    let auth = format!("http://{listen}/auth");
-    let owner = Device::new(&auth, &unique("owner"), true);
-    let grantee = Device::new(&auth, &unique("grantee"), true);
-    let path = format!("/{}/crash", owner.id());
-    let url = realm_url(addr, &path);
-    let realm = synced(&owner.user, &url, dog_schema(), &Errors::default());
-    add_dog(&realm, "fido");
-    upload_and_download(&realm);
+    let CrashScene {
+        _tmp,
+        data,
+        server,
+        listen,
+        addr,
+        owner,
+        grantee,
+        path: _,
+        url,
+        realm,
+    } = CrashScene::start("answers-written");
 
     let m_owner = management(&owner, addr);
     let offer_id = offer(&m_owner, &url, [true, true, false], None);
