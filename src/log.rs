@@ -116,6 +116,14 @@ impl tracing::Subscriber for CallbackSubscriber {
         LogLevel::of(metadata.level()) >= log_level()
     }
 
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Never cache a callsite as off: the level can be lowered later.
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
         // Levels change at run time: let every level reach `enabled`.
         Some(tracing::level_filters::LevelFilter::TRACE)
@@ -199,10 +207,13 @@ mod tests {
             tracing::info!("from inside the callback");
         })))
         .unwrap();
+        let debug_event = |n: i32| tracing::debug!(target: "shoal::test", "debug {n}");
         set_log_level(LogLevel::Info);
-        tracing::debug!("hidden");
+        debug_event(1);
         tracing::warn!(code = 7, path = "a.realm", "a {} thing", "formatted");
         set_log_level(LogLevel::All);
+        // The same callsite, hidden before, shows once the level is lowered.
+        debug_event(2);
         tracing::trace!(target: "shoal::test", "now visible");
         set_log_level(LogLevel::Off);
         tracing::error!("off");
@@ -220,6 +231,11 @@ mod tests {
                     LogLevel::Warn,
                     "shoal::log::tests".to_owned(),
                     "a formatted thing code=7 path=a.realm".to_owned()
+                ),
+                (
+                    LogLevel::Debug,
+                    "shoal::test".to_owned(),
+                    "debug 2".to_owned()
                 ),
                 (
                     LogLevel::Trace,
