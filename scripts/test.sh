@@ -18,6 +18,17 @@ cargo build --all-targets --locked
 echo "== cargo test"
 cargo test --locked --no-fail-fast
 
+echo "== a local-only library (--no-default-features: no users, no sync)"
+# Only the library: its tests would bring the default features back through shoal-server.
+cargo clippy -p shoal --lib --no-default-features --locked -- -D warnings
+networking="$(cargo tree -p shoal --no-default-features -e normal --prefix none --locked \
+    | grep -E '^(tokio|tokio-tungstenite|tungstenite|rustls|ring|ureq) ' || true)"
+if [ -n "$networking" ]; then
+    echo "a local-only build links networking crates:" >&2
+    echo "$networking" >&2
+    exit 1
+fi
+
 fuzz_seconds="${SHOAL_FUZZ_SECONDS:-45}"
 if [ "$fuzz_seconds" != 0 ]; then
     echo "== fuzzing ($fuzz_seconds s per target)"

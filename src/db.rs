@@ -131,12 +131,14 @@ impl Realm {
     }
 
     /// Hangs `attachment` on this handle (replacing an earlier one); see [`RealmInner`].
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn attach(&self, attachment: Box<dyn Any + Send + Sync>) {
         let old = self.inner.attachment.lock().replace(attachment);
         drop(old);
     }
 
     /// Calls `f` with the attachment if there is one of type `T`.
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn with_attachment<T: Any, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
         let attachment = self.inner.attachment.lock();
         attachment.as_ref()?.downcast_ref::<T>().map(f)
@@ -553,6 +555,7 @@ impl Realm {
     }
 
     /// The sync progress stored in the file (all zero for a file never synced).
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn sync_progress(&self) -> Result<SyncProgress> {
         self.with_snapshot(|s| {
             Ok(s.meta_bytes(tables::meta::SYNC)?
@@ -562,6 +565,7 @@ impl Realm {
     }
 
     /// Stores sync progress in a transaction of its own (no history entry).
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn save_sync_progress(&self, progress: &SyncProgress) -> Result<()> {
         self.begin_write()?;
         let r = self.with_write(|w| w.put_meta(tables::meta::SYNC, &progress.encode()));
@@ -570,6 +574,7 @@ impl Realm {
 
     /// Integrates a batch of downloaded changesets and stores `progress`, all in one
     /// transaction: either everything is applied and the progress moves on, or nothing is.
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn integrate_download(
         &self,
         changesets: &[&[u8]],
@@ -628,6 +633,7 @@ impl Realm {
 
     /// `(version, byte length)` of every changeset this file made itself after `after`,
     /// oldest first, without copying the changesets.
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn local_changeset_sizes(&self, after: u64) -> Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
         self.for_each_local_changeset(after, |v, bytes| out.push((v, bytes.len() as u64)))?;

@@ -32,9 +32,12 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "sync")]
 mod app;
+#[cfg(feature = "sync")]
 mod auth_client;
 mod config;
+#[cfg(feature = "sync")]
 mod credentials;
 mod db;
 mod dump;
@@ -42,6 +45,7 @@ mod error;
 pub mod ffi;
 mod history;
 mod log;
+#[cfg(feature = "sync")]
 mod login;
 mod merge;
 mod notify;
@@ -53,15 +57,21 @@ pub mod replica;
 mod results;
 mod schema;
 mod store;
+#[cfg(feature = "sync")]
 mod sync;
+#[cfg(feature = "sync")]
 mod tls;
+#[cfg(feature = "sync")]
 mod user;
+#[cfg(feature = "sync")]
 mod user_store;
 mod util;
 mod value;
 
+#[cfg(feature = "sync")]
 pub use app::{App, AuthCallbackToken, AuthEvent, METADATA_DIR, SYNC_ROOT_DIR, USER_STORE_FILE};
 pub use config::{Config, InitialDataFn, MigrationFn};
+#[cfg(feature = "sync")]
 pub use credentials::{Credentials, PROVIDER_ACCESS_TOKEN};
 pub use db::Realm;
 pub use error::{Error, ErrorCategory, ErrorCode, Result};
@@ -76,12 +86,15 @@ pub use open::delete_realm_files;
 pub use results::Results;
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
 /// Sharing realms between users: the management realm and its objects.
+#[cfg(feature = "sync")]
 pub use sync::management;
+#[cfg(feature = "sync")]
 pub use sync::{
     set_default_error_handler, ConnectionState, ErrorHandler, Progress, ProgressDirection,
     ProgressMode, Session, SessionState, StopPolicy, SyncCallbackToken, SyncConfig, SyncError,
     SyncUrl, TokenBinder,
 };
+#[cfg(feature = "sync")]
 pub use user::{User, UserInfo};
 pub use value::{compare_values, ObjLink, PropertyType, Timestamp, Value, ValueRef};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix time in seconds (token expiry, user records).
+#[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the users and sync layers
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -37,6 +38,7 @@ pub(crate) fn random_u64() -> u64 {
 
 /// Runs `work` on a new library thread and hands its result to `callback` there. A panic in
 /// the callback is caught and logged (as Realm did with exceptions in `onError`).
+#[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the users and sync layers
 pub(crate) fn spawn_library_thread<T: Send + 'static>(
     name: &str,
     callback: impl FnOnce(Result<T>) + Send + 'static,

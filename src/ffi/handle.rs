@@ -22,13 +22,18 @@ pub(crate) enum Payload {
     Object(Object),
     List(List),
     Results(Results),
+    #[cfg(feature = "sync")]
     App(crate::App),
+    #[cfg(feature = "sync")]
     User(crate::User),
+    #[cfg(feature = "sync")]
     Credentials(Arc<crate::Credentials>),
     /// A sync configuration under construction (copied into a config by
     /// `shoal_config_set_sync`).
+    #[cfg(feature = "sync")]
     SyncConfig(Arc<Mutex<crate::SyncConfig>>),
     /// The sync session of a synced realm file.
+    #[cfg(feature = "sync")]
     Session(crate::Session),
     /// A registration (change callback, later auth and progress callbacks): kept alive until
     /// the last handle is released, whatever its kind.
@@ -46,10 +51,15 @@ impl Payload {
             Payload::Object(_) => "object",
             Payload::List(_) => "list",
             Payload::Results(_) => "results",
+            #[cfg(feature = "sync")]
             Payload::App(_) => "app",
+            #[cfg(feature = "sync")]
             Payload::User(_) => "user",
+            #[cfg(feature = "sync")]
             Payload::Credentials(_) => "credentials",
+            #[cfg(feature = "sync")]
             Payload::SyncConfig(_) => "sync config",
+            #[cfg(feature = "sync")]
             Payload::Session(_) => "session",
             Payload::Token { .. } => "token",
         }
@@ -117,8 +127,11 @@ getter!(realm, Realm, Realm, "realm");
 getter!(object, Object, Object, "object");
 getter!(list, List, List, "list");
 getter!(results, Results, Results, "results");
+#[cfg(feature = "sync")]
 getter!(app, App, crate::App, "app");
+#[cfg(feature = "sync")]
 getter!(user, User, crate::User, "user");
+#[cfg(feature = "sync")]
 getter!(
     credentials,
     Credentials,
@@ -126,12 +139,14 @@ getter!(
     "credentials"
 );
 
+#[cfg(feature = "sync")]
 getter!(
     sync_config,
     SyncConfig,
     Arc<Mutex<crate::SyncConfig>>,
     "sync config"
 );
+#[cfg(feature = "sync")]
 getter!(session, Session, crate::Session, "session");
 
 /// Frees one handle. Returns false if the pointer is not a live handle.

@@ -23,12 +23,15 @@ mod object;
 // 5. Queries and results.
 mod results;
 // 6. App, credentials and users.
+#[cfg(feature = "sync")]
 mod app;
 // 7. Sync: sync configs and sessions.
+#[cfg(feature = "sync")]
 mod sync;
 // Handle bookkeeping (publishes nothing).
 mod handle;
 
+#[cfg(feature = "sync")]
 pub use app::*;
 pub use codes::*;
 pub use config::*;
@@ -38,6 +41,7 @@ pub use general::*;
 pub use object::*;
 pub use realm::*;
 pub use results::*;
+#[cfg(feature = "sync")]
 pub use sync::*;
 
 /// An open realm (opaque). Method of: `shoal_realm_*`.
