@@ -94,6 +94,18 @@ impl Timestamp {
     pub fn new(seconds: i64, nanos: i32) -> Timestamp {
         Timestamp { seconds, nanos }
     }
+
+    /// The wall clock now (the epoch if the clock is before it).
+    pub fn now() -> Timestamp {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::new(
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            // Below one billion: fits an i32.
+            i32::try_from(since.subsec_nanos()).unwrap_or(0),
+        )
+    }
 }
 
 /// A reference to an object: its class and its object key inside this realm file.

@@ -220,20 +220,10 @@ fn require(what: &str, value: &str) -> Result<()> {
 fn create_base(realm: &Realm, class: &str) -> Result<Object> {
     let id = Value::from(random_uuid());
     let object = realm.create_object(class, Some(&id))?;
-    let now = now();
+    let now = Timestamp::now();
     object.set("createdAt", now)?;
     object.set("updatedAt", now)?;
     Ok(object)
-}
-
-fn now() -> Timestamp {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
-    // Below one billion: fits an i32.
-    let nanos = i32::try_from(since.subsec_nanos()).unwrap_or(0);
-    Timestamp::new(seconds, nanos)
 }
 
 /// A random (version 4) UUID in its canonical text form.

@@ -9,7 +9,6 @@
 //! wrong type makes that object's answer `601`; a missing one reads as null.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use shoal::protocol::auth::{PERMISSION_CHANGE, PERMISSION_OFFER, PERMISSION_OFFER_RESPONSE};
 use shoal::{ErrorCode, Object, ObjectSchema, PropertyType, Realm, Timestamp, Value};
@@ -260,7 +259,7 @@ impl Permissions {
             if items.is_empty() {
                 break;
             }
-            let now = now();
+            let now = Timestamp::now();
             let cx = Context {
                 management_path: path,
                 owner,
@@ -281,15 +280,4 @@ impl Permissions {
         }
         Ok(wrote)
     }
-}
-
-/// The server's clock as a timestamp.
-fn now() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(
-        i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    )
 }
