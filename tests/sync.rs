@@ -1520,3 +1520,47 @@ fn the_management_realm_is_the_users_own_synced_realm_with_the_permission_classe
         )
     );
 }
+
+// ---- the default error handler and a user's sessions (SyncManager, SyncUser) -------------
+
+#[test]
+fn new_sync_configs_start_with_the_default_error_handler_and_users_list_their_sessions() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("default"), true);
+    let url = sync_url(&server, "/~/default-handler");
+    assert!(SyncConfig::new(&user, &url)
+        .unwrap()
+        .error_handler()
+        .is_none());
+    let handler: shoal::ErrorHandler = Arc::new(|_, _| {});
+    shoal::set_default_error_handler(Some(handler.clone()));
+    let with_default = SyncConfig::new(&user, &url).unwrap();
+    shoal::set_default_error_handler(None);
+    assert!(Arc::ptr_eq(with_default.error_handler().unwrap(), &handler));
+    assert!(
+        SyncConfig::new(&user, &url)
+            .unwrap()
+            .error_handler()
+            .is_none(),
+        "None restores the built-in handler"
+    );
+
+    assert!(user.all_sessions().is_empty());
+    let r1 = Realm::open(&config(&user, &sync_url(&server, "/~/one"))).unwrap();
+    let r2 = Realm::open(&config(&user, &sync_url(&server, "/~/two"))).unwrap();
+    let mut paths: Vec<String> = user
+        .all_sessions()
+        .iter()
+        .map(|s| s.path().to_owned())
+        .collect();
+    paths.sort();
+    let mut expected = vec![r1.path().to_owned(), r2.path().to_owned()];
+    expected.sort();
+    assert_eq!(paths, expected);
+    let other = login(&d, &server, &unique("other"), true);
+    assert!(
+        other.all_sessions().is_empty(),
+        "another user's sessions are not listed"
+    );
+}
