@@ -479,6 +479,9 @@ typedef struct shoal_realm_t shoal_realm_t;
 // Live query results (opaque). Method of: `shoal_results_*`.
 typedef struct shoal_results_t shoal_results_t;
 
+// A scheduler the app drives (opaque). Method of: `shoal_scheduler_*`.
+typedef struct shoal_scheduler_t shoal_scheduler_t;
+
 // A schema under construction (opaque). Method of: `shoal_schema_*`.
 typedef struct shoal_schema_t shoal_schema_t;
 
@@ -611,6 +614,12 @@ typedef struct {
   // The property's id in the class.
   uint32_t property_key;
 } shoal_property_key_t;
+
+// Tells the app that a scheduler has work waiting: the app should arrange to call
+// `shoal_scheduler_perform_work` on its own thread soon. Called on a library thread, at most
+// once per call to `shoal_scheduler_perform_work`; it must not block and must not run the
+// work itself.
+typedef void (*shoal_scheduler_notify_fn_t)(void *userdata);
 
 // Called with the logged-in user (a new handle the callback must release) or NULL and the
 // error (valid during the call).
@@ -1205,6 +1214,50 @@ bool shoal_realm_property_key(const shoal_realm_t *realm,
                               const char *class_name,
                               const char *property,
                               shoal_property_key_t *out);
+
+// A scheduler the app drives (the shape of `realm.h`'s): notifications and async completions
+// of every realm opened with a config that has it (`shoal_config_set_scheduler`) wait in its
+// queue until the app calls `shoal_scheduler_perform_work`, and then run on the app's thread.
+// `notify(userdata)` announces waiting work; `free_userdata` (may be NULL) runs when the
+// scheduler is gone.
+//
+// Returns: a new `shoal_scheduler_t` handle (release it with `shoal_release`), or NULL on
+// error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL `notify`).
+//
+// Requires:
+// `notify` callable from any thread with `userdata`.
+SHOAL_API
+shoal_scheduler_t *shoal_scheduler_new(shoal_scheduler_notify_fn_t notify,
+                                       void *userdata,
+                                       shoal_free_userdata_fn_t free_userdata);
+
+// Runs the work waiting on `scheduler` (notification callbacks, async completions) on the
+// calling thread, in the order it was posted. Work posted meanwhile waits for the next call.
+//
+// `ran` (out, may be NULL): how many pieces of work ran.
+//
+// Returns: true on success, false on error.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `scheduler` is a scheduler handle; `ran` NULL or writable.
+SHOAL_API bool shoal_scheduler_perform_work(const shoal_scheduler_t *scheduler, size_t *ran);
+
+// Delivers the change notifications and async completions of realms opened with `config` on
+// `scheduler` instead of library threads (the default).
+//
+// Returns: true on success, false on error.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `config` is a config handle; `scheduler` a scheduler handle.
+SHOAL_API
+bool shoal_config_set_scheduler(shoal_config_t *config,
+                                const shoal_scheduler_t *scheduler);
 
 // Creates an object of `class_name`. Classes with a primary key need `primary_key` (INT or
 // STRING, as declared); others take NULL. Required properties start at zero values. Needs a

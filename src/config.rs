@@ -1,7 +1,8 @@
 //! How a realm is opened: path, schema, version, callbacks and modes.
 
-use crate::db::{Realm, Settings};
+use crate::db::{Realm, SchedulerRef, Settings};
 use crate::error::{Error, Result};
+use crate::scheduler::Scheduler;
 use crate::schema::Schema;
 use std::any::Any;
 use std::fmt;
@@ -31,6 +32,8 @@ pub struct Config {
     pub(crate) keep_full_history: bool,
     /// The sync part (`Config::set_sync`), opaque here: the realm layer sits below sync.
     pub(crate) sync: Option<Arc<dyn SyncedOpen>>,
+    /// Where this realm's notifications and async completions run (`None`: library threads).
+    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
 }
 
 /// What the realm layer needs of a synced configuration's sync part, which the sync layer
@@ -74,6 +77,7 @@ impl Config {
             merge_metadata: false,
             keep_full_history: false,
             sync: None,
+            scheduler: None,
         }
     }
 
@@ -215,6 +219,14 @@ impl Config {
     }
 
     /// What a handle keeps of this configuration.
+    /// Runs this realm's change notifications and the completions of its asynchronous work
+    /// on `scheduler` (an [`AppScheduler`](crate::AppScheduler) delivers them on the app's own
+    /// thread or loop). Default: at once, on the library thread that produced them.
+    pub fn set_scheduler(&mut self, scheduler: Arc<dyn Scheduler>) -> &mut Config {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
     pub(crate) fn settings(&self) -> Settings {
         Settings {
             path: self.path.clone(),
@@ -224,6 +236,7 @@ impl Config {
             merge_metadata: self.merge_metadata,
             keep_full_history: self.keep_full_history,
             synced: self.sync.is_some(),
+            scheduler: self.scheduler.clone().map(SchedulerRef),
         }
     }
 

@@ -13,6 +13,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::decode_changeset;
 use crate::notify::ChangeToken;
+use crate::scheduler::Scheduler;
 use crate::schema::Schema;
 use crate::store::file::{self, SharedFile};
 use crate::store::retention::FullHistoryHold;
@@ -43,6 +44,18 @@ pub(crate) struct Settings {
     pub(crate) keep_full_history: bool,
     /// A synced realm: it cannot be compacted.
     pub(crate) synced: bool,
+    /// Where notifications and async completions run (`None`: library threads).
+    pub(crate) scheduler: Option<SchedulerRef>,
+}
+
+/// A scheduler in `Settings` (which are `Debug`).
+#[derive(Clone)]
+pub(crate) struct SchedulerRef(pub(crate) Arc<dyn Scheduler>);
+
+impl std::fmt::Debug for SchedulerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scheduler")
+    }
 }
 
 impl Settings {
@@ -457,7 +470,8 @@ impl Realm {
     }
 
     /// Registers `callback(version)` to run after every commit that changed this file, from
-    /// any handle or thread. It runs on a library thread; dropping the token unregisters it.
+    /// any handle or thread. It runs on the handle's scheduler (`Config::set_scheduler`;
+    /// default: a library thread); dropping the token unregisters it.
     pub fn add_change_callback(
         &self,
         callback: impl Fn(u64) + Send + Sync + 'static,
@@ -466,11 +480,31 @@ impl Realm {
         let file = state.file.as_ref().ok_or_else(Self::closed)?;
         // A closed handle's callbacks stop even while their tokens are alive.
         let closed = self.inner.closed.clone();
+        let Some(SchedulerRef(scheduler)) = self.inner.settings.scheduler.clone() else {
+            return Ok(file.notifier.register(Arc::new(move |version| {
+                if !closed.load(Ordering::Acquire) {
+                    callback(version);
+                }
+            })));
+        };
+        let callback = Arc::new(callback);
         Ok(file.notifier.register(Arc::new(move |version| {
-            if !closed.load(Ordering::Acquire) {
-                callback(version);
-            }
+            let (closed, callback) = (closed.clone(), callback.clone());
+            scheduler.post(Box::new(move || {
+                if !closed.load(Ordering::Acquire) {
+                    callback(version);
+                }
+            }));
         })))
+    }
+
+    /// Where this handle's notifications and async completions run: its configuration's
+    /// scheduler, or the library thread that produced them.
+    pub fn scheduler(&self) -> Arc<dyn Scheduler> {
+        match &self.inner.settings.scheduler {
+            Some(SchedulerRef(s)) => s.clone(),
+            None => crate::scheduler::library_thread(),
+        }
     }
 
     /// The changesets recorded after version `after`, oldest first, as `(version, bytes)`.

@@ -55,6 +55,7 @@ pub mod protocol;
 mod query;
 pub mod replica;
 mod results;
+mod scheduler;
 mod schema;
 mod store;
 #[cfg(feature = "sync")]
@@ -84,6 +85,7 @@ pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
 pub use open::delete_realm_files;
 pub use results::Results;
+pub use scheduler::{library_thread, AppScheduler, LibraryThread, Scheduler, Work};
 pub use schema::{ObjectSchema, Property, PropertyFlags, Schema};
 /// Sharing realms between users: the management realm and its objects.
 #[cfg(feature = "sync")]

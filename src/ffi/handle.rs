@@ -22,6 +22,7 @@ pub(crate) enum Payload {
     Object(Object),
     List(List),
     Results(Results),
+    Scheduler(std::sync::Arc<crate::AppScheduler>),
     #[cfg(feature = "sync")]
     App(crate::App),
     #[cfg(feature = "sync")]
@@ -51,6 +52,7 @@ impl Payload {
             Payload::Object(_) => "object",
             Payload::List(_) => "list",
             Payload::Results(_) => "results",
+            Payload::Scheduler(_) => "scheduler",
             #[cfg(feature = "sync")]
             Payload::App(_) => "app",
             #[cfg(feature = "sync")]
@@ -127,6 +129,12 @@ getter!(realm, Realm, Realm, "realm");
 getter!(object, Object, Object, "object");
 getter!(list, List, List, "list");
 getter!(results, Results, Results, "results");
+getter!(
+    scheduler,
+    Scheduler,
+    std::sync::Arc<crate::AppScheduler>,
+    "scheduler"
+);
 #[cfg(feature = "sync")]
 getter!(app, App, crate::App, "app");
 #[cfg(feature = "sync")]

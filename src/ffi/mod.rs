@@ -18,6 +18,8 @@ mod convert;
 mod config;
 // 3. Realm.
 mod realm;
+// Schedulers: where notifications and async completions run.
+mod scheduler;
 // 4. Objects and lists.
 mod object;
 // 5. Queries and results.
@@ -41,6 +43,7 @@ pub use general::*;
 pub use object::*;
 pub use realm::*;
 pub use results::*;
+pub use scheduler::*;
 #[cfg(feature = "sync")]
 pub use sync::*;
 
@@ -66,6 +69,10 @@ pub struct shoal_list_t {
 }
 /// Live query results (opaque). Method of: `shoal_results_*`.
 pub struct shoal_results_t {
+    _opaque: [u8; 0],
+}
+/// A scheduler the app drives (opaque). Method of: `shoal_scheduler_*`.
+pub struct shoal_scheduler_t {
     _opaque: [u8; 0],
 }
 /// A callback registration; release it to unregister (opaque).
