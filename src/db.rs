@@ -12,7 +12,7 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::decode_changeset;
-use crate::notify::ChangeToken;
+use crate::notify::{ChangeToken, Observer, SnapshotSource};
 use crate::scheduler::Scheduler;
 use crate::schema::Schema;
 use crate::store::file::{self, SharedFile};
@@ -24,7 +24,7 @@ use crate::store::write::WriteTxn;
 use parking_lot::Mutex;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// An open realm. Cheap to clone (clones share the handle); usable from any thread.
 #[derive(Clone)]
@@ -90,6 +90,12 @@ struct State {
     /// Changes whenever what this handle sees may have changed; results compare it to know
     /// when to re-run their query.
     generation: u64,
+}
+
+/// The file as the notifier thread sees it.
+pub(crate) fn snapshot_source(file: &Arc<SharedFile>) -> Weak<dyn SnapshotSource> {
+    let weak: Weak<SharedFile> = Arc::downgrade(file);
+    weak
 }
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
@@ -365,16 +371,22 @@ impl Realm {
             // to the next writer: clear it first.
             file.end_write();
             let result = write.commit(needed_after);
-            if let Ok(Some(v)) = result.as_ref().map(|o| o.version) {
-                file.notifier.notify(before, v);
-            }
+            let result = match result {
+                Ok(outcome) => {
+                    if let Some(v) = outcome.version {
+                        file.notifier.notify(before, v, outcome.log);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
             drop(order);
             state.read = Some(file.snapshot()?);
             state.generation = next_generation();
             (file, result)
         };
         drop(file);
-        result.map(|_| ())
+        result
     }
 
     /// Discards the write transaction.
@@ -480,15 +492,16 @@ impl Realm {
         let file = state.file.as_ref().ok_or_else(Self::closed)?;
         // A closed handle's callbacks stop even while their tokens are alive.
         let closed = self.inner.closed.clone();
+        let source = snapshot_source(file);
         let Some(SchedulerRef(scheduler)) = self.inner.settings.scheduler.clone() else {
-            return Ok(file.notifier.register(Arc::new(move |version| {
+            return Ok(file.notifier.register(source, Arc::new(move |version| {
                 if !closed.load(Ordering::Acquire) {
                     callback(version);
                 }
             })));
         };
         let callback = Arc::new(callback);
-        Ok(file.notifier.register(Arc::new(move |version| {
+        Ok(file.notifier.register(source, Arc::new(move |version| {
             let (closed, callback) = (closed.clone(), callback.clone());
             scheduler.post(Box::new(move || {
                 if !closed.load(Ordering::Acquire) {
@@ -496,6 +509,32 @@ impl Realm {
                 }
             }));
         })))
+    }
+
+    /// Registers a fine-grained observer (`observe.rs`) with the file's notifier.
+    pub(crate) fn add_observer(&self, observer: Arc<dyn Observer>) -> Result<ChangeToken> {
+        let state = self.inner.state.lock();
+        let file = state.file.as_ref().ok_or_else(Self::closed)?;
+        Ok(file.notifier.observe(snapshot_source(file), observer))
+    }
+
+    /// Set once this handle is closed.
+    pub(crate) fn closed_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.inner.closed.clone()
+    }
+
+    /// Moves a handle that is not writing to the latest version if it is older than
+    /// `version` (a notification for `version` is about to be delivered).
+    pub(crate) fn advance_to(&self, version: u64) {
+        let behind = {
+            let state = self.inner.state.lock();
+            state.write.is_none() && state.read.as_ref().is_some_and(|s| s.version < version)
+        };
+        if behind {
+            if let Err(e) = self.refresh() {
+                tracing::warn!(target: "shoal::notify", error = %e, "could not move the handle to the notified version");
+            }
+        }
     }
 
     /// Where this handle's notifications and async completions run: its configuration's

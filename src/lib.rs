@@ -50,6 +50,7 @@ mod login;
 mod merge;
 mod notify;
 mod object;
+mod observe;
 mod open;
 pub mod protocol;
 mod query;
@@ -83,6 +84,7 @@ pub use history::{
 pub use log::{log_level, set_log_callback, set_log_level, LogCallback, LogLevel};
 pub use notify::ChangeToken;
 pub use object::{List, Object, PropertyKey};
+pub use observe::{CollectionChanges, ObjectChange};
 pub use open::delete_realm_files;
 pub use results::Results;
 pub use scheduler::{library_thread, AppScheduler, LibraryThread, Scheduler, Work};

@@ -1,13 +1,22 @@
 //! Change notifications: after a commit that changed a file, every callback registered on any
-//! handle of that file runs, on the file's notifier thread.
+//! handle of that file runs, and every observed collection and object computes what changed,
+//! on the file's notifier thread.
 //!
-//! The committing thread only sends the new version down a channel, so a slow callback never
-//! delays a commit, and callbacks may call back into Shoal (no lock is held while they run).
+//! The committing thread only sends the new version and its [`ChangeLog`] down a channel, so a
+//! slow callback never delays a commit, and callbacks may call back into Shoal (no lock is
+//! held while they run). Observers ([`Observer`]) run once per batch of commits: the thread
+//! takes the latest snapshot while no commit can happen and collects every commit up to it, so
+//! each observer's change set is computed once, from the logs of exactly the commits between
+//! the version it last saw and the snapshot's.
 //!
 //! Until its callbacks have run, a notification keeps the changesets of its commit in the
 //! history (see [`Notifier::undelivered_since`]): a callback may read what changed with
 //! `Realm::history_since(previous version)`.
 
+use crate::error::Result;
+use crate::store::changes::ChangeLog;
+use crate::store::snapshot::Snapshot;
+use crate::store::view::View;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -15,9 +24,38 @@ use std::sync::{Arc, Weak};
 
 type Callback = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// One commit, as its notification carries it.
+pub(crate) struct Commit {
+    pub(crate) version: u64,
+    pub(crate) log: Arc<ChangeLog>,
+}
+
+/// Something that computes what changed for one observed collection or object. Runs on the
+/// notifier thread; delivering the result (on the app's scheduler) is its own business.
+pub(crate) trait Observer: Send + Sync {
+    /// Called once per batch with a view of the file at `version`, and the commits since the
+    /// previous batch (the observer skips those at or below the version it last saw). The
+    /// first call computes and delivers the initial state.
+    fn run(&self, view: View<'_>, version: u64, commits: &[Commit]);
+    /// Whether the observing handle is gone or closed: the observer no longer runs.
+    fn is_closed(&self) -> bool;
+}
+
+/// Where the notifier thread gets its snapshots (the file; implemented in `store/file.rs`).
+pub(crate) trait SnapshotSource: Send + Sync {
+    /// The latest snapshot, taken while no commit can happen; `under_lock` runs before commits
+    /// resume, so every commit the snapshot contains has already queued its notification.
+    fn snapshot_between_commits(&self, under_lock: &mut dyn FnMut()) -> Result<Snapshot>;
+}
+
+enum Registered {
+    Callback(Callback),
+    Observer(Arc<dyn Observer>),
+}
+
 struct Registration {
     id: u64,
-    callback: Callback,
+    what: Registered,
 }
 
 #[derive(Default)]
@@ -26,18 +64,24 @@ struct Registry {
     next_id: u64,
 }
 
+enum Message {
+    Commit(Commit),
+    /// A new observer waits for its initial state.
+    Wake,
+}
+
 /// The notification hub of one file.
 #[derive(Default)]
 pub(crate) struct Notifier {
     registry: Arc<Mutex<Registry>>,
     /// Sender to the delivery thread, started with the first registration.
-    sender: Mutex<Option<mpsc::Sender<u64>>>,
+    sender: Mutex<Option<mpsc::Sender<Message>>>,
     /// Per notification sent and not yet delivered to every callback, oldest first: the
     /// version before its commit (its changesets are the versions after it).
     undelivered: Arc<Mutex<VecDeque<u64>>>,
 }
 
-/// Keeps a change callback registered; dropping it unregisters the callback. The callback
+/// Keeps a change callback or observer registered; dropping it unregisters it. The callback
 /// itself is dropped after its last run has finished.
 #[must_use = "dropping the token unregisters the callback"]
 pub struct ChangeToken {
@@ -68,22 +112,44 @@ impl std::fmt::Debug for ChangeToken {
 
 impl Notifier {
     /// Registers `callback(version)`.
-    pub(crate) fn register(&self, callback: Callback) -> ChangeToken {
+    pub(crate) fn register(
+        &self,
+        source: Weak<dyn SnapshotSource>,
+        callback: Callback,
+    ) -> ChangeToken {
+        self.add(source, Registered::Callback(callback))
+    }
+
+    /// Registers an observer; its first run (soon, on the notifier thread) computes and
+    /// delivers its initial state.
+    pub(crate) fn observe(
+        &self,
+        source: Weak<dyn SnapshotSource>,
+        observer: Arc<dyn Observer>,
+    ) -> ChangeToken {
+        let token = self.add(source, Registered::Observer(observer));
+        if let Some(tx) = self.sender.lock().as_ref() {
+            let _ = tx.send(Message::Wake);
+        }
+        token
+    }
+
+    fn add(&self, source: Weak<dyn SnapshotSource>, what: Registered) -> ChangeToken {
         let id = {
             let mut r = self.registry.lock();
             r.next_id += 1;
             let id = r.next_id;
-            r.entries.push(Registration { id, callback });
+            r.entries.push(Registration { id, what });
             id
         };
         let mut sender = self.sender.lock();
         if sender.is_none() {
-            let (tx, rx) = mpsc::channel::<u64>();
+            let (tx, rx) = mpsc::channel::<Message>();
             let registry = Arc::downgrade(&self.registry);
             let undelivered = self.undelivered.clone();
             std::thread::Builder::new()
                 .name("shoal-notifier".into())
-                .spawn(move || deliver(&registry, &rx, &undelivered))
+                .spawn(move || deliver(&registry, &source, &rx, &undelivered))
                 .expect("spawning the notifier thread");
             *sender = Some(tx);
         }
@@ -93,11 +159,16 @@ impl Notifier {
         }
     }
 
-    /// Announces a commit that moved the file from version `before` to `version`.
-    pub(crate) fn notify(&self, before: u64, version: u64) {
+    /// Announces a commit that moved the file from version `before` to `version`, with what
+    /// it changed.
+    pub(crate) fn notify(&self, before: u64, version: u64, log: ChangeLog) {
         if let Some(tx) = self.sender.lock().as_ref() {
             self.undelivered.lock().push_back(before);
-            if tx.send(version).is_err() {
+            let commit = Commit {
+                version,
+                log: Arc::new(log),
+            };
+            if tx.send(Message::Commit(commit)).is_err() {
                 self.undelivered.lock().pop_back();
             }
         }
@@ -109,7 +180,12 @@ impl Notifier {
     /// no callback needs anything.
     pub(crate) fn undelivered_since(&self, next_commit_base: u64) -> Option<u64> {
         let oldest = self.undelivered.lock().front().copied();
-        let listening = !self.registry.lock().entries.is_empty();
+        let listening = self
+            .registry
+            .lock()
+            .entries
+            .iter()
+            .any(|e| matches!(e.what, Registered::Callback(_)));
         match (oldest, listening) {
             (Some(v), _) => Some(v.min(next_commit_base)),
             (None, true) => Some(next_commit_base),
@@ -120,25 +196,93 @@ impl Notifier {
 
 fn deliver(
     registry: &Weak<Mutex<Registry>>,
-    rx: &mpsc::Receiver<u64>,
+    source: &Weak<dyn SnapshotSource>,
+    rx: &mpsc::Receiver<Message>,
     undelivered: &Mutex<VecDeque<u64>>,
 ) {
-    while let Ok(version) = rx.recv() {
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
         let Some(registry) = registry.upgrade() else {
             return;
         };
-        let callbacks: Vec<Callback> = registry
-            .lock()
-            .entries
-            .iter()
-            .map(|e| e.callback.clone())
-            .collect();
+        let (callbacks, observers) = {
+            let r = registry.lock();
+            let mut callbacks = Vec::new();
+            let mut observers = Vec::new();
+            for e in &r.entries {
+                match &e.what {
+                    Registered::Callback(cb) => callbacks.push(cb.clone()),
+                    Registered::Observer(o) if !o.is_closed() => observers.push(o.clone()),
+                    Registered::Observer(_) => {}
+                }
+            }
+            (callbacks, observers)
+        };
         drop(registry);
-        for cb in callbacks {
-            // A panicking callback must not stop delivery to the others.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(version)));
+        if observers.is_empty() {
+            batch.extend(rx.try_iter());
+        } else {
+            run_observers(source, rx, &mut batch, &observers);
         }
-        // Notifications are sent in commit order and delivered in that order.
-        undelivered.lock().pop_front();
+        for message in batch.drain(..) {
+            let Message::Commit(commit) = message else {
+                continue;
+            };
+            for cb in &callbacks {
+                // A panicking callback must not stop delivery to the others.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cb(commit.version)
+                }));
+            }
+            // Notifications are sent in commit order and delivered in that order.
+            undelivered.lock().pop_front();
+        }
+    }
+}
+
+/// Takes the latest snapshot (collecting the notifications of every commit it contains into
+/// `batch`) and runs every observer on it.
+fn run_observers(
+    source: &Weak<dyn SnapshotSource>,
+    rx: &mpsc::Receiver<Message>,
+    batch: &mut Vec<Message>,
+    observers: &[Arc<dyn Observer>],
+) {
+    let Some(file) = source.upgrade() else {
+        batch.extend(rx.try_iter());
+        return;
+    };
+    let snapshot = file.snapshot_between_commits(&mut || batch.extend(rx.try_iter()));
+    drop(file);
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(target: "shoal::notify", error = %e, "change notifications skipped: the file could not be read");
+            return;
+        }
+    };
+    // The logs are shared with the batch, not copied.
+    let commits: Vec<Commit> = batch
+        .iter()
+        .filter_map(|m| match m {
+            Message::Commit(c) => Some(Commit {
+                version: c.version,
+                log: c.log.clone(),
+            }),
+            Message::Wake => None,
+        })
+        .collect();
+    let view = View {
+        snap: &snapshot,
+        overlay: None,
+    };
+    for o in observers {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            o.run(view, snapshot.version, &commits)
+        }));
+        if run.is_err() {
+            tracing::error!(target: "shoal::notify", "a change observer panicked; it was skipped");
+        }
     }
 }

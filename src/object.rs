@@ -97,6 +97,10 @@ impl Object {
         }
     }
 
+    pub(crate) fn class_id(&self) -> u32 {
+        self.class_id
+    }
+
     /// The realm this object belongs to.
     pub fn realm(&self) -> &Realm {
         &self.realm
@@ -285,6 +289,10 @@ impl List {
             })?;
             f(v, class, prop)
         })
+    }
+
+    pub(crate) fn prop_id(&self) -> u32 {
+        self.prop_id
     }
 
     /// The object the list belongs to.

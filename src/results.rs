@@ -44,8 +44,8 @@ pub struct Results {
 /// Matching keys and the realm generation they were computed at.
 type CachedKeys = (u64, Arc<Vec<u64>>);
 
-struct Spec {
-    pred: Pred,
+pub(crate) struct Spec {
+    pub(crate) pred: Pred,
     /// Sorts, distincts and limits, applied in the order they were asked for (as Realm does):
     /// a distinct after a sort keeps the first object in sorted order.
     steps: Vec<Step>,
@@ -199,8 +199,20 @@ impl Results {
     }
 
     fn evaluate(&self, v: View<'_>, class: &ClassInfo) -> Result<Vec<u64>> {
-        let mut keys = eval::matching_keys(v, class, &self.spec.pred)?;
-        for step in &self.spec.steps {
+        self.spec.evaluate(v, class)
+    }
+
+    /// What a notification observer needs of these results: the class and the query.
+    pub(crate) fn observed(&self) -> (Realm, String, Arc<Spec>) {
+        (self.realm.clone(), self.class.clone(), self.spec.clone())
+    }
+}
+
+impl Spec {
+    /// The matching keys in result order, evaluated in `v`.
+    pub(crate) fn evaluate(&self, v: View<'_>, class: &ClassInfo) -> Result<Vec<u64>> {
+        let mut keys = eval::matching_keys(v, class, &self.pred)?;
+        for step in &self.steps {
             keys = match step {
                 Step::Sort(by) => sort_keys(v, class, keys, by)?,
                 Step::Distinct(by) => distinct_keys(v, class, keys, by)?,
@@ -213,6 +225,41 @@ impl Results {
         Ok(keys)
     }
 
+    /// Whether the keys are the filter's matches in key order, and whether an object matches
+    /// depends on its own properties only: then a commit's changes can be applied to the keys
+    /// by testing just the objects it created or modified.
+    pub(crate) fn is_incremental(&self) -> bool {
+        self.steps.is_empty() && reads_only_own_properties(&self.pred)
+    }
+
+    /// Whether the filter, sorts and distincts read only the objects' own properties: then
+    /// only changes to the queried class can change the results.
+    pub(crate) fn reads_only_own_objects(&self) -> bool {
+        reads_only_own_properties(&self.pred)
+            && self.steps.iter().all(|step| match step {
+                Step::Sort(by) => by.iter().all(|(p, _)| p.names.len() == 1),
+                Step::Distinct(by) => by.iter().all(|p| p.names.len() == 1),
+                Step::Limit(_) => true,
+            })
+    }
+}
+
+/// Whether `pred` reads no property of another object (no link hops, no aggregates over linked
+/// objects): whether an object matches then changes only when the object itself changes.
+fn reads_only_own_properties(pred: &Pred) -> bool {
+    let own = |side: &bind::Side| match side {
+        bind::Side::Const(_) => true,
+        bind::Side::Path(p) => p.names.len() == 1 && p.aggregate_property.is_none(),
+    };
+    match pred {
+        Pred::True | Pred::False => true,
+        Pred::And(ps) | Pred::Or(ps) => ps.iter().all(reads_only_own_properties),
+        Pred::Not(p) => reads_only_own_properties(p),
+        Pred::Cmp { left, right, .. } => own(left) && own(right),
+    }
+}
+
+impl Results {
     /// Whether the results are exactly the matches of the filter (order aside): then counts
     /// and aggregates scan the columns without listing the objects.
     fn is_plain_filter(&self) -> bool {

@@ -31,7 +31,15 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 const CORE_LAYERS: &[(&str, &[&str])] = &[
     (
         "realm",
-        &["db.rs", "config.rs", "object.rs", "results.rs", "open.rs"],
+        &[
+            "scheduler.rs",
+            "db.rs",
+            "config.rs",
+            "object.rs",
+            "results.rs",
+            "observe.rs",
+            "open.rs",
+        ],
     ),
     ("users", &["login.rs", "app.rs", "user.rs", "user_store.rs"]),
     ("sync client", &["sync/"]),

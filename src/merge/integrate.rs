@@ -50,6 +50,7 @@ use crate::history::{decode_changeset_full, ChangeValue, Changeset, GlobalId, In
 use crate::merge::clock::OrderKey;
 use crate::merge::state::{never_had, object_key, MergeTxn, REGISTER, TOMBSTONE};
 use crate::store::catalog::{ClassInfo, PropInfo, SchemaChange};
+use crate::store::changes::ListEdit;
 use crate::store::tables::{self, meta};
 use crate::value::{PropertyType, Value};
 use redb::ReadableTable;
@@ -878,6 +879,7 @@ impl MergeTxn<'_> {
                 if let Some(v) = v {
                     items.insert(at, v);
                     self.overlay.set_list(info.id, p.id, key, items);
+                    self.log_list_edit(info.id, p.id, key, ListEdit::Insert(at));
                 }
                 self.seq_save(info.id, id, p.id, &seq)
             }
@@ -904,6 +906,7 @@ impl MergeTxn<'_> {
                     let at = seq[..pos].iter().filter(|e| e.visible).count();
                     items.remove(at);
                     self.overlay.set_list(info.id, p.id, key, items);
+                    self.log_list_edit(info.id, p.id, key, ListEdit::Erase(at));
                 }
                 seq[pos].erased = true;
                 seq[pos].visible = false;
@@ -932,13 +935,23 @@ impl MergeTxn<'_> {
                 let v = self.element_value(&info, &p, value)?;
                 let shown = v.is_some();
                 let at = seq[..pos].iter().filter(|e| e.visible).count();
-                match (seq[pos].visible, v) {
-                    (true, Some(v)) => items[at] = v,
+                let edit = match (seq[pos].visible, v) {
+                    (true, Some(v)) => {
+                        items[at] = v;
+                        Some(ListEdit::Set(at))
+                    }
                     (true, None) => {
                         items.remove(at);
+                        Some(ListEdit::Erase(at))
                     }
-                    (false, Some(v)) => items.insert(at, v),
-                    (false, None) => {}
+                    (false, Some(v)) => {
+                        items.insert(at, v);
+                        Some(ListEdit::Insert(at))
+                    }
+                    (false, None) => None,
+                };
+                if let Some(edit) = edit {
+                    self.log_list_edit(info.id, p.id, key, edit);
                 }
                 seq[pos].set = k;
                 seq[pos].visible = shown;

@@ -818,6 +818,33 @@ pub(crate) fn matching_keys(view: View<'_>, class: &ClassInfo, pred: &Pred) -> R
     Ok(out)
 }
 
+/// The keys among `candidates` (ascending) of live objects of `class` that match `pred`, in
+/// key order: each chunk with candidates is evaluated once, for those rows only.
+pub(crate) fn matching_among(
+    view: View<'_>,
+    class: &ClassInfo,
+    pred: &Pred,
+    candidates: &[u64],
+) -> Result<Vec<u64>> {
+    let node = prepare(view.catalog(), class, pred)?;
+    let mut scan = Scan::new(view, class);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < candidates.len() {
+        let chunk = candidates[i] / CHUNK_ROWS;
+        let mut mask = [0u64; 4];
+        while i < candidates.len() && candidates[i] / CHUNK_ROWS == chunk {
+            let row = (candidates[i] % CHUNK_ROWS) as usize;
+            mask[row / 64] |= 1 << (row % 64);
+            i += 1;
+        }
+        let live = view.live_bits(class.id, chunk)?;
+        let m = scan.eval(&node, chunk, std::array::from_fn(|w| mask[w] & live[w]))?;
+        out.extend(rows(&m).map(|r| chunk * CHUNK_ROWS + r as u64));
+    }
+    Ok(out)
+}
+
 /// How many live objects of `class` match `pred`, without listing them.
 pub(crate) fn count_matching(view: View<'_>, class: &ClassInfo, pred: &Pred) -> Result<usize> {
     let node = prepare(view.catalog(), class, pred)?;

@@ -6,7 +6,7 @@
 //! and gets `FileInUse`.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, SnapshotSource};
 use crate::store::catalog::Catalog;
 use crate::store::crypto::{self, EncryptedBackend, FileKind};
 use crate::store::retention::HistoryHolds;
@@ -116,6 +116,16 @@ pub(crate) fn is_open(key: &str) -> bool {
         .lock()
         .get(key)
         .is_some_and(|w| w.strong_count() > 0)
+}
+
+impl SnapshotSource for SharedFile {
+    fn snapshot_between_commits(&self, under_lock: &mut dyn FnMut()) -> Result<Snapshot> {
+        // Commits queue their notification while holding `commit_order`.
+        let _order = self.commit_order.lock();
+        let snapshot = self.snapshot();
+        under_lock();
+        snapshot
+    }
 }
 
 impl SharedFile {

@@ -57,6 +57,7 @@ macro_rules! forward_range_locks {
 }
 
 pub(crate) mod catalog;
+pub(crate) mod changes;
 pub(crate) mod chunk;
 pub(crate) mod crypto;
 mod crypto_v1;

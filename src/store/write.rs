@@ -10,6 +10,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::history::{ChangeRef, ChangeValue, ChangesetBuilder, GlobalId, Instruction};
 use crate::schema::PropertyFlags;
 use crate::store::catalog::{Catalog, ClassInfo, ClassRef, PropInfo, SchemaChange, GID_PROP};
+use crate::store::changes::{ChangeLog, ListEdit};
 use crate::store::index::index_hash;
 use crate::store::retention;
 use crate::store::snapshot::Snapshot;
@@ -136,12 +137,21 @@ pub(crate) struct WriteTxn {
     recent: Option<(u32, u64, GlobalId)>,
     /// The file's per-class floor of new object keys (see `SharedFile`).
     key_floor: Arc<parking_lot::Mutex<rustc_hash::FxHashMap<u32, u64>>>,
+    /// What the transaction changed, object by object, for fine-grained notifications.
+    pub(crate) log: ChangeLog,
+}
+
+/// A class's next object key in `base`: the first key a transaction on it can create.
+pub(crate) fn first_new_key(base: &Snapshot, class: u32) -> u64 {
+    base.class_state(class).map(|(next, _)| next).unwrap_or(0)
 }
 
 /// What a commit produced.
 pub(crate) struct CommitOutcome {
     /// The new history version, if the transaction recorded changes.
     pub(crate) version: Option<u64>,
+    /// What it changed, object by object.
+    pub(crate) log: ChangeLog,
 }
 
 impl WriteTxn {
@@ -162,6 +172,7 @@ impl WriteTxn {
             poisoned: None,
             recent: None,
             key_floor,
+            log: ChangeLog::default(),
         })
     }
 
@@ -281,6 +292,7 @@ impl WriteTxn {
             overlay,
             poisoned,
             file_salt,
+            log,
             ..
         } = self;
         if let Some(e) = poisoned {
@@ -301,7 +313,7 @@ impl WriteTxn {
         let version =
             retention::append_and_trim(&txn, base.version, &records, needed_after, upload)?;
         txn.commit()?;
-        Ok(CommitOutcome { version })
+        Ok(CommitOutcome { version, log })
     }
 
     // ----- schema -----
@@ -316,6 +328,7 @@ impl WriteTxn {
     /// replicas and are checked like a schema built in code.
     pub(crate) fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<()> {
         self.recent = None;
+        self.log.schema_changed = true;
         match change {
             SchemaChange::AddClass { name } => {
                 if self.catalog().class(name).is_none() {
@@ -696,6 +709,8 @@ impl WriteTxn {
             key
         };
         self.overlay.classes.insert(class.id, (key + 1, live + 1));
+        let base = &self.base;
+        self.log.created(class.id, || first_new_key(base, class.id));
         self.overlay.set_live(&self.base, class.id, key, true)?;
         let (stored, index_prop) = match (class.pk_prop(), gid) {
             (Some(p), GlobalId::Int(i)) => (Value::Int(*i), p),
@@ -897,6 +912,9 @@ impl WriteTxn {
         key: u64,
         value: Value,
     ) -> Result<()> {
+        let base = &self.base;
+        self.log
+            .modified(class.id, key, prop.id, || first_new_key(base, class.id));
         if prop.is_indexed() {
             let old = self.view().get(class, prop, key)?;
             let (old_h, _) = index_hash(or_default(old.as_ref(), prop));
@@ -993,6 +1011,16 @@ impl WriteTxn {
         };
         let id = self.gid_of(&class, key)?;
         let (cn, pn) = (class.name.clone(), prop.name.clone());
+        let edit = match &op {
+            ListOp::Insert(i, _) => ListEdit::Insert(*i as usize),
+            ListOp::Set(i, _) => ListEdit::Set(*i as usize),
+            ListOp::Erase(i) => ListEdit::Erase(*i as usize),
+            ListOp::Move(from, to) => ListEdit::Move {
+                from: *from as usize,
+                to: *to as usize,
+            },
+            ListOp::Clear => ListEdit::Clear,
+        };
         let ins = match op {
             ListOp::Insert(index, value) => {
                 if index > len {
@@ -1064,7 +1092,16 @@ impl WriteTxn {
             self.record(&ins);
         }
         self.overlay.set_list(class.id, prop.id, key, items);
+        self.log_list_edit(class.id, prop.id, key, edit);
         Ok(())
+    }
+
+    /// Records a change to a list in the change log (the owner counts as modified).
+    pub(crate) fn log_list_edit(&mut self, class: u32, prop: u32, key: u64, edit: ListEdit) {
+        let base = &self.base;
+        self.log
+            .modified(class, key, prop, || first_new_key(base, class));
+        self.log.list_edit((class, prop, key), edit);
     }
 
     /// A recorded value in stored form for `prop` (links to missing objects are NULL unless
@@ -1130,6 +1167,8 @@ impl WriteTxn {
     }
 
     fn erase_row(&mut self, class: &ClassInfo, key: u64) -> Result<()> {
+        let base = &self.base;
+        self.log.deleted(class.id, key, || first_new_key(base, class.id));
         let (next, live) = self.view().class_state(class.id)?;
         self.overlay
             .classes
@@ -1183,6 +1222,12 @@ impl WriteTxn {
                         .cloned()
                         .collect();
                     if kept.len() != items.len() {
+                        // Erased from the back so that each index holds as the list stood.
+                        for i in (0..items.len()).rev() {
+                            if matches!(&items[i], Value::Link(l) if deleted.contains(&l.key)) {
+                                self.log_list_edit(class.id, prop.id, key, ListEdit::Erase(i));
+                            }
+                        }
                         if h.merge_metadata() {
                             let removed: Vec<usize> = (0..items.len())
                                 .filter(|&i| {
@@ -1203,6 +1248,9 @@ impl WriteTxn {
                     }
                 } else if let Value::Link(l) = self.view().get(&class, &prop, key)? {
                     if deleted.contains(&l.key) {
+                        let base = &self.base;
+                        self.log
+                            .modified(class.id, key, prop.id, || first_new_key(base, class.id));
                         self.overlay
                             .set_value(&self.base, class.id, &prop, key, Value::Null)?;
                     }
