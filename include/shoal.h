@@ -621,6 +621,71 @@ typedef struct {
 // work itself.
 typedef void (*shoal_scheduler_notify_fn_t)(void *userdata);
 
+// An element that moved: its index in the old collection and in the new one.
+typedef struct {
+  // Index in the old collection.
+  size_t from;
+  // Index in the new collection.
+  size_t to;
+} shoal_move_t;
+
+// What changed in an observed results or list, valid only during the callback.
+//
+// Deletions are indices in the old collection, insertions and modifications indices in the
+// new one (`modifications_old`: the same elements' old indices); a moved element is counted
+// as a deletion and an insertion and listed in `moves`. Every array is ascending (`moves` by
+// new index). `initial` marks the first callback (the initial state, nothing listed);
+// `collection_deleted` the last one (a list whose object was deleted).
+typedef struct {
+  // The realm version the changes bring the collection to.
+  uint64_t version;
+  // The first callback: the initial state.
+  bool initial;
+  // The collection is gone; no callback follows.
+  bool collection_deleted;
+  // Old indices of removed elements.
+  const size_t *deletions;
+  // Length of `deletions`.
+  size_t num_deletions;
+  // New indices of added elements.
+  const size_t *insertions;
+  // Length of `insertions`.
+  size_t num_insertions;
+  // New indices of elements changed in place.
+  const size_t *modifications;
+  // Old indices of the same elements.
+  const size_t *modifications_old;
+  // Length of `modifications` and of `modifications_old`.
+  size_t num_modifications;
+  // Moved elements.
+  const shoal_move_t *moves;
+  // Length of `moves`.
+  size_t num_moves;
+} shoal_collection_changes_t;
+
+// Called with what changed in an observed results or list.
+typedef void (*shoal_collection_change_fn_t)(void *userdata,
+                                             const shoal_collection_changes_t *changes);
+
+// What changed in an observed object, valid only during the callback.
+typedef struct {
+  // The realm version the change brings the object to.
+  uint64_t version;
+  // The first callback: the initial state.
+  bool initial;
+  // The object was deleted; no callback follows.
+  bool deleted;
+  // The properties written, in schema order.
+  const shoal_property_key_t *changed;
+  // Their names (NUL-terminated UTF-8), in the same order.
+  const char *const *changed_names;
+  // Length of `changed` and of `changed_names`.
+  size_t num_changed;
+} shoal_object_changes_t;
+
+// Called with what changed in an observed object.
+typedef void (*shoal_object_change_fn_t)(void *userdata, const shoal_object_changes_t *changes);
+
 // Called with the logged-in user (a new handle the callback must release) or NULL and the
 // error (valid during the call).
 typedef void (*shoal_login_fn_t)(void *userdata, shoal_user_t *user, const shoal_error_t *error);
@@ -1703,6 +1768,60 @@ bool shoal_results_average(const shoal_results_t *results,
 // Requires:
 // `results` is a results handle.
 SHOAL_API int64_t shoal_results_delete_all(shoal_results_t *results);
+
+// Calls `callback` with what changed in `results` after every commit that changed them —
+// local commits and sync downloads alike — starting with their initial state. The callback
+// runs on the realm's scheduler (`shoal_config_set_scheduler`; default: a library thread);
+// the realm handle has moved to the notified version when it runs. Release the token to stop
+// the callbacks; `free_userdata` (may be NULL) runs when the callback is gone.
+//
+// Returns: a new token handle (release it with `shoal_release`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback), `SHOAL_ERR_REALM_CLOSED`,
+// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `results` is a results handle; `callback` callable from any thread with `userdata`.
+SHOAL_API
+shoal_token_t *shoal_results_observe(const shoal_results_t *results,
+                                     shoal_collection_change_fn_t callback,
+                                     void *userdata,
+                                     shoal_free_userdata_fn_t free_userdata);
+
+// Calls `callback` with what changed in `list` after every commit that changed it (for a list
+// of links, also when a linked object changed), starting with its initial state; when the
+// list's object is deleted a last callback has `collection_deleted` set. Delivery and
+// release as for `shoal_results_observe`.
+//
+// Returns: a new token handle (release it with `shoal_release`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback), `SHOAL_ERR_REALM_CLOSED`,
+// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `list` is a list handle; `callback` callable from any thread with `userdata`.
+SHOAL_API
+shoal_token_t *shoal_list_observe(const shoal_list_t *list,
+                                  shoal_collection_change_fn_t callback,
+                                  void *userdata,
+                                  shoal_free_userdata_fn_t free_userdata);
+
+// Calls `callback` with the properties written after every commit that changed `object`,
+// starting with its initial state; when the object is deleted a last callback has `deleted`
+// set. Delivery and release as for `shoal_results_observe`.
+//
+// Returns: a new token handle (release it with `shoal_release`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback), `SHOAL_ERR_REALM_CLOSED`,
+// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `object` is an object handle; `callback` callable from any thread with `userdata`.
+SHOAL_API
+shoal_token_t *shoal_object_observe(const shoal_object_t *object,
+                                    shoal_object_change_fn_t callback,
+                                    void *userdata,
+                                    shoal_free_userdata_fn_t free_userdata);
 
 // Creates the app of this process for `base_dir`: the user store (a metadata realm under
 // `base_dir`) and the default root of synced realm files (`base_dir/shoal-object-server/`).

@@ -494,21 +494,27 @@ impl Realm {
         let closed = self.inner.closed.clone();
         let source = snapshot_source(file);
         let Some(SchedulerRef(scheduler)) = self.inner.settings.scheduler.clone() else {
-            return Ok(file.notifier.register(source, Arc::new(move |version| {
-                if !closed.load(Ordering::Acquire) {
-                    callback(version);
-                }
-            })));
+            return Ok(file.notifier.register(
+                source,
+                Arc::new(move |version| {
+                    if !closed.load(Ordering::Acquire) {
+                        callback(version);
+                    }
+                }),
+            ));
         };
         let callback = Arc::new(callback);
-        Ok(file.notifier.register(source, Arc::new(move |version| {
-            let (closed, callback) = (closed.clone(), callback.clone());
-            scheduler.post(Box::new(move || {
-                if !closed.load(Ordering::Acquire) {
-                    callback(version);
-                }
-            }));
-        })))
+        Ok(file.notifier.register(
+            source,
+            Arc::new(move |version| {
+                let (closed, callback) = (closed.clone(), callback.clone());
+                scheduler.post(Box::new(move || {
+                    if !closed.load(Ordering::Acquire) {
+                        callback(version);
+                    }
+                }));
+            }),
+        ))
     }
 
     /// Registers a fine-grained observer (`observe.rs`) with the file's notifier.

@@ -231,9 +231,8 @@ fn deliver(
             };
             for cb in &callbacks {
                 // A panicking callback must not stop delivery to the others.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    cb(commit.version)
-                }));
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(commit.version)));
             }
             // Notifications are sent in commit order and delivered in that order.
             undelivered.lock().pop_front();

@@ -454,7 +454,10 @@ impl Results {
 
 enum ListSeen {
     Unseen,
-    Seen { version: u64, len: usize },
+    Seen {
+        version: u64,
+        len: usize,
+    },
     /// The owner was deleted and told so.
     Gone,
 }

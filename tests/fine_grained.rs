@@ -40,7 +40,9 @@ fn watch_results(results: &shoal::Results) -> (ChangeToken, Receiver<CollectionC
 }
 
 fn person(realm: &Realm, id: i64, age: i64) -> shoal::Object {
-    let p = realm.create_object("Person", Some(&Value::Int(id))).unwrap();
+    let p = realm
+        .create_object("Person", Some(&Value::Int(id)))
+        .unwrap();
     p.set("age", Value::Int(age)).unwrap();
     p
 }
@@ -192,7 +194,10 @@ fn list_notifications_report_inserts_erases_sets_and_moves() {
     write(&realm, || tags.move_item(0, 3).unwrap()); // [b c d a]
     let c = next(&rx);
     assert_eq!(c.moves, vec![(0, 3)]);
-    assert_eq!((c.deletions.clone(), c.insertions.clone()), (vec![0], vec![3]));
+    assert_eq!(
+        (c.deletions.clone(), c.insertions.clone()),
+        (vec![0], vec![3])
+    );
 
     write(&realm, || {
         tags.insert(0, Value::from("z")).unwrap(); // [z b c d a]

@@ -24,6 +24,8 @@ mod scheduler;
 mod object;
 // 5. Queries and results.
 mod results;
+// Fine-grained notifications of results, lists and objects.
+mod observe;
 // 6. App, credentials and users.
 #[cfg(feature = "sync")]
 mod app;
@@ -41,6 +43,7 @@ pub use convert::*;
 pub use error::shoal_error_t;
 pub use general::*;
 pub use object::*;
+pub use observe::*;
 pub use realm::*;
 pub use results::*;
 pub use scheduler::*;

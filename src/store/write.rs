@@ -1168,7 +1168,8 @@ impl WriteTxn {
 
     fn erase_row(&mut self, class: &ClassInfo, key: u64) -> Result<()> {
         let base = &self.base;
-        self.log.deleted(class.id, key, || first_new_key(base, class.id));
+        self.log
+            .deleted(class.id, key, || first_new_key(base, class.id));
         let (next, live) = self.view().class_state(class.id)?;
         self.overlay
             .classes

@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1950,6 +1951,212 @@ static void test_change_callbacks_across_threads(void) {
 /* ------------------------------------------------------------------------------------------ */
 /* Misuse and bad input                                                                        */
 
+/* ---- fine-grained notifications, delivered on this thread through a scheduler ---- */
+
+typedef struct {
+    int calls;
+    bool on_main_thread;
+    bool initial, collection_deleted, deleted;
+    size_t del[16], ins[16], mod[16], nd, ni, nm;
+    shoal_move_t moves[16];
+    size_t nmoves;
+    char names[4][32];
+    size_t nnames;
+    int freed;
+} observed_t;
+
+static pthread_t g_main_thread;
+static int g_wake_pipe[2];
+
+static void wake_app(void *userdata) {
+    (void)userdata;
+    char x = 'x';
+    ssize_t n = write(g_wake_pipe[1], &x, 1);
+    (void)n;
+}
+
+/* Waits for the scheduler's wake-up, then runs the queued work here; returns how many ran. */
+static size_t wait_and_perform(shoal_scheduler_t *s) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += 30;
+    char buf[64];
+    for (;;) {
+        ssize_t n = read(g_wake_pipe[0], buf, sizeof buf);
+        if (n > 0) break;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > deadline.tv_sec) return 0;
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
+    }
+    size_t ran = 0;
+    CHECK(shoal_scheduler_perform_work(s, &ran));
+    return ran;
+}
+
+static void copy_indices(size_t *dst, size_t *n, const size_t *src, size_t len) {
+    *n = len < 16 ? len : 16;
+    for (size_t i = 0; i < *n; i++) dst[i] = src[i];
+}
+
+static void on_collection(void *userdata, const shoal_collection_changes_t *c) {
+    observed_t *o = userdata;
+    o->calls++;
+    o->on_main_thread = pthread_equal(pthread_self(), g_main_thread);
+    o->initial = c->initial;
+    o->collection_deleted = c->collection_deleted;
+    copy_indices(o->del, &o->nd, c->deletions, c->num_deletions);
+    copy_indices(o->ins, &o->ni, c->insertions, c->num_insertions);
+    copy_indices(o->mod, &o->nm, c->modifications, c->num_modifications);
+    o->nmoves = c->num_moves < 16 ? c->num_moves : 16;
+    for (size_t i = 0; i < o->nmoves; i++) o->moves[i] = c->moves[i];
+}
+
+static void on_object(void *userdata, const shoal_object_changes_t *c) {
+    observed_t *o = userdata;
+    o->calls++;
+    o->on_main_thread = pthread_equal(pthread_self(), g_main_thread);
+    o->initial = c->initial;
+    o->deleted = c->deleted;
+    o->nnames = c->num_changed < 4 ? c->num_changed : 4;
+    for (size_t i = 0; i < o->nnames; i++) {
+        snprintf(o->names[i], sizeof o->names[i], "%s", c->changed_names[i]);
+    }
+}
+
+static void observed_free(void *userdata) {
+    ((observed_t *)userdata)->freed++;
+}
+
+static void set_age(shoal_realm_t *r, int64_t id, int64_t age) {
+    shoal_value_t pk = shoal_value_int(id);
+    shoal_object_t *o = shoal_object_find(r, "Person", &pk);
+    CHECK(o != NULL);
+    shoal_value_t v = shoal_value_int(age);
+    CHECK(shoal_object_set(o, "age", &v));
+    CHECK(shoal_release(o));
+}
+
+static void test_fine_grained_notifications_on_the_app_thread(void) {
+    g_main_thread = pthread_self();
+    CHECK(pipe(g_wake_pipe) == 0);
+    CHECK(fcntl(g_wake_pipe[0], F_SETFL, O_NONBLOCK) == 0);
+    shoal_scheduler_t *sched = shoal_scheduler_new(wake_app, NULL, NULL);
+    CHECK(sched != NULL);
+    CHECK_ERR(shoal_scheduler_new(NULL, NULL, NULL) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    shoal_config_t *c = people_config("fine.realm");
+    CHECK(shoal_config_set_scheduler(c, sched));
+    CHECK_ERR(!shoal_config_set_scheduler(c, NULL), SHOAL_ERR_MISUSE);
+    shoal_realm_t *r = shoal_realm_open(c);
+    CHECK(r != NULL);
+    CHECK(shoal_release(c));
+
+    /* ids 1..4, ages 10 20 30 40 */
+    CHECK(shoal_realm_begin_write(r));
+    for (int64_t id = 1; id <= 4; id++) {
+        shoal_object_t *p = create_person(r, id);
+        shoal_value_t age = shoal_value_int(id * 10);
+        CHECK(shoal_object_set(p, "age", &age));
+        if (id == 1) {
+            shoal_list_t *tags = shoal_object_get_list(p, "tags");
+            const char *t[] = {"a", "b", "c", "d"};
+            for (size_t i = 0; i < 4; i++) {
+                shoal_value_t v = shoal_value_string(t[i]);
+                CHECK(shoal_list_insert(tags, i, &v));
+            }
+            CHECK(shoal_release(tags));
+        }
+        CHECK(shoal_release(p));
+    }
+    CHECK(shoal_realm_commit(r));
+
+    shoal_value_t ten = shoal_value_int(10);
+    shoal_results_t *adults = shoal_realm_query(r, "Person", "age > $0", &ten, 1);
+    CHECK(adults != NULL);
+    observed_t res = {0};
+    shoal_token_t *rt = shoal_results_observe(adults, on_collection, &res, observed_free);
+    CHECK(rt != NULL);
+    CHECK_INT_EQ(res.calls, 0);
+    CHECK(wait_and_perform(sched) >= 1);
+    CHECK_INT_EQ(res.calls, 1);
+    CHECK(res.initial);
+    CHECK(res.on_main_thread);
+
+    /* Old [2 3 4]: delete 3, modify 4, 1 enters. New [1 2 4]. */
+    CHECK(shoal_realm_begin_write(r));
+    shoal_value_t three = shoal_value_int(3);
+    shoal_object_t *p3 = shoal_object_find(r, "Person", &three);
+    CHECK(shoal_object_delete(p3));
+    CHECK(shoal_release(p3));
+    set_age(r, 4, 41);
+    set_age(r, 1, 11);
+    CHECK(shoal_realm_commit(r));
+    CHECK(wait_and_perform(sched) >= 1);
+    CHECK_INT_EQ(res.calls, 2);
+    CHECK(!res.initial);
+    CHECK(res.on_main_thread);
+    CHECK(res.nd == 1 && res.del[0] == 1);
+    CHECK(res.ni == 1 && res.ins[0] == 0);
+    CHECK(res.nm == 1 && res.mod[0] == 2);
+    CHECK_INT_EQ(shoal_results_count(adults), 3);
+
+    /* A list move, and an object's changed property names. */
+    shoal_value_t one = shoal_value_int(1);
+    shoal_object_t *p1 = shoal_object_find(r, "Person", &one);
+    CHECK(p1 != NULL);
+    shoal_list_t *tags = shoal_object_get_list(p1, "tags");
+    observed_t lst = {0}, obj = {0};
+    shoal_token_t *lt = shoal_list_observe(tags, on_collection, &lst, observed_free);
+    shoal_token_t *ot = shoal_object_observe(p1, on_object, &obj, observed_free);
+    CHECK(lt != NULL && ot != NULL);
+    CHECK(wait_and_perform(sched) >= 1);
+    CHECK(lst.initial && obj.initial);
+    CHECK(shoal_realm_begin_write(r));
+    CHECK(shoal_list_move(tags, 0, 3));
+    shoal_value_t ann = shoal_value_string("Ann");
+    CHECK(shoal_object_set(p1, "name", &ann));
+    CHECK(shoal_realm_commit(r));
+    CHECK(wait_and_perform(sched) >= 1);
+    CHECK(lst.nmoves == 1 && lst.moves[0].from == 0 && lst.moves[0].to == 3);
+    CHECK(lst.nd == 1 && lst.del[0] == 0 && lst.ni == 1 && lst.ins[0] == 3);
+    CHECK(obj.nnames == 2);
+    CHECK(strcmp(obj.names[0], "name") == 0 && strcmp(obj.names[1], "tags") == 0);
+    CHECK(obj.on_main_thread && lst.on_main_thread);
+    /* The object's deletion ends both. */
+    CHECK(shoal_realm_begin_write(r));
+    CHECK(shoal_object_delete(p1));
+    CHECK(shoal_realm_commit(r));
+    CHECK(wait_and_perform(sched) >= 1);
+    CHECK(obj.deleted);
+    CHECK(lst.collection_deleted && lst.nd == 4);
+
+    /* Bad input: NULL callbacks and handles free the userdata and fail cleanly. */
+    observed_t bad = {0};
+    CHECK_ERR(shoal_results_observe(adults, NULL, &bad, observed_free) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shoal_list_observe(NULL, on_collection, &bad, observed_free) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_object_observe((shoal_object_t *)adults, on_object, &bad, observed_free) == NULL,
+              SHOAL_ERR_MISUSE);
+    CHECK_INT_EQ(bad.freed, 3);
+
+    CHECK(shoal_release(rt));
+    CHECK(shoal_release(lt));
+    CHECK(shoal_release(ot));
+    CHECK(shoal_release(tags));
+    CHECK(shoal_release(p1));
+    CHECK(shoal_release(adults));
+    CHECK(shoal_release(r));
+    /* Work still queued holds nothing alive; draining it runs no released callback. */
+    size_t ran = 0;
+    CHECK(shoal_scheduler_perform_work(sched, &ran));
+    CHECK(shoal_release(sched));
+    CHECK_INT_EQ(res.freed, 1);
+    CHECK_INT_EQ(lst.freed, 1);
+    CHECK_INT_EQ(obj.freed, 1);
+    close(g_wake_pipe[0]);
+    close(g_wake_pipe[1]);
+}
+
 static void test_null_released_and_wrong_handles(void) {
     shoal_value_t v;
     bool flag;
@@ -3589,6 +3796,7 @@ int main(void) {
     RUN_TEST(test_queries);
     RUN_TEST(test_results);
     RUN_TEST(test_change_callbacks_across_threads);
+    RUN_TEST(test_fine_grained_notifications_on_the_app_thread);
     RUN_TEST(test_null_released_and_wrong_handles);
     RUN_TEST(test_bad_input);
     RUN_TEST(test_delete_realm_files);
