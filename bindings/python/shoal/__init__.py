@@ -25,6 +25,7 @@ from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files
 from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
 from .errors import __all__ as _errors_all
+from .observe import ChangeStream, CollectionChanges, ObjectChange
 from .realm import List, Object, PropertyValue, Realm, Results, Value
 from .schema import ClassInfo, PropertyFlag, PropertyInfo, PropertyType, Schema
 from .sync import (
@@ -52,6 +53,9 @@ __all__ = [
     "Object",
     "List",
     "Results",
+    "CollectionChanges",
+    "ObjectChange",
+    "ChangeStream",
     "Token",
     "Value",
     "PropertyValue",

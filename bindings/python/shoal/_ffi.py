@@ -402,6 +402,44 @@ class shoal_sync_error_t(Structure):
     ]
 
 
+class shoal_move_t(Structure):
+    """A moved element: old and new index."""
+
+    _fields_ = [("from_", c_size_t), ("to", c_size_t)]
+
+
+class shoal_collection_changes_t(Structure):
+    """What changed in observed results or a list (valid during the callback)."""
+
+    _fields_ = [
+        ("version", c_uint64),
+        ("initial", c_bool),
+        ("collection_deleted", c_bool),
+        ("deletions", POINTER(c_size_t)),
+        ("num_deletions", c_size_t),
+        ("insertions", POINTER(c_size_t)),
+        ("num_insertions", c_size_t),
+        ("modifications", POINTER(c_size_t)),
+        ("modifications_old", POINTER(c_size_t)),
+        ("num_modifications", c_size_t),
+        ("moves", POINTER(shoal_move_t)),
+        ("num_moves", c_size_t),
+    ]
+
+
+class shoal_object_changes_t(Structure):
+    """What changed in an observed object (valid during the callback)."""
+
+    _fields_ = [
+        ("version", c_uint64),
+        ("initial", c_bool),
+        ("deleted", c_bool),
+        ("changed", POINTER(shoal_property_key_t)),
+        ("changed_names", POINTER(c_char_p)),
+        ("num_changed", c_size_t),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Callback types
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +452,12 @@ shoal_free_userdata_fn_t = CFUNCTYPE(None, c_void_p)
 shoal_migration_fn_t = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, uint64_t version)``
 shoal_change_fn_t = CFUNCTYPE(None, c_void_p, c_uint64)
+#: ``void (*)(void* userdata)``: a scheduler has work waiting
+shoal_scheduler_notify_fn_t = CFUNCTYPE(None, c_void_p)
+#: ``void (*)(void* userdata, const shoal_collection_changes_t* changes)``
+shoal_collection_change_fn_t = CFUNCTYPE(None, c_void_p, POINTER(shoal_collection_changes_t))
+#: ``void (*)(void* userdata, const shoal_object_changes_t* changes)``
+shoal_object_change_fn_t = CFUNCTYPE(None, c_void_p, POINTER(shoal_object_changes_t))
 #: ``bool (*)(void* userdata, uint64_t total_bytes, uint64_t used_bytes)``
 shoal_should_compact_fn_t = CFUNCTYPE(c_bool, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, shoal_user_t* user, const shoal_error_t* error)``: the user is a
@@ -532,6 +576,23 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         [_handle, shoal_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_realm_property_key": (c_bool, [_handle, c_char_p, c_char_p, POINTER(shoal_property_key_t)]),
+    # schedulers
+    "shoal_scheduler_new": (_handle, [shoal_scheduler_notify_fn_t, c_void_p, shoal_free_userdata_fn_t]),
+    "shoal_scheduler_perform_work": (c_bool, [_handle, POINTER(c_size_t)]),
+    "shoal_config_set_scheduler": (c_bool, [_handle, _handle]),
+    # fine-grained notifications
+    "shoal_results_observe": (
+        _handle,
+        [_handle, shoal_collection_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
+    "shoal_list_observe": (
+        _handle,
+        [_handle, shoal_collection_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
+    "shoal_object_observe": (
+        _handle,
+        [_handle, shoal_object_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
     # queries and results
     "shoal_realm_query": (_handle, [_handle, c_char_p, c_char_p, _value_p, c_size_t]),
     "shoal_realm_objects": (_handle, [_handle, c_char_p]),

@@ -32,6 +32,7 @@ from ._core import (
 )
 from ._ffi import lib, shoal_value_t
 from .config import Config
+from .observe import ChangeStream, observe
 from .errors import (
     IndexOutOfBounds,
     NoSuchProperty,
@@ -361,6 +362,18 @@ class Object(ObjectHandle):
         self._class_name: str | None = None
         self._key: int | None = None
 
+
+    def observe(self, fn: Callable[[Any], Any]) -> Token:
+        """Calls ``fn(change)`` after every commit that changed this, starting with the
+        initial state (see :mod:`shoal.observe`). Release the token (or use it in a ``with``
+        block) to stop. Exceptions raised by ``fn`` are logged."""
+        return observe(self._kind, self._h, fn)
+
+    def changes(self) -> ChangeStream:
+        """The notifications of :meth:`observe` as an asyncio stream (call from a
+        coroutine): ``async with obj.changes() as s: async for change in s: ...``."""
+        return ChangeStream(self.observe)
+
     @property
     def class_name(self) -> str:
         """The name of the object's class."""
@@ -545,6 +558,18 @@ class List(Handle):
         info = owner._info(prop)
         self._type: int | None = int(info.type) if info else None
 
+
+    def observe(self, fn: Callable[[Any], Any]) -> Token:
+        """Calls ``fn(change)`` after every commit that changed this, starting with the
+        initial state (see :mod:`shoal.observe`). Release the token (or use it in a ``with``
+        block) to stop. Exceptions raised by ``fn`` are logged."""
+        return observe(self._kind, self._h, fn)
+
+    def changes(self) -> ChangeStream:
+        """The notifications of :meth:`observe` as an asyncio stream (call from a
+        coroutine): ``async with obj.changes() as s: async for change in s: ...``."""
+        return ChangeStream(self.observe)
+
     def __len__(self) -> int:
         return call_count(lib.shoal_list_size, self._h)
 
@@ -655,6 +680,18 @@ class Results(Handle):
         super().__init__(ptr)
         self.realm = realm
         self.class_name = class_name
+
+
+    def observe(self, fn: Callable[[Any], Any]) -> Token:
+        """Calls ``fn(change)`` after every commit that changed this, starting with the
+        initial state (see :mod:`shoal.observe`). Release the token (or use it in a ``with``
+        block) to stop. Exceptions raised by ``fn`` are logged."""
+        return observe(self._kind, self._h, fn)
+
+    def changes(self) -> ChangeStream:
+        """The notifications of :meth:`observe` as an asyncio stream (call from a
+        coroutine): ``async with obj.changes() as s: async for change in s: ...``."""
+        return ChangeStream(self.observe)
 
     def __len__(self) -> int:
         return call_count(lib.shoal_results_count, self._h)
