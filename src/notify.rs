@@ -203,8 +203,23 @@ fn deliver(
     let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
+        batch.extend(rx.try_iter());
         let Some(registry) = registry.upgrade() else {
             return;
+        };
+        let has_observers = registry
+            .lock()
+            .entries
+            .iter()
+            .any(|e| matches!(&e.what, Registered::Observer(o) if !o.is_closed()));
+        let woken = batch.iter().any(|m| matches!(m, Message::Wake));
+        // The snapshot (and the rest of the batch) is taken before the registry is read: an
+        // observer whose wake-up is in the batch is then in the registry too, and one
+        // registered later finds its wake-up in the next batch.
+        let snapshot = if has_observers || woken {
+            snapshot_with_batch(source, rx, &mut batch)
+        } else {
+            None
         };
         let (callbacks, observers) = {
             let r = registry.lock();
@@ -220,10 +235,8 @@ fn deliver(
             (callbacks, observers)
         };
         drop(registry);
-        if observers.is_empty() {
-            batch.extend(rx.try_iter());
-        } else {
-            run_observers(source, rx, &mut batch, &observers);
+        if let Some(snapshot) = snapshot {
+            run_observers(&snapshot, &batch, &observers);
         }
         for message in batch.drain(..) {
             let Message::Commit(commit) = message else {
@@ -240,27 +253,27 @@ fn deliver(
     }
 }
 
-/// Takes the latest snapshot (collecting the notifications of every commit it contains into
-/// `batch`) and runs every observer on it.
-fn run_observers(
+/// The file's latest snapshot, with the notifications of every commit it contains collected
+/// into `batch`; `None` when the file is gone or cannot be read.
+fn snapshot_with_batch(
     source: &Weak<dyn SnapshotSource>,
     rx: &mpsc::Receiver<Message>,
     batch: &mut Vec<Message>,
-    observers: &[Arc<dyn Observer>],
-) {
-    let Some(file) = source.upgrade() else {
-        batch.extend(rx.try_iter());
-        return;
-    };
+) -> Option<Snapshot> {
+    let file = source.upgrade()?;
     let snapshot = file.snapshot_between_commits(&mut || batch.extend(rx.try_iter()));
     drop(file);
-    let snapshot = match snapshot {
-        Ok(s) => s,
+    match snapshot {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(target: "shoal::notify", error = %e, "change notifications skipped: the file could not be read");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Runs every observer on `snapshot` with the commits of `batch`.
+fn run_observers(snapshot: &Snapshot, batch: &[Message], observers: &[Arc<dyn Observer>]) {
     // The logs are shared with the batch, not copied.
     let commits: Vec<Commit> = batch
         .iter()
@@ -273,7 +286,7 @@ fn run_observers(
         })
         .collect();
     let view = View {
-        snap: &snapshot,
+        snap: snapshot,
         overlay: None,
     };
     for o in observers {

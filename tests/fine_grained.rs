@@ -460,3 +460,57 @@ fn changes_downloaded_by_sync_notify_like_local_ones() {
         vec![Value::from("z"), Value::from("a"), Value::from("B")]
     );
 }
+
+#[test]
+fn list_and_object_observers_on_one_object_through_an_app_scheduler() {
+    let t = TempRealm::new();
+    let scheduler = AppScheduler::new(|| {});
+    let mut config = t.config(people_schema());
+    config.set_scheduler(scheduler.clone());
+    let realm = Realm::open(&config).unwrap();
+    write(&realm, || {
+        person(&realm, 1, 10);
+    });
+    let p = find(&realm, 1);
+    let (otx, orx) = mpsc::channel();
+    let _ot = p
+        .observe(move |c| {
+            let _ = otx.send(c.clone());
+        })
+        .unwrap();
+    let tags = p.list("tags").unwrap();
+    write(&realm, || {
+        for t in ["a", "b", "c"] {
+            tags.push(Value::from(t)).unwrap();
+        }
+    });
+    let (ltx, lrx) = mpsc::channel();
+    let _lt = tags
+        .observe(move |c| {
+            let _ = ltx.send(c.clone());
+        })
+        .unwrap();
+    let pump_until = |done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !done() && std::time::Instant::now() < deadline {
+            scheduler.perform_work();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let lists = std::cell::RefCell::new(Vec::new());
+    pump_until(&|| {
+        lists.borrow_mut().extend(lrx.try_iter());
+        !lists.borrow().is_empty()
+    });
+    assert!(lists.borrow()[0].initial);
+    write(&realm, || tags.move_item(0, 2).unwrap());
+    pump_until(&|| {
+        lists.borrow_mut().extend(lrx.try_iter());
+        lists.borrow().len() == 2
+    });
+    assert_eq!(lists.borrow().len(), 2);
+    assert_eq!(lists.borrow()[1].moves, vec![(0, 2)]);
+    let objects: Vec<ObjectChange> = orx.try_iter().collect();
+    assert!(objects[0].initial);
+    assert_eq!(objects.last().unwrap().changed_names, vec!["tags"]);
+}

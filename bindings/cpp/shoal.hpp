@@ -216,6 +216,7 @@ inline const char *handle_name(const shoal_object_t *) noexcept { return "shoal:
 inline const char *handle_name(const shoal_realm_t *) noexcept { return "shoal::Realm"; }
 inline const char *handle_name(const shoal_results_t *) noexcept { return "shoal::Results"; }
 inline const char *handle_name(const shoal_schema_t *) noexcept { return "shoal::Schema"; }
+inline const char *handle_name(const shoal_scheduler_t *) noexcept { return "shoal::Scheduler"; }
 inline const char *handle_name(const shoal_session_t *) noexcept { return "shoal::Session"; }
 inline const char *handle_name(const shoal_sync_config_t *) noexcept { return "shoal::SyncConfig"; }
 inline const char *handle_name(const shoal_token_t *) noexcept { return "shoal::Token"; }
@@ -280,6 +281,43 @@ public:
     Token clone() const { return Token(clone_raw()); }
     /// Unregisters the callback (when no clone of the token is left).
     void unregister() noexcept { reset(); }
+};
+
+/// What changed in observed results or a list (Results::observe, List::observe): deletions
+/// are indices in the old collection, insertions and modifications in the new one; a moved
+/// element counts as a deletion and an insertion and is listed in `moves` as (old, new).
+struct CollectionChanges {
+    uint64_t version = 0;
+    /// The first callback: the initial state, nothing listed.
+    bool initial = false;
+    /// The last callback: the collection is gone (a list whose object was deleted).
+    bool collection_deleted = false;
+    std::vector<size_t> deletions, insertions, modifications, modifications_old;
+    std::vector<std::pair<size_t, size_t>> moves;
+};
+
+/// What changed in an observed object (Object::observe).
+struct ObjectChange {
+    uint64_t version = 0;
+    bool initial = false;
+    bool deleted = false;
+    /// The names of the properties written, in schema order.
+    std::vector<std::string> changed;
+};
+
+/// A scheduler the app drives: notifications of realms opened with a config that has it
+/// (Config::set_scheduler) wait until the app calls perform_work() on its own thread.
+/// `notify` runs on a library thread when work is waiting; it must only wake the app's loop.
+class Scheduler : public Handle<shoal_scheduler_t> {
+public:
+    using Handle::Handle;
+    static Scheduler create(std::function<void()> notify);
+    /// Runs the waiting work on this thread; returns how many pieces ran.
+    size_t perform_work() const {
+        size_t ran = 0;
+        if (!shoal_scheduler_perform_work(checked(), &ran)) detail::throw_last_error();
+        return ran;
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -597,6 +635,11 @@ public:
         detail::check(shoal_config_set_schema(checked(), nullptr));
         return *this;
     }
+    /// Delivers notifications of realms opened with this config on `scheduler`.
+    Config &set_scheduler(const Scheduler &scheduler) {
+        detail::check(shoal_config_set_scheduler(checked(), scheduler.checked()));
+        return *this;
+    }
     Config &set_schema_version(uint64_t version) {
         detail::check(shoal_config_set_schema_version(checked(), version));
         return *this;
@@ -791,6 +834,9 @@ public:
         return Object(o);
     }
     List list(StringArg property) const;
+    /// Calls `callback` after every commit that changed this object (its initial state first;
+    /// `deleted` last), on the realm's scheduler. Destroy the token to stop.
+    Token observe(std::function<void(const ObjectChange &)> callback) const;
 };
 
 class List : public Handle<shoal_list_t> {
@@ -841,12 +887,18 @@ public:
         detail::check(shoal_list_clear(checked()));
         return *this;
     }
+    /// Calls `callback` after every commit that changed this list (its initial state first),
+    /// on the realm's scheduler. Destroy the token to stop.
+    Token observe(std::function<void(const CollectionChanges &)> callback) const;
 };
 
 class Results : public Handle<shoal_results_t> {
 public:
     using Handle::Handle;
     Results clone() const { return Results(clone_raw()); }
+    /// Calls `callback` after every commit that changed these results (their initial state
+    /// first), on the realm's scheduler. Destroy the token to stop.
+    Token observe(std::function<void(const CollectionChanges &)> callback) const;
 
     size_t count() const { return static_cast<size_t>(detail::check_count(shoal_results_count(checked()))); }
     Object get(size_t index) const { return Object(detail::check(shoal_results_get(checked(), index))); }
@@ -1160,6 +1212,48 @@ using ProgressFn = std::function<void(uint64_t, uint64_t)>;
 using SyncErrorFn = std::function<void(Session, SyncError)>;
 using TokenBinderFn = std::function<void(Session, const std::string &)>;
 
+using CollectionFn = std::function<void(const CollectionChanges &)>;
+using ObjectChangeFn = std::function<void(const ObjectChange &)>;
+using NotifyFn = std::function<void()>;
+
+inline void on_collection_changes(void *userdata, const shoal_collection_changes_t *c) noexcept {
+    try {
+        CollectionChanges out;
+        out.version = c->version;
+        out.initial = c->initial;
+        out.collection_deleted = c->collection_deleted;
+        out.deletions.assign(c->deletions, c->deletions + c->num_deletions);
+        out.insertions.assign(c->insertions, c->insertions + c->num_insertions);
+        out.modifications.assign(c->modifications, c->modifications + c->num_modifications);
+        out.modifications_old.assign(c->modifications_old, c->modifications_old + c->num_modifications);
+        for (size_t i = 0; i < c->num_moves; i++) out.moves.emplace_back(c->moves[i].from, c->moves[i].to);
+        (*static_cast<CollectionFn *>(userdata))(out);
+    } catch (...) {
+        report_callback_exception("collection change");
+    }
+}
+
+inline void on_object_changes(void *userdata, const shoal_object_changes_t *c) noexcept {
+    try {
+        ObjectChange out;
+        out.version = c->version;
+        out.initial = c->initial;
+        out.deleted = c->deleted;
+        for (size_t i = 0; i < c->num_changed; i++) out.changed.emplace_back(c->changed_names[i]);
+        (*static_cast<ObjectChangeFn *>(userdata))(out);
+    } catch (...) {
+        report_callback_exception("object change");
+    }
+}
+
+inline void on_scheduler_notify(void *userdata) noexcept {
+    try {
+        (*static_cast<NotifyFn *>(userdata))();
+    } catch (...) {
+        report_callback_exception("scheduler notify");
+    }
+}
+
 inline void on_change(void *userdata, uint64_t version) noexcept {
     try {
         (*static_cast<ChangeFn *>(userdata))(version);
@@ -1287,6 +1381,41 @@ inline Token Realm::add_change_callback(std::function<void(uint64_t)> callback) 
     return Token(detail::check(detail::register_callback(
         std::move(callback), &detail::on_change, [r](shoal_change_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
             return shoal_realm_add_change_callback(r, fn, ud, free);
+        })));
+}
+
+inline Token Results::observe(std::function<void(const CollectionChanges &)> callback) const {
+    const shoal_results_t *r = checked();
+    return Token(detail::check(detail::register_callback(
+        std::move(callback), &detail::on_collection_changes,
+        [r](shoal_collection_change_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+            return shoal_results_observe(r, fn, ud, free);
+        })));
+}
+
+inline Token List::observe(std::function<void(const CollectionChanges &)> callback) const {
+    const shoal_list_t *l = checked();
+    return Token(detail::check(detail::register_callback(
+        std::move(callback), &detail::on_collection_changes,
+        [l](shoal_collection_change_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+            return shoal_list_observe(l, fn, ud, free);
+        })));
+}
+
+inline Token Object::observe(std::function<void(const ObjectChange &)> callback) const {
+    const shoal_object_t *o = checked();
+    return Token(detail::check(detail::register_callback(
+        std::move(callback), &detail::on_object_changes,
+        [o](shoal_object_change_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+            return shoal_object_observe(o, fn, ud, free);
+        })));
+}
+
+inline Scheduler Scheduler::create(std::function<void()> notify) {
+    return Scheduler(detail::check(detail::register_callback(
+        std::move(notify), &detail::on_scheduler_notify,
+        [](shoal_scheduler_notify_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+            return shoal_scheduler_new(fn, ud, free);
         })));
 }
 

@@ -1238,6 +1238,79 @@ void test_client_reset_and_recovery() {
 
 }  // namespace
 
+void test_fine_grained_notifications_with_lambdas() {
+    // Notifications wait for this thread: the scheduler's notify only counts wake-ups.
+    auto wakeups = std::make_shared<std::atomic<int>>(0);
+    shoal::Scheduler scheduler = shoal::Scheduler::create([wakeups] { wakeups->fetch_add(1); });
+    shoal::Config config = people_config("fine.realm");
+    config.set_scheduler(scheduler);
+    shoal::Realm r = shoal::Realm::open(config);
+    r.write([&] {
+        for (int64_t id = 1; id <= 3; id++) r.create_object("Person", id).set("age", id * 10);
+    });
+    auto pump = [&](int at_least) {
+        for (int i = 0; i < 3000 && wakeups->load() < at_least; i++)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        CHECK(wakeups->load() >= at_least);
+        return scheduler.perform_work();
+    };
+    const auto main_thread = std::this_thread::get_id();
+    std::vector<shoal::CollectionChanges> seen;
+    bool on_main = true;
+    shoal::Results adults = r.query("Person", "age > $0", {int64_t(10)});
+    shoal::Token token = adults.observe([&](const shoal::CollectionChanges &c) {
+        seen.push_back(c);
+        on_main = on_main && std::this_thread::get_id() == main_thread;
+    });
+    CHECK(pump(1) >= 1u);
+    CHECK_EQ(seen.size(), 1u);
+    CHECK(seen[0].initial);
+    // Old [2 3]: delete 2, modify 3, insert 4.
+    r.write([&] {
+        r.find_object("Person", int64_t(2))->remove();
+        r.find_object("Person", int64_t(3))->set("name", "Cy");
+        r.create_object("Person", int64_t(4)).set("age", int64_t(40));
+    });
+    pump(2);
+    CHECK_EQ(seen.size(), 2u);
+    CHECK(seen[1].deletions == std::vector<size_t>{0});
+    CHECK(seen[1].insertions == std::vector<size_t>{1});
+    CHECK(seen[1].modifications == std::vector<size_t>{0});
+    CHECK(on_main);
+
+    shoal::Object p1 = *r.find_object("Person", int64_t(1));
+    std::vector<shoal::ObjectChange> object_changes;
+    shoal::Token ot = p1.observe([&](const shoal::ObjectChange &c) { object_changes.push_back(c); });
+    shoal::List tags = p1.list("tags");
+    r.write([&] {
+        tags.push_back("a").push_back("b").push_back("c");
+    });
+    std::vector<shoal::CollectionChanges> list_changes;
+    shoal::Token lt = tags.observe([&](const shoal::CollectionChanges &c) { list_changes.push_back(c); });
+    // Runs the queued work until `done` (or gives up after a while).
+    auto pump_until = [&](auto done) {
+        for (int i = 0; i < 3000 && !done(); i++) {
+            scheduler.perform_work();
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    };
+    pump_until([&] { return list_changes.size() == 1 && !object_changes.empty(); });
+    r.write([&] { tags.move(0, 2); });
+    pump_until([&] { return list_changes.size() == 2 && object_changes.size() == 2; });
+    CHECK_EQ(list_changes.size(), 2u);
+    CHECK(list_changes[0].initial);
+    CHECK(list_changes[1].moves == (std::vector<std::pair<size_t, size_t>>{{0, 2}}));
+    CHECK(!object_changes.empty() && object_changes[0].initial);
+    CHECK(object_changes.back().changed == std::vector<std::string>{"tags"});
+
+    // Destroying the token stops the lambda, even for work already queued.
+    token.unregister();
+    r.write([&] { r.create_object("Person", int64_t(5)).set("age", int64_t(50)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    scheduler.perform_work();
+    CHECK_EQ(seen.size(), 2u);
+}
+
 int main() {
     make_temp_dir();
     std::printf("shoal %s (header %s), C++ binding, files in %s\n", shoal::version().c_str(), SHOAL_VERSION,
@@ -1254,6 +1327,7 @@ int main() {
     RUN_TEST(test_lists);
     RUN_TEST(test_encryption);
     RUN_TEST(test_change_callback);
+    RUN_TEST(test_fine_grained_notifications_with_lambdas);
     RUN_TEST(test_users);
     RUN_TEST(test_sync_two_devices);
     RUN_TEST(test_sync_error_handler);
