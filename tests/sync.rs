@@ -10,6 +10,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::server::{Server, ADMIN_PASSWORD, APP_ID, WAIT};
+use shoal::protocol::sync::{
+    Message, MAX_CHANGESET_BYTES, PROTOCOL_VERSION, WEBSOCKET_SUBPROTOCOL,
+};
 use shoal::{
     App, Config, ConnectionState, Credentials, ErrorCode, Progress, ProgressDirection,
     ProgressMode, PropertyFlags as F, PropertyType as T, Realm, Schema, SessionState, StopPolicy,
@@ -1054,8 +1057,10 @@ fn hostile_server(reply: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     // The handshake callback's signature is tungstenite's (a large Err type).
                     #[allow(clippy::result_large_err)]
                     let agree = |_: &Request, mut r: Response| {
-                        r.headers_mut()
-                            .insert("Sec-WebSocket-Protocol", "shoal-sync/1".parse().unwrap());
+                        r.headers_mut().insert(
+                            "Sec-WebSocket-Protocol",
+                            WEBSOCKET_SUBPROTOCOL.parse().unwrap(),
+                        );
                         Ok(r)
                     };
                     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, agree).await else {
@@ -1077,10 +1082,21 @@ fn hostile_frames_from_a_server_are_errors_and_the_client_reconnects() {
     let server = Server::start();
     let d = device();
     let user = login(&d, &server, &unique("u"), true);
+    let v = PROTOCOL_VERSION;
+    // A DOWNLOAD_PART announcing a changeset beyond the limit: refused before anything is
+    // buffered.
+    let oversized_part = Message::DownloadPart {
+        session: 1,
+        total_bytes: MAX_CHANGESET_BYTES as u64 + 1,
+        data: vec![1],
+    }
+    .encode();
     for (reply, code) in [
         (vec![0xff, 0x01], 105),
-        (vec![0x01, 0x04, 0xff, 0xff], 103),
-        (vec![0x01, 0x63], 102),
+        (vec![0x01, 0x01], 105),
+        (vec![v, 0x04, 0xff, 0xff], 103),
+        (vec![v, 0x63], 102),
+        (oversized_part, 104),
     ] {
         let (addr, connections) = hostile_server(reply);
         let errors = Errors::default();
