@@ -458,15 +458,6 @@
 // grow with new changes.
 #define SHOAL_PROGRESS_INDEFINITELY 1
 
-// The largest changeset, in bytes (128 MiB): the most a PART's `total_bytes` may claim, and
-// so the most a receiver buffers for one session.
-#define MAX_CHANGESET_BYTES ((128 * 1024) * 1024)
-
-// The part size senders use: a changeset larger than this (1 MiB) is sent in parts of this
-// size ([`take_parts`]), so that no message is much larger than it and other sessions'
-// messages interleave with a large changeset's.
-#define CHANGESET_PART_BYTES (1024 * 1024)
-
 // The app of a process: users, credentials, sessions (opaque). Method of: `shoal_app_*`.
 typedef struct shoal_app_t shoal_app_t;
 

@@ -154,10 +154,10 @@ fn with_sync_error(e: &SyncError, f: impl FnOnce(*const shoal_sync_error_t)) {
     let original = e.original_path.as_deref().map(c_string);
     let backup = e.backup_path.as_deref().map(c_string);
     let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-    let backup_config: *mut shoal_config_t = e.backup_config.as_ref().map_or(
-        std::ptr::null_mut(),
-        |c| into_handle(Payload::Config(Arc::new(Mutex::new(c.clone())))),
-    );
+    let backup_config: *mut shoal_config_t =
+        e.backup_config.as_ref().map_or(std::ptr::null_mut(), |c| {
+            into_handle(Payload::Config(Arc::new(Mutex::new(c.clone()))))
+        });
     let c = shoal_sync_error_t {
         code: e.code,
         category: e.category as i32,

@@ -109,3 +109,33 @@ impl SyncError {
 pub(crate) fn code_name(code: i32) -> &'static str {
     crate::protocol::codes::info(code).map_or("UNKNOWN", |row| row.name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_error_without_a_protocol_code_is_never_200() {
+        // 200 is both the SYNC family and SESSION_CLOSED ("no error"): an error of the client
+        // without a protocol code is reported as OTHER_SESSION_ERROR.
+        let e = SyncError::from_error(&Error::new(ErrorCode::Sync, "local failure"), true);
+        assert_eq!((e.code, e.name()), (201, "OTHER_SESSION_ERROR"));
+        assert_eq!(e.category, ErrorCategory::Sync);
+        // Protocol codes and other codes pass through.
+        let e = SyncError::from_error(&Error::sync(104, "too large"), true);
+        assert_eq!((e.code, e.name()), (104, "LIMITS_EXCEEDED"));
+        let e = SyncError::from_error(&Error::new(ErrorCode::Io, "offline"), false);
+        assert_eq!(e.code, ErrorCode::Io as i32);
+    }
+
+    #[test]
+    fn errors_compare_their_backup_configs_by_path() {
+        let mut a = SyncError::new(7, "reset", true);
+        let mut b = a.clone();
+        assert_eq!(a, b);
+        a.backup_config = Some(Config::new("/x"));
+        assert_ne!(a, b);
+        b.backup_config = Some(Config::new("/x"));
+        assert_eq!(a, b);
+    }
+}
