@@ -659,7 +659,7 @@ fn a_client_reset_not_executed_by_hand_runs_at_the_next_open_once_every_handle_c
     );
     // The ready backup configuration: the backup, read-only and unsynced, with the original's
     // key and schema.
-    let backup_config = e.backup_config.clone().unwrap();
+    let backup_config = *e.backup_config.clone().unwrap();
     assert_eq!(backup_config.path(), backup.to_str().unwrap());
     assert!(backup_config.is_encrypted());
     assert!(backup_config.sync_config().is_none());
@@ -796,7 +796,7 @@ fn the_backup_path_of_a_reset_by_hand_is_the_announced_one_with_or_without_the_s
         check_backup_path(&d.app, std::path::Path::new(&backup));
         assert!(std::path::Path::new(&backup).exists());
         assert!(!std::path::Path::new(cfg.path()).exists());
-        let recovered = Realm::open(e.backup_config.as_ref().unwrap()).unwrap();
+        let recovered = Realm::open(e.backup_config.as_deref().unwrap()).unwrap();
         assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 1);
         drop(held);
         // Executed: nothing is pending any more, and the next open starts a new file.

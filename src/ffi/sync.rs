@@ -156,7 +156,7 @@ fn with_sync_error(e: &SyncError, f: impl FnOnce(*const shoal_sync_error_t)) {
     let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
     let backup_config: *mut shoal_config_t =
         e.backup_config.as_ref().map_or(std::ptr::null_mut(), |c| {
-            into_handle(Payload::Config(Arc::new(Mutex::new(c.clone()))))
+            into_handle(Payload::Config(Arc::new(Mutex::new(Config::clone(c)))))
         });
     let c = shoal_sync_error_t {
         code: e.code,

@@ -244,7 +244,7 @@ pub(crate) fn reset_error(config: &Config, code: i32, message: &str, backup: &Pa
     error.is_client_reset = true;
     error.original_path = Some(config.path.clone());
     error.backup_path = Some(backup.display().to_string());
-    error.backup_config = Some(backup_config(config, backup));
+    error.backup_config = Some(Box::new(backup_config(config, backup)));
     error
 }
 

@@ -34,8 +34,9 @@ pub struct SyncError {
     pub backup_path: Option<String>,
     /// For a client reset: a configuration that opens the backup once the reset has run —
     /// read-only, unsynced, with the original configuration's encryption key, schema and
-    /// schema version (Realm's `getBackupRealmConfiguration`).
-    pub backup_config: Option<Config>,
+    /// schema version (Realm's `getBackupRealmConfiguration`). Boxed: a configuration is
+    /// large, and errors travel through channels.
+    pub backup_config: Option<Box<Config>>,
 }
 
 /// Equal when every field is; backup configurations compare by path (configurations hold
@@ -49,8 +50,8 @@ impl PartialEq for SyncError {
             && self.is_client_reset == other.is_client_reset
             && self.original_path == other.original_path
             && self.backup_path == other.backup_path
-            && self.backup_config.as_ref().map(Config::path)
-                == other.backup_config.as_ref().map(Config::path)
+            && self.backup_config.as_deref().map(Config::path)
+                == other.backup_config.as_deref().map(Config::path)
     }
 }
 
@@ -133,9 +134,9 @@ mod tests {
         let mut a = SyncError::new(7, "reset", true);
         let mut b = a.clone();
         assert_eq!(a, b);
-        a.backup_config = Some(Config::new("/x"));
+        a.backup_config = Some(Box::new(Config::new("/x")));
         assert_ne!(a, b);
-        b.backup_config = Some(Config::new("/x"));
+        b.backup_config = Some(Box::new(Config::new("/x")));
         assert_eq!(a, b);
     }
 }
