@@ -664,7 +664,9 @@ fn a_client_reset_not_executed_by_hand_runs_at_the_next_open_once_every_handle_c
     assert!(backup_config.is_encrypted());
     assert!(backup_config.sync_config().is_none());
     assert_eq!(backup_config.schema(), Some(&schema()));
-    wait_state(&first.session().unwrap(), SessionState::Error);
+    // The app keeps the session handle throughout: it does not keep the reset from running.
+    let old_session = first.session().unwrap();
+    wait_state(&old_session, SessionState::Error);
     // Written after the error: not synced, in the backup only.
     add_items(&first, 10..11);
     // While a handle is open, opening again does not reset.
@@ -681,9 +683,11 @@ fn a_client_reset_not_executed_by_hand_runs_at_the_next_open_once_every_handle_c
     assert!(backup.exists());
     assert_eq!(count(&realm), 0);
     let session = realm.session().unwrap();
+    assert_ne!(session, old_session, "a new file gets a new session");
     add_items(&realm, 20..21);
     session.wait_for_upload(WAIT).unwrap();
     assert_eq!(session.state(), SessionState::Active);
+    assert_eq!(old_session.state(), SessionState::Error);
     assert_eq!(errors.all().iter().filter(|e| e.is_client_reset).count(), 1);
     // Nothing is left to do: executing it by hand now finds the new file and no record; the
     // realm is open, so it is refused.
