@@ -714,12 +714,22 @@ typedef struct {
   // retries by itself.
   bool is_fatal;
   // Whether the realm must be reset: release every handle of it, then call
-  // `shoal_app_execute_client_reset(app, original_path)`.
+  // `shoal_app_execute_client_reset(app, original_path)`; a reset not executed by hand
+  // runs by itself at the next open of the realm once every handle of it is released
+  // (also after the app restarts). Writes made in between are in the backup only.
   bool is_client_reset;
   // For a client reset: the realm file; NULL otherwise.
   const char *original_path;
-  // For a client reset: where the reset will move the file; NULL otherwise.
+  // For a client reset: where the reset moves the file
+  // (`<base_dir>/shoal-object-server/recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX`),
+  // chosen and recorded when the error is raised, so the reset moves it exactly there
+  // whoever runs it and whenever; the file exists once the reset has run. NULL otherwise.
   const char *backup_path;
+  // For a client reset: a configuration that opens the backup once the reset has run —
+  // read-only, unsynced, with the original configuration's encryption key, schema and schema
+  // version. Valid only during the call, like `session` (`shoal_clone` it to keep it, and
+  // release the clone). NULL otherwise.
+  shoal_config_t *backup_config;
 } shoal_sync_error_t;
 
 // Gets every error of a session. `session` is valid only during the call (`shoal_clone` it to
@@ -959,6 +969,59 @@ SHOAL_API shoal_config_t *shoal_config_new(const char *path);
 // Requires:
 // `config` is a config handle.
 SHOAL_API char *shoal_config_get_path(const shoal_config_t *config);
+
+// Whether the configuration opens its realm read-only (`shoal_config_set_read_only`; always
+// for `shoal_config_for_recovery` and a client reset's `backup_config`).
+//
+// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `config` is a config handle.
+SHOAL_API bool shoal_config_is_read_only(const shoal_config_t *config);
+
+// Sets `*out` to the configuration's schema version.
+//
+// `out` (out): the schema version.
+//
+// Returns: true on success, false on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL `out`), `SHOAL_ERR_MISUSE` (a NULL or released
+// handle).
+//
+// Requires:
+// `config` is a config handle; `out` writable.
+SHOAL_API bool shoal_config_schema_version(const shoal_config_t *config, uint64_t *out);
+
+// A copy of the schema the configuration requires, or NULL with no error when it has none
+// (the file's own schema is used). Release with `shoal_release`.
+//
+// Returns: a new `shoal_schema_t` handle (release it with `shoal_release`), or NULL when
+// there is none or on error (then `shoal_get_last_error` returns true).
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `config` is a config handle.
+SHOAL_API shoal_schema_t *shoal_config_schema(const shoal_config_t *config);
+
+// The configuration's encryption key: returns its length, 64, and copies it into `out`
+// unless `out` is NULL; returns 0 when the configuration has no key.
+//
+// `out` (out): the 64 key bytes (NULL: only ask whether there is a key).
+//
+// Returns: 64, 0 (no key), or -1 on error.
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`out` given with `out_len` below 64),
+// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `config` is a config handle; `out` NULL or `out_len` writable bytes.
+SHOAL_API
+int64_t shoal_config_encryption_key(const shoal_config_t *config,
+                                    uint8_t *out,
+                                    size_t out_len);
 
 // Sets the schema the realm must have (copied; the schema handle stays the caller's).
 // NULL removes it (the file's own schema is used).
@@ -2537,13 +2600,18 @@ SHOAL_API char *shoal_session_server_url(const shoal_session_t *session);
 SHOAL_API shoal_user_t *shoal_session_user(const shoal_session_t *session);
 
 // Executes the client reset an error handler announced (`is_client_reset`): moves the realm
-// file at `original_path` to the error's `backup_path` (or a new
-// `<base_dir>/shoal-object-server/recovered-realms/recovered_realm-<timestamp>-<random>`) and
-// forgets its session, so that the next open downloads the realm afresh. Returns the backup
-// path (free with `shoal_free`); open it with `shoal_config_for_recovery`.
+// file at `original_path` to exactly the error's `backup_path` (recorded when the error was
+// raised: the same path whether or not the app still holds the session, and after a
+// restart; without a recorded reset, a new
+// `<base_dir>/shoal-object-server/recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX`)
+// and forgets its session, so that the next open downloads the realm afresh. Returns the
+// backup path (free with `shoal_free`); open it with the error's `backup_config` or
+// `shoal_config_for_recovery`. Not executed by hand, the reset runs at the next open of the
+// realm once every handle of it is released.
 //
 // Errors: `SHOAL_ERR_REALM_IN_USE` while a handle of the realm is open (release every realm
-// handle first), `SHOAL_ERR_FILE_NOT_FOUND`, file errors.
+// handle first; the session's own handle goes once it has stopped, a moment after the
+// error), `SHOAL_ERR_FILE_NOT_FOUND`, file errors.
 //
 // Requires:
 // `app` is an app handle; `original_path` NUL-terminated.

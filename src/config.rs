@@ -140,6 +140,11 @@ impl Config {
         self
     }
 
+    /// Whether the realm is opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Delete the file and start empty when its schema needs a migration. Default false.
     pub fn set_delete_if_migration_needed(&mut self, delete: bool) -> &mut Config {
         self.delete_if_migration_needed = delete;
@@ -185,6 +190,11 @@ impl Config {
     /// Whether an encryption key is set.
     pub fn is_encrypted(&self) -> bool {
         self.encryption_key.is_some()
+    }
+
+    /// The encryption key, if one is set (Realm's `getEncryptionKey`).
+    pub fn encryption_key(&self) -> Option<&[u8; 64]> {
+        self.encryption_key.as_ref()
     }
 
     /// The compact-on-open rule: called with `(file bytes, bytes in use)` when the first

@@ -10,6 +10,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::server::{Server, ADMIN_PASSWORD, APP_ID, WAIT};
+use shoal::protocol::sync::{
+    Message, MAX_CHANGESET_BYTES, PROTOCOL_VERSION, WEBSOCKET_SUBPROTOCOL,
+};
 use shoal::{
     App, Config, ConnectionState, Credentials, ErrorCode, Progress, ProgressDirection,
     ProgressMode, PropertyFlags as F, PropertyType as T, Realm, Schema, SessionState, StopPolicy,
@@ -580,6 +583,302 @@ fn a_server_that_lost_the_realm_triggers_a_client_reset_with_a_backup() {
     drop(server);
 }
 
+/// Makes the server refuse the history of `cfg`'s file with BAD_CLIENT_FILE_IDENT (208), so
+/// that opening it raises a client reset: the file of another path of the same user, synced
+/// (with `items`) and closed, is copied over it, and its client file ident is unknown to
+/// `cfg`'s path.
+fn plant_a_foreign_file(
+    server: &Server,
+    user: &User,
+    cfg: &Config,
+    key: Option<&[u8; 64]>,
+    items: std::ops::Range<i64>,
+) {
+    let mut donor = config(user, &sync_url(server, &format!("/~/{}", unique("donor"))));
+    donor.set_encryption_key(key.map(|k| &k[..])).unwrap();
+    let realm = Realm::open(&donor).unwrap();
+    let session = realm.session().unwrap();
+    add_items(&realm, items);
+    session.wait_for_upload(WAIT).unwrap();
+    drop(realm);
+    // AFTER_CHANGES_UPLOADED: the session stops, and lets go of the file, by itself.
+    wait_state(&session, SessionState::Inactive);
+    std::fs::copy(donor.path(), cfg.path()).unwrap();
+}
+
+/// A backup path of the seed's form: `<sync root>/recovered-realms/recovered_realm-YYYYMMDD-
+/// HHMMSS-XXXXXXXX` (local time; 8 letters or digits).
+fn check_backup_path(app: &App, backup: &std::path::Path) {
+    assert_eq!(
+        backup.parent().unwrap(),
+        app.sync_root().join("recovered-realms")
+    );
+    let name = backup.file_name().unwrap().to_str().unwrap();
+    let parts: Vec<&str> = name.split('-').collect();
+    assert_eq!(parts.len(), 4, "{name}");
+    assert_eq!(parts[0], "recovered_realm", "{name}");
+    assert!(
+        parts[1].len() == 8 && parts[1].bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    assert!(
+        parts[2].len() == 6 && parts[2].bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    assert!(
+        parts[3].len() == 8 && parts[3].bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{name}"
+    );
+}
+
+#[test]
+fn a_client_reset_not_executed_by_hand_runs_at_the_next_open_once_every_handle_closed() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    let errors = Errors::default();
+    let key = [3u8; 64];
+    let mut cfg = config_with(&user, &sync_url(&server, "/~/auto-reset"), |s| {
+        errors.install(s)
+    });
+    cfg.set_encryption_key(Some(&key)).unwrap();
+    plant_a_foreign_file(&server, &user, &cfg, Some(&key), 0..3);
+
+    let first = Realm::open(&cfg).unwrap();
+    let second = Realm::open(&cfg).unwrap();
+    let e = errors.wait_for("a client reset", |e| e.is_client_reset);
+    assert_eq!(e.code, ErrorCode::ClientReset as i32);
+    assert!(e.is_fatal);
+    assert!(e.message.contains("BAD_CLIENT_FILE_IDENT"), "{}", e.message);
+    assert_eq!(e.original_path.as_deref(), Some(cfg.path()));
+    let backup = std::path::PathBuf::from(e.backup_path.clone().unwrap());
+    check_backup_path(&d.app, &backup);
+    assert!(
+        !backup.exists(),
+        "the backup exists only once the reset ran"
+    );
+    // The ready backup configuration: the backup, read-only and unsynced, with the original's
+    // key and schema.
+    let backup_config = *e.backup_config.clone().unwrap();
+    assert_eq!(backup_config.path(), backup.to_str().unwrap());
+    assert!(backup_config.is_encrypted());
+    assert!(backup_config.sync_config().is_none());
+    assert_eq!(backup_config.schema(), Some(&schema()));
+    // The app keeps the session handle throughout: it does not keep the reset from running.
+    let old_session = first.session().unwrap();
+    wait_state(&old_session, SessionState::Error);
+    // Written after the error: not synced, in the backup only.
+    add_items(&first, 10..11);
+    // While a handle is open, opening again does not reset.
+    drop(first);
+    let third = Realm::open(&cfg).unwrap();
+    assert_eq!(count(&third), 4);
+    assert_eq!(third.session().unwrap().state(), SessionState::Error);
+    assert!(!backup.exists());
+    drop(second);
+    drop(third);
+
+    // Every handle closed: the next open runs the reset and starts over with the server.
+    let realm = Realm::open(&cfg).unwrap();
+    assert!(backup.exists());
+    assert_eq!(count(&realm), 0);
+    let session = realm.session().unwrap();
+    assert_ne!(session, old_session, "a new file gets a new session");
+    add_items(&realm, 20..21);
+    session.wait_for_upload(WAIT).unwrap();
+    assert_eq!(session.state(), SessionState::Active);
+    assert_eq!(old_session.state(), SessionState::Error);
+    assert_eq!(errors.all().iter().filter(|e| e.is_client_reset).count(), 1);
+    // Nothing is left to do: executing it by hand now finds the new file and no record; the
+    // realm is open, so it is refused.
+    assert_eq!(
+        d.app.execute_client_reset(cfg.path()).unwrap_err().code(),
+        ErrorCode::RealmInUse
+    );
+
+    // The backup configuration opens the backup, with what was written after the error.
+    let recovered = Realm::open(&backup_config).unwrap();
+    assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 4);
+    assert!(find(&recovered, 10).is_some());
+    assert!(recovered.schema().unwrap().class("Item").is_some());
+    assert_eq!(
+        recovered.begin_write().unwrap_err().code(),
+        ErrorCode::ReadOnly
+    );
+    let wrong = Config::for_recovery(backup.display().to_string(), Some(&[4u8; 64]), None);
+    assert_eq!(
+        Realm::open(&wrong.unwrap()).unwrap_err().code(),
+        ErrorCode::DecryptionFailed
+    );
+    drop(server);
+}
+
+#[test]
+fn a_client_reset_raised_before_a_restart_runs_at_the_first_open_after_it() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("u");
+    let url = sync_url(&server, "/~/reset-restart");
+    let key = [5u8; 64];
+    let errors = Errors::default();
+    let (original, backup) = {
+        let app = App::new(dir.path(), APP_ID).unwrap();
+        let user = app
+            .login(
+                &Credentials::password(&name, "myPassw0rd", true).unwrap(),
+                &server.auth_url(),
+            )
+            .unwrap();
+        let mut cfg = config_with(&user, &url, |s| errors.install(s));
+        cfg.set_encryption_key(Some(&key)).unwrap();
+        plant_a_foreign_file(&server, &user, &cfg, Some(&key), 0..2);
+        let realm = Realm::open(&cfg).unwrap();
+        let e = errors.wait_for("a client reset", |e| e.is_client_reset);
+        let session = realm.session().unwrap();
+        wait_state(&session, SessionState::Error);
+        add_items(&realm, 7..8);
+        (cfg.path().to_owned(), e.backup_path.clone().unwrap())
+        // The app, its user, sessions and realm are all gone here: the process "exits"
+        // without the reset having run.
+    };
+    assert!(std::path::Path::new(&original).exists());
+    assert!(!std::path::Path::new(&backup).exists());
+
+    // The next start of the app, on the same directory: its first open of the realm runs the
+    // recorded reset, to the very path the error announced.
+    let app = App::new(dir.path(), APP_ID).unwrap();
+    let user = app
+        .current_user()
+        .unwrap()
+        .expect("the user is still logged in");
+    let mut cfg = config(&user, &url);
+    cfg.set_encryption_key(Some(&key)).unwrap();
+    assert_eq!(cfg.path(), original);
+    let realm = Realm::open(&cfg).unwrap();
+    assert!(std::path::Path::new(&backup).exists());
+    check_backup_path(&app, std::path::Path::new(&backup));
+    assert_eq!(count(&realm), 0);
+    add_items(&realm, 30..31);
+    realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+    let recovered =
+        Realm::open(&Config::for_recovery(backup, Some(&key), Some(schema())).unwrap()).unwrap();
+    assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 3);
+    // The record is gone with the reset: a later open does not move the new file.
+    drop(realm);
+    let realm = Realm::open(&cfg).unwrap();
+    assert_eq!(count(&realm), 1);
+    drop(server);
+}
+
+#[test]
+fn the_backup_path_of_a_reset_by_hand_is_the_announced_one_with_or_without_the_session_handle() {
+    let server = Server::start();
+    let d = device();
+    let user = login(&d, &server, &unique("u"), true);
+    for hold_the_session in [true, false] {
+        let errors = Errors::default();
+        let cfg = config_with(
+            &user,
+            &sync_url(&server, &format!("/~/{}", unique("exact"))),
+            |s| errors.install(s),
+        );
+        plant_a_foreign_file(&server, &user, &cfg, None, 0..1);
+        let realm = Realm::open(&cfg).unwrap();
+        let e = errors.wait_for("a client reset", |e| e.is_client_reset);
+        let session = realm.session().unwrap();
+        wait_state(&session, SessionState::Error);
+        drop(realm);
+        let held = hold_the_session.then_some(session);
+        // A second later a recomputed name would differ (it has the time to the second).
+        std::thread::sleep(Duration::from_millis(1100));
+        let backup = d.app.execute_client_reset(cfg.path()).unwrap();
+        assert_eq!(
+            Some(&backup),
+            e.backup_path.as_ref(),
+            "held: {hold_the_session}"
+        );
+        check_backup_path(&d.app, std::path::Path::new(&backup));
+        assert!(std::path::Path::new(&backup).exists());
+        assert!(!std::path::Path::new(cfg.path()).exists());
+        let recovered = Realm::open(e.backup_config.as_deref().unwrap()).unwrap();
+        assert_eq!(recovered.objects("Item").unwrap().count().unwrap(), 1);
+        drop(held);
+        // Executed: nothing is pending any more, and the next open starts a new file.
+        let realm = Realm::open(&cfg).unwrap();
+        assert_eq!(count(&realm), 0);
+        assert!(std::path::Path::new(&backup).exists());
+    }
+    drop(server);
+}
+
+// ---- large transactions (issue 13) ----------------------------------------------------------
+
+#[test]
+fn a_transaction_larger_than_a_message_uploads_in_parts_and_reaches_a_second_client() {
+    // The reference's uploadChangesWhenRealmOutOfScope: 25 strings of 1,000,000 characters
+    // in one transaction, the realm closed at once (AFTER_CHANGES_UPLOADED uploads it).
+    let server = Server::start();
+    let (a, b) = (device(), device());
+    let name = unique("u");
+    let ua = login(&a, &server, &name, true);
+    let ub = login(&b, &server, &name, false);
+    let url = sync_url(&server, "/~/large");
+    let errors = Errors::default();
+    let cfg = config_with(&ua, &url, |s| errors.install(s));
+    let (reports, recorder) = recorder();
+    let (session, _token) = {
+        let realm = Realm::open(&cfg).unwrap();
+        let session = realm.session().unwrap();
+        let token = session
+            .add_progress_callback(
+                ProgressDirection::Upload,
+                ProgressMode::Indefinitely,
+                recorder,
+            )
+            .unwrap();
+        realm.begin_write().unwrap();
+        for i in 0..25i64 {
+            let o = realm.create_object("Item", Some(&Value::Int(i))).unwrap();
+            let c = char::from(b'a' + i as u8);
+            o.set("name", Value::String(c.to_string().repeat(1_000_000)))
+                .unwrap();
+        }
+        realm.commit().unwrap();
+        (session, token)
+    };
+    wait_state(&session, SessionState::Inactive);
+    // One changeset of more than 25 MB went up (more than a message of 16 MiB may carry).
+    let last = *reports.lock().unwrap().last().unwrap();
+    assert!(
+        last.is_complete() && last.transferable > 25_000_000,
+        "{last:?}"
+    );
+    assert!(
+        errors.all().is_empty(),
+        "no error, fatal or not: {:?}",
+        errors.all()
+    );
+
+    let rb = Realm::open(&config(&ub, &url)).unwrap();
+    rb.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&rb), 25);
+    for i in 0..25i64 {
+        let name = find(&rb, i).unwrap().get("name").unwrap();
+        let Value::String(name) = name else {
+            panic!("not a string: {name:?}")
+        };
+        assert_eq!(name.len(), 1_000_000);
+        assert!(name.starts_with(char::from(b'a' + i as u8)));
+    }
+    // Small changes go on syncing both ways after it.
+    add_items(&rb, 100..101);
+    rb.session().unwrap().wait_for_upload(WAIT).unwrap();
+    let ra = Realm::open(&cfg).unwrap();
+    ra.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&ra), 26);
+    drop(server);
+}
+
 // ---- progress (ProgressListenerTests) -----------------------------------------------------
 
 type Reports = Arc<Mutex<Vec<Progress>>>;
@@ -1054,8 +1353,10 @@ fn hostile_server(reply: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     // The handshake callback's signature is tungstenite's (a large Err type).
                     #[allow(clippy::result_large_err)]
                     let agree = |_: &Request, mut r: Response| {
-                        r.headers_mut()
-                            .insert("Sec-WebSocket-Protocol", "shoal-sync/1".parse().unwrap());
+                        r.headers_mut().insert(
+                            "Sec-WebSocket-Protocol",
+                            WEBSOCKET_SUBPROTOCOL.parse().unwrap(),
+                        );
                         Ok(r)
                     };
                     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, agree).await else {
@@ -1077,14 +1378,28 @@ fn hostile_frames_from_a_server_are_errors_and_the_client_reconnects() {
     let server = Server::start();
     let d = device();
     let user = login(&d, &server, &unique("u"), true);
-    for (reply, code) in [
+    let v = PROTOCOL_VERSION;
+    // A DOWNLOAD_PART announcing a changeset beyond the limit: refused before anything is
+    // buffered.
+    let oversized_part = Message::DownloadPart {
+        session: 1,
+        total_bytes: MAX_CHANGESET_BYTES as u64 + 1,
+        data: vec![1],
+    }
+    .encode();
+    for (i, (reply, code)) in [
         (vec![0xff, 0x01], 105),
-        (vec![0x01, 0x04, 0xff, 0xff], 103),
-        (vec![0x01, 0x63], 102),
-    ] {
+        (vec![0x01, 0x01], 105),
+        (vec![v, 0x04, 0xff, 0xff], 103),
+        (vec![v, 0x63], 102),
+        (oversized_part, 104),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let (addr, connections) = hostile_server(reply);
         let errors = Errors::default();
-        let cfg = config_with(&user, &format!("realm://{addr}/~/hostile{code}"), |s| {
+        let cfg = config_with(&user, &format!("realm://{addr}/~/hostile{i}"), |s| {
             errors.install(s)
         });
         let realm = Realm::open(&cfg).unwrap();

@@ -246,6 +246,16 @@ fn messages(changesets: &[Vec<u8>]) -> Vec<Message> {
         Message::Pong {
             timestamp: 1_700_000_000_000,
         },
+        Message::UploadPart {
+            session: 1,
+            total_bytes: 1000,
+            data: vec![b'S'; 64],
+        },
+        Message::DownloadPart {
+            session: 1,
+            total_bytes: 1000,
+            data: vec![b'S'; 64],
+        },
     ]
 }
 

@@ -26,6 +26,9 @@ pub const DEFAULT_SYNC_BIND_TIMEOUT: u64 = 10;
 pub const RESERVED_DESCRIPTORS: u64 = 256;
 /// Seconds of silence after which a sync connection is closed.
 pub const DEFAULT_SYNC_IDLE_TIMEOUT: u64 = 60;
+/// MiB of partial changesets (UPLOAD_PARTs of changesets not complete yet) the sync service
+/// buffers for all sessions together.
+pub const DEFAULT_SYNC_PART_BUFFER_MIB: usize = 512;
 
 /// Everything [`crate::run`] needs besides the listener.
 #[derive(Debug, Clone)]
@@ -68,6 +71,12 @@ pub struct ServerConfig {
     /// A sync connection that sends nothing (not even a PING; clients send one every 10 s)
     /// for this long is closed, ending its sessions.
     pub sync_idle_timeout: std::time::Duration,
+    /// The most bytes of partial changesets (UPLOAD_PARTs whose changeset has not ended yet)
+    /// the sync service buffers for all sessions together; a part beyond it ends its session
+    /// with `OTHER_SESSION_ERROR` (201, `try_again`) and drops the session's parts. Each
+    /// session buffers at most one changeset of at most the protocol's `MAX_CHANGESET_BYTES`
+    /// (128 MiB), only once it is bound with a valid access token and may write.
+    pub sync_part_buffer_bytes: usize,
     /// How password hashing and failed logins are bounded.
     pub login_limits: LoginLimits,
     /// For crash tests of the real binary only (`--test-abort-at`, hidden): abort the process
@@ -102,6 +111,7 @@ impl ServerConfig {
             password_hashing: PasswordHashing::Secure,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             sync_idle_timeout: std::time::Duration::from_secs(DEFAULT_SYNC_IDLE_TIMEOUT),
+            sync_part_buffer_bytes: DEFAULT_SYNC_PART_BUFFER_MIB * 1024 * 1024,
             login_limits: LoginLimits::default(),
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             header_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_TIMEOUT),
@@ -284,6 +294,12 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_IDLE_TIMEOUT,
         env = "SHOAL_SYNC_IDLE_TIMEOUT")]
     pub sync_idle_timeout: u64,
+    /// MiB of partial changesets (large changesets uploaded in parts, not complete yet) the
+    /// sync service buffers for all sessions together; beyond it a session is told to try
+    /// again later.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_SYNC_PART_BUFFER_MIB,
+        env = "SHOAL_SYNC_PART_BUFFER")]
+    pub sync_part_buffer: usize,
     /// Hash new passwords with the cheapest argon2 parameters. Insecure: tests only.
     #[arg(long, hide = true, env = "SHOAL_INSECURE_FAST_PASSWORD_HASHING",
         value_parser = BoolishValueParser::new())]
@@ -336,6 +352,7 @@ impl Cli {
             },
             max_connections: self.max_connections.max(1),
             sync_idle_timeout: std::time::Duration::from_secs(self.sync_idle_timeout.max(1)),
+            sync_part_buffer_bytes: self.sync_part_buffer.saturating_mul(1024 * 1024),
             login_limits: LoginLimits::default(),
             max_connections_per_address: self.max_connections_per_address,
             header_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),

@@ -149,12 +149,14 @@ async fn open_services(
     let sync_data = config.data_dir.clone();
     let idle = config.sync_idle_timeout;
     let bind = config.sync_bind_timeout;
+    let part_buffer = config.sync_part_buffer_bytes;
     let sync = tokio::task::spawn_blocking(move || {
         let verifier = crate::TokenVerifier::from_data_dir(&sync_data)?;
         Ok::<_, ServerError>(
             SyncService::open(&sync_data, verifier, revocations, permissions)?
                 .with_idle_timeout(idle)
-                .with_bind_timeout(bind),
+                .with_bind_timeout(bind)
+                .with_part_buffer(part_buffer),
         )
     })
     .await

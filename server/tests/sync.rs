@@ -189,13 +189,14 @@ async fn malformed_frames_close_only_their_connection() {
     good.sync_to_mark(1, 1).await;
 
     let mut bad = Client::connect(server.addr).await;
-    bad.ws.send(Ws::Binary(vec![1, 99].into())).await.unwrap();
+    let v = shoal::protocol::sync::PROTOCOL_VERSION;
+    bad.ws.send(Ws::Binary(vec![v, 99].into())).await.unwrap();
     assert_eq!(session_error(bad.recv().await), (0, 102, false));
     assert!(bad.recv_or_close().await.is_none());
 
     let mut bad = Client::connect(server.addr).await;
     bad.ws
-        .send(Ws::Binary(vec![1, 1, 0x80].into()))
+        .send(Ws::Binary(vec![v, 1, 0x80].into()))
         .await
         .unwrap();
     assert_eq!(session_error(bad.recv().await), (0, 103, false));
@@ -206,9 +207,15 @@ async fn malformed_frames_close_only_their_connection() {
     assert_eq!(session_error(bad.recv().await), (0, 103, false));
     assert!(bad.recv_or_close().await.is_none());
 
-    let mut bad = Client::connect(server.addr).await;
-    bad.ws.send(Ws::Binary(vec![2, 9, 0].into())).await.unwrap();
-    assert_eq!(session_error(bad.recv().await), (0, 105, false));
+    // Another version's message (a PING of version 1, and of version 3).
+    for other in [1, 3] {
+        let mut bad = Client::connect(server.addr).await;
+        bad.ws
+            .send(Ws::Binary(vec![other, 9, 0].into()))
+            .await
+            .unwrap();
+        assert_eq!(session_error(bad.recv().await), (0, 105, false));
+    }
 
     let mut bad = Client::connect(server.addr).await;
     let mut oversized = Message::Ping { timestamp: 1 }.encode();

@@ -10,7 +10,11 @@
 //! - every kind of changeset the local API would refuse is BAD_CHANGESET (212), nothing of it
 //!   is logged or sent to anyone, and the other clients of the path keep syncing;
 //! - client versions beyond what the file can have made are BAD_CLIENT_VERSION (210), and the
-//!   file's real uploads are taken afterwards.
+//!   file's real uploads are taken afterwards;
+//! - a changeset larger than a message goes up in UPLOAD_PARTs and down in DOWNLOAD_PARTs
+//!   (issue 13), and what the server buffers of partial changesets is bounded: parts need a
+//!   bound session whose token is still valid, a total within the changeset limit, parts
+//!   within their total, and room in the server's part budget.
 
 mod common;
 
@@ -18,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::sync_client::*;
 use common::*;
-use shoal::protocol::sync::{Message, UploadChangeset};
+use shoal::protocol::sync::{
+    take_parts, Message, UploadChangeset, MAX_CHANGESET_BYTES, MAX_MESSAGE_BYTES,
+};
 use shoal::{
     encode_changeset, ChangeValue, Changeset, GlobalId, Instruction, OrderKey, PropertyFlags as F,
     PropertyType as T, Value,
@@ -685,4 +691,186 @@ fn honest_clients_renew_their_tokens_and_log_out_without_an_error() {
     b.write(1000);
     session_b.wait_for_upload(wait).unwrap();
     assert_eq!(b.errors(), Vec::<String>::new());
+}
+
+// ---- changesets in parts (issue 13) ----------------------------------------------------------
+
+const MIB: usize = 1024 * 1024;
+
+/// An UPLOAD_PART of `len` bytes of a `total`-byte changeset.
+fn part(session: u64, total: u64, len: usize) -> Message {
+    Message::UploadPart {
+        session,
+        total_bytes: total,
+        data: vec![7; len],
+    }
+}
+
+/// A connection with session 1 bound on `PATH` and its first UPLOAD done.
+async fn bound(server: &TestServer, token: &str) -> Client {
+    let mut c = Client::connect(server.addr).await;
+    c.bind_new(1, PATH, token).await;
+    c.upload(1, 0, vec![]).await;
+    c.sync_to_mark(1, 1).await;
+    c
+}
+
+/// Everything sent so far was handled without an answer: a MARK comes straight back.
+async fn no_answer_yet(c: &mut Client, request: u64) {
+    c.send(&Message::Mark {
+        session: 1,
+        request,
+    })
+    .await;
+    assert_eq!(
+        c.recv().await,
+        Message::Mark {
+            session: 1,
+            request
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changeset_larger_than_a_message_goes_up_and_down_in_parts() {
+    let server = debug_server(&[]);
+    let (_, token) = login(&server, "alice", PATH);
+    let mut a = Honest::new(&server, &token).await;
+    let mut b = Honest::new(&server, &token).await;
+    a.write(0, "the schema and a small task first").await;
+    // One transaction of 20 MB: more than a whole message may carry.
+    let title = "p".repeat(20 * MIB);
+    a.replica.task(1, &title, 0);
+    let mut pending = a.replica.pending();
+    assert_eq!(pending.len(), 1);
+    let mut big = pending.remove(0);
+    assert!(big.data.len() > MAX_MESSAGE_BYTES);
+    let (total, parts) = take_parts(&mut big.data);
+    assert_eq!(parts.len(), 20);
+    for data in parts {
+        a.client
+            .send(&Message::UploadPart {
+                session: 1,
+                total_bytes: total,
+                data,
+            })
+            .await;
+    }
+    let version = big.client_version;
+    a.client.upload(1, a.server_version, vec![big]).await;
+    let got = a.client.until_acked(1, version).await;
+    a.take(&got);
+    // The other client gets it in DOWNLOAD_PARTs (joined by its connection) and converges.
+    let got = b.catch_up(2).await;
+    assert_eq!(got.changesets.len(), 3);
+    assert_eq!(got.changesets[2].data.len() as u64, total);
+    assert_eq!(b.client.parts_received, 20);
+    assert_eq!(b.replica.dump(), a.replica.dump());
+    // And a small write after it syncs as usual.
+    a.write(2, "small").await;
+    b.catch_up(3).await;
+    assert_eq!(b.replica.dump(), a.replica.dump());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_parts_get_an_error_before_the_server_buffers_them() {
+    // A part budget of 3 MiB for the whole server.
+    let server = debug_server(&["--sync-part-buffer", "3"]);
+    let (_, token) = login(&server, "alice", PATH);
+    let huge = 100 * MIB as u64;
+
+    // No session bound (no token): nothing is buffered, the connection closes.
+    let mut c = Client::connect(server.addr).await;
+    c.send(&part(1, huge, MIB)).await;
+    assert_eq!(session_error(c.recv().await), (0, 106, false));
+    assert!(c.recv_or_close().await.is_none());
+
+    // A session whose BIND failed (a forged token) has ended: its parts are dropped.
+    let mut c = Client::connect(server.addr).await;
+    c.bind(1, PATH, "not-a-token", 0, 0).await;
+    assert_eq!(session_error(c.recv().await), (1, 203, false));
+    c.send(&part(1, huge, MIB)).await;
+    assert_eq!(c.recv_within(Duration::from_millis(500)).await, None);
+
+    // Bound, but before the session's first UPLOAD.
+    let mut c = Client::connect(server.addr).await;
+    c.bind_new(1, PATH, &token).await;
+    c.send(&part(1, huge, MIB)).await;
+    assert_eq!(session_error(c.recv().await), (0, 109, false));
+
+    // A changeset announced beyond the protocol's limit: refused at its first part.
+    let mut c = bound(&server, &token).await;
+    c.send(&part(1, MAX_CHANGESET_BYTES as u64 + 1, 1)).await;
+    assert_eq!(session_error(c.recv().await), (0, 104, false));
+    assert!(c.recv_or_close().await.is_none());
+
+    // Parts that never end their changeset: refused at the part that would reach its total.
+    let mut c = bound(&server, &token).await;
+    c.send(&part(1, 2 * MIB as u64, MIB)).await;
+    no_answer_yet(&mut c, 2).await;
+    c.send(&part(1, 2 * MIB as u64, MIB)).await;
+    assert_eq!(session_error(c.recv().await), (0, 103, false));
+    // Parts of another total, and an UPLOAD that does not end them exactly.
+    let mut c = bound(&server, &token).await;
+    c.send(&part(1, 2 * MIB as u64, MIB)).await;
+    c.send(&part(1, 3 * MIB as u64, 1)).await;
+    assert_eq!(session_error(c.recv().await), (0, 103, false));
+    let mut c = bound(&server, &token).await;
+    c.send(&part(1, 2 * MIB as u64, MIB)).await;
+    c.upload(1, 0, vec![]).await;
+    assert_eq!(session_error(c.recv().await), (0, 103, false));
+
+    // Within its total but beyond the server's budget: the session ends (try again later),
+    // its parts are dropped, the connection goes on.
+    let mut c = bound(&server, &token).await;
+    for _ in 0..3 {
+        c.send(&part(1, huge, MIB)).await;
+    }
+    no_answer_yet(&mut c, 2).await;
+    c.send(&part(1, huge, MIB)).await;
+    assert_eq!(session_error(c.recv().await), (1, 201, true));
+    c.send(&part(1, huge, MIB)).await;
+    assert_eq!(c.recv_within(Duration::from_millis(500)).await, None);
+    // The budget is the server's, across connections: one connection holding it all leaves
+    // nothing for another; once its session ends, the other gets it.
+    let mut holder = bound(&server, &token).await;
+    for _ in 0..3 {
+        holder.send(&part(1, huge, MIB)).await;
+    }
+    no_answer_yet(&mut holder, 2).await;
+    let mut other = bound(&server, &token).await;
+    other.send(&part(1, huge, 1)).await;
+    assert_eq!(session_error(other.recv().await), (1, 201, true));
+    holder.send(&Message::Unbind { session: 1 }).await;
+    no_answer_yet_on(&mut holder).await;
+    let mut other = bound(&server, &token).await;
+    for _ in 0..3 {
+        other.send(&part(1, huge, MIB)).await;
+    }
+    no_answer_yet(&mut other, 2).await;
+    // An honest client is still served: a small write syncs.
+    drop(other);
+    let mut honest = Honest::new(&server, &token).await;
+    honest.write(1, "still here").await;
+}
+
+/// After an UNBIND the session's messages are dropped: a PING's PONG shows the server has
+/// handled everything before it.
+async fn no_answer_yet_on(c: &mut Client) {
+    c.send(&Message::Ping { timestamp: 9 }).await;
+    assert_eq!(c.recv().await, Message::Pong { timestamp: 9 });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_need_a_token_that_has_not_expired() {
+    let server = debug_server(&["--access-token-ttl", "3"]);
+    let (_, token) = login(&server, "alice", PATH);
+    let expires = token_data(&token).expires;
+    let mut c = bound(&server, &token).await;
+    c.send(&part(1, 4 * MIB as u64, MIB)).await;
+    no_answer_yet(&mut c, 2).await;
+    sleep_until_unix(expires).await;
+    // Every message's token is checked: the next part ends the session (and drops its parts).
+    c.send(&part(1, 4 * MIB as u64, MIB)).await;
+    assert_eq!(session_error(c.recv().await), (1, 202, true));
 }

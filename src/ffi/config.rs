@@ -1,6 +1,6 @@
 //! Schemas and realm configurations.
 
-use super::convert::{malloc_string, opt_str_arg, str_arg, UserData};
+use super::convert::{malloc_string, opt_str_arg, out_arg, str_arg, UserData};
 use super::error::{guard, take_last_error};
 use super::handle::{self, into_handle, Payload};
 use super::{shoal_config_t, shoal_realm_t, shoal_schema_t};
@@ -180,6 +180,99 @@ fn with_config(
 #[no_mangle]
 pub unsafe extern "C" fn shoal_config_get_path(config: *const shoal_config_t) -> *mut c_char {
     guard(|| Ok(malloc_string(handle::config(config)?.lock().path())))
+}
+
+/// Whether the configuration opens its realm read-only (`shoal_config_set_read_only`; always
+/// for `shoal_config_for_recovery` and a client reset's `backup_config`).
+///
+/// Returns: true or false; false also on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `config` is a config handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_config_is_read_only(config: *const shoal_config_t) -> bool {
+    guard(|| Ok(handle::config(config)?.lock().is_read_only()))
+}
+
+/// Sets `*out` to the configuration's schema version.
+///
+/// `out` (out): the schema version.
+///
+/// Returns: true on success, false on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (NULL `out`), `SHOAL_ERR_MISUSE` (a NULL or released
+/// handle).
+///
+/// Requires:
+/// `config` is a config handle; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_config_schema_version(
+    config: *const shoal_config_t,
+    out: *mut u64,
+) -> bool {
+    guard(|| {
+        let version = handle::config(config)?.lock().schema_version();
+        *out_arg(out, "out")? = version;
+        Ok(true)
+    })
+}
+
+/// A copy of the schema the configuration requires, or NULL with no error when it has none
+/// (the file's own schema is used). Release with `shoal_release`.
+///
+/// Returns: a new `shoal_schema_t` handle (release it with `shoal_release`), or NULL when
+/// there is none or on error (then `shoal_get_last_error` returns true).
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `config` is a config handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_config_schema(config: *const shoal_config_t) -> *mut shoal_schema_t {
+    guard(|| {
+        let schema = handle::config(config)?.lock().schema().cloned();
+        Ok(schema.map_or(std::ptr::null_mut(), |s| {
+            into_handle(Payload::Schema(Arc::new(Mutex::new(s))))
+        }))
+    })
+}
+
+/// The configuration's encryption key: returns its length, 64, and copies it into `out`
+/// unless `out` is NULL; returns 0 when the configuration has no key.
+///
+/// `out` (out): the 64 key bytes (NULL: only ask whether there is a key).
+///
+/// Returns: 64, 0 (no key), or -1 on error.
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`out` given with `out_len` below 64),
+/// `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `config` is a config handle; `out` NULL or `out_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_config_encryption_key(
+    config: *const shoal_config_t,
+    out: *mut u8,
+    out_len: usize,
+) -> i64 {
+    guard(|| {
+        let Some(key) = handle::config(config)?.lock().encryption_key().copied() else {
+            return Ok(0);
+        };
+        if !out.is_null() {
+            if out_len < key.len() {
+                return Err(Error::invalid(format!(
+                    "the key is {} bytes; the buffer holds {out_len}",
+                    key.len()
+                )));
+            }
+            // Safety: the caller promised `out_len` writable bytes at `out`.
+            unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), out, key.len()) };
+        }
+        Ok(key.len() as i64)
+    })
 }
 
 /// Sets the schema the realm must have (copied; the schema handle stays the caller's).

@@ -77,12 +77,22 @@ pub struct shoal_sync_error_t {
     /// retries by itself.
     pub is_fatal: bool,
     /// Whether the realm must be reset: release every handle of it, then call
-    /// `shoal_app_execute_client_reset(app, original_path)`.
+    /// `shoal_app_execute_client_reset(app, original_path)`; a reset not executed by hand
+    /// runs by itself at the next open of the realm once every handle of it is released
+    /// (also after the app restarts). Writes made in between are in the backup only.
     pub is_client_reset: bool,
     /// For a client reset: the realm file; NULL otherwise.
     pub original_path: *const c_char,
-    /// For a client reset: where the reset will move the file; NULL otherwise.
+    /// For a client reset: where the reset moves the file
+    /// (`<base_dir>/shoal-object-server/recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX`),
+    /// chosen and recorded when the error is raised, so the reset moves it exactly there
+    /// whoever runs it and whenever; the file exists once the reset has run. NULL otherwise.
     pub backup_path: *const c_char,
+    /// For a client reset: a configuration that opens the backup once the reset has run —
+    /// read-only, unsynced, with the original configuration's encryption key, schema and schema
+    /// version. Valid only during the call, like `session` (`shoal_clone` it to keep it, and
+    /// release the clone). NULL otherwise.
+    pub backup_config: *mut shoal_config_t,
 }
 
 /// Gets every error of a session. `session` is valid only during the call (`shoal_clone` it to
@@ -138,12 +148,16 @@ fn with_session_handle(session: &Session, f: impl FnOnce(*mut shoal_session_t)) 
     handle::release(h.cast());
 }
 
-/// Runs `f` with `e` as a C struct whose strings live during the call.
+/// Runs `f` with `e` as a C struct whose strings and handles live during the call.
 fn with_sync_error(e: &SyncError, f: impl FnOnce(*const shoal_sync_error_t)) {
     let message = c_string(&e.message);
     let original = e.original_path.as_deref().map(c_string);
     let backup = e.backup_path.as_deref().map(c_string);
     let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    let backup_config: *mut shoal_config_t =
+        e.backup_config.as_ref().map_or(std::ptr::null_mut(), |c| {
+            into_handle(Payload::Config(Arc::new(Mutex::new(Config::clone(c)))))
+        });
     let c = shoal_sync_error_t {
         code: e.code,
         category: e.category as i32,
@@ -152,8 +166,12 @@ fn with_sync_error(e: &SyncError, f: impl FnOnce(*const shoal_sync_error_t)) {
         is_client_reset: e.is_client_reset,
         original_path: ptr(&original),
         backup_path: ptr(&backup),
+        backup_config,
     };
     f(&c);
+    if !backup_config.is_null() {
+        handle::release(backup_config.cast());
+    }
 }
 
 /// A session callback registration. Dropping the token unregisters the callback under the
@@ -799,13 +817,18 @@ pub unsafe extern "C" fn shoal_session_user(session: *const shoal_session_t) -> 
 // ---- client reset -------------------------------------------------------------------------
 
 /// Executes the client reset an error handler announced (`is_client_reset`): moves the realm
-/// file at `original_path` to the error's `backup_path` (or a new
-/// `<base_dir>/shoal-object-server/recovered-realms/recovered_realm-<timestamp>-<random>`) and
-/// forgets its session, so that the next open downloads the realm afresh. Returns the backup
-/// path (free with `shoal_free`); open it with `shoal_config_for_recovery`.
+/// file at `original_path` to exactly the error's `backup_path` (recorded when the error was
+/// raised: the same path whether or not the app still holds the session, and after a
+/// restart; without a recorded reset, a new
+/// `<base_dir>/shoal-object-server/recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX`)
+/// and forgets its session, so that the next open downloads the realm afresh. Returns the
+/// backup path (free with `shoal_free`); open it with the error's `backup_config` or
+/// `shoal_config_for_recovery`. Not executed by hand, the reset runs at the next open of the
+/// realm once every handle of it is released.
 ///
 /// Errors: `SHOAL_ERR_REALM_IN_USE` while a handle of the realm is open (release every realm
-/// handle first), `SHOAL_ERR_FILE_NOT_FOUND`, file errors.
+/// handle first; the session's own handle goes once it has stopped, a moment after the
+/// error), `SHOAL_ERR_FILE_NOT_FOUND`, file errors.
 ///
 /// Requires:
 /// `app` is an app handle; `original_path` NUL-terminated.

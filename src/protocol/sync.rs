@@ -7,7 +7,7 @@
 //!
 //! One WebSocket connection per client and server, multiplexing any number of *sessions* (one
 //! per synced realm file). The client offers the subprotocol in the HTTP upgrade,
-//! `Sec-WebSocket-Protocol: shoal-sync/1` ([`WEBSOCKET_SUBPROTOCOL`]); the server answers with
+//! `Sec-WebSocket-Protocol: shoal-sync/2` ([`WEBSOCKET_SUBPROTOCOL`]); the server answers with
 //! the same value, or refuses the upgrade when it speaks none of the offered versions (a future
 //! client may offer several, newest first). After the upgrade every message is **one binary
 //! frame** holding exactly one encoded [`Message`]; a text frame is `BAD_SYNTAX`. The first
@@ -17,7 +17,7 @@
 //! # Encoding
 //!
 //! ```text
-//! message  = version:u8 tag:u8 body      version = 1; nothing may follow the body
+//! message  = version:u8 tag:u8 body      version = 2; nothing may follow the body
 //! varint   = unsigned LEB128, 1..=10 bytes, canonical: no overlong form (a last byte of 0x00
 //!            after others), and a 10th byte of 0x00 or 0x01 only (the value fits in a u64)
 //! zigzag32 = varint of the zigzag-mapped i32, (n << 1) ^ (n >> 31); at most 0xFFFF_FFFF
@@ -42,13 +42,15 @@
 //!  8   ERROR     session:varint code:zigzag32 message:string try_again:bool
 //!  9   PING      timestamp:varint
 //! 10   PONG      timestamp:varint
+//! 11   UPLOAD_PART    session:varint total_bytes:varint data:blob
+//! 12   DOWNLOAD_PART  session:varint total_bytes:varint data:blob
 //! ```
 //!
-//! Tag 0 and tags above 10 are unknown. Every value has exactly one encoding, so decoding and
+//! Tag 0 and tags above 12 are unknown. Every value has exactly one encoding, so decoding and
 //! re-encoding a message gives back the same bytes. For example `BIND {session: 1, path:
 //! "/a/b", access_token: "t", client_file_ident: 0, client_file_salt: 0}` is
-//! `01 01 01 04 2f 61 2f 62 01 74 00 00`, and `ERROR {session: 0, code: 103, message: "bad",
-//! try_again: false}` is `01 08 00 ce 01 03 62 61 64 00`. A changeset's `data` is the history
+//! `02 01 01 04 2f 61 2f 62 01 74 00 00`, and `ERROR {session: 0, code: 103, message: "bad",
+//! try_again: false}` is `02 08 00 ce 01 03 62 61 64 00`. A changeset's `data` is the history
 //! changeset format of `docs/DESIGN.md`, opaque to this codec.
 //!
 //! # Limits
@@ -60,17 +62,20 @@
 //! | `access_token` | [`MAX_ACCESS_TOKEN_BYTES`] (8 KiB, the auth token limit) | `LIMITS_EXCEEDED` |
 //! | ERROR `message` | [`MAX_ERROR_MESSAGE_BYTES`] (4 KiB) | `LIMITS_EXCEEDED` |
 //! | changesets in one UPLOAD or DOWNLOAD | [`MAX_CHANGESETS_PER_MESSAGE`] (100 000) | `LIMITS_EXCEEDED` |
+//! | one changeset (`total_bytes` of its parts) | [`MAX_CHANGESET_BYTES`] (128 MiB) | `LIMITS_EXCEEDED` |
 //!
 //! A length or count that claims more than the bytes left in the message could hold is
 //! `BAD_SYNTAX` (checked before anything is allocated, so a short message never makes the
 //! receiver reserve a large buffer); so are a truncated field, a non-canonical varint, a bool
-//! other than 0/1, a string that is not UTF-8 and bytes after the body. An unknown tag is
-//! `UNKNOWN_MESSAGE`, a first byte other than 1 `WRONG_PROTOCOL_VERSION`. [`Message::decode`]
+//! other than 0/1, a string that is not UTF-8, bytes after the body, and a part that carries
+//! no bytes or all of its `total_bytes` (a part never ends its changeset). An unknown tag is
+//! `UNKNOWN_MESSAGE`, a first byte other than 2 `WRONG_PROTOCOL_VERSION`. [`Message::decode`]
 //! reports these as a [`ProtocolError`] carrying the [`ConnectionErrorCode`] to send back;
 //! it never panics. [`Message::encode`] does not check limits: a sender keeps its messages
 //! within them, splitting long runs of changesets over several UPLOADs or DOWNLOADs
 //! ([`Message::encoded_len`], [`UploadChangeset::encoded_len`] and
-//! [`DownloadChangeset::encoded_len`] size a batch without encoding it).
+//! [`DownloadChangeset::encoded_len`] size a batch without encoding it), and a large
+//! changeset into parts (below).
 //!
 //! # Messages and the session flow
 //!
@@ -124,14 +129,37 @@
 //! - **PING** (client) / **PONG** (server): heartbeats on an idle connection; the server
 //!   answers every PING at once with a PONG of the same `timestamp` (the client's clock, in
 //!   milliseconds), which gives the round-trip time and detects dead connections.
+//! - **UPLOAD_PART** (client) / **DOWNLOAD_PART** (server): a changeset larger than
+//!   [`CHANGESET_PART_BYTES`] (1 MiB) is sent in pieces, since one changeset may be larger
+//!   than a message (a 25 MB transaction): zero or more PARTs carry the first bytes of its
+//!   `data`, in order, each with the changeset's full size `total_bytes` (the same in every
+//!   part, at most [`MAX_CHANGESET_BYTES`]); the UPLOAD (DOWNLOAD) that follows them on the
+//!   session carries the changeset as its **first** changeset, with the rest of its `data`
+//!   (at least one byte). The receiver appends each part to the session's buffer and
+//!   prepends the buffer to that changeset's data; nothing of the changeset is used before it
+//!   is whole, so it is integrated (and, on the server, checked, logged and acknowledged)
+//!   atomically, exactly as if it had come in one message. A part whose `total_bytes` differs
+//!   from the buffered parts', parts that reach `total_bytes`, and an UPLOAD (DOWNLOAD) after
+//!   parts that has no changeset or whose first changeset does not bring the buffer exactly to
+//!   `total_bytes` are `BAD_SYNTAX` ([`PartAssembler`] checks all of it); an UPLOAD_PART
+//!   before the session's first UPLOAD is `BAD_MESSAGE_ORDER`. The buffer belongs to the
+//!   session: it is dropped when the session ends (UNBIND, ERROR) or the connection closes.
+//!   Senders use [`take_parts`] (parts of [`CHANGESET_PART_BYTES`]); receivers take any part
+//!   size within the message limit. A receiver bounds what it buffers: at most
+//!   [`MAX_CHANGESET_BYTES`] per session by the rules above, and the server also bounds the
+//!   parts of all sessions together (beyond its budget a part ends the session with
+//!   `OTHER_SESSION_ERROR` 201, `try_again`).
 //!
 //! A message sent the wrong way (a DOWNLOAD to the server, say) is `UNKNOWN_MESSAGE` for the
 //! receiver ([`Message::sender`]); one that arrives out of order (an UPLOAD before IDENT) is
 //! `BAD_MESSAGE_ORDER`.
 //!
-//! **Version changes:** this layout is frozen for version 1 (golden-bytes tests pin it). A
+//! **Version changes:** this layout is frozen for version 2 (golden-bytes tests pin it). A
 //! change of any kind, a new message included, is a new protocol version and a new
-//! subprotocol name.
+//! subprotocol name. Version 2 (`shoal-sync/2`) added UPLOAD_PART and DOWNLOAD_PART to
+//! version 1, which could not sync a changeset larger than a message; the other messages are
+//! encoded as in version 1 but for the version byte. A server speaks one version: a client
+//! offering only `shoal-sync/1` is refused at the upgrade (no version in common).
 
 use std::fmt;
 
@@ -139,10 +167,10 @@ use super::auth::MAX_TOKEN_LEN;
 use super::varint::{self, unzigzag32, zigzag32, VarintError};
 
 /// The protocol version: the first byte of every message.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) of this version.
-pub const WEBSOCKET_SUBPROTOCOL: &str = "shoal-sync/1";
+pub const WEBSOCKET_SUBPROTOCOL: &str = "shoal-sync/2";
 
 /// The largest encoded message, in bytes (16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -159,6 +187,15 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 /// The most changesets one UPLOAD or DOWNLOAD may carry.
 pub const MAX_CHANGESETS_PER_MESSAGE: usize = 100_000;
 
+/// The largest changeset, in bytes (128 MiB): the most a PART's `total_bytes` may claim, and
+/// so the most a receiver buffers for one session.
+pub const MAX_CHANGESET_BYTES: usize = 128 * 1024 * 1024;
+
+/// The part size senders use: a changeset larger than this (1 MiB) is sent in parts of this
+/// size ([`take_parts`]), so that no message is much larger than it and other sessions'
+/// messages interleave with a large changeset's.
+pub const CHANGESET_PART_BYTES: usize = 1024 * 1024;
+
 const TAG_BIND: u8 = 1;
 const TAG_IDENT: u8 = 2;
 const TAG_UPLOAD: u8 = 3;
@@ -169,6 +206,8 @@ const TAG_UNBIND: u8 = 7;
 const TAG_ERROR: u8 = 8;
 const TAG_PING: u8 = 9;
 const TAG_PONG: u8 = 10;
+const TAG_UPLOAD_PART: u8 = 11;
+const TAG_DOWNLOAD_PART: u8 = 12;
 
 /// The fewest bytes an encoded [`UploadChangeset`] takes (three one-byte varints).
 const MIN_UPLOAD_CHANGESET_BYTES: usize = 3;
@@ -263,6 +302,25 @@ pub enum Message {
     Pong {
         /// The PING's timestamp.
         timestamp: u64,
+    },
+    /// Client: the next bytes of a changeset too large for one UPLOAD (see the module
+    /// documentation).
+    UploadPart {
+        /// The session.
+        session: u64,
+        /// The size of the whole changeset's data.
+        total_bytes: u64,
+        /// The next bytes of its data (at least one; never all of it).
+        data: Vec<u8>,
+    },
+    /// Server: the next bytes of a changeset too large for one DOWNLOAD.
+    DownloadPart {
+        /// The session.
+        session: u64,
+        /// The size of the whole changeset's data.
+        total_bytes: u64,
+        /// The next bytes of its data (at least one; never all of it).
+        data: Vec<u8>,
     },
 }
 
@@ -394,7 +452,9 @@ impl Message {
             | Message::Mark { session, .. }
             | Message::Refresh { session, .. }
             | Message::Unbind { session }
-            | Message::Error { session, .. } => Some(*session),
+            | Message::Error { session, .. }
+            | Message::UploadPart { session, .. }
+            | Message::DownloadPart { session, .. } => Some(*session),
             Message::Ping { .. } | Message::Pong { .. } => None,
         }
     }
@@ -408,9 +468,11 @@ impl Message {
             | Message::Upload { .. }
             | Message::Refresh { .. }
             | Message::Unbind { .. }
-            | Message::Ping { .. } => Sender::Client,
+            | Message::Ping { .. }
+            | Message::UploadPart { .. } => Sender::Client,
             Message::Ident { .. }
             | Message::Download { .. }
+            | Message::DownloadPart { .. }
             | Message::Error { .. }
             | Message::Pong { .. } => Sender::Server,
             Message::Mark { .. } => Sender::Both,
@@ -429,6 +491,8 @@ impl Message {
             Message::Error { .. } => TAG_ERROR,
             Message::Ping { .. } => TAG_PING,
             Message::Pong { .. } => TAG_PONG,
+            Message::UploadPart { .. } => TAG_UPLOAD_PART,
+            Message::DownloadPart { .. } => TAG_DOWNLOAD_PART,
         }
     }
 
@@ -528,6 +592,20 @@ impl Message {
             }
             Message::Ping { timestamp } | Message::Pong { timestamp } => {
                 put_varint(out, *timestamp);
+            }
+            Message::UploadPart {
+                session,
+                total_bytes,
+                data,
+            }
+            | Message::DownloadPart {
+                session,
+                total_bytes,
+                data,
+            } => {
+                put_varint(out, *session);
+                put_varint(out, *total_bytes);
+                put_blob(out, data);
             }
         }
     }
@@ -654,6 +732,23 @@ impl Message {
             TAG_PING => Message::Ping {
                 timestamp: r.varint("timestamp")?,
             },
+            TAG_UPLOAD_PART | TAG_DOWNLOAD_PART => {
+                let session = r.varint("session")?;
+                let (total_bytes, data) = r.part()?;
+                if tag == TAG_UPLOAD_PART {
+                    Message::UploadPart {
+                        session,
+                        total_bytes,
+                        data,
+                    }
+                } else {
+                    Message::DownloadPart {
+                        session,
+                        total_bytes,
+                        data,
+                    }
+                }
+            }
             // tag_name accepted the tag, so it is TAG_PONG.
             _ => Message::Pong {
                 timestamp: r.varint("timestamp")?,
@@ -698,6 +793,114 @@ impl DownloadChangeset {
     }
 }
 
+/// For a sender: takes the leading parts off a changeset's `data` when it is larger than
+/// [`CHANGESET_PART_BYTES`], leaving in `data` the rest, for the UPLOAD or DOWNLOAD that ends
+/// it (between 1 and [`CHANGESET_PART_BYTES`] bytes). Returns the changeset's size (the parts'
+/// `total_bytes`) and the parts, in order (none for a changeset that fits in one part).
+#[must_use]
+pub fn take_parts(data: &mut Vec<u8>) -> (u64, Vec<Vec<u8>>) {
+    let total = data.len();
+    if total <= CHANGESET_PART_BYTES {
+        return (total as u64, Vec::new());
+    }
+    let cut = (total - 1) / CHANGESET_PART_BYTES * CHANGESET_PART_BYTES;
+    let rest = data.split_off(cut);
+    let parts = data
+        .chunks(CHANGESET_PART_BYTES)
+        .map(<[u8]>::to_vec)
+        .collect();
+    *data = rest;
+    (total as u64, parts)
+}
+
+/// For a receiver: the parts of one session's changeset so far (UPLOAD_PART or
+/// DOWNLOAD_PART), checked as they come, and joined to the rest of the changeset when the
+/// UPLOAD or DOWNLOAD that ends it arrives. Holds at most `total_bytes - 1` bytes, so at most
+/// [`MAX_CHANGESET_BYTES`] (the codec refuses a larger total).
+#[derive(Debug, Default)]
+pub struct PartAssembler {
+    total: u64,
+    data: Vec<u8>,
+}
+
+impl PartAssembler {
+    /// Whether no part is buffered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The bytes buffered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Appends a part (as decoded: 1 ≤ `data.len()` < `total_bytes` ≤ [`MAX_CHANGESET_BYTES`]).
+    ///
+    /// # Errors
+    /// `BAD_SYNTAX` when `total_bytes` differs from the buffered parts' or the part would
+    /// bring the buffer to `total_bytes` or beyond; the buffer is then left as it was.
+    pub fn add(&mut self, total_bytes: u64, data: &[u8]) -> Result<(), ProtocolError> {
+        if !self.data.is_empty() && total_bytes != self.total {
+            return Err(part_error(format_args!(
+                "a part of a {total_bytes}-byte changeset after parts of a {}-byte one",
+                self.total
+            )));
+        }
+        let after = self.data.len() as u64 + data.len() as u64;
+        if after >= total_bytes {
+            return Err(part_error(format_args!(
+                "parts of {after} bytes for a {total_bytes}-byte changeset (the UPLOAD or \
+                 DOWNLOAD that ends it carries at least one byte)"
+            )));
+        }
+        self.total = total_bytes;
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Ends the buffered changeset with `rest`, the data of the first changeset of the UPLOAD
+    /// or DOWNLOAD that follows the parts (`None`: that message has no changeset), and
+    /// returns the whole data; the assembler is empty again. Without buffered parts, returns
+    /// `rest` as it is.
+    ///
+    /// # Errors
+    /// `BAD_SYNTAX` when parts are buffered and `rest` is missing or does not bring them to
+    /// exactly their `total_bytes`.
+    pub fn finish(&mut self, rest: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, ProtocolError> {
+        if self.data.is_empty() {
+            return Ok(rest);
+        }
+        let buffered = std::mem::take(&mut self.data);
+        let Some(rest) = rest else {
+            return Err(part_error(format_args!(
+                "the message after {} bytes of parts carries no changeset",
+                buffered.len()
+            )));
+        };
+        let whole = buffered.len() as u64 + rest.len() as u64;
+        if whole != self.total {
+            return Err(part_error(format_args!(
+                "parts of {} bytes and a rest of {} make {whole}, not the {} announced",
+                buffered.len(),
+                rest.len(),
+                self.total
+            )));
+        }
+        let mut data = buffered;
+        data.extend_from_slice(&rest);
+        Ok(Some(data))
+    }
+}
+
+fn part_error(problem: fmt::Arguments<'_>) -> ProtocolError {
+    ProtocolError {
+        code: ConnectionErrorCode::BadSyntax,
+        message: format!("changeset parts: {problem}"),
+    }
+}
+
 fn tag_name(tag: u8) -> Option<&'static str> {
     Some(match tag {
         TAG_BIND => "BIND",
@@ -710,6 +913,8 @@ fn tag_name(tag: u8) -> Option<&'static str> {
         TAG_ERROR => "ERROR",
         TAG_PING => "PING",
         TAG_PONG => "PONG",
+        TAG_UPLOAD_PART => "UPLOAD_PART",
+        TAG_DOWNLOAD_PART => "DOWNLOAD_PART",
         _ => return None,
     })
 }
@@ -788,6 +993,19 @@ impl fmt::Debug for Message {
             Message::Ping { timestamp } | Message::Pong { timestamp } => {
                 s.field("timestamp", timestamp)
             }
+            Message::UploadPart {
+                session,
+                total_bytes,
+                data,
+            }
+            | Message::DownloadPart {
+                session,
+                total_bytes,
+                data,
+            } => s
+                .field("session", session)
+                .field("total_bytes", total_bytes)
+                .field("data", &Len("", data.len())),
         };
         s.finish()
     }
@@ -1010,6 +1228,36 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    /// A part's `total_bytes` and `data`: the total at most [`MAX_CHANGESET_BYTES`]
+    /// (`LIMITS_EXCEEDED`), the data not empty and shorter than the total (`BAD_SYNTAX`).
+    fn part(&mut self) -> Result<(u64, Vec<u8>), ProtocolError> {
+        let at = self.pos;
+        let total = self.varint("total_bytes")?;
+        if total > MAX_CHANGESET_BYTES as u64 {
+            return Err(self.fail(
+                at,
+                ConnectionErrorCode::LimitsExceeded,
+                "total_bytes",
+                format_args!("{total} exceeds the limit of {MAX_CHANGESET_BYTES} bytes"),
+            ));
+        }
+        let at = self.pos;
+        let data = self.blob("data", MAX_MESSAGE_BYTES)?;
+        if data.is_empty() || data.len() as u64 >= total {
+            return Err(self.fail(
+                at,
+                ConnectionErrorCode::BadSyntax,
+                "data",
+                format_args!(
+                    "a part carries {} of the changeset's {total} bytes: at least 1, and fewer \
+                     than all",
+                    data.len()
+                ),
+            ));
+        }
+        Ok((total, data.to_vec()))
+    }
+
     fn finish(self) -> Result<(), ProtocolError> {
         if self.pos == self.bytes.len() {
             return Ok(());
@@ -1026,6 +1274,9 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The version byte, in hand-made messages.
+    const V: u8 = PROTOCOL_VERSION;
 
     /// splitmix64: a small deterministic generator, so failures reproduce.
     struct Rng(u64);
@@ -1067,7 +1318,7 @@ mod tests {
         }
 
         fn message(&mut self) -> Message {
-            match self.below(10) {
+            match self.below(12) {
                 0 => Message::Bind {
                     session: self.value(),
                     path: self.string(12),
@@ -1132,9 +1383,29 @@ mod tests {
                 8 => Message::Ping {
                     timestamp: self.value(),
                 },
-                _ => Message::Pong {
+                9 => Message::Pong {
                     timestamp: self.value(),
                 },
+                n => {
+                    let mut data = self.bytes(8);
+                    data.push(self.next_u64() as u8);
+                    let extra = self.value() % (MAX_CHANGESET_BYTES as u64 - data.len() as u64);
+                    let total_bytes = data.len() as u64 + 1 + extra;
+                    let session = self.value();
+                    if n == 10 {
+                        Message::UploadPart {
+                            session,
+                            total_bytes,
+                            data,
+                        }
+                    } else {
+                        Message::DownloadPart {
+                            session,
+                            total_bytes,
+                            data,
+                        }
+                    }
+                }
             }
         }
     }
@@ -1263,6 +1534,26 @@ mod tests {
             Message::Ping { timestamp: max },
             Message::Pong { timestamp: 0 },
             Message::Pong { timestamp: max },
+            Message::UploadPart {
+                session: 0,
+                total_bytes: 2,
+                data: vec![0],
+            },
+            Message::UploadPart {
+                session: max,
+                total_bytes: MAX_CHANGESET_BYTES as u64,
+                data: vec![0xff; 70_000],
+            },
+            Message::DownloadPart {
+                session: 0,
+                total_bytes: 2,
+                data: vec![0],
+            },
+            Message::DownloadPart {
+                session: max,
+                total_bytes: MAX_CHANGESET_BYTES as u64,
+                data: vec![0xff; 70_000],
+            },
         ]
     }
 
@@ -1297,7 +1588,7 @@ mod tests {
         tags.dedup();
         assert_eq!(
             tags,
-            (1..=10).collect::<Vec<u8>>(),
+            (1..=12).collect::<Vec<u8>>(),
             "every message is covered"
         );
         for message in messages.into_iter().chain(small_messages()) {
@@ -1354,18 +1645,18 @@ mod tests {
         let cases: Vec<(Message, Vec<u8>)> = vec![
             (
                 bind,
-                vec![1, 1, 1, 4, b'/', b'a', b'/', b'b', 1, b't', 0, 0],
+                vec![2, 1, 1, 4, b'/', b'a', b'/', b'b', 1, b't', 0, 0],
             ),
-            (error, vec![1, 8, 0, 0xce, 0x01, 3, b'b', b'a', b'd', 0]),
-            (Message::error(7, -1, "", true), vec![1, 8, 7, 0x01, 0, 1]),
+            (error, vec![2, 8, 0, 0xce, 0x01, 3, b'b', b'a', b'd', 0]),
+            (Message::error(7, -1, "", true), vec![2, 8, 7, 0x01, 0, 1]),
             (
                 upload,
-                vec![1, 3, 0xac, 0x02, 2, 0x7f, 1, 2, 0x80, 0x01, 2, 0xaa, 0xbb],
+                vec![2, 3, 0xac, 0x02, 2, 0x7f, 1, 2, 0x80, 0x01, 2, 0xaa, 0xbb],
             ),
             (
                 download,
                 vec![
-                    1, 4, 1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0,
+                    2, 4, 1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0,
                     1, 9, 5, 4, 3, 0,
                 ],
             ),
@@ -1375,25 +1666,41 @@ mod tests {
                     client_file_ident: 2,
                     salt: 3,
                 },
-                vec![1, 2, 1, 2, 3],
+                vec![2, 2, 1, 2, 3],
             ),
             (
                 Message::Mark {
                     session: 1,
                     request: 2,
                 },
-                vec![1, 5, 1, 2],
+                vec![2, 5, 1, 2],
             ),
             (
                 Message::Refresh {
                     session: 1,
                     access_token: "é".into(),
                 },
-                vec![1, 6, 1, 2, 0xc3, 0xa9],
+                vec![2, 6, 1, 2, 0xc3, 0xa9],
             ),
-            (Message::Unbind { session: 1 }, vec![1, 7, 1]),
-            (Message::Ping { timestamp: 1 }, vec![1, 9, 1]),
-            (Message::Pong { timestamp: 1 }, vec![1, 10, 1]),
+            (Message::Unbind { session: 1 }, vec![2, 7, 1]),
+            (Message::Ping { timestamp: 1 }, vec![2, 9, 1]),
+            (Message::Pong { timestamp: 1 }, vec![2, 10, 1]),
+            (
+                Message::UploadPart {
+                    session: 1,
+                    total_bytes: 300,
+                    data: vec![0xaa, 0xbb],
+                },
+                vec![2, 11, 1, 0xac, 0x02, 2, 0xaa, 0xbb],
+            ),
+            (
+                Message::DownloadPart {
+                    session: 2,
+                    total_bytes: 2,
+                    data: vec![7],
+                },
+                vec![2, 12, 2, 2, 1, 7],
+            ),
         ];
         for (message, bytes) in cases {
             assert_eq!(message.encode(), bytes, "{message:?}");
@@ -1437,7 +1744,7 @@ mod tests {
                 let mut bytes = rng.bytes(40);
                 if bytes.len() >= 2 && rng.below(4) != 0 {
                     bytes[0] = PROTOCOL_VERSION;
-                    bytes[1] = rng.below(12) as u8;
+                    bytes[1] = rng.below(14) as u8;
                 }
                 bytes
             } else {
@@ -1473,20 +1780,20 @@ mod tests {
         let mut varint = Vec::new();
         put_varint(&mut varint, huge);
         // UPLOAD and DOWNLOAD claiming 2^60 changesets in a handful of bytes.
-        let upload = [&[1, TAG_UPLOAD, 1, 0, 0][..], &varint].concat();
-        let download = [&[1, TAG_DOWNLOAD, 1, 0, 0, 0, 0][..], &varint].concat();
+        let upload = [&[V, TAG_UPLOAD, 1, 0, 0][..], &varint].concat();
+        let download = [&[V, TAG_DOWNLOAD, 1, 0, 0, 0, 0][..], &varint].concat();
         assert!(upload.len() <= 14 && download.len() <= 16);
         assert_eq!(code_of(&upload), ConnectionErrorCode::BadSyntax);
         assert_eq!(code_of(&download), ConnectionErrorCode::BadSyntax);
         // A count that the bytes could almost hold: 4 changesets, 11 bytes left.
-        let upload = [&[1, TAG_UPLOAD, 1, 0, 0, 4][..], &[0; 11]].concat();
+        let upload = [&[V, TAG_UPLOAD, 1, 0, 0, 4][..], &[0; 11]].concat();
         assert_eq!(code_of(&upload), ConnectionErrorCode::BadSyntax);
         // Lengths of u64::MAX and 2^60 for strings and blobs.
         let bind = [
-            1, TAG_BIND, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1,
+            V, TAG_BIND, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1,
         ];
         assert_eq!(code_of(&bind), ConnectionErrorCode::BadSyntax);
-        let blob = [&[1, TAG_UPLOAD, 1, 0, 0, 1, 1, 1][..], &varint].concat();
+        let blob = [&[V, TAG_UPLOAD, 1, 0, 0, 1, 1, 1][..], &varint].concat();
         let err = Message::decode(&blob).unwrap_err();
         assert_eq!(err.code, ConnectionErrorCode::BadSyntax);
         assert!(err.message.contains("changeset data"), "{err}");
@@ -1581,13 +1888,13 @@ mod tests {
     fn malformed_values_are_syntax_errors() {
         let syntax = ConnectionErrorCode::BadSyntax;
         // Varints: overlong forms, more than 64 bits, more than 10 bytes.
-        assert_eq!(code_of(&[1, TAG_UNBIND, 0x80, 0x00]), syntax);
-        assert_eq!(code_of(&[1, TAG_UNBIND, 0x81, 0x80, 0x00]), syntax);
-        let mut eleven = vec![1, TAG_UNBIND];
+        assert_eq!(code_of(&[V, TAG_UNBIND, 0x80, 0x00]), syntax);
+        assert_eq!(code_of(&[V, TAG_UNBIND, 0x81, 0x80, 0x00]), syntax);
+        let mut eleven = vec![V, TAG_UNBIND];
         eleven.extend([0xff; 10]);
         eleven.push(0x01);
         assert_eq!(code_of(&eleven), syntax);
-        let mut overflow = vec![1, TAG_UNBIND];
+        let mut overflow = vec![V, TAG_UNBIND];
         overflow.extend([0xff; 9]);
         overflow.push(0x02);
         assert_eq!(code_of(&overflow), syntax);
@@ -1598,13 +1905,13 @@ mod tests {
             Ok(Message::Unbind { session: u64::MAX })
         );
         // An error code beyond 32 bits.
-        let mut code = vec![1, TAG_ERROR, 0];
+        let mut code = vec![V, TAG_ERROR, 0];
         put_varint(&mut code, 1 << 32);
         code.extend([0, 0]);
         assert_eq!(code_of(&code), syntax);
         // try_again other than 0 or 1.
-        assert_eq!(code_of(&[1, TAG_ERROR, 0, 0, 0, 2]), syntax);
-        assert_eq!(code_of(&[1, TAG_ERROR, 0, 0, 0, 0xff]), syntax);
+        assert_eq!(code_of(&[V, TAG_ERROR, 0, 0, 0, 2]), syntax);
+        assert_eq!(code_of(&[V, TAG_ERROR, 0, 0, 0, 0xff]), syntax);
     }
 
     #[test]
@@ -1618,17 +1925,17 @@ mod tests {
             &[0xf4, 0x90, 0x80, 0x80],
         ];
         for bytes in bad {
-            let mut path = vec![1, TAG_BIND, 1];
+            let mut path = vec![V, TAG_BIND, 1];
             put_varint(&mut path, bytes.len() as u64);
             path.extend_from_slice(bytes);
             path.extend([1, b't', 0, 0]);
             let err = Message::decode(&path).unwrap_err();
             assert_eq!(err.code, ConnectionErrorCode::BadSyntax);
             assert!(err.message.contains("BIND path: not UTF-8"), "{err}");
-            let mut refresh = vec![1, TAG_REFRESH, 1, bytes.len() as u8];
+            let mut refresh = vec![V, TAG_REFRESH, 1, bytes.len() as u8];
             refresh.extend_from_slice(bytes);
             assert_eq!(code_of(&refresh), ConnectionErrorCode::BadSyntax);
-            let mut error = vec![1, TAG_ERROR, 0, 0, bytes.len() as u8];
+            let mut error = vec![V, TAG_ERROR, 0, 0, bytes.len() as u8];
             error.extend_from_slice(bytes);
             error.push(0);
             assert_eq!(code_of(&error), ConnectionErrorCode::BadSyntax);
@@ -1650,18 +1957,19 @@ mod tests {
     #[test]
     fn wrong_versions_and_unknown_types_are_rejected() {
         assert_eq!(code_of(&[]), ConnectionErrorCode::BadSyntax);
-        assert_eq!(code_of(&[1]), ConnectionErrorCode::BadSyntax);
+        assert_eq!(code_of(&[V]), ConnectionErrorCode::BadSyntax);
         for message in edge_messages() {
             let mut bytes = message.encode();
-            for version in [0, 2, 0x7f, 0xff] {
+            // Version 1 included: its messages are refused, not misread.
+            for version in [0, 1, 3, 0x7f, 0xff] {
                 bytes[0] = version;
                 let err = Message::decode(&bytes).unwrap_err();
                 assert_eq!(err.code, ConnectionErrorCode::WrongProtocolVersion, "{err}");
             }
         }
-        assert_eq!(code_of(&[2]), ConnectionErrorCode::WrongProtocolVersion);
-        for tag in [0, 11, 12, 0x80, 0xff] {
-            let err = Message::decode(&[1, tag, 1]).unwrap_err();
+        assert_eq!(code_of(&[1]), ConnectionErrorCode::WrongProtocolVersion);
+        for tag in [0, 13, 14, 0x80, 0xff] {
+            let err = Message::decode(&[V, tag, 1]).unwrap_err();
             assert_eq!(err.code, ConnectionErrorCode::UnknownMessage);
             assert!(
                 err.message.contains(&format!("unknown message type {tag}")),
@@ -1672,7 +1980,7 @@ mod tests {
 
     #[test]
     fn protocol_errors_become_connection_errors() {
-        let err = Message::decode(&[1, TAG_UNBIND]).unwrap_err();
+        let err = Message::decode(&[V, TAG_UNBIND]).unwrap_err();
         assert_eq!(err.message, "UNBIND session: truncated (at byte 2)");
         assert_eq!(
             err.to_string(),
@@ -1687,7 +1995,7 @@ mod tests {
                 try_again: false
             }
         );
-        let err = Message::decode(&[1, TAG_UPLOAD, 1, 0, 0, 5, 0, 0]).unwrap_err();
+        let err = Message::decode(&[V, TAG_UPLOAD, 1, 0, 0, 5, 0, 0]).unwrap_err();
         assert_eq!(
             err.message,
             "UPLOAD changesets: count 5 needs at least 3 bytes each, 2 left (at byte 5)"
@@ -1744,6 +2052,115 @@ mod tests {
         assert_eq!(
             edge_messages()[5].encoded_len(),
             2 + 10 + 10 + 10 + 2 + items
+        );
+    }
+
+    #[test]
+    fn parts_are_checked_by_the_codec() {
+        let part = |total_bytes: u64, data: Vec<u8>| Message::UploadPart {
+            session: 1,
+            total_bytes,
+            data,
+        };
+        let max = MAX_CHANGESET_BYTES as u64;
+        assert!(Message::decode(&part(max, vec![1; 10]).encode()).is_ok());
+        // A total beyond the changeset limit: refused before anything is buffered.
+        let err = Message::decode(&part(max + 1, vec![1]).encode()).unwrap_err();
+        assert_eq!(err.code, ConnectionErrorCode::LimitsExceeded);
+        assert!(err.message.contains("total_bytes"), "{err}");
+        assert_eq!(
+            code_of(&part(u64::MAX, vec![1]).encode()),
+            ConnectionErrorCode::LimitsExceeded
+        );
+        // Empty parts and parts that would end their changeset.
+        for (total, len) in [(5, 0), (5, 5), (5, 6), (0, 0), (1, 1)] {
+            let bytes = Message::DownloadPart {
+                session: 1,
+                total_bytes: total,
+                data: vec![9; len],
+            }
+            .encode();
+            let err = Message::decode(&bytes).unwrap_err();
+            assert_eq!(err.code, ConnectionErrorCode::BadSyntax, "{total} {len}");
+            assert!(err.message.contains("DOWNLOAD_PART data"), "{err}");
+        }
+        // A part is sent by one side only.
+        assert_eq!(part(2, vec![1]).sender(), Sender::Client);
+        assert_eq!(part(2, vec![1]).name(), "UPLOAD_PART");
+        let down = Message::DownloadPart {
+            session: 3,
+            total_bytes: 2,
+            data: vec![1],
+        };
+        assert_eq!(down.sender(), Sender::Server);
+        assert_eq!(down.session(), Some(3));
+        assert!(format!("{down:?}").contains("data: <1 bytes>"));
+    }
+
+    #[test]
+    fn take_parts_splits_large_changesets_and_the_assembler_joins_them() {
+        let p = CHANGESET_PART_BYTES;
+        for len in [0, 1, p - 1, p, p + 1, 2 * p, 2 * p + 1, 5 * p + 7] {
+            let original: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut rest = original.clone();
+            let (total, parts) = take_parts(&mut rest);
+            assert_eq!(total, len as u64);
+            assert_eq!(parts.is_empty(), len <= p, "{len}");
+            assert!(parts.iter().all(|part| part.len() == p));
+            assert!(len == 0 || (1..=p).contains(&rest.len()), "{len}");
+            // Each part is a valid message, and the assembler gives back the changeset.
+            let mut assembler = PartAssembler::default();
+            for part in &parts {
+                let message = Message::UploadPart {
+                    session: 1,
+                    total_bytes: total,
+                    data: part.clone(),
+                };
+                let Ok(Message::UploadPart {
+                    total_bytes, data, ..
+                }) = Message::decode(&message.encode())
+                else {
+                    panic!("a part decodes")
+                };
+                assembler.add(total_bytes, &data).unwrap();
+            }
+            assert_eq!(assembler.len(), len - rest.len().min(len));
+            let whole = assembler.finish(Some(rest)).unwrap().unwrap();
+            assert_eq!(whole, original);
+            assert!(assembler.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_assembler_refuses_inconsistent_parts() {
+        let mut a = PartAssembler::default();
+        // Nothing buffered: the message's own data (or none) passes through.
+        assert_eq!(a.finish(None).unwrap(), None);
+        assert_eq!(a.finish(Some(vec![1])).unwrap(), Some(vec![1]));
+        a.add(10, &[1, 2, 3]).unwrap();
+        // Another total, or parts that reach the total: refused, the buffer unchanged.
+        let err = a.add(11, &[4]).unwrap_err();
+        assert_eq!(err.code, ConnectionErrorCode::BadSyntax);
+        assert_eq!(
+            a.add(10, &[0; 7]).unwrap_err().code,
+            ConnectionErrorCode::BadSyntax
+        );
+        assert_eq!(a.len(), 3);
+        a.add(10, &[4, 5, 6]).unwrap();
+        // The message that ends it must have a changeset, of exactly the bytes left.
+        let mut b = PartAssembler::default();
+        b.add(10, &[1]).unwrap();
+        assert!(b.finish(None).unwrap_err().message.contains("no changeset"));
+        assert!(b.is_empty(), "a failed finish drops the parts");
+        let mut c = PartAssembler::default();
+        c.add(10, &[1]).unwrap();
+        assert_eq!(
+            c.finish(Some(vec![0; 8])).unwrap_err().code,
+            ConnectionErrorCode::BadSyntax
+        );
+        assert_eq!(
+            a.finish(Some(vec![7, 8, 9, 10])).unwrap(),
+            Some((1..=10).collect())
         );
     }
 }

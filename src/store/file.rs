@@ -128,6 +128,24 @@ impl SnapshotSource for SharedFile {
     }
 }
 
+/// Runs `f` if no handle of the file `key` ([`registry_key`]) is open in this process, while
+/// holding the registry so that none opens until `f` returns (a client reset moving the file
+/// aside); `None` without running `f` if the file is open.
+#[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
+pub(crate) fn while_closed<T>(key: &str, f: impl FnOnce() -> T) -> Option<T> {
+    let mut registry = REGISTRY.lock();
+    // A file whose last handle is being dropped is closed in a moment (see `open`).
+    while registry.get(key).is_some_and(|w| w.strong_count() == 0) {
+        drop(registry);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        registry = REGISTRY.lock();
+    }
+    if registry.get(key).is_some_and(|w| w.strong_count() > 0) {
+        return None;
+    }
+    Some(f())
+}
+
 impl SharedFile {
     /// Opens (creating if needed, unless read-only) the file and returns it with whether it
     /// still needs its first-time initialization.

@@ -126,6 +126,40 @@ impl SyncClient {
             .map(|inner| Session { inner })
     }
 
+    /// Runs the client reset pending for the realm file at `path` (recorded when its error
+    /// was raised, in this process or an earlier one) if no handle of the file is open,
+    /// waiting a little for the session that raised it to let go of the file; then forgets
+    /// that session, so that the open goes on with a new file and a new session. A reset that
+    /// cannot run now waits for the next open; a failure is logged and the open goes on with
+    /// the file as it is (the server raises the reset again).
+    pub(crate) fn run_pending_reset(&self, root: &Path, path: &str) {
+        use super::client_reset::{self, Pending};
+        match client_reset::pending(root, path) {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(path, error = %e, "could not read the pending client resets");
+                return;
+            }
+        }
+        if let Some(session) = self.existing_session(Path::new(path)) {
+            if session.error().is_some() {
+                session.wait_stopped(std::time::Duration::from_secs(5));
+            }
+        }
+        match client_reset::run_pending(root, path) {
+            Ok(Pending::Done(backup)) => {
+                tracing::info!(path, backup = %backup.display(), "client reset executed at open");
+                self.forget_session(Path::new(path));
+            }
+            Ok(Pending::Open) => {
+                tracing::debug!(path, "the client reset waits until every handle is closed");
+            }
+            Ok(Pending::None) => {}
+            Err(e) => tracing::error!(path, error = %e, "the pending client reset failed"),
+        }
+    }
+
     /// Every live session.
     pub(crate) fn all_sessions(&self) -> Vec<Session> {
         self.sessions
@@ -274,34 +308,37 @@ impl App {
         }
     }
 
-    /// Executes a client reset the error handler announced: moves the realm file at
-    /// `original_path` to the backup path the error carried (or a new one under
-    /// `<sync root>/recovered-realms/`) and forgets its session, so that the next open starts
-    /// afresh from the server. Returns the backup path; open it with
-    /// [`Config::for_recovery`](crate::Config::for_recovery).
+    /// Executes a client reset the error handler announced (Realm's
+    /// `ClientResetRequiredError.executeClientReset`): moves the realm file at
+    /// `original_path` to the backup path the error announced — recorded when the error was
+    /// raised, so the same path whether or not the session is still alive, and after a
+    /// restart of the app — and forgets its session, so that the next open starts afresh
+    /// from the server. Without a recorded reset the file goes to a new
+    /// `<sync root>/recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX`. Returns the
+    /// backup path; open it with the error's `backup_config` (or
+    /// [`Config::for_recovery`](crate::Config::for_recovery)).
+    ///
+    /// A reset not executed by hand runs by itself at the next open of the realm once every
+    /// handle of it has closed.
     ///
     /// # Errors
-    /// `RealmInUse` while a handle of the realm is open; `FileNotFound`; file errors.
+    /// `RealmInUse` while a handle of the realm is open (its session's own handle included,
+    /// until the session has stopped); `FileNotFound`; file errors.
     pub fn execute_client_reset(&self, original_path: &str) -> Result<String> {
         let original = std::path::Path::new(original_path);
+        let root = self.sync_root();
         let client = SyncClient::existing(&self.inner);
         let session = client.as_ref().and_then(|c| c.existing_session(original));
-        let backup = session
-            .as_ref()
-            .and_then(|s| s.error())
-            .and_then(|e| e.backup_path)
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| super::client_reset::backup_path(&self.sync_root()));
-        if let Some(s) = &session {
-            if s.inner.shared.lock().running {
-                return Err(Error::new(
-                    ErrorCode::RealmInUse,
-                    "the realm's session is still running; close the realm first",
-                )
-                .with_path(original_path));
-            }
-        }
-        super::client_reset::execute(original, &backup)?;
+        let backup = match super::client_reset::pending(&root, original_path)? {
+            Some(recorded) => recorded,
+            None => session
+                .as_ref()
+                .and_then(Session::error)
+                .and_then(|e| e.backup_path)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| super::client_reset::unrecorded_backup_path(&root)),
+        };
+        super::client_reset::execute(&root, original_path, &backup)?;
         if let Some(c) = &client {
             c.forget_session(original);
         }

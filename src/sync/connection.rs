@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::error::SyncError;
 use crate::error::ErrorCode;
-use crate::protocol::sync::{Message, MAX_MESSAGE_BYTES, WEBSOCKET_SUBPROTOCOL};
+use crate::protocol::sync::{Message, PartAssembler, MAX_MESSAGE_BYTES, WEBSOCKET_SUBPROTOCOL};
 
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 const PONG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,6 +102,9 @@ struct Sessions {
     attached: HashMap<u64, mpsc::UnboundedSender<ConnEvent>>,
     /// Wire session ident → attached session key.
     routes: HashMap<u64, u64>,
+    /// Wire session ident → the DOWNLOAD_PARTs of a changeset not complete yet (joined to
+    /// the DOWNLOAD that ends it before the session sees it).
+    parts: HashMap<u64, PartAssembler>,
 }
 
 impl Sessions {
@@ -123,6 +126,61 @@ impl Sessions {
     fn detach(&mut self, key: u64) {
         self.attached.remove(&key);
         self.routes.retain(|_, k| *k != key);
+        let routes = &self.routes;
+        self.parts.retain(|wire, _| routes.contains_key(wire));
+    }
+
+    /// Forgets every binding (the socket is gone).
+    fn clear_routes(&mut self) {
+        self.routes.clear();
+        self.parts.clear();
+    }
+
+    /// Takes a DOWNLOAD_PART into its session's buffer, or joins the buffer to the DOWNLOAD
+    /// that ends it; other messages pass. `Ok(None)`: nothing to route yet. `Err`: the parts
+    /// do not fit together (the server broke the protocol).
+    fn assemble(&mut self, message: Message) -> Result<Option<Message>, SyncError> {
+        let bad = |e: crate::protocol::sync::ProtocolError| {
+            SyncError::new(e.code as i32, e.message, false)
+        };
+        match message {
+            Message::DownloadPart {
+                session,
+                total_bytes,
+                data,
+            } => {
+                if self.routes.contains_key(&session) {
+                    self.parts
+                        .entry(session)
+                        .or_default()
+                        .add(total_bytes, &data)
+                        .map_err(bad)?;
+                }
+                Ok(None)
+            }
+            Message::Download {
+                session,
+                acked_client_version,
+                progress,
+                mut changesets,
+            } => {
+                if let Some(mut parts) = self.parts.remove(&session) {
+                    let rest = changesets.first_mut().map(|c| std::mem::take(&mut c.data));
+                    if let (Some(first), Some(data)) =
+                        (changesets.first_mut(), parts.finish(rest).map_err(bad)?)
+                    {
+                        first.data = data;
+                    }
+                }
+                Ok(Some(Message::Download {
+                    session,
+                    acked_client_version,
+                    progress,
+                    changesets,
+                }))
+            }
+            other => Ok(Some(other)),
+        }
     }
 }
 
@@ -134,6 +192,7 @@ async fn run(
     let mut sessions = Sessions {
         attached: HashMap::new(),
         routes: HashMap::new(),
+        parts: HashMap::new(),
     };
     let mut failures: u32 = 0;
     loop {
@@ -164,10 +223,10 @@ async fn run(
             }
             Ok(socket) => {
                 tracing::debug!(url = %url, "sync connection up");
-                sessions.routes.clear();
+                sessions.clear_routes();
                 sessions.tell_all(|| ConnEvent::Connected);
                 let outcome = serve(socket, &mut sessions, &mut commands, &mut failures).await;
-                sessions.routes.clear();
+                sessions.clear_routes();
                 match outcome {
                     Served::Ended => return,
                     Served::Lost(error) => {
@@ -288,6 +347,15 @@ async fn serve(
                         return Served::Lost(Some(SyncError::new(code, message, !try_again && code != 100)));
                     }
                     other => {
+                        let other = match sessions.assemble(other) {
+                            Ok(Some(message)) => message,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                tracing::warn!(error = %e.message, "inconsistent changeset parts from the sync server");
+                                let _ = socket.close(None).await;
+                                return Served::Lost(Some(e));
+                            }
+                        };
                         let Some(session) = other.session() else { continue };
                         let Some(key) = sessions.routes.get(&session).copied() else { continue };
                         if let Some(tx) = sessions.attached.get(&key) {
@@ -327,6 +395,7 @@ async fn serve(
                             }
                             Message::Unbind { session } => {
                                 sessions.routes.remove(session);
+                                sessions.parts.remove(session);
                             }
                             _ => {}
                         }

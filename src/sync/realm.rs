@@ -41,10 +41,15 @@ impl SyncedOpen for SyncConfig {
     /// read-only handle shares it; a new file needs wait-for-initial-data (there is nothing
     /// to read before the first download), and its schema must then match the
     /// configuration's (else `MigrationNeeded`).
+    ///
+    /// A client reset pending for the file runs first if no handle of it is open (see
+    /// `client_reset.rs`): the open then starts a new file.
     fn open(&self, config: &Config) -> Result<Realm> {
         config.check()?;
+        let client = SyncClient::of(&self.user.app)?;
+        client.run_pending_reset(self.user.app.sync_root(), &config.path);
         let is_new = !std::path::Path::new(&config.path).exists();
-        let session = SyncClient::of(&self.user.app)?.session(config)?;
+        let session = client.session(config)?;
         if config.read_only {
             return self.open_read_only(config, &session, is_new);
         }
@@ -111,6 +116,17 @@ impl Realm {
 }
 
 impl Session {
+    /// Waits (at most `timeout`) until the session's task has stopped.
+    pub(crate) fn wait_stopped(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.inner.shared.lock();
+        while s.running {
+            if self.inner.changed.wait_until(&mut s, deadline).timed_out() {
+                return;
+            }
+        }
+    }
+
     /// After a failed wait for the initial data of a new file: stops the session, deletes
     /// the file if no handle of it is left, and forgets the session (best effort; logged).
     pub(crate) fn discard_new_file(&self) {

@@ -15,13 +15,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::connection::{backoff, ConnEvent, ConnectionHandle};
-use super::error::{code_name, SyncError};
+use super::error::SyncError;
 use super::session::{log_session_error, ConnectionState, Session, SessionInner, SessionState};
 use crate::db::Realm;
 use crate::error::{Error, ErrorCode};
 use crate::protocol::auth::decode_token_unverified;
 use crate::protocol::sync::{
-    Message, SessionErrorCode, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES,
+    take_parts, ConnectionErrorCode, Message, SessionErrorCode, UploadChangeset, UploadProgress,
+    CHANGESET_PART_BYTES, MAX_CHANGESET_BYTES,
 };
 use crate::store::tables::SyncProgress;
 
@@ -373,20 +374,56 @@ impl Runner {
             return Ok(());
         };
         b.checked = b.checked.max(version);
-        let mut batch = Vec::new();
+        let mut batch: Vec<UploadChangeset> = Vec::new();
         let mut bytes = 0;
         let count = changesets.len();
-        for (i, (version, data)) in changesets.into_iter().enumerate() {
-            if data.len() + 64 > MAX_MESSAGE_BYTES {
-                return Err(Error::new(
-                    ErrorCode::Sync,
+        let wire = b.wire;
+        let integrated = self.progress.server_version;
+        let send_batch = |b: &mut Binding, batch: &mut Vec<UploadChangeset>| {
+            let Some(version) = batch.last().map(|c| c.client_version) else {
+                return;
+            };
+            b.uploaded = version;
+            self.conn.send(
+                self.key,
+                Message::Upload {
+                    session: wire,
+                    progress: UploadProgress {
+                        client_version: version,
+                        last_integrated_server_version: integrated,
+                    },
+                    changesets: std::mem::take(batch),
+                },
+            );
+        };
+        for (i, (version, mut data)) in changesets.into_iter().enumerate() {
+            if data.len() > MAX_CHANGESET_BYTES {
+                return Err(Error::sync(
+                    ConnectionErrorCode::LimitsExceeded as i32,
                     format!(
-                        "the changeset of local version {version} is {} bytes, more than a sync message may carry ({MAX_MESSAGE_BYTES}); write it in smaller transactions",
+                        "the changeset of local version {version} is {} bytes, more than a changeset may have ({MAX_CHANGESET_BYTES}); write it in smaller transactions",
                         data.len()
                     ),
                 ));
             }
             let stamp = crate::history::changeset_header(&data).map_or(0, |(s, _)| s);
+            if data.len() > CHANGESET_PART_BYTES {
+                // A large changeset: its first bytes go in UPLOAD_PARTs, the rest as the
+                // first changeset of the next UPLOAD (the server joins them).
+                send_batch(b, &mut batch);
+                bytes = 0;
+                let (total_bytes, parts) = take_parts(&mut data);
+                for part in parts {
+                    self.conn.send(
+                        self.key,
+                        Message::UploadPart {
+                            session: wire,
+                            total_bytes,
+                            data: part,
+                        },
+                    );
+                }
+            }
             bytes += data.len();
             batch.push(UploadChangeset {
                 client_version: version,
@@ -395,18 +432,7 @@ impl Runner {
             });
             let last = i + 1 == count;
             if last || bytes >= UPLOAD_BATCH_BYTES || batch.len() >= UPLOAD_BATCH_COUNT {
-                b.uploaded = version;
-                self.conn.send(
-                    self.key,
-                    Message::Upload {
-                        session: b.wire,
-                        progress: UploadProgress {
-                            client_version: version,
-                            last_integrated_server_version: self.progress.server_version,
-                        },
-                        changesets: std::mem::take(&mut batch),
-                    },
-                );
+                send_batch(b, &mut batch);
                 bytes = 0;
             }
         }
@@ -579,14 +605,32 @@ impl Runner {
             } => {
                 self.conn.send(self.key, Message::Unbind { session: wire });
                 self.binding = None;
-                self.on_session_error(code, message, try_again);
+                self.on_session_error(code, message, try_again).await;
             }
             _ => {}
         }
         Ok(())
     }
 
-    fn on_session_error(&mut self, code: i32, message: String, try_again: bool) {
+    /// The `CLIENT_RESET` error for a server error `code`: its backup path is chosen and
+    /// recorded durably first (see `client_reset.rs`), so that the path the handler is told is
+    /// where the reset moves the file, whoever runs it and whenever.
+    async fn client_reset_error(&self, code: i32, message: &str) -> SyncError {
+        let root = self.inner.sync.user.app.sync_root().to_path_buf();
+        let original = self.inner.config.path.clone();
+        let scheduled = {
+            let root = root.clone();
+            blocking(move || super::client_reset::schedule(&root, &original)).await
+        };
+        let backup = scheduled.unwrap_or_else(|e| {
+            tracing::error!(path = %self.inner.config.path, error = %e,
+                "could not record the client reset; it runs only when executed by hand");
+            super::client_reset::unrecorded_backup_path(&root)
+        });
+        super::client_reset::reset_error(&self.inner.config, code, message, &backup)
+    }
+
+    async fn on_session_error(&mut self, code: i32, message: String, try_again: bool) {
         use SessionErrorCode as E;
         if code == E::BadAuthentication as i32 && !self.inner.sync.user.is_valid() {
             // The user logged out, which revokes the refresh token, and the server ended the
@@ -618,18 +662,7 @@ impl Runner {
                 | E::BadServerVersion
                 | E::DivergingHistories,
             ) => {
-                let backup = super::client_reset::backup_path(self.inner.sync.user.app.sync_root());
-                let mut error = SyncError::new(
-                    ErrorCode::ClientReset as i32,
-                    format!(
-                        "the server cannot continue this file's history ({} {code}: {message}); the realm must be reset",
-                        code_name(code)
-                    ),
-                    true,
-                );
-                error.is_client_reset = true;
-                error.original_path = Some(self.inner.config.path.clone());
-                error.backup_path = Some(backup.display().to_string());
+                let error = self.client_reset_error(code, &message).await;
                 self.inner.shared.lock().fatal = Some(error.clone());
                 report(&self.inner, error);
             }

@@ -3772,6 +3772,195 @@ static void test_sync_session_handles_pause_and_client_reset(void) {
     CHECK(shoal_release(app));
 }
 
+/* What a client-reset error handler kept: the paths, and a clone of the backup config. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int resets;
+    char original[4096];
+    char backup[4096];
+    bool config_matches;      /* during the call, backup_config's path was backup_path */
+    shoal_config_t *backup_config; /* a clone: the test releases it */
+} reset_seen_t;
+
+static void on_reset_error(void *userdata, shoal_session_t *session, const shoal_sync_error_t *error) {
+    (void)session;
+    reset_seen_t *r = userdata;
+    if (!error->is_client_reset) return;
+    char *path = error->backup_config ? shoal_config_get_path(error->backup_config) : NULL;
+    pthread_mutex_lock(&r->mu);
+    if (r->resets++ == 0) {
+        snprintf(r->original, sizeof r->original, "%s", error->original_path ? error->original_path : "");
+        snprintf(r->backup, sizeof r->backup, "%s", error->backup_path ? error->backup_path : "");
+        r->config_matches = path && error->backup_path && strcmp(path, error->backup_path) == 0;
+        /* Borrowed for the call: a clone keeps it. */
+        r->backup_config = error->backup_config ? shoal_clone(error->backup_config) : NULL;
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    shoal_free(path);
+}
+
+static bool copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return false;
+    FILE *out = fopen(to, "wb");
+    if (!out) {
+        fclose(in);
+        return false;
+    }
+    char buf[65536];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        if (fwrite(buf, 1, n, out) != n) {
+            ok = false;
+            break;
+        }
+    }
+    fclose(in);
+    if (fclose(out) != 0) ok = false;
+    return ok;
+}
+
+/* `recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX` at the end of `path`. */
+static bool is_backup_path(const char *path) {
+    const char *name = strstr(path, "/recovered-realms/recovered_realm-");
+    if (!name) return false;
+    name += strlen("/recovered-realms/recovered_realm-");
+    if (strlen(name) != 8 + 1 + 6 + 1 + 8 || name[8] != '-' || name[15] != '-') return false;
+    for (int i = 0; i < 24; i++) {
+        if (i == 8 || i == 15) continue;
+        bool digit = name[i] >= '0' && name[i] <= '9';
+        bool letter = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z');
+        if (i < 15 ? !digit : !(digit || letter)) return false;
+    }
+    return true;
+}
+
+static void test_sync_client_reset_at_the_next_open_with_a_backup_config(void) {
+    char dir[4096], name[64], url[512];
+    uint8_t key[64];
+    memset(key, 0x5a, sizeof key);
+    snprintf(name, sizeof name, "c-reset-%ld-%ld", (long)getpid(), (long)time(NULL));
+    shoal_app_t *app = shoal_app_new(path_in(dir, "sync-reset-app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    shoal_credentials_t *reg = shoal_credentials_password(name, "myPassw0rd", true);
+    shoal_user_t *user = shoal_app_login(app, reg, test_auth_url());
+    CHECK(user != NULL);
+
+    /* A synced, encrypted file of another path, with 2 items; closed once uploaded. */
+    shoal_sync_config_t *donor_sc = shoal_sync_config_new(user, sync_url(url, "/~/donor"));
+    CHECK(donor_sc != NULL);
+    shoal_config_t *donor = synced_config(donor_sc);
+    CHECK(shoal_config_set_encryption_key(donor, key, sizeof key));
+    shoal_realm_t *realm = shoal_realm_open(donor);
+    CHECK(realm != NULL);
+    shoal_session_t *session = shoal_realm_get_session(realm);
+    add_items(realm, 0, 2);
+    CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
+    CHECK(shoal_release(realm));
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_INACTIVE));
+    CHECK(shoal_release(session));
+
+    /* Copied over another path's file: the server does not know its client file ident
+     * (BAD_CLIENT_FILE_IDENT, a client reset). */
+    reset_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    pthread_mutex_init(&seen.mu, NULL);
+    pthread_cond_init(&seen.cv, NULL);
+    shoal_sync_config_t *sc = shoal_sync_config_new(user, sync_url(url, "/~/reset"));
+    CHECK(sc != NULL);
+    CHECK(shoal_sync_config_set_error_handler(sc, on_reset_error, &seen, NULL));
+    shoal_config_t *config = synced_config(sc);
+    CHECK(shoal_config_set_encryption_key(config, key, sizeof key));
+    char *donor_path = shoal_config_get_path(donor);
+    char *path = shoal_config_get_path(config);
+    CHECK(donor_path != NULL && path != NULL);
+    CHECK(copy_file(donor_path, path));
+
+    realm = shoal_realm_open(config);
+    CHECK(realm != NULL);
+    session = shoal_realm_get_session(realm);
+    CHECK(wait_for_count(&seen.mu, &seen.cv, &seen.resets, 1));
+    pthread_mutex_lock(&seen.mu);
+    bool paths_ok = strcmp(seen.original, path) == 0 && is_backup_path(seen.backup) && !file_exists(seen.backup);
+    bool config_ok = seen.config_matches && seen.backup_config != NULL;
+    pthread_mutex_unlock(&seen.mu);
+    CHECK(paths_ok);
+    CHECK(config_ok);
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_ERROR));
+    add_items(realm, 10, 11); /* after the error: in the backup only */
+
+    /* Not executed by hand: once every handle is released, the next open runs the reset,
+     * to the announced path, and starts over with the server. */
+    CHECK(shoal_release(realm));
+    CHECK(shoal_release(session));
+    realm = shoal_realm_open(config);
+    CHECK(realm != NULL);
+    CHECK(file_exists(seen.backup));
+    CHECK_INT_EQ(count_objects(realm, "Item"), 0);
+    session = shoal_realm_get_session(realm);
+    add_items(realm, 20, 21);
+    CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
+    CHECK_INT_EQ(shoal_session_state(session), SHOAL_SESSION_ACTIVE);
+    /* Executing it by hand now: nothing pending, and the realm is open. */
+    CHECK_ERR(shoal_app_execute_client_reset(app, path) == NULL, SHOAL_ERR_REALM_IN_USE);
+
+    /* The backup config opens the backup: the original's key and schema, read-only. */
+    if (seen.backup_config) {
+        CHECK(shoal_config_is_read_only(seen.backup_config));
+        uint8_t got_key[64] = {0};
+        CHECK(shoal_config_encryption_key(seen.backup_config, NULL, 0) == 64);
+        CHECK(shoal_config_encryption_key(seen.backup_config, got_key, sizeof got_key) == 64);
+        CHECK(memcmp(got_key, key, sizeof key) == 0);
+        CHECK_ERR(shoal_config_encryption_key(seen.backup_config, got_key, 10) == -1, SHOAL_ERR_INVALID_ARGUMENT);
+        uint64_t version = 99;
+        CHECK(shoal_config_schema_version(seen.backup_config, &version));
+        CHECK(version == 0);
+        shoal_schema_t *backup_schema = shoal_config_schema(seen.backup_config);
+        CHECK(backup_schema != NULL);
+        char *json = backup_schema ? shoal_schema_to_json(backup_schema) : NULL;
+        CHECK(json != NULL && strstr(json, "\"Item\"") != NULL);
+        shoal_free(json);
+        shoal_release(backup_schema);
+        shoal_realm_t *recovered = shoal_realm_open(seen.backup_config);
+        CHECK(recovered != NULL);
+        if (recovered) {
+            CHECK_INT_EQ(count_objects(recovered, "Item"), 3);
+            CHECK_ERR(!shoal_realm_begin_write(recovered), SHOAL_ERR_READ_ONLY);
+            CHECK_ERR(shoal_realm_get_session(recovered) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+            CHECK(shoal_release(recovered));
+        }
+        CHECK(shoal_release(seen.backup_config));
+    }
+    /* Without the key it does not open. A configuration without key or schema says so. */
+    shoal_config_t *no_key = shoal_config_for_recovery(seen.backup, NULL, 0, NULL);
+    CHECK(no_key != NULL);
+    CHECK(shoal_config_encryption_key(no_key, NULL, 0) == 0);
+    CHECK(shoal_config_schema(no_key) == NULL && !shoal_get_last_error(NULL));
+    CHECK(!shoal_config_is_read_only(config) && !shoal_get_last_error(NULL));
+    CHECK_ERR(!shoal_config_is_read_only(NULL), SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_config_schema(NULL) == NULL, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_config_encryption_key(NULL, NULL, 0) == -1, SHOAL_ERR_MISUSE);
+    CHECK_ERR(shoal_realm_open(no_key) == NULL, SHOAL_ERR_DECRYPTION_FAILED);
+    CHECK(shoal_release(no_key));
+
+    CHECK(shoal_release(realm));
+    CHECK(shoal_release(session));
+    shoal_free(path);
+    shoal_free(donor_path);
+    CHECK(shoal_release(config));
+    CHECK(shoal_release(sc));
+    CHECK(shoal_release(donor));
+    CHECK(shoal_release(donor_sc));
+    CHECK(shoal_release(user));
+    CHECK(shoal_release(reg));
+    CHECK(shoal_release(app));
+    pthread_cond_destroy(&seen.cv);
+    pthread_mutex_destroy(&seen.mu);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(void) {
@@ -3807,6 +3996,7 @@ int main(void) {
     RUN_TEST(test_sync_two_apps_converge);
     RUN_TEST(test_sync_error_handler_and_token_binder);
     RUN_TEST(test_sync_session_handles_pause_and_client_reset);
+    RUN_TEST(test_sync_client_reset_at_the_next_open_with_a_backup_config);
 
     remove_temp_dir();
     printf("%d passed, %d failed\n", check_passed, check_failed);

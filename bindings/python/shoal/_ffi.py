@@ -399,6 +399,7 @@ class shoal_sync_error_t(Structure):
         ("is_client_reset", c_bool),
         ("original_path", c_char_p),
         ("backup_path", c_char_p),
+        ("backup_config", c_void_p),
     ]
 
 
@@ -657,6 +658,10 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_sync_config_server_path": (c_void_p, [_handle]),
     "shoal_config_set_sync": (c_bool, [_handle, _handle]),
     "shoal_config_for_recovery": (_handle, [c_char_p, POINTER(c_uint8), c_size_t, _handle]),
+    "shoal_config_is_read_only": (c_bool, [_handle]),
+    "shoal_config_schema_version": (c_bool, [_handle, POINTER(c_uint64)]),
+    "shoal_config_schema": (_handle, [_handle]),
+    "shoal_config_encryption_key": (c_int64, [_handle, POINTER(c_uint8), c_size_t]),
     # sessions
     "shoal_realm_get_session": (_handle, [_handle]),
     "shoal_app_get_session": (_handle, [_handle, _handle]),

@@ -393,11 +393,14 @@ class App(Handle):
     def execute_client_reset(self, original_path: "str | os.PathLike[str]") -> str:
         """Executes the client reset a session's error handler announced
         (:attr:`SyncError.is_client_reset <shoal.SyncError.is_client_reset>`): moves the realm
-        file at ``original_path`` to the error's ``backup_path`` and forgets its session, so
-        that the next open downloads the realm afresh. Returns the backup path; open it with
+        file at ``original_path`` to exactly the error's ``backup_path`` (recorded when the error
+        was raised: the same path whether or not a session handle is still held, and after a
+        restart) and forgets its session, so that the next open downloads the realm afresh.
+        Returns the backup path; open it with the error's ``backup_config`` or
         :meth:`Config.for_recovery <shoal.Config.for_recovery>`. Close every handle of the
         realm first (:class:`~shoal.RealmInUse` otherwise); :class:`~shoal.FileNotFound` if
-        there is no file."""
+        there is no file. Not executed by hand, the reset runs at the next open of the realm
+        once every handle of it is closed."""
         path = os.fspath(original_path)
         if isinstance(path, bytes):
             path = os.fsdecode(path)

@@ -14,7 +14,9 @@ from . import _ffi
 from ._core import (
     FREE_USERDATA,
     Handle,
+    call,
     call_bool,
+    call_count,
     call_ptr,
     call_string,
     file_id,
@@ -221,6 +223,24 @@ class Config(Handle):
         config._schema = schema_obj
         config._read_only = True
         config._encryption_key = key
+        return config
+
+    @classmethod
+    def _adopt(cls, ptr: int) -> "Config":
+        """A Config for a config handle made by the library (a client reset's backup
+        configuration): its fields are read back from the handle."""
+        config = cls.__new__(cls)
+        Handle.__init__(config, ptr)
+        config._init_fields(call_string(lib.shoal_config_get_path, ptr))
+        config._read_only = bool(call(lib.shoal_config_is_read_only, ptr))
+        version = ctypes.c_uint64()
+        call_bool(lib.shoal_config_schema_version, ptr, ctypes.byref(version))
+        config._schema_version = version.value
+        schema = call_ptr(lib.shoal_config_schema, ptr, allow_null=True)
+        config._schema = Schema(schema) if schema else None
+        key = (ctypes.c_uint8 * 64)()
+        if call_count(lib.shoal_config_encryption_key, ptr, key, len(key)) == 64:
+            config._encryption_key = bytes(key)
         return config
 
     @property

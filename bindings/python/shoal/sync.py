@@ -41,6 +41,7 @@ from ._core import (
     call_ptr,
     call_string,
     check_kind,
+    handle_class,
     live_apps,
     log,
     register,
@@ -49,9 +50,9 @@ from ._core import (
 from ._ffi import lib
 from .errors import Misuse, ShoalError, error_for, last_error
 
-# `App`, `User` and `Realm` in annotations name the classes of shoal.app and shoal.realm,
-# modules above this one (they import it); annotations are never evaluated
-# (`from __future__ import annotations`).
+# `App`, `User`, `Config` and `Realm` in annotations name the classes of shoal.app,
+# shoal.config and shoal.realm, modules above this one (they import it); annotations are never
+# evaluated (`from __future__ import annotations`).
 
 __all__ = [
     "ConnectionState",
@@ -185,7 +186,12 @@ class SyncError:
     (``"BAD_AUTHENTICATION"``, ``"CLIENT_RESET"``, ...). ``is_fatal``: the session stopped for
     good (state ERROR); otherwise it retries by itself. ``is_client_reset``: close every handle
     of the realm, then call :meth:`App.execute_client_reset <shoal.App.execute_client_reset>`
-    with ``original_path``; the file goes to ``backup_path``."""
+    with ``original_path``; the file goes to ``backup_path`` (chosen and recorded when the error
+    was raised, so exactly there whoever runs the reset and whenever). Not executed by hand,
+    the reset runs at the next open of the realm once every handle of it is closed (also
+    after the app restarts); writes made in between are in the backup only.
+    ``backup_config`` is a ready :class:`~shoal.Config` for the backup once the reset has run:
+    read-only, unsynced, with the original configuration's encryption key and schema."""
 
     code: int
     name: str
@@ -195,9 +201,14 @@ class SyncError:
     is_client_reset: bool
     original_path: str | None = None
     backup_path: str | None = None
+    backup_config: "Config | None" = None
 
     @classmethod
     def _from_c(cls, e: "_ffi.shoal_sync_error_t") -> "SyncError":
+        backup_config = None
+        if e.backup_config:
+            # Borrowed for the call: the Config keeps a clone.
+            backup_config = handle_class("config")._adopt(call_ptr(lib.shoal_clone, e.backup_config))
         return cls(
             code=e.code,
             name=sync_code_name(e.code, e.category),
@@ -207,6 +218,7 @@ class SyncError:
             is_client_reset=bool(e.is_client_reset),
             original_path=_decode(e.original_path),
             backup_path=_decode(e.backup_path),
+            backup_config=backup_config,
         )
 
     def exception(self) -> ShoalError:

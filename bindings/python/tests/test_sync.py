@@ -207,7 +207,8 @@ def test_sync_error_struct_matches_c():
     assert s.message.offset == 8
     assert s.is_fatal.offset == 8 + ptr and s.is_client_reset.offset == 9 + ptr
     assert s.original_path.offset == 8 + 2 * ptr and s.backup_path.offset == 8 + 3 * ptr
-    assert ctypes.sizeof(s) == 8 + 4 * ptr
+    assert s.backup_config.offset == 8 + 4 * ptr
+    assert ctypes.sizeof(s) == 8 + 5 * ptr
     # The enums mirror the header's constants.
     assert shoal.SessionState.ERROR == _ffi.SHOAL_SESSION_ERROR == 4
     assert shoal.StopPolicy.AFTER_CHANGES_UPLOADED == _ffi.SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED
@@ -705,6 +706,95 @@ def test_a_server_that_lost_the_realm_triggers_a_client_reset(app, server_factor
         assert count(fresh) == 1
     for s in (session, handler_session):
         s.release()
+
+
+def plant_a_foreign_file(server, user: shoal.User, config: shoal.Config, key: bytes | None, ids) -> None:
+    """Makes the server refuse the history of `config`'s file with BAD_CLIENT_FILE_IDENT (a
+    client reset): the file of another path of the same user, synced (with `ids`) and closed,
+    is copied over it, and its client file ident is unknown to `config`'s path."""
+    donor = synced(user, sync_url(server, f"/~/{unique('donor')}"))
+    donor.encryption_key = key
+    realm = shoal.Realm.open(donor)
+    session = realm.session
+    add_items(realm, ids)
+    session.wait_for_upload(WAIT)
+    realm.close()
+    wait_state(session, shoal.SessionState.INACTIVE)  # AFTER_CHANGES_UPLOADED: it stops
+    session.release()
+    shutil.copyfile(donor.path, config.path)
+
+
+def is_backup_path(path: str) -> bool:
+    """`<base>/shoal-object-server/recovered-realms/recovered_realm-YYYYMMDD-HHMMSS-XXXXXXXX`."""
+    folder, name = os.path.split(path)
+    parts = name.split("-")
+    return (
+        folder.endswith(os.path.join("shoal-object-server", "recovered-realms"))
+        and len(parts) == 4
+        and parts[0] == "recovered_realm"
+        and len(parts[1]) == 8 and parts[1].isdigit()
+        and len(parts[2]) == 6 and parts[2].isdigit()
+        and len(parts[3]) == 8 and parts[3].isascii() and parts[3].isalnum()
+    )
+
+
+def test_a_client_reset_runs_at_the_next_open_and_its_backup_config_opens_the_backup(app, shoal_server):
+    user = register(app, shoal_server, unique("auto-reset"))
+    got = Errors()
+    key = bytes(range(64))
+    config = synced(user, sync_url(shoal_server, "/~/auto-reset"), lambda s: s.set_error_handler(got))
+    config.encryption_key = key
+    plant_a_foreign_file(shoal_server, user, config, key, range(2))
+
+    realm = shoal.Realm.open(config)
+    handler_session, e = got.wait_for("a client reset", lambda e: e.is_client_reset)
+    assert (e.name, e.is_fatal, e.original_path) == ("CLIENT_RESET", True, config.path), e
+    assert "BAD_CLIENT_FILE_IDENT" in e.message
+    assert is_backup_path(e.backup_path), e.backup_path
+    assert not os.path.exists(e.backup_path)
+    backup = e.backup_config
+    assert isinstance(backup, shoal.Config)
+    assert backup.path == e.backup_path and backup.read_only and backup.sync is None
+    assert backup.encryption_key == key and backup.schema_version == 0
+    assert backup.schema is not None and "Item" in backup.schema.classes()
+    wait_state(realm.session, shoal.SessionState.ERROR)
+    add_items(realm, range(10, 11))  # after the error: in the backup only
+
+    # Not executed by hand: once every handle is closed, the next open runs it, to the very
+    # path announced, and starts over with the server.
+    realm.close()
+    with shoal.Realm.open(config) as fresh:
+        assert os.path.exists(e.backup_path) and count(fresh) == 0
+        add_items(fresh, range(20, 21))
+        fresh.session.wait_for_upload(WAIT)
+        assert fresh.session.state == shoal.SessionState.ACTIVE
+    assert sum(1 for x in got.all() if x.is_client_reset) == 1
+
+    with shoal.Realm.open(backup) as recovered:
+        assert sorted(o["id"] for o in recovered.objects("Item")) == [0, 1, 10]
+        with pytest.raises(shoal.ReadOnly):
+            recovered.begin_write()
+    with pytest.raises(shoal.DecryptionFailed):
+        shoal.Realm.open(shoal.Config.for_recovery(e.backup_path, key=bytes(64)))
+    handler_session.release()
+    backup.release()
+
+
+def test_a_reset_by_hand_moves_the_file_to_the_announced_path_without_the_session(app, shoal_server):
+    user = register(app, shoal_server, unique("exact"))
+    got = Errors()
+    config = synced(user, sync_url(shoal_server, "/~/exact"), lambda s: s.set_error_handler(got))
+    plant_a_foreign_file(shoal_server, user, config, None, range(1))
+    realm = shoal.Realm.open(config)
+    handler_session, e = got.wait_for("a client reset", lambda e: e.is_client_reset)
+    wait_state(realm.session, shoal.SessionState.ERROR)
+    realm.close()
+    handler_session.release()  # no session handle is left
+    time.sleep(1.1)  # a name made now would differ (it has the time to the second)
+    assert app.execute_client_reset(config.path) == e.backup_path
+    assert os.path.exists(e.backup_path) and not os.path.exists(config.path)
+    with shoal.Realm.open(e.backup_config) as recovered:
+        assert len(recovered.objects("Item")) == 1
 
 
 def test_handlers_are_freed_once_nothing_uses_them(app, shoal_server):

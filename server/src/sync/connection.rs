@@ -1,8 +1,10 @@
 //! The sync connections: one task per WebSocket serving its sessions. BIND checks the path,
 //! the access token (signature, expiry, path, access, revocation of its refresh token) and
 //! the user's read access now (`permissions/`), and registers or checks the client file;
-//! UPLOAD goes through the path's log (`log.rs`) if the user may write now; the log after each
-//! session's cursor goes down in DOWNLOADs whenever the path moves; MARK, REFRESH and UNBIND;
+//! UPLOAD goes through the path's log (`log.rs`) if the user may write now, a large changeset
+//! after the UPLOAD_PARTs that carry its first bytes (buffered per session, bounded by the
+//! service's part budget); the log after each session's cursor goes down in DOWNLOADs (a large
+//! changeset in DOWNLOAD_PARTs first) whenever the path moves; MARK, REFRESH and UNBIND;
 //! revocations end the sessions of a revoked refresh token, and grant changes re-check the
 //! sessions they concern (read access lost: the session ends with `PERMISSION_DENIED`).
 
@@ -15,19 +17,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shoal::protocol::auth::TokenData;
 use shoal::protocol::sync::{
-    ConnectionErrorCode as Conn, DownloadProgress, Message, Sender, SessionErrorCode as Sess,
-    UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES, WEBSOCKET_SUBPROTOCOL,
+    take_parts, ConnectionErrorCode as Conn, DownloadProgress, Message, PartAssembler, Sender,
+    SessionErrorCode as Sess, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES,
+    WEBSOCKET_SUBPROTOCOL,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::log::{blocking, lock, store_err, RealmHost, SyncStoreError};
-use super::SyncService;
+use super::{PartBudget, SyncService};
 use crate::connection_limits::{Stage, Tracked, TrackedConnection};
 use crate::permissions::{GrantChange, EVERYONE};
 use crate::tokens::{unix_now, TokenError};
 
-/// `GET /realm-sync`: upgrades to the sync WebSocket if the client offers `shoal-sync/1`
+/// `GET /realm-sync`: upgrades to the sync WebSocket if the client offers `shoal-sync/2`
 /// (otherwise 400, as no version in common).
 pub async fn realm_sync(
     State(service): State<Arc<SyncService>>,
@@ -82,6 +85,8 @@ struct Session {
     acked_sent: u64,
     /// Changeset bytes sent in this session.
     downloaded: u64,
+    /// The UPLOAD_PARTs of a changeset not complete yet.
+    parts: Parts,
     /// Forwards changes of the path's latest version to the connection.
     watcher: JoinHandle<()>,
 }
@@ -89,6 +94,35 @@ struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.watcher.abort();
+    }
+}
+
+/// A session's buffered UPLOAD_PARTs, with the share of the service's part budget they hold
+/// (given back when they are used or dropped: the session ends, the connection closes).
+struct Parts {
+    assembler: PartAssembler,
+    budget: Arc<PartBudget>,
+    held: usize,
+}
+
+impl Parts {
+    fn new(budget: Arc<PartBudget>) -> Parts {
+        Parts {
+            assembler: PartAssembler::default(),
+            budget,
+            held: 0,
+        }
+    }
+
+    /// Takes the buffered bytes out (to join them to the rest of their changeset).
+    fn release(&mut self) {
+        self.budget.give_back(std::mem::take(&mut self.held));
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -369,9 +403,17 @@ impl Connection {
                 let result = match other {
                     Message::Upload {
                         progress,
-                        changesets,
+                        mut changesets,
                         ..
-                    } => self.upload(session, progress, changesets).await,
+                    } => {
+                        if let Err(flow) = self.end_parts(session, &mut changesets) {
+                            return flow;
+                        }
+                        self.upload(session, progress, changesets).await
+                    }
+                    Message::UploadPart {
+                        total_bytes, data, ..
+                    } => self.upload_part(session, total_bytes, &data).await,
                     Message::Mark { request, .. } => self.mark(session, request).await,
                     Message::Refresh { access_token, .. } => {
                         self.refresh(session, &access_token).await
@@ -641,6 +683,7 @@ impl Connection {
                 acked,
                 acked_sent: acked,
                 downloaded: 0,
+                parts: Parts::new(Arc::clone(&self.service.part_budget)),
                 watcher,
             })),
         );
@@ -716,6 +759,85 @@ impl Connection {
             }
         }
         Ok(self.catch_up(session, first).await)
+    }
+
+    /// An UPLOAD_PART: the next bytes of a changeset too large for one UPLOAD, buffered until
+    /// the UPLOAD that ends it. Checked as an UPLOAD is (the session's token has not expired,
+    /// its user may write now) before anything is buffered, and against the service's part
+    /// budget: beyond it the session ends with `OTHER_SESSION_ERROR` (`try_again`) and its
+    /// parts are dropped. Inconsistent parts close the connection (`BAD_SYNTAX`).
+    async fn upload_part(
+        &mut self,
+        session: u64,
+        total_bytes: u64,
+        data: &[u8],
+    ) -> Result<Flow, SessionError> {
+        if self.session(session).is_some_and(|s| s.cursor.is_none()) {
+            return Ok(conn_error(
+                Conn::BadMessageOrder,
+                "UPLOAD_PART before the session's first UPLOAD",
+            ));
+        }
+        if let Some(e) = self.expired(session) {
+            return Err(e);
+        }
+        let Some(s) = self.session(session) else {
+            return Ok(Flow::Continue);
+        };
+        let (token, path) = (s.token.clone(), s.path.clone());
+        if !may_write(Arc::clone(&self.service), &token, &path).await? {
+            return Err(sess_error(
+                Sess::PermissionDenied,
+                format!("'{}' may not write to '{path}'", token.identity),
+            ));
+        }
+        let buffered = self.service.buffered_part_bytes();
+        let Some(s) = self.session(session) else {
+            return Ok(Flow::Continue);
+        };
+        if !s.parts.budget.take(data.len()) {
+            tracing::warn!(
+                session,
+                buffered,
+                part = data.len(),
+                "the sync part buffer is full; a large upload has to wait"
+            );
+            return Err(SessionError {
+                code: Sess::OtherSessionError,
+                message: "the server is receiving too many large changesets; try again later"
+                    .into(),
+                try_again: true,
+            });
+        }
+        s.parts.held += data.len();
+        if let Err(e) = s.parts.assembler.add(total_bytes, data) {
+            return Ok(Flow::Close(e.to_message()));
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Joins the session's buffered parts (if any) to the first changeset of the UPLOAD that
+    /// ends them. `Err` with the flow to follow when they do not fit together.
+    fn end_parts(&mut self, session: u64, changesets: &mut [UploadChangeset]) -> Result<(), Flow> {
+        let Some(s) = self.session(session) else {
+            return Ok(());
+        };
+        if s.parts.assembler.is_empty() {
+            return Ok(());
+        }
+        let rest = changesets.first_mut().map(|c| std::mem::take(&mut c.data));
+        let joined = s.parts.assembler.finish(rest);
+        s.parts.release();
+        match joined {
+            Ok(Some(data)) => {
+                if let Some(first) = changesets.first_mut() {
+                    first.data = data;
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(Flow::Close(e.to_message())),
+        }
     }
 
     async fn mark(&mut self, session: u64, request: u64) -> Result<Flow, SessionError> {
@@ -819,11 +941,46 @@ impl Connection {
             force = false;
             let more = matches!(&message, Message::Download { progress, .. }
                 if progress.server_version < latest);
+            let message = match self.send_parts(session, message).await {
+                Ok(message) => message,
+                Err(flow) => return flow,
+            };
             let flow = self.send(&message).await;
             if !more || !matches!(flow, Flow::Continue) {
                 return flow;
             }
         }
+    }
+}
+
+impl Connection {
+    /// Sends the DOWNLOAD_PARTs of a DOWNLOAD's first changeset if it is larger than a part,
+    /// and returns the DOWNLOAD with the rest of it. The token is checked before each part,
+    /// as before every message a session is sent. `Err` with the flow to follow when sending
+    /// stopped (the peer is gone, or the session ended).
+    async fn send_parts(&mut self, session: u64, mut message: Message) -> Result<Message, Flow> {
+        let Message::Download { changesets, .. } = &mut message else {
+            return Ok(message);
+        };
+        let Some(first) = changesets.first_mut() else {
+            return Ok(message);
+        };
+        let (total_bytes, parts) = take_parts(&mut first.data);
+        for data in parts {
+            if let Some(e) = self.expired(session) {
+                return Err(self.fail_session(session, e).await);
+            }
+            let part = Message::DownloadPart {
+                session,
+                total_bytes,
+                data,
+            };
+            match self.send(&part).await {
+                Flow::Continue => {}
+                other => return Err(other),
+            }
+        }
+        Ok(message)
     }
 }
 

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use shoal::protocol::sync::{DownloadChangeset, UploadChangeset};
+use shoal::protocol::sync::{DownloadChangeset, UploadChangeset, CHANGESET_PART_BYTES};
 use tokio::sync::{watch, OnceCell};
 
 use super::gate::{now_ms, Refusal, UploadGate};
@@ -660,6 +660,14 @@ impl RealmHost {
             for item in log.range(after.saturating_add(1)..).map_err(store_err)? {
                 let (k, v) = item.map_err(store_err)?;
                 let (origin, client_version, stamp, cumulative, data) = v.value();
+                // A changeset sent in parts comes first in its DOWNLOAD (the parts end with
+                // the DOWNLOAD's first changeset): one after others waits for the next batch.
+                if origin != own
+                    && data.len() > CHANGESET_PART_BYTES
+                    && !batch.changesets.is_empty()
+                {
+                    break;
+                }
                 if origin != own {
                     batch.changesets.push(DownloadChangeset {
                         server_version: k.value(),

@@ -1,10 +1,10 @@
 //! The sync service (**API Boundary**): `GET /realm-sync`, a WebSocket speaking
-//! [`shoal::protocol::sync`] (subprotocol `shoal-sync/1`, one binary frame per message), and
+//! [`shoal::protocol::sync`] (subprotocol `shoal-sync/2`, one binary frame per message), and
 //! the per-path server state behind it.
 //!
-//! - `connection.rs`: one task per WebSocket; its sessions (BIND, UPLOAD, MARK, REFRESH,
-//!   UNBIND), access token and permission checks, revocations, grant changes, and the
-//!   DOWNLOADs of each session.
+//! - `connection.rs`: one task per WebSocket; its sessions (BIND, UPLOAD and UPLOAD_PART,
+//!   MARK, REFRESH, UNBIND), access token and permission checks, revocations, grant changes,
+//!   and the DOWNLOADs (and DOWNLOAD_PARTs) of each session.
 //! - `log.rs`: the storage: the index of realm paths, each path's changeset log, client files
 //!   and server copy; appending uploads and reading the log for downloads; logging the
 //!   server's own answers in management realms.
@@ -19,6 +19,7 @@ mod gate;
 mod log;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -57,6 +58,45 @@ pub struct SyncService {
     idle_timeout: std::time::Duration,
     /// A connection without a bound session for this long is closed.
     bind_timeout: std::time::Duration,
+    /// The bytes of partial changesets all sessions may buffer together.
+    part_budget: Arc<PartBudget>,
+}
+
+/// The bytes of partial changesets (UPLOAD_PARTs of changesets not complete yet) that every
+/// session of the service buffers, against a bound: an authenticated but hostile client (or
+/// many of them, with many sessions each) cannot make the server hold more than this.
+#[derive(Debug)]
+pub(crate) struct PartBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl PartBudget {
+    pub(crate) fn new(limit: usize) -> PartBudget {
+        PartBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `n` bytes of the budget; false (nothing taken) if they are not left.
+    pub(crate) fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken earlier.
+    pub(crate) fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// The bytes taken now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
 }
 
 impl SyncService {
@@ -81,7 +121,23 @@ impl SyncService {
             connections_done: tokio::sync::Mutex::new(connections_done),
             idle_timeout: std::time::Duration::from_secs(60),
             bind_timeout: std::time::Duration::from_secs(10),
+            part_budget: Arc::new(PartBudget::new(
+                crate::config::DEFAULT_SYNC_PART_BUFFER_MIB * 1024 * 1024,
+            )),
         })
+    }
+
+    /// Sets how many bytes of partial changesets all sessions may buffer together (default
+    /// 512 MiB).
+    #[must_use]
+    pub fn with_part_buffer(mut self, bytes: usize) -> SyncService {
+        self.part_budget = Arc::new(PartBudget::new(bytes));
+        self
+    }
+
+    /// The bytes of partial changesets buffered now (for tests and monitoring).
+    pub(crate) fn buffered_part_bytes(&self) -> usize {
+        self.part_budget.used()
     }
 
     /// Sets how long a connection may stay silent before it is closed (default 60 s).

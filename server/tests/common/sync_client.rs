@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use shoal::protocol::sync::{
-    DownloadChangeset, Message, UploadChangeset, UploadProgress, WEBSOCKET_SUBPROTOCOL,
+    DownloadChangeset, Message, PartAssembler, UploadChangeset, UploadProgress,
+    WEBSOCKET_SUBPROTOCOL,
 };
 use shoal::{
     encode_changeset, Changeset, Config, Instruction, PropertyFlags as F, PropertyType as T, Realm,
@@ -22,9 +23,14 @@ use super::{refresh_token, TestServer};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// One raw sync connection.
+/// One raw sync connection. Its receiving methods join DOWNLOAD_PARTs to the DOWNLOAD that
+/// ends them, as a real client does (counting them in `parts_received`).
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Buffered DOWNLOAD_PARTs by session.
+    parts: std::collections::HashMap<u64, PartAssembler>,
+    /// DOWNLOAD_PARTs received so far.
+    pub parts_received: usize,
 }
 
 impl Client {
@@ -41,7 +47,49 @@ impl Client {
             response.headers()["sec-websocket-protocol"],
             WEBSOCKET_SUBPROTOCOL
         );
-        Client { ws }
+        Client {
+            ws,
+            parts: std::collections::HashMap::new(),
+            parts_received: 0,
+        }
+    }
+
+    /// A received message after part assembly: `None` for a part (buffered).
+    fn assemble(&mut self, message: Message) -> Option<Message> {
+        match message {
+            Message::DownloadPart {
+                session,
+                total_bytes,
+                data,
+            } => {
+                self.parts_received += 1;
+                self.parts
+                    .entry(session)
+                    .or_default()
+                    .add(total_bytes, &data)
+                    .expect("consistent DOWNLOAD_PARTs");
+                None
+            }
+            Message::Download {
+                session,
+                acked_client_version,
+                progress,
+                mut changesets,
+            } => {
+                if let Some(mut parts) = self.parts.remove(&session) {
+                    let rest = changesets.first_mut().map(|c| std::mem::take(&mut c.data));
+                    let whole = parts.finish(rest).expect("a DOWNLOAD that ends its parts");
+                    changesets[0].data = whole.unwrap();
+                }
+                Some(Message::Download {
+                    session,
+                    acked_client_version,
+                    progress,
+                    changesets,
+                })
+            }
+            other => Some(other),
+        }
     }
 
     pub async fn send(&mut self, message: &Message) {
@@ -59,7 +107,11 @@ impl Client {
                 .expect("a message in time");
             match frame {
                 None | Some(Err(_)) | Some(Ok(Ws::Close(_))) => return None,
-                Some(Ok(Ws::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
+                Some(Ok(Ws::Binary(bytes))) => {
+                    if let Some(m) = self.assemble(Message::decode(&bytes).unwrap()) {
+                        return Some(m);
+                    }
+                }
                 Some(Ok(other)) if other.is_ping() || other.is_pong() => {}
                 Some(Ok(other)) => panic!("unexpected frame {other:?}"),
             }
@@ -75,7 +127,11 @@ impl Client {
         loop {
             match tokio::time::timeout(wait, self.ws.next()).await {
                 Err(_) | Ok(None | Some(Err(_)) | Some(Ok(Ws::Close(_)))) => return None,
-                Ok(Some(Ok(Ws::Binary(bytes)))) => return Some(Message::decode(&bytes).unwrap()),
+                Ok(Some(Ok(Ws::Binary(bytes)))) => {
+                    if let Some(m) = self.assemble(Message::decode(&bytes).unwrap()) {
+                        return Some(m);
+                    }
+                }
                 Ok(Some(Ok(other))) if other.is_ping() || other.is_pong() => {}
                 Ok(Some(Ok(other))) => panic!("unexpected frame {other:?}"),
             }
