@@ -308,6 +308,10 @@ fn log_failure(what: &str, e: &crate::Error) {
 
 // ----- results -----
 
+/// Up to how many changed objects sorted results place them one by one rather than sorting
+/// again (each placement is a binary search and an insertion into the key list).
+const PLACE_LIMIT: u64 = 1024;
+
 struct ResultsObserver {
     class: String,
     spec: Arc<Spec>,
@@ -362,8 +366,14 @@ impl ResultsObserver {
         }
         let mine = log.classes.get(&class.id);
         let new = match mine {
-            Some(changes) if self.spec.is_incremental() && !log.schema_changed => {
+            Some(changes) if !log.schema_changed && self.spec.is_incremental() => {
                 self.apply_incrementally(view, class, old, changes)?
+            }
+            Some(changes) if !log.schema_changed && self.spec.is_sorted_incremental() => {
+                match self.apply_sorted(view, class, old, changes)? {
+                    Some(new) => new,
+                    None => self.spec.evaluate(view, class)?,
+                }
             }
             _ => self.spec.evaluate(view, class)?,
         };
@@ -376,6 +386,36 @@ impl ResultsObserver {
         changes.version = version;
         self.delivery.send(version, changes);
         Ok(())
+    }
+
+    /// The new keys of sorted results (see `Spec::is_sorted_incremental`): the old order
+    /// without the deleted and changed objects, with the changed and created objects that match
+    /// placed by binary search. `None` when so many objects changed that running the query
+    /// again is cheaper.
+    fn apply_sorted(
+        &self,
+        view: View<'_>,
+        class: &ClassInfo,
+        old: &[u64],
+        changes: &ClassChanges,
+    ) -> Result<Option<Vec<u64>>> {
+        let (next, _) = view.class_state(class.id)?;
+        let changed = changes.modified.len() as u64 + next.saturating_sub(changes.first_new_key);
+        if changed > PLACE_LIMIT {
+            return Ok(None);
+        }
+        let mut candidates: Vec<u64> = changes.modified.keys().copied().collect();
+        candidates.sort_unstable();
+        candidates.extend(changes.first_new_key..next);
+        let matched = eval::matching_among(view, class, &self.spec.pred, &candidates)?;
+        let kept: Vec<u64> = old
+            .iter()
+            .copied()
+            .filter(|k| !changes.deleted.contains(k) && !changes.modified.contains_key(k))
+            .collect();
+        self.spec
+            .place_sorted(view, class, kept, &matched)
+            .map(Some)
     }
 
     /// The new keys of unsorted results whose filter reads only the objects' own

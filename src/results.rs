@@ -232,6 +232,74 @@ impl Spec {
         self.steps.is_empty() && reads_only_own_properties(&self.pred)
     }
 
+    /// Whether the keys are the filter's matches sorted by the objects' own properties (no
+    /// distinct, no limit), the filter reading only their own properties: then a commit's
+    /// changes can be applied by placing the created and changed objects that match.
+    pub(crate) fn is_sorted_incremental(&self) -> bool {
+        reads_only_own_properties(&self.pred)
+            && !self.steps.is_empty()
+            && self.steps.iter().all(|step| match step {
+                Step::Sort(by) => by.iter().all(|(p, _)| p.names.len() == 1),
+                _ => false,
+            })
+    }
+
+    /// Places `add` (keys of matching objects absent from `sorted`) into `sorted` (keys in
+    /// result order) where a full evaluation would put them: by binary search under the
+    /// order the sort steps give (the last sort first, earlier ones breaking its ties, then the
+    /// key, as the stable sorts of a key-ordered match list do). Only for
+    /// [`is_sorted_incremental`](Self::is_sorted_incremental) results.
+    pub(crate) fn place_sorted(
+        &self,
+        v: View<'_>,
+        class: &ClassInfo,
+        mut sorted: Vec<u64>,
+        add: &[u64],
+    ) -> Result<Vec<u64>> {
+        let mut columns = Vec::new();
+        for step in self.steps.iter().rev() {
+            if let Step::Sort(by) = step {
+                for (p, asc) in by {
+                    columns.push((bind::resolve(v.catalog(), class, p)?, *asc));
+                }
+            }
+        }
+        let sort_values = |key: u64| -> Result<Vec<Value>> {
+            columns
+                .iter()
+                .map(|(path, _)| {
+                    let mut one = eval::values_for(v, class, path, &[key])?;
+                    Ok(one.pop().unwrap_or(Value::Null))
+                })
+                .collect()
+        };
+        let compare = |a: &(Vec<Value>, u64), b: &(Vec<Value>, u64)| {
+            for ((x, y), (_, asc)) in a.0.iter().zip(&b.0).zip(&columns) {
+                let o = sort_order(x.as_ref(), y.as_ref());
+                let o = if *asc { o } else { o.reverse() };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            a.1.cmp(&b.1)
+        };
+        for &key in add {
+            let new = (sort_values(key)?, key);
+            let (mut lo, mut hi) = (0, sorted.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                let probe = (sort_values(sorted[mid])?, sorted[mid]);
+                if compare(&probe, &new) == std::cmp::Ordering::Less {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            sorted.insert(lo, key);
+        }
+        Ok(sorted)
+    }
+
     /// Whether the filter, sorts and distincts read only the objects' own properties: then
     /// only changes to the queried class can change the results.
     pub(crate) fn reads_only_own_objects(&self) -> bool {

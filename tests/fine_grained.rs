@@ -514,3 +514,114 @@ fn list_and_object_observers_on_one_object_through_an_app_scheduler() {
     assert!(objects[0].initial);
     assert_eq!(objects.last().unwrap().changed_names, vec!["tags"]);
 }
+
+/// Applies a change set to a mirror of the results' ids: deletions (descending), then
+/// insertions (ascending) with the ids the results now hold there.
+fn apply(mirror: &mut Vec<i64>, c: &CollectionChanges, now: &[i64]) {
+    for &i in c.deletions.iter().rev() {
+        mirror.remove(i);
+    }
+    for &i in &c.insertions {
+        mirror.insert(i, now[i]);
+    }
+}
+
+#[test]
+fn change_sets_replayed_on_a_mirror_give_the_results_after_random_commits() {
+    let t = TempRealm::new();
+    let realm = open_people(&t);
+    let queries: Vec<shoal::Results> = vec![
+        realm.query("Person", "age > 30", &[]).unwrap(),
+        realm
+            .query("Person", "age > 30", &[])
+            .unwrap()
+            .sort("age", true)
+            .unwrap(),
+        realm
+            .objects("Person")
+            .unwrap()
+            .sort("score", false)
+            .unwrap()
+            .sort("age", true)
+            .unwrap(),
+        realm.query("Person", "dog.age > 5", &[]).unwrap(),
+        realm.objects("Person").unwrap().distinct("age").unwrap(),
+    ];
+    let ids = |r: &shoal::Results| -> Vec<i64> {
+        r.to_vec()
+            .unwrap()
+            .iter()
+            .map(|o| match o.get("id").unwrap() {
+                Value::Int(i) => i,
+                other => panic!("id {other:?}"),
+            })
+            .collect()
+    };
+    let mut watchers = Vec::new();
+    for q in &queries {
+        let (token, rx) = watch_results(q);
+        watchers.push((token, rx, ids(q)));
+    }
+    let mut seed: u64 = 0x5eed;
+    let mut rand = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut next_id = 0i64;
+    let mut dogs = Vec::new();
+    for _round in 0..60 {
+        realm.begin_write().unwrap();
+        for _ in 0..1 + rand(6) {
+            let live: Vec<i64> = ids(&realm.objects("Person").unwrap());
+            match rand(5) {
+                0 | 1 => {
+                    let p = person(&realm, next_id, rand(60) as i64);
+                    p.set("score", Value::Double(rand(5) as f64)).unwrap();
+                    if rand(2) == 0 {
+                        let d = realm.create_object("Dog", None).unwrap();
+                        d.set("age", Value::Int(rand(10) as i64)).unwrap();
+                        p.set("dog", d.link()).unwrap();
+                        dogs.push(d);
+                    }
+                    next_id += 1;
+                }
+                2 if !live.is_empty() => {
+                    find(&realm, live[rand(live.len() as u64) as usize])
+                        .set("age", Value::Int(rand(60) as i64))
+                        .unwrap();
+                }
+                3 if !live.is_empty() => {
+                    find(&realm, live[rand(live.len() as u64) as usize])
+                        .delete()
+                        .unwrap();
+                }
+                _ if !dogs.is_empty() => {
+                    let d = &dogs[rand(dogs.len() as u64) as usize];
+                    if d.is_valid() {
+                        d.set("age", Value::Int(rand(10) as i64)).unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+        realm.commit().unwrap();
+        let version = realm.version().unwrap();
+        for (q, (_token, rx, mirror)) in queries.iter().zip(watchers.iter_mut()) {
+            let now = ids(q);
+            // Notifications until this version (none when nothing the results read changed).
+            while let Ok(c) = rx.recv_timeout(Duration::from_millis(if *mirror == now {
+                50
+            } else {
+                PATIENCE.as_millis() as u64
+            })) {
+                apply(mirror, &c, &now);
+                if c.version >= version {
+                    break;
+                }
+            }
+            assert_eq!(*mirror, now, "replayed change sets agree with the results");
+        }
+    }
+}
