@@ -93,8 +93,7 @@ impl Scheduler for AppScheduler {
         };
         if was_empty {
             // A panicking notify must not take the library thread down with it.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.notify)())).is_err()
-            {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.notify)())).is_err() {
                 tracing::error!(target: "shoal::scheduler", "the app's scheduler notify function panicked");
             }
         }
@@ -133,7 +132,11 @@ mod tests {
         assert_eq!(*log.lock(), vec![0, 1, 2]);
         assert_eq!(s.perform_work(), 0);
         s.post(Box::new(|| {}));
-        assert_eq!(notified.load(Ordering::SeqCst), 2, "an empty queue notifies again");
+        assert_eq!(
+            notified.load(Ordering::SeqCst),
+            2,
+            "an empty queue notifies again"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::session::{Session, SessionState, StopPolicy, SyncConfig};
 use crate::config::{Config, SyncedOpen};
 use crate::db::Realm;
 use crate::error::{Error, Result};
+use crate::util::Cancellation;
 
 impl Config {
     /// Makes this a synced realm: the path becomes the sync configuration's local file and
@@ -41,17 +42,26 @@ impl SyncedOpen for SyncConfig {
     /// read-only handle shares it; a new file needs wait-for-initial-data (there is nothing
     /// to read before the first download), and its schema must then match the
     /// configuration's (else `MigrationNeeded`).
-    fn open(&self, config: &Config) -> Result<Realm> {
+    ///
+    /// `cancel` (an asynchronous open's) stops the wait for the initial data at once; a new
+    /// file is then discarded as after a wait that timed out.
+    fn open_or_cancel(&self, config: &Config, cancel: &Cancellation) -> Result<Realm> {
         config.check()?;
         let is_new = !std::path::Path::new(&config.path).exists();
         let session = SyncClient::of(&self.user.app)?.session(config)?;
+        if cancel.is_cancelled() {
+            if is_new {
+                session.discard_new_file();
+            }
+            return Err(Cancellation::error());
+        }
         if config.read_only {
-            return self.open_read_only(config, &session, is_new);
+            return self.open_read_only(config, &session, is_new, cancel);
         }
         let realm = Realm::open_local(config)?;
         realm.attach(Box::new(session.attach_handle()));
         if let (Some(timeout), true) = (self.wait_for_initial_data, is_new) {
-            if let Err(e) = session.wait_for_download(timeout) {
+            if let Err(e) = session.wait_for_download_or_cancel(timeout, cancel) {
                 // As Realm did: a download that did not complete leaves no file behind, so
                 // the next open waits for the initial data again.
                 realm.close();
@@ -63,10 +73,25 @@ impl SyncedOpen for SyncConfig {
         }
         Ok(realm)
     }
+
+    fn discard_new_file(&self, config: &Config) {
+        match SyncClient::of(&self.user.app).and_then(|client| client.session(config)) {
+            Ok(session) => session.discard_new_file(),
+            Err(e) => {
+                tracing::warn!(path = %config.path, error = %e, "could not discard the new file")
+            }
+        }
+    }
 }
 
 impl SyncConfig {
-    fn open_read_only(&self, config: &Config, session: &Session, is_new: bool) -> Result<Realm> {
+    fn open_read_only(
+        &self,
+        config: &Config,
+        session: &Session,
+        is_new: bool,
+        cancel: &Cancellation,
+    ) -> Result<Realm> {
         let wait =
             match (self.wait_for_initial_data, is_new) {
                 (None, true) => return Err(Error::invalid(
@@ -81,7 +106,7 @@ impl SyncConfig {
         let guard = session.attach_handle();
         let opened = match wait {
             Some(timeout) => session
-                .wait_for_download(timeout)
+                .wait_for_download_or_cancel(timeout, cancel)
                 .and_then(|()| writer.refresh().map(drop))
                 .and_then(|()| Realm::open_local(config)),
             None => Realm::open_local(config),
