@@ -164,9 +164,14 @@ struct OpenTask {
     was_new: bool,
     cancel: Cancellation,
     state: Mutex<OpenState>,
+    /// The app's callback, until it runs or the open is cancelled (then it is dropped before
+    /// `cancel` returns).
+    callback: Mutex<Option<OpenCallback>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     worker_id: Mutex<Option<ThreadId>>,
 }
+
+type OpenCallback = Box<dyn FnOnce(Result<Realm>) + Send>;
 
 enum OpenState {
     /// The open is under way on the library thread.
@@ -199,6 +204,7 @@ impl Realm {
             was_new: !config.in_memory && !std::path::Path::new(config.path()).exists(),
             cancel: Cancellation::default(),
             state: Mutex::new(OpenState::Running),
+            callback: Mutex::new(Some(Box::new(callback))),
             worker: Mutex::new(None),
             worker_id: Mutex::new(None),
         });
@@ -207,7 +213,7 @@ impl Realm {
         let mut worker = inner.worker.lock();
         let handle = std::thread::Builder::new()
             .name("shoal-open-async".into())
-            .spawn(move || run_open(task, scheduler, callback))
+            .spawn(move || run_open(task, scheduler))
             .map_err(|e| {
                 Error::new(ErrorCode::Io, format!("cannot start a library thread: {e}"))
             })?;
@@ -218,11 +224,7 @@ impl Realm {
     }
 }
 
-fn run_open(
-    task: Arc<OpenTask>,
-    scheduler: Arc<dyn Scheduler>,
-    callback: impl FnOnce(Result<Realm>) + Send + 'static,
-) {
+fn run_open(task: Arc<OpenTask>, scheduler: Arc<dyn Scheduler>) {
     if task.cancel.is_cancelled() {
         return; // cancelled before it started: nothing to undo
     }
@@ -245,17 +247,19 @@ fn run_open(
     }
     let posted = task.clone();
     scheduler.post(Box::new(move || {
-        let result = {
+        let (result, callback) = {
             let mut state = posted.state.lock();
             match std::mem::replace(&mut *state, OpenState::Delivered) {
-                OpenState::Ready(result) => result,
+                OpenState::Ready(result) => (result, posted.callback.lock().take()),
                 other => {
                     *state = other; // cancelled after the post: nothing is called
                     return;
                 }
             }
         };
-        callback(result);
+        if let Some(callback) = callback {
+            callback(result);
+        }
     }));
 }
 
@@ -320,6 +324,9 @@ impl AsyncOpenTask {
         if let Some(result) = ready {
             inner.discard(result);
         }
+        // The callback (and what it holds: a C caller's userdata) goes before this returns.
+        let callback = inner.callback.lock().take();
+        drop(callback);
         drop(worker);
         true
     }

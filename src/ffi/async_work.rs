@@ -97,7 +97,7 @@ pub type shoal_open_fn_t = Option<
 /// (`shoal_sync_config_set_wait_for_initial_data`). `callback(userdata, realm, error)` then
 /// runs once on the config's scheduler (`shoal_config_set_scheduler`; default: the library
 /// thread), unless the open is cancelled (`shoal_async_open_task_cancel`). `free_userdata`
-/// (may be NULL) runs after the callback, or once a cancelled open has let go of it.
+/// (may be NULL) runs after the callback, or for a cancelled open before the cancel returns.
 ///
 /// Releasing the task does not cancel the open.
 ///

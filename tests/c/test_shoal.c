@@ -3831,6 +3831,7 @@ static void test_open_async_local_and_cancelled(void) {
     CHECK(shoal_async_open_task_cancel(task, &cancelled));
     CHECK(cancelled);
     CHECK(!file_exists(path));
+    CHECK_INT_EQ(never.freed, 1); /* the callback's userdata is let go by the cancel */
     size_t ran = 0;
     CHECK(shoal_scheduler_perform_work(sched, &ran));
     CHECK_INT_EQ(never.calls, 0);
