@@ -438,6 +438,19 @@ shoal_connection_state_fn_t = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
 shoal_progress_fn_t = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, int level, const char* category, const char* message)``
 shoal_log_fn_t = CFUNCTYPE(None, c_void_p, c_int, c_char_p, c_char_p)
+#: ``void (*)(void* userdata)``: a scheduler has work waiting (called on a library thread).
+shoal_scheduler_notify_fn_t = CFUNCTYPE(None, c_void_p)
+#: ``bool (*)(void* userdata, shoal_realm_t* realm)``: an asynchronous write's body; the realm is
+#: valid during the call only.
+shoal_write_fn_t = CFUNCTYPE(c_bool, c_void_p, c_void_p)
+#: ``void (*)(void* userdata, const shoal_error_t* error, uint64_t version)``: NULL on success.
+shoal_write_completion_fn_t = CFUNCTYPE(None, c_void_p, POINTER(shoal_error_t), c_uint64)
+#: ``void (*)(void* userdata, shoal_realm_t* realm, const shoal_error_t* error)``: the realm is a
+#: new handle (or NULL), the error is valid during the call only (or NULL).
+shoal_open_fn_t = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_error_t))
+#: ``void (*)(void* userdata, const char* json, const shoal_error_t* error)``: both valid during
+#: the call only; both NULL when there is no such user.
+shoal_lookup_fn_t = CFUNCTYPE(None, c_void_p, c_char_p, POINTER(shoal_error_t))
 
 # ---------------------------------------------------------------------------------------------
 # Functions
@@ -532,6 +545,16 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         [_handle, shoal_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_realm_property_key": (c_bool, [_handle, c_char_p, c_char_p, POINTER(shoal_property_key_t)]),
+    # schedulers and async work
+    "shoal_scheduler_new": (_handle, [shoal_scheduler_notify_fn_t, c_void_p, shoal_free_userdata_fn_t]),
+    "shoal_scheduler_perform_work": (c_bool, [_handle, POINTER(c_size_t)]),
+    "shoal_config_set_scheduler": (c_bool, [_handle, _handle]),
+    "shoal_realm_write_async": (
+        c_bool,
+        [_handle, shoal_write_fn_t, shoal_write_completion_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
+    "shoal_realm_open_async": (_handle, [_handle, shoal_open_fn_t, c_void_p, shoal_free_userdata_fn_t]),
+    "shoal_async_open_task_cancel": (c_bool, [_handle, POINTER(c_bool)]),
     # queries and results
     "shoal_realm_query": (_handle, [_handle, c_char_p, c_char_p, _value_p, c_size_t]),
     "shoal_realm_objects": (_handle, [_handle, c_char_p]),
@@ -574,6 +597,10 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         [_handle, c_char_p, c_char_p, shoal_completion_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_user_lookup": (c_void_p, [_handle, c_char_p, c_char_p]),
+    "shoal_user_lookup_async": (
+        c_bool,
+        [_handle, c_char_p, c_char_p, _handle, shoal_lookup_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
     "shoal_app_add_auth_callback": (
         _handle,
         [_handle, shoal_auth_fn_t, c_void_p, shoal_free_userdata_fn_t],
