@@ -625,8 +625,8 @@ typedef struct {
 typedef void (*shoal_scheduler_notify_fn_t)(void *userdata);
 
 // Writes inside an asynchronous write transaction, on a library thread. `realm` is a handle of
-// the realm's file valid during the call (clone it to keep it), inside the open transaction:
-// write through it, and leave the transaction open. Return true to commit, false to cancel
+// the realm's file inside the open transaction, valid during the call (it is closed after the
+// commit, and so are its objects): write through it, and leave the transaction open. Return true to commit, false to cancel
 // (nothing is written; the error the callback's last failed Shoal call left, or
 // `SHOAL_ERR_CALLBACK_FAILED`, goes to the completion).
 typedef bool (*shoal_write_fn_t)(void *userdata, shoal_realm_t *realm);
