@@ -82,11 +82,14 @@ pub(crate) struct RealmInner {
     pub(crate) async_writes: Mutex<AsyncWrites>,
 }
 
+/// One queued asynchronous write: it gets the handle it was asked through.
+pub(crate) type AsyncWriteJob = Box<dyn FnOnce(&Realm) + Send>;
+
 /// A handle's queue of asynchronous writes: each job gets the handle and runs on the queue's
 /// library thread, which lives while the queue is not empty (`async_work.rs`).
 #[derive(Default)]
 pub(crate) struct AsyncWrites {
-    pub(crate) queue: std::collections::VecDeque<Box<dyn FnOnce(&Realm) + Send>>,
+    pub(crate) queue: std::collections::VecDeque<AsyncWriteJob>,
     /// Whether a library thread is draining the queue.
     pub(crate) draining: bool,
 }

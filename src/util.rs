@@ -80,6 +80,7 @@ type Waker = Arc<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 struct CancelState {
     cancelled: bool,
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // wakers: the sync layer's waits
     next_id: u64,
     wakers: Vec<(u64, Waker)>,
 }
@@ -111,6 +112,7 @@ impl Cancellation {
     /// Calls `wake` when this is cancelled, until the returned guard is dropped. A waiter
     /// registers first and then checks [`is_cancelled`](Self::is_cancelled) under the lock it
     /// waits with; `wake` takes that lock before notifying, so no wake-up is lost.
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
     pub(crate) fn on_cancel(&self, wake: impl Fn() + Send + Sync + 'static) -> CancelGuard<'_> {
         let mut s = self.state.lock();
         let id = s.next_id;
@@ -130,6 +132,7 @@ impl Cancellation {
 }
 
 /// Unregisters a waker of a [`Cancellation`] when dropped.
+#[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
 pub(crate) struct CancelGuard<'a> {
     owner: &'a Cancellation,
     id: u64,

@@ -52,17 +52,18 @@ fn people(realm: &Realm) -> usize {
 /// What a completion saw: its result and the thread it ran on.
 type Seen<T> = Arc<Mutex<Vec<(shoal::Result<T>, ThreadId)>>>;
 
-fn recorder<T: Send + 'static>() -> (
-    Seen<T>,
-    impl Fn() -> Box<dyn FnOnce(shoal::Result<T>) + Send>,
-) {
+/// A completion that records what it saw.
+type Completion<T> = Box<dyn FnOnce(shoal::Result<T>) + Send>;
+
+/// The record and a maker of completions that fill it.
+fn recorder<T: Send + 'static>() -> (Seen<T>, impl Fn() -> Completion<T>) {
     let seen: Seen<T> = Arc::default();
     let s = seen.clone();
     let make = move || {
         let s = s.clone();
         Box::new(move |r: shoal::Result<T>| {
             s.lock().unwrap().push((r, std::thread::current().id()))
-        }) as Box<dyn FnOnce(shoal::Result<T>) + Send>
+        }) as Completion<T>
     };
     (seen, make)
 }
