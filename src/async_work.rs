@@ -278,7 +278,9 @@ impl OpenTask {
             Some(sync) => sync.discard_new_file(&self.config),
             None => match crate::delete_realm_files(&self.config) {
                 Ok(()) => {}
-                Err(e) if e.code() == ErrorCode::RealmInUse => {} // another handle opened it
+                Err(e) if e.code() == ErrorCode::RealmInUse => {
+                    tracing::info!(target: "shoal::async", path = %self.config.path(), "the file of a cancelled open stays: another handle has it open")
+                }
                 Err(e) => {
                     tracing::warn!(target: "shoal::async", path = %self.config.path(), error = %e, "could not delete the file of a cancelled open")
                 }

@@ -141,7 +141,9 @@ impl Session {
     pub(crate) fn discard_new_file(&self) {
         let inner = &self.inner;
         if inner.shared.lock().handles > 0 {
-            return; // another handle opened it meanwhile: keep everything
+            // Another handle opened it meanwhile: keep everything.
+            tracing::info!(path = %inner.config.path, "the new file stays: another handle has it open");
+            return;
         }
         self.pause();
         let deadline = Instant::now() + Duration::from_secs(5);
