@@ -114,8 +114,10 @@ fn write_async_runs_on_a_library_thread_and_completes_on_the_app_scheduler() {
     go.send(()).unwrap();
 
     // The completion waits in the scheduler's queue until the app runs it.
-    wait_until("the completion to be posted", || scheduler.pending() == 1);
-    assert_eq!(notified.load(Ordering::SeqCst), 1);
+    wait_until("the app to be told", || {
+        notified.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(scheduler.pending(), 1);
     std::thread::sleep(Duration::from_millis(50));
     assert!(
         seen.lock().unwrap().is_empty(),
