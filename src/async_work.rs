@@ -77,10 +77,12 @@ impl Realm {
                 completion(result);
             }));
         });
-        let start = {
+        let (id, start) = {
             let mut writes = self.inner.async_writes.lock();
-            writes.queue.push_back(job);
-            !std::mem::replace(&mut writes.draining, true)
+            let id = writes.next_id;
+            writes.next_id += 1;
+            writes.queue.push_back((id, job));
+            (id, !std::mem::replace(&mut writes.draining, true))
         };
         if start {
             let realm = self.clone();
@@ -88,9 +90,15 @@ impl Realm {
                 .name("shoal-write-async".into())
                 .spawn(move || drain_writes(&realm));
             if let Err(e) = spawned {
-                let mut writes = self.inner.async_writes.lock();
-                writes.draining = false;
-                writes.queue.pop_back();
+                // This write is refused (its completion never runs); writes queued meanwhile
+                // stay for the thread the next call starts.
+                let job = {
+                    let mut writes = self.inner.async_writes.lock();
+                    writes.draining = false;
+                    let i = writes.queue.iter().position(|(j, _)| *j == id);
+                    i.and_then(|i| writes.queue.remove(i))
+                };
+                drop(job);
                 return Err(Error::new(
                     ErrorCode::Io,
                     format!("cannot start a library thread: {e}"),
@@ -108,7 +116,7 @@ fn drain_writes(realm: &Realm) {
         let job = {
             let mut writes = realm.inner.async_writes.lock();
             match writes.queue.pop_front() {
-                Some(job) => job,
+                Some((_, job)) => job,
                 None => {
                     writes.draining = false;
                     return;

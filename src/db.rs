@@ -89,7 +89,9 @@ pub(crate) type AsyncWriteJob = Box<dyn FnOnce(&Realm) + Send>;
 /// library thread, which lives while the queue is not empty (`async_work.rs`).
 #[derive(Default)]
 pub(crate) struct AsyncWrites {
-    pub(crate) queue: std::collections::VecDeque<AsyncWriteJob>,
+    /// The jobs, each with its number (to take back one that could not be started).
+    pub(crate) queue: std::collections::VecDeque<(u64, AsyncWriteJob)>,
+    pub(crate) next_id: u64,
     /// Whether a library thread is draining the queue.
     pub(crate) draining: bool,
 }
