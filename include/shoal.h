@@ -461,6 +461,9 @@
 // The app of a process: users, credentials, sessions (opaque). Method of: `shoal_app_*`.
 typedef struct shoal_app_t shoal_app_t;
 
+// An asynchronous open of a realm (opaque). Method of: `shoal_async_open_task_*`.
+typedef struct shoal_async_open_task_t shoal_async_open_task_t;
+
 // A realm configuration (opaque). Method of: `shoal_config_*`.
 typedef struct shoal_config_t shoal_config_t;
 
@@ -621,6 +624,23 @@ typedef struct {
 // work itself.
 typedef void (*shoal_scheduler_notify_fn_t)(void *userdata);
 
+// Writes inside an asynchronous write transaction, on a library thread. `realm` is a handle of
+// the realm's file inside the open transaction, valid during the call (it is closed after the
+// commit, and so are its objects): write through it, and leave the transaction open. Return true to commit, false to cancel
+// (nothing is written; the error the callback's last failed Shoal call left, or
+// `SHOAL_ERR_CALLBACK_FAILED`, goes to the completion).
+typedef bool (*shoal_write_fn_t)(void *userdata, shoal_realm_t *realm);
+
+// Gets the outcome of an asynchronous write: `error` NULL and the file's `version` after the
+// commit (which includes the write), or the error (valid during the call) and 0.
+typedef void (*shoal_write_completion_fn_t)(void *userdata,
+                                            const shoal_error_t *error,
+                                            uint64_t version);
+
+// Gets the outcome of an asynchronous open: the realm (a new handle the callback owns:
+// release it with `shoal_release`) and NULL, or NULL and the error (valid during the call).
+typedef void (*shoal_open_fn_t)(void *userdata, shoal_realm_t *realm, const shoal_error_t *error);
+
 // An element that moved: its index in the old collection and in the new one.
 typedef struct {
   // Index in the old collection.
@@ -692,6 +712,11 @@ typedef void (*shoal_login_fn_t)(void *userdata, shoal_user_t *user, const shoal
 
 // Called once with NULL on success or the error (valid during the call).
 typedef void (*shoal_completion_fn_t)(void *userdata, const shoal_error_t *error);
+
+// Gets the outcome of an asynchronous lookup: the user's JSON (as `shoal_user_lookup`
+// returns it; valid during the call) and NULL; NULL and NULL when there is no such user;
+// or NULL and the error (valid during the call).
+typedef void (*shoal_lookup_fn_t)(void *userdata, const char *json, const shoal_error_t *error);
 
 // Called with the user (valid during the call; clone it to keep it) and `SHOAL_AUTH_*`.
 typedef void (*shoal_auth_fn_t)(void *userdata, shoal_user_t *user, int32_t event);
@@ -1386,6 +1411,77 @@ SHOAL_API bool shoal_scheduler_perform_work(const shoal_scheduler_t *scheduler, 
 SHOAL_API
 bool shoal_config_set_scheduler(shoal_config_t *config,
                                 const shoal_scheduler_t *scheduler);
+
+// Runs `write(userdata, txn)` inside a write transaction on a library thread, without
+// blocking the caller, and commits it when it returns true; then
+// `completion(userdata, error, version)` runs once on the realm's scheduler
+// (`shoal_config_set_scheduler`: during `shoal_scheduler_perform_work` on the app's thread;
+// default: on the library thread). `free_userdata` (may be NULL) runs after the completion.
+//
+// `write` gets a handle of its own on the file: `realm` stays usable by the app meanwhile
+// and does not see the transaction. A write that returns false (or whose callback fails)
+// writes nothing. Writes asked for through one realm handle run one at a time, in the order
+// asked. With an app scheduler, `realm` has been refreshed to include the write when the
+// completion runs; with the library thread it has not (`shoal_realm_refresh`). A write not
+// started when the realm is closed does not run: its completion gets
+// `SHOAL_ERR_REALM_CLOSED`.
+//
+// Returns: true when the write was queued (`completion` will run), false on error (then
+// neither callback runs, and `free_userdata` has run).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback), `SHOAL_ERR_REALM_CLOSED`,
+// `SHOAL_ERR_READ_ONLY`, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `realm` is a realm handle; `write` and `completion` callable from any thread with
+// `userdata`.
+SHOAL_API
+bool shoal_realm_write_async(const shoal_realm_t *realm,
+                             shoal_write_fn_t write,
+                             shoal_write_completion_fn_t completion,
+                             void *userdata,
+                             shoal_free_userdata_fn_t free_userdata);
+
+// Opens the realm of `config` on a library thread, without blocking the caller: the whole
+// open, including the wait for the initial download when the sync config asks for it
+// (`shoal_sync_config_set_wait_for_initial_data`). `callback(userdata, realm, error)` then
+// runs once on the config's scheduler (`shoal_config_set_scheduler`; default: the library
+// thread), unless the open is cancelled (`shoal_async_open_task_cancel`). `free_userdata`
+// (may be NULL) runs after the callback, or for a cancelled open before the cancel returns.
+//
+// Releasing the task does not cancel the open.
+//
+// Returns: a new `shoal_async_open_task_t` handle (release it with `shoal_release`), or NULL
+// on error (then the callback never runs, and `free_userdata` has run).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback), `SHOAL_ERR_IO` (no library thread),
+// `SHOAL_ERR_MISUSE` (a NULL or released handle); the open's own errors reach `callback`.
+//
+// Requires:
+// `config` is a config handle; `callback` callable from any thread with `userdata`.
+SHOAL_API
+shoal_async_open_task_t *shoal_realm_open_async(const shoal_config_t *config,
+                                                shoal_open_fn_t callback,
+                                                void *userdata,
+                                                shoal_free_userdata_fn_t free_userdata);
+
+// Cancels an asynchronous open. `cancelled` (out, may be NULL) tells whether it was
+// cancelled (now or earlier): then the callback never runs, and before this returns the
+// open is undone: the realm it opened is closed and, if the file did not exist when the
+// open started, it is deleted (unless another handle of the file is open, or a synced
+// realm's session does not stop within 5 s; both logged). A cancel that comes while the
+// initial data downloads stops the wait at once. False: too late, the callback has run or
+// is running.
+//
+// May block while the library thread stops (a file being created, a session stopping).
+//
+// Returns: true on success, false on error.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `task` is an async open task handle; `cancelled` NULL or writable.
+SHOAL_API bool shoal_async_open_task_cancel(const shoal_async_open_task_t *task, bool *cancelled);
 
 // Creates an object of `class_name`. Classes with a primary key need `primary_key` (INT or
 // STRING, as declared); others take NULL. Required properties start at zero values. Needs a
@@ -2223,6 +2319,30 @@ SHOAL_API
 char *shoal_user_lookup(const shoal_user_t *admin,
                         const char *provider,
                         const char *provider_id);
+
+// Like `shoal_user_lookup` without blocking: the request runs on a library thread, then
+// `callback(userdata, json, error)` runs once, on `scheduler` (during
+// `shoal_scheduler_perform_work` on the app's thread) or, with a NULL `scheduler`, on
+// the library thread. `free_userdata` (may be NULL) runs after it.
+//
+// Returns: true when the lookup started (`callback` will run), false on error (then it
+// never runs, and `free_userdata` has run).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback or string), `SHOAL_ERR_MISUSE` (a
+// NULL or released handle); the lookup's own errors (`SHOAL_ERR_ACCESS_DENIED`,
+// `SHOAL_ERR_IO`, ...) reach `callback`.
+//
+// Requires:
+// `admin` is a user handle; strings NUL-terminated; `scheduler` NULL or a scheduler
+// handle; `callback` callable from any thread with `userdata`.
+SHOAL_API
+bool shoal_user_lookup_async(const shoal_user_t *admin,
+                             const char *provider,
+                             const char *provider_id,
+                             const shoal_scheduler_t *scheduler,
+                             shoal_lookup_fn_t callback,
+                             void *userdata,
+                             shoal_free_userdata_fn_t free_userdata);
 
 // Registers `callback` for logins (`SHOAL_AUTH_LOGGED_IN`) and server-confirmed logouts
 // (`SHOAL_AUTH_LOGGED_OUT`) of any user of the app. Runs on a library thread. Release the

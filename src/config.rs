@@ -4,6 +4,7 @@ use crate::db::{Realm, SchedulerRef, Settings};
 use crate::error::{Error, Result};
 use crate::scheduler::Scheduler;
 use crate::schema::Schema;
+use crate::util::Cancellation;
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
@@ -41,7 +42,18 @@ pub struct Config {
 /// in memory or compacted), and who opens it.
 pub(crate) trait SyncedOpen: Any + Send + Sync {
     /// Opens the realm `config` describes, with its sync session.
-    fn open(&self, config: &Config) -> Result<Realm>;
+    fn open(&self, config: &Config) -> Result<Realm> {
+        self.open_or_cancel(config, &Cancellation::never())
+    }
+
+    /// Opens as [`open`](Self::open) does, giving up (with [`Cancellation::error`], and no
+    /// new file left behind) as soon as `cancel` is cancelled while it waits for the initial
+    /// data.
+    fn open_or_cancel(&self, config: &Config, cancel: &Cancellation) -> Result<Realm>;
+
+    /// After a cancelled open that had created the file: stops its session and deletes the
+    /// file, unless a handle of it is open (best effort; logged).
+    fn discard_new_file(&self, config: &Config);
 }
 
 /// Decides at open whether to compact: gets the file size and the bytes in use.
@@ -228,7 +240,6 @@ impl Config {
         self
     }
 
-    /// What a handle keeps of this configuration.
     /// Runs this realm's change notifications and the completions of its asynchronous work
     /// on `scheduler` (an [`AppScheduler`](crate::AppScheduler) delivers them on the app's own
     /// thread or loop). Default: at once, on the library thread that produced them.
@@ -237,6 +248,12 @@ impl Config {
         self
     }
 
+    /// The scheduler set with [`set_scheduler`](Self::set_scheduler), if any.
+    pub fn scheduler(&self) -> Option<&Arc<dyn Scheduler>> {
+        self.scheduler.as_ref()
+    }
+
+    /// What a handle keeps of this configuration.
     pub(crate) fn settings(&self) -> Settings {
         Settings {
             path: self.path.clone(),

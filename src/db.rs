@@ -78,6 +78,22 @@ pub(crate) struct RealmInner {
     state: Mutex<State>,
     /// Set by `close`; read by this handle's change callbacks on the notifier thread.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// The asynchronous writes waiting to run (`async_work.rs`).
+    pub(crate) async_writes: Mutex<AsyncWrites>,
+}
+
+/// One queued asynchronous write: it gets the handle it was asked through.
+pub(crate) type AsyncWriteJob = Box<dyn FnOnce(&Realm) + Send>;
+
+/// A handle's queue of asynchronous writes: each job gets the handle and runs on the queue's
+/// library thread, which lives while the queue is not empty (`async_work.rs`).
+#[derive(Default)]
+pub(crate) struct AsyncWrites {
+    /// The jobs, each with its number (to take back one that could not be started).
+    pub(crate) queue: std::collections::VecDeque<(u64, AsyncWriteJob)>,
+    pub(crate) next_id: u64,
+    /// Whether a library thread is draining the queue.
+    pub(crate) draining: bool,
 }
 
 struct State {
@@ -135,6 +151,7 @@ impl Realm {
             inner: Arc::new(RealmInner {
                 attachment: Mutex::new(None),
                 closed: Arc::default(),
+                async_writes: Mutex::default(),
                 state: Mutex::new(State {
                     read: Some(file.snapshot()?),
                     full_history: settings
@@ -147,6 +164,29 @@ impl Realm {
                 settings,
             }),
         })
+    }
+
+    /// A new handle of the same file with the same settings and no attachment: its own
+    /// snapshot and write transaction (what an asynchronous write runs in).
+    pub(crate) fn sibling(&self) -> Result<Realm> {
+        let file = self
+            .inner
+            .state
+            .lock()
+            .file
+            .clone()
+            .ok_or_else(Self::closed)?;
+        Realm::from_file(file, self.inner.settings.clone())
+    }
+
+    /// Whether this handle was opened read-only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.inner.settings.read_only
+    }
+
+    /// Whether this handle's configuration set a scheduler (else: library threads).
+    pub(crate) fn has_scheduler(&self) -> bool {
+        self.inner.settings.scheduler.is_some()
     }
 
     /// Hangs `attachment` on this handle (replacing an earlier one); see [`RealmInner`].

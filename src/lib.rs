@@ -34,6 +34,7 @@
 
 #[cfg(feature = "sync")]
 mod app;
+mod async_work;
 #[cfg(feature = "sync")]
 mod auth_client;
 mod config;
@@ -72,6 +73,7 @@ mod value;
 
 #[cfg(feature = "sync")]
 pub use app::{App, AuthCallbackToken, AuthEvent, METADATA_DIR, SYNC_ROOT_DIR, USER_STORE_FILE};
+pub use async_work::AsyncOpenTask;
 pub use config::{Config, InitialDataFn, MigrationFn};
 #[cfg(feature = "sync")]
 pub use credentials::{Credentials, PROVIDER_ACCESS_TOKEN};

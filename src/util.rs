@@ -67,3 +67,85 @@ pub(crate) fn spawn_library_thread<T: Send + 'static>(
         }
     }
 }
+
+/// A request to stop a long operation (an asynchronous open), with wake-ups for the waits
+/// that must notice it at once. Cancelling is final.
+#[derive(Default)]
+pub(crate) struct Cancellation {
+    state: Mutex<CancelState>,
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: bool,
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // wakers: the sync layer's waits
+    next_id: u64,
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl Cancellation {
+    /// A cancellation that nothing cancels (for the blocking calls that share code with the
+    /// cancellable ones).
+    pub(crate) fn never() -> Cancellation {
+        Cancellation::default()
+    }
+
+    /// Cancels, then calls every registered waker (on the calling thread, outside the lock).
+    pub(crate) fn cancel(&self) {
+        let wakers = {
+            let mut s = self.state.lock();
+            s.cancelled = true;
+            std::mem::take(&mut s.wakers)
+        };
+        for (_, wake) in wakers {
+            wake();
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.state.lock().cancelled
+    }
+
+    /// Calls `wake` when this is cancelled, until the returned guard is dropped. A waiter
+    /// registers first and then checks [`is_cancelled`](Self::is_cancelled) under the lock it
+    /// waits with; `wake` takes that lock before notifying, so no wake-up is lost.
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
+    pub(crate) fn on_cancel(&self, wake: impl Fn() + Send + Sync + 'static) -> CancelGuard<'_> {
+        let mut s = self.state.lock();
+        let id = s.next_id;
+        s.next_id += 1;
+        if !s.cancelled {
+            s.wakers.push((id, Arc::new(wake)));
+        }
+        CancelGuard { owner: self, id }
+    }
+
+    /// The error of an operation that was cancelled. It never reaches the app: a cancelled
+    /// operation calls nothing back.
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
+    pub(crate) fn error() -> Error {
+        Error::new(ErrorCode::Internal, "the operation was cancelled")
+    }
+}
+
+/// Unregisters a waker of a [`Cancellation`] when dropped.
+#[cfg_attr(not(feature = "sync"), allow(dead_code))] // used by the sync layer
+pub(crate) struct CancelGuard<'a> {
+    owner: &'a Cancellation,
+    id: u64,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        // The waker goes outside the lock: dropping it may drop what it holds.
+        let removed = {
+            let mut s = self.owner.state.lock();
+            let i = s.wakers.iter().position(|(id, _)| *id == self.id);
+            i.map(|i| s.wakers.remove(i))
+        };
+        drop(removed);
+    }
+}

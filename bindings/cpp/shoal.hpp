@@ -30,8 +30,12 @@
  * value or std::shared_ptr, not by reference to locals. A sync error handler or token binder
  * lives as long as its SyncConfig, the Configs it was copied into and their Sessions: one that
  * keeps a Session clone in its own state keeps itself alive until that clone is dropped.
- * Callbacks run on library threads and may call Shoal. An exception thrown by a callback never
- * reaches the library: it is caught, reported on stderr and otherwise ignored.
+ * Callbacks run on library threads and may call Shoal; with a Scheduler set on a Config
+ * (Config::set_scheduler), the change callbacks and async completions (Realm::write_async,
+ * Realm::open_async) of its realms run on the thread that calls Scheduler::perform_work instead.
+ * An exception thrown by a callback never reaches the library: it is caught, reported on
+ * stderr and otherwise ignored (the function of Realm::write_async is the exception: what it
+ * throws cancels the write and reaches the completion).
  */
 #ifndef SHOAL_HPP
 #define SHOAL_HPP
@@ -209,6 +213,7 @@ void free_box(void *userdata) noexcept {
 }
 
 inline const char *handle_name(const shoal_app_t *) noexcept { return "shoal::App"; }
+inline const char *handle_name(const shoal_async_open_task_t *) noexcept { return "shoal::AsyncOpenTask"; }
 inline const char *handle_name(const shoal_config_t *) noexcept { return "shoal::Config"; }
 inline const char *handle_name(const shoal_credentials_t *) noexcept { return "shoal::Credentials"; }
 inline const char *handle_name(const shoal_list_t *) noexcept { return "shoal::List"; }
@@ -305,20 +310,6 @@ struct ObjectChange {
     std::vector<std::string> changed;
 };
 
-/// A scheduler the app drives: notifications of realms opened with a config that has it
-/// (Config::set_scheduler) wait until the app calls perform_work() on its own thread.
-/// `notify` runs on a library thread when work is waiting; it must only wake the app's loop.
-class Scheduler : public Handle<shoal_scheduler_t> {
-public:
-    using Handle::Handle;
-    static Scheduler create(std::function<void()> notify);
-    /// Runs the waiting work on this thread; returns how many pieces ran.
-    size_t perform_work() const {
-        size_t ran = 0;
-        if (!shoal_scheduler_perform_work(checked(), &ran)) detail::throw_last_error();
-        return ran;
-    }
-};
 
 // ---------------------------------------------------------------------------------------------
 // Values
@@ -607,6 +598,23 @@ public:
 
 class SyncConfig;
 
+/// A scheduler the app drives (shoal_scheduler_t): the change notifications and async
+/// completions of realms opened with a config that has it (Config::set_scheduler) wait in its
+/// queue; `notify()` runs on a library thread when the queue gets work and must only wake the
+/// app's loop; perform_work() then runs the work on the calling (the app's) thread.
+class Scheduler : public Handle<shoal_scheduler_t> {
+public:
+    using Handle::Handle;
+    static Scheduler create(std::function<void()> notify);
+    Scheduler clone() const { return Scheduler(clone_raw()); }
+    /// Runs the waiting work here, in posting order; returns how many pieces ran.
+    size_t perform_work() {
+        size_t ran = 0;
+        detail::check(shoal_scheduler_perform_work(checked(), &ran));
+        return ran;
+    }
+};
+
 class Config : public Handle<shoal_config_t> {
 public:
     using Handle::Handle;
@@ -633,11 +641,6 @@ public:
     /// Uses the file's own schema.
     Config &clear_schema() {
         detail::check(shoal_config_set_schema(checked(), nullptr));
-        return *this;
-    }
-    /// Delivers notifications of realms opened with this config on `scheduler`.
-    Config &set_scheduler(const Scheduler &scheduler) {
-        detail::check(shoal_config_set_scheduler(checked(), scheduler.checked()));
         return *this;
     }
     Config &set_schema_version(uint64_t version) {
@@ -671,6 +674,12 @@ public:
     }
     /// Makes this a synced realm's configuration (the sync configuration is copied).
     Config &set_sync(const SyncConfig &sync);
+    /// Delivers notifications and async completions of realms opened with this config on
+    /// `scheduler` (during its perform_work()) instead of library threads.
+    Config &set_scheduler(const Scheduler &scheduler) {
+        detail::check(shoal_config_set_scheduler(checked(), scheduler.checked()));
+        return *this;
+    }
 
 private:
     // An empty container is a wrong key (INVALID_ARGUMENT), not the C API's NULL "no key".
@@ -687,6 +696,21 @@ class Object;
 class List;
 class Results;
 class Session;
+class Realm;
+
+/// An asynchronous open under way (Realm::open_async). Destroying it does not cancel the open.
+class AsyncOpenTask : public Handle<shoal_async_open_task_t> {
+public:
+    using Handle::Handle;
+    /// Cancels the open: true when it was cancelled (the callback never runs; the realm it
+    /// opened is closed and a file it created deleted before this returns), false when it was
+    /// too late (the callback ran or is running). May block while the open's thread stops.
+    bool cancel() {
+        bool cancelled = false;
+        detail::check(shoal_async_open_task_cancel(checked(), &cancelled));
+        return cancelled;
+    }
+};
 
 class Realm : public Handle<shoal_realm_t> {
 public:
@@ -765,6 +789,20 @@ public:
     Session session() const;
     /// Calls `callback(version)` on a library thread after every commit that changes the file.
     Token add_change_callback(std::function<void(uint64_t)> callback);
+
+    /// Runs `write(txn)` in a write transaction on a library thread without blocking the caller
+    /// (`txn` is a handle of its own, valid during the call; this one stays free), commits when
+    /// it returns and cancels the transaction when it throws (nothing is written). Then
+    /// `completion(error, version)` runs once on the realm's scheduler (default: the library
+    /// thread): std::nullopt and the version after the commit, or the error (what `write`
+    /// threw, if it threw a shoal::Error) and 0. Writes of one realm run in the order asked.
+    void write_async(std::function<void(Realm &)> write,
+                     std::function<void(std::optional<Error>, uint64_t)> completion);
+    /// Opens the realm of `config` on a library thread (including the wait for the initial
+    /// data a sync config asks for); `callback(realm, error)` runs once on the config's
+    /// scheduler (default: the library thread), unless the returned task is cancelled.
+    static AsyncOpenTask open_async(const Config &config,
+                                    std::function<void(std::optional<Realm>, std::optional<Error>)> callback);
 
 private:
     template <typename F>
@@ -1214,7 +1252,6 @@ using TokenBinderFn = std::function<void(Session, const std::string &)>;
 
 using CollectionFn = std::function<void(const CollectionChanges &)>;
 using ObjectChangeFn = std::function<void(const ObjectChange &)>;
-using NotifyFn = std::function<void()>;
 
 inline void on_collection_changes(void *userdata, const shoal_collection_changes_t *c) noexcept {
     try {
@@ -1243,14 +1280,6 @@ inline void on_object_changes(void *userdata, const shoal_object_changes_t *c) n
         (*static_cast<ObjectChangeFn *>(userdata))(out);
     } catch (...) {
         report_callback_exception("object change");
-    }
-}
-
-inline void on_scheduler_notify(void *userdata) noexcept {
-    try {
-        (*static_cast<NotifyFn *>(userdata))();
-    } catch (...) {
-        report_callback_exception("scheduler notify");
     }
 }
 
@@ -1312,6 +1341,46 @@ inline void on_token_needed(void *userdata, shoal_session_t *session, const char
         report_callback_exception("token binder");
     }
 }
+
+inline void on_notify(void *userdata) noexcept {
+    try {
+        (*static_cast<std::function<void()> *>(userdata))();
+    } catch (...) {
+        report_callback_exception("scheduler notify");
+    }
+}
+
+/// An asynchronous write's two functions, and what the first one threw.
+struct WriteJob {
+    std::function<void(Realm &)> write;
+    std::function<void(std::optional<Error>, uint64_t)> completion;
+    std::exception_ptr thrown;
+};
+
+inline bool on_write_async(void *userdata, shoal_realm_t *realm) noexcept;
+inline void on_write_done(void *userdata, const shoal_error_t *error, uint64_t version) noexcept {
+    auto *job = static_cast<WriteJob *>(userdata);
+    try {
+        std::optional<Error> e;
+        if (error) e.emplace(error->code, error->category, error->message ? error->message : "", error->path ? error->path : "");
+        if (job->thrown) {
+            try {
+                std::rethrow_exception(job->thrown);
+            } catch (const Error &thrown) {
+                e = thrown;
+            } catch (const std::exception &thrown) {
+                if (e) e.emplace(e->code(), e->category(), std::string("the write function threw: ") + thrown.what());
+            } catch (...) {
+            }
+        }
+        job->completion(std::move(e), error ? 0 : version);
+    } catch (...) {
+        report_callback_exception("write completion");
+    }
+}
+
+using OpenFn = std::function<void(std::optional<Realm>, std::optional<Error>)>;
+inline void on_opened(void *userdata, shoal_realm_t *realm, const shoal_error_t *error) noexcept;
 
 /// Boxes `fn` on the heap and hands it to `reg(trampoline, box, free_box)`. The library owns the
 /// box from then on (it frees it even when the registration fails).
@@ -1376,6 +1445,57 @@ inline Results Realm::query(StringArg class_name, StringArg predicate,
 
 inline Session Realm::session() const { return Session(detail::check(shoal_realm_get_session(checked()))); }
 
+inline Scheduler Scheduler::create(std::function<void()> notify) {
+    return Scheduler(detail::check(detail::register_callback(
+        std::move(notify), &detail::on_notify, [](shoal_scheduler_notify_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+            return shoal_scheduler_new(fn, ud, free);
+        })));
+}
+
+inline bool detail::on_write_async(void *userdata, shoal_realm_t *realm) noexcept {
+    auto *job = static_cast<WriteJob *>(userdata);
+    try {
+        Realm txn(static_cast<shoal_realm_t *>(detail::check(shoal_clone(realm))));
+        job->write(txn);
+        return true;
+    } catch (...) {
+        job->thrown = std::current_exception();
+        return false;
+    }
+}
+
+inline void detail::on_opened(void *userdata, shoal_realm_t *realm, const shoal_error_t *error) noexcept {
+    try {
+        std::optional<Realm> r;
+        if (realm) r.emplace(realm);  // a new handle: ours
+        std::optional<Error> e;
+        if (error) e.emplace(error->code, error->category, error->message ? error->message : "", error->path ? error->path : "");
+        (*static_cast<OpenFn *>(userdata))(std::move(r), std::move(e));
+    } catch (...) {
+        report_callback_exception("open");
+    }
+}
+
+inline void Realm::write_async(std::function<void(Realm &)> write,
+                               std::function<void(std::optional<Error>, uint64_t)> completion) {
+    if (!write || !completion)
+        throw Error(SHOAL_ERR_INVALID_ARGUMENT, SHOAL_ERR_CATEGORY_LOGIC, "write_async needs both functions");
+    shoal_realm_t *r = checked();
+    auto *job = new detail::WriteJob{std::move(write), std::move(completion), nullptr};
+    // The library owns the job from here: it frees it even when the call fails.
+    detail::check(shoal_realm_write_async(r, &detail::on_write_async, &detail::on_write_done, job,
+                                          &detail::free_box<detail::WriteJob>));
+}
+
+inline AsyncOpenTask Realm::open_async(const Config &config,
+                                       std::function<void(std::optional<Realm>, std::optional<Error>)> callback) {
+    const shoal_config_t *c = config.checked();
+    return AsyncOpenTask(detail::check(detail::register_callback(
+        std::move(callback), &detail::on_opened, [c](shoal_open_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+            return shoal_realm_open_async(c, fn, ud, free);
+        })));
+}
+
 inline Token Realm::add_change_callback(std::function<void(uint64_t)> callback) {
     shoal_realm_t *r = checked();
     return Token(detail::check(detail::register_callback(
@@ -1408,14 +1528,6 @@ inline Token Object::observe(std::function<void(const ObjectChange &)> callback)
         std::move(callback), &detail::on_object_changes,
         [o](shoal_object_change_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
             return shoal_object_observe(o, fn, ud, free);
-        })));
-}
-
-inline Scheduler Scheduler::create(std::function<void()> notify) {
-    return Scheduler(detail::check(detail::register_callback(
-        std::move(notify), &detail::on_scheduler_notify,
-        [](shoal_scheduler_notify_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
-            return shoal_scheduler_new(fn, ud, free);
         })));
 }
 

@@ -2,10 +2,13 @@
 
 use super::config::shoal_free_userdata_fn_t;
 use super::convert::{malloc_string, opt_str_arg, out_arg, str_arg, UserData};
-use super::error::{guard, shoal_error_t};
+use super::error::{guard, shoal_error_t, with_c_error};
 use super::handle::{self, into_handle, Payload};
-use super::{shoal_app_t, shoal_credentials_t, shoal_realm_t, shoal_token_t, shoal_user_t};
+use super::{
+    shoal_app_t, shoal_credentials_t, shoal_realm_t, shoal_scheduler_t, shoal_token_t, shoal_user_t,
+};
 use crate::error::Error;
+use crate::scheduler::{library_thread, Scheduler};
 use crate::{App, AuthEvent, Credentials, User};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
@@ -190,21 +193,6 @@ pub type shoal_login_fn_t = Option<
         error: *const shoal_error_t,
     ),
 >;
-
-/// Runs `error` through the C error struct for a callback.
-fn with_c_error<R>(e: &Error, f: impl FnOnce(*const shoal_error_t) -> R) -> R {
-    let message = CString::new(e.message().replace('\0', "\\0")).unwrap_or_default();
-    let path = e
-        .path()
-        .map(|p| CString::new(p.replace('\0', "\\0")).unwrap_or_default());
-    let c = shoal_error_t {
-        code: e.raw_code(),
-        category: e.category() as i32,
-        message: message.as_ptr(),
-        path: path.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
-    };
-    f(&c)
-}
 
 /// Logs in like `shoal_app_login` without blocking: `callback` runs once, on a library thread.
 /// `free_userdata` (may be NULL) runs after it. Returns false (and runs `free_userdata`) only
@@ -627,6 +615,70 @@ pub unsafe extern "C" fn shoal_user_lookup(
             str_arg(provider_id, "the provider id")?,
         )?;
         Ok(info.map_or(std::ptr::null_mut(), |i| malloc_string(&i.to_json())))
+    })
+}
+
+/// Gets the outcome of an asynchronous lookup: the user's JSON (as `shoal_user_lookup`
+/// returns it; valid during the call) and NULL; NULL and NULL when there is no such user;
+/// or NULL and the error (valid during the call).
+pub type shoal_lookup_fn_t = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, json: *const c_char, error: *const shoal_error_t),
+>;
+
+/// Like `shoal_user_lookup` without blocking: the request runs on a library thread, then
+/// `callback(userdata, json, error)` runs once, on `scheduler` (during
+/// `shoal_scheduler_perform_work` on the app's thread) or, with a NULL `scheduler`, on
+/// the library thread. `free_userdata` (may be NULL) runs after it.
+///
+/// Returns: true when the lookup started (`callback` will run), false on error (then it
+/// never runs, and `free_userdata` has run).
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (a NULL callback or string), `SHOAL_ERR_MISUSE` (a
+/// NULL or released handle); the lookup's own errors (`SHOAL_ERR_ACCESS_DENIED`,
+/// `SHOAL_ERR_IO`, ...) reach `callback`.
+///
+/// Requires:
+/// `admin` is a user handle; strings NUL-terminated; `scheduler` NULL or a scheduler
+/// handle; `callback` callable from any thread with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_user_lookup_async(
+    admin: *const shoal_user_t,
+    provider: *const c_char,
+    provider_id: *const c_char,
+    scheduler: *const shoal_scheduler_t,
+    callback: shoal_lookup_fn_t,
+    userdata: *mut c_void,
+    free_userdata: shoal_free_userdata_fn_t,
+) -> bool {
+    let data = UserData::new(userdata, free_userdata);
+    guard(move || {
+        let user = handle::user(admin)?;
+        let provider = str_arg(provider, "the provider")?;
+        let provider_id = str_arg(provider_id, "the provider id")?;
+        let scheduler: Arc<dyn Scheduler> = if scheduler.is_null() {
+            library_thread()
+        } else {
+            handle::scheduler(scheduler)?
+        };
+        let cb = callback.ok_or_else(|| Error::invalid("the callback must not be NULL"))?;
+        user.lookup_async(provider, provider_id, move |result| {
+            scheduler.post(Box::new(move || {
+                let data = data;
+                // Safety: the caller promised a callback callable with its userdata from
+                // any thread.
+                match result {
+                    Ok(Some(info)) => {
+                        let json = CString::new(info.to_json()).unwrap_or_default();
+                        unsafe { cb(data.ptr, json.as_ptr(), std::ptr::null()) }
+                    }
+                    Ok(None) => unsafe { cb(data.ptr, std::ptr::null(), std::ptr::null()) },
+                    Err(e) => {
+                        with_c_error(&e, |err| unsafe { cb(data.ptr, std::ptr::null(), err) })
+                    }
+                }
+            }));
+        });
+        Ok(true)
     })
 }
 

@@ -408,7 +408,10 @@ pub type shoal_migration_fn_t = Option<
 pub type shoal_free_userdata_fn_t = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// Runs a C callback with a temporary realm handle and turns `false` into an error.
-fn call_with_realm(realm: &Realm, f: impl FnOnce(*mut shoal_realm_t) -> bool) -> crate::Result<()> {
+pub(super) fn call_with_realm(
+    realm: &Realm,
+    f: impl FnOnce(*mut shoal_realm_t) -> bool,
+) -> crate::Result<()> {
     let h: *mut shoal_realm_t = into_handle(Payload::Realm(realm.clone()));
     super::error::clear_last_error();
     let ok = f(h);

@@ -34,6 +34,20 @@ fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 
+/// Runs `f` with `e` as a C error struct, valid during the call (for callbacks that are
+/// handed an error).
+pub(crate) fn with_c_error<R>(e: &Error, f: impl FnOnce(*const shoal_error_t) -> R) -> R {
+    let message = c_string(e.message());
+    let path = e.path().map(c_string);
+    let c = shoal_error_t {
+        code: e.raw_code(),
+        category: e.category() as i32,
+        message: message.as_ptr(),
+        path: path.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+    };
+    f(&c)
+}
+
 pub(crate) fn set_last_error(e: &Error) {
     let stored = Stored {
         code: e.raw_code(),

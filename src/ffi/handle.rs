@@ -23,6 +23,7 @@ pub(crate) enum Payload {
     List(List),
     Results(Results),
     Scheduler(std::sync::Arc<crate::AppScheduler>),
+    AsyncOpenTask(crate::AsyncOpenTask),
     #[cfg(feature = "sync")]
     App(crate::App),
     #[cfg(feature = "sync")]
@@ -53,6 +54,7 @@ impl Payload {
             Payload::List(_) => "list",
             Payload::Results(_) => "results",
             Payload::Scheduler(_) => "scheduler",
+            Payload::AsyncOpenTask(_) => "async open task",
             #[cfg(feature = "sync")]
             Payload::App(_) => "app",
             #[cfg(feature = "sync")]
@@ -134,6 +136,12 @@ getter!(
     Scheduler,
     std::sync::Arc<crate::AppScheduler>,
     "scheduler"
+);
+getter!(
+    async_open_task,
+    AsyncOpenTask,
+    crate::AsyncOpenTask,
+    "async open task"
 );
 #[cfg(feature = "sync")]
 getter!(app, App, crate::App, "app");

@@ -20,6 +20,8 @@ mod config;
 mod realm;
 // Schedulers: where notifications and async completions run.
 mod scheduler;
+// Asynchronous work: writes, cancellable opens.
+mod async_work;
 // 4. Objects and lists.
 mod object;
 // 5. Queries and results.
@@ -37,6 +39,7 @@ mod handle;
 
 #[cfg(feature = "sync")]
 pub use app::*;
+pub use async_work::*;
 pub use codes::*;
 pub use config::*;
 pub use convert::*;
@@ -76,6 +79,10 @@ pub struct shoal_results_t {
 }
 /// A scheduler the app drives (opaque). Method of: `shoal_scheduler_*`.
 pub struct shoal_scheduler_t {
+    _opaque: [u8; 0],
+}
+/// An asynchronous open of a realm (opaque). Method of: `shoal_async_open_task_*`.
+pub struct shoal_async_open_task_t {
     _opaque: [u8; 0],
 }
 /// A callback registration; release it to unregister (opaque).

@@ -12,6 +12,7 @@ use super::session::{Session, SessionState, StopPolicy, SyncConfig};
 use crate::config::{Config, SyncedOpen};
 use crate::db::Realm;
 use crate::error::{Error, Result};
+use crate::util::Cancellation;
 
 impl Config {
     /// Makes this a synced realm: the path becomes the sync configuration's local file and
@@ -43,20 +44,28 @@ impl SyncedOpen for SyncConfig {
     /// configuration's (else `MigrationNeeded`).
     ///
     /// A client reset pending for the file runs first if no handle of it is open (see
-    /// `client_reset.rs`): the open then starts a new file.
-    fn open(&self, config: &Config) -> Result<Realm> {
+    /// `client_reset.rs`): the open then starts a new file. `cancel` (an asynchronous
+    /// open's) stops the wait for the initial data at once; a new file is then discarded as
+    /// after a wait that timed out.
+    fn open_or_cancel(&self, config: &Config, cancel: &Cancellation) -> Result<Realm> {
         config.check()?;
         let client = SyncClient::of(&self.user.app)?;
         client.run_pending_reset(self.user.app.sync_root(), &config.path);
         let is_new = !std::path::Path::new(&config.path).exists();
         let session = client.session(config)?;
+        if cancel.is_cancelled() {
+            if is_new {
+                session.discard_new_file();
+            }
+            return Err(Cancellation::error());
+        }
         if config.read_only {
-            return self.open_read_only(config, &session, is_new);
+            return self.open_read_only(config, &session, is_new, cancel);
         }
         let realm = Realm::open_local(config)?;
         realm.attach(Box::new(session.attach_handle()));
         if let (Some(timeout), true) = (self.wait_for_initial_data, is_new) {
-            if let Err(e) = session.wait_for_download(timeout) {
+            if let Err(e) = session.wait_for_download_or_cancel(timeout, cancel) {
                 // As Realm did: a download that did not complete leaves no file behind, so
                 // the next open waits for the initial data again.
                 realm.close();
@@ -68,10 +77,25 @@ impl SyncedOpen for SyncConfig {
         }
         Ok(realm)
     }
+
+    fn discard_new_file(&self, config: &Config) {
+        match SyncClient::of(&self.user.app).and_then(|client| client.session(config)) {
+            Ok(session) => session.discard_new_file(),
+            Err(e) => {
+                tracing::warn!(path = %config.path, error = %e, "could not discard the new file")
+            }
+        }
+    }
 }
 
 impl SyncConfig {
-    fn open_read_only(&self, config: &Config, session: &Session, is_new: bool) -> Result<Realm> {
+    fn open_read_only(
+        &self,
+        config: &Config,
+        session: &Session,
+        is_new: bool,
+        cancel: &Cancellation,
+    ) -> Result<Realm> {
         let wait =
             match (self.wait_for_initial_data, is_new) {
                 (None, true) => return Err(Error::invalid(
@@ -86,7 +110,7 @@ impl SyncConfig {
         let guard = session.attach_handle();
         let opened = match wait {
             Some(timeout) => session
-                .wait_for_download(timeout)
+                .wait_for_download_or_cancel(timeout, cancel)
                 .and_then(|()| writer.refresh().map(drop))
                 .and_then(|()| Realm::open_local(config)),
             None => Realm::open_local(config),
@@ -132,7 +156,9 @@ impl Session {
     pub(crate) fn discard_new_file(&self) {
         let inner = &self.inner;
         if inner.shared.lock().handles > 0 {
-            return; // another handle opened it meanwhile: keep everything
+            // Another handle opened it meanwhile: keep everything.
+            tracing::info!(path = %inner.config.path, "the new file stays: another handle has it open");
+            return;
         }
         self.pause();
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::db::Realm;
 use crate::error::{Error, ErrorCode, Result};
 use crate::user::User;
+use crate::util::Cancellation;
 
 /// Gets every error of a session (see [`SyncError`]). Runs on the sync callback thread.
 pub type ErrorHandler = Arc<dyn Fn(&Session, &SyncError) + Send + Sync>;
@@ -460,9 +461,12 @@ impl SessionInner {
     }
 
     /// Opens a handle of the file for the library's own use (it does not count as a user's
-    /// handle, runs no schema changes and no callbacks).
+    /// handle, runs no schema changes and no callbacks, and its change callbacks run on
+    /// library threads whatever the app's scheduler: the session's task must hear of local
+    /// commits whether or not the app drains its scheduler).
     pub(crate) fn open_internal(&self) -> Result<Realm> {
         let mut config = self.config.clone();
+        config.scheduler = None;
         config.schema = None;
         config.initial_data = None;
         config.migration = None;
@@ -773,7 +777,25 @@ impl Session {
     /// # Errors
     /// `Timeout`; the session's fatal error if it stops for good.
     pub fn wait_for_download(&self, timeout: Duration) -> Result<()> {
+        self.wait_for_download_or_cancel(timeout, &Cancellation::never())
+    }
+
+    /// [`wait_for_download`](Self::wait_for_download) that also returns (with
+    /// [`Cancellation::error`]) as soon as `cancel` is cancelled.
+    pub(crate) fn wait_for_download_or_cancel(
+        &self,
+        timeout: Duration,
+        cancel: &Cancellation,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let inner = Arc::downgrade(&self.inner);
+        let _wake_on_cancel = cancel.on_cancel(move || {
+            if let Some(inner) = inner.upgrade() {
+                // The waiter checks the flag under this lock: taking it first loses no wake-up.
+                drop(inner.shared.lock());
+                inner.changed.notify_all();
+            }
+        });
         let mut s = self.inner.shared.lock();
         s.mark_requested += 1;
         let request = s.mark_requested;
@@ -784,6 +806,9 @@ impl Session {
             }
             if let Some(e) = &s.fatal {
                 return Err(e.to_error());
+            }
+            if cancel.is_cancelled() {
+                return Err(Cancellation::error());
             }
             if self.inner.changed.wait_until(&mut s, deadline).timed_out() {
                 return Err(Error::new(

@@ -3963,6 +3963,460 @@ static void test_sync_client_reset_at_the_next_open_with_a_backup_config(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------------------------ */
+/* Async work: writes on a library thread, cancellable opens, lookups, all delivered through  */
+/* an app scheduler this program drives from its main thread                                   */
+
+/* An app scheduler's wake-ups: notify runs on a library thread and only counts (an event loop
+ * would post a message); the main thread then calls shoal_scheduler_perform_work. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int notified;
+    int freed;
+} wakeups_t;
+
+/* What the async tests record when a callback got no error (every int32 may be a code). */
+#define NO_ERROR_CODE INT32_MIN
+
+static void on_wakeup(void *userdata) {
+    wakeups_t *w = userdata;
+    pthread_mutex_lock(&w->mu);
+    w->notified++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void free_wakeups(void *userdata) {
+    wakeups_t *w = userdata;
+    pthread_mutex_lock(&w->mu);
+    w->freed++;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static shoal_scheduler_t *new_app_scheduler(wakeups_t *w) {
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    shoal_scheduler_t *s = shoal_scheduler_new(on_wakeup, w, free_wakeups);
+    CHECK(s != NULL);
+    return s;
+}
+
+/* The main thread's "event loop": waits (up to WAIT_SECONDS) for a wake-up, then runs the
+ * scheduler's work here; returns how many pieces ran. */
+static size_t run_loop_once(shoal_scheduler_t *s, wakeups_t *w) {
+    struct timespec deadline = deadline_from_now();
+    pthread_mutex_lock(&w->mu);
+    while (w->notified == 0) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &deadline) != 0) break;
+    }
+    w->notified = 0;
+    pthread_mutex_unlock(&w->mu);
+    size_t ran = 0;
+    CHECK(shoal_scheduler_perform_work(s, &ran));
+    return ran;
+}
+
+/* What an async write saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t first_id, count; /* the Person ids it creates */
+    bool fail;                /* return false after writing */
+    bool bad_class;           /* make a failing Shoal call, then return false */
+    pthread_t writer;
+    bool wrote_off_main;
+    int completions;
+    bool completed_on_main;
+    int32_t error_code;
+    uint64_t version;
+    int freed;
+} write_job_t;
+
+static void write_job_init(write_job_t *j, int64_t first_id, int64_t count) {
+    memset(j, 0, sizeof *j);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->first_id = first_id;
+    j->count = count;
+    j->error_code = -12345;
+}
+
+static bool write_people(void *userdata, shoal_realm_t *realm) {
+    write_job_t *j = userdata;
+    j->wrote_off_main = !pthread_equal(pthread_self(), g_main_thread);
+    if (!shoal_realm_is_in_transaction(realm)) return false;
+    for (int64_t id = j->first_id; id < j->first_id + j->count; id++) {
+        shoal_value_t pk = shoal_value_int(id);
+        shoal_object_t *o = shoal_object_create(realm, "Person", &pk);
+        if (!o) return false;
+        shoal_release(o);
+    }
+    if (j->bad_class) {
+        shoal_value_t pk = shoal_value_int(1);
+        return shoal_object_create(realm, "NoSuchClass", &pk) != NULL;
+    }
+    return !j->fail;
+}
+
+static void write_done(void *userdata, const shoal_error_t *error, uint64_t version) {
+    write_job_t *j = userdata;
+    pthread_mutex_lock(&j->mu);
+    j->completions++;
+    j->completed_on_main = pthread_equal(pthread_self(), g_main_thread);
+    j->error_code = error ? error->code : NO_ERROR_CODE;
+    j->version = version;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void free_write_job(void *userdata) {
+    write_job_t *j = userdata;
+    pthread_mutex_lock(&j->mu);
+    j->freed++;
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void test_write_async_completes_on_the_app_scheduler(void) {
+    g_main_thread = pthread_self();
+    static wakeups_t wake;
+    shoal_scheduler_t *sched = new_app_scheduler(&wake);
+    shoal_config_t *c = people_config("write-async.realm");
+    CHECK(shoal_config_set_scheduler(c, sched));
+    shoal_realm_t *r = shoal_realm_open(c);
+    CHECK(r != NULL);
+
+    static write_job_t ok;
+    write_job_init(&ok, 1, 3);
+    CHECK(shoal_realm_write_async(r, write_people, write_done, &ok, free_write_job));
+    /* The main thread is free meanwhile; the completion waits for the loop. */
+    CHECK(!shoal_realm_is_in_transaction(r));
+    CHECK_INT_EQ(run_loop_once(sched, &wake), 1);
+    CHECK_INT_EQ(ok.completions, 1);
+    CHECK(ok.wrote_off_main);
+    CHECK(ok.completed_on_main);
+    CHECK_INT_EQ(ok.error_code, NO_ERROR_CODE);
+    CHECK_INT_EQ(ok.freed, 1);
+    /* The handle was refreshed before the completion ran. */
+    CHECK_INT_EQ(count_objects(r, "Person"), 3);
+    uint64_t v = 0;
+    CHECK(shoal_realm_version(r, &v));
+    CHECK_INT_EQ(v, ok.version);
+
+    /* false writes nothing; the completion gets CALLBACK_FAILED, or the error of the failed
+     * Shoal call the write function made. */
+    static write_job_t refused, failed;
+    write_job_init(&refused, 10, 2);
+    refused.fail = true;
+    write_job_init(&failed, 20, 2);
+    failed.bad_class = true;
+    CHECK(shoal_realm_write_async(r, write_people, write_done, &refused, free_write_job));
+    CHECK(shoal_realm_write_async(r, write_people, write_done, &failed, free_write_job));
+    size_t ran = 0;
+    for (int i = 0; i < 2 && ran < 2; i++) ran += run_loop_once(sched, &wake);
+    CHECK_INT_EQ(ran, 2);
+    CHECK_INT_EQ(refused.completions, 1);
+    CHECK_INT_EQ(refused.error_code, SHOAL_ERR_CALLBACK_FAILED);
+    CHECK_INT_EQ(failed.completions, 1);
+    CHECK_INT_EQ(failed.error_code, SHOAL_ERR_NO_SUCH_CLASS);
+    CHECK(shoal_realm_refresh(r, NULL));
+    CHECK_INT_EQ(count_objects(r, "Person"), 3);
+    CHECK_INT_EQ(refused.freed + failed.freed, 2);
+
+    /* Refused at once: NULL callbacks, a closed realm. free_userdata runs, nothing else. */
+    static write_job_t never;
+    write_job_init(&never, 30, 1);
+    CHECK_ERR(!shoal_realm_write_async(r, write_people, NULL, &never, free_write_job), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_INT_EQ(never.freed, 1);
+    CHECK(shoal_realm_close(r));
+    CHECK_ERR(!shoal_realm_write_async(r, write_people, write_done, &never, free_write_job), SHOAL_ERR_REALM_CLOSED);
+    CHECK_INT_EQ(never.freed, 2);
+    CHECK_INT_EQ(never.completions, 0);
+
+    CHECK(shoal_release(r));
+    CHECK(shoal_release(c));
+    CHECK(shoal_release(sched));
+    CHECK_INT_EQ(wake.freed, 1);
+}
+
+/* What an async open's callback saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    shoal_realm_t *realm; /* owned by the test once set */
+    int32_t error_code;
+    bool on_main;
+    int freed;
+} open_job_t;
+
+static void open_job_init(open_job_t *j) {
+    memset(j, 0, sizeof *j);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->error_code = -12345;
+}
+
+static void opened(void *userdata, shoal_realm_t *realm, const shoal_error_t *error) {
+    open_job_t *j = userdata;
+    pthread_mutex_lock(&j->mu);
+    j->calls++;
+    j->on_main = pthread_equal(pthread_self(), g_main_thread);
+    if (j->realm == NULL) {
+        j->realm = realm;
+    } else if (realm) {
+        shoal_release(realm);
+    }
+    j->error_code = error ? error->code : NO_ERROR_CODE;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void free_open_job(void *userdata) {
+    open_job_t *j = userdata;
+    pthread_mutex_lock(&j->mu);
+    j->freed++;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void test_open_async_local_and_cancelled(void) {
+    char path[4096];
+    g_main_thread = pthread_self();
+    static wakeups_t wake;
+    shoal_scheduler_t *sched = new_app_scheduler(&wake);
+    shoal_config_t *c = people_config("open-async.realm");
+    CHECK(shoal_config_set_scheduler(c, sched));
+    path_in(path, "open-async.realm");
+
+    /* Opened: the callback runs on the loop with the realm. */
+    static open_job_t ok;
+    open_job_init(&ok);
+    shoal_async_open_task_t *task = shoal_realm_open_async(c, opened, &ok, free_open_job);
+    CHECK(task != NULL);
+    CHECK_INT_EQ(run_loop_once(sched, &wake), 1);
+    CHECK_INT_EQ(ok.calls, 1);
+    CHECK(ok.on_main);
+    CHECK_INT_EQ(ok.error_code, NO_ERROR_CODE);
+    CHECK(ok.realm != NULL);
+    CHECK_INT_EQ(count_objects(ok.realm, "Person"), 0);
+    CHECK_INT_EQ(ok.freed, 1);
+    bool cancelled = true;
+    CHECK(shoal_async_open_task_cancel(task, &cancelled));
+    CHECK(!cancelled); /* too late: the callback has the realm */
+    CHECK(shoal_release(task));
+    CHECK(shoal_release(ok.realm));
+    CHECK(shoal_delete_realm_files(c));
+    CHECK(!file_exists(path));
+
+    /* Cancelled after the open finished but before the loop ran the callback: the callback
+     * never runs, and the new file is gone when the cancel returns. */
+    static open_job_t never;
+    open_job_init(&never);
+    task = shoal_realm_open_async(c, opened, &never, free_open_job);
+    CHECK(task != NULL);
+    struct timespec deadline = deadline_from_now();
+    pthread_mutex_lock(&wake.mu);
+    while (wake.notified == 0 && pthread_cond_timedwait(&wake.cv, &wake.mu, &deadline) == 0) {
+    }
+    wake.notified = 0;
+    pthread_mutex_unlock(&wake.mu);
+    CHECK(file_exists(path));
+    cancelled = false;
+    CHECK(shoal_async_open_task_cancel(task, &cancelled));
+    CHECK(cancelled);
+    CHECK(!file_exists(path));
+    CHECK_INT_EQ(never.freed, 1); /* the callback's userdata is let go by the cancel */
+    size_t ran = 0;
+    CHECK(shoal_scheduler_perform_work(sched, &ran));
+    CHECK_INT_EQ(never.calls, 0);
+    CHECK_INT_EQ(never.freed, 1);
+    CHECK(shoal_release(task));
+    CHECK_ERR(shoal_realm_open_async(c, NULL, &never, free_open_job) == NULL, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_INT_EQ(never.freed, 2);
+
+    CHECK(shoal_release(c));
+    CHECK(shoal_release(sched));
+}
+
+/* Seed 001's waitForInitialData_resilientInCaseOfRetriesAsync through the C ABI: ten async
+ * opens that wait for the initial data, each cancelled after 0-4 ms: no callback ever runs
+ * and no file is left; then one that is not cancelled gets every item. */
+static void test_open_async_synced_cancelled_ten_times(void) {
+    char dir_a[4096], dir_b[4096], name[64], url[512];
+    const char *auth = test_auth_url();
+    snprintf(name, sizeof name, "c-async-%ld-%ld", (long)getpid(), (long)time(NULL));
+    shoal_app_t *app_a = shoal_app_new(path_in(dir_a, "async-device-a"), "io.shoal.tests.c");
+    shoal_app_t *app_b = shoal_app_new(path_in(dir_b, "async-device-b"), "io.shoal.tests.c");
+    CHECK(app_a != NULL && app_b != NULL);
+    shoal_credentials_t *reg = shoal_credentials_password(name, "myPassw0rd", true);
+    shoal_credentials_t *creds = shoal_credentials_password(name, "myPassw0rd", false);
+    shoal_user_t *ua = shoal_app_login(app_a, reg, auth);
+    CHECK(ua != NULL);
+    shoal_user_t *ub = shoal_app_login(app_b, creds, auth);
+    CHECK(ub != NULL);
+    sync_url(url, "/~/async-open");
+
+    /* Device A puts 2000 items on the server: a download that takes longer than 4 ms. */
+    shoal_sync_config_t *sca = shoal_sync_config_new(ua, url);
+    CHECK(sca != NULL);
+    shoal_config_t *ca = synced_config(sca);
+    shoal_realm_t *ra = shoal_realm_open(ca);
+    CHECK(ra != NULL);
+    add_items(ra, 0, 2000);
+    shoal_session_t *sa = shoal_realm_get_session(ra);
+    CHECK(sa != NULL);
+    CHECK(shoal_session_wait_for_upload(sa, WAIT_MS));
+
+    shoal_sync_config_t *scb = shoal_sync_config_new(ub, url);
+    CHECK(scb != NULL);
+    CHECK(shoal_sync_config_set_wait_for_initial_data(scb, true, WAIT_MS));
+    shoal_config_t *cb = synced_config(scb);
+    char *path = shoal_config_get_path(cb);
+    CHECK(path != NULL);
+    static open_job_t never;
+    open_job_init(&never);
+    for (int i = 0; i < 10; i++) {
+        CHECK(!file_exists(path));
+        shoal_async_open_task_t *task = shoal_realm_open_async(cb, opened, &never, free_open_job);
+        CHECK(task != NULL);
+        sleep_ms(i % 5);
+        bool cancelled = false;
+        CHECK(shoal_async_open_task_cancel(task, &cancelled));
+        CHECK(cancelled);
+        CHECK(!file_exists(path));
+        CHECK(shoal_release(task));
+    }
+    sleep_ms(500);
+    pthread_mutex_lock(&never.mu);
+    int calls = never.calls, freed = never.freed;
+    pthread_mutex_unlock(&never.mu);
+    CHECK_INT_EQ(calls, 0);
+    CHECK_INT_EQ(freed, 10);
+    CHECK(!file_exists(path));
+
+    /* Not cancelled: the callback (on a library thread) gets the realm with every item. */
+    static open_job_t ok;
+    open_job_init(&ok);
+    shoal_async_open_task_t *task = shoal_realm_open_async(cb, opened, &ok, free_open_job);
+    CHECK(task != NULL);
+    CHECK(wait_for_count(&ok.mu, &ok.cv, &ok.calls, 1));
+    CHECK_INT_EQ(ok.error_code, NO_ERROR_CODE);
+    CHECK(!ok.on_main);
+    CHECK(ok.realm != NULL);
+    CHECK_INT_EQ(count_objects(ok.realm, "Item"), 2000);
+    CHECK(shoal_release(ok.realm));
+    CHECK(shoal_release(task));
+
+    shoal_free(path);
+    CHECK(shoal_release(cb));
+    CHECK(shoal_release(scb));
+    CHECK(shoal_release(sa));
+    CHECK(shoal_release(ra));
+    CHECK(shoal_release(ca));
+    CHECK(shoal_release(sca));
+    CHECK(shoal_release(ua));
+    CHECK(shoal_release(ub));
+    CHECK(shoal_release(reg));
+    CHECK(shoal_release(creds));
+    CHECK(shoal_release(app_a));
+    CHECK(shoal_release(app_b));
+}
+
+/* What an async lookup saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    bool on_main;
+    bool found;
+    char json[512];
+    int32_t error_code;
+    int freed;
+} lookup_seen_t;
+
+static void lookup_seen_init(lookup_seen_t *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->error_code = -12345;
+}
+
+static void looked_up(void *userdata, const char *json, const shoal_error_t *error) {
+    lookup_seen_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    s->on_main = pthread_equal(pthread_self(), g_main_thread);
+    s->found = json != NULL;
+    snprintf(s->json, sizeof s->json, "%s", json ? json : "");
+    s->error_code = error ? error->code : NO_ERROR_CODE;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void free_lookup_seen(void *userdata) {
+    lookup_seen_t *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->freed++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void test_user_lookup_async(void) {
+    char dir[4096], name[64];
+    const char *auth = test_auth_url();
+    g_main_thread = pthread_self();
+    snprintf(name, sizeof name, "c-lookup-%ld-%ld", (long)getpid(), (long)time(NULL));
+    shoal_app_t *app = shoal_app_new(path_in(dir, "lookup-app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    shoal_credentials_t *reg = shoal_credentials_password(name, "myPassw0rd", true);
+    shoal_user_t *user = shoal_app_login(app, reg, auth);
+    CHECK(user != NULL);
+    char *identity = shoal_user_identity(user);
+    CHECK(identity != NULL);
+    shoal_credentials_t *dbg = shoal_credentials_debug("admin");
+    shoal_user_t *admin = shoal_app_login(app, dbg, auth);
+    CHECK(admin != NULL);
+    static wakeups_t wake;
+    shoal_scheduler_t *sched = new_app_scheduler(&wake);
+
+    /* On the app's scheduler: found. */
+    static lookup_seen_t found, missing, denied;
+    lookup_seen_init(&found);
+    CHECK(shoal_user_lookup_async(admin, "password", name, sched, looked_up, &found, free_lookup_seen));
+    CHECK_INT_EQ(run_loop_once(sched, &wake), 1);
+    CHECK_INT_EQ(found.calls, 1);
+    CHECK(found.on_main);
+    CHECK_INT_EQ(found.error_code, NO_ERROR_CODE);
+    CHECK(found.found && strstr(found.json, identity) != NULL && strstr(found.json, "\"is_admin\":false") != NULL);
+    CHECK_INT_EQ(found.freed, 1);
+
+    /* On a library thread (NULL scheduler): no such user -> NULL and no error; a non-admin
+     * asking -> ACCESS_DENIED. */
+    lookup_seen_init(&missing);
+    CHECK(shoal_user_lookup_async(admin, "password", "no-such-user-anywhere", NULL, looked_up, &missing,
+                                  free_lookup_seen));
+    CHECK(wait_for_count(&missing.mu, &missing.cv, &missing.calls, 1));
+    CHECK(!missing.on_main);
+    CHECK(!missing.found);
+    CHECK_INT_EQ(missing.error_code, NO_ERROR_CODE);
+    lookup_seen_init(&denied);
+    CHECK(shoal_user_lookup_async(user, "password", name, NULL, looked_up, &denied, free_lookup_seen));
+    CHECK(wait_for_count(&denied.mu, &denied.cv, &denied.calls, 1));
+    CHECK(!denied.found);
+    CHECK_INT_EQ(denied.error_code, SHOAL_ERR_ACCESS_DENIED);
+    CHECK_ERR(!shoal_user_lookup_async(admin, "password", name, NULL, NULL, &denied, free_lookup_seen),
+              SHOAL_ERR_INVALID_ARGUMENT);
+
+    shoal_free(identity);
+    CHECK(shoal_release(sched));
+    CHECK(shoal_release(admin));
+    CHECK(shoal_release(dbg));
+    CHECK(shoal_release(user));
+    CHECK(shoal_release(reg));
+    CHECK(shoal_release(app));
+}
+
 int main(void) {
     make_temp_dir();
     printf("shoal %s (header %s), files in %s\n", shoal_libversion(), SHOAL_VERSION, g_dir);
@@ -3997,6 +4451,10 @@ int main(void) {
     RUN_TEST(test_sync_error_handler_and_token_binder);
     RUN_TEST(test_sync_session_handles_pause_and_client_reset);
     RUN_TEST(test_sync_client_reset_at_the_next_open_with_a_backup_config);
+    RUN_TEST(test_write_async_completes_on_the_app_scheduler);
+    RUN_TEST(test_open_async_local_and_cancelled);
+    RUN_TEST(test_open_async_synced_cancelled_ten_times);
+    RUN_TEST(test_user_lookup_async);
 
     remove_temp_dir();
     printf("%d passed, %d failed\n", check_passed, check_failed);

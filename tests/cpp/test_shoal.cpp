@@ -1309,6 +1309,82 @@ void test_fine_grained_notifications_with_lambdas() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     scheduler.perform_work();
     CHECK_EQ(seen.size(), 2u);
+void test_async_write_and_open_on_an_app_scheduler() {
+    // The app's "event loop": notify only counts; this thread performs the work.
+    struct Wakeups : Shared {
+        int notified = 0;
+    };
+    auto wake = std::make_shared<Wakeups>();
+    shoal::Scheduler scheduler = shoal::Scheduler::create([wake] { wake->update([&] { wake->notified++; }); });
+    auto run_loop_once = [&] {
+        CHECK(wake->wait([&] { return wake->notified > 0; }));
+        wake->update([&] { wake->notified = 0; });
+        return scheduler.perform_work();
+    };
+    const std::thread::id me = std::this_thread::get_id();
+    auto config = people_config("async.realm");
+    config.set_scheduler(scheduler);
+
+    // open_async: the callback runs here, in perform_work.
+    std::optional<shoal::Realm> opened;
+    bool opened_here = false, open_failed = true;
+    shoal::AsyncOpenTask task = shoal::Realm::open_async(config, [&](std::optional<shoal::Realm> r, std::optional<shoal::Error> e) {
+        open_failed = e.has_value();
+        opened_here = std::this_thread::get_id() == me;
+        opened = std::move(r);
+    });
+    CHECK_EQ(run_loop_once(), size_t(1));
+    CHECK(opened && opened_here && !open_failed);
+    CHECK(!task.cancel());  // too late: the callback has the realm
+    shoal::Realm realm = std::move(*opened);
+
+    // write_async: the lambda runs on a library thread, the completion here, after a refresh.
+    std::thread::id writer;
+    std::optional<shoal::Error> error{shoal::Error(0, 0, "not called")};
+    uint64_t version = 0;
+    bool completed_here = false;
+    realm.write_async([&](shoal::Realm &txn) {
+        writer = std::this_thread::get_id();
+        txn.create_object("Person", 1);
+        txn.create_object("Person", 2);
+    }, [&](std::optional<shoal::Error> e, uint64_t v) {
+        completed_here = std::this_thread::get_id() == me;
+        error = std::move(e);
+        version = v;
+    });
+    CHECK(!realm.is_in_transaction());
+    CHECK_EQ(run_loop_once(), size_t(1));
+    CHECK(!error);
+    CHECK(completed_here);
+    CHECK(writer != me);
+    CHECK_EQ(realm.version(), version);
+    CHECK_EQ(realm.objects("Person").count(), size_t(2));
+
+    // A lambda that throws writes nothing; its shoal::Error reaches the completion.
+    realm.write_async([](shoal::Realm &txn) {
+        txn.create_object("Person", 3);
+        txn.create_object("NoSuchClass");
+    }, [&](std::optional<shoal::Error> e, uint64_t v) {
+        error = std::move(e);
+        version = v;
+    });
+    CHECK_EQ(run_loop_once(), size_t(1));
+    CHECK(error && error->code() == SHOAL_ERR_NO_SUCH_CLASS);
+    CHECK_EQ(version, uint64_t(0));
+    realm.refresh();
+    CHECK_EQ(realm.objects("Person").count(), size_t(2));
+
+    // Cancelled before the loop ran the callback: nothing is delivered, the new file is gone.
+    auto fresh = people_config("async-cancelled.realm");
+    fresh.set_scheduler(scheduler);
+    bool called = false;
+    shoal::AsyncOpenTask cancelled = shoal::Realm::open_async(fresh, [&](std::optional<shoal::Realm>, std::optional<shoal::Error>) { called = true; });
+    CHECK(wake->wait([&] { return wake->notified > 0; }));
+    CHECK(std::filesystem::exists(fresh.path()));
+    CHECK(cancelled.cancel());
+    CHECK(!std::filesystem::exists(fresh.path()));
+    scheduler.perform_work();
+    CHECK(!called);
 }
 
 int main() {
@@ -1328,6 +1404,7 @@ int main() {
     RUN_TEST(test_encryption);
     RUN_TEST(test_change_callback);
     RUN_TEST(test_fine_grained_notifications_with_lambdas);
+    RUN_TEST(test_async_write_and_open_on_an_app_scheduler);
     RUN_TEST(test_users);
     RUN_TEST(test_sync_two_devices);
     RUN_TEST(test_sync_error_handler);

@@ -19,14 +19,14 @@ carries inside the package; otherwise it is looked for on the loader's path, thr
 
 from __future__ import annotations
 
-from . import _ffi, log, management
+from . import _ffi, aio, log, management
 from ._core import Float32, Timestamp, Token
 from .app import App, AuthEvent, Credentials, User
 from .config import Config, delete_realm_files
 from .errors import *  # noqa: F403 - the exception hierarchy is part of the API
 from .errors import __all__ as _errors_all
 from .observe import ChangeStream, CollectionChanges, ObjectChange
-from .realm import List, Object, PropertyValue, Realm, Results, Value
+from .realm import AsyncOpenTask, List, Object, PropertyValue, Realm, Results, Value
 from .schema import ClassInfo, PropertyFlag, PropertyInfo, PropertyType, Schema
 from .sync import (
     ConnectionState,
@@ -57,6 +57,7 @@ __all__ = [
     "ObjectChange",
     "ChangeStream",
     "Token",
+    "AsyncOpenTask",
     "Value",
     "PropertyValue",
     "PropertyType",

@@ -16,14 +16,17 @@ Two rules make the binding safe:
 
 The package's modules import one another top to bottom only: ``_ffi`` (the ctypes
 declarations), ``errors``, ``_core`` (this module: handles, tokens, callbacks, values),
-``schema``, ``sync``, ``app``, ``config``, ``realm``, then ``__init__``. Where a lower module
+``log``, ``schema``, ``sync``, ``config``, ``app``, ``realm``, ``management``, ``aio`` (the
+asyncio schedulers), then ``__init__``. Where a lower module
 must hand out an object of a higher one, it goes through an object it already has (a session's
 user comes from its app) or :func:`handle_class`. ``tests/test_package.py`` checks the order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
 import ctypes
 import datetime as _dt
 import enum
@@ -284,6 +287,16 @@ class Token(Handle):
 
     def __repr__(self) -> str:
         return f"<shoal.Token{' (released)' if self.released else ''}>"
+
+class AsyncResult(concurrent.futures.Future):
+    """The result of an asynchronous call (``*_async``): a ``concurrent.futures.Future``
+    (``.result(timeout)`` blocks for it) that coroutines can also ``await``. The library
+    completes it from whatever thread delivers the outcome (a library thread, or the app's
+    loop through a scheduler); awaiting hands it over to the awaiting loop."""
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
 
 #: How long the exit handler waits for library threads to finish their last callbacks.
 EXIT_WAIT_SECONDS = 5.0

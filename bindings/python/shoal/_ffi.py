@@ -453,8 +453,6 @@ shoal_free_userdata_fn_t = CFUNCTYPE(None, c_void_p)
 shoal_migration_fn_t = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, uint64_t version)``
 shoal_change_fn_t = CFUNCTYPE(None, c_void_p, c_uint64)
-#: ``void (*)(void* userdata)``: a scheduler has work waiting
-shoal_scheduler_notify_fn_t = CFUNCTYPE(None, c_void_p)
 #: ``void (*)(void* userdata, const shoal_collection_changes_t* changes)``
 shoal_collection_change_fn_t = CFUNCTYPE(None, c_void_p, POINTER(shoal_collection_changes_t))
 #: ``void (*)(void* userdata, const shoal_object_changes_t* changes)``
@@ -483,6 +481,19 @@ shoal_connection_state_fn_t = CFUNCTYPE(None, c_void_p, c_int32, c_int32)
 shoal_progress_fn_t = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 #: ``void (*)(void* userdata, int level, const char* category, const char* message)``
 shoal_log_fn_t = CFUNCTYPE(None, c_void_p, c_int, c_char_p, c_char_p)
+#: ``void (*)(void* userdata)``: a scheduler has work waiting (called on a library thread).
+shoal_scheduler_notify_fn_t = CFUNCTYPE(None, c_void_p)
+#: ``bool (*)(void* userdata, shoal_realm_t* realm)``: an asynchronous write's body; the realm is
+#: valid during the call only.
+shoal_write_fn_t = CFUNCTYPE(c_bool, c_void_p, c_void_p)
+#: ``void (*)(void* userdata, const shoal_error_t* error, uint64_t version)``: NULL on success.
+shoal_write_completion_fn_t = CFUNCTYPE(None, c_void_p, POINTER(shoal_error_t), c_uint64)
+#: ``void (*)(void* userdata, shoal_realm_t* realm, const shoal_error_t* error)``: the realm is a
+#: new handle (or NULL), the error is valid during the call only (or NULL).
+shoal_open_fn_t = CFUNCTYPE(None, c_void_p, c_void_p, POINTER(shoal_error_t))
+#: ``void (*)(void* userdata, const char* json, const shoal_error_t* error)``: both valid during
+#: the call only; both NULL when there is no such user.
+shoal_lookup_fn_t = CFUNCTYPE(None, c_void_p, c_char_p, POINTER(shoal_error_t))
 
 # ---------------------------------------------------------------------------------------------
 # Functions
@@ -594,6 +605,13 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         _handle,
         [_handle, shoal_object_change_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
+    # async work
+    "shoal_realm_write_async": (
+        c_bool,
+        [_handle, shoal_write_fn_t, shoal_write_completion_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
+    "shoal_realm_open_async": (_handle, [_handle, shoal_open_fn_t, c_void_p, shoal_free_userdata_fn_t]),
+    "shoal_async_open_task_cancel": (c_bool, [_handle, POINTER(c_bool)]),
     # queries and results
     "shoal_realm_query": (_handle, [_handle, c_char_p, c_char_p, _value_p, c_size_t]),
     "shoal_realm_objects": (_handle, [_handle, c_char_p]),
@@ -636,6 +654,10 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         [_handle, c_char_p, c_char_p, shoal_completion_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
     "shoal_user_lookup": (c_void_p, [_handle, c_char_p, c_char_p]),
+    "shoal_user_lookup_async": (
+        c_bool,
+        [_handle, c_char_p, c_char_p, _handle, shoal_lookup_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
     "shoal_app_add_auth_callback": (
         _handle,
         [_handle, shoal_auth_fn_t, c_void_p, shoal_free_userdata_fn_t],

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from . import _ffi
 from ._core import (
     FREE_USERDATA,
+    AsyncResult,
     Handle,
     NamedIntEnum,
     call,
@@ -86,7 +87,7 @@ class _Pending:
             raise TypeError("the callback must be callable")
         self.app = app
         self.callback = callback
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.future: concurrent.futures.Future = AsyncResult()
         # The call cannot be cancelled once started: a RUNNING future refuses cancel().
         self.future.set_running_or_notify_cancel()
 
@@ -130,6 +131,19 @@ def COMPLETION(userdata, error):  # noqa: N802 - a C function pointer
         entry.finish((exc,), None, exc)
     except BaseException:
         log.exception("the completion callback failed")
+
+
+@_ffi.shoal_lookup_fn_t
+def LOOKUP(userdata, json_text, error):  # noqa: N802 - a C function pointer
+    try:
+        entry = registered(userdata)
+        if entry is None:  # pragma: no cover
+            return
+        exc = error_from_c(error.contents) if error else None
+        found = None if exc is not None or json_text is None else json.loads(json_text.decode("utf-8"))
+        entry.finish((found, exc), found, exc)
+    except BaseException:
+        log.exception("the lookup callback failed")
 
 
 @_ffi.shoal_auth_fn_t
@@ -529,6 +543,33 @@ class User(Handle):
         )
         text = _ffi.take_string(p)
         return None if text is None else json.loads(text)
+
+    def lookup_async(
+        self,
+        provider: str,
+        provider_id: str,
+        callback: "Callable[[dict[str, Any] | None, ShoalError | None], Any] | None" = None,
+        scheduler: Any = None,
+    ) -> "AsyncResult[dict[str, Any] | None]":
+        """:meth:`lookup` without blocking: the request runs on a library thread, then
+        ``callback(found, error)`` (``found`` None when there is no such user) runs once on
+        ``scheduler`` (a :class:`shoal.aio.Scheduler`, e.g. an event loop's
+        :class:`~shoal.aio.AsyncioScheduler`) or, without one, on the library thread. Returns
+        an :class:`~shoal._core.AsyncResult` (``await`` it, or ``.result(timeout)``)."""
+        if scheduler is not None:
+            check_kind(scheduler, "scheduler", "shoal.aio.Scheduler")
+        entry = _Pending(self._app, callback)
+        call_bool(
+            lib.shoal_user_lookup_async,
+            self._h,
+            _text(provider, "the provider"),
+            _text(provider_id, "the provider id"),
+            scheduler._h if scheduler is not None else None,
+            LOOKUP,
+            register(entry, on_library_thread=True),
+            FREE_USERDATA,
+        )
+        return entry.future
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, User):

@@ -19,6 +19,7 @@ from ._core import (
     call_count,
     call_ptr,
     call_string,
+    check_kind,
     file_id,
     handle_class,
     log,
@@ -190,6 +191,7 @@ class Config(Handle):
         self._encryption_key: bytes | None = None
         self._should_compact: Callable[[int, int], bool] | None = None
         self._sync: "SyncConfig | None" = None
+        self._scheduler: Any = None
 
     @classmethod
     def for_recovery(
@@ -267,6 +269,23 @@ class Config(Handle):
     def sync(self) -> "SyncConfig | None":
         """The sync configuration given to :meth:`set_sync` (None for a local realm)."""
         return self._sync
+
+    # -- where callbacks run --------------------------------------------------------------------
+
+    def set_scheduler(self, scheduler: Any) -> "Config":
+        """Delivers the change notifications and async completions of realms opened with this
+        config on ``scheduler`` (a :class:`shoal.aio.Scheduler`, e.g. the
+        :class:`~shoal.aio.AsyncioScheduler` of an event loop) instead of library threads.
+        The config keeps the scheduler alive. Returns the config."""
+        check_kind(scheduler, "scheduler", "shoal.aio.Scheduler")
+        call_bool(lib.shoal_config_set_scheduler, self._h, scheduler._h)
+        self._scheduler = scheduler
+        return self
+
+    @property
+    def scheduler(self) -> Any:
+        """The scheduler given to :meth:`set_scheduler` (None: library threads)."""
+        return self._scheduler
 
     @property
     def schema(self) -> Schema | None:

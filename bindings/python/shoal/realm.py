@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import datetime
@@ -12,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeAlias, Union
 from . import _ffi
 from ._core import (
     FREE_USERDATA,
+    AsyncResult,
     Handle,
     InValue,
     ObjectHandle,
@@ -35,15 +37,17 @@ from .config import Config
 from .observe import ChangeStream, observe
 from .errors import (
     IndexOutOfBounds,
+    Internal,
     NoSuchProperty,
     RealmClosed,
     ShoalError,
+    error_from_c,
     last_error,
 )
 from .schema import ClassInfo, PropertyInfo, PropertyType, parse_schema_json
 from .sync import Session, _keep_session_while_it_runs, _track_synced_realm
 
-__all__ = ["Realm", "Object", "List", "Results", "Token", "Value", "PropertyValue"]
+__all__ = ["Realm", "Object", "List", "Results", "Token", "Value", "PropertyValue", "AsyncOpenTask"]
 
 
 _MISSING = object()
@@ -66,6 +70,135 @@ def CHANGE(userdata, version):  # noqa: N802 - a C function pointer
             fn(version)
     except BaseException:  # never unwind into Rust
         log.exception("a change callback raised")
+
+
+# ---- asynchronous work (write_async, open_async) --------------------------------------------
+
+
+class _WritePending:
+    """A queued asynchronous write: its function, the optional callback, the result and the
+    realm (kept until the completion, so that the realm's scheduler lives to deliver it)."""
+
+    __slots__ = ("realm", "fn", "callback", "future", "error")
+
+    def __init__(self, realm: "Realm", fn: Callable[["Realm"], Any], callback: Any) -> None:
+        if not callable(fn):
+            raise TypeError("the write function must be callable")
+        if callback is not None and not callable(callback):
+            raise TypeError("the callback must be callable")
+        self.realm: "Realm | None" = realm
+        self.fn = fn
+        self.callback = callback
+        self.future: AsyncResult = AsyncResult()
+        self.future.set_running_or_notify_cancel()  # a queued write cannot be called off
+        self.error: BaseException | None = None
+
+
+@_ffi.shoal_write_fn_t
+def WRITE(userdata, realm_ptr):  # noqa: N802 - a C function pointer
+    entry = registered(userdata)
+    if entry is None:  # pragma: no cover - the library calls before free_userdata
+        return False
+    try:
+        realm = Realm(call_ptr(lib.shoal_clone, realm_ptr), _file_id=entry.realm._file_id if entry.realm else None)
+        try:
+            return entry.fn(realm) is not False
+        finally:
+            realm.release()
+    except BaseException as e:  # never unwind into Rust: the exception goes to the future
+        entry.error = e
+        return False
+
+
+@_ffi.shoal_write_completion_fn_t
+def WRITE_DONE(userdata, error, version):  # noqa: N802 - a C function pointer
+    try:
+        entry = registered(userdata)
+        if entry is None:  # pragma: no cover
+            return
+        exc = entry.error
+        if exc is None and error:
+            exc = error_from_c(error.contents)
+        entry.realm = None
+        if entry.callback is not None:
+            try:
+                entry.callback(None if exc else version, exc)
+            except BaseException:  # never unwind into Rust
+                log.exception("an asynchronous write's callback raised")
+        if exc is None:
+            entry.future.set_result(version)
+        else:
+            entry.future.set_exception(exc)
+    except BaseException:
+        log.exception("the asynchronous write's completion failed")
+
+
+class _OpenPending:
+    """An asynchronous open: the loop that awaits it, its future and the config (kept until
+    the callback, which runs on a library thread or on the config's scheduler)."""
+
+    __slots__ = ("loop", "future", "config")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
+        self.config = config
+
+    def deliver(self, realm: "Realm | None", exc: BaseException | None) -> None:
+        """Any thread: hands the outcome to the awaiting loop."""
+        try:
+            self.loop.call_soon_threadsafe(self._settle, realm, exc)
+        except RuntimeError:  # the loop is closed: nobody awaits the realm
+            if realm is not None:
+                realm.close()
+
+    def _settle(self, realm: "Realm | None", exc: BaseException | None) -> None:
+        """On the loop: completes the future, or closes a realm nobody awaits any more."""
+        if self.future.done():  # cancelled too late for the library to stop the open
+            if realm is not None:
+                realm.close()
+        elif exc is not None:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(realm)
+
+
+@_ffi.shoal_open_fn_t
+def OPENED(userdata, realm_ptr, error):  # noqa: N802 - a C function pointer
+    try:
+        entry = registered(userdata)
+        if entry is None:  # pragma: no cover - the library calls once, before free_userdata
+            if realm_ptr:
+                lib.shoal_release(realm_ptr)
+            return
+        if realm_ptr:
+            realm = Realm(realm_ptr, entry.config)  # a new handle: ours
+            if entry.config.sync is not None:
+                _track_synced_realm(realm)
+            entry.deliver(realm, None)
+        else:
+            exc = error_from_c(error.contents) if error else Internal(
+                _ffi.SHOAL_ERR_INTERNAL, _ffi.SHOAL_ERR_CATEGORY_INTERNAL, "the open failed without an error"
+            )
+            entry.deliver(None, exc)
+    except BaseException:  # never unwind into Rust
+        log.exception("the asynchronous open's callback failed")
+
+
+class AsyncOpenTask(Handle):
+    """An asynchronous open under way (``shoal_async_open_task_t``); see
+    :meth:`Realm.open_async`."""
+
+    _kind = "async open task"
+
+    def cancel(self) -> bool:
+        """Cancels the open: True when it was cancelled (its callback never runs, the realm it
+        opened is closed and a file it created is deleted before this returns), False when it
+        was too late (the callback ran or is running). May block while the library stops the
+        open (a session stopping)."""
+        out = ctypes.c_bool(False)
+        call_bool(lib.shoal_async_open_task_cancel, self._h, ctypes.byref(out))
+        return out.value
 
 
 class Realm(Handle):
@@ -114,6 +247,71 @@ class Realm(Handle):
         if config.sync is not None:
             _track_synced_realm(realm)
         return realm
+
+    @classmethod
+    async def open_async(cls, config: "Config | str | os.PathLike[str]") -> "Realm":
+        """Opens the realm of ``config`` without blocking the event loop: the open, including
+        the wait for the initial download when the sync configuration asks for it
+        (:meth:`SyncConfig.set_wait_for_initial_data <shoal.SyncConfig.set_wait_for_initial_data>`),
+        runs on a library thread.
+
+        Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``) cancels the
+        open: unless it had already completed, nothing is delivered, and a file it created is
+        deleted before the :class:`asyncio.CancelledError` reaches the awaiting code. An open
+        that completed anyway is closed.
+
+        >>> realm = await shoal.Realm.open_async(config)                # doctest: +SKIP
+        """
+        if not isinstance(config, Config):
+            config = Config(config)
+        loop = asyncio.get_running_loop()
+        entry = _OpenPending(loop, config)
+        p = call_ptr(
+            lib.shoal_realm_open_async, config._h, OPENED, register(entry, on_library_thread=True), FREE_USERDATA
+        )
+        task = AsyncOpenTask(p)
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            # Stops the library's work (and deletes what it created) before the cancellation
+            # goes on; an open that completed anyway is closed by _settle.
+            task.cancel()
+            raise
+        finally:
+            task.release()
+
+    def write_async(
+        self,
+        fn: "Callable[[Realm], Any]",
+        callback: "Callable[[int | None, BaseException | None], Any] | None" = None,
+    ) -> "AsyncResult[int]":
+        """Runs ``fn(realm)`` inside a write transaction on a library thread and commits it,
+        without blocking the caller. ``realm`` is a handle of its own on the file, valid during
+        the call: this handle stays free meanwhile. Returning False or raising cancels the
+        transaction (nothing is written).
+
+        Returns an :class:`~shoal._core.AsyncResult` (a ``concurrent.futures.Future`` that
+        can also be awaited) of the file's version after the commit; it raises what ``fn``
+        raised, or the library's error. ``callback(version, error)`` (one of the two is None)
+        runs first, on this realm's scheduler (:meth:`Config.set_scheduler`; default: a
+        library thread). With a scheduler, this handle has been refreshed to include the write
+        when the callback runs and the awaiting coroutine resumes.
+
+        Writes asked for through one handle run in the order asked. Raises at once (and runs
+        nothing) for a closed or read-only realm.
+
+        >>> version = await realm.write_async(lambda r: r.create("Person", 1))   # doctest: +SKIP
+        """
+        entry = _WritePending(self, fn, callback)
+        call_bool(
+            lib.shoal_realm_write_async,
+            self._h,
+            WRITE,
+            WRITE_DONE,
+            register(entry, on_library_thread=True),
+            FREE_USERDATA,
+        )
+        return entry.future
 
     def _closed_error(self) -> Exception:
         return RealmClosed(_ffi.SHOAL_ERR_REALM_CLOSED, _ffi.SHOAL_ERR_CATEGORY_LOGIC, "the realm was closed")

@@ -21,7 +21,7 @@ PACKAGE = REPO_ROOT / "bindings" / "python" / "shoal"
 HEADER = (REPO_ROOT / "include" / "shoal.h").read_text()
 
 #: The modules from the bottom up: each imports only modules before it.
-LAYERS = ["_ffi", "errors", "_core", "log", "observe", "schema", "sync", "config", "app", "realm", "management", "__init__"]
+LAYERS = ["_ffi", "errors", "_core", "log", "observe", "schema", "sync", "config", "app", "realm", "management", "aio", "__init__"]
 
 
 def _package_imports(node: ast.AST) -> list[str]:
