@@ -193,6 +193,67 @@ pub(crate) fn diff_keys(
     changes_from_sources(old.len(), &sources, |j, _| modified(new[j]))
 }
 
+/// The change set between two key lists where only the objects in `touched` can have moved:
+/// every other key keeps its relative order (sorted results updated by placement). Costs one
+/// pass over each list with lookups in the small `touched` set, instead of hashing every key.
+pub(crate) fn diff_touched(
+    old: &[u64],
+    new: &[u64],
+    touched: &FxHashSet<u64>,
+    modified: impl Fn(u64) -> bool,
+) -> CollectionChanges {
+    let find = |keys: &[u64]| -> Vec<(u64, usize)> {
+        keys.iter()
+            .enumerate()
+            .filter(|(_, k)| touched.contains(k))
+            .map(|(i, k)| (*k, i))
+            .collect()
+    };
+    let (in_old, in_new) = (find(old), find(new));
+    let old_at: FxHashMap<u64, usize> = in_old.iter().copied().collect();
+    let new_keys: FxHashSet<u64> = in_new.iter().map(|(k, _)| *k).collect();
+    let mut c = CollectionChanges {
+        deletions: in_old
+            .iter()
+            .filter(|(k, _)| !new_keys.contains(k))
+            .map(|(_, i)| *i)
+            .collect(),
+        ..CollectionChanges::default()
+    };
+    // Touched objects in both lists, in new order: one stays in place when it keeps its order
+    // among the other touched ones (a longest increasing run of old indices) and has as many
+    // untouched objects before it as before.
+    let both: Vec<(usize, usize, u64)> = in_new
+        .iter()
+        .filter_map(|(k, j)| old_at.get(k).map(|i| (*j, *i, *k)))
+        .collect();
+    let runs = longest_increasing(&both.iter().map(|(_, i, _)| *i).collect::<Vec<_>>());
+    let touched_before = |list: &[(u64, usize)], at: usize| list.partition_point(|(_, i)| *i < at);
+    for (&(j, i, key), in_run) in both.iter().zip(runs) {
+        let untouched_old = i - touched_before(&in_old, i);
+        let untouched_new = j - touched_before(&in_new, j);
+        if in_run && untouched_old == untouched_new {
+            if modified(key) {
+                c.modifications.push(j);
+                c.modifications_old.push(i);
+            }
+        } else {
+            c.moves.push((i, j));
+            c.deletions.push(i);
+            c.insertions.push(j);
+        }
+    }
+    c.insertions.extend(
+        in_new
+            .iter()
+            .filter(|(k, _)| !old_at.contains_key(k))
+            .map(|(_, j)| *j),
+    );
+    c.deletions.sort_unstable();
+    c.insertions.sort_unstable();
+    c
+}
+
 /// Replays a list's edits over its `old_len` old elements: for each element of the new list,
 /// the old index it came from (`None`: inserted) and whether it was set in place.
 fn replay_list(old_len: usize, edits: &[ListEdit]) -> (Vec<Option<usize>>, Vec<bool>) {
@@ -365,20 +426,32 @@ impl ResultsObserver {
             return Ok(());
         }
         let mine = log.classes.get(&class.id);
-        let new = match mine {
-            Some(changes) if !log.schema_changed && self.spec.is_incremental() => {
-                self.apply_incrementally(view, class, old, changes)?
-            }
-            Some(changes) if !log.schema_changed && self.spec.is_sorted_incremental() => {
-                match self.apply_sorted(view, class, old, changes)? {
-                    Some(new) => new,
-                    None => self.spec.evaluate(view, class)?,
-                }
-            }
-            _ => self.spec.evaluate(view, class)?,
-        };
         let modified = |key: u64| mine.is_some_and(|c| c.modified.contains_key(&key));
-        let mut changes = diff_keys(old, &new, modified);
+        let placed = match mine {
+            Some(changes) if !log.schema_changed && self.spec.is_sorted_incremental() => {
+                self.apply_sorted(view, class, old, changes)?
+            }
+            _ => None,
+        };
+        let (new, mut changes) = match (placed, mine) {
+            (Some((new, matched)), Some(c)) => {
+                let mut touched: FxHashSet<u64> = c.deleted.iter().copied().collect();
+                touched.extend(c.modified.keys().copied());
+                touched.extend(matched);
+                let changes = diff_touched(old, &new, &touched, modified);
+                (new, changes)
+            }
+            _ => {
+                let new = match mine {
+                    Some(c) if !log.schema_changed && self.spec.is_incremental() => {
+                        self.apply_incrementally(view, class, old, c)?
+                    }
+                    _ => self.spec.evaluate(view, class)?,
+                };
+                let changes = diff_keys(old, &new, modified);
+                (new, changes)
+            }
+        };
         *old = new;
         if changes.is_empty() {
             return Ok(());
@@ -390,15 +463,15 @@ impl ResultsObserver {
 
     /// The new keys of sorted results (see `Spec::is_sorted_incremental`): the old order
     /// without the deleted and changed objects, with the changed and created objects that match
-    /// placed by binary search. `None` when so many objects changed that running the query
-    /// again is cheaper.
+    /// placed by binary search; and those placed. `None` when so many objects changed that
+    /// running the query again is cheaper.
     fn apply_sorted(
         &self,
         view: View<'_>,
         class: &ClassInfo,
         old: &[u64],
         changes: &ClassChanges,
-    ) -> Result<Option<Vec<u64>>> {
+    ) -> Result<Option<(Vec<u64>, Vec<u64>)>> {
         let (next, _) = view.class_state(class.id)?;
         let changed = changes.modified.len() as u64 + next.saturating_sub(changes.first_new_key);
         if changed > PLACE_LIMIT {
@@ -413,9 +486,8 @@ impl ResultsObserver {
             .copied()
             .filter(|k| !changes.deleted.contains(k) && !changes.modified.contains_key(k))
             .collect();
-        self.spec
-            .place_sorted(view, class, kept, &matched)
-            .map(Some)
+        let new = self.spec.place_sorted(view, class, kept, &matched)?;
+        Ok(Some((new, matched)))
     }
 
     /// The new keys of unsorted results whose filter reads only the objects' own
@@ -784,6 +856,33 @@ mod tests {
         let (sources, set) = replay_list(3, &edits);
         assert_eq!(sources, vec![Some(2), None, Some(0)]);
         assert_eq!(set, vec![false, false, true]);
+    }
+
+    #[test]
+    fn diffs_of_touched_objects_agree_with_full_diffs() {
+        let (a, k, k2, b, x, n) = (1, 2, 3, 4, 5, 6);
+        let cases: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = vec![
+            (vec![a, k, k2, b], vec![a, k2, k, b], vec![k, k2]),
+            (vec![a, k, x, b], vec![n, a, b, k], vec![k, x, n]),
+            (vec![k, a, b], vec![a, b, k], vec![k]),
+            (vec![a, k, b], vec![a, k, b], vec![k]),
+        ];
+        for (old, new, touched) in cases {
+            let touched: FxHashSet<u64> = touched.into_iter().collect();
+            let fast = diff_touched(&old, &new, &touched, |key| key == k);
+            let full = diff_keys(&old, &new, |key| key == k);
+            for changes in [&fast, &full] {
+                let mut mirror = old.clone();
+                for &i in changes.deletions.iter().rev() {
+                    mirror.remove(i);
+                }
+                for &j in &changes.insertions {
+                    mirror.insert(j, new[j]);
+                }
+                assert_eq!(mirror, new, "{old:?} -> {new:?}");
+            }
+            assert_eq!(fast.moves.len(), full.moves.len(), "{old:?} -> {new:?}");
+        }
     }
 
     #[test]
