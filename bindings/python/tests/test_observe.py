@@ -128,3 +128,35 @@ def test_bad_observers_are_refused(realm):
 
     with pytest.raises(TypeError):
         realm.objects("Person").observe(None)
+
+
+def test_observers_run_on_the_asyncio_loop_through_its_scheduler(config):
+    import shoal.aio
+
+    async def main():
+        loop_thread = threading.get_ident()
+        shoal.aio.bind_to_loop(config)
+        with shoal.Realm.open(config) as realm:
+            seen = []
+            initial, changed = asyncio.Event(), asyncio.Event()
+
+            def on_change(change):
+                seen.append((threading.get_ident(), change))
+                (initial if change.initial else changed).set()
+
+            token = realm.objects("Person").observe(on_change)
+            await asyncio.wait_for(initial.wait(), TIMEOUT)
+
+            def writer():
+                # Another handle on a worker thread, without the scheduler.
+                with shoal.Realm.open(shoal.Config(config.path, schema=None)) as other:
+                    with other.write():
+                        other.create("Person", 1, age=3)
+
+            await asyncio.get_running_loop().run_in_executor(None, writer)
+            await asyncio.wait_for(changed.wait(), TIMEOUT)
+            assert all(thread == loop_thread for thread, _ in seen)
+            assert seen[-1][1].insertions == [0]
+            token.release()
+
+    asyncio.run(main())
