@@ -244,8 +244,11 @@ fn deliver(
             };
             for cb in &callbacks {
                 // A panicking callback must not stop delivery to the others.
-                let _ =
+                let run =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(commit.version)));
+                if run.is_err() {
+                    tracing::error!(target: "shoal::notify", version = commit.version, "a change callback panicked; the others still run");
+                }
             }
             // Notifications are sent in commit order and delivered in that order.
             undelivered.lock().pop_front();

@@ -271,6 +271,37 @@ fn a_panicking_callback_does_not_stop_the_others() {
 }
 
 #[test]
+fn a_panicking_callback_is_logged_not_swallowed() {
+    let (log_tx, log_rx) = mpsc::channel::<(shoal::LogLevel, String, String)>();
+    let log_tx = std::sync::Mutex::new(log_tx);
+    shoal::set_log_callback(Some(Arc::new(move |level, category: &str, message: &str| {
+        let _ = log_tx
+            .lock()
+            .unwrap()
+            .send((level, category.to_owned(), message.to_owned()));
+    })))
+    .unwrap();
+    let t = TempRealm::new();
+    let realm = open_people(&t);
+    let _bad = realm
+        .add_change_callback(|_| panic!("callback failure (expected by the test)"))
+        .unwrap();
+    let v1 = commit_change(&realm, 1);
+    let found = loop {
+        let (level, category, message) = log_rx
+            .recv_timeout(PATIENCE)
+            .expect("the panic is logged");
+        if message.contains("change callback panicked") {
+            break (level, category, message);
+        }
+    };
+    shoal::set_log_callback(None).unwrap();
+    assert_eq!(found.0, shoal::LogLevel::Error);
+    assert_eq!(found.1, "shoal::notify");
+    assert!(found.2.contains(&v1.to_string()), "{}", found.2);
+}
+
+#[test]
 fn every_kind_of_change_calls_back() {
     let t = TempRealm::new();
     let realm = open_people(&t);
