@@ -91,8 +91,10 @@ impl SyncClient {
         })
     }
 
-    /// The session of the synced realm `config` describes, created if there is none.
-    pub(crate) fn session(self: &Arc<Self>, config: &Config) -> Result<Session> {
+    /// The session of the synced realm `config` describes, created if there is none. An
+    /// existing session that is stopped takes `config` (see [`SessionInner::reconfigure`]);
+    /// `is_new` says the file does not exist (an open is about to create it).
+    pub(crate) fn session(self: &Arc<Self>, config: &Config, is_new: bool) -> Result<Session> {
         let sync = config
             .sync_config()
             .cloned()
@@ -100,14 +102,15 @@ impl SyncClient {
         let key = PathBuf::from(&config.path);
         let mut sessions = self.sessions.lock();
         if let Some(inner) = sessions.get(&key).and_then(Weak::upgrade) {
-            if inner.sync.url.resolved != sync.url.resolved
-                || inner.sync.user.identity() != sync.user.identity()
+            if inner.url.resolved != sync.url.resolved
+                || inner.user().identity() != sync.user.identity()
             {
                 return Err(Error::invalid(format!(
                     "the file '{}' is synced with {} already",
-                    config.path, inner.sync.url.resolved
+                    config.path, inner.url.resolved
                 )));
             }
+            inner.reconfigure(config, &sync, is_new);
             return Ok(Session { inner });
         }
         sessions.retain(|_, w| w.strong_count() > 0);
@@ -186,7 +189,7 @@ impl SessionHost for SyncClient {
             inner.wake.notify_one();
             return;
         }
-        if !SessionInner::wants_to_run(&s, inner.sync.user.is_valid()) {
+        if !SessionInner::wants_to_run(&s, inner.user().is_valid()) {
             let state = if s.fatal.is_some() {
                 SessionState::Error
             } else {
@@ -222,7 +225,7 @@ impl LoginListener for SyncClient {
     /// A user logged in or out: wake (or start) its sessions.
     fn user_changed(&self, identity: &str) {
         for session in self.all_sessions() {
-            if session.inner.sync.user.identity() == identity {
+            if session.inner.user().identity() == identity {
                 let handles = session.inner.shared.lock().handles;
                 if handles > 0 || session.inner.shared.lock().dying {
                     self.start(&session.inner);
@@ -250,7 +253,8 @@ impl App {
                 "the configuration's user belongs to another app",
             ));
         }
-        SyncClient::of(&self.inner)?.session(config)
+        let is_new = !Path::new(config.path()).exists();
+        SyncClient::of(&self.inner)?.session(config, is_new)
     }
 
     /// Every sync session alive in this app.
@@ -320,7 +324,7 @@ impl crate::User {
         client
             .all_sessions()
             .into_iter()
-            .filter(|s| s.inner.sync.user == *self && s.state() != SessionState::Error)
+            .filter(|s| s.inner.user() == *self && s.state() != SessionState::Error)
             .collect()
     }
 }

@@ -44,7 +44,7 @@ impl SyncedOpen for SyncConfig {
     fn open(&self, config: &Config) -> Result<Realm> {
         config.check()?;
         let is_new = !std::path::Path::new(&config.path).exists();
-        let session = SyncClient::of(&self.user.app)?.session(config)?;
+        let session = SyncClient::of(&self.user.app)?.session(config, is_new)?;
         if config.read_only {
             return self.open_read_only(config, &session, is_new);
         }
@@ -123,18 +123,18 @@ impl Session {
         let mut s = inner.shared.lock();
         while s.running {
             if inner.changed.wait_until(&mut s, deadline).timed_out() {
-                tracing::warn!(path = %inner.config.path, "the session did not stop; the partial file stays");
+                tracing::warn!(path = %inner.path, "the session did not stop; the partial file stays");
                 return;
             }
         }
         drop(s);
         inner.drop_scan_realm();
-        match crate::delete_realm_files(&inner.config) {
+        match crate::delete_realm_files(&inner.conf().config) {
             Ok(()) => inner
                 .client
-                .forget_session(std::path::Path::new(&inner.config.path)),
+                .forget_session(std::path::Path::new(&inner.path)),
             Err(e) => {
-                tracing::warn!(path = %inner.config.path, error = %e, "could not delete the partial file")
+                tracing::warn!(path = %inner.path, error = %e, "could not delete the partial file")
             }
         }
     }
@@ -173,7 +173,7 @@ impl Drop for HandleGuard {
         if !last {
             return;
         }
-        match inner.sync.stop_policy {
+        match inner.conf().sync.stop_policy {
             StopPolicy::LiveIndefinitely => {}
             StopPolicy::Immediately => {
                 inner.shared.lock().stopped = true;

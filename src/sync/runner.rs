@@ -41,7 +41,7 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
     let mut runner = match Runner::start(inner.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(path = %inner.config.path, error = %e, "the sync session cannot open its realm");
+            tracing::error!(path = %inner.path, error = %e, "the sync session cannot open its realm");
             let error = SyncError::from_error(&e, true);
             report(&inner, error.clone());
             inner.drop_scan_realm();
@@ -58,11 +58,11 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
 }
 
 fn report(inner: &Arc<SessionInner>, error: SyncError) {
-    tracing::debug!(path = %inner.config.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
+    tracing::debug!(path = %inner.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
     let session = Session {
         inner: inner.clone(),
     };
-    match inner.sync.error_handler.clone() {
+    match inner.conf().sync.error_handler.clone() {
         Some(handler) => inner
             .client
             .callback(Box::new(move || handler(&session, &error))),
@@ -178,7 +178,7 @@ impl Runner {
     /// asks it to go on is seen).
     fn should_stop(&self) -> bool {
         let s = self.inner.shared.lock();
-        if !SessionInner::wants_to_run(&s, self.inner.sync.user.is_valid()) {
+        if !SessionInner::wants_to_run(&s, self.inner.user().is_valid()) {
             return true;
         }
         s.dying && s.upload_known && s.pending.is_empty()
@@ -240,7 +240,8 @@ impl Runner {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(self.token.is_some()); // backing off after a failure
         }
-        let token = if self.inner.sync.token_binder.is_some() {
+        let binder = self.inner.conf().sync.token_binder.clone();
+        let token = if let Some(binder) = binder {
             let handed = self.inner.shared.lock().bound_token.take();
             match handed {
                 Some(t) => {
@@ -250,23 +251,20 @@ impl Runner {
                 None => {
                     if !self.token_requested {
                         self.token_requested = true;
-                        let binder = self.inner.sync.token_binder.clone();
                         let session = Session {
                             inner: self.inner.clone(),
                         };
-                        let path = self.inner.sync.url.path.clone();
-                        if let Some(binder) = binder {
-                            self.inner
-                                .client
-                                .callback(Box::new(move || binder(&session, &path)));
-                        }
+                        let path = self.inner.url.path.clone();
+                        self.inner
+                            .client
+                            .callback(Box::new(move || binder(&session, &path)));
                     }
                     return Ok(self.token.is_some());
                 }
             }
         } else {
-            let user = self.inner.sync.user.clone();
-            let path = self.inner.sync.url.path.clone();
+            let user = self.inner.user();
+            let path = self.inner.url.path.clone();
             match blocking(move || user.access_token(&path)).await {
                 Ok(t) => t.token,
                 Err(e) if e.code() == ErrorCode::ExpiredRefreshToken => {
@@ -317,7 +315,7 @@ impl Runner {
             self.key,
             Message::Bind {
                 session: wire,
-                path: self.inner.sync.url.path.clone(),
+                path: self.inner.url.path.clone(),
                 access_token: token,
                 client_file_ident: self.progress.ident,
                 client_file_salt: self.progress.salt,
@@ -588,26 +586,23 @@ impl Runner {
 
     fn on_session_error(&mut self, code: i32, message: String, try_again: bool) {
         use SessionErrorCode as E;
-        if code == E::BadAuthentication as i32 && !self.inner.sync.user.is_valid() {
+        if code == E::BadAuthentication as i32 && !self.inner.user().is_valid() {
             // The user logged out, which revokes the refresh token, and the server ended the
             // sessions of its access tokens: this session is stopping anyway, and a later
             // login binds with a new token. Not an error for the application.
-            tracing::info!(path = %self.inner.config.path, "session ended by the logout");
+            tracing::info!(path = %self.inner.path, "session ended by the logout");
             self.token = None;
             return;
         }
         if code == E::PermissionDenied as i32 {
             // The grants changed: a cached token carries the old access, so a later bind
             // (after a new grant) must fetch a new one.
-            self.inner
-                .sync
-                .user
-                .forget_access_token(&self.inner.sync.url.path);
+            self.inner.user().forget_access_token(&self.inner.url.path);
             self.token = None;
         }
         match SessionErrorCode::from_code(code) {
             Some(E::TokenExpired) => {
-                tracing::info!(path = %self.inner.config.path, "access token expired; renewing");
+                tracing::info!(path = %self.inner.path, "access token expired; renewing");
                 self.refresh_at = Some(Instant::now());
                 self.token = None;
                 self.token_requested = false;
@@ -618,7 +613,7 @@ impl Runner {
                 | E::BadServerVersion
                 | E::DivergingHistories,
             ) => {
-                let backup = super::client_reset::backup_path(self.inner.sync.user.app.sync_root());
+                let backup = super::client_reset::backup_path(self.inner.user().app.sync_root());
                 let mut error = SyncError::new(
                     ErrorCode::ClientReset as i32,
                     format!(
@@ -628,7 +623,7 @@ impl Runner {
                     true,
                 );
                 error.is_client_reset = true;
-                error.original_path = Some(self.inner.config.path.clone());
+                error.original_path = Some(self.inner.path.clone());
                 error.backup_path = Some(backup.display().to_string());
                 self.inner.shared.lock().fatal = Some(error.clone());
                 report(&self.inner, error);
@@ -688,7 +683,7 @@ impl Runner {
             }
             s.running = false;
             inner.set_connection(&mut s, ConnectionState::Disconnected);
-            let user_valid = inner.sync.user.is_valid();
+            let user_valid = inner.user().is_valid();
             let again = SessionInner::wants_to_run(&s, user_valid) && (s.handles > 0 || s.dying);
             if !again {
                 let state = if s.fatal.is_some() {
@@ -713,7 +708,7 @@ fn attach(
     inner: &Arc<SessionInner>,
     key: u64,
 ) -> (ConnectionHandle, mpsc::UnboundedReceiver<ConnEvent>) {
-    let url = inner.sync.url.websocket_url();
+    let url = inner.url.websocket_url();
     loop {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = inner.client.connection(&url);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::connection::ConnectionHandle;
 use super::error::SyncError;
@@ -45,7 +45,7 @@ pub fn set_default_error_handler(handler: Option<ErrorHandler>) {
 
 /// The built-in error handler (see [`set_default_error_handler`]).
 pub(crate) fn log_session_error(session: &Session, error: &SyncError) {
-    let url = &session.inner.sync.url.resolved;
+    let url = &session.inner.url.resolved;
     if error.is_fatal {
         tracing::error!(target: "shoal::sync", code = error.code, "Session Error[{url}]: {}", error.message);
     } else {
@@ -342,11 +342,22 @@ pub(crate) struct Shared {
     next_id: u64,
 }
 
-pub(crate) struct SessionInner {
-    pub(crate) client: Arc<dyn SessionHost>,
-    /// The realm's configuration (the sync part in `sync`).
+/// The configuration a session works with: the realm's (for the session's own handles of
+/// the file: its encryption key) and its sync part (user, callbacks, stop policy). Replaced by
+/// the next open's when the session is stopped (see [`SessionInner::reconfigure`]).
+pub(crate) struct SessionConf {
     pub(crate) config: Config,
     pub(crate) sync: SyncConfig,
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) client: Arc<dyn SessionHost>,
+    /// The local file: fixed for the session's life (sessions are kept by it).
+    pub(crate) path: String,
+    /// The server URL: fixed too (one file syncs with one server path).
+    pub(crate) url: SyncUrl,
+    /// The configuration of the open that (re)started the session; see [`SessionConf`].
+    conf: RwLock<Arc<SessionConf>>,
     pub(crate) shared: Mutex<Shared>,
     /// Signalled whenever `shared` changes in a way a waiter may care about.
     pub(crate) changed: Condvar,
@@ -366,7 +377,7 @@ pub struct Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("url", &self.inner.sync.url.resolved)
+            .field("url", &self.inner.url.resolved)
             .field("state", &self.state())
             .finish()
     }
@@ -425,8 +436,9 @@ impl SessionInner {
     ) -> SessionInner {
         SessionInner {
             client,
-            config,
-            sync,
+            path: config.path.clone(),
+            url: sync.url.clone(),
+            conf: RwLock::new(Arc::new(SessionConf { config, sync })),
             shared: Mutex::new(Shared {
                 state: SessionState::Inactive,
                 connection: ConnectionState::Disconnected,
@@ -459,10 +471,53 @@ impl SessionInner {
         }
     }
 
+    /// The configuration the session works with now.
+    pub(crate) fn conf(&self) -> Arc<SessionConf> {
+        self.conf.read().clone()
+    }
+
+    /// The session's user (of its current configuration).
+    pub(crate) fn user(&self) -> User {
+        self.conf.read().sync.user.clone()
+    }
+
+    /// Takes the configuration of a new open of the file if the session is stopped (no task,
+    /// no open handle, not uploading after the last close): a stopped session keeps nothing
+    /// of an earlier configuration — its encryption key, user handle, callbacks, policy — so
+    /// that a file deleted and created again (after a logout, by hand) opens with whatever
+    /// the app configures now. A file that no longer exists also starts the session's figures
+    /// and error afresh: they described the old file. A running session keeps its
+    /// configuration (its file is open, so another key fails at the file layer anyway).
+    pub(crate) fn reconfigure(self: &Arc<Self>, config: &Config, sync: &SyncConfig, is_new: bool) {
+        let mut s = self.shared.lock();
+        if s.running || s.handles > 0 || s.dying {
+            return;
+        }
+        *self.conf.write() = Arc::new(SessionConf {
+            config: config.clone(),
+            sync: sync.clone(),
+        });
+        if is_new {
+            s.fatal = None;
+            s.acked = 0;
+            s.scanned = 0;
+            s.pending.clear();
+            s.pending_bytes = 0;
+            s.uploaded = 0;
+            s.upload_known = false;
+            s.downloaded = 0;
+            s.downloadable = 0;
+            s.download_known = false;
+            if s.state == SessionState::Error {
+                self.set_state(&mut s, SessionState::Inactive);
+            }
+        }
+    }
+
     /// Opens a handle of the file for the library's own use (it does not count as a user's
     /// handle, runs no schema changes and no callbacks).
     pub(crate) fn open_internal(&self) -> Result<Realm> {
-        let mut config = self.config.clone();
+        let mut config = self.conf().config.clone();
         config.schema = None;
         config.initial_data = None;
         config.migration = None;
@@ -483,7 +538,7 @@ impl SessionInner {
         }
         let old = s.state;
         s.state = state;
-        tracing::debug!(url = %self.sync.url.resolved, ?old, new = ?state, "session state");
+        tracing::debug!(url = %self.url.resolved, ?old, new = ?state, "session state");
         for (_, cb) in &s.state_listeners {
             let cb = cb.clone();
             self.client.callback(Box::new(move || cb(old, state)));
@@ -649,19 +704,20 @@ impl Session {
         self.inner.shared.lock().connection
     }
 
-    /// The sync configuration (user, URL, options).
-    pub fn config(&self) -> &SyncConfig {
-        &self.inner.sync
+    /// The sync configuration (user, URL, options) of the open that last started the
+    /// session (a copy).
+    pub fn config(&self) -> SyncConfig {
+        self.inner.conf().sync.clone()
     }
 
     /// The resolved server URL.
     pub fn server_url(&self) -> &str {
-        &self.inner.sync.url.resolved
+        &self.inner.url.resolved
     }
 
     /// The local realm file.
     pub fn path(&self) -> &str {
-        &self.inner.config.path
+        &self.inner.path
     }
 
     /// The fatal error that stopped the session, if one did.
