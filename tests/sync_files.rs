@@ -129,3 +129,324 @@ fn a_stopped_session_does_not_pin_the_old_encryption_key() {
     assert!(session.error().is_none(), "{:?}", session.error());
     assert_eq!(session.state(), SessionState::Active);
 }
+
+// ---- name() and directory() (SyncConfigurationTests) ---------------------------------------
+
+#[test]
+fn a_synced_realm_lives_under_the_given_directory_and_name_and_syncs() {
+    let server = Server::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (app_a, app_b) = (
+        App::new(dir_a.path(), APP_ID).unwrap(),
+        App::new(dir_b.path(), APP_ID).unwrap(),
+    );
+    let name = unique("placed");
+    let ua = login(&app_a, &server, &name, true);
+    let ub = login(&app_b, &server, &name, false);
+    let url = sync_url(&server, "/~/sub/tasks");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let root = elsewhere.path().join("realms");
+    let mut sync = SyncConfig::new(&ua, &url).unwrap();
+    assert_eq!(sync.directory(), app_a.sync_root());
+    sync.set_name("SendOneCommit").unwrap();
+    sync.set_directory(&root).unwrap();
+    let canonical = std::fs::canonicalize(&root).unwrap();
+    assert_eq!(sync.directory(), canonical);
+    let expected = canonical
+        .join(ua.identity())
+        .join(ua.identity())
+        .join("sub")
+        .join("SendOneCommit");
+    assert_eq!(
+        sync.local_path(),
+        expected,
+        "<directory>/<identity>/<server path>/<name>"
+    );
+    // The order of the two calls does not matter.
+    let mut other_order = SyncConfig::new(&ua, &url).unwrap();
+    other_order.set_directory(&root).unwrap();
+    other_order.set_name("SendOneCommit").unwrap();
+    assert_eq!(other_order.local_path(), expected);
+    // Realm Java's replacements in the name.
+    let mut cleaned = SyncConfig::new(&ua, &url).unwrap();
+    cleaned.set_name("a:b?c").unwrap();
+    assert_eq!(cleaned.local_path().file_name().unwrap(), "a_b_c");
+
+    let config = config_of(sync);
+    assert_eq!(config.path(), expected.to_str().unwrap());
+    let realm = Realm::open(&config).unwrap();
+    add_item(&realm, 1);
+    realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+    assert!(expected.is_file());
+    let default_place = app_a
+        .sync_root()
+        .join(ua.identity())
+        .join(ua.identity())
+        .join("sub")
+        .join("tasks");
+    assert!(!default_place.exists(), "nothing at the default place");
+
+    // Another device with the default place gets the same server realm.
+    let rb = Realm::open(&config_with(&ub, &url, |_| {})).unwrap();
+    rb.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&rb), 1);
+}
+
+#[test]
+fn bad_names_and_directories_are_refused_with_the_config_unchanged() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(dir.path(), APP_ID).unwrap();
+    let user = login(&app, &server, &unique("refuse"), true);
+    let mut sync = SyncConfig::new(&user, &sync_url(&server, "/~/default")).unwrap();
+    let before = sync.local_path().to_path_buf();
+    let refused = |r: shoal::Result<&mut SyncConfig>, what: &str| {
+        let e = r.err().unwrap_or_else(|| panic!("{what} accepted"));
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{what}: {e}");
+        e.message().to_owned()
+    };
+    assert!(refused(sync.set_name(""), "an empty name").contains("empty"));
+    refused(sync.set_name(".."), "'..'");
+    refused(sync.set_name("x.compact"), "a companion suffix");
+    assert!(refused(sync.set_directory(""), "an empty directory").contains("empty"));
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let m = refused(sync.set_directory(&file), "a file");
+    assert!(m.contains("is a file") && m.contains("a-file"), "{m}");
+    assert!(
+        refused(sync.set_directory(file.join("below")), "below a file")
+            .contains("cannot be created")
+    );
+    // Not writable: /proc refuses new files even to root; a 0555 directory refuses them to
+    // anyone else.
+    assert!(refused(sync.set_directory("/proc"), "/proc").contains("not writable"));
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    if std::fs::write(locked.join("probe"), b"").is_err() {
+        assert!(refused(sync.set_directory(&locked), "a 0555 directory").contains("not writable"));
+    }
+    assert_eq!(sync.local_path(), before, "unchanged after every refusal");
+    assert_eq!(sync.directory(), app.sync_root());
+}
+
+// ---- logout deletes the user's files (SyncUser.logout, logoutUserShouldDeleteRealmAfterRestart)
+
+/// The rows of `class` in the app's user store whose `key` is `value`.
+fn store_rows(app: &App, class: &str, key: &str, value: &str) -> usize {
+    let store = app.sync_root().join("shoal-metadata").join("users.realm");
+    let realm = Realm::open(&Config::new(store.to_str().unwrap())).unwrap();
+    let found = realm
+        .query(class, &format!("{key} == $0"), &[Value::from(value)])
+        .unwrap()
+        .count()
+        .unwrap();
+    found
+}
+
+/// A new app of `dir`, once the app that had it is gone (its library threads may hold it a
+/// moment longer than the test's handles): as a restarted process would see it.
+fn restart(dir: &std::path::Path) -> App {
+    wait_until("the previous app closes", || {
+        match App::new(dir, "io.shoal.tests.probe") {
+            Ok(_) => true,
+            Err(e) => {
+                assert!(e.message().contains("is open"), "{e}");
+                false
+            }
+        }
+    });
+    App::new(dir, APP_ID).unwrap()
+}
+
+fn wait_revoked(app: &App) {
+    wait_until("the revocation is confirmed", || {
+        app.pending_revocations().unwrap() == 0
+    });
+}
+
+#[test]
+fn logout_with_no_open_realm_deletes_the_users_files_and_metadata_at_once() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(dir.path(), APP_ID).unwrap();
+    let name = unique("gone");
+    let user = login(&app, &server, &name, true);
+    let other = login(&app, &server, &unique("stays"), true);
+    let key = [3u8; 64];
+    let mut encrypted = config_with(&user, &sync_url(&server, "/~/a/tasks"), |s| {
+        s.set_stop_policy(StopPolicy::Immediately);
+    });
+    encrypted.set_encryption_key(Some(&key)).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let placed = config_with(&user, &sync_url(&server, "/~/b"), |s| {
+        s.set_directory(elsewhere.path().join("mine")).unwrap();
+        s.set_name("named").unwrap();
+        s.set_stop_policy(StopPolicy::Immediately);
+    });
+    let others = config_with(&other, &sync_url(&server, "/~/a/tasks"), |_| {});
+    let (session, placed_session) = {
+        let r1 = Realm::open(&encrypted).unwrap();
+        let r2 = Realm::open(&placed).unwrap();
+        let r3 = Realm::open(&others).unwrap();
+        add_item(&r1, 1);
+        add_item(&r2, 1);
+        add_item(&r3, 1);
+        let (s1, s2) = (r1.session().unwrap(), r2.session().unwrap());
+        s1.wait_for_upload(WAIT).unwrap();
+        s2.wait_for_upload(WAIT).unwrap();
+        (s1, s2)
+    };
+    wait_state(&session, SessionState::Inactive);
+    wait_state(&placed_session, SessionState::Inactive);
+    let user_dir = app.sync_root().join(user.identity());
+    assert!(user_dir.is_dir());
+    assert_eq!(store_rows(&app, "UserFile", "identity", user.identity()), 2);
+
+    user.logout();
+    for path in [encrypted.path(), placed.path()] {
+        assert!(
+            !std::path::Path::new(path).exists(),
+            "{path} deleted at once"
+        );
+    }
+    assert!(!user_dir.exists(), "the user's folders went with its files");
+    assert!(
+        !elsewhere.path().join("mine").join(user.identity()).exists(),
+        "below a given directory too (the directory itself stays)"
+    );
+    assert!(elsewhere.path().join("mine").is_dir());
+    assert!(
+        std::path::Path::new(others.path()).exists(),
+        "another user's file stays"
+    );
+    assert_eq!(store_rows(&app, "User", "identity", user.identity()), 0);
+    assert_eq!(store_rows(&app, "UserFile", "identity", user.identity()), 0);
+    assert_eq!(store_rows(&app, "User", "identity", other.identity()), 1);
+    assert!(!user.is_valid());
+    assert!(app.user(user.identity()).is_some(), "known in this process");
+
+    // Logging in again starts afresh; the old session (still held) does not pin the old key.
+    let again = login(&app, &server, &name, false);
+    let plain = config_with(&again, &sync_url(&server, "/~/a/tasks"), |_| {});
+    let realm = Realm::open(&plain).unwrap();
+    let s = realm.session().unwrap();
+    assert_eq!(s, session);
+    s.wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&realm), 1, "the server's copy came back");
+    assert_eq!(store_rows(&app, "User", "identity", user.identity()), 1);
+    drop((realm, s, session, placed_session));
+
+    // The new login is stored as any other: after a restart both users are back, with the
+    // file of the new login.
+    wait_revoked(&app);
+    let identity = user.identity().to_owned();
+    let new_file = plain.path().to_owned();
+    drop((user, again, other, app, encrypted, placed, others, plain));
+    let app = restart(dir.path());
+    assert_eq!(app.all_users().len(), 2);
+    assert!(app.user(&identity).unwrap().is_valid());
+    assert!(std::path::Path::new(&new_file).exists());
+}
+
+#[test]
+fn logout_right_after_closing_deletes_the_files_once_the_session_stopped() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(dir.path(), APP_ID).unwrap();
+    let user = login(&app, &server, &unique("closing"), true);
+    // The default policy keeps the session uploading after the close.
+    let config = config_with(&user, &sync_url(&server, "/~/tasks"), |_| {});
+    let realm = Realm::open(&config).unwrap();
+    for id in 0..50 {
+        add_item(&realm, id);
+    }
+    let session = realm.session().unwrap();
+    drop(realm);
+    user.logout();
+    wait_until("the file is deleted", || {
+        !std::path::Path::new(config.path()).exists()
+    });
+    wait_until("the metadata is deleted", || {
+        store_rows(&app, "User", "identity", user.identity()) == 0
+    });
+    assert_eq!(session.state(), SessionState::Inactive);
+}
+
+#[test]
+fn logout_with_an_open_realm_deletes_the_files_at_the_next_start() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("later");
+    let (path, identity) = {
+        let app = App::new(dir.path(), APP_ID).unwrap();
+        let user = login(&app, &server, &name, true);
+        let config = config_with(&user, &sync_url(&server, "/~/tests"), |_| {});
+        let realm = Realm::open(&config).unwrap();
+        add_item(&realm, 1);
+        realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+        user.logout();
+        wait_state(&realm.session().unwrap(), SessionState::Inactive);
+        realm.close();
+        // As in the reference: the file is still there after the close.
+        assert!(std::path::Path::new(config.path()).exists());
+        assert_eq!(
+            store_rows(&app, "PendingRemoval", "identity", user.identity()),
+            1
+        );
+        assert_eq!(store_rows(&app, "User", "identity", user.identity()), 1);
+        wait_revoked(&app);
+        (config.path().to_owned(), user.identity().to_owned())
+    };
+    let app = restart(dir.path());
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "deleted at the start"
+    );
+    assert!(!app.sync_root().join(&identity).exists());
+    assert!(
+        app.user(&identity).is_none(),
+        "its metadata went with the files"
+    );
+    assert_eq!(store_rows(&app, "PendingRemoval", "identity", &identity), 0);
+    assert_eq!(store_rows(&app, "UserFile", "identity", &identity), 0);
+    // The user can log in again and gets the server's copy.
+    let user = login(&app, &server, &name, false);
+    let realm = Realm::open(&config_with(&user, &sync_url(&server, "/~/tests"), |_| {})).unwrap();
+    realm.session().unwrap().wait_for_download(WAIT).unwrap();
+    assert_eq!(count(&realm), 1);
+}
+
+#[test]
+fn logging_in_again_before_the_next_start_keeps_the_files() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("back");
+    let path = {
+        let app = App::new(dir.path(), APP_ID).unwrap();
+        let user = login(&app, &server, &name, true);
+        let config = config_with(&user, &sync_url(&server, "/~/tests"), |_| {});
+        let realm = Realm::open(&config).unwrap();
+        add_item(&realm, 1);
+        user.logout();
+        add_item(&realm, 2); // written while logged out: uploads after the next login
+        let again = login(&app, &server, &name, false);
+        assert_eq!(
+            store_rows(&app, "PendingRemoval", "identity", again.identity()),
+            0
+        );
+        realm.session().unwrap().wait_for_upload(WAIT).unwrap();
+        config.path().to_owned()
+    };
+    let app = restart(dir.path());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "an active user's files stay"
+    );
+    let user = app.current_user().unwrap().expect("still logged in");
+    let realm = Realm::open(&config_with(&user, &sync_url(&server, "/~/tests"), |_| {})).unwrap();
+    assert_eq!(count(&realm), 2);
+}

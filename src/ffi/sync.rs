@@ -339,6 +339,55 @@ pub unsafe extern "C" fn shoal_sync_config_set_token_binder(
     })
 }
 
+/// Names the local file `name` instead of the URL's last segment (Realm Java's
+/// `SyncConfiguration.Builder.name()`): it stays in the folder the URL's path gives, with the
+/// same length rules (a name too long is hashed). The characters `< > : " / \ | ? *` become
+/// `_`. The folder is created here; `shoal_sync_config_path` gives the new file.
+///
+/// Returns: true on success, false on error (the configuration is then unchanged).
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`name` NULL, empty, `"."` or `".."`, or ending in
+/// `.creating`, `.compact` or `.upgrade`: the files Shoal writes beside a realm), file errors
+/// if the folder cannot be created, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `sc` is a sync config handle; `name` is NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_sync_config_set_name(
+    sc: *mut shoal_sync_config_t,
+    name: *const c_char,
+) -> bool {
+    with_sync_config(sc, |c| {
+        c.set_name(str_arg(name, "the realm file name")?)?;
+        Ok(())
+    })
+}
+
+/// Keeps the local file under `directory` instead of `<base_dir>/shoal-object-server` (Realm
+/// Java's `SyncConfiguration.Builder.directory()`): the file becomes
+/// `<directory>/<identity>/<server path>`. The directory is created if missing and kept as its
+/// absolute, canonical path (`shoal_sync_config_directory`).
+///
+/// Returns: true on success, false on error (the configuration is then unchanged).
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`directory` NULL or empty, a file rather than a
+/// directory, a directory that cannot be created or is not writable — checked by creating a
+/// file in it — or a local path too long under it), `SHOAL_ERR_MISUSE` (a NULL or released
+/// handle).
+///
+/// Requires:
+/// `sc` is a sync config handle; `directory` is NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_sync_config_set_directory(
+    sc: *mut shoal_sync_config_t,
+    directory: *const c_char,
+) -> bool {
+    with_sync_config(sc, |c| {
+        c.set_directory(str_arg(directory, "the directory")?)?;
+        Ok(())
+    })
+}
+
 fn sync_config_string(
     sc: *const shoal_sync_config_t,
     f: impl FnOnce(&SyncConfig) -> String,
@@ -357,6 +406,22 @@ fn sync_config_string(
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_path(sc: *const shoal_sync_config_t) -> *mut c_char {
     sync_config_string(sc, |c| c.local_path().display().to_string())
+}
+
+/// The root directory of the local file: `<base_dir>/shoal-object-server`, or the one given to
+/// `shoal_sync_config_set_directory`. Free with `shoal_free`.
+///
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `sc` is a sync config handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_sync_config_directory(
+    sc: *const shoal_sync_config_t,
+) -> *mut c_char {
+    sync_config_string(sc, |c| c.directory().display().to_string())
 }
 
 /// The resolved server URL (`~` replaced by the user's identity), e.g.

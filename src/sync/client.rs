@@ -221,19 +221,67 @@ impl SessionHost for SyncClient {
     }
 }
 
+impl SyncClient {
+    /// The live sessions of `identity`'s files.
+    fn sessions_of(&self, identity: &str) -> Vec<Session> {
+        self.all_sessions()
+            .into_iter()
+            .filter(|s| s.inner.user().identity() == identity)
+            .collect()
+    }
+}
+
+/// How long a logout waits for the user's session tasks to let go of their files before the
+/// files are left for the next start (a task may be in the middle of an access-token request,
+/// which can take 35 s).
+const LOGOUT_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl LoginListener for SyncClient {
     /// A user logged in or out: wake (or start) its sessions.
     fn user_changed(&self, identity: &str) {
-        for session in self.all_sessions() {
-            if session.inner.user().identity() == identity {
-                let handles = session.inner.shared.lock().handles;
-                if handles > 0 || session.inner.shared.lock().dying {
-                    self.start(&session.inner);
-                } else {
-                    session.inner.wake.notify_one();
-                }
+        for session in self.sessions_of(identity) {
+            let handles = session.inner.shared.lock().handles;
+            if handles > 0 || session.inner.shared.lock().dying {
+                self.start(&session.inner);
+            } else {
+                session.inner.wake.notify_one();
             }
         }
+    }
+
+    /// Runs `remove` once every session of the user has stopped its task (at once if none
+    /// runs; else on a blocking thread of the runtime), unless an application handle of one
+    /// of the user's files is open.
+    fn user_logged_out(&self, identity: &str, remove: Box<dyn FnOnce() + Send>) {
+        let sessions = self.sessions_of(identity);
+        if let Some(open) = sessions.iter().find(|s| s.inner.shared.lock().handles > 0) {
+            tracing::info!(identity, path = %open.path(),
+                "a realm of the logged-out user is open: its files are deleted at the next start");
+            return;
+        }
+        let running: Vec<Session> = sessions
+            .into_iter()
+            .filter(|s| s.inner.shared.lock().running)
+            .collect();
+        if running.is_empty() {
+            remove();
+            return;
+        }
+        let identity = identity.to_owned();
+        self.handle.spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + LOGOUT_STOP_WAIT;
+            for s in &running {
+                let mut shared = s.inner.shared.lock();
+                while shared.running {
+                    if s.inner.changed.wait_until(&mut shared, deadline).timed_out() {
+                        tracing::warn!(identity, path = %s.path(),
+                            "a session of the logged-out user did not stop: its files are deleted at the next start");
+                        return;
+                    }
+                }
+            }
+            remove();
+        });
     }
 }
 

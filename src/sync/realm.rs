@@ -43,6 +43,10 @@ impl SyncedOpen for SyncConfig {
     /// configuration's (else `MigrationNeeded`).
     fn open(&self, config: &Config) -> Result<Realm> {
         config.check()?;
+        // Recorded before the file can be created: a logout deletes the user's files.
+        self.user
+            .app
+            .record_synced_file(self.user.identity(), &config.path, &self.root);
         let is_new = !std::path::Path::new(&config.path).exists();
         let session = SyncClient::of(&self.user.app)?.session(config, is_new)?;
         if config.read_only {

@@ -102,6 +102,9 @@ struct Runner {
     refreshing: bool,
     /// The binder was asked and has not answered yet.
     token_requested: bool,
+    /// The user's login epoch when the current token was fetched from its refresh token
+    /// (`None` for a binder's token).
+    token_epoch: Option<u64>,
     /// Retry token or bind errors after this.
     retry_at: Option<Instant>,
     failures: u32,
@@ -147,6 +150,7 @@ impl Runner {
             refresh_at: None,
             refreshing: false,
             token_requested: false,
+            token_epoch: None,
             retry_at: None,
             failures: 0,
             _changes: changes,
@@ -265,8 +269,12 @@ impl Runner {
         } else {
             let user = self.inner.user();
             let path = self.inner.url.path.clone();
+            let epoch = user.state.epoch();
             match blocking(move || user.access_token(&path)).await {
-                Ok(t) => t.token,
+                Ok(t) => {
+                    self.token_epoch = Some(epoch);
+                    t.token
+                }
                 Err(e) if e.code() == ErrorCode::ExpiredRefreshToken => {
                     // Logged out: the session goes inactive (checked by the caller's loop).
                     return Ok(false);
@@ -592,6 +600,19 @@ impl Runner {
             // login binds with a new token. Not an error for the application.
             tracing::info!(path = %self.inner.path, "session ended by the logout");
             self.token = None;
+            return;
+        }
+        if code == E::BadAuthentication as i32
+            && self
+                .token_epoch
+                .is_some_and(|e| e != self.inner.user().state.epoch())
+        {
+            // The token came from a login the user has since logged out of (revoked by that
+            // logout) and the user logged in again before this session noticed: bind again
+            // with a token of the new login.
+            tracing::info!(path = %self.inner.path, "session ended by an earlier logout; renewing the token");
+            self.token = None;
+            self.refresh_at = Some(Instant::now());
             return;
         }
         if code == E::PermissionDenied as i32 {

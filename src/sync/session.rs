@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::connection::ConnectionHandle;
 use super::error::SyncError;
-use super::url::{local_realm_path, SyncUrl};
+use super::url::{directory_arg, file_name_arg, local_realm_path, SyncUrl};
 use crate::config::Config;
 use crate::db::Realm;
 use crate::error::{Error, ErrorCode, Result};
@@ -86,6 +86,10 @@ impl StopPolicy {
 pub struct SyncConfig {
     pub(crate) user: User,
     pub(crate) url: SyncUrl,
+    /// The root of the local file: the app's sync root, or [`SyncConfig::set_directory`]'s.
+    pub(crate) root: PathBuf,
+    /// The local file name given with [`SyncConfig::set_name`] (`None`: the URL's last segment).
+    pub(crate) name: Option<String>,
     pub(crate) local_path: PathBuf,
     pub(crate) error_handler: Option<ErrorHandler>,
     pub(crate) stop_policy: StopPolicy,
@@ -120,20 +124,59 @@ impl SyncConfig {
             )));
         }
         let url = SyncUrl::parse(url, user.identity())?;
-        let local_path = local_realm_path(user.app.sync_root(), user.identity(), &url)?;
-        if let Some(dir) = local_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::from(e).with_path(dir.display().to_string()))?;
-        }
+        let root = user.app.sync_root().to_path_buf();
+        let local_path = placed(&root, user.identity(), &url, None)?;
         Ok(SyncConfig {
             user: user.clone(),
             url,
+            root,
+            name: None,
             local_path,
             error_handler: DEFAULT_ERROR_HANDLER.read().clone(),
             stop_policy: StopPolicy::default(),
             wait_for_initial_data: None,
             token_binder: None,
         })
+    }
+
+    /// Names the local file `name` instead of the URL's last segment (Realm Java's
+    /// `SyncConfiguration.Builder.name()`); it stays in the folder the URL's path gives, and
+    /// the length rules of [`SyncConfig::new`] apply to it. The characters
+    /// `< > : " / \ | ? *` become `_`. The folder is created here.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty name, `.` or `..`, a name ending in `.creating`,
+    /// `.compact` or `.upgrade` (the files Shoal writes beside a realm), or a path too long
+    /// even with a hashed name; file errors if the folder cannot be created. The
+    /// configuration is unchanged after an error.
+    pub fn set_name(&mut self, name: &str) -> Result<&mut SyncConfig> {
+        let name = file_name_arg(name)?;
+        self.local_path = placed(&self.root, self.user.identity(), &self.url, Some(&name))?;
+        self.name = Some(name);
+        Ok(self)
+    }
+
+    /// Keeps the local file under `directory` instead of the app's sync root
+    /// (`<base_dir>/shoal-object-server`; Realm Java's `SyncConfiguration.Builder.directory()`):
+    /// the file becomes `<directory>/<identity>/<server path>`. The directory is created if
+    /// missing and kept as its absolute, canonical path.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty path, a path that is a file, a directory that cannot be
+    /// created or is not writable (checked by creating a file in it), or a local path that is
+    /// too long under it; file errors if the folder cannot be created. The configuration is
+    /// unchanged after an error.
+    pub fn set_directory(&mut self, directory: impl AsRef<Path>) -> Result<&mut SyncConfig> {
+        let root = directory_arg(directory.as_ref())?;
+        self.local_path = placed(&root, self.user.identity(), &self.url, self.name.as_deref())?;
+        self.root = root;
+        Ok(self)
+    }
+
+    /// The root under which the local file lives: the app's sync root, or the directory given
+    /// to [`set_directory`](Self::set_directory).
+    pub fn directory(&self) -> &Path {
+        &self.root
     }
 
     /// The user.
@@ -195,6 +238,17 @@ impl SyncConfig {
         self.token_binder = Some(Arc::new(binder));
         self
     }
+}
+
+/// The local file of `url` for `identity` under `root` (named `name` if given), with its
+/// folder created.
+fn placed(root: &Path, identity: &str, url: &SyncUrl, name: Option<&str>) -> Result<PathBuf> {
+    let local_path = local_realm_path(root, identity, url, name)?;
+    if let Some(dir) = local_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::from(e).with_path(dir.display().to_string()))?;
+    }
+    Ok(local_path)
 }
 
 /// What a session needs of the sync client that hosts it (`client.rs`, above this file):
