@@ -147,7 +147,29 @@
 // Connection 109: A message that is not allowed at this point of the session.
 #define SHOAL_ERR_BAD_MESSAGE_ORDER 109
 
-// A sync session or connection error: the protocol's code (100–109 connection,
+// Connection 110: Client: a bad origin file identifier in a downloaded changeset's header (DOWNLOAD).
+#define SHOAL_ERR_BAD_ORIGIN_FILE_IDENT 110
+
+// Connection 111: Client: a bad server version in a downloaded changeset's header (DOWNLOAD).
+#define SHOAL_ERR_BAD_SERVER_VERSION_DOWNLOAD 111
+
+// Connection 112: Client: a downloaded changeset that does not decode or apply (DOWNLOAD).
+#define SHOAL_ERR_BAD_CHANGESET_DOWNLOAD 112
+
+// Connection 113: Client: a bad request identifier (MARK).
+#define SHOAL_ERR_BAD_REQUEST_IDENT 113
+
+// Connection 114: Client: a bad error code (ERROR).
+#define SHOAL_ERR_BAD_ERROR_CODE 114
+
+// Connection 115: Client: a bad compression (DOWNLOAD).
+#define SHOAL_ERR_BAD_COMPRESSION 115
+
+// Connection 116: Client: a bad last integrated client version in a downloaded changeset's header
+// (DOWNLOAD).
+#define SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD 116
+
+// A sync session or connection error: the protocol's code (100–116 connection,
 // 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
 // Rust: `Error::raw_code`); 200 stands for the whole family.
 #define SHOAL_ERR_SYNC 200
@@ -221,6 +243,10 @@
 // Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 #define SHOAL_ERR_EXPIRED_REFRESH_TOKEN 615
 
+// Auth: the host the request was sent to is not one the server accepts (the Realm
+// Object Server's `616`; `shoal-server` does not send it).
+#define SHOAL_ERR_INVALID_HOST 616
+
 // Permissions: the `PermissionOffer` a `PermissionOfferResponse` names has expired, or
 // an offer was made with an `expiresAt` already past (`701`, a management realm
 // object's `statusCode`).
@@ -233,6 +259,10 @@
 // Permissions: the realm may not be shared or its permissions changed by this user: a
 // management realm, or a realm the user may not manage (`703`).
 #define SHOAL_ERR_FILE_MAY_NOT_BE_SHARED 703
+
+// The server is misconfigured and cannot answer the request (the Realm Object Server's
+// `801`; `shoal-server` does not send it).
+#define SHOAL_ERR_SERVER_MISCONFIGURATION 801
 
 // An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 #define SHOAL_ERR_INVALID_ARGUMENT 1000
@@ -625,10 +655,10 @@ typedef void (*shoal_auth_fn_t)(void *userdata, shoal_user_t *user, int32_t even
 // An error of a sync session, as handed to the error handler. Every pointer is valid only
 // during the call (copy what you keep).
 typedef struct {
-  // The code: a protocol code (connection 100–109, `SHOAL_ERR_CONNECTION_CLOSED` ...
-  // `SHOAL_ERR_BAD_MESSAGE_ORDER`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
+  // The code: a protocol code (connection 100–116, `SHOAL_ERR_CONNECTION_CLOSED` ...
+  // `SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
   // `SHOAL_ERR_DISABLED_SESSION`), `SHOAL_ERR_CLIENT_RESET`, `SHOAL_ERR_IO` (network
-  // failures), an auth code (601–615, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
+  // failures), an auth code (601–616, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
   // may not sync) or a database code. `shoal_error_name` names each.
   int32_t code;
   // The family of `code`: `SHOAL_ERR_CATEGORY_SYNC` for protocol codes,
@@ -2102,6 +2132,37 @@ bool shoal_sync_config_set_token_binder(shoal_sync_config_t *sc,
                                         void *userdata,
                                         shoal_free_userdata_fn_t free_userdata);
 
+// Names the local file `name` instead of the URL's last segment (Realm Java's
+// `SyncConfiguration.Builder.name()`): it stays in the folder the URL's path gives, with the
+// same length rules (a name too long is hashed). The characters `< > : " / \ | ? *` become
+// `_`. The folder is created here; `shoal_sync_config_path` gives the new file.
+//
+// Returns: true on success, false on error (the configuration is then unchanged).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`name` NULL, empty, `"."` or `".."`, or ending in
+// `.creating`, `.compact` or `.upgrade`: the files Shoal writes beside a realm), file errors
+// if the folder cannot be created, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `sc` is a sync config handle; `name` is NUL-terminated or NULL.
+SHOAL_API bool shoal_sync_config_set_name(shoal_sync_config_t *sc, const char *name);
+
+// Keeps the local file under `directory` instead of `<base_dir>/shoal-object-server` (Realm
+// Java's `SyncConfiguration.Builder.directory()`): the file becomes
+// `<directory>/<identity>/<server path>`. The directory is created if missing and kept as its
+// absolute, canonical path (`shoal_sync_config_directory`).
+//
+// Returns: true on success, false on error (the configuration is then unchanged).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`directory` NULL or empty, a file rather than a
+// directory, a directory that cannot be created or is not writable — checked by creating a
+// file in it — or a local path too long under it), `SHOAL_ERR_MISUSE` (a NULL or released
+// handle).
+//
+// Requires:
+// `sc` is a sync config handle; `directory` is NUL-terminated or NULL.
+SHOAL_API bool shoal_sync_config_set_directory(shoal_sync_config_t *sc, const char *directory);
+
 // The local realm file of the configuration. Free with `shoal_free`.
 //
 // Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
@@ -2111,6 +2172,17 @@ bool shoal_sync_config_set_token_binder(shoal_sync_config_t *sc,
 // Requires:
 // `sc` is a sync config handle.
 SHOAL_API char *shoal_sync_config_path(const shoal_sync_config_t *sc);
+
+// The root directory of the local file: `<base_dir>/shoal-object-server`, or the one given to
+// `shoal_sync_config_set_directory`. Free with `shoal_free`.
+//
+// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `sc` is a sync config handle.
+SHOAL_API char *shoal_sync_config_directory(const shoal_sync_config_t *sc);
 
 // The resolved server URL (`~` replaced by the user's identity), e.g.
 // `"realm://127.0.0.1:9080/<identity>/tasks"`. Free with `shoal_free`.

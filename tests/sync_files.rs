@@ -450,3 +450,128 @@ fn logging_in_again_before_the_next_start_keeps_the_files() {
     let realm = Realm::open(&config_with(&user, &sync_url(&server, "/~/tests"), |_| {})).unwrap();
     assert_eq!(count(&realm), 2);
 }
+
+// ---- a user's sessions and the default error handler (SyncUser, SyncManager) -------------
+
+#[test]
+fn a_users_sessions_leave_out_those_stopped_by_an_error() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(dir.path(), APP_ID).unwrap();
+    let owner = login(&app, &server, &unique("owner"), true);
+    let user = login(&app, &server, &unique("sessions"), true);
+    let good = Realm::open(&config_with(&user, &sync_url(&server, "/~/b-good"), |_| {})).unwrap();
+    let other = Realm::open(&config_with(
+        &user,
+        &sync_url(&server, "/~/a-other"),
+        |_| {},
+    ))
+    .unwrap();
+    let private = format!("/{}/private", owner.identity());
+    let refused = config_with(&user, &sync_url(&server, &private), |s| {
+        s.set_error_handler(|_, _| {});
+    });
+    let bad = Realm::open(&refused).unwrap();
+    wait_state(&bad.session().unwrap(), SessionState::Error);
+    let paths: Vec<String> = user
+        .all_sessions()
+        .iter()
+        .map(|s| s.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![other.path().to_owned(), good.path().to_owned()],
+        "by path, the ERROR session left out"
+    );
+    assert!(owner.all_sessions().is_empty());
+}
+
+#[test]
+fn configs_take_the_default_error_handler_and_the_built_in_one_logs() {
+    use std::sync::{Arc, Mutex};
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(dir.path(), APP_ID).unwrap();
+    let owner = login(&app, &server, &unique("owner"), true);
+    let user = login(&app, &server, &unique("default"), true);
+    let private = |name: &str| sync_url(&server, &format!("/{}/{name}", owner.identity()));
+
+    // A default handler set before a config is made gets that config's errors.
+    let got = Arc::new(Mutex::new(Vec::<(String, i32, bool)>::new()));
+    let sink = got.clone();
+    shoal::set_default_error_handler(Some(Arc::new(
+        move |s: &shoal::Session, e: &shoal::SyncError| {
+            sink.lock()
+                .unwrap()
+                .push((s.path().to_owned(), e.code, e.is_fatal));
+        },
+    )));
+    let handled = config_with(&user, &private("handled"), |_| {});
+    shoal::set_default_error_handler(None);
+    let logged = config_with(&user, &private("logged"), |_| {});
+    assert!(logged.sync_config().unwrap().error_handler().is_none());
+
+    // The built-in handler logs fatal errors at ERROR as "Session Error[<url>]: <message>".
+    let lines = Arc::new(Mutex::new(Vec::<(shoal::LogLevel, String, String)>::new()));
+    let log = lines.clone();
+    shoal::set_log_callback(Some(Arc::new(move |level, target: &str, message: &str| {
+        if message.starts_with("Session Error[") {
+            log.lock()
+                .unwrap()
+                .push((level, target.to_owned(), message.to_owned()));
+        }
+    })))
+    .unwrap();
+    let r1 = Realm::open(&handled).unwrap();
+    let r2 = Realm::open(&logged).unwrap();
+    // ... and recoverable ones at INFO: an offline user whose auth server is down cannot get
+    // an access token, and the session retries.
+    let offline = app
+        .login(
+            &Credentials::access_token("token", &unique("offline")),
+            &common::server::closed_port_url(),
+        )
+        .unwrap();
+    let retrying = config_with(&offline, &sync_url(&server, "/~/retrying"), |_| {});
+    let r3 = Realm::open(&retrying).unwrap();
+    wait_state(&r1.session().unwrap(), SessionState::Error);
+    wait_state(&r2.session().unwrap(), SessionState::Error);
+    let line_of = |url: &str| {
+        let mut found = None;
+        wait_until("the built-in handler's log line", || {
+            found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, _, m)| m.starts_with(&format!("Session Error[{url}]: ")))
+                .cloned();
+            found.is_some()
+        });
+        found.unwrap()
+    };
+    let fatal = line_of(logged.sync_config().unwrap().server_url());
+    assert_eq!(
+        (fatal.0, fatal.1.as_str()),
+        (shoal::LogLevel::Error, "shoal::sync")
+    );
+    let recoverable = line_of(retrying.sync_config().unwrap().server_url());
+    assert_eq!(recoverable.0, shoal::LogLevel::Info, "{recoverable:?}");
+    assert_ne!(r3.session().unwrap().state(), SessionState::Error);
+    shoal::set_log_callback(None).unwrap();
+    let handled_url = handled.sync_config().unwrap().server_url().to_owned();
+    assert!(
+        !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, _, m)| m.contains(&handled_url)),
+        "a config with a handler is not logged by the built-in one"
+    );
+    wait_until("the default handler's call", || {
+        !got.lock().unwrap().is_empty()
+    });
+    let (path, code, fatal) = got.lock().unwrap()[0].clone();
+    assert_eq!(path, handled.path());
+    assert_eq!(code, ErrorCode::AccessDenied as i32);
+    assert!(fatal);
+}

@@ -364,15 +364,17 @@ impl App {
 /// A user's sync entry points.
 impl crate::User {
     /// The sessions of this user that are not stopped by an error (Realm's
-    /// `SyncUser.allSessions`), in no particular order.
+    /// `SyncUser.allSessions`), ordered by local path.
     pub fn all_sessions(&self) -> Vec<Session> {
         let Some(client) = SyncClient::existing(&self.app) else {
             return Vec::new();
         };
-        client
+        let mut sessions: Vec<Session> = client
             .all_sessions()
             .into_iter()
             .filter(|s| s.inner.user() == *self && s.state() != SessionState::Error)
-            .collect()
+            .collect();
+        sessions.sort_by(|a, b| a.path().cmp(b.path()));
+        sessions
     }
 }

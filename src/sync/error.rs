@@ -5,7 +5,8 @@ use crate::error::{Error, ErrorCategory, ErrorCode};
 /// An error reported to a session's error handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncError {
-    /// The code: the protocol's 100–109 (connection) or 200–213 (session), `CLIENT_RESET` (7),
+    /// The code: the protocol's 100–116 (connection; 110–116 the client's own) or 200–213
+    /// (session), `CLIENT_RESET` (7),
     /// `IO` (0) for network failures, or an auth/database code.
     pub code: i32,
     /// The family of `code`.

@@ -21,7 +21,8 @@ use crate::db::Realm;
 use crate::error::{Error, ErrorCode};
 use crate::protocol::auth::decode_token_unverified;
 use crate::protocol::sync::{
-    Message, SessionErrorCode, UploadChangeset, UploadProgress, MAX_MESSAGE_BYTES,
+    ConnectionErrorCode, Message, SessionErrorCode, UploadChangeset, UploadProgress,
+    MAX_MESSAGE_BYTES,
 };
 use crate::store::tables::SyncProgress;
 
@@ -549,7 +550,7 @@ impl Runner {
                     .await
                     .map_err(|e| {
                         Error::sync(
-                            SessionErrorCode::BadChangeset as i32,
+                            ConnectionErrorCode::BadChangesetDownload as i32,
                             format!("a downloaded changeset could not be integrated: {e}"),
                         )
                     })?;
