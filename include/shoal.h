@@ -2055,7 +2055,9 @@ SHOAL_API bool shoal_app_pending_revocations(const shoal_app_t *app, uint64_t *o
 // end in `.realm`, `.realm.lock` or `.realm.management`. The local file is
 // `<base_dir>/shoal-object-server/<identity>/<server path>` (names too long for the file
 // system are hashed), so two users of one URL get two files; its folder is created here.
-// Defaults: no error handler (errors are only logged), stop policy
+// `shoal_sync_config_set_name` and `shoal_sync_config_set_directory` change the file's name
+// and root. Defaults: the error handler of `shoal_set_default_sync_error_handler` (else the
+// built-in one, which logs), stop policy
 // `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`, no wait for initial data, tokens refreshed by
 // the library. Use it with `shoal_config_set_sync`. Release with `shoal_release`.
 //
@@ -2087,6 +2089,46 @@ bool shoal_sync_config_set_error_handler(shoal_sync_config_t *sc,
                                          shoal_sync_error_fn_t callback,
                                          void *userdata,
                                          shoal_free_userdata_fn_t free_userdata);
+
+// Sets the error handler every sync configuration made from now on starts with (Realm's
+// `SyncManager.setDefaultSessionErrorHandler`); NULL `callback` restores the built-in one,
+// which logs fatal errors at `SHOAL_LOG_LEVEL_ERROR` and recoverable ones at
+// `SHOAL_LOG_LEVEL_INFO` as `Session Error[<url>]: <message>` (category `shoal::sync`; see
+// `shoal_set_log_callback`). Configurations made earlier keep the handler they had, and
+// `shoal_sync_config_set_error_handler` replaces it for one configuration. Process-wide.
+// `free_userdata` (may be NULL) runs once, after the last call: when the handler has been
+// replaced and every sync configuration, config and session that took it is released.
+//
+// Returns: true (it cannot fail).
+//
+// Errors: none.
+//
+// Requires:
+// `callback` and `free_userdata` valid functions or NULL; `userdata` usable from any thread.
+SHOAL_API
+bool shoal_set_default_sync_error_handler(shoal_sync_error_fn_t callback,
+                                          void *userdata,
+                                          shoal_free_userdata_fn_t free_userdata);
+
+// The sessions of `user` that are not stopped by a fatal error (Realm's
+// `SyncUser.allSessions`: state `SHOAL_SESSION_ERROR` is left out), ordered by local path:
+// writes up to `capacity` new handles to `out` (release each) and returns how many sessions
+// there are (call with `out` NULL and `capacity` 0 to size the array), or -1 on error. A
+// session exists from the first open of its realm (or `shoal_app_get_session`) for as long as
+// a realm handle, a session handle or its sync work keeps it.
+//
+// `out` (out, may be NULL when `capacity` is 0): up to `capacity` new `shoal_session_t`
+// handles; release each with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle), `SHOAL_ERR_INVALID_ARGUMENT`
+// (`out` NULL with a `capacity`).
+//
+// Requires:
+// `user` is a user handle; `out` holds `capacity` writable pointers (or is NULL with 0).
+SHOAL_API
+int64_t shoal_user_all_sessions(const shoal_user_t *user,
+                                shoal_session_t **out,
+                                size_t capacity);
 
 // Sets what the session does when the last realm handle of its file is released: one of
 // `SHOAL_STOP_POLICY_*` (default `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`).
