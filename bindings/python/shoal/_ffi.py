@@ -600,6 +600,13 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         c_bool,
         [_handle, shoal_token_binder_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
+    "shoal_sync_config_set_name": (c_bool, [_handle, c_char_p]),
+    "shoal_sync_config_set_directory": (c_bool, [_handle, c_char_p]),
+    "shoal_sync_config_directory": (c_void_p, [_handle]),
+    "shoal_set_default_sync_error_handler": (
+        c_bool,
+        [shoal_sync_error_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
     "shoal_sync_config_path": (c_void_p, [_handle]),
     "shoal_sync_config_server_url": (c_void_p, [_handle]),
     "shoal_sync_config_server_path": (c_void_p, [_handle]),
@@ -630,6 +637,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_session_path": (c_void_p, [_handle]),
     "shoal_session_server_url": (c_void_p, [_handle]),
     "shoal_session_user": (_handle, [_handle]),
+    "shoal_user_all_sessions": (c_int64, [_handle, POINTER(c_void_p), c_size_t]),
     # client reset
     "shoal_app_execute_client_reset": (c_void_p, [_handle, c_char_p]),
     "shoal_app_stop_sync": (c_bool, [_handle, c_uint64]),
