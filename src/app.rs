@@ -294,7 +294,7 @@ impl App {
         // Users logged out with files still open when their app last ran: their files and
         // metadata go now, before anything can open them.
         for identity in store.removals()? {
-            remove_user_files(&store, &identity);
+            remove_user_files(&store, &sync_root, &identity);
         }
         let mut users = HashMap::new();
         for stored in store.users()? {
@@ -596,7 +596,7 @@ impl AppInner {
                 return;
             }
         }
-        if remove_user_files(&self.store, identity) {
+        if remove_user_files(&self.store, &self.sync_root, identity) {
             let prefix = format!("{identity}\0");
             self.recorded.lock().retain(|k| !k.starts_with(&prefix));
         }
@@ -645,10 +645,12 @@ impl AppInner {
 }
 
 /// Deletes every recorded synced file of `identity` that no handle in this process has open,
-/// with the folders left empty below its root; if none is left, deletes the user's metadata
-/// (its `User` and `UserFile` rows and its removal mark). Returns whether it did. Never fails
-/// (problems are logged and leave the rest for the next start).
-fn remove_user_files(store: &UserStore, identity: &str) -> bool {
+/// with the folders left empty below its root (and the empty folders of
+/// `<sync_root>/<identity>`, which sync configurations create before any file); if none is
+/// left, deletes the user's metadata (its `User` and `UserFile` rows and its removal mark).
+/// Returns whether it did. Never fails (problems are logged and leave the rest for the next
+/// start).
+fn remove_user_files(store: &UserStore, sync_root: &Path, identity: &str) -> bool {
     let files = match store.files(identity) {
         Ok(files) => files,
         Err(e) => {
@@ -675,6 +677,14 @@ fn remove_user_files(store: &UserStore, identity: &str) -> bool {
         );
         return false;
     }
+    // Only a plain identity names a folder of its own (never the root, never a folder above).
+    if !identity.is_empty()
+        && identity != "."
+        && identity != ".."
+        && !identity.contains(['/', '\\'])
+    {
+        remove_empty_tree(&sync_root.join(identity));
+    }
     match store.remove_user(identity) {
         Ok(()) => {
             tracing::info!(
@@ -689,6 +699,20 @@ fn remove_user_files(store: &UserStore, identity: &str) -> bool {
             false
         }
     }
+}
+
+/// Removes `dir` and the folders below it if they hold no files (bottom up; a folder with a
+/// file stays, with the folders above it). Never follows symbolic links.
+fn remove_empty_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_tree(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes the folders of `file` that are empty, from its own up to (not including) `root`.

@@ -365,10 +365,16 @@ fn logout_right_after_closing_deletes_the_files_once_the_session_stopped() {
         add_item(&realm, id);
     }
     let session = realm.session().unwrap();
+    // A sync configuration creates its folder before any file exists.
+    let never_opened = SyncConfig::new(&user, &sync_url(&server, "/~/never/opened")).unwrap();
+    assert!(never_opened.local_path().parent().unwrap().is_dir());
     drop(realm);
     user.logout();
     wait_until("the file is deleted", || {
         !std::path::Path::new(config.path()).exists()
+    });
+    wait_until("the user's folders are deleted", || {
+        !app.sync_root().join(user.identity()).exists()
     });
     wait_until("the metadata is deleted", || {
         store_rows(&app, "User", "identity", user.identity()) == 0
