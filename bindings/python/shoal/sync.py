@@ -180,8 +180,8 @@ def _decode(b: bytes | None) -> str | None:
 class SyncError:
     """An error of a sync session, as its error handler receives it.
 
-    ``code`` is a protocol code (100–109, 200–213; ``category`` ``SYNC``), ``CLIENT_RESET``
-    (7), ``IO`` (0, network failures), an auth code (601–615, e.g. ``ACCESS_DENIED`` 614 for a
+    ``code`` is a protocol code (100–116, 200–213; ``category`` ``SYNC``), ``CLIENT_RESET``
+    (7), ``IO`` (0, network failures), an auth code (601–616, e.g. ``ACCESS_DENIED`` 614 for a
     path the user may not sync) or a database code; ``name`` is its constant name
     (``"BAD_AUTHENTICATION"``, ``"CLIENT_RESET"``, ...). ``is_fatal``: the session stopped for
     good (state ERROR); otherwise it retries by itself. ``is_client_reset``: close every handle
@@ -221,7 +221,7 @@ class SyncError:
 
 
 def sync_code_name(code: int, category: int = _ffi.SHOAL_ERR_CATEGORY_SYNC) -> str:
-    """The name of a code a :class:`SyncError` carries: the protocol's own for 100–109 and
+    """The name of a code a :class:`SyncError` carries: the protocol's own for 100–116 and
     200–213 (200 is ``"SESSION_CLOSED"`` here, though ``shoal_error_name(200)`` names the
     family, ``"SYNC"``), else the ``SHOAL_ERR_*`` name."""
     if code == _ffi.SHOAL_ERR_SESSION_CLOSED:
