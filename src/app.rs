@@ -660,6 +660,10 @@ fn remove_user_files(store: &UserStore, sync_root: &Path, identity: &str) -> boo
     };
     let mut kept = 0;
     for file in &files {
+        // No folder, no file (nor companions): deleted before a crash, or never created.
+        if !Path::new(&file.path).parent().is_some_and(Path::exists) {
+            continue;
+        }
         match crate::delete_realm_files(&crate::Config::new(file.path.clone())) {
             Ok(()) => remove_empty_folders(Path::new(&file.path), Path::new(&file.root)),
             Err(e) if e.code() == ErrorCode::RealmInUse => kept += 1,

@@ -427,6 +427,33 @@ fn logout_with_an_open_realm_deletes_the_files_at_the_next_start() {
 }
 
 #[test]
+fn a_removal_interrupted_after_the_files_went_finishes_at_the_next_start() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let identity = {
+        let app = App::new(dir.path(), APP_ID).unwrap();
+        let user = login(&app, &server, &unique("crashed"), true);
+        let config = config_with(&user, &sync_url(&server, "/~/deep/tests"), |_| {});
+        let realm = Realm::open(&config).unwrap();
+        add_item(&realm, 1);
+        user.logout(); // with the realm open: recorded for the next start
+        realm.close();
+        wait_revoked(&app);
+        // As if a removal had deleted the files and folders, then crashed before the rows.
+        std::fs::remove_dir_all(app.sync_root().join(user.identity())).unwrap();
+        assert_eq!(store_rows(&app, "UserFile", "identity", user.identity()), 1);
+        user.identity().to_owned()
+    };
+    let app = restart(dir.path());
+    assert!(
+        app.user(&identity).is_none(),
+        "the metadata went at the start"
+    );
+    assert_eq!(store_rows(&app, "UserFile", "identity", &identity), 0);
+    assert_eq!(store_rows(&app, "PendingRemoval", "identity", &identity), 0);
+}
+
+#[test]
 fn logging_in_again_before_the_next_start_keeps_the_files() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
