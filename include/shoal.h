@@ -2070,7 +2070,9 @@ SHOAL_API bool shoal_app_pending_revocations(const shoal_app_t *app, uint64_t *o
 // `user` is a user handle; `url` is NUL-terminated.
 SHOAL_API shoal_sync_config_t *shoal_sync_config_new(const shoal_user_t *user, const char *url);
 
-// Sets the error handler (NULL `callback` removes it). It gets every error of the session:
+// Sets the error handler (NULL `callback`: the built-in one, which logs; a new sync
+// configuration starts with `shoal_set_default_sync_error_handler`'s). It gets every error of
+// the session:
 // recoverable ones (`is_fatal` false; the session retries by itself) and fatal ones (the
 // session state becomes `SHOAL_SESSION_ERROR`), including client resets. `free_userdata`
 // (may be NULL) runs once, after the last call: when this sync configuration, every config

@@ -218,7 +218,9 @@ pub unsafe extern "C" fn shoal_sync_config_new(
     })
 }
 
-/// Sets the error handler (NULL `callback` removes it). It gets every error of the session:
+/// Sets the error handler (NULL `callback`: the built-in one, which logs; a new sync
+/// configuration starts with `shoal_set_default_sync_error_handler`'s). It gets every error of
+/// the session:
 /// recoverable ones (`is_fatal` false; the session retries by itself) and fatal ones (the
 /// session state becomes `SHOAL_SESSION_ERROR`), including client resets. `free_userdata`
 /// (may be NULL) runs once, after the last call: when this sync configuration, every config
