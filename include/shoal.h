@@ -147,7 +147,29 @@
 // Connection 109: A message that is not allowed at this point of the session.
 #define SHOAL_ERR_BAD_MESSAGE_ORDER 109
 
-// A sync session or connection error: the protocol's code (100–109 connection,
+// Connection 110: Client: a bad origin file identifier in a downloaded changeset's header (DOWNLOAD).
+#define SHOAL_ERR_BAD_ORIGIN_FILE_IDENT 110
+
+// Connection 111: Client: a bad server version in a downloaded changeset's header (DOWNLOAD).
+#define SHOAL_ERR_BAD_SERVER_VERSION_DOWNLOAD 111
+
+// Connection 112: Client: a downloaded changeset that does not decode or apply (DOWNLOAD).
+#define SHOAL_ERR_BAD_CHANGESET_DOWNLOAD 112
+
+// Connection 113: Client: a bad request identifier (MARK).
+#define SHOAL_ERR_BAD_REQUEST_IDENT 113
+
+// Connection 114: Client: a bad error code (ERROR).
+#define SHOAL_ERR_BAD_ERROR_CODE 114
+
+// Connection 115: Client: a bad compression (DOWNLOAD).
+#define SHOAL_ERR_BAD_COMPRESSION 115
+
+// Connection 116: Client: a bad last integrated client version in a downloaded changeset's header
+// (DOWNLOAD).
+#define SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD 116
+
+// A sync session or connection error: the protocol's code (100–116 connection,
 // 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
 // Rust: `Error::raw_code`); 200 stands for the whole family.
 #define SHOAL_ERR_SYNC 200
@@ -221,6 +243,10 @@
 // Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 #define SHOAL_ERR_EXPIRED_REFRESH_TOKEN 615
 
+// Auth: the host the request was sent to is not one the server accepts (the Realm
+// Object Server's `616`; `shoal-server` does not send it).
+#define SHOAL_ERR_INVALID_HOST 616
+
 // Permissions: the `PermissionOffer` a `PermissionOfferResponse` names has expired, or
 // an offer was made with an `expiresAt` already past (`701`, a management realm
 // object's `statusCode`).
@@ -233,6 +259,10 @@
 // Permissions: the realm may not be shared or its permissions changed by this user: a
 // management realm, or a realm the user may not manage (`703`).
 #define SHOAL_ERR_FILE_MAY_NOT_BE_SHARED 703
+
+// The server is misconfigured and cannot answer the request (the Realm Object Server's
+// `801`; `shoal-server` does not send it).
+#define SHOAL_ERR_SERVER_MISCONFIGURATION 801
 
 // An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 #define SHOAL_ERR_INVALID_ARGUMENT 1000
@@ -724,10 +754,10 @@ typedef void (*shoal_auth_fn_t)(void *userdata, shoal_user_t *user, int32_t even
 // An error of a sync session, as handed to the error handler. Every pointer is valid only
 // during the call (copy what you keep).
 typedef struct {
-  // The code: a protocol code (connection 100–109, `SHOAL_ERR_CONNECTION_CLOSED` ...
-  // `SHOAL_ERR_BAD_MESSAGE_ORDER`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
+  // The code: a protocol code (connection 100–116, `SHOAL_ERR_CONNECTION_CLOSED` ...
+  // `SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
   // `SHOAL_ERR_DISABLED_SESSION`), `SHOAL_ERR_CLIENT_RESET`, `SHOAL_ERR_IO` (network
-  // failures), an auth code (601–615, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
+  // failures), an auth code (601–616, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
   // may not sync) or a database code. `shoal_error_name` names each.
   int32_t code;
   // The family of `code`: `SHOAL_ERR_CATEGORY_SYNC` for protocol codes,
@@ -2380,7 +2410,9 @@ SHOAL_API bool shoal_app_pending_revocations(const shoal_app_t *app, uint64_t *o
 // end in `.realm`, `.realm.lock` or `.realm.management`. The local file is
 // `<base_dir>/shoal-object-server/<identity>/<server path>` (names too long for the file
 // system are hashed), so two users of one URL get two files; its folder is created here.
-// Defaults: no error handler (errors are only logged), stop policy
+// `shoal_sync_config_set_name` and `shoal_sync_config_set_directory` change the file's name
+// and root. Defaults: the error handler of `shoal_set_default_sync_error_handler` (else the
+// built-in one, which logs), stop policy
 // `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`, no wait for initial data, tokens refreshed by
 // the library. Use it with `shoal_config_set_sync`. Release with `shoal_release`.
 //
@@ -2393,7 +2425,9 @@ SHOAL_API bool shoal_app_pending_revocations(const shoal_app_t *app, uint64_t *o
 // `user` is a user handle; `url` is NUL-terminated.
 SHOAL_API shoal_sync_config_t *shoal_sync_config_new(const shoal_user_t *user, const char *url);
 
-// Sets the error handler (NULL `callback` removes it). It gets every error of the session:
+// Sets the error handler (NULL `callback`: the built-in one, which logs; a new sync
+// configuration starts with `shoal_set_default_sync_error_handler`'s). It gets every error of
+// the session:
 // recoverable ones (`is_fatal` false; the session retries by itself) and fatal ones (the
 // session state becomes `SHOAL_SESSION_ERROR`), including client resets. `free_userdata`
 // (may be NULL) runs once, after the last call: when this sync configuration, every config
@@ -2412,6 +2446,46 @@ bool shoal_sync_config_set_error_handler(shoal_sync_config_t *sc,
                                          shoal_sync_error_fn_t callback,
                                          void *userdata,
                                          shoal_free_userdata_fn_t free_userdata);
+
+// Sets the error handler every sync configuration made from now on starts with (Realm's
+// `SyncManager.setDefaultSessionErrorHandler`); NULL `callback` restores the built-in one,
+// which logs fatal errors at `SHOAL_LOG_LEVEL_ERROR` and recoverable ones at
+// `SHOAL_LOG_LEVEL_INFO` as `Session Error[<url>]: <message>` (category `shoal::sync`; see
+// `shoal_set_log_callback`). Configurations made earlier keep the handler they had, and
+// `shoal_sync_config_set_error_handler` replaces it for one configuration. Process-wide.
+// `free_userdata` (may be NULL) runs once, after the last call: when the handler has been
+// replaced and every sync configuration, config and session that took it is released.
+//
+// Returns: true (it cannot fail).
+//
+// Errors: none.
+//
+// Requires:
+// `callback` and `free_userdata` valid functions or NULL; `userdata` usable from any thread.
+SHOAL_API
+bool shoal_set_default_sync_error_handler(shoal_sync_error_fn_t callback,
+                                          void *userdata,
+                                          shoal_free_userdata_fn_t free_userdata);
+
+// The sessions of `user` that are not stopped by a fatal error (Realm's
+// `SyncUser.allSessions`: state `SHOAL_SESSION_ERROR` is left out), ordered by local path:
+// writes up to `capacity` new handles to `out` (release each) and returns how many sessions
+// there are (call with `out` NULL and `capacity` 0 to size the array), or -1 on error. A
+// session exists from the first open of its realm (or `shoal_app_get_session`) for as long as
+// a realm handle, a session handle or its sync work keeps it.
+//
+// `out` (out, may be NULL when `capacity` is 0): up to `capacity` new `shoal_session_t`
+// handles; release each with `shoal_release`.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle), `SHOAL_ERR_INVALID_ARGUMENT`
+// (`out` NULL with a `capacity`).
+//
+// Requires:
+// `user` is a user handle; `out` holds `capacity` writable pointers (or is NULL with 0).
+SHOAL_API
+int64_t shoal_user_all_sessions(const shoal_user_t *user,
+                                shoal_session_t **out,
+                                size_t capacity);
 
 // Sets what the session does when the last realm handle of its file is released: one of
 // `SHOAL_STOP_POLICY_*` (default `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`).
@@ -2457,6 +2531,37 @@ bool shoal_sync_config_set_token_binder(shoal_sync_config_t *sc,
                                         void *userdata,
                                         shoal_free_userdata_fn_t free_userdata);
 
+// Names the local file `name` instead of the URL's last segment (Realm Java's
+// `SyncConfiguration.Builder.name()`): it stays in the folder the URL's path gives, with the
+// same length rules (a name too long is hashed). The characters `< > : " / \ | ? *` become
+// `_`. The folder is created here; `shoal_sync_config_path` gives the new file.
+//
+// Returns: true on success, false on error (the configuration is then unchanged).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`name` NULL, empty, `"."` or `".."`, or ending in
+// `.creating`, `.compact` or `.upgrade`: the files Shoal writes beside a realm), file errors
+// if the folder cannot be created, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `sc` is a sync config handle; `name` is NUL-terminated or NULL.
+SHOAL_API bool shoal_sync_config_set_name(shoal_sync_config_t *sc, const char *name);
+
+// Keeps the local file under `directory` instead of `<base_dir>/shoal-object-server` (Realm
+// Java's `SyncConfiguration.Builder.directory()`): the file becomes
+// `<directory>/<identity>/<server path>`. The directory is created if missing and kept as its
+// absolute, canonical path (`shoal_sync_config_directory`).
+//
+// Returns: true on success, false on error (the configuration is then unchanged).
+//
+// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`directory` NULL or empty, a file rather than a
+// directory, a directory that cannot be created or is not writable — checked by creating a
+// file in it — or a local path too long under it), `SHOAL_ERR_MISUSE` (a NULL or released
+// handle).
+//
+// Requires:
+// `sc` is a sync config handle; `directory` is NUL-terminated or NULL.
+SHOAL_API bool shoal_sync_config_set_directory(shoal_sync_config_t *sc, const char *directory);
+
 // The local realm file of the configuration. Free with `shoal_free`.
 //
 // Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
@@ -2466,6 +2571,17 @@ bool shoal_sync_config_set_token_binder(shoal_sync_config_t *sc,
 // Requires:
 // `sc` is a sync config handle.
 SHOAL_API char *shoal_sync_config_path(const shoal_sync_config_t *sc);
+
+// The root directory of the local file: `<base_dir>/shoal-object-server`, or the one given to
+// `shoal_sync_config_set_directory`. Free with `shoal_free`.
+//
+// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+//
+// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+//
+// Requires:
+// `sc` is a sync config handle.
+SHOAL_API char *shoal_sync_config_directory(const shoal_sync_config_t *sc);
 
 // The resolved server URL (`~` replaced by the user's identity), e.g.
 // `"realm://127.0.0.1:9080/<identity>/tasks"`. Free with `shoal_free`.

@@ -74,6 +74,12 @@ pub(crate) type AuthCallback =
 pub(crate) trait LoginListener: Any + Send + Sync {
     /// `identity` logged in, logged in again or logged out.
     fn user_changed(&self, identity: &str);
+
+    /// `identity` logged out, and its synced files are to be deleted: stop its sessions and,
+    /// once none of them holds a file any more, call `remove` (on any thread). If an
+    /// application handle of one of its files is open, drop `remove` instead: the files wait
+    /// for the next start (the removal is recorded in the user store).
+    fn user_logged_out(&self, identity: &str, remove: Box<dyn FnOnce() + Send>);
 }
 
 #[derive(Default)]
@@ -155,6 +161,8 @@ pub(crate) struct AppInner {
     pub(crate) sync: std::sync::OnceLock<Arc<dyn LoginListener>>,
     /// The roots trusted instead of the public ones ([`App::with_trusted_ca`]).
     pub(crate) trusted: Option<crate::tls::TrustedRoots>,
+    /// Synced realm files recorded in the store by this process (saves a store read per open).
+    recorded: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Set once an app has closed its user store, so that the next [`App::new`] of its base
@@ -283,6 +291,11 @@ impl App {
         let sync_root = base_dir.join(SYNC_ROOT_DIR);
         let store_path = sync_root.join(METADATA_DIR).join(USER_STORE_FILE);
         let store = Arc::new(UserStore::open(&store_path)?);
+        // Users logged out with files still open when their app last ran: their files and
+        // metadata go now, before anything can open them.
+        for identity in store.removals()? {
+            remove_user_files(&store, &sync_root, &identity);
+        }
         let mut users = HashMap::new();
         for stored in store.users()? {
             let auth_url = match AuthUrl::parse(&stored.auth_url) {
@@ -302,6 +315,23 @@ impl App {
             users.insert(stored.identity, state);
         }
         let pending = store.revocations()?;
+        // A removed user whose revocation is still owed stays known (logged out) until it is
+        // done, so that the `LoggedOut` callbacks can name it.
+        for row in &pending {
+            if users.contains_key(&row.identity) {
+                continue;
+            }
+            if let Ok(auth_url) = AuthUrl::parse(&row.auth_url) {
+                let login = Login {
+                    auth_url,
+                    refresh_token: None,
+                    expires: None,
+                    is_admin: false,
+                };
+                let state = Arc::new(UserState::new(row.identity.clone(), login));
+                users.insert(row.identity.clone(), state);
+            }
+        }
         let client = AuthClient::new(trusted.as_ref());
         let (events, events_rx) = mpsc::channel();
         let (revocations, revocations_rx) = mpsc::channel();
@@ -319,6 +349,7 @@ impl App {
             closed: Arc::default(),
             sync: std::sync::OnceLock::new(),
             trusted,
+            recorded: Mutex::default(),
         });
         let weak = Arc::downgrade(&inner);
         let spawn_error = |e: std::io::Error| {
@@ -508,7 +539,7 @@ impl AppInner {
     }
 
     /// [`User::logout`](crate::User::logout): local at once, revocation in the background.
-    pub(crate) fn logout(&self, state: &UserState) {
+    pub(crate) fn logout(self: &Arc<Self>, state: &UserState) {
         let _order = self.state_lock.lock();
         let Some((token, url)) = state.take_refresh_token() else {
             return;
@@ -525,8 +556,70 @@ impl AppInner {
         tracing::info!(identity = %state.identity(), "logged out; revoking the refresh token");
         self.queue_revocation(token, state.identity().to_owned(), url);
         drop(_order);
-        if let Some(sync) = self.sync.get() {
-            sync.user_changed(state.identity());
+        let identity = state.identity().to_owned();
+        match self.sync.get() {
+            Some(sync) => {
+                sync.user_changed(&identity);
+                let app = Arc::downgrade(self);
+                let id = identity.clone();
+                sync.user_logged_out(
+                    &identity,
+                    Box::new(move || {
+                        if let Some(app) = app.upgrade() {
+                            app.remove_logged_out_user(&id);
+                        }
+                    }),
+                );
+            }
+            None => self.remove_logged_out_user(&identity),
+        }
+    }
+
+    /// Deletes the synced files and the metadata of a logged-out user now, if it is still
+    /// logged out and marked for removal; a file still open keeps everything for the next
+    /// start. Never fails (problems are logged).
+    pub(crate) fn remove_logged_out_user(&self, identity: &str) {
+        let _order = self.state_lock.lock();
+        if self
+            .users
+            .lock()
+            .get(identity)
+            .is_some_and(|u| u.is_valid())
+        {
+            return; // logged in again meanwhile: its files stay
+        }
+        match self.store.is_marked_for_removal(identity) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(identity, error = %e, "cannot read the user store; the files wait for the next start");
+                return;
+            }
+        }
+        if remove_user_files(&self.store, &self.sync_root, identity) {
+            let prefix = format!("{identity}\0");
+            self.recorded.lock().retain(|k| !k.starts_with(&prefix));
+        }
+    }
+
+    /// Records `path` (absolute), placed under `root`, as a synced realm file of `identity`,
+    /// before the file is first created, so that a logout can find it after any restart.
+    /// Failures are logged: the file is then left out of the user's removal.
+    pub(crate) fn record_synced_file(&self, identity: &str, path: &str, root: &Path) {
+        let key = format!("{identity}\0{path}");
+        if self.recorded.lock().contains(&key) {
+            return;
+        }
+        match self
+            .store
+            .record_file(identity, path, &root.to_string_lossy())
+        {
+            Ok(()) => {
+                self.recorded.lock().insert(key);
+            }
+            Err(e) => {
+                tracing::warn!(identity, path, error = %e, "cannot record a synced realm file; a logout will not delete it");
+            }
         }
     }
 
@@ -548,6 +641,92 @@ impl AppInner {
             identity: identity.to_owned(),
             event,
         });
+    }
+}
+
+/// Deletes every recorded synced file of `identity` that no handle in this process has open,
+/// with the folders left empty below its root (and the empty folders of
+/// `<sync_root>/<identity>`, which sync configurations create before any file); if none is
+/// left, deletes the user's metadata (its `User` and `UserFile` rows and its removal mark).
+/// Returns whether it did. Never fails (problems are logged and leave the rest for the next
+/// start).
+fn remove_user_files(store: &UserStore, sync_root: &Path, identity: &str) -> bool {
+    let files = match store.files(identity) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!(identity, error = %e, "cannot read the user's files; they wait for the next start");
+            return false;
+        }
+    };
+    let mut kept = 0;
+    for file in &files {
+        // No folder, no file (nor companions): deleted before a crash, or never created.
+        if !Path::new(&file.path).parent().is_some_and(Path::exists) {
+            continue;
+        }
+        match crate::delete_realm_files(&crate::Config::new(file.path.clone())) {
+            Ok(()) => remove_empty_folders(Path::new(&file.path), Path::new(&file.root)),
+            Err(e) if e.code() == ErrorCode::RealmInUse => kept += 1,
+            Err(e) => {
+                tracing::warn!(identity, path = %file.path, error = %e, "cannot delete a synced realm file of a logged-out user");
+                kept += 1;
+            }
+        }
+    }
+    if kept > 0 {
+        tracing::info!(
+            identity,
+            kept,
+            "a logged-out user's realm files are open; they are deleted at the next start"
+        );
+        return false;
+    }
+    // Only a plain identity names a folder of its own (never the root, never a folder above).
+    if !identity.is_empty()
+        && identity != "."
+        && identity != ".."
+        && !identity.contains(['/', '\\'])
+    {
+        remove_empty_tree(&sync_root.join(identity));
+    }
+    match store.remove_user(identity) {
+        Ok(()) => {
+            tracing::info!(
+                identity,
+                files = files.len(),
+                "deleted a logged-out user's realm files and metadata"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(identity, error = %e, "cannot delete a logged-out user's metadata; retried at the next start");
+            false
+        }
+    }
+}
+
+/// Removes `dir` and the folders below it if they hold no files (bottom up; a folder with a
+/// file stays, with the folders above it). Never follows symbolic links.
+fn remove_empty_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_tree(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Removes the folders of `file` that are empty, from its own up to (not including) `root`.
+fn remove_empty_folders(file: &Path, root: &Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
+            return;
+        }
+        dir = d.parent();
     }
 }
 

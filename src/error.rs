@@ -38,7 +38,7 @@ impl Error {
         }
     }
 
-    /// An [`ErrorCode::Sync`] error with the protocol's `code` (100–109, 200–213).
+    /// An [`ErrorCode::Sync`] error with the protocol's `code` (100–116, 200–213).
     pub fn sync(code: i32, message: impl Into<String>) -> Error {
         Error {
             sync_code: Some(code),
@@ -254,11 +254,13 @@ mod tests {
             ErrorCode::ExistingAccount,
             ErrorCode::AccessDenied,
             ErrorCode::ExpiredRefreshToken,
+            ErrorCode::InvalidHost,
+            ErrorCode::ServerMisconfiguration,
         ]
         .iter()
         .map(|c| *c as i32)
         .collect();
-        assert_eq!(auth, [601, 602, 611, 612, 613, 614, 615]);
+        assert_eq!(auth, [601, 602, 611, 612, 613, 614, 615, 616, 801]);
         assert_eq!(ErrorCode::MultipleUsersLoggedIn as i32, 1026);
         assert_eq!(ErrorCategory::Auth as i32, 5);
         assert_eq!(ErrorCategory::Http as i32, 6);

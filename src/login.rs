@@ -25,6 +25,9 @@ pub(crate) struct UserData {
     pub(crate) is_admin: bool,
     /// Access tokens by requested realm path, for the current refresh token.
     pub(crate) access_tokens: HashMap<String, Token>,
+    /// Counts logins and logouts: an access token fetched at another count came from another
+    /// refresh token (which a logout revokes).
+    pub(crate) epoch: u64,
 }
 
 /// What a login (or a stored user) gives a user.
@@ -45,6 +48,7 @@ impl UserState {
                 expires: login.expires,
                 is_admin: login.is_admin,
                 access_tokens: HashMap::new(),
+                epoch: 0,
             }),
             management: Mutex::new(None),
         }
@@ -59,6 +63,7 @@ impl UserState {
         let mut d = self.data.lock();
         if d.refresh_token != login.refresh_token {
             d.access_tokens.clear();
+            d.epoch += 1;
         }
         d.auth_url = login.auth_url;
         d.refresh_token = login.refresh_token;
@@ -71,7 +76,13 @@ impl UserState {
         let mut d = self.data.lock();
         d.access_tokens.clear();
         let token = d.refresh_token.take()?;
+        d.epoch += 1;
         Some((token, d.auth_url.clone()))
+    }
+
+    /// The count of logins and logouts (see [`UserData::epoch`]).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.data.lock().epoch
     }
 
     pub(crate) fn is_valid(&self) -> bool {

@@ -1061,6 +1061,9 @@ public:
     Realm open_management_realm() const {
         return Realm(detail::check(shoal_user_open_management_realm(checked())));
     }
+    /// The user's sync sessions not stopped by a fatal error (state Error left out), ordered by
+    /// local path.
+    std::vector<Session> all_sessions() const;
 };
 
 class App : public Handle<shoal_app_t> {
@@ -1233,10 +1236,30 @@ public:
     /// Supplies access tokens: `binder(session, server_path)` must answer, now or later and
     /// from any thread, with session.bind_token(token). An empty function removes the binder.
     SyncConfig &set_token_binder(std::function<void(Session, const std::string &)> binder);
+    /// Names the local file `name` instead of the URL's last segment (SHOAL_ERR_INVALID_ARGUMENT
+    /// for an empty name, "." or ".."); the configuration is unchanged after an error.
+    SyncConfig &set_name(StringArg name) {
+        detail::check(shoal_sync_config_set_name(checked(), name.c_str()));
+        return *this;
+    }
+    /// Keeps the local file under `directory` (created if missing) instead of the app's sync
+    /// root: <directory>/<identity>/<server path>. SHOAL_ERR_INVALID_ARGUMENT for an empty path,
+    /// a file, or a directory that cannot be created or written to.
+    SyncConfig &set_directory(StringArg directory) {
+        detail::check(shoal_sync_config_set_directory(checked(), directory.c_str()));
+        return *this;
+    }
+    /// The root the local file lives under (absolute, canonical).
+    std::string directory() const { return detail::take_string(shoal_sync_config_directory(checked())); }
     std::string path() const { return detail::take_string(shoal_sync_config_path(checked())); }
     std::string server_url() const { return detail::take_string(shoal_sync_config_server_url(checked())); }
     std::string server_path() const { return detail::take_string(shoal_sync_config_server_path(checked())); }
 };
+
+/// Sets the error handler every SyncConfig made from now on starts with; an empty function
+/// restores the built-in one, which logs ("Session Error[<url>]: <message>"). Process-wide;
+/// configurations made earlier keep theirs.
+inline void set_default_sync_error_handler(std::function<void(Session, SyncError)> handler);
 
 // ---------------------------------------------------------------------------------------------
 // Callback trampolines: they never let an exception reach the library.
@@ -1575,6 +1598,26 @@ inline SyncConfig &SyncConfig::set_error_handler(std::function<void(Session, Syn
                                                 return shoal_sync_config_set_error_handler(sc, fn, ud, free);
                                             }));
     return *this;
+}
+
+inline std::vector<Session> User::all_sessions() const {
+    for (;;) {
+        size_t n = static_cast<size_t>(detail::check_count(shoal_user_all_sessions(checked(), nullptr, 0)));
+        std::vector<shoal_session_t *> raw(n, nullptr);
+        int64_t m = detail::check_count(shoal_user_all_sessions(checked(), raw.data(), raw.size()));
+        std::vector<Session> sessions;
+        sessions.reserve(n);
+        for (size_t i = 0; i < n && i < static_cast<size_t>(m); i++) sessions.emplace_back(raw[i]);
+        if (static_cast<size_t>(m) <= n) return sessions;
+        // A session appeared between the two calls: try again.
+    }
+}
+
+inline void set_default_sync_error_handler(std::function<void(Session, SyncError)> handler) {
+    detail::check(detail::register_callback(std::move(handler), &detail::on_sync_error,
+                                            [](shoal_sync_error_fn_t fn, void *ud, shoal_free_userdata_fn_t free) {
+                                                return shoal_set_default_sync_error_handler(fn, ud, free);
+                                            }));
 }
 
 inline SyncConfig &SyncConfig::set_token_binder(std::function<void(Session, const std::string &)> binder) {

@@ -30,7 +30,22 @@ pub const SHOAL_ERR_REUSE_OF_SESSION_IDENT: i32 = 107;
 pub const SHOAL_ERR_BOUND_IN_OTHER_SESSION: i32 = 108;
 /// Connection 109: A message that is not allowed at this point of the session.
 pub const SHOAL_ERR_BAD_MESSAGE_ORDER: i32 = 109;
-/// A sync session or connection error: the protocol's code (100–109 connection,
+/// Connection 110: Client: a bad origin file identifier in a downloaded changeset's header (DOWNLOAD).
+pub const SHOAL_ERR_BAD_ORIGIN_FILE_IDENT: i32 = 110;
+/// Connection 111: Client: a bad server version in a downloaded changeset's header (DOWNLOAD).
+pub const SHOAL_ERR_BAD_SERVER_VERSION_DOWNLOAD: i32 = 111;
+/// Connection 112: Client: a downloaded changeset that does not decode or apply (DOWNLOAD).
+pub const SHOAL_ERR_BAD_CHANGESET_DOWNLOAD: i32 = 112;
+/// Connection 113: Client: a bad request identifier (MARK).
+pub const SHOAL_ERR_BAD_REQUEST_IDENT: i32 = 113;
+/// Connection 114: Client: a bad error code (ERROR).
+pub const SHOAL_ERR_BAD_ERROR_CODE: i32 = 114;
+/// Connection 115: Client: a bad compression (DOWNLOAD).
+pub const SHOAL_ERR_BAD_COMPRESSION: i32 = 115;
+/// Connection 116: Client: a bad last integrated client version in a downloaded changeset's header
+/// (DOWNLOAD).
+pub const SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD: i32 = 116;
+/// A sync session or connection error: the protocol's code (100–116 connection,
 /// 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
 /// Rust: `Error::raw_code`); 200 stands for the whole family.
 pub const SHOAL_ERR_SYNC: i32 = 200;
@@ -81,6 +96,9 @@ pub const SHOAL_ERR_EXISTING_ACCOUNT: i32 = 613;
 pub const SHOAL_ERR_ACCESS_DENIED: i32 = 614;
 /// Auth: the refresh token is expired or revoked, or the user is logged out (`615`).
 pub const SHOAL_ERR_EXPIRED_REFRESH_TOKEN: i32 = 615;
+/// Auth: the host the request was sent to is not one the server accepts (the Realm
+/// Object Server's `616`; `shoal-server` does not send it).
+pub const SHOAL_ERR_INVALID_HOST: i32 = 616;
 /// Permissions: the `PermissionOffer` a `PermissionOfferResponse` names has expired, or
 /// an offer was made with an `expiresAt` already past (`701`, a management realm
 /// object's `statusCode`).
@@ -91,6 +109,9 @@ pub const SHOAL_ERR_AMBIGUOUS_PERMISSION_OFFER_TOKEN: i32 = 702;
 /// Permissions: the realm may not be shared or its permissions changed by this user: a
 /// management realm, or a realm the user may not manage (`703`).
 pub const SHOAL_ERR_FILE_MAY_NOT_BE_SHARED: i32 = 703;
+/// The server is misconfigured and cannot answer the request (the Realm Object Server's
+/// `801`; `shoal-server` does not send it).
+pub const SHOAL_ERR_SERVER_MISCONFIGURATION: i32 = 801;
 /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
 pub const SHOAL_ERR_INVALID_ARGUMENT: i32 = 1000;
 /// A value of the wrong type for a property or operation.

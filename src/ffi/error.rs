@@ -84,7 +84,7 @@ pub(crate) fn http_status(code: i32) -> Option<u16> {
 }
 
 /// An error with the raw code `code` (`shoal_error_t.code`), classified by the code table:
-/// the API's codes, the sync protocol's (100–109, 200–213), HTTP statuses, else UNKNOWN.
+/// the API's codes, the sync protocol's (100–116, 200–213), HTTP statuses, else UNKNOWN.
 fn error_of_code(code: i32, message: String) -> Error {
     if let Some(c) = ErrorCode::from_code(code) {
         Error::new(c, message)

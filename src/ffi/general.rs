@@ -283,7 +283,12 @@ mod tests {
         assert_eq!(name(206), "PERMISSION_DENIED");
         assert_eq!(name(213), "DISABLED_SESSION");
         assert_eq!(name(1027), "TIMEOUT");
-        assert_eq!(name(110), "UNKNOWN");
+        assert_eq!(name(110), "BAD_ORIGIN_FILE_IDENT");
+        assert_eq!(name(112), "BAD_CHANGESET_DOWNLOAD");
+        assert_eq!(name(116), "BAD_CLIENT_VERSION_DOWNLOAD");
+        assert_eq!(name(117), "UNKNOWN");
+        assert_eq!(name(616), "INVALID_HOST");
+        assert_eq!(name(801), "SERVER_MISCONFIGURATION");
         assert_eq!(name(214), "UNKNOWN");
         assert_eq!(name(404), "HTTP");
     }

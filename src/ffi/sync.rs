@@ -11,8 +11,8 @@ use super::{
 };
 use crate::error::{Error, ErrorCode};
 use crate::{
-    Config, ConnectionState, ProgressDirection, ProgressMode, Session, SessionState, StopPolicy,
-    SyncConfig, SyncError,
+    Config, ConnectionState, ErrorHandler, ProgressDirection, ProgressMode, Session, SessionState,
+    StopPolicy, SyncConfig, SyncError,
 };
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
@@ -62,10 +62,10 @@ pub const SHOAL_PROGRESS_INDEFINITELY: i32 = 1;
 /// during the call (copy what you keep).
 #[repr(C)]
 pub struct shoal_sync_error_t {
-    /// The code: a protocol code (connection 100–109, `SHOAL_ERR_CONNECTION_CLOSED` ...
-    /// `SHOAL_ERR_BAD_MESSAGE_ORDER`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
+    /// The code: a protocol code (connection 100–116, `SHOAL_ERR_CONNECTION_CLOSED` ...
+    /// `SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD`; session 200–213, `SHOAL_ERR_SESSION_CLOSED` ...
     /// `SHOAL_ERR_DISABLED_SESSION`), `SHOAL_ERR_CLIENT_RESET`, `SHOAL_ERR_IO` (network
-    /// failures), an auth code (601–615, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
+    /// failures), an auth code (601–616, e.g. `SHOAL_ERR_ACCESS_DENIED` for a path the user
     /// may not sync) or a database code. `shoal_error_name` names each.
     pub code: i32,
     /// The family of `code`: `SHOAL_ERR_CATEGORY_SYNC` for protocol codes,
@@ -211,7 +211,9 @@ fn with_sync_config(
 /// end in `.realm`, `.realm.lock` or `.realm.management`. The local file is
 /// `<base_dir>/shoal-object-server/<identity>/<server path>` (names too long for the file
 /// system are hashed), so two users of one URL get two files; its folder is created here.
-/// Defaults: no error handler (errors are only logged), stop policy
+/// `shoal_sync_config_set_name` and `shoal_sync_config_set_directory` change the file's name
+/// and root. Defaults: the error handler of `shoal_set_default_sync_error_handler` (else the
+/// built-in one, which logs), stop policy
 /// `SHOAL_STOP_POLICY_AFTER_CHANGES_UPLOADED`, no wait for initial data, tokens refreshed by
 /// the library. Use it with `shoal_config_set_sync`. Release with `shoal_release`.
 ///
@@ -234,7 +236,9 @@ pub unsafe extern "C" fn shoal_sync_config_new(
     })
 }
 
-/// Sets the error handler (NULL `callback` removes it). It gets every error of the session:
+/// Sets the error handler (NULL `callback`: the built-in one, which logs; a new sync
+/// configuration starts with `shoal_set_default_sync_error_handler`'s). It gets every error of
+/// the session:
 /// recoverable ones (`is_fatal` false; the session retries by itself) and fatal ones (the
 /// session state becomes `SHOAL_SESSION_ERROR`), including client resets. `free_userdata`
 /// (may be NULL) runs once, after the last call: when this sync configuration, every config
@@ -257,21 +261,86 @@ pub unsafe extern "C" fn shoal_sync_config_set_error_handler(
 ) -> bool {
     let data = UserData::new(userdata, free_userdata);
     with_sync_config(sc, move |c| {
-        match callback {
-            None => c.error_handler = None,
-            Some(cb) => {
-                c.set_error_handler(move |session, error| {
-                    let data = &data;
-                    with_session_handle(session, |h| {
-                        with_sync_error(error, |e| {
-                            // Safety: the caller promised a valid callback for its userdata.
-                            unsafe { cb(data.ptr, h, e) }
-                        })
-                    });
-                });
-            }
-        }
+        c.error_handler = callback.map(|cb| c_error_handler(cb, data));
         Ok(())
+    })
+}
+
+/// An error handler calling the C callback `cb` with `data` (let go when the handler is).
+fn c_error_handler(
+    cb: unsafe extern "C" fn(*mut c_void, *mut shoal_session_t, *const shoal_sync_error_t),
+    data: UserData,
+) -> ErrorHandler {
+    Arc::new(move |session: &Session, error: &SyncError| {
+        let data = &data;
+        with_session_handle(session, |h| {
+            with_sync_error(error, |e| {
+                // Safety: the caller promised a valid callback for its userdata.
+                unsafe { cb(data.ptr, h, e) }
+            })
+        });
+    })
+}
+
+/// Sets the error handler every sync configuration made from now on starts with (Realm's
+/// `SyncManager.setDefaultSessionErrorHandler`); NULL `callback` restores the built-in one,
+/// which logs fatal errors at `SHOAL_LOG_LEVEL_ERROR` and recoverable ones at
+/// `SHOAL_LOG_LEVEL_INFO` as `Session Error[<url>]: <message>` (category `shoal::sync`; see
+/// `shoal_set_log_callback`). Configurations made earlier keep the handler they had, and
+/// `shoal_sync_config_set_error_handler` replaces it for one configuration. Process-wide.
+/// `free_userdata` (may be NULL) runs once, after the last call: when the handler has been
+/// replaced and every sync configuration, config and session that took it is released.
+///
+/// Returns: true (it cannot fail).
+///
+/// Errors: none.
+///
+/// Requires:
+/// `callback` and `free_userdata` valid functions or NULL; `userdata` usable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_set_default_sync_error_handler(
+    callback: shoal_sync_error_fn_t,
+    userdata: *mut c_void,
+    free_userdata: shoal_free_userdata_fn_t,
+) -> bool {
+    let data = UserData::new(userdata, free_userdata);
+    guard(move || {
+        crate::set_default_error_handler(callback.map(|cb| c_error_handler(cb, data)));
+        Ok(true)
+    })
+}
+
+/// The sessions of `user` that are not stopped by a fatal error (Realm's
+/// `SyncUser.allSessions`: state `SHOAL_SESSION_ERROR` is left out), ordered by local path:
+/// writes up to `capacity` new handles to `out` (release each) and returns how many sessions
+/// there are (call with `out` NULL and `capacity` 0 to size the array), or -1 on error. A
+/// session exists from the first open of its realm (or `shoal_app_get_session`) for as long as
+/// a realm handle, a session handle or its sync work keeps it.
+///
+/// `out` (out, may be NULL when `capacity` is 0): up to `capacity` new `shoal_session_t`
+/// handles; release each with `shoal_release`.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle), `SHOAL_ERR_INVALID_ARGUMENT`
+/// (`out` NULL with a `capacity`).
+///
+/// Requires:
+/// `user` is a user handle; `out` holds `capacity` writable pointers (or is NULL with 0).
+#[no_mangle]
+pub unsafe extern "C" fn shoal_user_all_sessions(
+    user: *const shoal_user_t,
+    out: *mut *mut shoal_session_t,
+    capacity: usize,
+) -> i64 {
+    guard(|| {
+        let sessions = handle::user(user)?.all_sessions();
+        if capacity > 0 && out.is_null() {
+            return Err(Error::invalid("out is NULL but capacity is not 0"));
+        }
+        for (i, session) in sessions.iter().take(capacity).enumerate() {
+            // Safety: `out` holds `capacity` writable slots per the contract.
+            unsafe { *out.add(i) = into_handle(Payload::Session(session.clone())) };
+        }
+        Ok(sessions.len() as i64)
     })
 }
 
@@ -357,6 +426,55 @@ pub unsafe extern "C" fn shoal_sync_config_set_token_binder(
     })
 }
 
+/// Names the local file `name` instead of the URL's last segment (Realm Java's
+/// `SyncConfiguration.Builder.name()`): it stays in the folder the URL's path gives, with the
+/// same length rules (a name too long is hashed). The characters `< > : " / \ | ? *` become
+/// `_`. The folder is created here; `shoal_sync_config_path` gives the new file.
+///
+/// Returns: true on success, false on error (the configuration is then unchanged).
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`name` NULL, empty, `"."` or `".."`, or ending in
+/// `.creating`, `.compact` or `.upgrade`: the files Shoal writes beside a realm), file errors
+/// if the folder cannot be created, `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `sc` is a sync config handle; `name` is NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_sync_config_set_name(
+    sc: *mut shoal_sync_config_t,
+    name: *const c_char,
+) -> bool {
+    with_sync_config(sc, |c| {
+        c.set_name(str_arg(name, "the realm file name")?)?;
+        Ok(())
+    })
+}
+
+/// Keeps the local file under `directory` instead of `<base_dir>/shoal-object-server` (Realm
+/// Java's `SyncConfiguration.Builder.directory()`): the file becomes
+/// `<directory>/<identity>/<server path>`. The directory is created if missing and kept as its
+/// absolute, canonical path (`shoal_sync_config_directory`).
+///
+/// Returns: true on success, false on error (the configuration is then unchanged).
+///
+/// Errors: `SHOAL_ERR_INVALID_ARGUMENT` (`directory` NULL or empty, a file rather than a
+/// directory, a directory that cannot be created or is not writable — checked by creating a
+/// file in it — or a local path too long under it), `SHOAL_ERR_MISUSE` (a NULL or released
+/// handle).
+///
+/// Requires:
+/// `sc` is a sync config handle; `directory` is NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_sync_config_set_directory(
+    sc: *mut shoal_sync_config_t,
+    directory: *const c_char,
+) -> bool {
+    with_sync_config(sc, |c| {
+        c.set_directory(str_arg(directory, "the directory")?)?;
+        Ok(())
+    })
+}
+
 fn sync_config_string(
     sc: *const shoal_sync_config_t,
     f: impl FnOnce(&SyncConfig) -> String,
@@ -375,6 +493,22 @@ fn sync_config_string(
 #[no_mangle]
 pub unsafe extern "C" fn shoal_sync_config_path(sc: *const shoal_sync_config_t) -> *mut c_char {
     sync_config_string(sc, |c| c.local_path().display().to_string())
+}
+
+/// The root directory of the local file: `<base_dir>/shoal-object-server`, or the one given to
+/// `shoal_sync_config_set_directory`. Free with `shoal_free`.
+///
+/// Returns: a new NUL-terminated string (free it with `shoal_free`), or NULL on error.
+///
+/// Errors: `SHOAL_ERR_MISUSE` (a NULL or released handle).
+///
+/// Requires:
+/// `sc` is a sync config handle.
+#[no_mangle]
+pub unsafe extern "C" fn shoal_sync_config_directory(
+    sc: *const shoal_sync_config_t,
+) -> *mut c_char {
+    sync_config_string(sc, |c| c.directory().display().to_string())
 }
 
 /// The resolved server URL (`~` replaced by the user's identity), e.g.

@@ -151,6 +151,11 @@
 //! | 614 access denied | `access-denied` | 403 |
 //! | 615 expired or revoked refresh token | `expired-refresh-token` | 401 |
 //!
+//! Two more codes of the Realm Object Server are known to clients (mapped to
+//! [`ErrorCode`](crate::ErrorCode)s when a server sends them) but never sent by
+//! `shoal-server`: 616 invalid host (`invalid-host`) and 801 server misconfiguration
+//! (`server-misconfiguration`).
+//!
 //! Errors that are plain HTTP (an unknown route `404`, a wrong method `405`, too many failed
 //! logins `429`, an internal error `500`, too many logins at once `503`) have `"type":
 //! "about:blank"` and `code` equal to the status; `429` and `503` carry a `Retry-After` header
@@ -501,6 +506,8 @@ impl AuthErrorCode {
             AuthErrorCode::ExistingAccount => "existing-account",
             AuthErrorCode::AccessDenied => "access-denied",
             AuthErrorCode::ExpiredRefreshToken => "expired-refresh-token",
+            AuthErrorCode::InvalidHost => "invalid-host",
+            AuthErrorCode::ServerMisconfiguration => "server-misconfiguration",
         }
     }
 
@@ -515,6 +522,8 @@ impl AuthErrorCode {
             AuthErrorCode::ExistingAccount => "The account cannot be registered as it exists.",
             AuthErrorCode::AccessDenied => "You do not have access to this resource.",
             AuthErrorCode::ExpiredRefreshToken => "The refresh token is expired or revoked.",
+            AuthErrorCode::InvalidHost => "The host is not valid for this server.",
+            AuthErrorCode::ServerMisconfiguration => "The server is misconfigured.",
         }
     }
 }
@@ -790,7 +799,7 @@ mod tests {
     #[test]
     fn auth_error_codes_are_never_renumbered() {
         let numbers: Vec<i32> = AuthErrorCode::ALL.iter().map(|c| *c as i32).collect();
-        assert_eq!(numbers, [601, 602, 611, 612, 613, 614, 615]);
+        assert_eq!(numbers, [601, 602, 611, 612, 613, 614, 615, 616, 801]);
         for &code in AuthErrorCode::ALL {
             assert_eq!(AuthErrorCode::from_code(code as i32), Some(code));
         }

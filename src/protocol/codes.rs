@@ -11,8 +11,8 @@
 //! Server), so bindings map them one to one; the database's own codes start at 1000. A number
 //! is assigned once and never reused.
 //!
-//! A number appears in two enums only where one code has two roles: the auth codes 601–615
-//! are [`AuthErrorCode`]s on the wire and [`ErrorCode`]s in the API; 200 is both the
+//! A number appears in two enums only where one code has two roles: the auth codes 601–616
+//! and 801 are [`AuthErrorCode`]s on the wire and [`ErrorCode`]s in the API; 200 is both the
 //! [`ErrorCode::Sync`] family and [`SessionErrorCode::SessionClosed`]. A test checks that such
 //! rows agree.
 
@@ -33,12 +33,12 @@ pub enum ErrorCategory {
     Client = 3,
     /// A bug inside the library.
     Internal = 4,
-    /// The auth server refused a request (codes 601–615), or refused a permission request of
-    /// a management realm (codes 701–703, and 601–614 written into its `statusCode`).
+    /// The auth server refused a request (codes 601–616, 801), or refused a permission request
+    /// of a management realm (codes 701–703, and 601–614 written into its `statusCode`).
     Auth = 5,
     /// The auth server answered with a plain HTTP error status ([`ErrorCode::Http`]).
     Http = 6,
-    /// A sync session or connection error ([`ErrorCode::Sync`], codes 100–213).
+    /// A sync session or connection error ([`ErrorCode::Sync`], codes 100–116 and 200–213).
     Sync = 7,
 }
 
@@ -183,7 +183,7 @@ code_table! {
         Json = 1 => "JSON", Client, Fatal;
         /// The synced realm must be reset from the server.
         ClientReset = 7 => "CLIENT_RESET", Client, ClientReset;
-        /// A sync session or connection error: the protocol's code (100–109 connection,
+        /// A sync session or connection error: the protocol's code (100–116 connection,
         /// 200–213 session) is what the error reports as its code (C: `shoal_error_t.code`;
         /// Rust: `Error::raw_code`); 200 stands for the whole family.
         Sync = 200 => "SYNC", Sync, Recoverable;
@@ -213,9 +213,15 @@ code_table! {
         /// Permissions: the token matches more than one `PermissionOffer`: an offer proposed a
         /// token that another offer has already (`702`).
         AmbiguousPermissionOfferToken = 702 => "AMBIGUOUS_PERMISSION_OFFER_TOKEN", Auth, Fatal;
+        /// Auth: the host the request was sent to is not one the server accepts (the Realm
+        /// Object Server's `616`; `shoal-server` does not send it).
+        InvalidHost = 616 => "INVALID_HOST", Auth, Fatal;
         /// Permissions: the realm may not be shared or its permissions changed by this user: a
         /// management realm, or a realm the user may not manage (`703`).
         FileMayNotBeShared = 703 => "FILE_MAY_NOT_BE_SHARED", Auth, Fatal;
+        /// The server is misconfigured and cannot answer the request (the Realm Object Server's
+        /// `801`; `shoal-server` does not send it).
+        ServerMisconfiguration = 801 => "SERVER_MISCONFIGURATION", Auth, Fatal;
         /// An argument is invalid (empty name, out-of-range number, bad UTF-8, ...).
         InvalidArgument = 1000 => "INVALID_ARGUMENT", Logic, Fatal;
         /// A value of the wrong type for a property or operation.
@@ -276,8 +282,10 @@ code_table! {
 }
 
 code_table! {
-    /// The connection-level error codes of the sync protocol (100–109): sent in an ERROR with
-    /// session 0, after which the connection is closed.
+    /// The connection-level error codes of the sync protocol. 100–109: sent in an ERROR with
+    /// session 0, after which the connection is closed. 110–116: the client's own, for a
+    /// message from the server it cannot accept (Realm's sync client errors of the ROS era,
+    /// numbered as there); the server never sends them.
     pub enum ConnectionErrorCode {
         /// The connection was closed; not an error.
         ConnectionClosed = 100 => "CONNECTION_CLOSED", Sync, Fatal;
@@ -299,6 +307,21 @@ code_table! {
         BoundInOtherSession = 108 => "BOUND_IN_OTHER_SESSION", Sync, Fatal;
         /// A message that is not allowed at this point of the session.
         BadMessageOrder = 109 => "BAD_MESSAGE_ORDER", Sync, Fatal;
+        /// Client: a bad origin file identifier in a downloaded changeset's header (DOWNLOAD).
+        BadOriginFileIdent = 110 => "BAD_ORIGIN_FILE_IDENT", Sync, Fatal;
+        /// Client: a bad server version in a downloaded changeset's header (DOWNLOAD).
+        BadServerVersionDownload = 111 => "BAD_SERVER_VERSION_DOWNLOAD", Sync, Fatal;
+        /// Client: a downloaded changeset that does not decode or apply (DOWNLOAD).
+        BadChangesetDownload = 112 => "BAD_CHANGESET_DOWNLOAD", Sync, Fatal;
+        /// Client: a bad request identifier (MARK).
+        BadRequestIdent = 113 => "BAD_REQUEST_IDENT", Sync, Fatal;
+        /// Client: a bad error code (ERROR).
+        BadErrorCode = 114 => "BAD_ERROR_CODE", Sync, Fatal;
+        /// Client: a bad compression (DOWNLOAD).
+        BadCompression = 115 => "BAD_COMPRESSION", Sync, Fatal;
+        /// Client: a bad last integrated client version in a downloaded changeset's header
+        /// (DOWNLOAD).
+        BadClientVersionDownload = 116 => "BAD_CLIENT_VERSION_DOWNLOAD", Sync, Fatal;
     }
 }
 
@@ -354,11 +377,17 @@ code_table! {
         AccessDenied = 614 => "ACCESS_DENIED", Auth, Fatal;
         /// The refresh token is expired or revoked.
         ExpiredRefreshToken = 615 => "EXPIRED_REFRESH_TOKEN", Auth, Fatal;
+        /// The host is not one the server accepts (the Realm Object Server's; `shoal-server`
+        /// does not send it).
+        InvalidHost = 616 => "INVALID_HOST", Auth, Fatal;
+        /// The server is misconfigured (the Realm Object Server's; `shoal-server` does not send
+        /// it).
+        ServerMisconfiguration = 801 => "SERVER_MISCONFIGURATION", Auth, Fatal;
     }
 }
 
 impl ErrorCode {
-    /// The code for one of the auth server's Realm codes (601–615), if it is one.
+    /// The code for one of the auth server's Realm codes (601–616, 801), if it is one.
     #[must_use]
     pub fn from_auth_code(code: i32) -> Option<ErrorCode> {
         AuthErrorCode::from_code(code).and_then(|c| ErrorCode::from_code(c as i32))
@@ -466,6 +495,31 @@ mod tests {
         assert_eq!(permissions, [701, 702, 703]);
         assert_eq!(info(703).map(|r| r.name), Some("FILE_MAY_NOT_BE_SHARED"));
         assert_eq!(ConnectionErrorCode::BadMessageOrder as i32, 109);
+        // The rest of the reference's table (Realm Java's `ErrorCode` of the ROS era).
+        let reference = [
+            (110, "BAD_ORIGIN_FILE_IDENT"),
+            (111, "BAD_SERVER_VERSION_DOWNLOAD"),
+            (112, "BAD_CHANGESET_DOWNLOAD"),
+            (113, "BAD_REQUEST_IDENT"),
+            (114, "BAD_ERROR_CODE"),
+            (115, "BAD_COMPRESSION"),
+            (116, "BAD_CLIENT_VERSION_DOWNLOAD"),
+            (616, "INVALID_HOST"),
+            (801, "SERVER_MISCONFIGURATION"),
+        ];
+        for (code, name) in reference {
+            let row = info(code).unwrap_or_else(|| panic!("{code} is in the table"));
+            assert_eq!((row.name, row.recovery), (name, Recovery::Fatal), "{code}");
+        }
+        for code in 110..=116 {
+            assert_eq!(info(code).map(|r| r.category), Some(ErrorCategory::Sync));
+        }
+        assert_eq!(ErrorCode::from_auth_code(616), Some(ErrorCode::InvalidHost));
+        assert_eq!(
+            ErrorCode::from_auth_code(801),
+            Some(ErrorCode::ServerMisconfiguration)
+        );
+        assert_eq!(info(117), None);
     }
 
     #[test]

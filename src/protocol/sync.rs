@@ -121,11 +121,11 @@
 //! - **UNBIND** (client) ends a session. After a session-level ERROR the client must send it.
 //!   Messages that arrive for a session the client has unbound are dropped.
 //! - **ERROR** (server): `session` 0 is a connection-level error ([`ConnectionErrorCode`],
-//!   100–109) after which the server closes the connection; a nonzero `session` is a
-//!   session-level error ([`SessionErrorCode`], 200–213) that ends that session only.
-//!   `try_again` says whether the same request may succeed later (with backoff). The client
-//!   does not send ERROR: when a message from the server fails to decode it closes the
-//!   connection.
+//!   100–109; 110–116 are the client's own) after which the server closes the connection; a
+//!   nonzero `session` is a session-level error ([`SessionErrorCode`], 200–213) that ends
+//!   that session only. `try_again` says whether the same request may succeed later (with
+//!   backoff). The client does not send ERROR: when a message from the server fails to
+//!   decode it closes the connection.
 //! - **PING** (client) / **PONG** (server): heartbeats on an idle connection; the server
 //!   answers every PING at once with a PONG of the same `timestamp` (the client's clock, in
 //!   milliseconds), which gives the round-trip time and detects dead connections.
@@ -2005,12 +2005,16 @@ mod tests {
     #[test]
     fn error_codes_are_never_renumbered() {
         let numbers: Vec<i32> = ConnectionErrorCode::ALL.iter().map(|c| *c as i32).collect();
-        assert_eq!(numbers, (100..=109).collect::<Vec<i32>>());
+        assert_eq!(numbers, (100..=116).collect::<Vec<i32>>());
         for &code in ConnectionErrorCode::ALL {
             assert_eq!(ConnectionErrorCode::from_code(code as i32), Some(code));
         }
         assert_eq!(ConnectionErrorCode::BadSyntax.name(), "BAD_SYNTAX");
-        assert_eq!(ConnectionErrorCode::from_code(110), None);
+        assert_eq!(
+            ConnectionErrorCode::BadChangesetDownload.name(),
+            "BAD_CHANGESET_DOWNLOAD"
+        );
+        assert_eq!(ConnectionErrorCode::from_code(117), None);
         let numbers: Vec<i32> = SessionErrorCode::ALL.iter().map(|c| *c as i32).collect();
         assert_eq!(numbers, (200..=213).collect::<Vec<i32>>());
         for &code in SessionErrorCode::ALL {

@@ -91,8 +91,10 @@ impl SyncClient {
         })
     }
 
-    /// The session of the synced realm `config` describes, created if there is none.
-    pub(crate) fn session(self: &Arc<Self>, config: &Config) -> Result<Session> {
+    /// The session of the synced realm `config` describes, created if there is none. An
+    /// existing session that is stopped takes `config` (see [`SessionInner::reconfigure`]);
+    /// `is_new` says the file does not exist (an open is about to create it).
+    pub(crate) fn session(self: &Arc<Self>, config: &Config, is_new: bool) -> Result<Session> {
         let sync = config
             .sync_config()
             .cloned()
@@ -100,14 +102,15 @@ impl SyncClient {
         let key = PathBuf::from(&config.path);
         let mut sessions = self.sessions.lock();
         if let Some(inner) = sessions.get(&key).and_then(Weak::upgrade) {
-            if inner.sync.url.resolved != sync.url.resolved
-                || inner.sync.user.identity() != sync.user.identity()
+            if inner.url.resolved != sync.url.resolved
+                || inner.user().identity() != sync.user.identity()
             {
                 return Err(Error::invalid(format!(
                     "the file '{}' is synced with {} already",
-                    config.path, inner.sync.url.resolved
+                    config.path, inner.url.resolved
                 )));
             }
+            inner.reconfigure(config, &sync, is_new);
             return Ok(Session { inner });
         }
         sessions.retain(|_, w| w.strong_count() > 0);
@@ -220,7 +223,7 @@ impl SessionHost for SyncClient {
             inner.wake.notify_one();
             return;
         }
-        if !SessionInner::wants_to_run(&s, inner.sync.user.is_valid()) {
+        if !SessionInner::wants_to_run(&s, inner.user().is_valid()) {
             let state = if s.fatal.is_some() {
                 SessionState::Error
             } else {
@@ -252,19 +255,67 @@ impl SessionHost for SyncClient {
     }
 }
 
+impl SyncClient {
+    /// The live sessions of `identity`'s files.
+    fn sessions_of(&self, identity: &str) -> Vec<Session> {
+        self.all_sessions()
+            .into_iter()
+            .filter(|s| s.inner.user().identity() == identity)
+            .collect()
+    }
+}
+
+/// How long a logout waits for the user's session tasks to let go of their files before the
+/// files are left for the next start (a task may be in the middle of an access-token request,
+/// which can take 35 s).
+const LOGOUT_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl LoginListener for SyncClient {
     /// A user logged in or out: wake (or start) its sessions.
     fn user_changed(&self, identity: &str) {
-        for session in self.all_sessions() {
-            if session.inner.sync.user.identity() == identity {
-                let handles = session.inner.shared.lock().handles;
-                if handles > 0 || session.inner.shared.lock().dying {
-                    self.start(&session.inner);
-                } else {
-                    session.inner.wake.notify_one();
-                }
+        for session in self.sessions_of(identity) {
+            let handles = session.inner.shared.lock().handles;
+            if handles > 0 || session.inner.shared.lock().dying {
+                self.start(&session.inner);
+            } else {
+                session.inner.wake.notify_one();
             }
         }
+    }
+
+    /// Runs `remove` once every session of the user has stopped its task (at once if none
+    /// runs; else on a blocking thread of the runtime), unless an application handle of one
+    /// of the user's files is open.
+    fn user_logged_out(&self, identity: &str, remove: Box<dyn FnOnce() + Send>) {
+        let sessions = self.sessions_of(identity);
+        if let Some(open) = sessions.iter().find(|s| s.inner.shared.lock().handles > 0) {
+            tracing::info!(identity, path = %open.path(),
+                "a realm of the logged-out user is open: its files are deleted at the next start");
+            return;
+        }
+        let running: Vec<Session> = sessions
+            .into_iter()
+            .filter(|s| s.inner.shared.lock().running)
+            .collect();
+        if running.is_empty() {
+            remove();
+            return;
+        }
+        let identity = identity.to_owned();
+        self.handle.spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + LOGOUT_STOP_WAIT;
+            for s in &running {
+                let mut shared = s.inner.shared.lock();
+                while shared.running {
+                    if s.inner.changed.wait_until(&mut shared, deadline).timed_out() {
+                        tracing::warn!(identity, path = %s.path(),
+                            "a session of the logged-out user did not stop: its files are deleted at the next start");
+                        return;
+                    }
+                }
+            }
+            remove();
+        });
     }
 }
 
@@ -284,7 +335,8 @@ impl App {
                 "the configuration's user belongs to another app",
             ));
         }
-        SyncClient::of(&self.inner)?.session(config)
+        let is_new = !Path::new(config.path()).exists();
+        SyncClient::of(&self.inner)?.session(config, is_new)
     }
 
     /// Every sync session alive in this app.
@@ -349,15 +401,17 @@ impl App {
 /// A user's sync entry points.
 impl crate::User {
     /// The sessions of this user that are not stopped by an error (Realm's
-    /// `SyncUser.allSessions`), in no particular order.
+    /// `SyncUser.allSessions`), ordered by local path.
     pub fn all_sessions(&self) -> Vec<Session> {
         let Some(client) = SyncClient::existing(&self.app) else {
             return Vec::new();
         };
-        client
+        let mut sessions: Vec<Session> = client
             .all_sessions()
             .into_iter()
-            .filter(|s| s.inner.sync.user == *self && s.state() != SessionState::Error)
-            .collect()
+            .filter(|s| s.inner.user() == *self && s.state() != SessionState::Error)
+            .collect();
+        sessions.sort_by(|a, b| a.path().cmp(b.path()));
+        sessions
     }
 }

@@ -15,7 +15,8 @@ use crate::error::{Error, ErrorCategory, ErrorCode};
 /// in the backup only.
 #[derive(Debug, Clone)]
 pub struct SyncError {
-    /// The code: the protocol's 100–109 (connection) or 200–213 (session), `CLIENT_RESET` (7),
+    /// The code: the protocol's 100–116 (connection; 110–116 the client's own) or 200–213
+    /// (session), `CLIENT_RESET` (7),
     /// `IO` (0) for network failures, or an auth/database code.
     pub code: i32,
     /// The family of `code`.

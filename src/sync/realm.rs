@@ -51,8 +51,12 @@ impl SyncedOpen for SyncConfig {
         config.check()?;
         let client = SyncClient::of(&self.user.app)?;
         client.run_pending_reset(self.user.app.sync_root(), &config.path);
+        // Recorded before the file can be created: a logout deletes the user's files.
+        self.user
+            .app
+            .record_synced_file(self.user.identity(), &config.path, &self.root);
         let is_new = !std::path::Path::new(&config.path).exists();
-        let session = client.session(config)?;
+        let session = client.session(config, is_new)?;
         if cancel.is_cancelled() {
             if is_new {
                 session.discard_new_file();
@@ -79,7 +83,8 @@ impl SyncedOpen for SyncConfig {
     }
 
     fn discard_new_file(&self, config: &Config) {
-        match SyncClient::of(&self.user.app).and_then(|client| client.session(config)) {
+        let is_new = !std::path::Path::new(&config.path).exists();
+        match SyncClient::of(&self.user.app).and_then(|client| client.session(config, is_new)) {
             Ok(session) => session.discard_new_file(),
             Err(e) => {
                 tracing::warn!(path = %config.path, error = %e, "could not discard the new file")
@@ -157,7 +162,7 @@ impl Session {
         let inner = &self.inner;
         if inner.shared.lock().handles > 0 {
             // Another handle opened it meanwhile: keep everything.
-            tracing::info!(path = %inner.config.path, "the new file stays: another handle has it open");
+            tracing::info!(path = %inner.path, "the new file stays: another handle has it open");
             return;
         }
         self.pause();
@@ -165,18 +170,18 @@ impl Session {
         let mut s = inner.shared.lock();
         while s.running {
             if inner.changed.wait_until(&mut s, deadline).timed_out() {
-                tracing::warn!(path = %inner.config.path, "the session did not stop; the partial file stays");
+                tracing::warn!(path = %inner.path, "the session did not stop; the partial file stays");
                 return;
             }
         }
         drop(s);
         inner.drop_scan_realm();
-        match crate::delete_realm_files(&inner.config) {
+        match crate::delete_realm_files(&inner.conf().config) {
             Ok(()) => inner
                 .client
-                .forget_session(std::path::Path::new(&inner.config.path)),
+                .forget_session(std::path::Path::new(&inner.path)),
             Err(e) => {
-                tracing::warn!(path = %inner.config.path, error = %e, "could not delete the partial file")
+                tracing::warn!(path = %inner.path, error = %e, "could not delete the partial file")
             }
         }
     }
@@ -215,7 +220,7 @@ impl Drop for HandleGuard {
         if !last {
             return;
         }
-        match inner.sync.stop_policy {
+        match inner.conf().sync.stop_policy {
             StopPolicy::LiveIndefinitely => {}
             StopPolicy::Immediately => {
                 inner.shared.lock().stopped = true;

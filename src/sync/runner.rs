@@ -42,7 +42,7 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
     let mut runner = match Runner::start(inner.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(path = %inner.config.path, error = %e, "the sync session cannot open its realm");
+            tracing::error!(path = %inner.path, error = %e, "the sync session cannot open its realm");
             let error = SyncError::from_error(&e, true);
             report(&inner, error.clone());
             inner.drop_scan_realm();
@@ -59,11 +59,11 @@ pub(crate) async fn run(inner: Arc<SessionInner>) {
 }
 
 fn report(inner: &Arc<SessionInner>, error: SyncError) {
-    tracing::debug!(path = %inner.config.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
+    tracing::debug!(path = %inner.path, code = error.code, fatal = error.is_fatal, message = %error.message, "sync error");
     let session = Session {
         inner: inner.clone(),
     };
-    match inner.sync.error_handler.clone() {
+    match inner.conf().sync.error_handler.clone() {
         Some(handler) => inner
             .client
             .callback(Box::new(move || handler(&session, &error))),
@@ -103,6 +103,9 @@ struct Runner {
     refreshing: bool,
     /// The binder was asked and has not answered yet.
     token_requested: bool,
+    /// The user's login epoch when the current token was fetched from its refresh token
+    /// (`None` for a binder's token).
+    token_epoch: Option<u64>,
     /// Retry token or bind errors after this.
     retry_at: Option<Instant>,
     failures: u32,
@@ -148,6 +151,7 @@ impl Runner {
             refresh_at: None,
             refreshing: false,
             token_requested: false,
+            token_epoch: None,
             retry_at: None,
             failures: 0,
             _changes: changes,
@@ -179,7 +183,7 @@ impl Runner {
     /// asks it to go on is seen).
     fn should_stop(&self) -> bool {
         let s = self.inner.shared.lock();
-        if !SessionInner::wants_to_run(&s, self.inner.sync.user.is_valid()) {
+        if !SessionInner::wants_to_run(&s, self.inner.user().is_valid()) {
             return true;
         }
         s.dying && s.upload_known && s.pending.is_empty()
@@ -241,7 +245,8 @@ impl Runner {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(self.token.is_some()); // backing off after a failure
         }
-        let token = if self.inner.sync.token_binder.is_some() {
+        let binder = self.inner.conf().sync.token_binder.clone();
+        let token = if let Some(binder) = binder {
             let handed = self.inner.shared.lock().bound_token.take();
             match handed {
                 Some(t) => {
@@ -251,25 +256,26 @@ impl Runner {
                 None => {
                     if !self.token_requested {
                         self.token_requested = true;
-                        let binder = self.inner.sync.token_binder.clone();
                         let session = Session {
                             inner: self.inner.clone(),
                         };
-                        let path = self.inner.sync.url.path.clone();
-                        if let Some(binder) = binder {
-                            self.inner
-                                .client
-                                .callback(Box::new(move || binder(&session, &path)));
-                        }
+                        let path = self.inner.url.path.clone();
+                        self.inner
+                            .client
+                            .callback(Box::new(move || binder(&session, &path)));
                     }
                     return Ok(self.token.is_some());
                 }
             }
         } else {
-            let user = self.inner.sync.user.clone();
-            let path = self.inner.sync.url.path.clone();
+            let user = self.inner.user();
+            let path = self.inner.url.path.clone();
+            let epoch = user.state.epoch();
             match blocking(move || user.access_token(&path)).await {
-                Ok(t) => t.token,
+                Ok(t) => {
+                    self.token_epoch = Some(epoch);
+                    t.token
+                }
                 Err(e) if e.code() == ErrorCode::ExpiredRefreshToken => {
                     // Logged out: the session goes inactive (checked by the caller's loop).
                     return Ok(false);
@@ -318,7 +324,7 @@ impl Runner {
             self.key,
             Message::Bind {
                 session: wire,
-                path: self.inner.sync.url.path.clone(),
+                path: self.inner.url.path.clone(),
                 access_token: token,
                 client_file_ident: self.progress.ident,
                 client_file_salt: self.progress.salt,
@@ -569,7 +575,7 @@ impl Runner {
                     .await
                     .map_err(|e| {
                         Error::sync(
-                            SessionErrorCode::BadChangeset as i32,
+                            ConnectionErrorCode::BadChangesetDownload as i32,
                             format!("a downloaded changeset could not be integrated: {e}"),
                         )
                     })?;
@@ -616,42 +622,52 @@ impl Runner {
     /// recorded durably first (see `client_reset.rs`), so that the path the handler is told is
     /// where the reset moves the file, whoever runs it and whenever.
     async fn client_reset_error(&self, code: i32, message: &str) -> SyncError {
-        let root = self.inner.sync.user.app.sync_root().to_path_buf();
-        let original = self.inner.config.path.clone();
+        let root = self.inner.user().app.sync_root().to_path_buf();
+        let original = self.inner.path.clone();
         let scheduled = {
             let root = root.clone();
             blocking(move || super::client_reset::schedule(&root, &original)).await
         };
         let backup = scheduled.unwrap_or_else(|e| {
-            tracing::error!(path = %self.inner.config.path, error = %e,
+            tracing::error!(path = %self.inner.path, error = %e,
                 "could not record the client reset; it runs only when executed by hand");
             super::client_reset::unrecorded_backup_path(&root)
         });
-        super::client_reset::reset_error(&self.inner.config, code, message, &backup)
+        super::client_reset::reset_error(&self.inner.conf().config, code, message, &backup)
     }
 
     async fn on_session_error(&mut self, code: i32, message: String, try_again: bool) {
         use SessionErrorCode as E;
-        if code == E::BadAuthentication as i32 && !self.inner.sync.user.is_valid() {
+        if code == E::BadAuthentication as i32 && !self.inner.user().is_valid() {
             // The user logged out, which revokes the refresh token, and the server ended the
             // sessions of its access tokens: this session is stopping anyway, and a later
             // login binds with a new token. Not an error for the application.
-            tracing::info!(path = %self.inner.config.path, "session ended by the logout");
+            tracing::info!(path = %self.inner.path, "session ended by the logout");
             self.token = None;
+            return;
+        }
+        if code == E::BadAuthentication as i32
+            && self
+                .token_epoch
+                .is_some_and(|e| e != self.inner.user().state.epoch())
+        {
+            // The token came from a login the user has since logged out of (revoked by that
+            // logout) and the user logged in again before this session noticed: bind again
+            // with a token of the new login.
+            tracing::info!(path = %self.inner.path, "session ended by an earlier logout; renewing the token");
+            self.token = None;
+            self.refresh_at = Some(Instant::now());
             return;
         }
         if code == E::PermissionDenied as i32 {
             // The grants changed: a cached token carries the old access, so a later bind
             // (after a new grant) must fetch a new one.
-            self.inner
-                .sync
-                .user
-                .forget_access_token(&self.inner.sync.url.path);
+            self.inner.user().forget_access_token(&self.inner.url.path);
             self.token = None;
         }
         match SessionErrorCode::from_code(code) {
             Some(E::TokenExpired) => {
-                tracing::info!(path = %self.inner.config.path, "access token expired; renewing");
+                tracing::info!(path = %self.inner.path, "access token expired; renewing");
                 self.refresh_at = Some(Instant::now());
                 self.token = None;
                 self.token_requested = false;
@@ -721,7 +737,7 @@ impl Runner {
             }
             s.running = false;
             inner.set_connection(&mut s, ConnectionState::Disconnected);
-            let user_valid = inner.sync.user.is_valid();
+            let user_valid = inner.user().is_valid();
             let again = SessionInner::wants_to_run(&s, user_valid) && (s.handles > 0 || s.dying);
             if !again {
                 let state = if s.fatal.is_some() {
@@ -746,7 +762,7 @@ fn attach(
     inner: &Arc<SessionInner>,
     key: u64,
 ) -> (ConnectionHandle, mpsc::UnboundedReceiver<ConnEvent>) {
-    let url = inner.sync.url.websocket_url();
+    let url = inner.url.websocket_url();
     loop {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = inner.client.connection(&url);

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::connection::ConnectionHandle;
 use super::error::SyncError;
-use super::url::{local_realm_path, SyncUrl};
+use super::url::{directory_arg, file_name_arg, local_realm_path, SyncUrl};
 use crate::config::Config;
 use crate::db::Realm;
 use crate::error::{Error, ErrorCode, Result};
@@ -46,7 +46,7 @@ pub fn set_default_error_handler(handler: Option<ErrorHandler>) {
 
 /// The built-in error handler (see [`set_default_error_handler`]).
 pub(crate) fn log_session_error(session: &Session, error: &SyncError) {
-    let url = &session.inner.sync.url.resolved;
+    let url = &session.inner.url.resolved;
     if error.is_fatal {
         tracing::error!(target: "shoal::sync", code = error.code, "Session Error[{url}]: {}", error.message);
     } else {
@@ -87,6 +87,10 @@ impl StopPolicy {
 pub struct SyncConfig {
     pub(crate) user: User,
     pub(crate) url: SyncUrl,
+    /// The root of the local file: the app's sync root, or [`SyncConfig::set_directory`]'s.
+    pub(crate) root: PathBuf,
+    /// The local file name given with [`SyncConfig::set_name`] (`None`: the URL's last segment).
+    pub(crate) name: Option<String>,
     pub(crate) local_path: PathBuf,
     pub(crate) error_handler: Option<ErrorHandler>,
     pub(crate) stop_policy: StopPolicy,
@@ -121,20 +125,59 @@ impl SyncConfig {
             )));
         }
         let url = SyncUrl::parse(url, user.identity())?;
-        let local_path = local_realm_path(user.app.sync_root(), user.identity(), &url)?;
-        if let Some(dir) = local_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::from(e).with_path(dir.display().to_string()))?;
-        }
+        let root = user.app.sync_root().to_path_buf();
+        let local_path = placed(&root, user.identity(), &url, None)?;
         Ok(SyncConfig {
             user: user.clone(),
             url,
+            root,
+            name: None,
             local_path,
             error_handler: DEFAULT_ERROR_HANDLER.read().clone(),
             stop_policy: StopPolicy::default(),
             wait_for_initial_data: None,
             token_binder: None,
         })
+    }
+
+    /// Names the local file `name` instead of the URL's last segment (Realm Java's
+    /// `SyncConfiguration.Builder.name()`); it stays in the folder the URL's path gives, and
+    /// the length rules of [`SyncConfig::new`] apply to it. The characters
+    /// `< > : " / \ | ? *` become `_`. The folder is created here.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty name, `.` or `..`, a name ending in `.creating`,
+    /// `.compact` or `.upgrade` (the files Shoal writes beside a realm), or a path too long
+    /// even with a hashed name; file errors if the folder cannot be created. The
+    /// configuration is unchanged after an error.
+    pub fn set_name(&mut self, name: &str) -> Result<&mut SyncConfig> {
+        let name = file_name_arg(name)?;
+        self.local_path = placed(&self.root, self.user.identity(), &self.url, Some(&name))?;
+        self.name = Some(name);
+        Ok(self)
+    }
+
+    /// Keeps the local file under `directory` instead of the app's sync root
+    /// (`<base_dir>/shoal-object-server`; Realm Java's `SyncConfiguration.Builder.directory()`):
+    /// the file becomes `<directory>/<identity>/<server path>`. The directory is created if
+    /// missing and kept as its absolute, canonical path.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty path, a path that is a file, a directory that cannot be
+    /// created or is not writable (checked by creating a file in it), or a local path that is
+    /// too long under it; file errors if the folder cannot be created. The configuration is
+    /// unchanged after an error.
+    pub fn set_directory(&mut self, directory: impl AsRef<Path>) -> Result<&mut SyncConfig> {
+        let root = directory_arg(directory.as_ref())?;
+        self.local_path = placed(&root, self.user.identity(), &self.url, self.name.as_deref())?;
+        self.root = root;
+        Ok(self)
+    }
+
+    /// The root under which the local file lives: the app's sync root, or the directory given
+    /// to [`set_directory`](Self::set_directory).
+    pub fn directory(&self) -> &Path {
+        &self.root
     }
 
     /// The user.
@@ -196,6 +239,17 @@ impl SyncConfig {
         self.token_binder = Some(Arc::new(binder));
         self
     }
+}
+
+/// The local file of `url` for `identity` under `root` (named `name` if given), with its
+/// folder created.
+fn placed(root: &Path, identity: &str, url: &SyncUrl, name: Option<&str>) -> Result<PathBuf> {
+    let local_path = local_realm_path(root, identity, url, name)?;
+    if let Some(dir) = local_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::from(e).with_path(dir.display().to_string()))?;
+    }
+    Ok(local_path)
 }
 
 /// What a session needs of the sync client that hosts it (`client.rs`, above this file):
@@ -343,11 +397,22 @@ pub(crate) struct Shared {
     next_id: u64,
 }
 
-pub(crate) struct SessionInner {
-    pub(crate) client: Arc<dyn SessionHost>,
-    /// The realm's configuration (the sync part in `sync`).
+/// The configuration a session works with: the realm's (for the session's own handles of
+/// the file: its encryption key) and its sync part (user, callbacks, stop policy). Replaced by
+/// the next open's when the session is stopped (see [`SessionInner::reconfigure`]).
+pub(crate) struct SessionConf {
     pub(crate) config: Config,
     pub(crate) sync: SyncConfig,
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) client: Arc<dyn SessionHost>,
+    /// The local file: fixed for the session's life (sessions are kept by it).
+    pub(crate) path: String,
+    /// The server URL: fixed too (one file syncs with one server path).
+    pub(crate) url: SyncUrl,
+    /// The configuration of the open that (re)started the session; see [`SessionConf`].
+    conf: RwLock<Arc<SessionConf>>,
     pub(crate) shared: Mutex<Shared>,
     /// Signalled whenever `shared` changes in a way a waiter may care about.
     pub(crate) changed: Condvar,
@@ -367,7 +432,7 @@ pub struct Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("url", &self.inner.sync.url.resolved)
+            .field("url", &self.inner.url.resolved)
             .field("state", &self.state())
             .finish()
     }
@@ -426,8 +491,9 @@ impl SessionInner {
     ) -> SessionInner {
         SessionInner {
             client,
-            config,
-            sync,
+            path: config.path.clone(),
+            url: sync.url.clone(),
+            conf: RwLock::new(Arc::new(SessionConf { config, sync })),
             shared: Mutex::new(Shared {
                 state: SessionState::Inactive,
                 connection: ConnectionState::Disconnected,
@@ -460,12 +526,55 @@ impl SessionInner {
         }
     }
 
+    /// The configuration the session works with now.
+    pub(crate) fn conf(&self) -> Arc<SessionConf> {
+        self.conf.read().clone()
+    }
+
+    /// The session's user (of its current configuration).
+    pub(crate) fn user(&self) -> User {
+        self.conf.read().sync.user.clone()
+    }
+
+    /// Takes the configuration of a new open of the file if the session is stopped (no task,
+    /// no open handle, not uploading after the last close): a stopped session keeps nothing
+    /// of an earlier configuration — its encryption key, user handle, callbacks, policy — so
+    /// that a file deleted and created again (after a logout, by hand) opens with whatever
+    /// the app configures now. A file that no longer exists also starts the session's figures
+    /// and error afresh: they described the old file. A running session keeps its
+    /// configuration (its file is open, so another key fails at the file layer anyway).
+    pub(crate) fn reconfigure(self: &Arc<Self>, config: &Config, sync: &SyncConfig, is_new: bool) {
+        let mut s = self.shared.lock();
+        if s.running || s.handles > 0 || s.dying {
+            return;
+        }
+        *self.conf.write() = Arc::new(SessionConf {
+            config: config.clone(),
+            sync: sync.clone(),
+        });
+        if is_new {
+            s.fatal = None;
+            s.acked = 0;
+            s.scanned = 0;
+            s.pending.clear();
+            s.pending_bytes = 0;
+            s.uploaded = 0;
+            s.upload_known = false;
+            s.downloaded = 0;
+            s.downloadable = 0;
+            s.download_known = false;
+            if s.state == SessionState::Error {
+                self.set_state(&mut s, SessionState::Inactive);
+            }
+        }
+    }
+
     /// Opens a handle of the file for the library's own use (it does not count as a user's
     /// handle, runs no schema changes and no callbacks, and its change callbacks run on
     /// library threads whatever the app's scheduler: the session's task must hear of local
     /// commits whether or not the app drains its scheduler).
     pub(crate) fn open_internal(&self) -> Result<Realm> {
-        let mut config = self.config.clone();
+        let mut config = self.conf().config.clone();
         config.scheduler = None;
         config.schema = None;
         config.initial_data = None;
@@ -487,7 +596,7 @@ impl SessionInner {
         }
         let old = s.state;
         s.state = state;
-        tracing::debug!(url = %self.sync.url.resolved, ?old, new = ?state, "session state");
+        tracing::debug!(url = %self.url.resolved, ?old, new = ?state, "session state");
         for (_, cb) in &s.state_listeners {
             let cb = cb.clone();
             self.client.callback(Box::new(move || cb(old, state)));
@@ -653,19 +762,20 @@ impl Session {
         self.inner.shared.lock().connection
     }
 
-    /// The sync configuration (user, URL, options).
-    pub fn config(&self) -> &SyncConfig {
-        &self.inner.sync
+    /// The sync configuration (user, URL, options) of the open that last started the
+    /// session (a copy).
+    pub fn config(&self) -> SyncConfig {
+        self.inner.conf().sync.clone()
     }
 
     /// The resolved server URL.
     pub fn server_url(&self) -> &str {
-        &self.inner.sync.url.resolved
+        &self.inner.url.resolved
     }
 
     /// The local realm file.
     pub fn path(&self) -> &str {
-        &self.inner.config.path
+        &self.inner.path
     }
 
     /// The fatal error that stopped the session, if one did.

@@ -166,7 +166,16 @@ impl SyncUrl {
 /// the path as built from `root`, which is used as given) first gets a hashed file name, then
 /// loses the server path directories (`<root>/<identity>/<hash>`), and is refused if it is still
 /// too long. The identity must be a safe single path component. No directory is created.
-pub fn local_realm_path(root: &Path, identity: &str, url: &SyncUrl) -> Result<PathBuf> {
+///
+/// `name` (checked by [`file_name_arg`]) replaces the URL's last segment as the file name when
+/// given (Realm Java's `SyncConfiguration.Builder.name()`); the length rules apply to it the
+/// same way.
+pub(crate) fn local_realm_path(
+    root: &Path,
+    identity: &str,
+    url: &SyncUrl,
+    name: Option<&str>,
+) -> Result<PathBuf> {
     if identity.is_empty()
         || identity == "."
         || identity == ".."
@@ -184,7 +193,7 @@ pub fn local_realm_path(root: &Path, identity: &str, url: &SyncUrl) -> Result<Pa
         .strip_prefix('/')
         .map(|p| p.split('/').collect())
         .unwrap_or_default();
-    let Some((name, dirs)) = segments.split_last() else {
+    let Some((last, dirs)) = segments.split_last() else {
         return Err(Error::invalid(format!(
             "the sync path '{}' does not start with '/'",
             url.path
@@ -197,6 +206,13 @@ pub fn local_realm_path(root: &Path, identity: &str, url: &SyncUrl) -> Result<Pa
         )));
     }
 
+    let name = name.unwrap_or(last);
+    if !is_file_name(name) {
+        return Err(Error::invalid(format!(
+            "the realm file name '{}' is not a single file name",
+            name.escape_default()
+        )));
+    }
     let user_dir = root.join(identity);
     let dir = dirs.iter().fold(user_dir.clone(), |d, s| d.join(s));
     let full = dir.join(name);
@@ -219,6 +235,94 @@ pub fn local_realm_path(root: &Path, identity: &str, url: &SyncUrl) -> Result<Pa
         url.resolved,
         root.display()
     )))
+}
+
+/// Suffixes of the files Shoal writes beside a realm file (an interrupted creation,
+/// compaction or format upgrade): a realm of such a name would be overwritten by those of its
+/// neighbour.
+const COMPANION_SUFFIXES: [&str; 3] = [".creating", ".compact", ".upgrade"];
+
+/// Whether `name` is one plain file name: not empty, not `.`/`..`, no separator or NUL.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// Checks a local file name given instead of the URL's last segment (Realm Java's
+/// `SyncConfiguration.Builder.name()`) and returns it as it will be used: the characters
+/// `< > : " / \ | ? *` (and NUL) become `_`, as Realm Java replaced them.
+///
+/// # Errors
+/// `InvalidArgument` for an empty name, `.` or `..`, or a name ending in a suffix of Shoal's
+/// companion files (`.creating`, `.compact`, `.upgrade`).
+pub(crate) fn file_name_arg(name: &str) -> Result<String> {
+    if name.is_empty() {
+        return Err(Error::invalid("the realm file name must not be empty"));
+    }
+    let cleaned: String = name
+        .chars()
+        .map(|c| match c {
+            '<' | '>' | ':' | '"' | '/' | '\\' | '|' | '?' | '*' | '\0' => '_',
+            c => c,
+        })
+        .collect();
+    if cleaned == "." || cleaned == ".." {
+        return Err(Error::invalid(format!(
+            "the realm file name '{cleaned}' names a directory, not a file"
+        )));
+    }
+    if let Some(suffix) = COMPANION_SUFFIXES.iter().find(|s| cleaned.ends_with(*s)) {
+        return Err(Error::invalid(format!(
+            "the realm file name '{cleaned}' ends with '{suffix}', which is reserved for the \
+             files Shoal writes beside a realm"
+        )));
+    }
+    Ok(cleaned)
+}
+
+/// Checks a root directory given for synced realm files (Realm Java's
+/// `SyncConfiguration.Builder.directory()`): creates it if missing and makes sure it is a
+/// directory this process can create files in (by creating and removing one). Returns it
+/// absolute and canonical, so that the files recorded under it (see logout) name the same
+/// files from any working directory.
+///
+/// # Errors
+/// `InvalidArgument` for an empty path, a path that is a file (or not a directory), a
+/// directory that cannot be created, or one that is not writable; the message names the
+/// path and the system's reason.
+pub(crate) fn directory_arg(dir: &Path) -> Result<PathBuf> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::invalid("the directory must not be empty"));
+    }
+    let shown = dir.display().to_string();
+    let bad = |why: String| {
+        Error::invalid(format!("the directory '{shown}' {why}")).with_path(shown.clone())
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(bad("is a file, not a directory".to_owned())),
+        Ok(_) => {}
+        Err(_) => {
+            std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot be created: {e}")))?
+        }
+    }
+    let canonical =
+        std::fs::canonicalize(dir).map_err(|e| bad(format!("cannot be resolved: {e}")))?;
+    let probe = canonical.join(format!(
+        ".shoal-write-check-{}-{:016x}",
+        std::process::id(),
+        crate::util::random_u64()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => return Err(bad(format!("is not writable: {e}"))),
+    }
+    Ok(canonical)
 }
 
 /// Whether `path` (whose file name is `name`) is within Realm's full path and file name limits.
@@ -339,7 +443,12 @@ mod tests {
     }
 
     fn local(root: &str, identity: &str, url: &str) -> Result<PathBuf> {
-        local_realm_path(Path::new(root), identity, &SyncUrl::parse(url, identity)?)
+        local_realm_path(
+            Path::new(root),
+            identity,
+            &SyncUrl::parse(url, identity)?,
+            None,
+        )
     }
 
     #[test]
@@ -540,7 +649,7 @@ mod tests {
         );
         let url = SyncUrl::parse("realm://objectserver.realm.io/~/sub/default", "I").unwrap();
         assert_eq!(
-            local_realm_path(Path::new("/data"), "I", &url).unwrap(),
+            local_realm_path(Path::new("/data"), "I", &url, None).unwrap(),
             Path::new("/data/I/I/sub/default")
         );
         let one = local("/data", "user1", "realm://ros.realm.io/42/default").unwrap();
@@ -571,7 +680,7 @@ mod tests {
         let mut url = parse("realm://h/42/default");
         for path in ["/../x", "/42/..", "42/default", "", "/a//b", "/"] {
             url.path = path.to_owned();
-            let err = local_realm_path(Path::new("/data"), "I", &url).expect_err(path);
+            let err = local_realm_path(Path::new("/data"), "I", &url, None).expect_err(path);
             assert_eq!(err.code(), ErrorCode::InvalidArgument);
             assert!(err.message().contains(path), "{}", err.message());
         }
@@ -589,14 +698,14 @@ mod tests {
         // "/" + 50 + "/I/I/" + 200 is exactly 256 bytes: kept as it is.
         let root = format!("/{}", "r".repeat(50));
         let kept = SyncUrl::parse(&url, "I")
-            .and_then(|u| local_realm_path(Path::new(&root), "I", &u))
+            .and_then(|u| local_realm_path(Path::new(&root), "I", &u, None))
             .unwrap();
         assert_eq!(kept, Path::new(&format!("{root}/I/I/{name}")));
         assert_eq!(kept.as_os_str().len(), MAX_FULL_PATH_LENGTH);
         // One more byte: the file name becomes the hash, in the same directory.
         let root = format!("/{}", "r".repeat(51));
         let hashed = SyncUrl::parse(&url, "I")
-            .and_then(|u| local_realm_path(Path::new(&root), "I", &u))
+            .and_then(|u| local_realm_path(Path::new(&root), "I", &u, None))
             .unwrap();
         assert_eq!(hashed, Path::new(&format!("{root}/I/I/{expected_hash}")));
         assert_eq!(hashed_file_name(&name), expected_hash);
@@ -612,25 +721,25 @@ mod tests {
         // "/r/I/I/" + 245 + "/default" is 260 bytes, and 285 with the hashed name.
         let dir = "d".repeat(245);
         let url = SyncUrl::parse(&format!("realm://h/~/{dir}/default"), "I").unwrap();
-        let path = local_realm_path(Path::new("/r"), "I", &url).unwrap();
+        let path = local_realm_path(Path::new("/r"), "I", &url, None).unwrap();
         assert_eq!(
             path,
             Path::new(&format!("/r/I/{}", hashed_file_name("default")))
         );
         // A root that leaves no room is refused, naming the root.
         let root = format!("/{}", "x".repeat(300));
-        let err = local_realm_path(Path::new(&root), "I", &url).unwrap_err();
+        let err = local_realm_path(Path::new(&root), "I", &url, None).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidArgument);
         assert!(err.message().contains(&root), "{}", err.message());
         let short = SyncUrl::parse("realm://h/~/default", "I").unwrap();
-        let err = local_realm_path(Path::new(&root), "I", &short).unwrap_err();
+        let err = local_realm_path(Path::new(&root), "I", &short, None).unwrap_err();
         assert!(err.message().contains(&root), "{}", err.message());
         // root/I/<hash> fits exactly when the root is at most 256 - "/I/".len() - 32 = 221 bytes.
         let root = format!("/{}", "x".repeat(220));
-        let path = local_realm_path(Path::new(&root), "I", &url).unwrap();
+        let path = local_realm_path(Path::new(&root), "I", &url, None).unwrap();
         assert_eq!(path.as_os_str().len(), MAX_FULL_PATH_LENGTH);
         let root = format!("/{}", "x".repeat(221));
-        assert!(local_realm_path(Path::new(&root), "I", &url).is_err());
+        assert!(local_realm_path(Path::new(&root), "I", &url, None).is_err());
     }
 
     #[test]
@@ -638,7 +747,7 @@ mod tests {
         for root in ["", "/", "/data"] {
             for len in [1, 100, 240, 250, 251, 252, 253, 254, 255, 256, 300, 1000] {
                 let url = SyncUrl::parse(&format!("realm://h/{}", "a".repeat(len)), "I").unwrap();
-                let path = local_realm_path(Path::new(root), "I", &url).unwrap();
+                let path = local_realm_path(Path::new(root), "I", &url, None).unwrap();
                 let name = path.file_name().unwrap().len();
                 assert!(name <= MAX_FILE_NAME_LENGTH, "{root} {len}");
                 assert!(
@@ -653,11 +762,73 @@ mod tests {
     #[test]
     fn no_directories_are_created() {
         let dir = tempfile::tempdir().unwrap();
-        let path = local_realm_path(dir.path(), "I", &parse("realm://h/~/sub/default")).unwrap();
+        let path =
+            local_realm_path(dir.path(), "I", &parse("realm://h/~/sub/default"), None).unwrap();
         assert_eq!(
             path,
             dir.path().join("I").join(ID).join("sub").join("default")
         );
         assert!(!dir.path().join("I").exists());
+    }
+
+    #[test]
+    fn a_given_file_name_replaces_the_last_segment_and_is_cleaned() {
+        let url = parse("realm://h/~/sub/default");
+        assert_eq!(
+            local_realm_path(Path::new("/data"), "I", &url, Some("mine")).unwrap(),
+            Path::new("/data/I/abc123/sub/mine")
+        );
+        assert_eq!(
+            file_name_arg("a<b>c:d\"e/f\\g|h?i*j").unwrap(),
+            "a_b_c_d_e_f_g_h_i_j"
+        );
+        assert_eq!(file_name_arg("my.realm").unwrap(), "my.realm");
+        assert_eq!(file_name_arg("..x").unwrap(), "..x");
+        for bad in ["", ".", "..", "a.creating", "a.compact", "a.upgrade"] {
+            let err = file_name_arg(bad).expect_err(bad);
+            assert_eq!(err.code(), ErrorCode::InvalidArgument, "{bad}");
+        }
+        assert!(file_name_arg("").unwrap_err().message().contains("empty"));
+        // A name beyond the limits is hashed like a long last segment.
+        let long = "n".repeat(300);
+        let path = local_realm_path(Path::new("/data"), "I", &url, Some(&long)).unwrap();
+        assert_eq!(path.file_name().unwrap().len(), HASHED_NAME_LEN);
+        // A hand-built name is checked too.
+        assert!(local_realm_path(Path::new("/data"), "I", &url, Some("a/b")).is_err());
+        assert!(local_realm_path(Path::new("/data"), "I", &url, Some("..")).is_err());
+    }
+
+    #[test]
+    fn a_given_directory_is_created_and_must_be_a_writable_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let new = tmp.path().join("a").join("b");
+        let got = directory_arg(&new).unwrap();
+        assert!(new.is_dir());
+        assert_eq!(got, std::fs::canonicalize(&new).unwrap());
+        assert_eq!(
+            std::fs::read_dir(&new).unwrap().count(),
+            0,
+            "the write check leaves nothing behind"
+        );
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = directory_arg(&file).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert!(err.message().contains("is a file"), "{}", err.message());
+        let err = directory_arg(&file.join("sub")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert!(
+            err.message().contains("cannot be created"),
+            "{}",
+            err.message()
+        );
+        let err = directory_arg(Path::new("")).unwrap_err();
+        assert!(err.message().contains("empty"), "{}", err.message());
+        // /proc refuses new files even to root.
+        if Path::new("/proc/self").exists() {
+            let err = directory_arg(Path::new("/proc")).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidArgument);
+            assert!(err.message().contains("not writable"), "{}", err.message());
+        }
     }
 }

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -338,7 +339,21 @@ static void test_error_names_and_last_error(void) {
         {SHOAL_ERR_DIVERGING_HISTORIES, "DIVERGING_HISTORIES"},
         {SHOAL_ERR_BAD_CHANGESET, "BAD_CHANGESET"},
         {SHOAL_ERR_DISABLED_SESSION, "DISABLED_SESSION"},
-        {110, "UNKNOWN"},
+        /* The client's own connection codes and the last ROS codes (Realm Java's names). */
+        {SHOAL_ERR_BAD_ORIGIN_FILE_IDENT, "BAD_ORIGIN_FILE_IDENT"},
+        {SHOAL_ERR_BAD_SERVER_VERSION_DOWNLOAD, "BAD_SERVER_VERSION_DOWNLOAD"},
+        {SHOAL_ERR_BAD_CHANGESET_DOWNLOAD, "BAD_CHANGESET_DOWNLOAD"},
+        {SHOAL_ERR_BAD_REQUEST_IDENT, "BAD_REQUEST_IDENT"},
+        {SHOAL_ERR_BAD_ERROR_CODE, "BAD_ERROR_CODE"},
+        {SHOAL_ERR_BAD_COMPRESSION, "BAD_COMPRESSION"},
+        {SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD, "BAD_CLIENT_VERSION_DOWNLOAD"},
+        {110, "BAD_ORIGIN_FILE_IDENT"},
+        {116, "BAD_CLIENT_VERSION_DOWNLOAD"},
+        {SHOAL_ERR_INVALID_HOST, "INVALID_HOST"},
+        {616, "INVALID_HOST"},
+        {SHOAL_ERR_SERVER_MISCONFIGURATION, "SERVER_MISCONFIGURATION"},
+        {801, "SERVER_MISCONFIGURATION"},
+        {117, "UNKNOWN"},
         {214, "UNKNOWN"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) CHECK_STR_EQ(shoal_error_name(table[i].code), table[i].name);
@@ -3959,6 +3974,142 @@ static void test_sync_client_reset_at_the_next_open_with_a_backup_config(void) {
     CHECK(shoal_release(app));
     pthread_cond_destroy(&seen.cv);
     pthread_mutex_destroy(&seen.mu);
+
+/* The local file's name and root (Realm's name()/directory()), a user's sessions (ERROR ones
+ * left out), the default error handler, and logout deleting the user's files. */
+static void test_sync_files_sessions_and_default_handler(void) {
+    char dir[4096], root[4096], file[4096], owner_name[64], user_name[64], url[512], path[512];
+    const char *auth = test_auth_url();
+    snprintf(owner_name, sizeof owner_name, "c-fowner-%ld-%ld", (long)getpid(), (long)time(NULL));
+    snprintf(user_name, sizeof user_name, "c-files-%ld-%ld", (long)getpid(), (long)time(NULL));
+    shoal_app_t *app = shoal_app_new(path_in(dir, "sync-files-app"), "io.shoal.tests.c");
+    CHECK(app != NULL);
+    shoal_credentials_t *c1 = shoal_credentials_password(owner_name, "myPassw0rd", true);
+    shoal_credentials_t *c2 = shoal_credentials_password(user_name, "myPassw0rd", true);
+    CHECK(c1 != NULL && c2 != NULL);
+    shoal_user_t *owner = shoal_app_login(app, c1, auth);
+    shoal_user_t *user = shoal_app_login(app, c2, auth);
+    CHECK(owner != NULL && user != NULL);
+    char *owner_id = shoal_user_identity(owner);
+    char *user_id = shoal_user_identity(user);
+    CHECK(owner_id != NULL && user_id != NULL);
+
+    /* name() and directory(): NULL, empty, a file, an unwritable directory are refused. */
+    shoal_sync_config_t *sc = shoal_sync_config_new(user, sync_url(url, "/~/sub/tasks"));
+    CHECK(sc != NULL);
+    char *before = shoal_sync_config_path(sc);
+    CHECK(before != NULL);
+    char *default_root = shoal_sync_config_directory(sc);
+    CHECK(default_root != NULL && strstr(default_root, "shoal-object-server") != NULL);
+    shoal_free(default_root);
+    CHECK_ERR(!shoal_sync_config_set_name(sc, NULL), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_sync_config_set_name(sc, ""), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_sync_config_set_name(sc, ".."), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_sync_config_set_name(NULL, "x"), SHOAL_ERR_MISUSE);
+    CHECK_ERR(!shoal_sync_config_set_directory(sc, NULL), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_sync_config_set_directory(sc, ""), SHOAL_ERR_INVALID_ARGUMENT);
+    FILE *f = fopen(path_in(file, "not-a-directory"), "w");
+    CHECK(f != NULL);
+    fclose(f);
+    CHECK_ERR(!shoal_sync_config_set_directory(sc, file), SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(!shoal_sync_config_set_directory(sc, "/proc"), SHOAL_ERR_INVALID_ARGUMENT);
+    char *unchanged = shoal_sync_config_path(sc);
+    CHECK_STR_EQ(unchanged, before);
+    shoal_free(unchanged);
+    shoal_free(before);
+    CHECK(shoal_sync_config_set_directory(sc, path_in(root, "elsewhere")));
+    CHECK(shoal_sync_config_set_name(sc, "named"));
+    CHECK(shoal_sync_config_set_stop_policy(sc, SHOAL_STOP_POLICY_IMMEDIATELY));
+    char real_root[PATH_MAX];
+    CHECK(realpath(root, real_root) != NULL);
+    char *got_root = shoal_sync_config_directory(sc);
+    CHECK_STR_EQ(got_root, real_root);
+    shoal_free(got_root);
+    char expected[3 * PATH_MAX];
+    snprintf(expected, sizeof expected, "%s/%s/%s/sub/named", real_root, user_id, user_id);
+    char *placed = shoal_sync_config_path(sc);
+    CHECK_STR_EQ(placed, expected);
+    shoal_free(placed);
+
+    /* The realm syncs from there; the user's sessions list it. */
+    shoal_config_t *config = synced_config(sc);
+    shoal_realm_t *realm = shoal_realm_open(config);
+    CHECK(realm != NULL);
+    add_items(realm, 0, 3);
+    shoal_session_t *session = shoal_realm_get_session(realm);
+    CHECK(session != NULL);
+    CHECK(shoal_session_wait_for_upload(session, WAIT_MS));
+    CHECK(file_exists(expected));
+
+    /* A session stopped by an error (another user's path) is left out of the user's sessions;
+     * its error goes to the default handler, which configs made while it is set start with. */
+    static sync_errors_t errs;
+    sync_errors_init(&errs);
+    CHECK(shoal_set_default_sync_error_handler(on_sync_error, &errs, free_sync_errors));
+    snprintf(path, sizeof path, "/%s/private", owner_id);
+    shoal_sync_config_t *refused_sc = shoal_sync_config_new(user, sync_url(url, path));
+    CHECK(refused_sc != NULL);
+    CHECK(shoal_set_default_sync_error_handler(NULL, NULL, NULL)); /* the built-in one again */
+    shoal_config_t *refused_config = synced_config(refused_sc);
+    shoal_realm_t *refused = shoal_realm_open(refused_config);
+    CHECK(refused != NULL);
+    shoal_session_t *refused_session = shoal_realm_get_session(refused);
+    CHECK(refused_session != NULL);
+    CHECK(wait_for_count(&errs.mu, &errs.cv, &errs.fatal_calls, 1));
+    CHECK(wait_for_session_state(refused_session, SHOAL_SESSION_ERROR));
+    pthread_mutex_lock(&errs.mu);
+    int32_t code = errs.code;
+    pthread_mutex_unlock(&errs.mu);
+    CHECK_INT_EQ(code, SHOAL_ERR_ACCESS_DENIED);
+
+    CHECK_ERR(shoal_user_all_sessions(NULL, NULL, 0) == -1, SHOAL_ERR_MISUSE);
+    shoal_session_t *listed[4] = {NULL, NULL, NULL, NULL};
+    CHECK_ERR(shoal_user_all_sessions(user, NULL, 4) == -1, SHOAL_ERR_INVALID_ARGUMENT);
+    CHECK_INT_EQ(shoal_user_all_sessions(user, NULL, 0), 1);
+    CHECK_INT_EQ(shoal_user_all_sessions(user, listed, 4), 1);
+    CHECK(listed[0] != NULL && listed[1] == NULL);
+    char *listed_path = shoal_session_path(listed[0]);
+    CHECK_STR_EQ(listed_path, expected);
+    shoal_free(listed_path);
+    CHECK(shoal_release(listed[0]));
+    CHECK_INT_EQ(shoal_user_all_sessions(owner, NULL, 0), 0);
+
+    CHECK(shoal_release(errs.kept));
+    CHECK(shoal_release(refused_session));
+    CHECK(shoal_release(refused));
+    CHECK(shoal_release(refused_config));
+    CHECK(shoal_release(refused_sc));
+    CHECK(wait_for_count(&errs.mu, &errs.cv, &errs.freed, 1));
+    CHECK_INT_EQ(errs.freed, 1);
+
+    /* Logout with no realm open deletes the user's files at once (the folders under the given
+     * directory with them; the directory itself stays). */
+    CHECK(shoal_release(realm));
+    CHECK(wait_for_session_state(session, SHOAL_SESSION_INACTIVE));
+    CHECK(shoal_user_logout(user));
+    CHECK(!file_exists(expected));
+    char user_dir[2 * PATH_MAX];
+    snprintf(user_dir, sizeof user_dir, "%s/%s", real_root, user_id);
+    CHECK(!file_exists(user_dir));
+    CHECK(file_exists(real_root));
+
+    uint64_t pending = 1;
+    for (int i = 0; i < WAIT_SECONDS * 50 && pending > 0; i++) {
+        CHECK(shoal_app_pending_revocations(app, &pending));
+        if (pending > 0) sleep_ms(20);
+    }
+    CHECK_INT_EQ(pending, 0);
+    CHECK(shoal_release(session));
+    CHECK(shoal_release(config));
+    CHECK(shoal_release(sc));
+    CHECK(shoal_release(user));
+    CHECK(shoal_release(owner));
+    CHECK(shoal_release(c2));
+    CHECK(shoal_release(c1));
+    CHECK(shoal_release(app));
+    shoal_free(owner_id);
+    shoal_free(user_id);
+    sync_errors_destroy(&errs);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -4455,6 +4606,7 @@ int main(void) {
     RUN_TEST(test_open_async_local_and_cancelled);
     RUN_TEST(test_open_async_synced_cancelled_ten_times);
     RUN_TEST(test_user_lookup_async);
+    RUN_TEST(test_sync_files_sessions_and_default_handler);
 
     remove_temp_dir();
     printf("%d passed, %d failed\n", check_passed, check_failed);

@@ -1385,6 +1385,65 @@ void test_async_write_and_open_on_an_app_scheduler() {
     CHECK(!std::filesystem::exists(fresh.path()));
     scheduler.perform_work();
     CHECK(!called);
+void test_sync_files_sessions_and_default_handler() {
+    const std::string auth = auth_url();
+    shoal::App app = shoal::App::create(path_in("sync-files-app"), "io.shoal.tests.cpp");
+    shoal::User owner = app.login(shoal::Credentials::password(unique_name("cpp-fowner"), "myPassw0rd", true), auth);
+    shoal::User user = app.login(shoal::Credentials::password(unique_name("cpp-files"), "myPassw0rd", true), auth);
+    const std::string id = user.identity();
+
+    // name() and directory(): refusals leave the configuration as it was.
+    shoal::SyncConfig sc = shoal::SyncConfig::create(user, sync_url("/~/sub/tasks"));
+    const std::string before = sc.path();
+    CHECK_ERROR(SHOAL_ERR_INVALID_ARGUMENT, sc.set_name(""));
+    CHECK_ERROR(SHOAL_ERR_INVALID_ARGUMENT, sc.set_directory(""));
+    CHECK_ERROR(SHOAL_ERR_INVALID_ARGUMENT, sc.set_directory("/proc"));
+    CHECK_EQ(sc.path(), before);
+    const std::string root = path_in("cpp-elsewhere");
+    sc.set_directory(root).set_name("named").set_stop_policy(shoal::StopPolicy::Immediately);
+    const std::string real_root = std::filesystem::canonical(root).string();
+    CHECK_EQ(sc.directory(), real_root);
+    const std::string expected = real_root + "/" + id + "/" + id + "/sub/named";
+    CHECK_EQ(sc.path(), expected);
+
+    shoal::Config config = synced_config(sc);
+    shoal::Realm realm = shoal::Realm::open(config);
+    add_items(realm, 0, 2);
+    shoal::Session session = realm.session();
+    session.wait_for_upload(kWait);
+
+    // The default error handler; the session it reports stops in Error and leaves the list.
+    struct Seen : Shared {
+        int fatal = 0;
+        int32_t code = 0;
+    };
+    auto seen = std::make_shared<Seen>();
+    shoal::set_default_sync_error_handler([seen](shoal::Session, shoal::SyncError e) {
+        if (e.is_fatal) seen->update([&] { if (seen->fatal++ == 0) seen->code = e.code; });
+    });
+    shoal::SyncConfig refused_sc = shoal::SyncConfig::create(user, sync_url("/" + owner.identity() + "/private"));
+    shoal::set_default_sync_error_handler(nullptr);
+    shoal::Config refused_config = synced_config(refused_sc);
+    shoal::Realm refused = shoal::Realm::open(refused_config);
+    CHECK(seen->wait([&] { return seen->fatal >= 1; }));
+    CHECK_EQ(seen->code, SHOAL_ERR_ACCESS_DENIED);
+    CHECK(wait_for_state(refused.session(), shoal::SessionState::Error));
+    std::vector<shoal::Session> listed = user.all_sessions();
+    CHECK_EQ(listed.size(), 1u);
+    CHECK_EQ(listed.at(0).path(), expected);
+    CHECK(owner.all_sessions().empty());
+    refused.reset();
+    refused_config.reset();
+    refused_sc.reset();
+
+    // Logout with nothing open deletes the user's files at once.
+    realm.reset();
+    CHECK(wait_for_state(session, shoal::SessionState::Inactive));
+    logout_and_settle(app, user);
+    CHECK(!std::filesystem::exists(expected));
+    CHECK(!std::filesystem::exists(real_root + "/" + id));
+    CHECK(std::filesystem::exists(real_root));
+    logout_and_settle(app, owner);
 }
 
 int main() {
@@ -1409,6 +1468,7 @@ int main() {
     RUN_TEST(test_sync_two_devices);
     RUN_TEST(test_sync_error_handler);
     RUN_TEST(test_client_reset_and_recovery);
+    RUN_TEST(test_sync_files_sessions_and_default_handler);
 
     std::error_code ec;
     std::filesystem::remove_all(g_dir, ec);

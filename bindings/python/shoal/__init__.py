@@ -37,6 +37,7 @@ from .sync import (
     StopPolicy,
     SyncConfig,
     SyncError,
+    set_default_sync_error_handler,
 )
 
 __version__ = "0.1.0"
@@ -79,6 +80,7 @@ __all__ = [
     "StopPolicy",
     "ProgressDirection",
     "ProgressMode",
+    "set_default_sync_error_handler",
     "LIBRARY_VERSION",
     "LIBRARY_PATH",
     *_errors_all,

@@ -188,6 +188,13 @@ SHOAL_ERR_BAD_SESSION_IDENT = 106
 SHOAL_ERR_REUSE_OF_SESSION_IDENT = 107
 SHOAL_ERR_BOUND_IN_OTHER_SESSION = 108
 SHOAL_ERR_BAD_MESSAGE_ORDER = 109
+SHOAL_ERR_BAD_ORIGIN_FILE_IDENT = 110
+SHOAL_ERR_BAD_SERVER_VERSION_DOWNLOAD = 111
+SHOAL_ERR_BAD_CHANGESET_DOWNLOAD = 112
+SHOAL_ERR_BAD_REQUEST_IDENT = 113
+SHOAL_ERR_BAD_ERROR_CODE = 114
+SHOAL_ERR_BAD_COMPRESSION = 115
+SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD = 116
 SHOAL_ERR_SESSION_CLOSED = 200
 #: The family of the sync protocol's codes (same number as SESSION_CLOSED; its name is "SYNC").
 SHOAL_ERR_SYNC = 200
@@ -211,9 +218,11 @@ SHOAL_ERR_UNKNOWN_ACCOUNT = 612
 SHOAL_ERR_EXISTING_ACCOUNT = 613
 SHOAL_ERR_ACCESS_DENIED = 614
 SHOAL_ERR_EXPIRED_REFRESH_TOKEN = 615
+SHOAL_ERR_INVALID_HOST = 616
 SHOAL_ERR_EXPIRED_PERMISSION_OFFER = 701
 SHOAL_ERR_AMBIGUOUS_PERMISSION_OFFER_TOKEN = 702
 SHOAL_ERR_FILE_MAY_NOT_BE_SHARED = 703
+SHOAL_ERR_SERVER_MISCONFIGURATION = 801
 SHOAL_ERR_INVALID_ARGUMENT = 1000
 SHOAL_ERR_WRONG_TYPE = 1001
 SHOAL_ERR_NOT_IN_WRITE_TRANSACTION = 1002
@@ -675,6 +684,13 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         c_bool,
         [_handle, shoal_token_binder_fn_t, c_void_p, shoal_free_userdata_fn_t],
     ),
+    "shoal_sync_config_set_name": (c_bool, [_handle, c_char_p]),
+    "shoal_sync_config_set_directory": (c_bool, [_handle, c_char_p]),
+    "shoal_sync_config_directory": (c_void_p, [_handle]),
+    "shoal_set_default_sync_error_handler": (
+        c_bool,
+        [shoal_sync_error_fn_t, c_void_p, shoal_free_userdata_fn_t],
+    ),
     "shoal_sync_config_path": (c_void_p, [_handle]),
     "shoal_sync_config_server_url": (c_void_p, [_handle]),
     "shoal_sync_config_server_path": (c_void_p, [_handle]),
@@ -709,6 +725,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "shoal_session_path": (c_void_p, [_handle]),
     "shoal_session_server_url": (c_void_p, [_handle]),
     "shoal_session_user": (_handle, [_handle]),
+    "shoal_user_all_sessions": (c_int64, [_handle, POINTER(c_void_p), c_size_t]),
     # client reset
     "shoal_app_execute_client_reset": (c_void_p, [_handle, c_char_p]),
     "shoal_app_stop_sync": (c_bool, [_handle, c_uint64]),

@@ -488,6 +488,22 @@ class User(Handle):
         :meth:`Session.bind_token`. Blocks on the network."""
         return _ffi.take_string(call_ptr(lib.shoal_user_access_token, self._h, _text(path, "the realm path")))
 
+    @property
+    def all_sessions(self) -> "list[Session]":
+        """The user's sync sessions that are not stopped by a fatal error (Realm's
+        ``SyncUser.allSessions``: state ``ERROR`` left out), ordered by local path."""
+        while True:
+            n = call_count(lib.shoal_user_all_sessions, self._h, None, 0)
+            if n == 0:
+                return []
+            out = (ctypes.c_void_p * n)()
+            total = call_count(lib.shoal_user_all_sessions, self._h, out, n)
+            sessions = [Session(out[i], self._app) for i in range(min(total, n))]
+            if total <= n:
+                return sessions
+            for s in sessions:  # a session appeared between the two calls: ask again
+                s.release()
+
     def to_json(self) -> str:
         """The user as JSON, for :meth:`App.user_from_json`."""
         return call_string(lib.shoal_user_to_json, self._h)

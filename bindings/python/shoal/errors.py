@@ -6,13 +6,13 @@ built-in exception, so ``except IndexError`` / ``except TypeError`` work as a Py
 expects: :class:`IndexOutOfBounds` is an ``IndexError``, :class:`WrongType` a ``TypeError``,
 :class:`InvalidArgument` a ``ValueError``, :class:`NoSuchProperty` a ``KeyError``.
 
-The auth server's refusals (codes 601–615) and the permission codes of management realms
-(701–703) derive from :class:`AuthError`; an HTTP status the server answered without a Realm
+The auth server's refusals (codes 601–616 and 801) and the permission codes of management
+realms (701–703) derive from :class:`AuthError`; an HTTP status the server answered without a Realm
 code is an :class:`HttpError` whose ``code`` is the status itself (300–599; 300 alone when the
 status was not in that range).
 
-The sync protocol's codes (100–109 for the connection, 200–213 for a session; category
-``SYNC``) derive from :class:`SyncProtocolError`: a wait on a session that stopped for good
+The sync protocol's codes (100–116 for the connection, 110–116 being the client's own;
+200–213 for a session; category ``SYNC``) derive from :class:`SyncProtocolError`: a wait on a session that stopped for good
 raises the session's error, e.g. :class:`BadAuthentication` (203). :class:`Timeout` (a wait
 that did not finish in time) is also a ``TimeoutError``. (The errors a session's error handler
 receives are :class:`shoal.SyncError` values, not exceptions; their ``exception()`` gives the
@@ -70,6 +70,8 @@ __all__ = [
     "ExpiredPermissionOffer",
     "AmbiguousPermissionOfferToken",
     "FileMayNotBeShared",
+    "InvalidHost",
+    "ServerMisconfiguration",
     "HttpError",
     "SyncProtocolError",
     "ConnectionClosed",
@@ -82,6 +84,13 @@ __all__ = [
     "ReuseOfSessionIdent",
     "BoundInOtherSession",
     "BadMessageOrder",
+    "BadOriginFileIdent",
+    "BadServerVersionDownload",
+    "BadChangesetDownload",
+    "BadRequestIdent",
+    "BadErrorCode",
+    "BadCompression",
+    "BadClientVersionDownload",
     "SessionClosed",
     "OtherSessionError",
     "TokenExpired",
@@ -345,8 +354,8 @@ class Timeout(ShoalError, TimeoutError):
 
 
 class AuthError(ShoalError):
-    """The auth server refused a request (codes 601–615, category ``AUTH``), or a permission
-    request of a management realm was refused (701–703)."""
+    """The auth server refused a request (codes 601–616 and 801, category ``AUTH``), or a
+    permission request of a management realm was refused (701–703)."""
 
 
 class InvalidParameters(AuthError):
@@ -412,6 +421,20 @@ class FileMayNotBeShared(AuthError):
     code_constant = _ffi.SHOAL_ERR_FILE_MAY_NOT_BE_SHARED
 
 
+class InvalidHost(AuthError):
+    """Auth: the host the request was sent to is not one the server accepts (616; the Realm
+    Object Server's, never sent by ``shoal-server``)."""
+
+    code_constant = _ffi.SHOAL_ERR_INVALID_HOST
+
+
+class ServerMisconfiguration(AuthError):
+    """The server is misconfigured (801; the Realm Object Server's, never sent by
+    ``shoal-server``)."""
+
+    code_constant = _ffi.SHOAL_ERR_SERVER_MISCONFIGURATION
+
+
 class HttpError(ShoalError):
     """The auth server answered with an HTTP error status that has no Realm code. ``code`` is
     the status itself (e.g. 404, 502); 300 stands for the family when the status was outside
@@ -431,7 +454,7 @@ class HttpError(ShoalError):
 
 
 class SyncProtocolError(ShoalError):
-    """A sync session or connection error: ``code`` is the protocol's own (100–109 for the
+    """A sync session or connection error: ``code`` is the protocol's own (100–116 for the
     connection, 200–213 for a session), category ``SYNC``."""
 
 
@@ -493,6 +516,51 @@ class BadMessageOrder(SyncProtocolError):
     """Connection 109: a message that is not allowed at this point of the session."""
 
     code_constant = _ffi.SHOAL_ERR_BAD_MESSAGE_ORDER
+
+
+class BadOriginFileIdent(SyncProtocolError):
+    """Connection 110 (the client's): a bad origin file identifier in a downloaded changeset's
+    header."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_ORIGIN_FILE_IDENT
+
+
+class BadServerVersionDownload(SyncProtocolError):
+    """Connection 111 (the client's): a bad server version in a downloaded changeset's
+    header."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_SERVER_VERSION_DOWNLOAD
+
+
+class BadChangesetDownload(SyncProtocolError):
+    """Connection 112 (the client's): a downloaded changeset that does not decode or apply."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_CHANGESET_DOWNLOAD
+
+
+class BadRequestIdent(SyncProtocolError):
+    """Connection 113 (the client's): a bad request identifier in a MARK."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_REQUEST_IDENT
+
+
+class BadErrorCode(SyncProtocolError):
+    """Connection 114 (the client's): a bad error code in an ERROR."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_ERROR_CODE
+
+
+class BadCompression(SyncProtocolError):
+    """Connection 115 (the client's): a bad compression in a DOWNLOAD."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_COMPRESSION
+
+
+class BadClientVersionDownload(SyncProtocolError):
+    """Connection 116 (the client's): a bad last integrated client version in a downloaded
+    changeset's header."""
+
+    code_constant = _ffi.SHOAL_ERR_BAD_CLIENT_VERSION_DOWNLOAD
 
 
 class SessionClosed(SyncProtocolError):
@@ -627,6 +695,8 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
         ExpiredPermissionOffer,
         AmbiguousPermissionOfferToken,
         FileMayNotBeShared,
+        InvalidHost,
+        ServerMisconfiguration,
         HttpError,
         ConnectionClosed,
         OtherError,
@@ -638,6 +708,13 @@ ERROR_CLASSES: dict[int, type[ShoalError]] = {
         ReuseOfSessionIdent,
         BoundInOtherSession,
         BadMessageOrder,
+        BadOriginFileIdent,
+        BadServerVersionDownload,
+        BadChangesetDownload,
+        BadRequestIdent,
+        BadErrorCode,
+        BadCompression,
+        BadClientVersionDownload,
         SessionClosed,
         OtherSessionError,
         TokenExpired,

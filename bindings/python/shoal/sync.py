@@ -55,6 +55,7 @@ from .errors import Misuse, ShoalError, error_for, last_error
 # evaluated (`from __future__ import annotations`).
 
 __all__ = [
+    "set_default_sync_error_handler",
     "ConnectionState",
     "ProgressDirection",
     "ProgressMode",
@@ -180,8 +181,8 @@ def _decode(b: bytes | None) -> str | None:
 class SyncError:
     """An error of a sync session, as its error handler receives it.
 
-    ``code`` is a protocol code (100–109, 200–213; ``category`` ``SYNC``), ``CLIENT_RESET``
-    (7), ``IO`` (0, network failures), an auth code (601–615, e.g. ``ACCESS_DENIED`` 614 for a
+    ``code`` is a protocol code (100–116, 200–213; ``category`` ``SYNC``), ``CLIENT_RESET``
+    (7), ``IO`` (0, network failures), an auth code (601–616, e.g. ``ACCESS_DENIED`` 614 for a
     path the user may not sync) or a database code; ``name`` is its constant name
     (``"BAD_AUTHENTICATION"``, ``"CLIENT_RESET"``, ...). ``is_fatal``: the session stopped for
     good (state ERROR); otherwise it retries by itself. ``is_client_reset``: close every handle
@@ -232,7 +233,7 @@ class SyncError:
 
 
 def sync_code_name(code: int, category: int = _ffi.SHOAL_ERR_CATEGORY_SYNC) -> str:
-    """The name of a code a :class:`SyncError` carries: the protocol's own for 100–109 and
+    """The name of a code a :class:`SyncError` carries: the protocol's own for 100–116 and
     200–213 (200 is ``"SESSION_CLOSED"`` here, though ``shoal_error_name(200)`` names the
     family, ``"SYNC"``), else the ``SHOAL_ERR_*`` name."""
     if code == _ffi.SHOAL_ERR_SESSION_CLOSED:
@@ -314,6 +315,27 @@ def PROGRESS(userdata, transferred, transferable):  # noqa: N802 - a C function 
 # Sync configurations
 # ---------------------------------------------------------------------------------------------
 
+#: The handler given to set_default_sync_error_handler (None: the built-in one).
+_default_error_handler: "Callable[[Session | None, SyncError], Any] | None" = None
+
+
+def set_default_sync_error_handler(fn: "Callable[[Session | None, SyncError], Any] | None") -> None:
+    """Sets the error handler every :class:`SyncConfig` made from now on starts with (Realm's
+    ``SyncManager.setDefaultSessionErrorHandler``): ``fn(session, error)`` on the sync callback
+    thread. None restores the built-in handler, which logs fatal errors at ``ERROR`` and
+    recoverable ones at ``INFO`` as ``Session Error[<url>]: <message>`` (logger
+    ``shoal.sync``, see :mod:`shoal.log`). Configurations made earlier keep the handler they
+    had. The sessions it is called for have no app here, so their ``user`` is unknown."""
+    global _default_error_handler
+    if fn is None:
+        call_bool(lib.shoal_set_default_sync_error_handler, _ffi.shoal_sync_error_fn_t(), None, _ffi.shoal_free_userdata_fn_t())
+    else:
+        if not callable(fn):
+            raise TypeError("the error handler must be callable")
+        call_bool(lib.shoal_set_default_sync_error_handler, SYNC_ERROR, register((fn, None)), FREE_USERDATA)
+    _default_error_handler = fn
+
+
 
 class SyncConfig(Handle):
     """How a realm is synced: the ``user`` and the realm's ``url``, ``realm://host[:port]/path``
@@ -336,7 +358,8 @@ class SyncConfig(Handle):
         self._user = user
         self.url: str = url
         """The URL as given (see :attr:`server_url` for the resolved one)."""
-        self._error_handler: Callable[[Session | None, SyncError], Any] | None = None
+        # The library gave it the default handler of the moment.
+        self._error_handler: Callable[[Session | None, SyncError], Any] | None = _default_error_handler
         self._token_binder: Callable[[Session | None, str], Any] | None = None
         self._stop_policy = StopPolicy.AFTER_CHANGES_UPLOADED
         self._wait_for_initial_data: float | None = None
@@ -352,6 +375,33 @@ class SyncConfig(Handle):
         return call_string(lib.shoal_sync_config_path, self._h)
 
     @property
+    def directory(self) -> str:
+        """The root the local file lives under: ``<base_dir>/shoal-object-server``, or the
+        directory given to :meth:`set_directory` (absolute and canonical)."""
+        return call_string(lib.shoal_sync_config_directory, self._h)
+
+    def set_name(self, name: str) -> "SyncConfig":
+        """Names the local file ``name`` instead of the URL's last segment (Realm's
+        ``SyncConfiguration.Builder.name()``); it stays in the folder the URL's path gives.
+        The characters ``< > : " / \\ | ? *`` become ``_``. :class:`~shoal.InvalidArgument`
+        for an empty name, ``"."``, ``".."`` or a name ending in ``.creating``, ``.compact``
+        or ``.upgrade``; the configuration is then unchanged."""
+        call_bool(lib.shoal_sync_config_set_name, self._h, _text(name, "the realm file name"))
+        return self
+
+    def set_directory(self, directory: "str | os.PathLike[str]") -> "SyncConfig":
+        """Keeps the local file under ``directory`` instead of the app's sync root (Realm's
+        ``SyncConfiguration.Builder.directory()``): ``<directory>/<identity>/<server path>``.
+        The directory is created if missing. :class:`~shoal.InvalidArgument` for an empty
+        path, a file, or a directory that cannot be created or is not writable; the
+        configuration is then unchanged."""
+        path = os.fspath(directory)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        call_bool(lib.shoal_sync_config_set_directory, self._h, _text(path, "the directory"))
+        return self
+
+    @property
     def server_url(self) -> str:
         """The resolved server URL (``~`` replaced by the user's identity)."""
         return call_string(lib.shoal_sync_config_server_url, self._h)
@@ -365,7 +415,9 @@ class SyncConfig(Handle):
 
     @property
     def error_handler(self) -> "Callable[[Session | None, SyncError], Any] | None":
-        """The handler given to :meth:`set_error_handler` (None: errors are only logged)."""
+        """The handler given to :meth:`set_error_handler`, else the default one of the moment
+        the configuration was made (:func:`~shoal.set_default_sync_error_handler`); None: the
+        built-in handler, which logs."""
         return self._error_handler
 
     def set_error_handler(self, fn: "Callable[[Session | None, SyncError], Any] | None") -> "SyncConfig":
