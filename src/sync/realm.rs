@@ -55,6 +55,11 @@ impl SyncedOpen for SyncConfig {
         self.user
             .app
             .record_synced_file(self.user.identity(), &config.path, &self.root);
+        // A logout removes the user's folders too; a configuration made before it still opens.
+        if let Some(dir) = std::path::Path::new(&config.path).parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| crate::Error::from(e).with_path(dir.display().to_string()))?;
+        }
         let is_new = !std::path::Path::new(&config.path).exists();
         let session = client.session(config, is_new)?;
         if cancel.is_cancelled() {
