@@ -3974,6 +3974,7 @@ static void test_sync_client_reset_at_the_next_open_with_a_backup_config(void) {
     CHECK(shoal_release(app));
     pthread_cond_destroy(&seen.cv);
     pthread_mutex_destroy(&seen.mu);
+}
 
 /* The local file's name and root (Realm's name()/directory()), a user's sessions (ERROR ones
  * left out), the default error handler, and logout deleting the user's files. */

@@ -1309,6 +1309,8 @@ void test_fine_grained_notifications_with_lambdas() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     scheduler.perform_work();
     CHECK_EQ(seen.size(), 2u);
+}
+
 void test_async_write_and_open_on_an_app_scheduler() {
     // The app's "event loop": notify only counts; this thread performs the work.
     struct Wakeups : Shared {
@@ -1385,6 +1387,8 @@ void test_async_write_and_open_on_an_app_scheduler() {
     CHECK(!std::filesystem::exists(fresh.path()));
     scheduler.perform_work();
     CHECK(!called);
+}
+
 void test_sync_files_sessions_and_default_handler() {
     const std::string auth = auth_url();
     shoal::App app = shoal::App::create(path_in("sync-files-app"), "io.shoal.tests.cpp");
