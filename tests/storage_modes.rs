@@ -39,11 +39,12 @@ fn encrypted_file_holds_no_plaintext() {
         fill(&realm, 500);
     }
     let raw = std::fs::read(&t.path).unwrap();
+    // Needles of five bytes or more: a three-byte one ("Dog") turns up in a megabyte of
+    // ciphertext by chance about once in sixteen runs.
     for needle in [
         MARKER.as_bytes(),
         b"Person",
         b"score",
-        b"Dog",
         b"shoal_meta",
         b"catalog",
     ] {
