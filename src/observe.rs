@@ -772,7 +772,7 @@ impl ObjectObserver {
             version,
             ..ObjectChange::default()
         };
-        for p in class.props.iter().filter(|p| props.contains(&p.id)) {
+        for p in class.props.iter().filter(|p| props.contains(p.id)) {
             change.changed.push(PropertyKey {
                 class_id: self.class_id,
                 prop_id: p.id,

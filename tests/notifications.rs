@@ -274,12 +274,14 @@ fn a_panicking_callback_does_not_stop_the_others() {
 fn a_panicking_callback_is_logged_not_swallowed() {
     let (log_tx, log_rx) = mpsc::channel::<(shoal::LogLevel, String, String)>();
     let log_tx = std::sync::Mutex::new(log_tx);
-    shoal::set_log_callback(Some(Arc::new(move |level, category: &str, message: &str| {
-        let _ = log_tx
-            .lock()
-            .unwrap()
-            .send((level, category.to_owned(), message.to_owned()));
-    })))
+    shoal::set_log_callback(Some(Arc::new(
+        move |level, category: &str, message: &str| {
+            let _ = log_tx
+                .lock()
+                .unwrap()
+                .send((level, category.to_owned(), message.to_owned()));
+        },
+    )))
     .unwrap();
     let t = TempRealm::new();
     let realm = open_people(&t);
@@ -288,9 +290,8 @@ fn a_panicking_callback_is_logged_not_swallowed() {
         .unwrap();
     let v1 = commit_change(&realm, 1);
     let found = loop {
-        let (level, category, message) = log_rx
-            .recv_timeout(PATIENCE)
-            .expect("the panic is logged");
+        let (level, category, message) =
+            log_rx.recv_timeout(PATIENCE).expect("the panic is logged");
         if message.contains("change callback panicked") {
             break (level, category, message);
         }

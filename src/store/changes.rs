@@ -19,7 +19,41 @@ pub(crate) struct ClassChanges {
     pub(crate) deleted: FxHashSet<u64>,
     /// Objects that existed before and still exist, with the property ids written (a list
     /// property counts when any of its elements changed).
-    pub(crate) modified: FxHashMap<u64, Vec<u32>>,
+    pub(crate) modified: FxHashMap<u64, PropSet>,
+}
+
+/// A set of property ids: a bit per id below 64 (no allocation for the common case, so a
+/// transaction that updates a million objects keeps one small entry per object), a list for
+/// the rest.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PropSet {
+    low: u64,
+    high: Vec<u32>,
+}
+
+impl PropSet {
+    pub(crate) fn insert(&mut self, prop: u32) {
+        if prop < 64 {
+            self.low |= 1 << prop;
+        } else if !self.high.contains(&prop) {
+            self.high.push(prop);
+        }
+    }
+
+    pub(crate) fn contains(&self, prop: u32) -> bool {
+        if prop < 64 {
+            self.low & (1 << prop) != 0
+        } else {
+            self.high.contains(&prop)
+        }
+    }
+
+    fn union(&mut self, other: &PropSet) {
+        self.low |= other.low;
+        for &p in &other.high {
+            self.insert(p);
+        }
+    }
 }
 
 impl ClassChanges {
@@ -39,10 +73,7 @@ impl ClassChanges {
         if !self.existed_before(key) || self.deleted.contains(&key) {
             return;
         }
-        let props = self.modified.entry(key).or_default();
-        if !props.contains(&prop) {
-            props.push(prop);
-        }
+        self.modified.entry(key).or_default().insert(prop);
     }
 
     fn delete(&mut self, key: u64) {
@@ -58,8 +89,8 @@ impl ClassChanges {
             self.delete(key);
         }
         for (&key, props) in &later.modified {
-            for &p in props {
-                self.modify(key, p);
+            if self.existed_before(key) && !self.deleted.contains(&key) {
+                self.modified.entry(key).or_default().union(props);
             }
         }
     }
@@ -152,8 +183,19 @@ mod tests {
         log.deleted(1, 11, || unreachable!());
         let c = &log.classes[&1];
         assert_eq!(c.modified.len(), 1);
-        assert_eq!(c.modified[&4], vec![3]);
+        assert!(c.modified[&4].contains(3) && !c.modified[&4].contains(4));
         assert!(c.deleted.is_empty());
+    }
+
+    #[test]
+    fn property_sets_hold_low_and_high_ids() {
+        let mut p = PropSet::default();
+        for id in [0, 63, 64, 1000, 1000] {
+            p.insert(id);
+        }
+        assert!([0, 63, 64, 1000].iter().all(|&id| p.contains(id)));
+        assert!(!p.contains(1) && !p.contains(65));
+        assert_eq!(p.high, vec![64, 1000]);
     }
 
     #[test]
