@@ -367,6 +367,24 @@ fn log_failure(what: &str, e: &crate::Error) {
     tracing::error!(target: "shoal::notify", error = %e, "{what}: change notification skipped");
 }
 
+/// `impl Observer` for an observer with a `compute` method and a `delivery`: a failure is
+/// logged and the observer waits for the next commit.
+macro_rules! observer_runs_compute {
+    ($observer:ty, $what:literal) => {
+        impl Observer for $observer {
+            fn run(&self, view: View<'_>, version: u64, commits: &[Commit]) {
+                if let Err(e) = self.compute(view, version, commits) {
+                    log_failure($what, &e);
+                }
+            }
+
+            fn is_closed(&self) -> bool {
+                self.delivery.is_closed()
+            }
+        }
+    };
+}
+
 // ----- results -----
 
 /// Up to how many changed objects sorted results place them one by one rather than sorting
@@ -523,17 +541,7 @@ impl ResultsObserver {
     }
 }
 
-impl Observer for ResultsObserver {
-    fn run(&self, view: View<'_>, version: u64, commits: &[Commit]) {
-        if let Err(e) = self.compute(view, version, commits) {
-            log_failure("results", &e);
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.delivery.is_closed()
-    }
-}
+observer_runs_compute!(ResultsObserver, "results");
 
 impl Results {
     /// Calls `callback` with what changed in these results after every commit that changed
@@ -543,9 +551,9 @@ impl Results {
     /// Dropping the token stops the callbacks.
     ///
     /// The change set is computed once per commit, on the notifier thread: commits that touch
-    /// none of the classes the query reads cost nothing, and unsorted results whose filter
-    /// reads only the objects' own properties test just the objects the commit created or
-    /// changed instead of running the query again.
+    /// none of the classes the query reads cost nothing; results whose filter and sorts read
+    /// only the objects' own properties test just the objects the commit created or changed
+    /// (and place them by binary search when sorted) instead of running the query again.
     pub fn observe(
         &self,
         callback: impl Fn(&CollectionChanges) + Send + Sync + 'static,
@@ -679,17 +687,7 @@ impl ListObserver {
     }
 }
 
-impl Observer for ListObserver {
-    fn run(&self, view: View<'_>, version: u64, commits: &[Commit]) {
-        if let Err(e) = self.compute(view, version, commits) {
-            log_failure("list", &e);
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.delivery.is_closed()
-    }
-}
+observer_runs_compute!(ListObserver, "list");
 
 impl List {
     /// Calls `callback` with what changed in this list after every commit that changed it
@@ -786,17 +784,7 @@ impl ObjectObserver {
     }
 }
 
-impl Observer for ObjectObserver {
-    fn run(&self, view: View<'_>, version: u64, commits: &[Commit]) {
-        if let Err(e) = self.compute(view, version, commits) {
-            log_failure("object", &e);
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.delivery.is_closed()
-    }
-}
+observer_runs_compute!(ObjectObserver, "object");
 
 impl Object {
     /// Calls `callback` with the properties written after every commit that changed this
