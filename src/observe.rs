@@ -479,6 +479,21 @@ impl ResultsObserver {
         Ok(())
     }
 
+    /// The modified and created objects that match the filter, in key order: the filter
+    /// runs on those rows alone.
+    fn changed_matches(
+        &self,
+        view: View<'_>,
+        class: &ClassInfo,
+        changes: &ClassChanges,
+    ) -> Result<Vec<u64>> {
+        let mut candidates: Vec<u64> = changes.modified.keys().copied().collect();
+        candidates.sort_unstable();
+        let (next, _) = view.class_state(class.id)?;
+        candidates.extend(changes.first_new_key..next);
+        eval::matching_among(view, class, &self.spec.pred, &candidates)
+    }
+
     /// The new keys of sorted results (see `Spec::is_sorted_incremental`): the old order
     /// without the deleted and changed objects, with the changed and created objects that match
     /// placed by binary search; and those placed. `None` when so many objects changed that
@@ -495,15 +510,8 @@ impl ResultsObserver {
         if changed > PLACE_LIMIT {
             return Ok(None);
         }
-        let mut candidates: Vec<u64> = changes.modified.keys().copied().collect();
-        candidates.sort_unstable();
-        candidates.extend(changes.first_new_key..next);
-        let matched = eval::matching_among(view, class, &self.spec.pred, &candidates)?;
-        let kept: Vec<u64> = old
-            .iter()
-            .copied()
-            .filter(|k| !changes.deleted.contains(k) && !changes.modified.contains_key(k))
-            .collect();
+        let matched = self.changed_matches(view, class, changes)?;
+        let kept: Vec<u64> = unchanged(old, changes).collect();
         let new = self.spec.place_sorted(view, class, kept, &matched)?;
         Ok(Some((new, matched)))
     }
@@ -518,15 +526,8 @@ impl ResultsObserver {
         old: &[u64],
         changes: &ClassChanges,
     ) -> Result<Vec<u64>> {
-        let mut candidates: Vec<u64> = changes.modified.keys().copied().collect();
-        candidates.sort_unstable();
-        let (next, _) = view.class_state(class.id)?;
-        candidates.extend(changes.first_new_key..next);
-        let matched = eval::matching_among(view, class, &self.spec.pred, &candidates)?;
-        let kept = old
-            .iter()
-            .copied()
-            .filter(|k| !changes.deleted.contains(k) && !changes.modified.contains_key(k));
+        let matched = self.changed_matches(view, class, changes)?;
+        let kept = unchanged(old, changes);
         // Two ascending runs merged.
         let mut out = Vec::with_capacity(old.len() + matched.len());
         let mut matched = matched.into_iter().peekable();
@@ -539,6 +540,13 @@ impl ResultsObserver {
         out.extend(matched);
         Ok(out)
     }
+}
+
+/// The old keys of objects the commit neither deleted nor modified, in their old order.
+fn unchanged<'a>(old: &'a [u64], changes: &'a ClassChanges) -> impl Iterator<Item = u64> + 'a {
+    old.iter()
+        .copied()
+        .filter(|k| !changes.deleted.contains(k) && !changes.modified.contains_key(k))
 }
 
 observer_runs_compute!(ResultsObserver, "results");
